@@ -1,0 +1,53 @@
+// Elementwise kernels of the engine: the transcendental passes over K·B·D values
+// that would otherwise rival the GEMMs. Float versions are vectorized
+// (AVX-512 / AVX2 / baseline chosen at load time); Double versions call libm
+// and serve as references and for finite-difference checks.
+//
+// Every function takes (input..., output..., count) with count = number of
+// elements; input and output may alias exactly (in place) but not partially.
+#ifndef CIWAE_KERNELS_H
+#define CIWAE_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+void iwae_exp_f32(const float *x, float *y, long n);
+void iwae_log_f32(const float *x, float *y, long n);
+void iwae_log1p_f32(const float *x, float *y, long n);
+void iwae_tanh_f32(const float *x, float *y, long n);
+void iwae_sigmoid_f32(const float *x, float *y, long n);
+void iwae_softplus_f32(const float *x, float *y, long n);
+
+void iwae_exp_f64(const double *x, double *y, long n);
+void iwae_log_f64(const double *x, double *y, long n);
+void iwae_log1p_f64(const double *x, double *y, long n);
+void iwae_tanh_f64(const double *x, double *y, long n);
+void iwae_sigmoid_f64(const double *x, double *y, long n);
+void iwae_softplus_f64(const double *x, double *y, long n);
+
+/// Bernoulli log-likelihood of binary targets under logits, row by row.
+///
+///     logp[r] = Σ_d x[r / repeat][d] · ℓ[r][d] − softplus(ℓ[r][d])
+///     prob[r][d] = sigmoid(ℓ[r][d])          (skipped when prob is NULL)
+///
+/// logits and prob are (rows, dim); x is (rows / repeat, dim): each data row
+/// serves `repeat` consecutive logit rows (the K samples of one example).
+void iwae_bernoulli_loglik_f32(const float *logits, const float *x, long rows, long dim,
+                               long repeat, float *logp, float *prob);
+void iwae_bernoulli_loglik_f64(const double *logits, const double *x, long rows, long dim,
+                               long repeat, double *logp, double *prob);
+
+/// Box–Muller transform of 2·pairs uniform random words into 2·pairs
+/// independent standard normals: out[i] = r cos θ, out[pairs + i] = r sin θ,
+/// r = √(−2 log u₁), θ = 2π u₂, u₁ ∈ (0, 1] from bits[2i], u₂ ∈ [0, 1) from bits[2i+1].
+void iwae_box_muller_f32(const uint32_t *bits, float *out, long pairs);
+void iwae_box_muller_f64(const uint64_t *bits, double *out, long pairs);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

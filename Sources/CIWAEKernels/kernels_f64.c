@@ -1,0 +1,45 @@
+// Double-precision kernels: plain libm, the reference the vectorized Float
+// kernels are tested against and the precision of finite-difference checks.
+#include "CIWAEKernels.h"
+#include <math.h>
+
+static inline double softplus_d(double x) {
+    return (x > 0.0 ? x : 0.0) + log1p(exp(-fabs(x)));
+}
+static inline double sigmoid_d(double x) {
+    double e = exp(-fabs(x));
+    return x >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+
+void iwae_exp_f64(const double *x, double *y, long n) { for (long i = 0; i < n; i++) y[i] = exp(x[i]); }
+void iwae_log_f64(const double *x, double *y, long n) { for (long i = 0; i < n; i++) y[i] = log(x[i]); }
+void iwae_log1p_f64(const double *x, double *y, long n) { for (long i = 0; i < n; i++) y[i] = log1p(x[i]); }
+void iwae_tanh_f64(const double *x, double *y, long n) { for (long i = 0; i < n; i++) y[i] = tanh(x[i]); }
+void iwae_sigmoid_f64(const double *x, double *y, long n) { for (long i = 0; i < n; i++) y[i] = sigmoid_d(x[i]); }
+void iwae_softplus_f64(const double *x, double *y, long n) {
+    for (long i = 0; i < n; i++) y[i] = isnan(x[i]) ? x[i] : softplus_d(x[i]);
+}
+
+void iwae_bernoulli_loglik_f64(const double *logits, const double *x, long rows, long dim,
+                               long repeat, double *logp, double *prob) {
+    for (long r = 0; r < rows; r++) {
+        const double *l = logits + r * dim;
+        const double *t = x + (r / repeat) * dim;
+        double total = 0.0;
+        for (long d = 0; d < dim; d++) {
+            total += t[d] * l[d] - softplus_d(l[d]);
+            if (prob) prob[r * dim + d] = sigmoid_d(l[d]);
+        }
+        logp[r] = total;
+    }
+}
+
+void iwae_box_muller_f64(const uint64_t *bits, double *out, long pairs) {
+    for (long i = 0; i < pairs; i++) {
+        double u1 = (double)((bits[2 * i] >> 11) + 1) * 0x1.0p-53;
+        double u2 = (double)(bits[2 * i + 1] >> 11) * 0x1.0p-53;
+        double r = sqrt(-2.0 * log(u1));
+        out[i] = r * cos(6.283185307179586 * u2);
+        out[pairs + i] = r * sin(6.283185307179586 * u2);
+    }
+}

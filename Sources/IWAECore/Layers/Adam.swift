@@ -1,0 +1,57 @@
+import IWAELinearAlgebra
+import RealModule
+
+/// Adam (Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization"),
+/// with bias correction, minimizing a loss whose gradient is in the store.
+///
+///     m ← β₁ m + (1 − β₁) g
+///     v ← β₂ v + (1 − β₂) g²
+///     θ ← θ − η · (m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε)
+///
+/// Defaults are the IWAE paper's: β₁ = 0.9, β₂ = 0.999, ε = 10⁻⁴.
+/// The moments share the parameters' layout: one flat loop per step.
+public final class Adam<Scalar: BLASScalar> {
+    public var learningRate: Double
+    public let beta1: Double
+    public let beta2: Double
+    public let epsilon: Double
+    public private(set) var step = 0
+    public let firstMoment: Tensor<Scalar>
+    public let secondMoment: Tensor<Scalar>
+
+    public init(count: Int, learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-4) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        firstMoment = Tensor(shape: [count])
+        secondMoment = Tensor(shape: [count])
+    }
+
+    /// Restores the step counter (for resuming from saved moments).
+    public func restore(step: Int) { self.step = step }
+
+    /// One update of `store.values` from `store.gradients`.
+    public func update(_ store: ParameterStore<Scalar>) {
+        step += 1
+        let t = Double(step)
+        let b1 = Scalar(beta1), b2 = Scalar(beta2)
+        let c1 = Scalar(1 - beta1), c2 = Scalar(1 - beta2)
+        // Fold both bias corrections into the step size and ε:
+        // θ −= η·√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε·√(1−β₂ᵗ)).
+        let correction2 = (1 - Double.pow(beta2, t)).squareRoot()
+        let stepSize = Scalar(learningRate * correction2 / (1 - Double.pow(beta1, t)))
+        let eps = Scalar(epsilon * correction2)
+        let theta = store.values.pointer, g = store.gradients.pointer
+        let m = firstMoment.pointer, v = secondMoment.pointer
+        for i in 0..<store.values.count {
+            let gi = g[i]
+            let mi = b1 * m[i] + c1 * gi
+            let vi = b2 * v[i] + c2 * gi * gi
+            m[i] = mi
+            v[i] = vi
+            theta[i] -= stepSize * mi / (vi.squareRoot() + eps)
+        }
+    }
+}
+

@@ -1,0 +1,54 @@
+import RealModule
+import IWAELinearAlgebra
+
+/// An affine layer `y = x Wᵀ + b`.
+///
+/// Shapes: x is (N, in), W is (out, in), b is (out), y is (N, out).
+/// Initialization (Glorot & Bengio 2010, uniform): `W ~ U(−a, a)`,
+/// `a = √(6 / (in + out))`, `b = 0`.
+public struct Linear: Sendable {
+    public let inputSize: Int
+    public let outputSize: Int
+    public let weight: ParameterSlot
+    public let bias: ParameterSlot
+
+    /// Registers `name.weight` (out, in) and `name.bias` (out) in `layout`.
+    public init(_ inputSize: Int, _ outputSize: Int, name: String, layout: inout ParameterLayout) {
+        self.inputSize = inputSize
+        self.outputSize = outputSize
+        weight = layout.register("\(name).weight", shape: [outputSize, inputSize])
+        bias = layout.register("\(name).bias", shape: [outputSize])
+    }
+
+    /// Glorot-uniform weights, zero bias.
+    public func initialize<Scalar: BLASScalar>(_ store: ParameterStore<Scalar>, using rng: Xoshiro256) {
+        let a = (6.0 / Double(inputSize + outputSize)).squareRoot()
+        let w = store.value(weight)
+        for i in 0..<weight.count { w[i] = Scalar(a * (2 * rng.uniform(Double.self) - 1)) }
+        store.value(bias).update(repeating: 0, count: bias.count)
+    }
+
+    /// `y ← x Wᵀ + b`: the bias is copied into every row of y, then one GEMM
+    /// accumulates onto it.
+    public func forward<Scalar: BLASScalar>(
+        _ y: MatrixView<Scalar>, _ x: MatrixView<Scalar>, _ store: ParameterStore<Scalar>
+    ) {
+        precondition(x.columns == inputSize && y.columns == outputSize && x.rows == y.rows)
+        let b = store.value(bias)
+        for r in 0..<y.rows { (y.pointer + r * y.rowStride).update(from: b, count: outputSize) }
+        gemm(y, x, .none, store.valueMatrix(weight), .transposed, beta: 1)
+    }
+
+    /// Accumulates `dW += dyᵀ x`, `db += Σ_rows dy`, and, when `dx` is given,
+    /// `dx ← dy W` (or `dx += dy W` with `accumulateInput`).
+    public func backward<Scalar: BLASScalar>(
+        dx: MatrixView<Scalar>?, dy: MatrixView<Scalar>, x: MatrixView<Scalar>,
+        _ store: ParameterStore<Scalar>, ones: UnsafePointer<Scalar>, accumulateInput: Bool = false
+    ) {
+        gemm(store.gradientMatrix(weight), dy, .transposed, x, .none, beta: 1)
+        sumRows(dy, ones: ones, into: store.gradient(bias))
+        if let dx {
+            gemm(dx, dy, .none, store.valueMatrix(weight), .none, beta: accumulateInput ? 1 : 0)
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import RealModule
+import IWAELinearAlgebra
+
+/// A stack of `Linear` layers, each followed by its `Activation`.
+///
+/// Shapes: input (N, sizes[0]), layer i maps (N, sizes[i]) → (N, sizes[i+1]),
+/// output (N, sizes.last). The forward keeps every layer's output (what the
+/// backward needs); buffers are sized for `capacity` rows and reused.
+public final class MLP<Scalar: BLASScalar> {
+    public let layers: [Linear]
+    public let activations: [Activation]
+    public private(set) var capacity = 0
+    private var outputs: [Tensor<Scalar>] = []
+    private var gradients: [Tensor<Scalar>] = []
+    private var ones = Tensor<Scalar>(shape: [0])
+    private var rows = 0
+    private var input: MatrixView<Scalar>?
+
+    /// Registers layers `name.0`, `name.1`, … of `sizes` in `layout`.
+    public init(sizes: [Int], activations: [Activation], name: String, layout: inout ParameterLayout) {
+        precondition(sizes.count >= 2 && activations.count == sizes.count - 1)
+        layers = (0..<sizes.count - 1).map { Linear(sizes[$0], sizes[$0 + 1], name: "\(name).\($0)", layout: &layout) }
+        self.activations = activations
+    }
+
+    public var inputSize: Int { layers.first!.inputSize }
+    public var outputSize: Int { layers.last!.outputSize }
+
+    public func initialize(_ store: ParameterStore<Scalar>, using rng: Xoshiro256) {
+        for layer in layers { layer.initialize(store, using: rng) }
+    }
+
+    /// Makes room for `rows` rows (allocates only when growing).
+    public func reserve(rows: Int) {
+        guard rows > capacity else { return }
+        capacity = rows
+        outputs = layers.map { Tensor(shape: [rows, $0.outputSize]) }
+        gradients = layers.map { Tensor(shape: [rows, $0.outputSize]) }
+        ones = Tensor(shape: [rows])
+        ones.fill(1)
+    }
+
+    /// Runs the stack on `x` (N, in) and returns the output view (N, out),
+    /// valid until the next forward.
+    @discardableResult
+    public func forward(_ x: MatrixView<Scalar>, _ store: ParameterStore<Scalar>) -> MatrixView<Scalar> {
+        reserve(rows: x.rows)
+        rows = x.rows
+        input = x
+        var current = x
+        for (i, layer) in layers.enumerated() {
+            let y = MatrixView(outputs[i].pointer, rows: rows, columns: layer.outputSize)
+            layer.forward(y, current, store)
+            activations[i].forward(y)
+            current = y
+        }
+        return current
+    }
+
+    /// The output of the last forward (N, out).
+    public var output: MatrixView<Scalar> { MatrixView(outputs.last!.pointer, rows: rows, columns: outputSize) }
+
+    /// The upstream-gradient buffer for the output (N, out): write dL/dy here,
+    /// then call `backward`.
+    public var outputGradient: MatrixView<Scalar> { MatrixView(gradients.last!.pointer, rows: rows, columns: outputSize) }
+
+    /// Backpropagates `outputGradient` (consumed in place) through the stack,
+    /// accumulating parameter gradients; writes dL/dx into `dx` when given.
+    public func backward(dx: MatrixView<Scalar>?, _ store: ParameterStore<Scalar>, accumulateInput: Bool = false) {
+        guard let input else { preconditionFailure("backward before forward") }
+        for i in stride(from: layers.count - 1, through: 0, by: -1) {
+            let layer = layers[i]
+            let dy = MatrixView(gradients[i].pointer, rows: rows, columns: layer.outputSize)
+            activations[i].backward(dy, output: MatrixView(outputs[i].pointer, rows: rows, columns: layer.outputSize))
+            let x = i == 0 ? input : MatrixView(outputs[i - 1].pointer, rows: rows, columns: layer.inputSize)
+            let dxi = i == 0 ? dx : MatrixView(gradients[i - 1].pointer, rows: rows, columns: layer.inputSize)
+            layer.backward(dx: dxi, dy: dy, x: x, store, ones: ones.pointer, accumulateInput: i == 0 && accumulateInput)
+        }
+    }
+
+    /// The ones vector (≥ N entries) for bias gradients of heads attached to this stack.
+    public var onesVector: UnsafePointer<Scalar> { UnsafePointer(ones.pointer) }
+}

@@ -1,0 +1,60 @@
+import RealModule
+import IWAELinearAlgebra
+
+/// Where one named parameter tensor lives inside the flat parameter buffer.
+public struct ParameterSlot: Sendable, Equatable {
+    public let name: String
+    public let shape: [Int]
+    public let offset: Int
+    public var count: Int { shape.reduce(1, *) }
+}
+
+/// The layout of every parameter of a model in one contiguous buffer, in
+/// registration order. Gradients and optimizer moments use the same layout,
+/// so the optimizer is one flat loop and a checkpoint is one write.
+public struct ParameterLayout: Sendable, Equatable {
+    public private(set) var slots: [ParameterSlot] = []
+    public private(set) var count = 0
+
+    public init() {}
+
+    /// Reserves `shape` under `name` and returns its slot.
+    public mutating func register(_ name: String, shape: [Int]) -> ParameterSlot {
+        precondition(!slots.contains { $0.name == name }, "duplicate parameter \(name)")
+        let slot = ParameterSlot(name: name, shape: shape, offset: count)
+        slots.append(slot)
+        count += slot.count
+        return slot
+    }
+
+    public func slot(named name: String) -> ParameterSlot? { slots.first { $0.name == name } }
+}
+
+/// The parameter buffer and its gradient buffer (same layout).
+///
+/// Gradients accumulate (`+=`) during a backward pass and are zeroed once per
+/// step by `zeroGradients()`.
+public final class ParameterStore<Scalar: BLASScalar> {
+    public let layout: ParameterLayout
+    public let values: Tensor<Scalar>
+    public let gradients: Tensor<Scalar>
+
+    public init(layout: ParameterLayout) {
+        self.layout = layout
+        values = Tensor(shape: [layout.count])
+        gradients = Tensor(shape: [layout.count])
+    }
+
+    public func zeroGradients() { gradients.zero() }
+
+    public func value(_ slot: ParameterSlot) -> UnsafeMutablePointer<Scalar> { values.pointer + slot.offset }
+    public func gradient(_ slot: ParameterSlot) -> UnsafeMutablePointer<Scalar> { gradients.pointer + slot.offset }
+
+    /// The slot as an (out, in) matrix, or a 1×n row for vectors.
+    public func valueMatrix(_ slot: ParameterSlot) -> MatrixView<Scalar> {
+        MatrixView(value(slot), rows: slot.shape.count == 2 ? slot.shape[0] : 1, columns: slot.shape.last ?? 1)
+    }
+    public func gradientMatrix(_ slot: ParameterSlot) -> MatrixView<Scalar> {
+        MatrixView(gradient(slot), rows: slot.shape.count == 2 ? slot.shape[0] : 1, columns: slot.shape.last ?? 1)
+    }
+}

@@ -1,0 +1,136 @@
+import RealModule
+import Foundation
+import IWAELinearAlgebra
+
+/// Images as intensities in [0, 1], row-major (count, dimension), with labels.
+public struct ImageSet: Sendable {
+    public let count: Int
+    public let dimension: Int
+    public let width: Int
+    public let height: Int
+    public var pixels: [Float]
+    public var labels: [UInt8]
+
+    public init(count: Int, width: Int, height: Int, pixels: [Float], labels: [UInt8]) {
+        precondition(pixels.count == count * width * height && labels.count == count)
+        self.count = count
+        self.width = width
+        self.height = height
+        dimension = width * height
+        self.pixels = pixels
+        self.labels = labels
+    }
+
+    /// Images from an IDX image file (count, height, width) and label file (count).
+    public init(images: IDXArray, labels: IDXArray, name: String) throws {
+        guard images.shape.count == 3 else {
+            throw IWAEError.invalidData("\(name): image file has \(images.shape.count) dimensions, expected 3 (count, rows, columns)")
+        }
+        guard labels.shape.count == 1 else {
+            throw IWAEError.invalidData("\(name): label file has \(labels.shape.count) dimensions, expected 1")
+        }
+        guard images.shape[0] == labels.shape[0] else {
+            throw IWAEError.invalidData("\(name): \(images.shape[0]) images but \(labels.shape[0]) labels")
+        }
+        guard images.shape[0] > 0 else { throw IWAEError.invalidData("\(name): the data set is empty") }
+        guard images.shape[1] > 0, images.shape[2] > 0 else {
+            throw IWAEError.invalidData("\(name): images of size \(images.shape[1])×\(images.shape[2])")
+        }
+        self.init(count: images.shape[0], width: images.shape[2], height: images.shape[1],
+                  pixels: images.values.map { Float($0) / 255 }, labels: labels.values)
+    }
+
+    /// The images at `indices`, in that order.
+    public func subset(_ indices: some Collection<Int>) -> ImageSet {
+        var p = [Float]()
+        p.reserveCapacity(indices.count * dimension)
+        var l = [UInt8]()
+        for i in indices {
+            p.append(contentsOf: pixels[i * dimension..<(i + 1) * dimension])
+            l.append(labels[i])
+        }
+        return ImageSet(count: indices.count, width: width, height: height, pixels: p, labels: l)
+    }
+
+    /// The first `n` images.
+    public func prefix(_ n: Int) -> ImageSet { subset(0..<min(n, count)) }
+
+    /// Mean intensity of each pixel (dimension).
+    public var pixelMean: [Float] {
+        var mean = [Double](repeating: 0, count: dimension)
+        for i in 0..<count { for d in 0..<dimension { mean[d] += Double(pixels[i * dimension + d]) } }
+        return mean.map { Float($0 / Double(count)) }
+    }
+
+    /// Draws binary images: pixel d of image `indices[r]` is 1 with
+    /// probability equal to its intensity (dynamic binarization, MATH.md §5).
+    /// Writes (indices.count, dimension) values into `out`.
+    public func binarize(_ indices: some Collection<Int>, into out: UnsafeMutablePointer<Float>, using rng: Xoshiro256) {
+        var r = 0
+        pixels.withUnsafeBufferPointer { source in
+            for i in indices {
+                let row = source.baseAddress! + i * dimension
+                let target = out + r * dimension
+                for d in 0..<dimension {
+                    let u = Float(rng.next() >> 40) * 0x1.0p-24
+                    target[d] = u < row[d] ? 1 : 0
+                }
+                r += 1
+            }
+        }
+    }
+
+    /// The whole set binarized once with a fixed seed (the same binary images
+    /// for every evaluation).
+    public func binarizedOnce(seed: UInt64) -> ImageSet {
+        var out = [Float](repeating: 0, count: pixels.count)
+        out.withUnsafeMutableBufferPointer { binarize(0..<count, into: $0.baseAddress!, using: Xoshiro256(seed: seed)) }
+        return ImageSet(count: count, width: width, height: height, pixels: out, labels: labels)
+    }
+}
+
+/// The four MNIST-format files of a data set: training and test images and labels.
+public struct MNISTFormatDataset: Sendable {
+    public let name: String
+    public let train: ImageSet
+    public let test: ImageSet
+
+    /// Where Debian's `dataset-fashion-mnist` installs Fashion-MNIST.
+    public static let fashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
+
+    /// Reads `fashion-mnist` (the Debian package) or any directory holding
+    /// `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
+    /// `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte` (each optionally
+    /// `.gz`; MNIST's `train-images.idx3-ubyte` spelling is accepted too).
+    public static func load(_ source: String) throws -> MNISTFormatDataset {
+        let directory: String
+        if source == "fashion-mnist" {
+            directory = fashionMNISTDirectory
+            guard FileManager.default.fileExists(atPath: directory) else {
+                throw IWAEError.invalidData("Fashion-MNIST not found at \(directory): install the Debian package dataset-fashion-mnist")
+            }
+        } else {
+            directory = source
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
+            throw IWAEError.invalidData("data directory \(directory) does not exist")
+        }
+        guard isDirectory.boolValue else { throw IWAEError.invalidData("data path \(directory) is not a directory") }
+        func find(_ stem: String, _ kind: String) throws -> String {
+            for name in ["\(stem)-\(kind)-ubyte", "\(stem)-\(kind)-ubyte.gz", "\(stem).\(kind)-ubyte", "\(stem).\(kind)-ubyte.gz"] {
+                let path = directory + "/" + name
+                if FileManager.default.fileExists(atPath: path) { return path }
+            }
+            throw IWAEError.invalidData("\(directory) has no \(stem)-\(kind)-ubyte[.gz]")
+        }
+        let train = try ImageSet(images: IDXArray(contentsOf: find("train-images", "idx3")),
+                                 labels: IDXArray(contentsOf: find("train-labels", "idx1")), name: "\(directory) (train)")
+        let test = try ImageSet(images: IDXArray(contentsOf: find("t10k-images", "idx3")),
+                                labels: IDXArray(contentsOf: find("t10k-labels", "idx1")), name: "\(directory) (test)")
+        guard train.dimension == test.dimension else {
+            throw IWAEError.invalidData("\(directory): training images are \(train.height)×\(train.width) but test images \(test.height)×\(test.width)")
+        }
+        return MNISTFormatDataset(name: source, train: train, test: test)
+    }
+}

@@ -1,0 +1,71 @@
+// Shape legend used across the engine:
+//   B = examples in a minibatch, K = importance samples per example,
+//   D = data dimension, k = latent dimension, H = hidden width.
+// Matrices are row-major; "(rows, columns)".
+import RealModule
+
+/// Whether a matrix operand of a product is read as stored or transposed.
+public enum Transpose: Sendable {
+    case none
+    case transposed
+}
+
+/// A floating-point type the engine computes in: `Float` for training and
+/// evaluation, `Double` for finite-difference checks and references.
+///
+/// Each requirement is a thin forwarder to the `s`/`d` routine of BLAS,
+/// LAPACKE or the engine's elementwise kernels; `Float+BLAS.swift` and
+/// `Double+BLAS.swift` hold the two conformances. Pointers are row-major and
+/// every count is a number of elements.
+public protocol BLASScalar: BinaryFloatingPoint, Real, Sendable where Self.RawSignificand: FixedWidthInteger {
+    /// `C ← α·op(A)·op(B) + β·C` with `op(A)` of shape (m, kk), `op(B)` (kk, n), `C` (m, n).
+    static func gemm(
+        transposeA: Transpose, transposeB: Transpose,
+        m: Int, n: Int, kk: Int,
+        alpha: Self, a: UnsafePointer<Self>, lda: Int,
+        b: UnsafePointer<Self>, ldb: Int,
+        beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+
+    /// `y ← α·op(A)·x + β·y` with `A` stored (m, n).
+    static func gemv(
+        transpose: Transpose, m: Int, n: Int,
+        alpha: Self, a: UnsafePointer<Self>, lda: Int,
+        x: UnsafePointer<Self>, beta: Self, y: UnsafeMutablePointer<Self>)
+
+    /// `y ← α·x + y`.
+    static func axpy(count: Int, alpha: Self, x: UnsafePointer<Self>, y: UnsafeMutablePointer<Self>)
+
+    /// In-place Cholesky factorization `A = L·Lᵀ` of a row-major (n, n)
+    /// matrix, lower triangle; returns LAPACK's `info` (0 on success,
+    /// `i > 0` when the leading minor of order `i` is not positive definite).
+    static func choleskyLower(n: Int, a: UnsafeMutablePointer<Self>, lda: Int) -> Int
+
+    // Elementwise kernels: y[i] = f(x[i]) for i < count; x may equal y.
+    static func exp(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int)
+    static func log(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int)
+    static func log1p(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int)
+    static func tanh(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int)
+    static func sigmoid(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int)
+    static func softplus(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int)
+
+    /// Bernoulli log-likelihood row by row, and optionally the probabilities:
+    ///
+    ///     logp[r] = Σ_d x[r / repeat][d]·ℓ[r][d] − softplus(ℓ[r][d]),   prob[r][d] = σ(ℓ[r][d])
+    ///
+    /// `logits` and `prob` are (rows, dim), `targets` is (rows / repeat, dim).
+    static func bernoulliLogLikelihood(
+        logits: UnsafePointer<Self>, targets: UnsafePointer<Self>,
+        rows: Int, dim: Int, repeat: Int,
+        logLikelihood: UnsafeMutablePointer<Self>, probabilities: UnsafeMutablePointer<Self>?)
+
+    /// Fills `count` values with independent standard normals (Box–Muller on
+    /// the generator's words).
+    static func fillStandardNormal(_ out: UnsafeMutablePointer<Self>, count: Int, using generator: Xoshiro256)
+
+    /// Name of the type in safetensors (`F32`, `F64`).
+    static var safetensorsDType: String { get }
+}
+
+extension Transpose {
+    var isTransposed: Bool { self == .transposed }
+}

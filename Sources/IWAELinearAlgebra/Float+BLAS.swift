@@ -1,0 +1,57 @@
+import RealModule
+import CBLAS
+import CIWAEKernels
+
+extension Float: BLASScalar {
+    public static func gemm(
+        transposeA: Transpose, transposeB: Transpose, m: Int, n: Int, kk: Int,
+        alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        cblas_sgemm(CblasRowMajor, transposeA.cblas, transposeB.cblas, Int32(m), Int32(n), Int32(kk),
+                    alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+    public static func gemv(
+        transpose: Transpose, m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>
+    ) {
+        cblas_sgemv(CblasRowMajor, transpose.cblas, Int32(m), Int32(n), alpha, a, Int32(lda), x, 1, beta, y, 1)
+    }
+    public static func axpy(count: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        cblas_saxpy(Int32(count), alpha, x, 1, y, 1)
+    }
+    public static func choleskyLower(n: Int, a: UnsafeMutablePointer<Float>, lda: Int) -> Int {
+        Int(LAPACKE_spotrf(LAPACK_ROW_MAJOR, CChar(UInt8(ascii: "L")), Int32(n), a, Int32(lda)))
+    }
+    public static func exp(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) { iwae_exp_f32(x, y, count) }
+    public static func log(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) { iwae_log_f32(x, y, count) }
+    public static func log1p(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) { iwae_log1p_f32(x, y, count) }
+    public static func tanh(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) { iwae_tanh_f32(x, y, count) }
+    public static func sigmoid(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) { iwae_sigmoid_f32(x, y, count) }
+    public static func softplus(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) { iwae_softplus_f32(x, y, count) }
+    public static func bernoulliLogLikelihood(
+        logits: UnsafePointer<Float>, targets: UnsafePointer<Float>, rows: Int, dim: Int, repeat: Int,
+        logLikelihood: UnsafeMutablePointer<Float>, probabilities: UnsafeMutablePointer<Float>?
+    ) {
+        iwae_bernoulli_loglik_f32(logits, targets, rows, dim, `repeat`, logLikelihood, probabilities)
+    }
+    public static func fillStandardNormal(_ out: UnsafeMutablePointer<Float>, count: Int, using generator: Xoshiro256) {
+        let pairs = (count + 1) / 2
+        let words = generator.scratchWords(count: pairs)   // 2·pairs UInt32 in pairs UInt64
+        let bits = UnsafeRawPointer(words).assumingMemoryBound(to: UInt32.self)
+        let half = count / 2
+        iwae_box_muller_f32(bits, out, half)
+        if count % 2 == 1 {
+            var tail: (Float, Float) = (0, 0)
+            withUnsafeMutablePointer(to: &tail) {
+                $0.withMemoryRebound(to: Float.self, capacity: 2) { iwae_box_muller_f32(bits + 2 * half, $0, 1) }
+            }
+            out[count - 1] = tail.0
+        }
+    }
+    public static var safetensorsDType: String { "F32" }
+}
+
+extension Transpose {
+    var cblas: CBLAS_TRANSPOSE { self == .none ? CblasNoTrans : CblasTrans }
+}

@@ -1,0 +1,82 @@
+import RealModule
+/// Matrix products on `MatrixView`s, checked for shape and forwarded to BLAS.
+
+/// General matrix product, the workhorse of every layer.
+///
+///     C ← α · op(A) · op(B) + β · C
+///
+/// `op(A)` is (m, kk), `op(B)` is (kk, n), `C` is (m, n); `β = 1` accumulates.
+@inlinable
+public func gemm<Scalar: BLASScalar>(
+    _ c: MatrixView<Scalar>,
+    _ a: MatrixView<Scalar>, _ transposeA: Transpose = .none,
+    _ b: MatrixView<Scalar>, _ transposeB: Transpose = .none,
+    alpha: Scalar = 1, beta: Scalar = 0
+) {
+    let m = transposeA == .none ? a.rows : a.columns
+    let kk = transposeA == .none ? a.columns : a.rows
+    let kb = transposeB == .none ? b.rows : b.columns
+    let n = transposeB == .none ? b.columns : b.rows
+    precondition(kk == kb && c.rows == m && c.columns == n,
+                 "gemm shapes: op(A) \(m)×\(kk), op(B) \(kb)×\(n), C \(c.rows)×\(c.columns)")
+    if m == 0 || n == 0 { return }
+    if kk == 0 {
+        // BLAS leaves C untouched for kk = 0 only when β = 1; scale explicitly.
+        for i in 0..<m { for j in 0..<n { c[i, j] = beta == 0 ? 0 : beta * c[i, j] } }
+        return
+    }
+    Scalar.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, kk: kk,
+                alpha: alpha, a: a.pointer, lda: max(a.rowStride, 1),
+                b: b.pointer, ldb: max(b.rowStride, 1),
+                beta: beta, c: c.pointer, ldc: max(c.rowStride, 1))
+}
+
+/// Batched matrix product over a leading batch dimension:
+///
+///     C[i] ← α · op(A[i]) · op(B[i]) + β · C[i],   i = 0..<batch
+///
+/// Each operand is `batch` equally shaped matrices laid out `stride` elements
+/// apart (stride 0 broadcasts one matrix to every product).
+@inlinable
+public func batchedGEMM<Scalar: BLASScalar>(
+    batch: Int,
+    _ c: MatrixView<Scalar>, strideC: Int,
+    _ a: MatrixView<Scalar>, strideA: Int, _ transposeA: Transpose = .none,
+    _ b: MatrixView<Scalar>, strideB: Int, _ transposeB: Transpose = .none,
+    alpha: Scalar = 1, beta: Scalar = 0
+) {
+    for i in 0..<batch {
+        gemm(MatrixView(c.pointer + i * strideC, rows: c.rows, columns: c.columns, rowStride: c.rowStride),
+             MatrixView(a.pointer + i * strideA, rows: a.rows, columns: a.columns, rowStride: a.rowStride), transposeA,
+             MatrixView(b.pointer + i * strideB, rows: b.rows, columns: b.columns, rowStride: b.rowStride), transposeB,
+             alpha: alpha, beta: beta)
+    }
+}
+
+/// Sums the rows of `a` (rows, columns) into `result` (columns):
+/// `result ← β·result + Σ_r a[r, :]`, by one BLAS `gemv` with a ones vector
+/// that the caller owns (length ≥ rows).
+@inlinable
+public func sumRows<Scalar: BLASScalar>(
+    _ a: MatrixView<Scalar>, ones: UnsafePointer<Scalar>, into result: UnsafeMutablePointer<Scalar>, beta: Scalar = 1
+) {
+    if a.rows == 0 || a.columns == 0 { return }
+    Scalar.gemv(transpose: .transposed, m: a.rows, n: a.columns, alpha: 1, a: a.pointer, lda: a.rowStride,
+                x: ones, beta: beta, y: result)
+}
+
+/// Batched in-place Cholesky factorization `Σᵢ = Lᵢ Lᵢᵀ` of `batch` row-major
+/// (n, n) matrices stored `n·n` apart; only the lower triangles are written.
+///
+/// Returns nil on success, or the first failing matrix index and LAPACK's
+/// `info` (the order of the leading minor that is not positive definite).
+@inlinable
+public func batchedCholesky<Scalar: BLASScalar>(
+    _ matrices: UnsafeMutablePointer<Scalar>, batch: Int, n: Int
+) -> (index: Int, info: Int)? {
+    for i in 0..<batch {
+        let info = Scalar.choleskyLower(n: n, a: matrices + i * n * n, lda: n)
+        if info != 0 { return (i, info) }
+    }
+    return nil
+}

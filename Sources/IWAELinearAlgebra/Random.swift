@@ -1,0 +1,79 @@
+import RealModule
+/// The engine's random number generator: xoshiro256** (Blackman & Vigna,
+/// "Scrambled linear pseudorandom number generators", 2021), seeded through
+/// SplitMix64. Same seed, same stream, on every machine.
+///
+/// A class so that one generator can be handed down a training step and
+/// advance as it goes; it owns a scratch buffer for bulk fills, allocated
+/// once and grown only when a larger fill is asked for.
+public final class Xoshiro256: RandomNumberGenerator {
+    public private(set) var state: (UInt64, UInt64, UInt64, UInt64)
+    private var scratch: UnsafeMutablePointer<UInt64>
+    private var scratchCapacity: Int
+
+    public init(seed: UInt64) {
+        var s = seed
+        func splitMix() -> UInt64 {
+            s &+= 0x9E37_79B9_7F4A_7C15
+            var z = s
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        state = (splitMix(), splitMix(), splitMix(), splitMix())
+        scratchCapacity = 1024
+        scratch = .allocate(capacity: scratchCapacity)
+    }
+
+    /// Restores a generator from a saved `state` (for resuming a run).
+    public convenience init(state: (UInt64, UInt64, UInt64, UInt64)) {
+        self.init(seed: 0)
+        self.state = state
+    }
+
+    deinit { scratch.deallocate() }
+
+    @inline(__always)
+    public func next() -> UInt64 {
+        let result = rotl(state.1 &* 5, 7) &* 9
+        let t = state.1 << 17
+        state.2 ^= state.0
+        state.3 ^= state.1
+        state.1 ^= state.2
+        state.0 ^= state.3
+        state.2 ^= t
+        state.3 = rotl(state.3, 45)
+        return result
+    }
+
+    @inline(__always) private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+
+    /// A uniform value in [0, 1) with 24 (Float) or 53 (Double) random bits.
+    @inline(__always)
+    public func uniform<Scalar: BLASScalar>(_: Scalar.Type = Scalar.self) -> Scalar {
+        let bits = Scalar.significandBitCount + 1
+        return Scalar(next() >> UInt64(64 - bits)) * Scalar(sign: .plus, exponent: Scalar.Exponent(-bits), significand: 1)
+    }
+
+    /// Fills `out[0..<count]` with uniform values in [0, 1).
+    public func fillUniform(_ out: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { out[i] = Float(next() >> 40) * 0x1.0p-24 }
+    }
+
+    /// Fills `out[0..<count]` with independent standard normals.
+    public func fillStandardNormal<Scalar: BLASScalar>(_ out: UnsafeMutablePointer<Scalar>, count: Int) {
+        Scalar.fillStandardNormal(out, count: count, using: self)
+    }
+
+    /// `count` fresh random words in the generator's scratch buffer, valid
+    /// until the next call. Used by the bulk fills of the conformances.
+    public func scratchWords(count: Int) -> UnsafeMutablePointer<UInt64> {
+        if count > scratchCapacity {
+            scratch.deallocate()
+            scratchCapacity = max(count, 2 * scratchCapacity)
+            scratch = .allocate(capacity: scratchCapacity)
+        }
+        for i in 0..<count { scratch[i] = next() }
+        return scratch
+    }
+}

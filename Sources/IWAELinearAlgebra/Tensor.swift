@@ -1,0 +1,98 @@
+import RealModule
+/// A row-major block of scalars with a shape, allocated once and reused.
+///
+/// A class: layers and workspaces hold buffers by reference and write into
+/// them in place, step after step, with no allocation on the training path.
+/// The memory is zero-initialized and freed with the tensor.
+public final class Tensor<Scalar: BLASScalar> {
+    public private(set) var shape: [Int]
+    public private(set) var capacity: Int
+    public private(set) var pointer: UnsafeMutablePointer<Scalar>
+
+    /// A zero tensor of `shape` (each extent ≥ 0).
+    public init(shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative extent in \(shape)")
+        self.shape = shape
+        capacity = shape.reduce(1, *)
+        pointer = .allocate(capacity: max(capacity, 1))
+        pointer.initialize(repeating: 0, count: max(capacity, 1))
+    }
+
+    public convenience init(shape: [Int], values: [Scalar]) {
+        self.init(shape: shape)
+        precondition(values.count == count, "\(values.count) values for shape \(shape)")
+        values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: count) }
+    }
+
+    deinit { pointer.deallocate() }
+
+    /// Replaces the storage with a zeroed block of `newShape` (contents are
+    /// not kept). For sizing workspaces, never on a per-step path.
+    public func replace(shape newShape: [Int]) {
+        precondition(newShape.allSatisfy { $0 >= 0 }, "negative extent in \(newShape)")
+        pointer.deallocate()
+        shape = newShape
+        capacity = newShape.reduce(1, *)
+        pointer = .allocate(capacity: max(capacity, 1))
+        pointer.initialize(repeating: 0, count: max(capacity, 1))
+    }
+
+    public var count: Int { shape.reduce(1, *) }
+    public var buffer: UnsafeMutableBufferPointer<Scalar> { .init(start: pointer, count: count) }
+    public var array: [Scalar] { Array(buffer) }
+
+    /// Changes the shape without moving data; the new shape must fit the capacity.
+    public func reshape(_ newShape: [Int]) {
+        precondition(newShape.reduce(1, *) <= capacity, "shape \(newShape) exceeds capacity \(capacity)")
+        shape = newShape
+    }
+
+    public func fill(_ value: Scalar) { pointer.update(repeating: value, count: count) }
+    public func zero() { fill(0) }
+
+    public subscript(i: Int) -> Scalar {
+        get { pointer[i] }
+        set { pointer[i] = newValue }
+    }
+
+    /// The tensor as a matrix: the last extent is the columns, the rest the rows.
+    public var matrix: MatrixView<Scalar> {
+        let columns = shape.last ?? 1
+        return MatrixView(pointer, rows: columns == 0 ? 0 : count / columns, columns: columns)
+    }
+}
+
+/// A row-major matrix window onto memory owned elsewhere: `rows × columns`
+/// with `rowStride` elements between row starts.
+public struct MatrixView<Scalar: BLASScalar> {
+    public let pointer: UnsafeMutablePointer<Scalar>
+    public let rows: Int
+    public let columns: Int
+    public let rowStride: Int
+
+    @inlinable
+    public init(_ pointer: UnsafeMutablePointer<Scalar>, rows: Int, columns: Int, rowStride: Int? = nil) {
+        self.pointer = pointer
+        self.rows = rows
+        self.columns = columns
+        self.rowStride = rowStride ?? columns
+    }
+
+    @inlinable public subscript(row: Int, column: Int) -> Scalar {
+        get { pointer[row * rowStride + column] }
+        nonmutating set { pointer[row * rowStride + column] = newValue }
+    }
+
+    /// Rows `range` of this matrix.
+    @inlinable public func rows(_ range: Range<Int>) -> MatrixView {
+        MatrixView(pointer + range.lowerBound * rowStride, rows: range.count, columns: columns, rowStride: rowStride)
+    }
+
+    /// Columns `range` of this matrix (a strided view).
+    @inlinable public func columns(_ range: Range<Int>) -> MatrixView {
+        MatrixView(pointer + range.lowerBound, rows: rows, columns: range.count, rowStride: rowStride)
+    }
+
+    @inlinable public var isContiguous: Bool { rowStride == columns }
+    @inlinable public var count: Int { rows * columns }
+}
