@@ -68,3 +68,8 @@ public func zlibCompress(_ bytes: [UInt8], level: Int32 = 6) throws -> [UInt8] {
 public func crc32Checksum(_ bytes: ArraySlice<UInt8>) -> UInt32 {
     bytes.withUnsafeBufferPointer { UInt32(crc32(0, $0.baseAddress, uInt($0.count))) }
 }
+
+/// Continues a CRC-32 over more bytes.
+public func crc32Continue(_ crc: UInt32, _ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
+    UInt32(crc32(uLong(crc), bytes.baseAddress, uInt(bytes.count)))
+}

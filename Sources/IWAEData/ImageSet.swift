@@ -134,3 +134,20 @@ public struct MNISTFormatDataset: Sendable {
         return MNISTFormatDataset(name: source, train: train, test: test)
     }
 }
+
+extension ImageSet {
+    /// Splits off `validationCount` images chosen by a seeded permutation:
+    /// returns (training, validation), each in the original order.
+    public func splitValidation(count validationCount: Int, seed: UInt64) throws -> (train: ImageSet, validation: ImageSet) {
+        guard validationCount >= 0 else { throw IWAEError.invalidArgument("validation examples must be at least 0, got \(validationCount)") }
+        guard validationCount < count else {
+            throw IWAEError.invalidArgument("validation examples (\(validationCount)) must be fewer than the \(count) training images")
+        }
+        var order = Array(0..<count)
+        var rng = Xoshiro256(seed: seed)
+        order.shuffle(using: &rng)
+        let validation = order[0..<validationCount].sorted()
+        let train = order[validationCount...].sorted()
+        return (subset(train), subset(validation))
+    }
+}

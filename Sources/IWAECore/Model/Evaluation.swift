@@ -1,0 +1,124 @@
+import IWAELinearAlgebra
+import RealModule
+
+/// The test log-likelihood estimate of MATH.md §5 and what comes with it.
+public struct LogLikelihoodEstimate: Sendable {
+    /// k, the number of importance samples per example.
+    public var samples: Int
+    /// L_k per example (nats).
+    public var bounds: [Double]
+    /// Monte Carlo ELBO per example, the mean of its k log weights (nats).
+    public var elbos: [Double]
+    /// Var_x(μ_u(x)) for each latent unit u.
+    public var latentActivity: [Double]
+
+    public var examples: Int { bounds.count }
+    /// Mean L_k: the log-likelihood estimate.
+    public var meanBound: Double { bounds.reduce(0, +) / Double(max(bounds.count, 1)) }
+    /// NLL = −mean L_k.
+    public var negativeLogLikelihood: Double { -meanBound }
+    /// Standard error of the mean of L_k over examples.
+    public var standardError: Double {
+        let n = Double(bounds.count)
+        guard n > 1 else { return 0 }
+        let m = meanBound
+        let variance = bounds.reduce(0) { $0 + ($1 - m) * ($1 - m) } / (n - 1)
+        return (variance / n).squareRoot()
+    }
+    public var meanELBO: Double { elbos.reduce(0, +) / Double(max(elbos.count, 1)) }
+    /// Units with Var_x(μ_u(x)) > 10⁻² (Burda et al. 2015).
+    public var activeUnits: Int { latentActivity.filter { $0 > 1e-2 }.count }
+}
+
+extension VariationalAutoencoder {
+    /// Estimates `log p(x) ≈ L_k` for each row of `x` (N, D) with k samples,
+    /// in chunks of about `rowsPerPass` decoder rows and a running
+    /// log-sum-exp per example, so memory does not grow with k:
+    ///
+    ///     L_k = log Σ_chunks exp(logsumexp_chunk(log w)) − log k
+    ///
+    /// `progress` is called with the number of examples done.
+    @_specialize(exported: true, where Scalar == Float)
+    public func estimateLogLikelihood(
+        _ x: MatrixView<Scalar>, samples k: Int, seed: UInt64, rowsPerPass: Int = 4000,
+        progress: ((Int) -> Void)? = nil
+    ) -> LogLikelihoodEstimate {
+        precondition(k >= 1 && x.columns == configuration.dataDimension)
+        let rng = Xoshiro256(seed: seed)
+        let samplesPerPass = Swift.min(k, Swift.max(1, rowsPerPass))
+        let examplesPerPass = Swift.max(1, rowsPerPass / samplesPerPass)
+        let latent = configuration.latentDimension
+        var bounds = [Double](), elbos = [Double]()
+        bounds.reserveCapacity(x.rows)
+        elbos.reserveCapacity(x.rows)
+        var muSum = [Double](repeating: 0, count: latent), muSquares = [Double](repeating: 0, count: latent)
+        var running = [Double](repeating: 0, count: examplesPerPass)
+        var logWeightSum = [Double](repeating: 0, count: examplesPerPass)
+        var start = 0
+        while start < x.rows {
+            let n = Swift.min(examplesPerPass, x.rows - start)
+            encode(x.rows(start..<start + n))
+            for b in 0..<n {
+                for u in 0..<latent {
+                    let mu = Double(encoderMean[b, u])
+                    muSum[u] += mu
+                    muSquares[u] += mu * mu
+                }
+                running[b] = -.infinity
+                logWeightSum[b] = 0
+            }
+            var done = 0
+            while done < k {
+                let s = Swift.min(samplesPerPass, k - done)
+                sample(samplesPerExample: s, using: rng)
+                let lw = computeLogWeights(keepProbabilities: false)
+                for b in 0..<n {
+                    let rowPointer = lw.pointer + b * lw.rowStride
+                    running[b] = logAddExp(running[b], Double(logSumExp(rowPointer, count: s)))
+                    for j in 0..<s { logWeightSum[b] += Double(rowPointer[j]) }
+                }
+                done += s
+            }
+            for b in 0..<n {
+                bounds.append(running[b] - Double.log(Double(k)))
+                elbos.append(logWeightSum[b] / Double(k))
+            }
+            start += n
+            progress?(start)
+        }
+        let count = Double(x.rows)
+        let activity = (0..<latent).map { u -> Double in
+            let m = muSum[u] / count
+            return Swift.max(0, muSquares[u] / count - m * m)
+        }
+        return LogLikelihoodEstimate(samples: k, bounds: bounds, elbos: elbos, latentActivity: activity)
+    }
+
+    /// The mean `objective` bound with K samples over the rows of `x` (N, D),
+    /// forward only, in batches of `batch` examples.
+    @_specialize(exported: true, where Scalar == Float)
+    public func meanBound(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int,
+                          seed: UInt64, batch: Int = 500) -> Double {
+        let rng = Xoshiro256(seed: seed)
+        var total = 0.0
+        var start = 0
+        let scratch = UnsafeMutablePointer<Scalar>.allocate(capacity: Swift.min(batch, Swift.max(x.rows, 1)))
+        defer { scratch.deallocate() }
+        while start < x.rows {
+            let n = Swift.min(batch, x.rows - start)
+            encode(x.rows(start..<start + n))
+            sample(samplesPerExample: K, using: rng)
+            bound(objective, logWeights: computeLogWeights(keepProbabilities: false), into: scratch)
+            for b in 0..<n { total += Double(scratch[b]) }
+            start += n
+        }
+        return total / Double(Swift.max(x.rows, 1))
+    }
+
+    /// Decoder means σ(f_θ(z)) for latent rows z (N, k), written to `out` (N, D).
+    public func decodeProbabilities(_ z: MatrixView<Scalar>, into out: UnsafeMutablePointer<Scalar>) {
+        precondition(z.columns == configuration.latentDimension)
+        let logits = decoder.forward(z, store)
+        Scalar.sigmoid(logits.pointer, out, count: logits.count)
+    }
+}

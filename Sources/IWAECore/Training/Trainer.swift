@@ -1,0 +1,160 @@
+import Foundation
+import IWAEData
+import IWAELinearAlgebra
+
+/// What a training run does.
+public struct TrainingOptions: Sendable {
+    public var objective: Objective = .iwae
+    /// K, importance samples per example.
+    public var samplesPerExample = 5
+    public var epochs = 5
+    public var batchSize = 100
+    public var learningRate = 1e-3
+    /// Adam's ε (the IWAE paper uses 10⁻⁴).
+    public var adamEpsilon = 1e-4
+    public var seed: UInt64 = 1
+
+    public init() {}
+
+    /// Checks every value; throws a one-line error naming the bad one.
+    public func validate() throws {
+        guard samplesPerExample >= 1 else { throw IWAEError.invalidArgument("k must be at least 1, got \(samplesPerExample)") }
+        guard batchSize >= 1 else { throw IWAEError.invalidArgument("batch must be at least 1, got \(batchSize)") }
+        guard epochs >= 0 else { throw IWAEError.invalidArgument("epochs must be at least 0, got \(epochs)") }
+        guard learningRate.isFinite, learningRate > 0 else {
+            throw IWAEError.invalidArgument("learning rate must be finite and positive, got \(learningRate)")
+        }
+        guard adamEpsilon.isFinite, adamEpsilon > 0 else {
+            throw IWAEError.invalidArgument("Adam epsilon must be finite and positive, got \(adamEpsilon)")
+        }
+    }
+}
+
+/// One epoch's summary, appended to `metrics.jsonl`.
+public struct EpochMetrics: Codable, Sendable {
+    public var epoch: Int
+    public var step: Int
+    public var objective: String
+    public var k: Int
+    public var trainBound: Double
+    public var validationBound: Double?
+    public var examplesPerSecond: Double
+    public var seconds: Double
+    public var learningRate: Double
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, step, objective, k, seconds
+        case trainBound = "train_bound", validationBound = "validation_bound"
+        case examplesPerSecond = "examples_per_s", learningRate = "learning_rate"
+    }
+}
+
+/// Progress within an epoch, for a progress bar.
+public struct TrainingProgress: Sendable {
+    public var epoch: Int
+    public var epochs: Int
+    public var batch: Int
+    public var batches: Int
+    /// Mean bound over this epoch's batches so far.
+    public var runningBound: Double
+    public var examplesPerSecond: Double
+}
+
+/// Trains a model with Adam on minibatches of dynamically binarized images,
+/// evaluating the bound on a held-out split after every epoch and writing a
+/// checkpoint and a metrics line to the output directory.
+public final class Trainer {
+    public let model: VariationalAutoencoder<Float>
+    public let options: TrainingOptions
+    public let optimizer: Adam<Float>
+    public private(set) var epoch = 0
+    public private(set) var step = 0
+    private let rng: Xoshiro256
+    private let batchBuffer: Tensor<Float>
+    private let validationImages: Tensor<Float>?
+
+    /// `validation` holds binary images (binarized once), or nil for none.
+    public init(model: VariationalAutoencoder<Float>, options: TrainingOptions, validation: ImageSet?) throws {
+        try options.validate()
+        self.model = model
+        self.options = options
+        optimizer = Adam(count: model.store.values.count, learningRate: options.learningRate, epsilon: options.adamEpsilon)
+        rng = Xoshiro256(seed: options.seed)
+        batchBuffer = Tensor(shape: [options.batchSize, model.configuration.dataDimension])
+        validationImages = validation.map { Tensor(shape: [$0.count, $0.dimension], values: $0.pixels) }
+    }
+
+    /// Runs `options.epochs` epochs over `train` (intensities in [0, 1]).
+    ///
+    /// After each epoch, `checkpoint` is called (the caller saves) and
+    /// `onEpoch` receives the metrics. A non-finite bound stops training with
+    /// an error naming the step, before the bad gradient reaches the
+    /// parameters.
+    public func train(
+        _ train: ImageSet,
+        onProgress: ((TrainingProgress) -> Void)? = nil,
+        onEpoch: ((EpochMetrics) throws -> Void)? = nil
+    ) throws {
+        guard train.dimension == model.configuration.dataDimension else {
+            throw IWAEError.invalidArgument("data has dimension \(train.dimension) but the model expects \(model.configuration.dataDimension)")
+        }
+        guard train.count > 0 else { throw IWAEError.invalidData("the training set is empty") }
+        let d = model.configuration.dataDimension
+        var order = Array(0..<train.count)
+        let batches = (train.count + options.batchSize - 1) / options.batchSize
+        for _ in 0..<options.epochs {
+            epoch += 1
+            order.shuffle(using: &rngReference)
+            let start = DispatchTime.now().uptimeNanoseconds
+            var boundSum = 0.0
+            var seen = 0
+            var lastReport = start
+            for batchIndex in 0..<batches {
+                let lo = batchIndex * options.batchSize
+                let hi = Swift.min(lo + options.batchSize, train.count)
+                let n = hi - lo
+                train.binarize(order[lo..<hi], into: batchBuffer.pointer, using: rng)
+                let x = MatrixView(batchBuffer.pointer, rows: n, columns: d)
+                model.store.zeroGradients()
+                let bounds = model.accumulateGradient(x, objective: options.objective,
+                                                      samplesPerExample: options.samplesPerExample, using: rng)
+                var batchSum = 0.0
+                for b in bounds { batchSum += Double(b) }
+                guard batchSum.isFinite else {
+                    throw IWAEError.numerical("non-finite bound (\(batchSum / Double(n))) at epoch \(epoch), step \(step + 1); the last checkpoint is kept")
+                }
+                optimizer.update(model.store)
+                step += 1
+                boundSum += batchSum
+                seen += n
+                let now = DispatchTime.now().uptimeNanoseconds
+                if let onProgress, now - lastReport > 200_000_000 || batchIndex == batches - 1 {
+                    lastReport = now
+                    onProgress(TrainingProgress(epoch: epoch, epochs: options.epochs, batch: batchIndex + 1, batches: batches,
+                                                runningBound: boundSum / Double(seen),
+                                                examplesPerSecond: Double(seen) / (Double(now - start) / 1e9)))
+                }
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            var validationBound: Double?
+            if let v = validationImages, v.count > 0 {
+                validationBound = model.meanBound(v.matrix, objective: options.objective,
+                                                  samplesPerExample: options.samplesPerExample, seed: 0xFA11D)
+                guard validationBound!.isFinite else {
+                    throw IWAEError.numerical("non-finite validation bound after epoch \(epoch), step \(step); the last checkpoint is kept")
+                }
+            }
+            let metrics = EpochMetrics(epoch: epoch, step: step, objective: options.objective.rawValue,
+                                       k: options.samplesPerExample, trainBound: boundSum / Double(seen),
+                                       validationBound: validationBound, examplesPerSecond: Double(seen) / seconds,
+                                       seconds: seconds, learningRate: optimizer.learningRate)
+            try onEpoch?(metrics)
+        }
+    }
+
+    /// `shuffle(using:)` needs an inout generator; the class reference is one.
+    private var rngReference: Xoshiro256 {
+        get { rng }
+        set {}
+    }
+}

@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import IWAECore
+import IWAEData
+import IWAELinearAlgebra
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Estimate the test log-likelihood log p(x) ≈ L_k (Burda et al. 2015) of a trained model.")
+
+    @Argument(help: "Training output directory (or a model.safetensors file).") var checkpoint: String
+    @OptionGroup var dataOptions: DataOptions
+    @Option(name: .customLong("k"), help: "Importance samples per test image.") var samples: Int = 5000
+    @Option(help: "Evaluate the first N test images (default: all).") var testExamples: Int?
+    @Option(help: "Seed of the importance samples.") var seed: UInt64 = 1
+    @Flag(help: "Print one JSON object instead of a table.") var json = false
+
+    func run() throws {
+        guard samples >= 1 else { throw IWAEError.invalidArgument("k must be at least 1, got \(samples)") }
+        if let n = testExamples, n < 1 { throw IWAEError.invalidArgument("--test-examples must be at least 1, got \(n)") }
+        let loaded = try Checkpoint.load(from: checkpoint)
+        let model = loaded.model
+        let dataset = try loadDataset(dataOptions.data, checkpoint: loaded)
+        guard dataset.test.dimension == model.configuration.dataDimension else {
+            throw IWAEError.invalidArgument("test images have dimension \(dataset.test.dimension) but the checkpoint's model expects \(model.configuration.dataDimension)")
+        }
+        var test = dataset.test
+        if let n = testExamples { test = test.prefix(n) }
+        let binary = test.binarizedOnce(seed: heldOutBinarizationSeed)
+        let x = Tensor<Float>(shape: [binary.count, binary.dimension], values: binary.pixels)
+        let started = Date()
+        let estimate = model.estimateLogLikelihood(x.matrix, samples: samples, seed: seed) { done in
+            let elapsed = Date().timeIntervalSince(started)
+            ProgressBar.draw("evaluating k=\(samples)", done: done, total: binary.count,
+                             detail: "\(formatted(Double(done) / max(elapsed, 1e-9), 1)) images/s")
+        }
+        let seconds = Date().timeIntervalSince(started)
+        ProgressBar.finishLine()
+        guard estimate.meanBound.isFinite else {
+            throw IWAEError.numerical("the log-likelihood estimate is not finite (\(estimate.meanBound))")
+        }
+        if json {
+            let fields: [(String, String)] = [
+                ("nll", jsonNumber(estimate.negativeLogLikelihood)), ("nll_stderr", jsonNumber(estimate.standardError)),
+                ("active_units", String(estimate.activeUnits)), ("elbo", jsonNumber(estimate.meanELBO)),
+                ("k", String(samples)), ("examples", String(estimate.examples)),
+                ("latent_dimension", String(model.configuration.latentDimension)),
+                ("seconds", jsonNumber(seconds)), ("data", "\"\(dataset.name)\""),
+            ]
+            print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
+        } else {
+            print("test images        \(estimate.examples) (\(dataset.name))")
+            print("log p(x) ≈ L_\(samples)  \(formatted(estimate.meanBound)) ± \(formatted(estimate.standardError)) nats")
+            print("NLL                \(formatted(estimate.negativeLogLikelihood)) nats")
+            print("ELBO               \(formatted(estimate.meanELBO)) nats")
+            print("active units       \(estimate.activeUnits) of \(model.configuration.latentDimension)")
+            print("time               \(formatted(seconds, 1)) s")
+        }
+    }
+}
+
+func jsonNumber(_ x: Double) -> String { x.isFinite ? String(format: "%.6f", x) : "null" }

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import IWAECore
+import IWAEData
+import IWAELinearAlgebra
+
+@main
+struct IWAECommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "iwae",
+        abstract: "Train and evaluate variational and importance-weighted autoencoders on OpenBLAS.",
+        subcommands: [Train.self, Evaluate.self, Sample.self])
+
+    /// Parses and runs a command; every failure is one line on stderr and a
+    /// non-zero exit (help and version keep their usual output).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as IWAEError {
+            fail("\(error)", code: 1)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            fail("\(message) (see 'iwae help')", code: code.rawValue)
+        }
+    }
+
+    static func fail(_ message: String, code: Int32) -> Never {
+        ProgressBar.finishLine()
+        FileHandle.standardError.write(Data("iwae: error: \(message)\n".utf8))
+        Foundation.exit(code)
+    }
+}
+
+/// Options naming the data a command reads.
+struct DataOptions: ParsableArguments {
+    @Option(help: "fashion-mnist (Debian's dataset-fashion-mnist) or a directory of MNIST-format IDX files.")
+    var data: String?
+}
+
+/// The seed of the one-time binarization of test (and validation) images:
+/// every evaluation sees the same binary images.
+let heldOutBinarizationSeed: UInt64 = 0x7E57
+
+/// Loads the data set named by `--data`, or the one the checkpoint was trained on.
+func loadDataset(_ option: String?, checkpoint: Checkpoint? = nil) throws -> MNISTFormatDataset {
+    guard let source = option ?? checkpoint?.info["data"] else {
+        throw IWAEError.invalidArgument("no data set: pass --data fashion-mnist or --data DIR")
+    }
+    return try MNISTFormatDataset.load(source)
+}

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Foundation
+import IWAECore
+import IWAEData
+import IWAELinearAlgebra
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a VAE (--objective elbo) or an IWAE (--objective iwae); writes DIR/model.safetensors and DIR/metrics.jsonl.")
+
+    @OptionGroup var dataOptions: DataOptions
+    @Option(help: "Bound to maximize: elbo or iwae.") var objective: String = "iwae"
+    @Option(name: .customLong("k"), help: "Importance samples per example (K).") var samples: Int = 5
+    @Option(help: "Passes over the training set.") var epochs: Int = 5
+    @Option(help: "Examples per minibatch.") var batch: Int = 100
+    @Option(help: "Adam learning rate.") var learningRate: Double = 1e-3
+    @Option(help: "Adam epsilon (the IWAE paper's 1e-4).") var adamEpsilon: Double = 1e-4
+    @Option(help: "Seed of initialization, shuffling, binarization and sampling.") var seed: UInt64 = 1
+    @Option(help: "Training images held out for the per-epoch validation bound.") var validationExamples: Int = 5000
+    @Option(help: "Use only the first N training images (default: all).") var trainExamples: Int?
+    @Option(help: "Latent dimension k.") var latent: Int = 50
+    @Option(help: "Hidden widths of encoder and decoder, comma-separated.") var hidden: String = "200,200"
+    @Option(help: "Hidden nonlinearity: tanh, relu, softplus, sigmoid.") var activation: String = "tanh"
+    @Option(help: "Output directory.") var out: String
+
+    func run() throws {
+        guard let objective = Objective(rawValue: objective) else {
+            throw IWAEError.invalidArgument("unknown objective '\(objective)' (expected elbo or iwae)")
+        }
+        guard let activation = Activation(rawValue: activation), activation != .identity else {
+            throw IWAEError.invalidArgument("unknown activation '\(activation)' (expected tanh, relu, softplus or sigmoid)")
+        }
+        let widths = hidden.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !widths.isEmpty, widths.allSatisfy({ $0 != nil && $0! >= 1 }) else {
+            throw IWAEError.invalidArgument("--hidden must be positive widths separated by commas, got '\(hidden)'")
+        }
+        var options = TrainingOptions()
+        options.objective = objective
+        options.samplesPerExample = samples
+        options.epochs = epochs
+        options.batchSize = batch
+        options.learningRate = learningRate
+        options.adamEpsilon = adamEpsilon
+        options.seed = seed
+        try options.validate()
+        if let n = trainExamples, n < 1 { throw IWAEError.invalidArgument("--train-examples must be at least 1, got \(n)") }
+        try prepareOutputDirectory(out)
+
+        let dataset = try loadDataset(dataOptions.data)
+        try checkMemory(samples: samples, batch: batch, dimension: dataset.train.dimension, hidden: widths.map { $0! }.max()!)
+        var trainingImages = dataset.train
+        if let n = trainExamples { trainingImages = trainingImages.prefix(n) }
+        let split = try trainingImages.splitValidation(count: validationExamples, seed: seed ^ 0x5B11)
+        let configuration = ModelConfiguration(dataDimension: trainingImages.dimension, latentDimension: latent,
+                                               encoderHidden: widths.map { $0! }, decoderHidden: widths.map { $0! }.reversed(),
+                                               activation: activation)
+        try configuration.validate()
+        let model = VariationalAutoencoder<Float>(configuration, seed: seed)
+        model.initializeOutputBias(dataMean: split.train.pixelMean)
+        let trainer = try Trainer(model: model, options: options,
+                                  validation: split.validation.count > 0 ? split.validation.binarizedOnce(seed: heldOutBinarizationSeed) : nil)
+        var info: [String: String] = [
+            "data": dataOptions.data ?? "fashion-mnist", "objective": objective.rawValue, "k": String(samples),
+            "batch": String(batch), "learning_rate": String(learningRate), "adam_epsilon": String(adamEpsilon),
+            "seed": String(seed), "image_width": String(trainingImages.width), "image_height": String(trainingImages.height),
+            "train_examples": String(split.train.count), "validation_examples": String(split.validation.count),
+            "epoch": "0", "step": "0",
+        ]
+        ProgressBar.log("training \(objective.rawValue) K=\(samples) on \(split.train.count) images (\(split.validation.count) held out), batch \(batch), \(epochs) epochs, \(model.store.values.count) parameters")
+        if epochs == 0 { try Checkpoint(model: model, info: info).save(to: out) }
+        let metricsPath = out + "/metrics.jsonl"
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let started = Date()
+        try trainer.train(split.train, onProgress: { p in
+            ProgressBar.draw("epoch \(p.epoch)/\(p.epochs)", done: p.batch, total: p.batches,
+                             detail: "bound \(formatted(p.runningBound))  \(Int(p.examplesPerSecond)) ex/s")
+        }, onEpoch: { m in
+            info["epoch"] = String(m.epoch)
+            info["step"] = String(m.step)
+            try Checkpoint(model: model, info: info).save(to: out)
+            try appendLine(String(decoding: try encoder.encode(m), as: UTF8.self), to: metricsPath)
+            let validation = m.validationBound.map { "  validation \(formatted($0))" } ?? ""
+            ProgressBar.log("epoch \(m.epoch)/\(epochs)  train \(formatted(m.trainBound))\(validation)  \(Int(m.examplesPerSecond)) ex/s  \(formatted(m.seconds, 1)) s")
+        })
+        ProgressBar.log("done in \(formatted(Date().timeIntervalSince(started), 1)) s; checkpoint \(out)/\(Checkpoint.fileName)")
+    }
+}
+
+/// Refuses up front a K or batch whose buffers would not fit in memory,
+/// saying how much they would need.
+func checkMemory(samples: Int, batch: Int, dimension: Int, hidden: Int) throws {
+    let (rows, o1) = samples.multipliedReportingOverflow(by: batch)
+    let perRow = 4 * (3 * dimension + 4 * hidden + 64)
+    let (bytes, o2) = rows.multipliedReportingOverflow(by: perRow)
+    let available = Int(ProcessInfo.processInfo.physicalMemory)
+    if o1 || o2 || bytes > available / 2 {
+        let need = o1 || o2 ? "more than 2^63 bytes" : "\(bytes / (1 << 20)) MiB"
+        throw IWAEError.invalidArgument("k=\(samples) × batch=\(batch) would need \(need) of buffers; this machine has \(available / (1 << 20)) MiB")
+    }
+}
+
+/// Appends one line to a file and flushes it to disk.
+func appendLine(_ line: String, to path: String) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    guard fd >= 0 else { throw IWAEError.writeFailed("cannot write \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    let bytes = Array((line + "\n").utf8)
+    let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    guard written == bytes.count, fsync(fd) == 0 else {
+        throw IWAEError.writeFailed("cannot write \(path): \(String(cString: strerror(errno)))")
+    }
+}
