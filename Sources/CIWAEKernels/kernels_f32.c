@@ -30,7 +30,9 @@ static inline float exp_inline(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * z + r + 1.0f;
-    float y = p * as_float(((int32_t)n + 127) << 23);
+    // 2^n in two halves: n reaches 128 just below the overflow threshold.
+    int32_t n1 = ((int32_t)n) >> 1, n2 = (int32_t)n - n1;
+    float y = p * as_float((n1 + 127) << 23) * as_float((n2 + 127) << 23);
     y = x > hi ? INFINITY : y;
     y = x < lo ? 0.0f : y;
     return x != x ? x : y;

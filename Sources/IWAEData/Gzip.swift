@@ -73,3 +73,26 @@ public func crc32Checksum(_ bytes: ArraySlice<UInt8>) -> UInt32 {
 public func crc32Continue(_ crc: UInt32, _ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
     UInt32(crc32(uLong(crc), bytes.baseAddress, uInt(bytes.count)))
 }
+
+/// Compresses `bytes` into a gzip stream (one member), e.g. to write `.gz` IDX files.
+public func gzipCompress(_ bytes: [UInt8]) throws -> [UInt8] {
+    var stream = z_stream()
+    guard deflateInit2_(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY,
+                        ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+        throw IWAEError.writeFailed("cannot start gzip encoder")
+    }
+    defer { deflateEnd(&stream) }
+    var output = [UInt8](repeating: 0, count: Int(deflateBound(&stream, uLong(bytes.count))) + 32)
+    let status: Int32 = output.withUnsafeMutableBufferPointer { out in
+        bytes.withUnsafeBufferPointer { input in
+            stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress)
+            stream.avail_in = UInt32(input.count)
+            stream.next_out = out.baseAddress
+            stream.avail_out = UInt32(out.count)
+            return deflate(&stream, Z_FINISH)
+        }
+    }
+    guard status == Z_STREAM_END else { throw IWAEError.writeFailed("gzip compression failed (\(status))") }
+    output.removeSubrange(Int(stream.total_out)...)
+    return output
+}

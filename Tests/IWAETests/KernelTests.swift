@@ -1,0 +1,124 @@
+import IWAELinearAlgebra
+import RealModule
+import XCTest
+
+/// The vectorized Float kernels against Double libm, and the random numbers.
+final class KernelTests: XCTestCase {
+    /// Values spanning the ranges the engine feeds the kernels.
+    var grid: [Float] {
+        var xs = [Float]()
+        var x: Float = -100
+        while x <= 100 { xs.append(x); x += 0.0137 }
+        xs += [0, -0, 1e-30, -1e-30, 1e-6, -1e-6, 0.6249, 0.6251, -0.625, 88, -87, 89, -89, 20, -20]
+        return xs
+    }
+
+    /// Float kernel vs the Double reference: relative error within `ulps`
+    /// Float ulps of the true value (absolute near zero results).
+    func check(_ name: String, ulps: Double, domain: (Float) -> Bool = { _ in true },
+               _ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
+               _ reference: (Double) -> Double) {
+        let xs = grid.filter(domain)
+        var ys = [Float](repeating: 0, count: xs.count)
+        kernel(xs, &ys, xs.count)
+        for (x, y) in zip(xs, ys) {
+            let expected = reference(Double(x))
+            if abs(expected) > Double(Float.greatestFiniteMagnitude) {
+                XCTAssertEqual(Double(y), expected > 0 ? .infinity : -.infinity, "\(name)(\(x))")
+                continue
+            }
+            // Results below Float's normal range are flushed to zero by design
+            // (an absolute error under 2⁻¹²⁶).
+            if abs(expected) < Double(Float.leastNormalMagnitude) {
+                XCTAssertLessThanOrEqual(abs(Double(y) - expected), Double(Float.leastNormalMagnitude), "\(name)(\(x))")
+                continue
+            }
+            let scale = max(abs(expected), Double(Float.leastNormalMagnitude))
+            let error = abs(Double(y) - expected) / (scale * Double(Float.ulpOfOne))
+            if !(error <= ulps) {
+                XCTFail("\(name)(\(x)) = \(y), expected \(expected): \(error) ulp")
+                return
+            }
+        }
+    }
+
+    func testExp() { check("exp", ulps: 3, Float.exp, { Double.exp($0) }) }
+    func testLog() { check("log", ulps: 3, domain: { $0 > 0 }, Float.log, { Double.log($0) }) }
+    func testLog1p() { check("log1p", ulps: 3, domain: { $0 > -1 }, Float.log1p, { Double.log(onePlus: $0) }) }
+    func testTanh() { check("tanh", ulps: 4, Float.tanh, { Double.tanh($0) }) }
+    func testSigmoid() { check("sigmoid", ulps: 4, Float.sigmoid, { 1 / (1 + Double.exp(-$0)) }) }
+    func testSoftplus() { check("softplus", ulps: 4, Float.softplus, { max($0, 0) + Double.log(onePlus: Double.exp(-abs($0))) }) }
+
+    func testSpecialValues() {
+        let xs: [Float] = [.infinity, -.infinity, .nan, 0]
+        var y = [Float](repeating: 0, count: 4)
+        Float.exp(xs, &y, count: 4)
+        XCTAssertEqual(y[0], .infinity); XCTAssertEqual(y[1], 0); XCTAssertTrue(y[2].isNaN); XCTAssertEqual(y[3], 1)
+        Float.log(xs, &y, count: 4)
+        XCTAssertEqual(y[0], .infinity); XCTAssertTrue(y[1].isNaN); XCTAssertTrue(y[2].isNaN); XCTAssertEqual(y[3], -.infinity)
+        Float.tanh(xs, &y, count: 4)
+        XCTAssertEqual(y[0], 1); XCTAssertEqual(y[1], -1); XCTAssertTrue(y[2].isNaN); XCTAssertEqual(y[3], 0)
+        Float.softplus(xs, &y, count: 4)
+        XCTAssertEqual(y[0], .infinity); XCTAssertEqual(y[1], 0); XCTAssertTrue(y[2].isNaN)
+        Float.sigmoid(xs, &y, count: 4)
+        XCTAssertEqual(y[0], 1); XCTAssertEqual(y[1], 0); XCTAssertEqual(y[3], 0.5)
+    }
+
+    /// The fused Bernoulli pass against a direct evaluation in Double.
+    func testBernoulliLogLikelihood() {
+        let rng = Xoshiro256(seed: 5)
+        let rows = 6, dim = 37, repeatCount = 3
+        let logits = (0..<rows * dim).map { _ in Float(rng.uniform(Double.self) * 40 - 20) }
+        let targets = (0..<(rows / repeatCount) * dim).map { _ in Float(rng.next() % 2) }
+        var logp = [Float](repeating: 0, count: rows), prob = [Float](repeating: 0, count: rows * dim)
+        Float.bernoulliLogLikelihood(logits: logits, targets: targets, rows: rows, dim: dim, repeat: repeatCount,
+                                     logLikelihood: &logp, probabilities: &prob)
+        for r in 0..<rows {
+            var expected = 0.0
+            for d in 0..<dim {
+                let l = Double(logits[r * dim + d]), x = Double(targets[(r / repeatCount) * dim + d])
+                expected += x * l - (max(l, 0) + Double.log(onePlus: Double.exp(-abs(l))))
+                assertClose(prob[r * dim + d], Float(1 / (1 + Double.exp(-l))), rtol: 1e-6, atol: 1e-7)
+            }
+            assertClose(Double(logp[r]), expected, rtol: 1e-5, atol: 1e-4, "row \(r)")
+        }
+    }
+
+    func testGeneratorIsReproducible() {
+        let a = Xoshiro256(seed: 123), b = Xoshiro256(seed: 123), c = Xoshiro256(seed: 124)
+        let xa = (0..<5).map { _ in a.next() }, xb = (0..<5).map { _ in b.next() }, xc = (0..<5).map { _ in c.next() }
+        XCTAssertEqual(xa, xb)
+        XCTAssertNotEqual(xa, xc)
+        var n1 = [Float](repeating: 0, count: 101), n2 = [Float](repeating: 0, count: 101)
+        Xoshiro256(seed: 9).fillStandardNormal(&n1, count: 101)
+        Xoshiro256(seed: 9).fillStandardNormal(&n2, count: 101)
+        XCTAssertEqual(n1, n2)
+        // Restoring a saved state continues the same stream.
+        let d = Xoshiro256(seed: 77)
+        _ = d.next()
+        let e = Xoshiro256(state: d.state)
+        XCTAssertEqual(d.next(), e.next())
+    }
+
+    /// Normal fills have mean 0, variance 1, and normal tails (fixed seeds,
+    /// tolerances of about 5 standard errors).
+    func checkNormalMoments<S: BLASScalar>(_: S.Type) {
+        let n = 400_001
+        var values = [S](repeating: 0, count: n)
+        Xoshiro256(seed: 2024).fillStandardNormal(&values, count: n)
+        let mean = values.reduce(0.0) { $0 + Double($1) } / Double(n)
+        let variance = values.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(n - 1)
+        let beyondTwo = Double(values.filter { abs(Double($0)) > 2 }.count) / Double(n)
+        XCTAssertEqual(mean, 0, accuracy: 5 / Double(n).squareRoot())
+        XCTAssertEqual(variance, 1, accuracy: 5 * (2 / Double(n)).squareRoot())
+        XCTAssertEqual(beyondTwo, 0.0455, accuracy: 5 * (0.0455 * 0.9545 / Double(n)).squareRoot())
+        // Uniform fill: mean 1/2.
+        let rng = Xoshiro256(seed: 1)
+        let u = (0..<n).map { _ in rng.uniform(S.self) }
+        XCTAssertTrue(u.allSatisfy { $0 >= 0 && $0 < 1 })
+        XCTAssertEqual(u.reduce(0.0) { $0 + Double($1) } / Double(n), 0.5, accuracy: 5 * (1.0 / 12 / Double(n)).squareRoot())
+    }
+
+    func testNormalMomentsFloat() { checkNormalMoments(Float.self) }
+    func testNormalMomentsDouble() { checkNormalMoments(Double.self) }
+}

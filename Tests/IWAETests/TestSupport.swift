@@ -1,0 +1,97 @@
+import Foundation
+import IWAEData
+import IWAELinearAlgebra
+import XCTest
+
+/// `|actual − expected| ≤ atol + rtol·|expected|`, elementwise, with the first
+/// offending index in the message.
+func assertClose<S: BinaryFloatingPoint>(
+    _ actual: [S], _ expected: [S], rtol: Double, atol: Double = 0, _ message: String = "",
+    file: StaticString = #filePath, line: UInt = #line
+) {
+    XCTAssertEqual(actual.count, expected.count, "count \(message)", file: file, line: line)
+    for i in 0..<min(actual.count, expected.count) {
+        let a = Double(actual[i]), e = Double(expected[i])
+        if !(abs(a - e) <= atol + rtol * abs(e)) {
+            XCTFail("\(message) [\(i)]: \(a) vs \(e) (rtol \(rtol), atol \(atol))", file: file, line: line)
+            return
+        }
+    }
+}
+
+func assertClose<S: BinaryFloatingPoint>(
+    _ actual: S, _ expected: S, rtol: Double, atol: Double = 0, _ message: String = "",
+    file: StaticString = #filePath, line: UInt = #line
+) {
+    assertClose([actual], [expected], rtol: rtol, atol: atol, message, file: file, line: line)
+}
+
+/// A fresh temporary directory, removed at the end of the test.
+func temporaryDirectory(_ test: XCTestCase) -> String {
+    let path = NSTemporaryDirectory() + "iwae-test-\(UUID().uuidString)"
+    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+    return path
+}
+
+/// A small MNIST-format data set: `train` and `test` images of side × side
+/// pixels (blurry stripes of a few kinds, so there is something to learn).
+func writeSyntheticIDX(to directory: String, train: Int = 300, test: Int = 60, side: Int = 8, gzip: Bool = false) throws {
+    let rng = Xoshiro256(seed: 42)
+    func images(_ n: Int) -> (IDXArray, IDXArray) {
+        var pixels = [UInt8](), labels = [UInt8]()
+        for _ in 0..<n {
+            let kind = Int(rng.next() % 4)
+            for y in 0..<side { for x in 0..<side {
+                let on: Bool
+                switch kind {
+                case 0: on = x < side / 2
+                case 1: on = y < side / 2
+                case 2: on = x == y || x + 1 == y
+                default: on = (x + y) % 3 == 0
+                }
+                let noise = UInt8(rng.next() % 40)
+                pixels.append(on ? 215 + noise : noise)
+            } }
+            labels.append(UInt8(kind))
+        }
+        return (IDXArray(shape: [n, side, side], values: pixels), IDXArray(shape: [n], values: labels))
+    }
+    let (trainImages, trainLabels) = images(train)
+    let (testImages, testLabels) = images(test)
+    let files = [("train-images-idx3-ubyte", trainImages), ("train-labels-idx1-ubyte", trainLabels),
+                 ("t10k-images-idx3-ubyte", testImages), ("t10k-labels-idx1-ubyte", testLabels)]
+    for (name, array) in files {
+        let bytes = gzip ? try gzipCompress(array.encoded) : array.encoded
+        try Data(bytes).write(to: URL(fileURLWithPath: directory + "/" + name + (gzip ? ".gz" : "")))
+    }
+}
+
+/// Runs the built `iwae` executable; returns exit status, stdout and stderr.
+@discardableResult
+func runIWAE(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = productsDirectory.appendingPathComponent("iwae")
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}
+
+/// The build products folder (where `iwae` is), found from the test bundle.
+var productsDirectory: URL {
+    for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
+        return bundle.bundleURL.deletingLastPathComponent()
+    }
+    return Bundle.main.bundleURL
+}
+
+/// True when Debian's Fashion-MNIST is installed.
+var hasFashionMNIST: Bool {
+    FileManager.default.fileExists(atPath: MNISTFormatDataset.fashionMNISTDirectory + "/train-images-idx3-ubyte.gz")
+}
