@@ -1,0 +1,134 @@
+import IWAECore
+import IWAELinearAlgebra
+import XCTest
+
+/// Every backward against central finite differences in Double.
+final class GradientTests: XCTestCase {
+    /// Central difference of `f` with respect to `values[i]`, for every i.
+    func finiteDifferences(_ values: UnsafeMutablePointer<Double>, count: Int, h: Double = 1e-6, _ f: () -> Double) -> [Double] {
+        (0..<count).map { i in
+            let saved = values[i]
+            values[i] = saved + h
+            let plus = f()
+            values[i] = saved - h
+            let minus = f()
+            values[i] = saved
+            return (plus - minus) / (2 * h)
+        }
+    }
+
+    func testLayerBackwardForEveryActivation() {
+        for activation in Activation.allCases {
+            var layout = ParameterLayout()
+            let mlp = MLP<Double>(sizes: [4, 5, 3], activations: [activation, activation], name: "mlp", layout: &layout)
+            let store = ParameterStore<Double>(layout: layout)
+            let rng = Xoshiro256(seed: 11)
+            for i in 0..<store.values.count { store.values[i] = rng.uniform(Double.self) - 0.5 }
+            let n = 6
+            let x = Tensor<Double>(shape: [n, 4], values: (0..<n * 4).map { _ in rng.uniform(Double.self) * 2 - 1 })
+            let c = (0..<n * 3).map { _ in rng.uniform(Double.self) - 0.5 }
+            // loss = Σ c ⊙ y
+            func loss() -> Double {
+                let y = mlp.forward(x.matrix, store)
+                return (0..<n * 3).reduce(0) { $0 + c[$1] * y.pointer[$1] }
+            }
+            _ = loss()
+            store.zeroGradients()
+            for i in 0..<n * 3 { mlp.outputGradient.pointer[i] = c[i] }
+            let dx = Tensor<Double>(shape: [n, 4])
+            mlp.backward(dx: dx.matrix, store)
+            let expectedParameters = finiteDifferences(store.values.pointer, count: store.values.count, loss)
+            let expectedInput = finiteDifferences(x.pointer, count: x.count, loss)
+            // ReLU's kink: the random points are away from zero with probability 1.
+            assertClose(store.gradients.array, expectedParameters, rtol: 1e-6, atol: 1e-8, "parameters, \(activation)")
+            assertClose(dx.array, expectedInput, rtol: 1e-6, atol: 1e-8, "input, \(activation)")
+        }
+    }
+
+    func testGradientsAccumulate() {
+        var layout = ParameterLayout()
+        let linear = Linear(3, 2, name: "l", layout: &layout)
+        let store = ParameterStore<Double>(layout: layout)
+        let rng = Xoshiro256(seed: 1)
+        linear.initialize(store, using: rng)
+        let x = Tensor<Double>(shape: [2, 3], values: [1, 2, 3, 4, 5, 6])
+        let dy = Tensor<Double>(shape: [2, 2], values: [1, 0, 0, 1])
+        let ones = Tensor<Double>(shape: [2]); ones.fill(1)
+        linear.backward(dx: nil, dy: dy.matrix, x: x.matrix, store, ones: ones.pointer)
+        let once = store.gradients.array
+        linear.backward(dx: nil, dy: dy.matrix, x: x.matrix, store, ones: ones.pointer)
+        assertClose(store.gradients.array, once.map { 2 * $0 }, rtol: 1e-15)
+        XCTAssertEqual(Array(once[0..<6]), [1, 2, 3, 4, 5, 6])   // dW = dyᵀ x
+        XCTAssertEqual(Array(once[6..<8]), [1, 1])               // db = Σ rows of dy
+    }
+
+    func smallModel(activation: Activation = .tanh) -> VariationalAutoencoder<Double> {
+        let configuration = ModelConfiguration(dataDimension: 6, latentDimension: 3, encoderHidden: [5, 4],
+                                               decoderHidden: [4, 5], activation: activation)
+        let model = VariationalAutoencoder<Double>(configuration, seed: 3)
+        let rng = Xoshiro256(seed: 4)
+        for i in 0..<model.store.values.count { model.store.values[i] = rng.uniform(Double.self) - 0.5 }
+        return model
+    }
+
+    func binaryBatch(_ b: Int, _ d: Int, seed: UInt64) -> Tensor<Double> {
+        let rng = Xoshiro256(seed: seed)
+        return Tensor(shape: [b, d], values: (0..<b * d).map { _ in Double(rng.next() % 2) })
+    }
+
+    /// −mean_b bound_b with the sampling noise fixed by `seed`.
+    func loss(_ model: VariationalAutoencoder<Double>, _ x: Tensor<Double>, _ objective: Objective, K: Int, seed: UInt64) -> Double {
+        model.encode(x.matrix)
+        model.sample(samplesPerExample: K, using: Xoshiro256(seed: seed))
+        let lw = model.computeLogWeights(keepProbabilities: false)
+        var bounds = [Double](repeating: 0, count: x.matrix.rows)
+        bound(objective, logWeights: lw, into: &bounds)
+        return -bounds.reduce(0, +) / Double(bounds.count)
+    }
+
+    /// The whole ELBO and IWAE gradient (θ and pathwise φ) for every parameter.
+    func testWholeModelGradientAgainstFiniteDifferences() {
+        for objective in Objective.allCases {
+            for activation in [Activation.tanh, .softplus] {
+                for K in [1, 4] {
+                    let model = smallModel(activation: activation)
+                    let x = binaryBatch(3, 6, seed: 8)
+                    model.store.zeroGradients()
+                    let bounds = model.accumulateGradient(x.matrix, objective: objective, samplesPerExample: K, using: Xoshiro256(seed: 99))
+                    assertClose(-bounds.reduce(0, +) / 3, loss(model, x, objective, K: K, seed: 99), rtol: 1e-12, "loss")
+                    let analytic = model.store.gradients.array
+                    let numeric = finiteDifferences(model.store.values.pointer, count: model.store.values.count) {
+                        loss(model, x, objective, K: K, seed: 99)
+                    }
+                    assertClose(analytic, numeric, rtol: 1e-5, atol: 1e-7, "\(objective) \(activation) K=\(K)")
+                }
+            }
+        }
+    }
+
+    func testIWAEWithOneSampleEqualsELBO() {
+        let model = smallModel()
+        let x = binaryBatch(5, 6, seed: 2)
+        model.store.zeroGradients()
+        let iwae = Array(model.accumulateGradient(x.matrix, objective: .iwae, samplesPerExample: 1, using: Xoshiro256(seed: 5)))
+        let iwaeGradient = model.store.gradients.array
+        model.store.zeroGradients()
+        let elbo = Array(model.accumulateGradient(x.matrix, objective: .elbo, samplesPerExample: 1, using: Xoshiro256(seed: 5)))
+        assertClose(iwae, elbo, rtol: 1e-14)
+        assertClose(iwaeGradient, model.store.gradients.array, rtol: 1e-12, atol: 1e-15)
+    }
+
+    /// With K samples the IWAE gradient weights each sample by w̃_k; with
+    /// equal log weights it reduces to the ELBO's 1/K (MATH.md §3).
+    func testBoundWeights() {
+        let lw = Tensor<Double>(shape: [2, 3], values: [0, 0, 0, 0, Double.log(2), -.infinity])
+        let w = Tensor<Double>(shape: [2, 3])
+        boundWeights(.iwae, logWeights: lw.matrix, into: w.matrix)
+        assertClose(w.array, [1.0 / 3, 1.0 / 3, 1.0 / 3, 1.0 / 3, 2.0 / 3, 0], rtol: 1e-15)
+        boundWeights(.elbo, logWeights: lw.matrix, into: w.matrix)
+        assertClose(w.array, [Double](repeating: 1.0 / 3, count: 6), rtol: 1e-15)
+        var b = [Double](repeating: 0, count: 2)
+        iwaeBound(logWeights: lw.matrix, into: &b)
+        assertClose(b, [0, Double.log(3.0 / 3)], rtol: 1e-15, atol: 1e-15)
+    }
+}
