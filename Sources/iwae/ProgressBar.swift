@@ -21,9 +21,10 @@ enum ProgressBar {
         drawn = false
     }
 
+    /// A line of the run's log, on stdout (stderr carries only the bar and errors).
     static func log(_ line: String) {
         finishLine()
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
 }
 

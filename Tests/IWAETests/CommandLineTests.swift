@@ -1,0 +1,161 @@
+import Foundation
+import IWAECore
+import IWAEData
+import XCTest
+
+/// The `iwae` tool end to end on a small synthetic data set, and every bad
+/// input: one line on stderr, a non-zero exit, never a trap or a partial file.
+final class CommandLineTests: XCTestCase {
+    var data = ""
+    var runDirectory = ""
+
+    override func setUpWithError() throws {
+        data = temporaryDirectory(self)
+        try writeSyntheticIDX(to: data, train: 300, test: 60, side: 8, gzip: true)
+        runDirectory = temporaryDirectory(self)
+    }
+
+    /// Common arguments of a small, fast training run.
+    func small(_ out: String, epochs: Int = 2) -> [String] {
+        ["train", "--data", data, "--k", "3", "--epochs", "\(epochs)", "--batch", "20", "--hidden", "16",
+         "--latent", "4", "--validation-examples", "40", "--out", out]
+    }
+
+    func assertFailsCleanly(_ arguments: [String], mentioning fragment: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let result = try runIWAE(arguments)
+        XCTAssertNotEqual(result.status, 0, "exit status for \(arguments)", file: file, line: line)
+        XCTAssertLessThan(result.status, 128, "killed by a signal: \(result.stderr)", file: file, line: line)
+        let lines = result.stderr.split(separator: "\n", omittingEmptySubsequences: true)
+        XCTAssertEqual(lines.count, 1, "stderr: \(result.stderr)", file: file, line: line)
+        XCTAssertTrue(result.stderr.hasPrefix("iwae: error: "), "stderr: \(result.stderr)", file: file, line: line)
+        XCTAssertTrue(result.stderr.contains(fragment), "'\(result.stderr)' lacks '\(fragment)'", file: file, line: line)
+    }
+
+    func testTrainEvaluateSample() throws {
+        let out = runDirectory + "/run"
+        let train = try runIWAE(small(out))
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let lines = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 2)
+        let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
+        let last = try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as! [String: Any]
+        for key in ["epoch", "step", "train_bound", "validation_bound", "examples_per_s", "seconds"] {
+            XCTAssertNotNil(first[key], key)
+        }
+        XCTAssertEqual(last["step"] as? Int, 2 * 13)   // 260 training images / 20 per batch
+        XCTAssertGreaterThan(last["validation_bound"] as! Double, first["validation_bound"] as! Double)
+        let checkpoint = try Checkpoint.load(from: out)
+        XCTAssertEqual(checkpoint.info["epoch"], "2")
+
+        let evaluate = try runIWAE(["evaluate", out, "--k", "200", "--test-examples", "30", "--json"])
+        XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(evaluate.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(json["k"] as? Int, 200)
+        XCTAssertEqual(json["examples"] as? Int, 30)
+        let nll = json["nll"] as! Double, elbo = json["elbo"] as! Double
+        XCTAssertGreaterThan(nll, 0)
+        XCTAssertLessThanOrEqual(nll, -elbo)      // L_200 ≥ ELBO
+        XCTAssertNotNil(json["nll_stderr"] as? Double)
+        XCTAssertNotNil(json["active_units"] as? Int)
+        let table = try runIWAE(["evaluate", out, "--k", "10", "--test-examples", "5"])
+        XCTAssertTrue(table.stdout.contains("NLL"), table.stdout)
+
+        let png = runDirectory + "/grid.png"
+        let sample = try runIWAE(["sample", out, "--out", png, "--rows", "4"])
+        XCTAssertEqual(sample.status, 0, sample.stderr)
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: png)))
+        XCTAssertEqual(Array(bytes.prefix(4)), [0x89, 0x50, 0x4e, 0x47])
+    }
+
+    func testSameSeedSameModel() throws {
+        let a = runDirectory + "/a", b = runDirectory + "/b"
+        XCTAssertEqual(try runIWAE(small(a, epochs: 1)).status, 0)
+        XCTAssertEqual(try runIWAE(small(b, epochs: 1)).status, 0)
+        XCTAssertEqual(try Checkpoint.load(from: a).model.store.values.array, try Checkpoint.load(from: b).model.store.values.array)
+    }
+
+    func testBadArguments() throws {
+        let out = runDirectory + "/bad"
+        try assertFailsCleanly(small(out) + ["--k", "0"], mentioning: "k must be at least 1")
+        try assertFailsCleanly(small(out) + ["--batch", "0"], mentioning: "batch must be at least 1")
+        for rate in ["nan", "inf", "0", "-0.001"] {
+            try assertFailsCleanly(small(out) + ["--learning-rate=\(rate)"], mentioning: "learning rate must be finite and positive")
+        }
+        try assertFailsCleanly(small(out) + ["--objective", "best"], mentioning: "unknown objective")
+        try assertFailsCleanly(small(out) + ["--hidden", "16,x"], mentioning: "--hidden")
+        try assertFailsCleanly(small(out) + ["--latent", "0"], mentioning: "latent dimension must be at least 1")
+        try assertFailsCleanly(small(out) + ["--validation-examples", "300"], mentioning: "must be fewer")
+        try assertFailsCleanly(small(out) + ["--k", "1000000000000"], mentioning: "would need")
+        try assertFailsCleanly(small(out) + ["--k", "many"], mentioning: "k")
+        try assertFailsCleanly(["train", "--data", data], mentioning: "--out")
+        try assertFailsCleanly(["frobnicate"], mentioning: "frobnicate")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
+    }
+
+    func testBadData() throws {
+        let out = runDirectory + "/bad"
+        try assertFailsCleanly(["train", "--data", runDirectory + "/nowhere", "--out", out], mentioning: "does not exist")
+        try assertFailsCleanly(["train", "--out", out], mentioning: "no data set")
+        let broken = temporaryDirectory(self)
+        try writeSyntheticIDX(to: broken, train: 20, test: 10, side: 4)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: broken + "/train-images-idx3-ubyte")))
+        bytes[2] = 0x0b
+        try Data(bytes).write(to: URL(fileURLWithPath: broken + "/train-images-idx3-ubyte"))
+        try assertFailsCleanly(["train", "--data", broken, "--out", out], mentioning: "unsupported IDX element type")
+        bytes[0] = 0x42; bytes[2] = 8
+        try Data(bytes).write(to: URL(fileURLWithPath: broken + "/train-images-idx3-ubyte"))
+        try assertFailsCleanly(["train", "--data", broken, "--out", out], mentioning: "not an IDX file")
+        bytes[0] = 0
+        try Data(bytes.dropLast(3)).write(to: URL(fileURLWithPath: broken + "/train-images-idx3-ubyte"))
+        try assertFailsCleanly(["train", "--data", broken, "--out", out], mentioning: "truncated")
+        try Data(bytes).write(to: URL(fileURLWithPath: broken + "/train-images-idx3-ubyte"))
+        try Data(IDXArray(shape: [19], values: [UInt8](repeating: 1, count: 19)).encoded)
+            .write(to: URL(fileURLWithPath: broken + "/train-labels-idx1-ubyte"))
+        try assertFailsCleanly(["train", "--data", broken, "--out", out], mentioning: "20 images but 19 labels")
+        try Data([0x1f, 0x8b, 1, 2, 3]).write(to: URL(fileURLWithPath: broken + "/train-labels-idx1-ubyte"))
+        try assertFailsCleanly(["train", "--data", broken, "--out", out], mentioning: "gzip")
+    }
+
+    func testBadOutputAndCheckpoints() throws {
+        // An output directory that cannot be created or written.
+        try assertFailsCleanly(small("/proc/iwae-cannot-write-here"), mentioning: "cannot create output directory")
+        let file = runDirectory + "/plain-file"
+        FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        try assertFailsCleanly(small(file), mentioning: "not a directory")
+
+        let out = runDirectory + "/run"
+        XCTAssertEqual(try runIWAE(small(out, epochs: 1)).status, 0)
+        try assertFailsCleanly(["evaluate", runDirectory + "/none"], mentioning: "no checkpoint")
+        try assertFailsCleanly(["evaluate", out, "--k", "0"], mentioning: "k must be at least 1")
+        // Data whose dimension does not match the checkpoint.
+        let other = temporaryDirectory(self)
+        try writeSyntheticIDX(to: other, train: 20, test: 10, side: 5)
+        try assertFailsCleanly(["evaluate", out, "--data", other], mentioning: "dimension 25")
+        try assertFailsCleanly(["sample", out, "--data", other, "--out", runDirectory + "/g.png"], mentioning: "dimension 25")
+        // A corrupt and a truncated checkpoint.
+        let path = out + "/model.safetensors"
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[bytes.count - 7] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        try assertFailsCleanly(["evaluate", out], mentioning: "checksum mismatch")
+        try Data(bytes.prefix(bytes.count / 2)).write(to: URL(fileURLWithPath: path))
+        try assertFailsCleanly(["evaluate", out], mentioning: "truncated")
+        try Data("not a checkpoint at all".utf8).write(to: URL(fileURLWithPath: path))
+        try assertFailsCleanly(["sample", out, "--out", runDirectory + "/g.png"], mentioning: "model.safetensors")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: runDirectory + "/g.png"))
+    }
+
+    /// A diverging run stops with an error naming the step; the last good
+    /// checkpoint stays byte for byte.
+    func testDivergenceStopsAndKeepsTheLastCheckpoint() throws {
+        let out = runDirectory + "/run"
+        XCTAssertEqual(try runIWAE(small(out, epochs: 1)).status, 0)
+        let before = try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors"))
+        try assertFailsCleanly(small(out, epochs: 1) + ["--learning-rate", "1e30"], mentioning: "non-finite")
+        let result = try runIWAE(small(out, epochs: 1) + ["--learning-rate", "1e30"])
+        XCTAssertTrue(result.stderr.contains("step"), result.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")), before)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.contains(".tmp") }
+        XCTAssertEqual(leftovers, [])
+    }
+}
