@@ -107,58 +107,66 @@ static inline float softplus_inline(float x) {
     return x != x ? x : r;
 }
 
-CLONES void iwae_exp_f32(const float *x, float *y, long n) {
-    for (long i = 0; i < n; i++) y[i] = exp_inline(x[i]);
-}
-CLONES void iwae_log_f32(const float *x, float *y, long n) {
-    for (long i = 0; i < n; i++) y[i] = log_inline(x[i]);
-}
-CLONES void iwae_log1p_f32(const float *x, float *y, long n) {
-    for (long i = 0; i < n; i++) y[i] = log1p_inline(x[i]);
-}
-CLONES void iwae_tanh_f32(const float *x, float *y, long n) {
-    for (long i = 0; i < n; i++) y[i] = tanh_inline(x[i]);
-}
-CLONES void iwae_sigmoid_f32(const float *x, float *y, long n) {
-    for (long i = 0; i < n; i++) y[i] = sigmoid_inline(x[i]);
-}
-CLONES void iwae_softplus_f32(const float *x, float *y, long n) {
-    for (long i = 0; i < n; i++) y[i] = softplus_inline(x[i]);
+// In place (x == y) the loop runs on one pointer; otherwise on two restrict
+// pointers. A loop over two pointers that may alias falls back to scalar
+// code at run time when they do (measured: 10× slower in place).
+#define ELEMENTWISE(f)                                                      \
+    if (x == y) {                                                           \
+        for (long i = 0; i < n; i++) y[i] = f(y[i]);                        \
+    } else {                                                                \
+        const float *restrict xr = x;                                       \
+        float *restrict yr = y;                                             \
+        for (long i = 0; i < n; i++) yr[i] = f(xr[i]);                      \
+    }
+
+CLONES void iwae_exp_f32(const float *x, float *y, long n) { ELEMENTWISE(exp_inline) }
+CLONES void iwae_log_f32(const float *x, float *y, long n) { ELEMENTWISE(log_inline) }
+CLONES void iwae_log1p_f32(const float *x, float *y, long n) { ELEMENTWISE(log1p_inline) }
+CLONES void iwae_tanh_f32(const float *x, float *y, long n) { ELEMENTWISE(tanh_inline) }
+CLONES void iwae_sigmoid_f32(const float *x, float *y, long n) { ELEMENTWISE(sigmoid_inline) }
+CLONES void iwae_softplus_f32(const float *x, float *y, long n) { ELEMENTWISE(softplus_inline) }
+
+/// One row of the Bernoulli pass; `with_prob` is a compile-time constant at
+/// each call site, so both variants vectorize without a branch in the loop.
+static inline __attribute__((always_inline)) float bernoulli_row(const float *l, const float *t, float *p, long dim,
+                                                                 int with_prob) {
+    // Sixteen partial sums keep the reduction vectorizable without fast-math.
+    float acc[16] = {0};
+    long d = 0;
+    for (; d + 16 <= dim; d += 16) {
+        for (int j = 0; j < 16; j++) {
+            float lj = l[d + j];
+            float e = exp_inline(-fabsf(lj));
+            float sp = (lj > 0.0f ? lj : 0.0f) + log1p_inline(e);
+            acc[j] += t[d + j] * lj - sp;
+            if (with_prob) {
+                float s = 1.0f / (1.0f + e);
+                p[d + j] = lj >= 0.0f ? s : e * s;
+            }
+        }
+    }
+    float total = 0.0f;
+    for (int j = 0; j < 16; j++) total += acc[j];
+    for (; d < dim; d++) {
+        float lj = l[d];
+        float e = exp_inline(-fabsf(lj));
+        total += t[d] * lj - ((lj > 0.0f ? lj : 0.0f) + log1p_inline(e));
+        if (with_prob) {
+            float s = 1.0f / (1.0f + e);
+            p[d] = lj >= 0.0f ? s : e * s;
+        }
+    }
+    return total;
 }
 
 CLONES void iwae_bernoulli_loglik_f32(const float *logits, const float *x, long rows, long dim,
                                       long repeat, float *logp, float *prob) {
-    for (long r = 0; r < rows; r++) {
-        const float *l = logits + r * dim;
-        const float *t = x + (r / repeat) * dim;
-        float *p = prob ? prob + r * dim : 0;
-        // Sixteen partial sums keep the reduction vectorizable without fast-math.
-        float acc[16] = {0};
-        long d = 0;
-        for (; d + 16 <= dim; d += 16) {
-            for (int j = 0; j < 16; j++) {
-                float lj = l[d + j];
-                float e = exp_inline(-fabsf(lj));
-                float sp = (lj > 0.0f ? lj : 0.0f) + log1p_inline(e);
-                acc[j] += t[d + j] * lj - sp;
-                if (p) {
-                    float s = 1.0f / (1.0f + e);
-                    p[d + j] = lj >= 0.0f ? s : e * s;
-                }
-            }
-        }
-        float total = 0.0f;
-        for (int j = 0; j < 16; j++) total += acc[j];
-        for (; d < dim; d++) {
-            float lj = l[d];
-            float e = exp_inline(-fabsf(lj));
-            total += t[d] * lj - ((lj > 0.0f ? lj : 0.0f) + log1p_inline(e));
-            if (p) {
-                float s = 1.0f / (1.0f + e);
-                p[d] = lj >= 0.0f ? s : e * s;
-            }
-        }
-        logp[r] = total;
+    if (prob) {
+        for (long r = 0; r < rows; r++)
+            logp[r] = bernoulli_row(logits + r * dim, x + (r / repeat) * dim, prob + r * dim, dim, 1);
+    } else {
+        for (long r = 0; r < rows; r++)
+            logp[r] = bernoulli_row(logits + r * dim, x + (r / repeat) * dim, 0, dim, 0);
     }
 }
 

@@ -14,9 +14,11 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Evaluate the first N test images (default: all).") var testExamples: Int?
     @Option(help: "Seed of the importance samples.") var seed: UInt64 = 1
     @Flag(help: "Print one JSON object instead of a table.") var json = false
+    @Option(help: "Worker threads (default: all active cores).") var threads: Int?
 
     func run() throws {
         guard samples >= 1 else { throw IWAEError.invalidArgument("k must be at least 1, got \(samples)") }
+        if let t = threads, t < 1 { throw IWAEError.invalidArgument("--threads must be at least 1, got \(t)") }
         if let n = testExamples, n < 1 { throw IWAEError.invalidArgument("--test-examples must be at least 1, got \(n)") }
         let loaded = try Checkpoint.load(from: checkpoint)
         let model = loaded.model
@@ -29,7 +31,8 @@ struct Evaluate: ParsableCommand {
         let binary = test.binarizedOnce(seed: heldOutBinarizationSeed)
         let x = Tensor<Float>(shape: [binary.count, binary.dimension], values: binary.pixels)
         let started = Date()
-        let estimate = model.estimateLogLikelihood(x.matrix, samples: samples, seed: seed) { done in
+        let workers = ModelWorkers(model: model, workers: threads, seed: seed)
+        let estimate = workers.estimateLogLikelihood(x.matrix, samples: samples, seed: seed) { done in
             let elapsed = Date().timeIntervalSince(started)
             ProgressBar.draw("evaluating k=\(samples)", done: done, total: binary.count,
                              detail: "\(formatted(Double(done) / max(elapsed, 1e-9), 1)) images/s")

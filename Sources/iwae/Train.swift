@@ -21,6 +21,7 @@ struct Train: ParsableCommand {
     @Option(help: "Latent dimension k.") var latent: Int = 50
     @Option(help: "Hidden widths of encoder and decoder, comma-separated.") var hidden: String = "200,200"
     @Option(help: "Hidden nonlinearity: tanh, relu, softplus, sigmoid.") var activation: String = "tanh"
+    @Option(help: "Worker threads (default: all active cores); results depend on seed and thread count.") var threads: Int?
     @Option(help: "Output directory.") var out: String
 
     func run() throws {
@@ -42,6 +43,7 @@ struct Train: ParsableCommand {
         options.learningRate = learningRate
         options.adamEpsilon = adamEpsilon
         options.seed = seed
+        options.workers = threads
         try options.validate()
         if let n = trainExamples, n < 1 { throw IWAEError.invalidArgument("--train-examples must be at least 1, got \(n)") }
         try prepareOutputDirectory(out)
@@ -62,7 +64,7 @@ struct Train: ParsableCommand {
         var info: [String: String] = [
             "data": dataOptions.data ?? "fashion-mnist", "objective": objective.rawValue, "k": String(samples),
             "batch": String(batch), "learning_rate": String(learningRate), "adam_epsilon": String(adamEpsilon),
-            "seed": String(seed), "image_width": String(trainingImages.width), "image_height": String(trainingImages.height),
+            "seed": String(seed), "threads": String(trainer.workers.workerCount), "image_width": String(trainingImages.width), "image_height": String(trainingImages.height),
             "train_examples": String(split.train.count), "validation_examples": String(split.validation.count),
             "epoch": "0", "step": "0",
         ]

@@ -45,6 +45,14 @@ public final class ParameterStore<Scalar: BLASScalar> {
         gradients = Tensor(shape: [layout.count])
     }
 
+    /// A store that shares `other`'s parameter values (the same memory) and
+    /// has gradients of its own: one per worker of a data-parallel step.
+    public init(sharingValuesOf other: ParameterStore) {
+        layout = other.layout
+        values = other.values
+        gradients = Tensor(shape: [layout.count])
+    }
+
     public func zeroGradients() { gradients.zero() }
 
     public func value(_ slot: ParameterSlot) -> UnsafeMutablePointer<Scalar> { values.pointer + slot.offset }

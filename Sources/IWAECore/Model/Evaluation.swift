@@ -9,8 +9,27 @@ public struct LogLikelihoodEstimate: Sendable {
     public var bounds: [Double]
     /// Monte Carlo ELBO per example, the mean of its k log weights (nats).
     public var elbos: [Double]
+    /// Σ_x μ_u(x) and Σ_x μ_u(x)² for each latent unit u (mergeable moments).
+    public var encoderMeanSums: [Double]
+    public var encoderMeanSquareSums: [Double]
+
     /// Var_x(μ_u(x)) for each latent unit u.
-    public var latentActivity: [Double]
+    public var latentActivity: [Double] {
+        let n = Double(max(bounds.count, 1))
+        return zip(encoderMeanSums, encoderMeanSquareSums).map { sum, squares in
+            let m = sum / n
+            return Swift.max(0, squares / n - m * m)
+        }
+    }
+
+    /// The estimate over the union of two disjoint sets of examples (in order).
+    public func merged(with other: LogLikelihoodEstimate) -> LogLikelihoodEstimate {
+        precondition(samples == other.samples)
+        return LogLikelihoodEstimate(
+            samples: samples, bounds: bounds + other.bounds, elbos: elbos + other.elbos,
+            encoderMeanSums: zip(encoderMeanSums, other.encoderMeanSums).map(+),
+            encoderMeanSquareSums: zip(encoderMeanSquareSums, other.encoderMeanSquareSums).map(+))
+    }
 
     public var examples: Int { bounds.count }
     /// Mean L_k: the log-likelihood estimate.
@@ -30,6 +49,8 @@ public struct LogLikelihoodEstimate: Sendable {
     public var activeUnits: Int { latentActivity.filter { $0 > 1e-2 }.count }
 }
 
+// These run specialized when reached through `ModelWorkers` (pre-specialized
+// for Float); called directly from another module they run generic.
 extension VariationalAutoencoder {
     /// Estimates `log p(x) ≈ L_k` for each row of `x` (N, D) with k samples,
     /// in chunks of about `rowsPerPass` decoder rows and a running
@@ -38,7 +59,6 @@ extension VariationalAutoencoder {
     ///     L_k = log Σ_chunks exp(logsumexp_chunk(log w)) − log k
     ///
     /// `progress` is called with the number of examples done.
-    @_specialize(exported: true, where Scalar == Float)
     public func estimateLogLikelihood(
         _ x: MatrixView<Scalar>, samples k: Int, seed: UInt64, rowsPerPass: Int = 4000,
         progress: ((Int) -> Void)? = nil
@@ -86,19 +106,15 @@ extension VariationalAutoencoder {
             start += n
             progress?(start)
         }
-        let count = Double(x.rows)
-        let activity = (0..<latent).map { u -> Double in
-            let m = muSum[u] / count
-            return Swift.max(0, muSquares[u] / count - m * m)
-        }
-        return LogLikelihoodEstimate(samples: k, bounds: bounds, elbos: elbos, latentActivity: activity)
+        return LogLikelihoodEstimate(samples: k, bounds: bounds, elbos: elbos,
+                                     encoderMeanSums: muSum, encoderMeanSquareSums: muSquares)
     }
 
     /// The mean `objective` bound with K samples over the rows of `x` (N, D),
-    /// forward only, in batches of `batch` examples.
-    @_specialize(exported: true, where Scalar == Float)
+    /// forward only, in batches of 500 examples.
     public func meanBound(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int,
-                          seed: UInt64, batch: Int = 500) -> Double {
+                          seed: UInt64) -> Double {
+        let batch = 500
         let rng = Xoshiro256(seed: seed)
         var total = 0.0
         var start = 0

@@ -49,7 +49,22 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     private var input: MatrixView<Scalar>?
 
     /// Builds the model and initializes it from `seed` (Glorot weights, zero biases).
-    public init(_ configuration: ModelConfiguration, seed: UInt64 = 0) {
+    public convenience init(_ configuration: ModelConfiguration, seed: UInt64 = 0) {
+        self.init(configuration, sharingValuesOf: nil)
+        let rng = Xoshiro256(seed: seed)
+        encoderTrunk.initialize(store, using: rng)
+        meanHead.initialize(store, using: rng)
+        logStdHead.initialize(store, using: rng)
+        decoder.initialize(store, using: rng)
+    }
+
+    /// A model with the same parameters (shared memory, not a copy) and its
+    /// own gradients and buffers, for a worker of a data-parallel step.
+    public func replica() -> VariationalAutoencoder {
+        VariationalAutoencoder(configuration, sharingValuesOf: store)
+    }
+
+    private init(_ configuration: ModelConfiguration, sharingValuesOf shared: ParameterStore<Scalar>?) {
         self.configuration = configuration
         var layout = ParameterLayout()
         let c = configuration
@@ -62,12 +77,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         decoder = MLP(sizes: [c.latentDimension] + c.decoderHidden + [c.dataDimension],
                       activations: Array(repeating: c.activation, count: c.decoderHidden.count) + [.identity],
                       name: "decoder", layout: &layout)
-        store = ParameterStore(layout: layout)
-        let rng = Xoshiro256(seed: seed)
-        encoderTrunk.initialize(store, using: rng)
-        meanHead.initialize(store, using: rng)
-        logStdHead.initialize(store, using: rng)
-        decoder.initialize(store, using: rng)
+        store = shared.map { ParameterStore(sharingValuesOf: $0) } ?? ParameterStore(layout: layout)
     }
 
     /// Sets the decoder's output bias to the logit of the training-set mean
@@ -217,12 +227,14 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     }
 
     /// One training-step gradient: encode, sample K, log weights, bound and
-    /// backward. Accumulates ∇(−mean_b bound_b) into `store.gradients` and
-    /// returns the per-example bounds (B), valid until the next call.
+    /// backward. Accumulates ∇(−lossScale · Σ_b bound_b) into
+    /// `store.gradients` (lossScale defaults to 1/B: the mean) and returns the
+    /// per-example bounds (B), valid until the next call.
     @discardableResult
     @_specialize(exported: true, where Scalar == Float)
     public func accumulateGradient(
-        _ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, using rng: Xoshiro256
+        _ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, using rng: Xoshiro256,
+        lossScale: Scalar? = nil
     ) -> UnsafeMutableBufferPointer<Scalar> {
         encode(x)
         sample(samplesPerExample: K, using: rng)
@@ -231,7 +243,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         bound(objective, logWeights: lw, into: bounds)
         let omega = MatrixView(weights.pointer, rows: examples, columns: K)
         boundWeights(objective, logWeights: lw, into: omega)
-        backward(boundWeights: omega, scale: 1 / Scalar(examples))
+        backward(boundWeights: omega, scale: lossScale ?? 1 / Scalar(examples))
         return UnsafeMutableBufferPointer(start: bounds, count: examples)
     }
 

@@ -13,6 +13,9 @@ public struct TrainingOptions: Sendable {
     /// Adam's ε (the IWAE paper uses 10⁻⁴).
     public var adamEpsilon = 1e-4
     public var seed: UInt64 = 1
+    /// Cores to split each batch over (default: all active cores). Results
+    /// are reproducible for a given seed and worker count.
+    public var workers: Int?
 
     public init() {}
 
@@ -24,6 +27,7 @@ public struct TrainingOptions: Sendable {
         guard learningRate.isFinite, learningRate > 0 else {
             throw IWAEError.invalidArgument("learning rate must be finite and positive, got \(learningRate)")
         }
+        if let workers, workers < 1 { throw IWAEError.invalidArgument("workers must be at least 1, got \(workers)") }
         guard adamEpsilon.isFinite, adamEpsilon > 0 else {
             throw IWAEError.invalidArgument("Adam epsilon must be finite and positive, got \(adamEpsilon)")
         }
@@ -67,6 +71,7 @@ public final class Trainer {
     public let model: VariationalAutoencoder<Float>
     public let options: TrainingOptions
     public let optimizer: Adam<Float>
+    public let workers: ModelWorkers<Float>
     public private(set) var epoch = 0
     public private(set) var step = 0
     private let rng: Xoshiro256
@@ -80,6 +85,7 @@ public final class Trainer {
         self.options = options
         optimizer = Adam(count: model.store.values.count, learningRate: options.learningRate, epsilon: options.adamEpsilon)
         rng = Xoshiro256(seed: options.seed)
+        workers = ModelWorkers(model: model, workers: options.workers, seed: options.seed &+ 1)
         batchBuffer = Tensor(shape: [options.batchSize, model.configuration.dataDimension])
         validationImages = validation.map { Tensor(shape: [$0.count, $0.dimension], values: $0.pixels) }
     }
@@ -116,8 +122,8 @@ public final class Trainer {
                 train.binarize(order[lo..<hi], into: batchBuffer.pointer, using: rng)
                 let x = MatrixView(batchBuffer.pointer, rows: n, columns: d)
                 model.store.zeroGradients()
-                let bounds = model.accumulateGradient(x, objective: options.objective,
-                                                      samplesPerExample: options.samplesPerExample, using: rng)
+                let bounds = workers.accumulateGradient(x, objective: options.objective,
+                                                        samplesPerExample: options.samplesPerExample)
                 var batchSum = 0.0
                 for b in bounds { batchSum += Double(b) }
                 guard batchSum.isFinite else {
@@ -138,7 +144,7 @@ public final class Trainer {
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             var validationBound: Double?
             if let v = validationImages, v.count > 0 {
-                validationBound = model.meanBound(v.matrix, objective: options.objective,
+                validationBound = workers.meanBound(v.matrix, objective: options.objective,
                                                   samplesPerExample: options.samplesPerExample, seed: 0xFA11D)
                 guard validationBound!.isFinite else {
                     throw IWAEError.numerical("non-finite validation bound after epoch \(epoch), step \(step); the last checkpoint is kept")

@@ -1,0 +1,99 @@
+import Foundation
+import IWAELinearAlgebra
+
+/// Runs a model's per-example work on several cores at once: the examples of
+/// a batch are split into contiguous blocks, one per worker, each worker a
+/// `replica` of the model (shared parameters, own buffers and gradients) with
+/// its own random stream; OpenBLAS runs single-threaded inside each worker.
+///
+/// Results depend on the seed and the worker count, and on nothing else.
+public final class ModelWorkers<Scalar: BLASScalar> {
+    public let model: VariationalAutoencoder<Scalar>
+    /// replicas[0] is `model` itself; its gradients receive the others'.
+    public let replicas: [VariationalAutoencoder<Scalar>]
+    public let generators: [Xoshiro256]
+    private let bounds = Tensor<Scalar>(shape: [0])
+
+    /// `workers` defaults to the number of active cores. With more than one
+    /// worker, OpenBLAS is set to one thread per call.
+    public init(model: VariationalAutoencoder<Scalar>, workers: Int? = nil, seed: UInt64) {
+        let count = Swift.max(1, workers ?? ProcessInfo.processInfo.activeProcessorCount)
+        self.model = model
+        replicas = [model] + (1..<count).map { _ in model.replica() }
+        generators = (0..<count).map { Xoshiro256(seed: seed &+ 0x9E37_79B9 &* UInt64($0)) }
+        if count > 1 { BLASLibrary.threads = 1 }
+    }
+
+    public var workerCount: Int { replicas.count }
+
+    /// The examples of worker `w` out of `n`.
+    func block(_ w: Int, of n: Int, workers: Int) -> Range<Int> {
+        let size = (n + workers - 1) / workers
+        return Swift.min(n, w * size)..<Swift.min(n, (w + 1) * size)
+    }
+
+    /// Data-parallel `accumulateGradient`: adds ∇(−mean_b bound_b) over all
+    /// B rows of `x` into `model.store.gradients` and returns the B bounds.
+    @discardableResult
+    @_specialize(exported: true, where Scalar == Float)
+    public func accumulateGradient(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int)
+        -> UnsafeMutableBufferPointer<Scalar>
+    {
+        let n = x.rows
+        if bounds.capacity < n { bounds.replace(shape: [n]) }
+        let active = Swift.min(workerCount, n)
+        let scale = 1 / Scalar(n)
+        let out = bounds.pointer
+        let run = { (w: Int) in
+            let rows = self.block(w, of: n, workers: active)
+            if rows.isEmpty { return }
+            let replica = self.replicas[w]
+            if w > 0 { replica.store.zeroGradients() }
+            let b = replica.accumulateGradient(x.rows(rows), objective: objective, samplesPerExample: K,
+                                               using: self.generators[w], lossScale: scale)
+            (out + rows.lowerBound).update(from: b.baseAddress!, count: rows.count)
+        }
+        if active == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: active, execute: run) }
+        for w in 1..<Swift.max(active, 1) {
+            let g = replicas[w].store.gradients
+            Scalar.axpy(count: g.count, alpha: 1, x: g.pointer, y: model.store.gradients.pointer)
+        }
+        return UnsafeMutableBufferPointer(start: out, count: n)
+    }
+
+    /// Data-parallel `estimateLogLikelihood`: worker w takes a contiguous
+    /// block of the rows of `x` with seed `seed + w`.
+    @_specialize(exported: true, where Scalar == Float)
+    public func estimateLogLikelihood(_ x: MatrixView<Scalar>, samples k: Int, seed: UInt64,
+                                      progress: ((Int) -> Void)? = nil) -> LogLikelihoodEstimate {
+        let active = Swift.max(1, Swift.min(workerCount, x.rows))
+        var results = [LogLikelihoodEstimate?](repeating: nil, count: active)
+        results.withUnsafeMutableBufferPointer { slots in
+            let slotBase = slots.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: active) { w in
+                let rows = self.block(w, of: x.rows, workers: active)
+                slotBase[w] = self.replicas[w].estimateLogLikelihood(
+                    x.rows(rows), samples: k, seed: seed &+ UInt64(w), rowsPerPass: 4000,
+                    progress: w == 0 ? progress.map { report in { done in report(Swift.min(x.rows, done * active)) } } : nil)
+            }
+        }
+        return results.dropFirst().reduce(results[0]!) { $0.merged(with: $1!) }
+    }
+
+    /// Data-parallel `meanBound` (forward only).
+    @_specialize(exported: true, where Scalar == Float)
+    public func meanBound(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, seed: UInt64) -> Double {
+        let active = Swift.max(1, Swift.min(workerCount, x.rows))
+        var sums = [Double](repeating: 0, count: active)
+        sums.withUnsafeMutableBufferPointer { slots in
+            let base = slots.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: active) { w in
+                let rows = self.block(w, of: x.rows, workers: active)
+                if rows.isEmpty { return }
+                base[w] = Double(rows.count) * self.replicas[w].meanBound(
+                    x.rows(rows), objective: objective, samplesPerExample: K, seed: seed &+ UInt64(w))
+            }
+        }
+        return sums.reduce(0, +) / Double(Swift.max(x.rows, 1))
+    }
+}
