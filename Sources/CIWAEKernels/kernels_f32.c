@@ -78,6 +78,22 @@ static inline float log1p_inline(float u) {
     return v == INFINITY ? INFINITY : r;
 }
 
+/// log(1 + u) for u ∈ [0, 1], the softplus tail: with s = u / (2 + u) ∈ [0, ⅓],
+/// log(1 + u) = 2 atanh s = 2s (1 + s²/3 + s⁴/5 + … + s¹²/13); the first
+/// omitted term is below 2⁻²⁶ relative. Cheaper than log1p_inline.
+static inline float log1p_unit(float u) {
+    float s = u / (2.0f + u);
+    float z = s * s;
+    float p = 1.0f / 13.0f;
+    p = p * z + 1.0f / 11.0f;
+    p = p * z + 1.0f / 9.0f;
+    p = p * z + 1.0f / 7.0f;
+    p = p * z + 1.0f / 5.0f;
+    p = p * z + 1.0f / 3.0f;
+    p = p * z + 1.0f;
+    return 2.0f * s * p;
+}
+
 /// tanh x: odd polynomial below 0.625, 1 − 2/(e^{2|x|} + 1) above.
 static inline float tanh_inline(float x) {
     float a = fabsf(x);
@@ -103,7 +119,7 @@ static inline float sigmoid_inline(float x) {
 /// softplus x = log(1 + e^x) = max(x, 0) + log1p(e^{−|x|}).
 static inline float softplus_inline(float x) {
     float m = x > 0.0f ? x : 0.0f;
-    float r = m + log1p_inline(exp_inline(-fabsf(x)));
+    float r = m + log1p_unit(exp_inline(-fabsf(x)));
     return x != x ? x : r;
 }
 
@@ -126,18 +142,19 @@ CLONES void iwae_tanh_f32(const float *x, float *y, long n) { ELEMENTWISE(tanh_i
 CLONES void iwae_sigmoid_f32(const float *x, float *y, long n) { ELEMENTWISE(sigmoid_inline) }
 CLONES void iwae_softplus_f32(const float *x, float *y, long n) { ELEMENTWISE(softplus_inline) }
 
-/// One row of the Bernoulli pass; `with_prob` is a compile-time constant at
-/// each call site, so both variants vectorize without a branch in the loop.
-static inline __attribute__((always_inline)) float bernoulli_row(const float *l, const float *t, float *p, long dim,
-                                                                 int with_prob) {
+/// One row of the Bernoulli pass; `with_bias` and `with_prob` are
+/// compile-time constants at each call site, so every variant vectorizes
+/// without a branch in the loop.
+static inline __attribute__((always_inline)) float bernoulli_row(const float *l, const float *b, const float *t, float *p,
+                                                                 long dim, int with_bias, int with_prob) {
     // Sixteen partial sums keep the reduction vectorizable without fast-math.
     float acc[16] = {0};
     long d = 0;
     for (; d + 16 <= dim; d += 16) {
         for (int j = 0; j < 16; j++) {
-            float lj = l[d + j];
+            float lj = with_bias ? l[d + j] + b[d + j] : l[d + j];
             float e = exp_inline(-fabsf(lj));
-            float sp = (lj > 0.0f ? lj : 0.0f) + log1p_inline(e);
+            float sp = (lj > 0.0f ? lj : 0.0f) + log1p_unit(e);
             acc[j] += t[d + j] * lj - sp;
             if (with_prob) {
                 float s = 1.0f / (1.0f + e);
@@ -148,9 +165,9 @@ static inline __attribute__((always_inline)) float bernoulli_row(const float *l,
     float total = 0.0f;
     for (int j = 0; j < 16; j++) total += acc[j];
     for (; d < dim; d++) {
-        float lj = l[d];
+        float lj = with_bias ? l[d] + b[d] : l[d];
         float e = exp_inline(-fabsf(lj));
-        total += t[d] * lj - ((lj > 0.0f ? lj : 0.0f) + log1p_inline(e));
+        total += t[d] * lj - ((lj > 0.0f ? lj : 0.0f) + log1p_unit(e));
         if (with_prob) {
             float s = 1.0f / (1.0f + e);
             p[d] = lj >= 0.0f ? s : e * s;
@@ -159,14 +176,26 @@ static inline __attribute__((always_inline)) float bernoulli_row(const float *l,
     return total;
 }
 
-CLONES void iwae_bernoulli_loglik_f32(const float *logits, const float *x, long rows, long dim,
+#define BERNOULLI_ROWS(with_bias, with_prob)                                                    \
+    for (long r = 0; r < rows; r++)                                                             \
+        logp[r] = bernoulli_row(logits + r * dim, bias, x + (r / repeat) * dim,                 \
+                                with_prob ? prob + r * dim : 0, dim, with_bias, with_prob);
+
+CLONES void iwae_bernoulli_loglik_f32(const float *logits, const float *bias, const float *x, long rows, long dim,
                                       long repeat, float *logp, float *prob) {
-    if (prob) {
-        for (long r = 0; r < rows; r++)
-            logp[r] = bernoulli_row(logits + r * dim, x + (r / repeat) * dim, prob + r * dim, dim, 1);
-    } else {
-        for (long r = 0; r < rows; r++)
-            logp[r] = bernoulli_row(logits + r * dim, x + (r / repeat) * dim, 0, dim, 0);
+    if (bias && prob) { BERNOULLI_ROWS(1, 1) }
+    else if (bias) { BERNOULLI_ROWS(1, 0) }
+    else if (prob) { BERNOULLI_ROWS(0, 1) }
+    else { BERNOULLI_ROWS(0, 0) }
+}
+
+/// y[r][c] = tanh(y[r][c] + bias[c]) in place: a hidden layer's bias and
+/// nonlinearity in one sweep after its GEMM.
+CLONES void iwae_bias_tanh_f32(float *y, const float *bias, long rows, long columns) {
+    for (long r = 0; r < rows; r++) {
+        float *restrict row = y + r * columns;
+        const float *restrict b = bias;
+        for (long c = 0; c < columns; c++) row[c] = tanh_inline(row[c] + b[c]);
     }
 }
 
@@ -195,7 +224,7 @@ CLONES void iwae_box_muller_f32(const uint32_t *bits, float *out, long pairs) {
     for (long i = 0; i < pairs; i++) {
         float u1 = (float)((bits[2 * i] >> 8) + 1) * 5.9604644775390625e-8f;   // (0, 1]
         float u2 = (float)(bits[2 * i + 1] >> 8) * 5.9604644775390625e-8f;     // [0, 1)
-        float r = sqrtf(-2.0f * log_inline(u1));
+        float r = __builtin_elementwise_sqrt(-2.0f * log_inline(u1));  // sqrtf would set errno and stay scalar
         float c, s;
         sincos_turns(u2, &c, &s);
         out[i] = r * c;

@@ -20,18 +20,24 @@ void iwae_softplus_f64(const double *x, double *y, long n) {
     for (long i = 0; i < n; i++) y[i] = isnan(x[i]) ? x[i] : softplus_d(x[i]);
 }
 
-void iwae_bernoulli_loglik_f64(const double *logits, const double *x, long rows, long dim,
+void iwae_bernoulli_loglik_f64(const double *logits, const double *bias, const double *x, long rows, long dim,
                                long repeat, double *logp, double *prob) {
     for (long r = 0; r < rows; r++) {
         const double *l = logits + r * dim;
         const double *t = x + (r / repeat) * dim;
         double total = 0.0;
         for (long d = 0; d < dim; d++) {
-            total += t[d] * l[d] - softplus_d(l[d]);
-            if (prob) prob[r * dim + d] = sigmoid_d(l[d]);
+            double ld = bias ? l[d] + bias[d] : l[d];
+            total += t[d] * ld - softplus_d(ld);
+            if (prob) prob[r * dim + d] = sigmoid_d(ld);
         }
         logp[r] = total;
     }
+}
+
+void iwae_bias_tanh_f64(double *y, const double *bias, long rows, long columns) {
+    for (long r = 0; r < rows; r++)
+        for (long c = 0; c < columns; c++) y[r * columns + c] = tanh(y[r * columns + c] + bias[c]);
 }
 
 void iwae_box_muller_f64(const uint64_t *bits, double *out, long pairs) {

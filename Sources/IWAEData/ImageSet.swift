@@ -71,10 +71,8 @@ public struct ImageSet: Sendable {
             for i in indices {
                 let row = source.baseAddress! + i * dimension
                 let target = out + r * dimension
-                for d in 0..<dimension {
-                    let u = Float(rng.next() >> 40) * 0x1.0p-24
-                    target[d] = u < row[d] ? 1 : 0
-                }
+                rng.fillUniform(target, count: dimension)
+                for d in 0..<dimension { target[d] = target[d] < row[d] ? 1 : 0 }
                 r += 1
             }
         }

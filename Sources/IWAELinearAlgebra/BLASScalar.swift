@@ -48,13 +48,17 @@ public protocol BLASScalar: BinaryFloatingPoint, Real, Sendable where Self.RawSi
     static func sigmoid(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int)
     static func softplus(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int)
 
+    /// `y[r][c] ← tanh(y[r][c] + bias[c])` in place over (rows, columns).
+    static func biasTanh(_ y: UnsafeMutablePointer<Self>, bias: UnsafePointer<Self>, rows: Int, columns: Int)
+
     /// Bernoulli log-likelihood row by row, and optionally the probabilities:
     ///
+    ///     ℓ[r][d] = logits[r][d] + bias[d]     (no bias when nil)
     ///     logp[r] = Σ_d x[r / repeat][d]·ℓ[r][d] − softplus(ℓ[r][d]),   prob[r][d] = σ(ℓ[r][d])
     ///
     /// `logits` and `prob` are (rows, dim), `targets` is (rows / repeat, dim).
     static func bernoulliLogLikelihood(
-        logits: UnsafePointer<Self>, targets: UnsafePointer<Self>,
+        logits: UnsafePointer<Self>, bias: UnsafePointer<Self>?, targets: UnsafePointer<Self>,
         rows: Int, dim: Int, repeat: Int,
         logLikelihood: UnsafeMutablePointer<Self>, probabilities: UnsafeMutablePointer<Self>?)
 

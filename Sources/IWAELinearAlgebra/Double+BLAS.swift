@@ -29,11 +29,14 @@ extension Double: BLASScalar {
     public static func tanh(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, count: Int) { iwae_tanh_f64(x, y, count) }
     public static func sigmoid(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, count: Int) { iwae_sigmoid_f64(x, y, count) }
     public static func softplus(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, count: Int) { iwae_softplus_f64(x, y, count) }
+    public static func biasTanh(_ y: UnsafeMutablePointer<Double>, bias: UnsafePointer<Double>, rows: Int, columns: Int) {
+        iwae_bias_tanh_f64(y, bias, rows, columns)
+    }
     public static func bernoulliLogLikelihood(
-        logits: UnsafePointer<Double>, targets: UnsafePointer<Double>, rows: Int, dim: Int, repeat: Int,
+        logits: UnsafePointer<Double>, bias: UnsafePointer<Double>?, targets: UnsafePointer<Double>, rows: Int, dim: Int, repeat: Int,
         logLikelihood: UnsafeMutablePointer<Double>, probabilities: UnsafeMutablePointer<Double>?
     ) {
-        iwae_bernoulli_loglik_f64(logits, targets, rows, dim, `repeat`, logLikelihood, probabilities)
+        iwae_bernoulli_loglik_f64(logits, bias, targets, rows, dim, `repeat`, logLikelihood, probabilities)
     }
     public static func fillStandardNormal(_ out: UnsafeMutablePointer<Double>, count: Int, using generator: Xoshiro256) {
         let pairs = (count + 1) / 2

@@ -29,11 +29,14 @@ extension Float: BLASScalar {
     public static func tanh(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) { iwae_tanh_f32(x, y, count) }
     public static func sigmoid(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) { iwae_sigmoid_f32(x, y, count) }
     public static func softplus(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) { iwae_softplus_f32(x, y, count) }
+    public static func biasTanh(_ y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, rows: Int, columns: Int) {
+        iwae_bias_tanh_f32(y, bias, rows, columns)
+    }
     public static func bernoulliLogLikelihood(
-        logits: UnsafePointer<Float>, targets: UnsafePointer<Float>, rows: Int, dim: Int, repeat: Int,
+        logits: UnsafePointer<Float>, bias: UnsafePointer<Float>?, targets: UnsafePointer<Float>, rows: Int, dim: Int, repeat: Int,
         logLikelihood: UnsafeMutablePointer<Float>, probabilities: UnsafeMutablePointer<Float>?
     ) {
-        iwae_bernoulli_loglik_f32(logits, targets, rows, dim, `repeat`, logLikelihood, probabilities)
+        iwae_bernoulli_loglik_f32(logits, bias, targets, rows, dim, `repeat`, logLikelihood, probabilities)
     }
     public static func fillStandardNormal(_ out: UnsafeMutablePointer<Float>, count: Int, using generator: Xoshiro256) {
         let pairs = (count + 1) / 2

@@ -34,19 +34,24 @@ public final class Xoshiro256: RandomNumberGenerator {
     deinit { scratch.deallocate() }
 
     @inline(__always)
-    public func next() -> UInt64 {
-        let result = rotl(state.1 &* 5, 7) &* 9
-        let t = state.1 << 17
-        state.2 ^= state.0
-        state.3 ^= state.1
-        state.1 ^= state.2
-        state.0 ^= state.3
-        state.2 ^= t
-        state.3 = rotl(state.3, 45)
+    public func next() -> UInt64 { Xoshiro256.step(&state) }
+
+    /// One xoshiro256** step on a state held in a local (bulk loops use this
+    /// to avoid an exclusivity check per word on the class's stored state).
+    @inline(__always)
+    static func step(_ s: inout (UInt64, UInt64, UInt64, UInt64)) -> UInt64 {
+        let result = rotl(s.1 &* 5, 7) &* 9
+        let t = s.1 << 17
+        s.2 ^= s.0
+        s.3 ^= s.1
+        s.1 ^= s.2
+        s.0 ^= s.3
+        s.2 ^= t
+        s.3 = rotl(s.3, 45)
         return result
     }
 
-    @inline(__always) private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+    @inline(__always) private static func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 
     /// A uniform value in [0, 1) with 24 (Float) or 53 (Double) random bits.
     @inline(__always)
@@ -57,7 +62,9 @@ public final class Xoshiro256: RandomNumberGenerator {
 
     /// Fills `out[0..<count]` with uniform values in [0, 1).
     public func fillUniform(_ out: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { out[i] = Float(next() >> 40) * 0x1.0p-24 }
+        var local = state
+        for i in 0..<count { out[i] = Float(Xoshiro256.step(&local) >> 40) * 0x1.0p-24 }
+        state = local
     }
 
     /// Fills `out[0..<count]` with independent standard normals.
@@ -73,7 +80,10 @@ public final class Xoshiro256: RandomNumberGenerator {
             scratchCapacity = max(count, 2 * scratchCapacity)
             scratch = .allocate(capacity: scratchCapacity)
         }
-        for i in 0..<count { scratch[i] = next() }
-        return scratch
+        var local = state
+        let words = scratch
+        for i in 0..<count { words[i] = Xoshiro256.step(&local) }
+        state = local
+        return words
     }
 }

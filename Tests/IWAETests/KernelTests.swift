@@ -71,7 +71,7 @@ final class KernelTests: XCTestCase {
         let logits = (0..<rows * dim).map { _ in Float(rng.uniform(Double.self) * 40 - 20) }
         let targets = (0..<(rows / repeatCount) * dim).map { _ in Float(rng.next() % 2) }
         var logp = [Float](repeating: 0, count: rows), prob = [Float](repeating: 0, count: rows * dim)
-        Float.bernoulliLogLikelihood(logits: logits, targets: targets, rows: rows, dim: dim, repeat: repeatCount,
+        Float.bernoulliLogLikelihood(logits: logits, bias: nil, targets: targets, rows: rows, dim: dim, repeat: repeatCount,
                                      logLikelihood: &logp, probabilities: &prob)
         for r in 0..<rows {
             var expected = 0.0
@@ -82,6 +82,27 @@ final class KernelTests: XCTestCase {
             }
             assertClose(Double(logp[r]), expected, rtol: 1e-5, atol: 1e-4, "row \(r)")
         }
+        // The bias folded in equals the bias added to the logits.
+        let bias = (0..<dim).map { _ in Float(rng.uniform(Double.self) * 4 - 2) }
+        let shifted = (0..<rows * dim).map { logits[$0] + bias[$0 % dim] }
+        var withBias = [Float](repeating: 0, count: rows), withoutBias = [Float](repeating: 0, count: rows)
+        var prob2 = [Float](repeating: 0, count: rows * dim)
+        Float.bernoulliLogLikelihood(logits: logits, bias: bias, targets: targets, rows: rows, dim: dim, repeat: repeatCount,
+                                     logLikelihood: &withBias, probabilities: &prob2)
+        Float.bernoulliLogLikelihood(logits: shifted, bias: nil, targets: targets, rows: rows, dim: dim, repeat: repeatCount,
+                                     logLikelihood: &withoutBias, probabilities: &prob)
+        XCTAssertEqual(withBias, withoutBias)
+        XCTAssertEqual(prob2, prob)
+    }
+
+    func testBiasTanh() {
+        let rng = Xoshiro256(seed: 8)
+        let rows = 5, columns = 33
+        var y = (0..<rows * columns).map { _ in Float(rng.uniform(Double.self) * 6 - 3) }
+        let bias = (0..<columns).map { _ in Float(rng.uniform(Double.self) - 0.5) }
+        let expected = (0..<rows * columns).map { Float(Double.tanh(Double(y[$0] + bias[$0 % columns]))) }
+        Float.biasTanh(&y, bias: bias, rows: rows, columns: columns)
+        assertClose(y, expected, rtol: 5e-7, atol: 1e-7)
     }
 
     func testGeneratorIsReproducible() {

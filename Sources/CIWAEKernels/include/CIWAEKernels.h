@@ -34,15 +34,21 @@ void iwae_softplus_f64(const double *x, double *y, long n);
 
 /// Bernoulli log-likelihood of binary targets under logits, row by row.
 ///
+///     ℓ[r][d] = logits[r][d] + bias[d]        (bias may be NULL: no bias)
 ///     logp[r] = Σ_d x[r / repeat][d] · ℓ[r][d] − softplus(ℓ[r][d])
 ///     prob[r][d] = sigmoid(ℓ[r][d])          (skipped when prob is NULL)
 ///
-/// logits and prob are (rows, dim); x is (rows / repeat, dim): each data row
-/// serves `repeat` consecutive logit rows (the K samples of one example).
-void iwae_bernoulli_loglik_f32(const float *logits, const float *x, long rows, long dim,
+/// logits and prob are (rows, dim), bias is (dim); x is (rows / repeat, dim):
+/// each data row serves `repeat` consecutive logit rows (the K samples of one
+/// example). Folding the output layer's bias in here saves a pass.
+void iwae_bernoulli_loglik_f32(const float *logits, const float *bias, const float *x, long rows, long dim,
                                long repeat, float *logp, float *prob);
-void iwae_bernoulli_loglik_f64(const double *logits, const double *x, long rows, long dim,
+void iwae_bernoulli_loglik_f64(const double *logits, const double *bias, const double *x, long rows, long dim,
                                long repeat, double *logp, double *prob);
+
+/// y[r][c] = tanh(y[r][c] + bias[c]) in place, y is (rows, columns).
+void iwae_bias_tanh_f32(float *y, const float *bias, long rows, long columns);
+void iwae_bias_tanh_f64(double *y, const double *bias, long rows, long columns);
 
 /// Box–Muller transform of 2·pairs uniform random words into 2·pairs
 /// independent standard normals: out[i] = r cos θ, out[pairs + i] = r sin θ,

@@ -14,6 +14,22 @@ import RealModule
 public enum Activation: String, Sendable, CaseIterable, Codable {
     case tanh, relu, softplus, sigmoid, identity
 
+    /// `y[r, c] ← f(y[r, c] + bias[c])` over a contiguous (rows, columns)
+    /// matrix: the layer's bias and nonlinearity in one sweep (fused in one
+    /// kernel for tanh).
+    public func forward<Scalar: BLASScalar>(_ y: MatrixView<Scalar>, bias: UnsafePointer<Scalar>) {
+        precondition(y.isContiguous)
+        if self == .tanh {
+            Scalar.biasTanh(y.pointer, bias: bias, rows: y.rows, columns: y.columns)
+            return
+        }
+        for r in 0..<y.rows {
+            let row = y.pointer + r * y.columns
+            for c in 0..<y.columns { row[c] += bias[c] }
+        }
+        forward(y)
+    }
+
     /// `y ← f(y)` over a contiguous (rows, columns) matrix.
     public func forward<Scalar: BLASScalar>(_ y: MatrixView<Scalar>) {
         precondition(y.isContiguous)

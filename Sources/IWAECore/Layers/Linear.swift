@@ -29,14 +29,17 @@ public struct Linear: Sendable {
     }
 
     /// `y ← x Wᵀ + b`: the bias is copied into every row of y, then one GEMM
-    /// accumulates onto it.
+    /// accumulates onto it. With `addBias: false`, `y ← x Wᵀ` and the caller
+    /// adds the bias in its next pass (see `Activation.forward(_:bias:)`).
     public func forward<Scalar: BLASScalar>(
-        _ y: MatrixView<Scalar>, _ x: MatrixView<Scalar>, _ store: ParameterStore<Scalar>
+        _ y: MatrixView<Scalar>, _ x: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, addBias: Bool = true
     ) {
         precondition(x.columns == inputSize && y.columns == outputSize && x.rows == y.rows)
-        let b = store.value(bias)
-        for r in 0..<y.rows { (y.pointer + r * y.rowStride).update(from: b, count: outputSize) }
-        gemm(y, x, .none, store.valueMatrix(weight), .transposed, beta: 1)
+        if addBias {
+            let b = store.value(bias)
+            for r in 0..<y.rows { (y.pointer + r * y.rowStride).update(from: b, count: outputSize) }
+        }
+        gemm(y, x, .none, store.valueMatrix(weight), .transposed, beta: addBias ? 1 : 0)
     }
 
     /// Accumulates `dW += dyᵀ x`, `db += Σ_rows dy`, and, when `dx` is given,

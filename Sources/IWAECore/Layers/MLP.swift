@@ -41,20 +41,30 @@ public final class MLP<Scalar: BLASScalar> {
     }
 
     /// Runs the stack on `x` (N, in) and returns the output view (N, out),
-    /// valid until the next forward.
+    /// valid until the next forward. With `deferOutputBias` (last activation
+    /// identity) the output lacks the last layer's bias, which the consumer
+    /// folds into its own pass (`outputBias`).
     @discardableResult
-    public func forward(_ x: MatrixView<Scalar>, _ store: ParameterStore<Scalar>) -> MatrixView<Scalar> {
+    public func forward(_ x: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, deferOutputBias: Bool = false) -> MatrixView<Scalar> {
+        precondition(!deferOutputBias || activations.last == .identity)
         reserve(rows: x.rows)
         rows = x.rows
         input = x
         var current = x
         for (i, layer) in layers.enumerated() {
             let y = MatrixView(outputs[i].pointer, rows: rows, columns: layer.outputSize)
-            layer.forward(y, current, store)
-            activations[i].forward(y)
+            layer.forward(y, current, store, addBias: false)
+            if !(deferOutputBias && i == layers.count - 1) {
+                activations[i].forward(y, bias: store.value(layer.bias))
+            }
             current = y
         }
         return current
+    }
+
+    /// The last layer's bias (out), for consumers of a `deferOutputBias` forward.
+    public func outputBias(_ store: ParameterStore<Scalar>) -> UnsafePointer<Scalar> {
+        UnsafePointer(store.value(layers.last!.bias))
     }
 
     /// The output of the last forward (N, out).

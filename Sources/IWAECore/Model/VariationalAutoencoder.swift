@@ -150,9 +150,9 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     public func computeLogWeights(keepProbabilities: Bool = true) -> MatrixView<Scalar> {
         guard let x = input else { preconditionFailure("computeLogWeights before encode") }
         let rows = examples * samplesPerExample
-        let logits = decoder.forward(zView, store)
+        let logits = decoder.forward(zView, store, deferOutputBias: true)
         Scalar.bernoulliLogLikelihood(
-            logits: logits.pointer, targets: x.pointer, rows: rows, dim: configuration.dataDimension,
+            logits: logits.pointer, bias: decoder.outputBias(store), targets: x.pointer, rows: rows, dim: configuration.dataDimension,
             repeat: samplesPerExample, logLikelihood: logLikelihood.pointer,
             probabilities: keepProbabilities ? probabilities.pointer : nil)
         standardNormalLogDensity(zView, into: logPrior.pointer)
