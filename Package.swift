@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "IWAEData", targets: ["IWAEData"]),
         .library(name: "IWAECore", targets: ["IWAECore"]),
         .executable(name: "iwae", targets: ["iwae"]),
+        .executable(name: "iwae-bench", targets: ["iwae-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -42,6 +43,14 @@ let package = Package(
         .executableTarget(
             name: "iwae",
             dependencies: ["IWAECore", "IWAEData", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
+        // MARK: - Benchmarks
+        .executableTarget(
+            name: "iwae-bench",
+            dependencies: ["IWAECore", "IWAEData", "IWAELinearAlgebra",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/iwae-bench"
         ),
 
         // MARK: - Tests

@@ -231,3 +231,16 @@ CLONES void iwae_box_muller_f32(const uint32_t *bits, float *out, long pairs) {
         out[pairs + i] = r * s;
     }
 }
+
+CLONES void iwae_adam_f32(float *restrict theta, const float *restrict g, float *restrict m, float *restrict v, long n,
+                          float beta1, float beta2, float step_size, float eps) {
+    const float c1 = 1.0f - beta1, c2 = 1.0f - beta2;
+    for (long i = 0; i < n; i++) {
+        float gi = g[i];
+        float mi = beta1 * m[i] + c1 * gi;
+        float vi = beta2 * v[i] + c2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        theta[i] -= step_size * mi / (__builtin_elementwise_sqrt(vi) + eps);
+    }
+}

@@ -49,3 +49,14 @@ void iwae_box_muller_f64(const uint64_t *bits, double *out, long pairs) {
         out[pairs + i] = r * sin(6.283185307179586 * u2);
     }
 }
+
+void iwae_adam_f64(double *theta, const double *g, double *m, double *v, long n,
+                   double beta1, double beta2, double step_size, double eps) {
+    for (long i = 0; i < n; i++) {
+        double mi = beta1 * m[i] + (1.0 - beta1) * g[i];
+        double vi = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i];
+        m[i] = mi;
+        v[i] = vi;
+        theta[i] -= step_size * mi / (sqrt(vi) + eps);
+    }
+}

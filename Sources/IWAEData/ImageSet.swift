@@ -101,6 +101,34 @@ public struct MNISTFormatDataset: Sendable {
     /// `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte` (each optionally
     /// `.gz`; MNIST's `train-images.idx3-ubyte` spelling is accepted too).
     public static func load(_ source: String) throws -> MNISTFormatDataset {
+        let directory = try resolve(source)
+        let train = try load(source, split: .train)
+        let test = try load(source, split: .test)
+        guard train.dimension == test.dimension else {
+            throw IWAEError.invalidData("\(directory): training images are \(train.height)×\(train.width) but test images \(test.height)×\(test.width)")
+        }
+        return MNISTFormatDataset(name: source, train: train, test: test)
+    }
+
+    public enum Split: String, Sendable { case train, test }
+
+    /// Reads one split only (an evaluation needs no training images).
+    public static func load(_ source: String, split: Split) throws -> ImageSet {
+        let directory = try resolve(source)
+        func find(_ stem: String, _ kind: String) throws -> String {
+            for name in ["\(stem)-\(kind)-ubyte", "\(stem)-\(kind)-ubyte.gz", "\(stem).\(kind)-ubyte", "\(stem).\(kind)-ubyte.gz"] {
+                let path = directory + "/" + name
+                if FileManager.default.fileExists(atPath: path) { return path }
+            }
+            throw IWAEError.invalidData("\(directory) has no \(stem)-\(kind)-ubyte[.gz]")
+        }
+        let prefix = split == .train ? "train" : "t10k"
+        return try ImageSet(images: IDXArray(contentsOf: find("\(prefix)-images", "idx3")),
+                            labels: IDXArray(contentsOf: find("\(prefix)-labels", "idx1")), name: "\(directory) (\(split.rawValue))")
+    }
+
+    /// The directory a `--data` value names, checked to exist.
+    static func resolve(_ source: String) throws -> String {
         let directory: String
         if source == "fashion-mnist" {
             directory = fashionMNISTDirectory
@@ -115,21 +143,7 @@ public struct MNISTFormatDataset: Sendable {
             throw IWAEError.invalidData("data directory \(directory) does not exist")
         }
         guard isDirectory.boolValue else { throw IWAEError.invalidData("data path \(directory) is not a directory") }
-        func find(_ stem: String, _ kind: String) throws -> String {
-            for name in ["\(stem)-\(kind)-ubyte", "\(stem)-\(kind)-ubyte.gz", "\(stem).\(kind)-ubyte", "\(stem).\(kind)-ubyte.gz"] {
-                let path = directory + "/" + name
-                if FileManager.default.fileExists(atPath: path) { return path }
-            }
-            throw IWAEError.invalidData("\(directory) has no \(stem)-\(kind)-ubyte[.gz]")
-        }
-        let train = try ImageSet(images: IDXArray(contentsOf: find("train-images", "idx3")),
-                                 labels: IDXArray(contentsOf: find("train-labels", "idx1")), name: "\(directory) (train)")
-        let test = try ImageSet(images: IDXArray(contentsOf: find("t10k-images", "idx3")),
-                                labels: IDXArray(contentsOf: find("t10k-labels", "idx1")), name: "\(directory) (test)")
-        guard train.dimension == test.dimension else {
-            throw IWAEError.invalidData("\(directory): training images are \(train.height)×\(train.width) but test images \(test.height)×\(test.width)")
-        }
-        return MNISTFormatDataset(name: source, train: train, test: test)
+        return directory
     }
 }
 

@@ -62,6 +62,14 @@ public protocol BLASScalar: BinaryFloatingPoint, Real, Sendable where Self.RawSi
         rows: Int, dim: Int, repeat: Int,
         logLikelihood: UnsafeMutablePointer<Self>, probabilities: UnsafeMutablePointer<Self>?)
 
+    /// One Adam update of `count` parameters, bias corrections folded into
+    /// `stepSize` and `epsilon` (see `Adam`):
+    ///
+    ///     m ← β₁ m + (1 − β₁) g,  v ← β₂ v + (1 − β₂) g²,  θ ← θ − stepSize · m / (√v + epsilon)
+    static func adamStep(
+        parameters: UnsafeMutablePointer<Self>, gradients: UnsafePointer<Self>, firstMoment: UnsafeMutablePointer<Self>,
+        secondMoment: UnsafeMutablePointer<Self>, count: Int, beta1: Self, beta2: Self, stepSize: Self, epsilon: Self)
+
     /// Fills `count` values with independent standard normals (Box–Muller on
     /// the generator's words).
     static func fillStandardNormal(_ out: UnsafeMutablePointer<Self>, count: Int, using generator: Xoshiro256)

@@ -51,5 +51,11 @@ extension Double: BLASScalar {
             out[count - 1] = tail.0
         }
     }
+    public static func adamStep(
+        parameters: UnsafeMutablePointer<Double>, gradients: UnsafePointer<Double>, firstMoment: UnsafeMutablePointer<Double>,
+        secondMoment: UnsafeMutablePointer<Double>, count: Int, beta1: Double, beta2: Double, stepSize: Double, epsilon: Double
+    ) {
+        iwae_adam_f64(parameters, gradients, firstMoment, secondMoment, count, beta1, beta2, stepSize, epsilon)
+    }
     public static var safetensorsDType: String { "F64" }
 }

@@ -52,6 +52,12 @@ extension Float: BLASScalar {
             out[count - 1] = tail.0
         }
     }
+    public static func adamStep(
+        parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, firstMoment: UnsafeMutablePointer<Float>,
+        secondMoment: UnsafeMutablePointer<Float>, count: Int, beta1: Float, beta2: Float, stepSize: Float, epsilon: Float
+    ) {
+        iwae_adam_f32(parameters, gradients, firstMoment, secondMoment, count, beta1, beta2, stepSize, epsilon)
+    }
     public static var safetensorsDType: String { "F32" }
 }
 

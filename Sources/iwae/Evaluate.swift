@@ -22,11 +22,11 @@ struct Evaluate: ParsableCommand {
         if let n = testExamples, n < 1 { throw IWAEError.invalidArgument("--test-examples must be at least 1, got \(n)") }
         let loaded = try Checkpoint.load(from: checkpoint)
         let model = loaded.model
-        let dataset = try loadDataset(dataOptions.data, checkpoint: loaded)
-        guard dataset.test.dimension == model.configuration.dataDimension else {
-            throw IWAEError.invalidArgument("test images have dimension \(dataset.test.dimension) but the checkpoint's model expects \(model.configuration.dataDimension)")
+        let (dataName, testSet) = try loadTestSet(dataOptions.data, checkpoint: loaded)
+        guard testSet.dimension == model.configuration.dataDimension else {
+            throw IWAEError.invalidArgument("test images have dimension \(testSet.dimension) but the checkpoint's model expects \(model.configuration.dataDimension)")
         }
-        var test = dataset.test
+        var test = testSet
         if let n = testExamples { test = test.prefix(n) }
         let binary = test.binarizedOnce(seed: heldOutBinarizationSeed)
         let x = Tensor<Float>(shape: [binary.count, binary.dimension], values: binary.pixels)
@@ -48,11 +48,11 @@ struct Evaluate: ParsableCommand {
                 ("active_units", String(estimate.activeUnits)), ("elbo", jsonNumber(estimate.meanELBO)),
                 ("k", String(samples)), ("examples", String(estimate.examples)),
                 ("latent_dimension", String(model.configuration.latentDimension)),
-                ("seconds", jsonNumber(seconds)), ("data", "\"\(dataset.name)\""),
+                ("seconds", jsonNumber(seconds)), ("data", "\"\(dataName)\""),
             ]
             print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
         } else {
-            print("test images        \(estimate.examples) (\(dataset.name))")
+            print("test images        \(estimate.examples) (\(dataName))")
             print("log p(x) ≈ L_\(samples)  \(formatted(estimate.meanBound)) ± \(formatted(estimate.standardError)) nats")
             print("NLL                \(formatted(estimate.negativeLogLikelihood)) nats")
             print("ELBO               \(formatted(estimate.meanELBO)) nats")

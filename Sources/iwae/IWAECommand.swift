@@ -44,10 +44,21 @@ struct DataOptions: ParsableArguments {
 /// every evaluation sees the same binary images.
 let heldOutBinarizationSeed: UInt64 = 0x7E57
 
-/// Loads the data set named by `--data`, or the one the checkpoint was trained on.
-func loadDataset(_ option: String?, checkpoint: Checkpoint? = nil) throws -> MNISTFormatDataset {
+/// The data set named by `--data`, or else the one the checkpoint was trained on.
+func dataSource(_ option: String?, checkpoint: Checkpoint? = nil) throws -> String {
     guard let source = option ?? checkpoint?.info["data"] else {
         throw IWAEError.invalidArgument("no data set: pass --data fashion-mnist or --data DIR")
     }
-    return try MNISTFormatDataset.load(source)
+    return source
+}
+
+/// Loads both splits (for training).
+func loadDataset(_ option: String?) throws -> MNISTFormatDataset {
+    try MNISTFormatDataset.load(dataSource(option))
+}
+
+/// Loads the test split only (for evaluation and samples).
+func loadTestSet(_ option: String?, checkpoint: Checkpoint) throws -> (name: String, images: ImageSet) {
+    let source = try dataSource(option, checkpoint: checkpoint)
+    return (source, try MNISTFormatDataset.load(source, split: .test))
 }

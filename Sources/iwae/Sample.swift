@@ -19,12 +19,12 @@ struct Sample: ParsableCommand {
         guard out.hasSuffix(".png") else { throw IWAEError.invalidArgument("--out must name a .png file, got \(out)") }
         let loaded = try Checkpoint.load(from: checkpoint)
         let model = loaded.model
-        let dataset = try loadDataset(dataOptions.data, checkpoint: loaded)
+        let (dataName, testSet) = try loadTestSet(dataOptions.data, checkpoint: loaded)
         let d = model.configuration.dataDimension, k = model.configuration.latentDimension
-        guard dataset.test.dimension == d else {
-            throw IWAEError.invalidArgument("test images have dimension \(dataset.test.dimension) but the checkpoint's model expects \(d)")
+        guard testSet.dimension == d else {
+            throw IWAEError.invalidArgument("test images have dimension \(testSet.dimension) but the checkpoint's model expects \(d)")
         }
-        let (w, h) = (dataset.test.width, dataset.test.height)
+        let (w, h) = (testSet.width, testSet.height)
         let columns = 10
         // Left panel: σ(f(z)) for z ~ N(0, I).
         let z = Tensor<Float>(shape: [rows * columns, k])
@@ -33,7 +33,7 @@ struct Sample: ParsableCommand {
         model.decodeProbabilities(z.matrix, into: samples.pointer)
         // Right panel: test images and σ(f(μ(x))) for their binarizations.
         let pairs = columns / 2
-        let test = dataset.test.prefix(rows * pairs)
+        let test = testSet.prefix(rows * pairs)
         let binary = test.binarizedOnce(seed: heldOutBinarizationSeed)
         let x = Tensor<Float>(shape: [test.count, d], values: binary.pixels)
         model.encode(x.matrix)

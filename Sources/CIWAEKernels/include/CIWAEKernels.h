@@ -56,6 +56,15 @@ void iwae_bias_tanh_f64(double *y, const double *bias, long rows, long columns);
 void iwae_box_muller_f32(const uint32_t *bits, float *out, long pairs);
 void iwae_box_muller_f64(const uint64_t *bits, double *out, long pairs);
 
+/// One Adam step over n parameters (Kingma & Ba 2015), bias corrections
+/// folded into `step_size` and `eps` by the caller:
+///
+///     m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²,   θ ← θ − step_size · m / (√v + eps)
+void iwae_adam_f32(float *theta, const float *g, float *m, float *v, long n,
+                   float beta1, float beta2, float step_size, float eps);
+void iwae_adam_f64(double *theta, const double *g, double *m, double *v, long n,
+                   double beta1, double beta2, double step_size, double eps);
+
 #ifdef __cplusplus
 }
 #endif

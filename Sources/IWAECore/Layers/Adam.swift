@@ -32,11 +32,10 @@ public final class Adam<Scalar: BLASScalar> {
     public func restore(step: Int) { self.step = step }
 
     /// One update of `store.values` from `store.gradients`.
+    @_specialize(exported: true, where Scalar == Float)
     public func update(_ store: ParameterStore<Scalar>) {
         step += 1
         let t = Double(step)
-        let b1 = Scalar(beta1), b2 = Scalar(beta2)
-        let c1 = Scalar(1 - beta1), c2 = Scalar(1 - beta2)
         // Fold both bias corrections into the step size and ε:
         // θ −= η·√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε·√(1−β₂ᵗ)).
         let correction2 = (1 - Double.pow(beta2, t)).squareRoot()
@@ -44,13 +43,11 @@ public final class Adam<Scalar: BLASScalar> {
         let eps = Scalar(epsilon * correction2)
         let theta = store.values.pointer, g = store.gradients.pointer
         let m = firstMoment.pointer, v = secondMoment.pointer
-        for i in 0..<store.values.count {
-            let gi = g[i]
-            let mi = b1 * m[i] + c1 * gi
-            let vi = b2 * v[i] + c2 * gi * gi
-            m[i] = mi
-            v[i] = vi
-            theta[i] -= stepSize * mi / (vi.squareRoot() + eps)
+        let b1 = Scalar(beta1), b2 = Scalar(beta2)
+        forEachChunk(count: store.values.count) { range in
+            let o = range.lowerBound
+            Scalar.adamStep(parameters: theta + o, gradients: g + o, firstMoment: m + o, secondMoment: v + o,
+                            count: range.count, beta1: b1, beta2: b2, stepSize: stepSize, epsilon: eps)
         }
     }
 }

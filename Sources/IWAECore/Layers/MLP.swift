@@ -15,6 +15,8 @@ public final class MLP<Scalar: BLASScalar> {
     private var ones = Tensor<Scalar>(shape: [0])
     private var rows = 0
     private var input: MatrixView<Scalar>?
+    /// Optional timing of GEMM and elementwise phases.
+    public var profiler: PhaseProfiler?
 
     /// Registers layers `name.0`, `name.1`, … of `sizes` in `layout`.
     public init(sizes: [Int], activations: [Activation], name: String, layout: inout ParameterLayout) {
@@ -53,9 +55,13 @@ public final class MLP<Scalar: BLASScalar> {
         var current = x
         for (i, layer) in layers.enumerated() {
             let y = MatrixView(outputs[i].pointer, rows: rows, columns: layer.outputSize)
+            var t = profiler.start()
             layer.forward(y, current, store, addBias: false)
+            profiler.stop(.gemm, t)
             if !(deferOutputBias && i == layers.count - 1) {
+                t = profiler.start()
                 activations[i].forward(y, bias: store.value(layer.bias))
+                profiler.stop(.elementwise, t)
             }
             current = y
         }
@@ -81,7 +87,11 @@ public final class MLP<Scalar: BLASScalar> {
         for i in stride(from: layers.count - 1, through: 0, by: -1) {
             let layer = layers[i]
             let dy = MatrixView(gradients[i].pointer, rows: rows, columns: layer.outputSize)
+            var t = profiler.start()
             activations[i].backward(dy, output: MatrixView(outputs[i].pointer, rows: rows, columns: layer.outputSize))
+            profiler.stop(.elementwise, t)
+            t = profiler.start()
+            defer { profiler.stop(.gemm, t) }
             let x = i == 0 ? input : MatrixView(outputs[i - 1].pointer, rows: rows, columns: layer.inputSize)
             let dxi = i == 0 ? dx : MatrixView(gradients[i - 1].pointer, rows: rows, columns: layer.inputSize)
             layer.backward(dx: dxi, dy: dy, x: x, store, ones: ones.pointer, accumulateInput: i == 0 && accumulateInput)

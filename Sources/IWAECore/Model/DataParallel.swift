@@ -54,9 +54,14 @@ public final class ModelWorkers<Scalar: BLASScalar> {
             (out + rows.lowerBound).update(from: b.baseAddress!, count: rows.count)
         }
         if active == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: active, execute: run) }
-        for w in 1..<Swift.max(active, 1) {
-            let g = replicas[w].store.gradients
-            Scalar.axpy(count: g.count, alpha: 1, x: g.pointer, y: model.store.gradients.pointer)
+        if active > 1 {
+            let total = model.store.gradients.pointer
+            forEachChunk(count: model.store.gradients.count) { range in
+                for w in 1..<active {
+                    let g = self.replicas[w].store.gradients.pointer
+                    Scalar.axpy(count: range.count, alpha: 1, x: g + range.lowerBound, y: total + range.lowerBound)
+                }
+            }
         }
         return UnsafeMutableBufferPointer(start: out, count: n)
     }

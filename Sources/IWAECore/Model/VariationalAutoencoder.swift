@@ -47,6 +47,13 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     let logStdGradient = Tensor<Scalar>(shape: [0])  // (B, k)
     let trunkGradient = Tensor<Scalar>(shape: [0])   // (B, H)
     private var input: MatrixView<Scalar>?
+    /// Optional timing of the step's phases (GEMM, elementwise, sampling).
+    public var profiler: PhaseProfiler? {
+        didSet {
+            encoderTrunk.profiler = profiler
+            decoder.profiler = profiler
+        }
+    }
 
     /// Builds the model and initializes it from `seed` (Glorot weights, zero biases).
     public convenience init(_ configuration: ModelConfiguration, seed: UInt64 = 0) {
@@ -123,9 +130,13 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         examples = x.rows
         input = x
         let h = encoderTrunk.forward(x, store)
+        var t = profiler.start()
         meanHead.forward(meanView, h, store)
         logStdHead.forward(logStdView, h, store)
+        profiler.stop(.gemm, t)
+        t = profiler.start()
         Scalar.exp(logStd.pointer, std.pointer, count: examples * configuration.latentDimension)
+        profiler.stop(.elementwise, t)
     }
 
     /// Reparameterized sampling: ε ~ N(0, I), z = μ + s ⊙ ε, (B·K, k).
@@ -133,6 +144,8 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         precondition(K >= 1)
         reserve(examples: examples, samplesPerExample: K)
         samplesPerExample = K
+        let t = profiler.start()
+        defer { profiler.stop(.sampling, t) }
         let k = configuration.latentDimension
         rng.fillStandardNormal(epsilon.pointer, count: examples * K * k)
         let mu = mean.pointer, s = std.pointer, eps = epsilon.pointer, zp = z.pointer
@@ -151,6 +164,8 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         guard let x = input else { preconditionFailure("computeLogWeights before encode") }
         let rows = examples * samplesPerExample
         let logits = decoder.forward(zView, store, deferOutputBias: true)
+        let t = profiler.start()
+        defer { profiler.stop(.elementwise, t) }
         Scalar.bernoulliLogLikelihood(
             logits: logits.pointer, bias: decoder.outputBias(store), targets: x.pointer, rows: rows, dim: configuration.dataDimension,
             repeat: samplesPerExample, logLikelihood: logLikelihood.pointer,
@@ -184,10 +199,12 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         // Decoder: ∂loss/∂ℓ = g · (x − σ(ℓ)), then back to z.
         let dLogits = decoder.outputGradient
         let p = probabilities.pointer, xp = x.pointer
+        var t = profiler.start()
         for r in 0..<examples * K {
             let gr = g[r], xr = xp + (r / K) * x.rowStride, pr = p + r * d, dr = dLogits.pointer + r * d
             for i in 0..<d { dr[i] = gr * (xr[i] - pr[i]) }
         }
+        profiler.stop(.elementwise, t)
         decoder.backward(dx: latentGradientView, store)
 
         // Prior and the path of log q through z:
@@ -220,9 +237,11 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         // Heads and trunk.
         let h = encoderTrunk.output
         let dh = encoderTrunk.outputGradient
+        t = profiler.start()
         meanHead.backward(dx: dh, dy: meanView(meanGradient), x: h, store, ones: encoderTrunk.onesVector)
         logStdHead.backward(dx: dh, dy: meanView(logStdGradient), x: h, store, ones: encoderTrunk.onesVector,
                             accumulateInput: true)
+        profiler.stop(.gemm, t)
         encoderTrunk.backward(dx: nil, store)
     }
 
@@ -252,6 +271,32 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         if boundsBuffer.capacity < n { boundsBuffer.replace(shape: [n]) }
         boundsBuffer.reshape([n])
         return boundsBuffer.pointer
+    }
+
+    /// Floating-point operations of the GEMMs of one training step (forward
+    /// and backward) with B examples and K samples each, counted exactly from
+    /// the layer shapes: 2·rows·in·out per product; the backward has two
+    /// products per layer (weights and inputs) except the encoder's first,
+    /// which needs no input gradient. Bias sums (GEMV) are not counted.
+    public func gemmFlopsPerStep(examples B: Int, samplesPerExample K: Int) -> Double {
+        let encoderLayers = encoderTrunk.layers + [meanHead, logStdHead]
+        var flops = 0.0
+        for (i, layer) in encoderLayers.enumerated() {
+            let product = 2 * Double(B) * Double(layer.inputSize) * Double(layer.outputSize)
+            flops += product * (i == 0 ? 2 : 3)
+        }
+        for layer in decoder.layers {
+            flops += 3 * 2 * Double(B * K) * Double(layer.inputSize) * Double(layer.outputSize)
+        }
+        return flops
+    }
+
+    /// Floating-point operations of the GEMMs that evaluate log weights for
+    /// N examples with k samples each (forward only).
+    public func gemmFlopsForLogWeights(examples N: Int, samplesPerExample k: Int) -> Double {
+        let encoder = (encoderTrunk.layers + [meanHead, logStdHead]).reduce(0.0) { $0 + 2 * Double(N) * Double($1.inputSize * $1.outputSize) }
+        let decoderFlops = decoder.layers.reduce(0.0) { $0 + 2 * Double(N) * Double(k) * Double($1.inputSize * $1.outputSize) }
+        return encoder + decoderFlops
     }
 
     // MARK: Views
