@@ -24,7 +24,7 @@ struct Speed: ParsableCommand {
             print("OpenBLAS \(BLASLibrary.coreName), \(cores) cores; sgemm peak (2048³, \(cores) threads): \(String(format: "%.1f", peak)) GFLOP/s")
             print("")
             print("training step (diagonal encoder, Bernoulli decoder, 784-200-200-50, Adam)")
-            print(" B    K  mode          ms/step  examples/s  GFLOP/s  of peak   gemm  elementwise  sampling  rest")
+            print(" B    K  mode              ms/step  examples/s  GFLOP/s  of peak   gemm  elementwise  sampling  rest")
         }
         let (images, mean) = benchmarkImages(count: max(batchList.max()!, 1))
         for batch in batchList {
@@ -45,8 +45,8 @@ struct Speed: ParsableCommand {
                 ]
                 rows.append(row)
                 if !json {
-                    print(String(format: "%3d %4d  %-12@ %8.3f %11.0f %8.1f %7.1f%% %5.0f%% %9.0f%% %8.0f%% %5.0f%%",
-                                 batch, k, t.mode as NSString, t.secondsPerStep * 1e3, Double(batch) / t.secondsPerStep, gflops,
+                    print(String(format: "%3d %4d  ", batch, k) + t.mode.padding(toLength: 15, withPad: " ", startingAt: 0) + String(format: "%8.3f %11.0f %8.1f %7.1f%% %5.0f%% %9.0f%% %8.0f%% %5.0f%%",
+                                 t.secondsPerStep * 1e3, Double(batch) / t.secondsPerStep, gflops,
                                  100 * gflops / peak, 100 * t.phases[0], 100 * t.phases[1], 100 * t.phases[2],
                                  100 * max(0, 1 - t.phases.reduce(0, +))))
                 }

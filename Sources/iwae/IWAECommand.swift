@@ -42,7 +42,7 @@ struct DataOptions: ParsableArguments {
 
 /// The seed of the one-time binarization of test (and validation) images:
 /// every evaluation sees the same binary images.
-let heldOutBinarizationSeed: UInt64 = 0x7E57
+let heldOutBinarizationSeed: UInt64 = 0x7E57  // iwae-bench uses the same
 
 /// The data set named by `--data`, or else the one the checkpoint was trained on.
 func dataSource(_ option: String?, checkpoint: Checkpoint? = nil) throws -> String {

@@ -13,7 +13,8 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("k"), help: "Importance samples per example (K).") var samples: Int = 5
     @Option(help: "Passes over the training set.") var epochs: Int = 5
     @Option(help: "Examples per minibatch.") var batch: Int = 100
-    @Option(help: "Adam learning rate.") var learningRate: Double = 1e-3
+    @Option(help: "Adam learning rate (the base rate of a schedule).") var learningRate: Double = 1e-3
+    @Option(help: "Learning-rate schedule: constant, or paper (3^i passes at rate·10^(-i/7), i = 0…7).") var schedule: String = "constant"
     @Option(help: "Adam epsilon (the IWAE paper's 1e-4).") var adamEpsilon: Double = 1e-4
     @Option(help: "Seed of initialization, shuffling, binarization and sampling.") var seed: UInt64 = 1
     @Option(help: "Training images held out for the per-epoch validation bound.") var validationExamples: Int = 5000
@@ -35,7 +36,11 @@ struct Train: ParsableCommand {
         guard !widths.isEmpty, widths.allSatisfy({ $0 != nil && $0! >= 1 }) else {
             throw IWAEError.invalidArgument("--hidden must be positive widths separated by commas, got '\(hidden)'")
         }
+        guard let schedule = LearningRateSchedule(rawValue: schedule) else {
+            throw IWAEError.invalidArgument("unknown schedule '\(schedule)' (expected constant or paper)")
+        }
         var options = TrainingOptions()
+        options.schedule = schedule
         options.objective = objective
         options.samplesPerExample = samples
         options.epochs = epochs
@@ -63,7 +68,7 @@ struct Train: ParsableCommand {
                                   validation: split.validation.count > 0 ? split.validation.binarizedOnce(seed: heldOutBinarizationSeed) : nil)
         var info: [String: String] = [
             "data": dataOptions.data ?? "fashion-mnist", "objective": objective.rawValue, "k": String(samples),
-            "batch": String(batch), "learning_rate": String(learningRate), "adam_epsilon": String(adamEpsilon),
+            "batch": String(batch), "learning_rate": String(learningRate), "schedule": schedule.rawValue, "adam_epsilon": String(adamEpsilon),
             "seed": String(seed), "threads": String(trainer.workers.workerCount), "image_width": String(trainingImages.width), "image_height": String(trainingImages.height),
             "train_examples": String(split.train.count), "validation_examples": String(split.validation.count),
             "epoch": "0", "step": "0",

@@ -2,6 +2,33 @@ import Foundation
 import IWAEData
 import IWAELinearAlgebra
 
+/// How the learning rate moves over epochs.
+public enum LearningRateSchedule: String, Sendable, CaseIterable {
+    /// The base rate throughout.
+    case constant
+    /// Burda et al. (2015): for i = 0…7, 3ⁱ passes at base · 10^(−i/7)
+    /// (3,280 passes in all; epochs past them stay at the last rate).
+    case paper
+
+    /// The rate for 1-based `epoch`.
+    public func learningRate(epoch: Int, base: Double) -> Double {
+        switch self {
+        case .constant: return base
+        case .paper:
+            var end = 0, stage = 0
+            for i in 0...7 {
+                end += Int(pow(3.0, Double(i)))
+                stage = i
+                if epoch <= end { break }
+            }
+            return base * pow(10, -Double(stage) / 7)
+        }
+    }
+
+    /// Epochs of the whole schedule (nil: open-ended).
+    public var totalEpochs: Int? { self == .paper ? 3280 : nil }
+}
+
 /// What a training run does.
 public struct TrainingOptions: Sendable {
     public var objective: Objective = .iwae
@@ -10,6 +37,7 @@ public struct TrainingOptions: Sendable {
     public var epochs = 5
     public var batchSize = 100
     public var learningRate = 1e-3
+    public var schedule = LearningRateSchedule.constant
     /// Adam's ε (the IWAE paper uses 10⁻⁴).
     public var adamEpsilon = 1e-4
     public var seed: UInt64 = 1
@@ -110,6 +138,7 @@ public final class Trainer {
         let batches = (train.count + options.batchSize - 1) / options.batchSize
         for _ in 0..<options.epochs {
             epoch += 1
+            optimizer.learningRate = options.schedule.learningRate(epoch: epoch, base: options.learningRate)
             order.shuffle(using: &rngReference)
             let start = DispatchTime.now().uptimeNanoseconds
             var boundSum = 0.0
