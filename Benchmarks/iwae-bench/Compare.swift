@@ -87,9 +87,9 @@ struct Compare: ParsableCommand {
                                                         "epoch": String(epochCount), "seed": String(seed)]).save(to: directory)
                 }
                 ProgressBar.draw("\(label) evaluating k=\(evalK)", done: 0, total: 2, detail: "")
-                let testEstimate = trainer.workers.estimateLogLikelihood(testImages.matrix, samples: evalK, seed: 11)
+                let testEstimate = try trainer.workers.estimateLogLikelihood(testImages.matrix, samples: evalK, seed: 11)
                 ProgressBar.draw("\(label) evaluating k=\(evalK)", done: 1, total: 2, detail: "")
-                let trainEstimate = trainer.workers.estimateLogLikelihood(trainImages.matrix, samples: evalK, seed: 12)
+                let trainEstimate = try trainer.workers.estimateLogLikelihood(trainImages.matrix, samples: evalK, seed: 12)
                 ProgressBar.finishLine()
                 let row = Row(objective: objective.rawValue, k: k, nll: testEstimate.negativeLogLikelihood,
                               nllStderr: testEstimate.standardError, trainNLL: trainEstimate.negativeLogLikelihood,

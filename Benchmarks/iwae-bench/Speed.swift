@@ -13,9 +13,13 @@ struct Speed: ParsableCommand {
     @Option(help: "Seconds to time each training case.") var seconds: Double = 2
     @Option(help: "Test images of the k=5000 evaluation (0 to skip).") var evalImages: Int = 1000
     @Option(help: "Samples per image of the evaluation.") var evalK: Int = 5000
+    @Option(help: "Encoder of the training step: diagonal or full.") var encoder = "diagonal"
     @Flag(help: "One JSON object per measured case instead of a table.") var json = false
 
     func run() throws {
+        guard let encoderKind = EncoderKind(rawValue: encoder) else {
+            throw IWAEError.invalidArgument("unknown encoder '\(encoder)' (expected diagonal or full)")
+        }
         let batchList = try parseList(batches, "batches"), kList = try parseList(ks, "ks")
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let peak = measureSGEMMPeak()
@@ -23,7 +27,7 @@ struct Speed: ParsableCommand {
         if !json {
             print("OpenBLAS \(BLASLibrary.coreName), \(cores) cores; sgemm peak (2048³, \(cores) threads): \(String(format: "%.1f", peak)) GFLOP/s")
             print("")
-            print("training step (diagonal encoder, Bernoulli decoder, 784-200-200-50, Adam)")
+            print("training step (\(encoderKind.rawValue) encoder, Bernoulli decoder, 784-200-200-50, Adam)")
             print(" B    K  mode              ms/step  examples/s  GFLOP/s  of peak   gemm  elementwise  sampling  rest")
         }
         let (images, mean) = benchmarkImages(count: max(batchList.max()!, 1))
@@ -31,13 +35,14 @@ struct Speed: ParsableCommand {
             for k in kList {
                 var best: StepTiming?
                 for workers in Set([1, cores]).sorted() {
-                    let timing = timeTrainingStep(batch: batch, k: k, workers: workers, seconds: seconds, images: images, mean: mean)
+                    let timing = try timeTrainingStep(batch: batch, k: k, workers: workers, seconds: seconds, images: images,
+                                                      mean: mean, encoder: encoderKind)
                     if best == nil || timing.secondsPerStep < best!.secondsPerStep { best = timing }
                 }
                 let t = best!
                 let gflops = t.flops / t.secondsPerStep / 1e9
                 let row: [(String, Any)] = [
-                    ("case", "train_step"), ("batch", batch), ("k", k), ("mode", t.mode),
+                    ("case", "train_step"), ("encoder", encoderKind.rawValue), ("batch", batch), ("k", k), ("mode", t.mode),
                     ("ms_per_step", t.secondsPerStep * 1e3), ("examples_per_s", Double(batch) / t.secondsPerStep),
                     ("gflops", gflops), ("peak_gflops", peak), ("peak_fraction", gflops / peak),
                     ("gemm_fraction", t.phases[0]), ("elementwise_fraction", t.phases[1]),
@@ -94,27 +99,28 @@ struct StepTiming {
 
 /// Times whole training steps (gradient and Adam update) for about `seconds`,
 /// then runs as many again with profilers attached for the phase breakdown.
-func timeTrainingStep(batch: Int, k: Int, workers: Int, seconds: Double, images: Tensor<Float>, mean: [Float]) -> StepTiming {
-    let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: 784), seed: 1)
+func timeTrainingStep(batch: Int, k: Int, workers: Int, seconds: Double, images: Tensor<Float>, mean: [Float],
+                      encoder: EncoderKind) throws -> StepTiming {
+    let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: 784, encoder: encoder), seed: 1)
     model.initializeOutputBias(dataMean: mean)
     BLASLibrary.threads = workers == 1 ? ProcessInfo.processInfo.activeProcessorCount : 1
     let pool = ModelWorkers(model: model, workers: workers, seed: 2)
     let adam = Adam<Float>(count: model.store.values.count, learningRate: 1e-4)
     let x = MatrixView(images.pointer, rows: batch, columns: 784)
-    func step() {
+    func step() throws {
         model.store.zeroGradients()
-        pool.accumulateGradient(x, objective: .iwae, samplesPerExample: k)
+        try pool.accumulateGradient(x, objective: .iwae, samplesPerExample: k)
         adam.update(model.store)
     }
-    for _ in 0..<3 { step() }
+    for _ in 0..<3 { try step() }
     var steps = 0
     let start = now()
-    while now() - start < seconds || steps < 5 { step(); steps += 1 }
+    while now() - start < seconds || steps < 5 { try step(); steps += 1 }
     let perStep = (now() - start) / Double(steps)
     let profilers = pool.replicas.map { _ in PhaseProfiler() }
     for (replica, profiler) in zip(pool.replicas, profilers) { replica.profiler = profiler }
     let profiledStart = now()
-    for _ in 0..<steps { step() }
+    for _ in 0..<steps { try step() }
     let profiledWall = (now() - profiledStart) * Double(workers)
     let phases = PhaseProfiler.Phase.allCases.map { phase in profilers.reduce(0) { $0 + $1.seconds(phase) } / profiledWall }
     let mode = workers == 1 ? "blas-threads=\(BLASLibrary.threads)" : "workers=\(workers)"

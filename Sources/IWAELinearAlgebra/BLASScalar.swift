@@ -32,6 +32,13 @@ public protocol BLASScalar: BinaryFloatingPoint, Real, Sendable where Self.RawSi
         alpha: Self, a: UnsafePointer<Self>, lda: Int,
         x: UnsafePointer<Self>, beta: Self, y: UnsafeMutablePointer<Self>)
 
+    /// Triangular solve with a lower-triangular, non-unit (n, n) or (m, m) `a`:
+    /// `B ← α·op(A)⁻¹·B` (side left, A is m×m) or `B ← α·B·op(A)⁻¹`
+    /// (side right, A is n×n); `B` is (m, n).
+    static func triangularSolve(
+        left: Bool, transposeA: Transpose, m: Int, n: Int,
+        alpha: Self, a: UnsafePointer<Self>, lda: Int, b: UnsafeMutablePointer<Self>, ldb: Int)
+
     /// `y ← α·x + y`.
     static func axpy(count: Int, alpha: Self, x: UnsafePointer<Self>, y: UnsafeMutablePointer<Self>)
 

@@ -20,6 +20,13 @@ extension Double: BLASScalar {
     public static func axpy(count: Int, alpha: Double, x: UnsafePointer<Double>, y: UnsafeMutablePointer<Double>) {
         cblas_daxpy(Int32(count), alpha, x, 1, y, 1)
     }
+    public static func triangularSolve(
+        left: Bool, transposeA: Transpose, m: Int, n: Int,
+        alpha: Double, a: UnsafePointer<Double>, lda: Int, b: UnsafeMutablePointer<Double>, ldb: Int
+    ) {
+        cblas_dtrsm(CblasRowMajor, left ? CblasLeft : CblasRight, CblasLower, transposeA.cblas, CblasNonUnit,
+                    Int32(m), Int32(n), alpha, a, Int32(lda), b, Int32(ldb))
+    }
     public static func choleskyLower(n: Int, a: UnsafeMutablePointer<Double>, lda: Int) -> Int {
         Int(LAPACKE_dpotrf(LAPACK_ROW_MAJOR, CChar(UInt8(ascii: "L")), Int32(n), a, Int32(lda)))
     }

@@ -20,6 +20,13 @@ extension Float: BLASScalar {
     public static func axpy(count: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
         cblas_saxpy(Int32(count), alpha, x, 1, y, 1)
     }
+    public static func triangularSolve(
+        left: Bool, transposeA: Transpose, m: Int, n: Int,
+        alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafeMutablePointer<Float>, ldb: Int
+    ) {
+        cblas_strsm(CblasRowMajor, left ? CblasLeft : CblasRight, CblasLower, transposeA.cblas, CblasNonUnit,
+                    Int32(m), Int32(n), alpha, a, Int32(lda), b, Int32(ldb))
+    }
     public static func choleskyLower(n: Int, a: UnsafeMutablePointer<Float>, lda: Int) -> Int {
         Int(LAPACKE_spotrf(LAPACK_ROW_MAJOR, CChar(UInt8(ascii: "L")), Int32(n), a, Int32(lda)))
     }

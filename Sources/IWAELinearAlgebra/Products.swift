@@ -80,3 +80,32 @@ public func batchedCholesky<Scalar: BLASScalar>(
     }
     return nil
 }
+
+/// Backward through one Cholesky factorization `Σ = L Lᵀ` (Murray 2016,
+/// "Differentiation of the Cholesky decomposition"), MATH.md §4:
+///
+///     P  = Φ(Lᵀ L̄)            Φ: lower triangle, diagonal halved
+///     Σ̄  = sym(L⁻ᵀ P L⁻¹)     sym(X) = ½(X + Xᵀ)
+///
+/// by one product and two triangular solves, never an explicit inverse.
+/// `factor` is L (n, n, lower triangle read), `factorGradient` is L̄ (lower
+/// triangle read), `result` receives Σ̄ (n, n, symmetric); `work` holds n·n.
+@inlinable
+public func choleskyBackward<Scalar: BLASScalar>(
+    factor: UnsafePointer<Scalar>, factorGradient: UnsafePointer<Scalar>, n: Int,
+    into result: UnsafeMutablePointer<Scalar>, work: UnsafeMutablePointer<Scalar>
+) {
+    // work ← Lᵀ · lower(L̄)   (L's upper triangle must be zero)
+    for i in 0..<n { for j in 0..<n { result[i * n + j] = j <= i ? factorGradient[i * n + j] : 0 } }
+    Scalar.gemm(transposeA: .transposed, transposeB: .none, m: n, n: n, kk: n, alpha: 1, a: factor, lda: n,
+                b: result, ldb: n, beta: 0, c: work, ldc: n)
+    // P = Φ(work)
+    for i in 0..<n {
+        for j in (i + 1)..<Swift.max(i + 1, n) { work[i * n + j] = 0 }
+        work[i * n + i] *= 0.5
+    }
+    // work ← L⁻ᵀ P, then work ← work · L⁻¹
+    Scalar.triangularSolve(left: true, transposeA: .transposed, m: n, n: n, alpha: 1, a: factor, lda: n, b: work, ldb: n)
+    Scalar.triangularSolve(left: false, transposeA: .none, m: n, n: n, alpha: 1, a: factor, lda: n, b: work, ldb: n)
+    for i in 0..<n { for j in 0..<n { result[i * n + j] = 0.5 * (work[i * n + j] + work[j * n + i]) } }
+}

@@ -32,7 +32,7 @@ struct Evaluate: ParsableCommand {
         let x = Tensor<Float>(shape: [binary.count, binary.dimension], values: binary.pixels)
         let started = Date()
         let workers = ModelWorkers(model: model, workers: threads, seed: seed)
-        let estimate = workers.estimateLogLikelihood(x.matrix, samples: samples, seed: seed) { done in
+        let estimate = try workers.estimateLogLikelihood(x.matrix, samples: samples, seed: seed) { done in
             let elapsed = Date().timeIntervalSince(started)
             ProgressBar.draw("evaluating k=\(samples)", done: done, total: binary.count,
                              detail: "\(formatted(Double(done) / max(elapsed, 1e-9), 1)) images/s")

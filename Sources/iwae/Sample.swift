@@ -36,7 +36,7 @@ struct Sample: ParsableCommand {
         let test = testSet.prefix(rows * pairs)
         let binary = test.binarizedOnce(seed: heldOutBinarizationSeed)
         let x = Tensor<Float>(shape: [test.count, d], values: binary.pixels)
-        model.encode(x.matrix)
+        try model.encode(x.matrix)
         let mu = Tensor<Float>(shape: [test.count, k])
         for r in 0..<test.count { for u in 0..<k { mu[r * k + u] = model.encoderMean[r, u] } }
         let reconstructions = Tensor<Float>(shape: [test.count, d])

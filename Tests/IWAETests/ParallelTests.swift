@@ -7,14 +7,14 @@ import XCTest
 /// Data-parallel workers compute exactly what one model computes on the same
 /// blocks with the same random streams.
 final class ParallelTests: XCTestCase {
-    func testTwoWorkersEqualTheSumOfTheirBlocks() {
+    func testTwoWorkersEqualTheSumOfTheirBlocks() throws {
         let configuration = ModelConfiguration(dataDimension: 12, latentDimension: 3, encoderHidden: [8], decoderHidden: [8])
         let model = VariationalAutoencoder<Double>(configuration, seed: 1)
         let rng = Xoshiro256(seed: 2)
         let x = Tensor<Double>(shape: [7, 12], values: (0..<84).map { _ in Double(rng.next() % 2) })
         let pool = ModelWorkers(model: model, workers: 2, seed: 9)
         model.store.zeroGradients()
-        let bounds = Array(pool.accumulateGradient(x.matrix, objective: .iwae, samplesPerExample: 4))
+        let bounds = Array(try pool.accumulateGradient(x.matrix, objective: .iwae, samplesPerExample: 4))
         let parallel = model.store.gradients.array
 
         // The same blocks (4 + 3 rows) on a fresh model with the workers' seeds.
@@ -23,7 +23,7 @@ final class ParallelTests: XCTestCase {
         reference.store.zeroGradients()
         var expectedBounds = [Double]()
         for (w, rows) in [0..<4, 4..<7].enumerated() {
-            let b = reference.accumulateGradient(x.matrix.rows(rows), objective: .iwae, samplesPerExample: 4,
+            let b = try reference.accumulateGradient(x.matrix.rows(rows), objective: .iwae, samplesPerExample: 4,
                                                  using: references.generators[w], lossScale: 1.0 / 7)
             expectedBounds += Array(b)
         }
@@ -31,19 +31,19 @@ final class ParallelTests: XCTestCase {
         assertClose(parallel, reference.store.gradients.array, rtol: 1e-10, atol: 1e-14)
     }
 
-    func testParallelEstimateMergesBlocks() {
+    func testParallelEstimateMergesBlocks() throws {
         let configuration = ModelConfiguration(dataDimension: 10, latentDimension: 2, encoderHidden: [6], decoderHidden: [6])
         let model = VariationalAutoencoder<Float>(configuration, seed: 3)
         let rng = Xoshiro256(seed: 4)
         let x = Tensor<Float>(shape: [9, 10], values: (0..<90).map { _ in Float(rng.next() % 2) })
         let pool = ModelWorkers(model: model, workers: 2, seed: 0)
-        let merged = pool.estimateLogLikelihood(x.matrix, samples: 50, seed: 5)
-        let first = model.estimateLogLikelihood(x.matrix.rows(0..<5), samples: 50, seed: 5, rowsPerPass: 4000)
-        let second = model.estimateLogLikelihood(x.matrix.rows(5..<9), samples: 50, seed: 6, rowsPerPass: 4000)
+        let merged = try pool.estimateLogLikelihood(x.matrix, samples: 50, seed: 5)
+        let first = try model.estimateLogLikelihood(x.matrix.rows(0..<5), samples: 50, seed: 5, rowsPerPass: 4000)
+        let second = try model.estimateLogLikelihood(x.matrix.rows(5..<9), samples: 50, seed: 6, rowsPerPass: 4000)
         XCTAssertEqual(merged.bounds, first.bounds + second.bounds)
         XCTAssertEqual(merged.examples, 9)
         // Active-unit moments merge: equal to the variance over all 9 examples.
-        let all = model.estimateLogLikelihood(x.matrix, samples: 1, seed: 1, rowsPerPass: 4000)
+        let all = try model.estimateLogLikelihood(x.matrix, samples: 1, seed: 1, rowsPerPass: 4000)
         assertClose(merged.latentActivity, all.latentActivity, rtol: 1e-9, atol: 1e-12)
     }
 

@@ -52,9 +52,11 @@ public struct Checkpoint {
         metadata["encoder_hidden"] = c.encoderHidden.map(String.init).joined(separator: ",")
         metadata["decoder_hidden"] = c.decoderHidden.map(String.init).joined(separator: ",")
         metadata["activation"] = c.activation.rawValue
-        metadata["encoder"] = "diagonal"
-        metadata["prior"] = "standard"
-        metadata["likelihood"] = "bernoulli"
+        metadata["encoder"] = c.encoder.rawValue
+        metadata["prior"] = c.prior.rawValue
+        metadata["likelihood"] = c.likelihood.rawValue
+        metadata["sigma"] = String(c.sigma)
+        metadata["learn_sigma"] = String(c.learnSigma)
         metadata["checksum_crc32"] = String(Checkpoint.checksum(entries))
         return SafetensorsFile(metadata: metadata, entries: entries).encoded()
     }
@@ -107,13 +109,20 @@ public struct Checkpoint {
             return parts.map { $0! }
         }
         guard let activation = m["activation"].flatMap(Activation.init(rawValue:)) else { throw fail("missing or bad activation") }
-        for (key, supported) in [("encoder", "diagonal"), ("prior", "standard"), ("likelihood", "bernoulli")] {
-            if let v = m[key], v != supported { throw fail("\(key) \(v) is not supported by this build") }
+        // Checkpoints written before these options existed are diagonal/standard/Bernoulli.
+        func option<T: RawRepresentable>(_ key: String, _ fallback: T) throws -> T where T.RawValue == String {
+            guard let raw = m[key] else { return fallback }
+            guard let value = T(rawValue: raw) else { throw fail("\(key) '\(raw)' is not supported by this build") }
+            return value
         }
+        let sigma = m["sigma"].map { Double($0) } ?? 1
+        guard let sigma else { throw fail("bad sigma") }
         let configuration = ModelConfiguration(
             dataDimension: try int("data_dimension"), latentDimension: try int("latent_dimension"),
             encoderHidden: try widths("encoder_hidden"), decoderHidden: try widths("decoder_hidden"),
-            activation: activation)
+            activation: activation, encoder: try option("encoder", EncoderKind.diagonal),
+            prior: try option("prior", PriorKind.standard), likelihood: try option("likelihood", LikelihoodKind.bernoulli),
+            sigma: sigma, learnSigma: m["learn_sigma"] == "true")
         do { try configuration.validate() } catch { throw fail("\(error)") }
         if let stored = m["checksum_crc32"] {
             guard String(Checkpoint.checksum(file.entries)) == stored else {
@@ -137,7 +146,7 @@ public struct Checkpoint {
         guard values.allSatisfy({ $0.isFinite }) else { throw fail("parameters contain NaN or infinity") }
         var info = m
         for key in ["format", "format_version", "data_dimension", "latent_dimension", "encoder_hidden", "decoder_hidden",
-                    "activation", "encoder", "prior", "likelihood", "checksum_crc32"] { info[key] = nil }
+                    "activation", "encoder", "prior", "likelihood", "sigma", "learn_sigma", "checksum_crc32"] { info[key] = nil }
         self.init(model: model, info: info)
     }
 }

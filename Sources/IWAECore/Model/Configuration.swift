@@ -14,16 +14,33 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     public var decoderHidden: [Int]
     /// Nonlinearity after every hidden layer.
     public var activation: Activation
+    /// q_φ(z|x): diagonal or full covariance.
+    public var encoder: EncoderKind
+    /// r_λ(z): the standard normal, or learned N(λ₁, diag(λ₂)).
+    public var prior: PriorKind
+    /// p_θ(x|z): Bernoulli logits, or Gaussian N(f(z), σ²I).
+    public var likelihood: LikelihoodKind
+    /// σ of the Gaussian likelihood (its initial value when learned).
+    public var sigma: Double
+    /// Whether σ² of the Gaussian likelihood is a trained parameter.
+    public var learnSigma: Bool
 
     /// The IWAE paper's one-stochastic-layer model: encoder D–200–200–(μ, σ)
     /// with k = 50, decoder 50–200–200–D, tanh.
     public init(dataDimension: Int, latentDimension: Int = 50, encoderHidden: [Int] = [200, 200],
-                decoderHidden: [Int] = [200, 200], activation: Activation = .tanh) {
+                decoderHidden: [Int] = [200, 200], activation: Activation = .tanh,
+                encoder: EncoderKind = .diagonal, prior: PriorKind = .standard,
+                likelihood: LikelihoodKind = .bernoulli, sigma: Double = 1, learnSigma: Bool = false) {
         self.dataDimension = dataDimension
         self.latentDimension = latentDimension
         self.encoderHidden = encoderHidden
         self.decoderHidden = decoderHidden
         self.activation = activation
+        self.encoder = encoder
+        self.prior = prior
+        self.likelihood = likelihood
+        self.sigma = sigma
+        self.learnSigma = learnSigma
     }
 
     /// Checks every extent; throws a one-line error naming the bad value.
@@ -33,7 +50,9 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         for width in encoderHidden + decoderHidden where width < 1 {
             throw IWAEError.invalidArgument("hidden widths must be at least 1, got \(width)")
         }
-        let parameters = [dataDimension] + encoderHidden + [2 * latentDimension]
+        guard sigma.isFinite, sigma > 0 else { throw IWAEError.invalidArgument("sigma must be finite and positive, got \(sigma)") }
+        let headOutputs = encoder == .full ? latentDimension * (latentDimension + 2) : 2 * latentDimension
+        let parameters = [dataDimension] + encoderHidden + [headOutputs]
         let decoder = [latentDimension] + decoderHidden + [dataDimension]
         var total = 0
         for sizes in [parameters, decoder] {
@@ -53,4 +72,30 @@ public enum Objective: String, Codable, Sendable, CaseIterable {
     case elbo
     /// IWAE bound, `logsumexp_k(log w_k) − log K`.
     case iwae
+    /// ELBO with the closed-form KL, `(1/K) Σ_k log p(x|z_k) − KL(q ‖ r)`.
+    case elboAnalytic = "elbo-analytic"
+}
+
+/// The encoder's covariance (MATH.md §1).
+public enum EncoderKind: String, Codable, Sendable, CaseIterable {
+    /// `diag(s²)` from a log-standard-deviation head.
+    case diagonal
+    /// `Σ = A Aᵀ + diag(softplus(d))`, factored by Cholesky.
+    case full
+}
+
+/// The prior r_λ(z) (MATH.md §1).
+public enum PriorKind: String, Codable, Sendable, CaseIterable {
+    /// N(0, I), fixed.
+    case standard
+    /// N(λ₁, diag(λ₂)), λ₂ = exp(ρ), trained.
+    case learned
+}
+
+/// The decoder's likelihood p_θ(x|z) (MATH.md §1).
+public enum LikelihoodKind: String, Codable, Sendable, CaseIterable {
+    /// Bernoulli with logits f_θ(z), for binary images.
+    case bernoulli
+    /// N(f_θ(z), σ²I), for real-valued data.
+    case gaussian
 }

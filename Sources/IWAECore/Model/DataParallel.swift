@@ -37,23 +37,29 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     @discardableResult
     @_specialize(exported: true, where Scalar == Float)
     public func accumulateGradient(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int)
-        -> UnsafeMutableBufferPointer<Scalar>
+        throws -> UnsafeMutableBufferPointer<Scalar>
     {
         let n = x.rows
         if bounds.capacity < n { bounds.replace(shape: [n]) }
         let active = Swift.min(workerCount, n)
         let scale = 1 / Scalar(n)
         let out = bounds.pointer
+        let errors = WorkerErrors(count: active)
         let run = { (w: Int) in
             let rows = self.block(w, of: n, workers: active)
             if rows.isEmpty { return }
             let replica = self.replicas[w]
             if w > 0 { replica.store.zeroGradients() }
-            let b = replica.accumulateGradient(x.rows(rows), objective: objective, samplesPerExample: K,
-                                               using: self.generators[w], lossScale: scale)
-            (out + rows.lowerBound).update(from: b.baseAddress!, count: rows.count)
+            do {
+                let b = try replica.accumulateGradient(x.rows(rows), objective: objective, samplesPerExample: K,
+                                                       using: self.generators[w], lossScale: scale)
+                (out + rows.lowerBound).update(from: b.baseAddress!, count: rows.count)
+            } catch {
+                errors.record(error, worker: w, firstRow: rows.lowerBound)
+            }
         }
         if active == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: active, execute: run) }
+        try errors.rethrow()
         if active > 1 {
             let total = model.store.gradients.pointer
             forEachChunk(count: model.store.gradients.count) { range in
@@ -70,35 +76,78 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     /// block of the rows of `x` with seed `seed + w`.
     @_specialize(exported: true, where Scalar == Float)
     public func estimateLogLikelihood(_ x: MatrixView<Scalar>, samples k: Int, seed: UInt64,
-                                      progress: ((Int) -> Void)? = nil) -> LogLikelihoodEstimate {
+                                      progress: ((Int) -> Void)? = nil) throws -> LogLikelihoodEstimate {
         let active = Swift.max(1, Swift.min(workerCount, x.rows))
         var results = [LogLikelihoodEstimate?](repeating: nil, count: active)
+        let errors = WorkerErrors(count: active)
         results.withUnsafeMutableBufferPointer { slots in
             let slotBase = slots.baseAddress!
             DispatchQueue.concurrentPerform(iterations: active) { w in
                 let rows = self.block(w, of: x.rows, workers: active)
-                slotBase[w] = self.replicas[w].estimateLogLikelihood(
-                    x.rows(rows), samples: k, seed: seed &+ UInt64(w), rowsPerPass: 4000,
-                    progress: w == 0 ? progress.map { report in { done in report(Swift.min(x.rows, done * active)) } } : nil)
+                do {
+                    slotBase[w] = try self.replicas[w].estimateLogLikelihood(
+                        x.rows(rows), samples: k, seed: seed &+ UInt64(w), rowsPerPass: 4000,
+                        progress: w == 0 ? progress.map { report in { done in report(Swift.min(x.rows, done * active)) } } : nil)
+                } catch {
+                    errors.record(error, worker: w, firstRow: rows.lowerBound)
+                }
             }
         }
+        try errors.rethrow()
         return results.dropFirst().reduce(results[0]!) { $0.merged(with: $1!) }
     }
 
     /// Data-parallel `meanBound` (forward only).
     @_specialize(exported: true, where Scalar == Float)
-    public func meanBound(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, seed: UInt64) -> Double {
+    public func meanBound(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, seed: UInt64) throws -> Double {
         let active = Swift.max(1, Swift.min(workerCount, x.rows))
         var sums = [Double](repeating: 0, count: active)
+        let errors = WorkerErrors(count: active)
         sums.withUnsafeMutableBufferPointer { slots in
             let base = slots.baseAddress!
             DispatchQueue.concurrentPerform(iterations: active) { w in
                 let rows = self.block(w, of: x.rows, workers: active)
                 if rows.isEmpty { return }
-                base[w] = Double(rows.count) * self.replicas[w].meanBound(
-                    x.rows(rows), objective: objective, samplesPerExample: K, seed: seed &+ UInt64(w))
+                do {
+                    base[w] = Double(rows.count) * (try self.replicas[w].meanBound(
+                        x.rows(rows), objective: objective, samplesPerExample: K, seed: seed &+ UInt64(w)))
+                } catch {
+                    errors.record(error, worker: w, firstRow: rows.lowerBound)
+                }
             }
         }
+        try errors.rethrow()
         return sums.reduce(0, +) / Double(Swift.max(x.rows, 1))
+    }
+}
+
+/// The first error of concurrent workers (each writes only its own slot).
+final class WorkerErrors: @unchecked Sendable {
+    private var slots: [Error?]
+    private var offsets: [Int]
+
+    init(count: Int) {
+        slots = [Error?](repeating: nil, count: count)
+        offsets = [Int](repeating: 0, count: count)
+    }
+
+    func record(_ error: Error, worker: Int, firstRow: Int) {
+        slots[worker] = error
+        offsets[worker] = firstRow
+    }
+
+    /// Rethrows the first worker's error; an example index in a numerical
+    /// error is made relative to the whole batch.
+    func rethrow() throws {
+        for (error, offset) in zip(slots, offsets) {
+            guard let error else { continue }
+            if case IWAEError.numerical(let message) = error, offset > 0,
+               let range = message.range(of: #"example (\d+) in the batch"#, options: .regularExpression) {
+                let digits = message[range].split(separator: " ")[1]
+                let shifted = message.replacingCharacters(in: range, with: "example \((Int(digits) ?? 0) + offset) in the batch")
+                throw IWAEError.numerical(shifted)
+            }
+            throw error
+        }
     }
 }

@@ -11,27 +11,48 @@ func gaussianNormalizer<Scalar: BLASScalar>(_ k: Int) -> Scalar {
     Scalar(Double(k) * 0.5 * Double.log(2 * Double.pi))
 }
 
-/// Log density of the diagonal-Gaussian encoder at its own reparameterized
-/// sample `z = μ + s ⊙ ε`, per sample row:
+/// Log density of the Gaussian encoder at its own reparameterized sample
+/// `z = μ + L ε`, per sample row (MATH.md §1):
 ///
-///     log q(z|x) = −½‖(z − μ)/s‖² − Σᵢ log sᵢ − (k/2) log 2π,   (z − μ)/s = ε
+///     log q(z|x) = −½‖L⁻¹(z − μ)‖² − ½ log det Σ − (k/2) log 2π,   L⁻¹(z − μ) = ε
 ///
-/// epsilon is (B·K, k), logStd is (B, k), result is (B·K).
-func diagonalGaussianLogDensity<Scalar: BLASScalar>(
-    epsilon: MatrixView<Scalar>, logStd: MatrixView<Scalar>, samplesPerExample K: Int,
+/// The triangular solve is exact here (z was built from ε), so ε is used
+/// directly; `fullGaussianLogDensity` evaluates an arbitrary z by solving.
+/// epsilon is (B·K, k), halfLogDeterminant (B) is Σᵢ log L_ii, result (B·K).
+func reparameterizedLogDensity<Scalar: BLASScalar>(
+    epsilon: MatrixView<Scalar>, halfLogDeterminant: UnsafePointer<Scalar>, samplesPerExample K: Int,
     into result: UnsafeMutablePointer<Scalar>
 ) {
     let k = epsilon.columns
     let normalizer: Scalar = gaussianNormalizer(k)
-    for b in 0..<logStd.rows {
-        var logDet: Scalar = 0
-        for i in 0..<k { logDet += logStd[b, i] }
-        for j in 0..<K {
-            let r = b * K + j
-            var squares: Scalar = 0
-            for i in 0..<k { squares += epsilon[r, i] * epsilon[r, i] }
-            result[r] = -0.5 * squares - logDet - normalizer
-        }
+    for r in 0..<epsilon.rows {
+        var squares: Scalar = 0
+        for i in 0..<k { squares += epsilon[r, i] * epsilon[r, i] }
+        result[r] = -0.5 * squares - halfLogDeterminant[r / K] - normalizer
+    }
+}
+
+/// Log density of N(μ, L Lᵀ) at arbitrary points, by a triangular solve:
+///
+///     log q(z) = −½‖L⁻¹(z − μ)‖² − Σᵢ log L_ii − (k/2) log 2π
+///
+/// z is (N, k), mean (k), factor L (k, k) lower triangular; result (N).
+public func fullGaussianLogDensity<Scalar: BLASScalar>(
+    _ z: MatrixView<Scalar>, mean: UnsafePointer<Scalar>, factor: UnsafePointer<Scalar>, into result: UnsafeMutablePointer<Scalar>
+) {
+    let k = z.columns, n = z.rows
+    let centered = UnsafeMutablePointer<Scalar>.allocate(capacity: Swift.max(n * k, 1))
+    defer { centered.deallocate() }
+    for r in 0..<n { for i in 0..<k { centered[r * k + i] = z[r, i] - mean[i] } }
+    // Rows uᵀ = (z − μ)ᵀ L⁻ᵀ: solve U Lᵀ = Z − μ.
+    Scalar.triangularSolve(left: false, transposeA: .transposed, m: n, n: k, alpha: 1, a: factor, lda: k, b: centered, ldb: k)
+    var halfLogDet: Scalar = 0
+    for i in 0..<k { halfLogDet += Scalar.log(factor[i * k + i]) }
+    let normalizer: Scalar = gaussianNormalizer(k)
+    for r in 0..<n {
+        var squares: Scalar = 0
+        for i in 0..<k { squares += centered[r * k + i] * centered[r * k + i] }
+        result[r] = -0.5 * squares - halfLogDet - normalizer
     }
 }
 
@@ -47,6 +68,63 @@ func standardNormalLogDensity<Scalar: BLASScalar>(_ z: MatrixView<Scalar>, into 
         for i in 0..<z.columns { squares += z[r, i] * z[r, i] }
         result[r] = -0.5 * squares - normalizer
     }
+}
+
+/// Log density of the learned prior N(λ₁, diag(λ₂)), λ₂ = exp(ρ), per row:
+///
+///     log r(z) = −½ Σᵢ (zᵢ − λ₁ᵢ)²/λ₂ᵢ − ½ Σᵢ log λ₂ᵢ − (k/2) log 2π
+///
+/// z is (rows, k), mean λ₁ and logVariance ρ are (k), result is (rows).
+func diagonalGaussianLogDensity<Scalar: BLASScalar>(
+    _ z: MatrixView<Scalar>, mean: UnsafePointer<Scalar>, logVariance: UnsafePointer<Scalar>,
+    into result: UnsafeMutablePointer<Scalar>
+) {
+    let k = z.columns
+    var logDet: Scalar = 0
+    for i in 0..<k { logDet += logVariance[i] }
+    let normalizer: Scalar = gaussianNormalizer(k)
+    for r in 0..<z.rows {
+        var quadratic: Scalar = 0
+        for i in 0..<k {
+            let d = z[r, i] - mean[i]
+            quadratic += d * d * Scalar.exp(-logVariance[i])
+        }
+        result[r] = -0.5 * quadratic - 0.5 * logDet - normalizer
+    }
+}
+
+/// Gaussian log-likelihood of the decoder, per sample row:
+///
+///     log p(x|z) = −‖x − f(z)‖²/(2σ²) − (D/2) log(2πσ²)
+///
+/// mean f is (B·K, D), targets x is (B, D) (row b serves samples b·K…b·K+K−1).
+func gaussianLogLikelihood<Scalar: BLASScalar>(
+    mean f: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int, variance: Scalar,
+    into result: UnsafeMutablePointer<Scalar>
+) {
+    let d = f.columns
+    let normalizer = Scalar(d) / 2 * Scalar.log(2 * Scalar.pi * variance)
+    for r in 0..<f.rows {
+        var squares: Scalar = 0
+        for i in 0..<d {
+            let diff = x[r / K, i] - f[r, i]
+            squares += diff * diff
+        }
+        result[r] = -squares / (2 * variance) - normalizer
+    }
+}
+
+/// Closed-form KL between the encoder N(μ, Σ) and the prior N(λ₁, diag(λ₂))
+/// (MATH.md §2; the sign is +½):
+///
+///     KL = ½ [ tr(diag(λ₂)⁻¹ Σ) + (λ₁ − μ)ᵀ diag(λ₂)⁻¹ (λ₁ − μ) − k + Σᵢ log λ₂ᵢ − log det Σ ]
+///
+/// from its pieces: `trace` = Σᵢ Σ_ii/λ₂ᵢ, `quadratic` = Σᵢ (λ₁ᵢ − μᵢ)²/λ₂ᵢ,
+/// `logPriorDeterminant` = Σᵢ log λ₂ᵢ, `logDeterminant` = log det Σ.
+public func klDivergence<Scalar: BLASScalar>(
+    trace: Scalar, quadratic: Scalar, dimension k: Int, logPriorDeterminant: Scalar, logDeterminant: Scalar
+) -> Scalar {
+    0.5 * (trace + quadratic - Scalar(k) + logPriorDeterminant - logDeterminant)
 }
 
 /// Log importance weights, per sample row:
@@ -92,18 +170,9 @@ public func boundWeights<Scalar: BLASScalar>(
 ) {
     switch objective {
     case .iwae: softmaxRows(logWeights, into: result)
-    case .elbo:
+    case .elbo, .elboAnalytic:
         let w = 1 / Scalar(logWeights.columns)
         for b in 0..<result.rows { for j in 0..<result.columns { result[b, j] = w } }
     }
 }
 
-/// The per-example bound of `objective` from (B, K) log weights.
-public func bound<Scalar: BLASScalar>(
-    _ objective: Objective, logWeights: MatrixView<Scalar>, into result: UnsafeMutablePointer<Scalar>
-) {
-    switch objective {
-    case .iwae: iwaeBound(logWeights: logWeights, into: result)
-    case .elbo: elboEstimate(logWeights: logWeights, into: result)
-    }
-}

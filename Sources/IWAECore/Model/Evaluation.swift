@@ -9,6 +9,10 @@ public struct LogLikelihoodEstimate: Sendable {
     public var bounds: [Double]
     /// Monte Carlo ELBO per example, the mean of its k log weights (nats).
     public var elbos: [Double]
+    /// Reconstruction per example, the mean of log p(x|z) over its k samples (nats).
+    public var reconstructions: [Double]
+    /// KL(q(·|x) ‖ r) per example, in closed form (nats).
+    public var kls: [Double]
     /// Σ_x μ_u(x) and Σ_x μ_u(x)² for each latent unit u (mergeable moments).
     public var encoderMeanSums: [Double]
     public var encoderMeanSquareSums: [Double]
@@ -27,6 +31,7 @@ public struct LogLikelihoodEstimate: Sendable {
         precondition(samples == other.samples)
         return LogLikelihoodEstimate(
             samples: samples, bounds: bounds + other.bounds, elbos: elbos + other.elbos,
+            reconstructions: reconstructions + other.reconstructions, kls: kls + other.kls,
             encoderMeanSums: zip(encoderMeanSums, other.encoderMeanSums).map(+),
             encoderMeanSquareSums: zip(encoderMeanSquareSums, other.encoderMeanSquareSums).map(+))
     }
@@ -45,6 +50,8 @@ public struct LogLikelihoodEstimate: Sendable {
         return (variance / n).squareRoot()
     }
     public var meanELBO: Double { elbos.reduce(0, +) / Double(max(elbos.count, 1)) }
+    public var meanReconstruction: Double { reconstructions.reduce(0, +) / Double(max(reconstructions.count, 1)) }
+    public var meanKL: Double { kls.reduce(0, +) / Double(max(kls.count, 1)) }
     /// Units with Var_x(μ_u(x)) > 10⁻² (Burda et al. 2015).
     public var activeUnits: Int { latentActivity.filter { $0 > 1e-2 }.count }
 }
@@ -62,22 +69,23 @@ extension VariationalAutoencoder {
     public func estimateLogLikelihood(
         _ x: MatrixView<Scalar>, samples k: Int, seed: UInt64, rowsPerPass: Int = 4000,
         progress: ((Int) -> Void)? = nil
-    ) -> LogLikelihoodEstimate {
+    ) throws -> LogLikelihoodEstimate {
         precondition(k >= 1 && x.columns == configuration.dataDimension)
         let rng = Xoshiro256(seed: seed)
         let samplesPerPass = Swift.min(k, Swift.max(1, rowsPerPass))
         let examplesPerPass = Swift.max(1, rowsPerPass / samplesPerPass)
         let latent = configuration.latentDimension
-        var bounds = [Double](), elbos = [Double]()
+        var bounds = [Double](), elbos = [Double](), reconstructions = [Double](), kls = [Double]()
         bounds.reserveCapacity(x.rows)
         elbos.reserveCapacity(x.rows)
         var muSum = [Double](repeating: 0, count: latent), muSquares = [Double](repeating: 0, count: latent)
         var running = [Double](repeating: 0, count: examplesPerPass)
         var logWeightSum = [Double](repeating: 0, count: examplesPerPass)
+        var logLikelihoodSum = [Double](repeating: 0, count: examplesPerPass)
         var start = 0
         while start < x.rows {
             let n = Swift.min(examplesPerPass, x.rows - start)
-            encode(x.rows(start..<start + n))
+            try encode(x.rows(start..<start + n))
             for b in 0..<n {
                 for u in 0..<latent {
                     let mu = Double(encoderMean[b, u])
@@ -86,6 +94,8 @@ extension VariationalAutoencoder {
                 }
                 running[b] = -.infinity
                 logWeightSum[b] = 0
+                logLikelihoodSum[b] = 0
+                kls.append(Double(klPerExample[b]))
             }
             var done = 0
             while done < k {
@@ -95,25 +105,29 @@ extension VariationalAutoencoder {
                 for b in 0..<n {
                     let rowPointer = lw.pointer + b * lw.rowStride
                     running[b] = logAddExp(running[b], Double(logSumExp(rowPointer, count: s)))
-                    for j in 0..<s { logWeightSum[b] += Double(rowPointer[j]) }
+                    for j in 0..<s {
+                        logWeightSum[b] += Double(rowPointer[j])
+                        logLikelihoodSum[b] += Double(logLikelihoodPerSample[b * s + j])
+                    }
                 }
                 done += s
             }
             for b in 0..<n {
                 bounds.append(running[b] - Double.log(Double(k)))
                 elbos.append(logWeightSum[b] / Double(k))
+                reconstructions.append(logLikelihoodSum[b] / Double(k))
             }
             start += n
             progress?(start)
         }
-        return LogLikelihoodEstimate(samples: k, bounds: bounds, elbos: elbos,
+        return LogLikelihoodEstimate(samples: k, bounds: bounds, elbos: elbos, reconstructions: reconstructions, kls: kls,
                                      encoderMeanSums: muSum, encoderMeanSquareSums: muSquares)
     }
 
     /// The mean `objective` bound with K samples over the rows of `x` (N, D),
     /// forward only, in batches of 500 examples.
     public func meanBound(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int,
-                          seed: UInt64) -> Double {
+                          seed: UInt64) throws -> Double {
         let batch = 500
         let rng = Xoshiro256(seed: seed)
         var total = 0.0
@@ -122,9 +136,10 @@ extension VariationalAutoencoder {
         defer { scratch.deallocate() }
         while start < x.rows {
             let n = Swift.min(batch, x.rows - start)
-            encode(x.rows(start..<start + n))
+            try encode(x.rows(start..<start + n))
             sample(samplesPerExample: K, using: rng)
-            bound(objective, logWeights: computeLogWeights(keepProbabilities: false), into: scratch)
+            computeLogWeights(keepProbabilities: false)
+            bound(objective, into: scratch)
             for b in 0..<n { total += Double(scratch[b]) }
             start += n
         }

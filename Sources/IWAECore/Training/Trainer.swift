@@ -151,7 +151,7 @@ public final class Trainer {
                 train.binarize(order[lo..<hi], into: batchBuffer.pointer, using: rng)
                 let x = MatrixView(batchBuffer.pointer, rows: n, columns: d)
                 model.store.zeroGradients()
-                let bounds = workers.accumulateGradient(x, objective: options.objective,
+                let bounds = try workers.accumulateGradient(x, objective: options.objective,
                                                         samplesPerExample: options.samplesPerExample)
                 var batchSum = 0.0
                 for b in bounds { batchSum += Double(b) }
@@ -173,7 +173,7 @@ public final class Trainer {
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             var validationBound: Double?
             if let v = validationImages, v.count > 0 {
-                validationBound = workers.meanBound(v.matrix, objective: options.objective,
+                validationBound = try workers.meanBound(v.matrix, objective: options.objective,
                                                   samplesPerExample: options.samplesPerExample, seed: 0xFA11D)
                 guard validationBound!.isFinite else {
                     throw IWAEError.numerical("non-finite validation bound after epoch \(epoch), step \(step); the last checkpoint is kept")
