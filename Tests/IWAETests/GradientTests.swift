@@ -62,13 +62,47 @@ final class GradientTests: XCTestCase {
         XCTAssertEqual(Array(once[6..<8]), [1, 1])               // db = Σ rows of dy
     }
 
-    func smallModel(activation: Activation = .tanh) -> VariationalAutoencoder<Double> {
+    func smallModel(activation: Activation = .tanh, encoder: EncoderKind = .diagonal, prior: PriorKind = .standard,
+                    likelihood: LikelihoodKind = .bernoulli, decoderHidden: [Int] = [4, 5]) -> VariationalAutoencoder<Double> {
         let configuration = ModelConfiguration(dataDimension: 6, latentDimension: 3, encoderHidden: [5, 4],
-                                               decoderHidden: [4, 5], activation: activation)
+                                               decoderHidden: decoderHidden, activation: activation, encoder: encoder,
+                                               prior: prior, likelihood: likelihood, sigma: 0.7, learnSigma: likelihood == .gaussian)
         let model = VariationalAutoencoder<Double>(configuration, seed: 3)
         let rng = Xoshiro256(seed: 4)
         for i in 0..<model.store.values.count { model.store.values[i] = rng.uniform(Double.self) - 0.5 }
         return model
+    }
+
+    /// Every encoder × prior × likelihood, every objective: the gradient of
+    /// every parameter against central differences.
+    func testEveryModelCombinationAgainstFiniteDifferences() throws {
+        for encoder in EncoderKind.allCases {
+            for prior in PriorKind.allCases {
+                for likelihood in LikelihoodKind.allCases {
+                    for objective in Objective.allCases {
+                        let model = smallModel(encoder: encoder, prior: prior, likelihood: likelihood,
+                                               decoderHidden: likelihood == .gaussian ? [] : [4, 5])
+                        let rng = Xoshiro256(seed: 8)
+                        let x = Tensor<Double>(shape: [3, 6], values: (0..<18).map { _ in
+                            likelihood == .bernoulli ? Double(rng.next() % 2) : rng.uniform(Double.self) })
+                        model.store.zeroGradients()
+                        try model.accumulateGradient(x.matrix, objective: objective, samplesPerExample: 3, using: Xoshiro256(seed: 7))
+                        let analytic = model.store.gradients.array
+                        let numeric = finiteDifferences(model.store.values.pointer, count: model.store.values.count) {
+                            loss(model, x, objective, K: 3, seed: 7)
+                        }
+                        let label = "\(encoder) \(prior) \(likelihood) \(objective)"
+                        assertClose(analytic, numeric, rtol: 1e-5, atol: 1e-7, label)
+                        // The learned parts really are trained (nonzero gradients).
+                        for name in ["prior.mean", "prior.log_variance", "decoder.log_variance", "encoder.cov_factor.weight"] {
+                            guard let slot = model.store.layout.slot(named: name) else { continue }
+                            XCTAssertTrue(model.store.gradient(slot).withMemoryRebound(to: Double.self, capacity: slot.count) {
+                                UnsafeBufferPointer(start: $0, count: slot.count).contains { $0 != 0 } }, "\(label) \(name)")
+                        }
+                    }
+                }
+            }
+        }
     }
 
     func binaryBatch(_ b: Int, _ d: Int, seed: UInt64) -> Tensor<Double> {
