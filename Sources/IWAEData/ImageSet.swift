@@ -78,6 +78,17 @@ public struct ImageSet: Sendable {
         }
     }
 
+    /// Copies the images at `indices` as they are into `out` (indices.count, dimension).
+    public func copy(_ indices: some Collection<Int>, into out: UnsafeMutablePointer<Float>) {
+        var r = 0
+        pixels.withUnsafeBufferPointer { source in
+            for i in indices {
+                (out + r * dimension).update(from: source.baseAddress! + i * dimension, count: dimension)
+                r += 1
+            }
+        }
+    }
+
     /// The whole set binarized once with a fixed seed (the same binary images
     /// for every evaluation).
     public func binarizedOnce(seed: UInt64) -> ImageSet {

@@ -28,7 +28,7 @@ struct Evaluate: ParsableCommand {
         }
         var test = testSet
         if let n = testExamples { test = test.prefix(n) }
-        let binary = test.binarizedOnce(seed: heldOutBinarizationSeed)
+        let binary = model.configuration.likelihood == .bernoulli ? test.binarizedOnce(seed: heldOutBinarizationSeed) : test
         let x = Tensor<Float>(shape: [binary.count, binary.dimension], values: binary.pixels)
         let started = Date()
         let workers = ModelWorkers(model: model, workers: threads, seed: seed)
@@ -42,20 +42,25 @@ struct Evaluate: ParsableCommand {
         guard estimate.meanBound.isFinite else {
             throw IWAEError.numerical("the log-likelihood estimate is not finite (\(estimate.meanBound))")
         }
+        let exact = model.isLinearGaussian ? try model.exactLogLikelihood(x.matrix) : nil
+        let exactNLL = exact.map { -$0.reduce(0, +) / Double($0.count) }
         if json {
             let fields: [(String, String)] = [
                 ("nll", jsonNumber(estimate.negativeLogLikelihood)), ("nll_stderr", jsonNumber(estimate.standardError)),
                 ("active_units", String(estimate.activeUnits)), ("elbo", jsonNumber(estimate.meanELBO)),
+                ("reconstruction", jsonNumber(estimate.meanReconstruction)), ("kl", jsonNumber(estimate.meanKL)),
                 ("k", String(samples)), ("examples", String(estimate.examples)),
                 ("latent_dimension", String(model.configuration.latentDimension)),
                 ("seconds", jsonNumber(seconds)), ("data", "\"\(dataName)\""),
             ]
-            print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
+            let exactFields = exactNLL.map { [("exact_nll", jsonNumber($0))] } ?? []
+            print("{" + (fields + exactFields).map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
         } else {
             print("test images        \(estimate.examples) (\(dataName))")
             print("log p(x) ≈ L_\(samples)  \(formatted(estimate.meanBound)) ± \(formatted(estimate.standardError)) nats")
             print("NLL                \(formatted(estimate.negativeLogLikelihood)) nats")
-            print("ELBO               \(formatted(estimate.meanELBO)) nats")
+            print("ELBO               \(formatted(estimate.meanELBO)) nats = reconstruction \(formatted(estimate.meanReconstruction)) − KL \(formatted(estimate.meanKL)) (KL in closed form; Monte Carlo ELBO shown)")
+            if let exactNLL { print("exact NLL          \(formatted(exactNLL, 4)) nats (linear-Gaussian closed form); estimate − exact \(formatted(estimate.negativeLogLikelihood - exactNLL, 4))") }
             print("active units       \(estimate.activeUnits) of \(model.configuration.latentDimension)")
             print("time               \(formatted(seconds, 1)) s")
         }

@@ -36,7 +36,7 @@ struct IWAECommand: ParsableCommand {
 
 /// Options naming the data a command reads.
 struct DataOptions: ParsableArguments {
-    @Option(help: "fashion-mnist (Debian's dataset-fashion-mnist) or a directory of MNIST-format IDX files.")
+    @Option(help: "fashion-mnist (Debian's dataset-fashion-mnist), a directory of MNIST-format IDX files, or linear-gaussian (synthetic).")
     var data: String?
 }
 
@@ -52,13 +52,10 @@ func dataSource(_ option: String?, checkpoint: Checkpoint? = nil) throws -> Stri
     return source
 }
 
-/// Loads both splits (for training).
-func loadDataset(_ option: String?) throws -> MNISTFormatDataset {
-    try MNISTFormatDataset.load(dataSource(option))
-}
-
-/// Loads the test split only (for evaluation and samples).
+/// Loads the test split only (for evaluation and samples): the `--data`
+/// set, or the checkpoint's own (synthetic data regenerated from its settings).
 func loadTestSet(_ option: String?, checkpoint: Checkpoint) throws -> (name: String, images: ImageSet) {
-    let source = try dataSource(option, checkpoint: checkpoint)
-    return (source, try MNISTFormatDataset.load(source, split: .test))
+    let name = try dataSource(option, checkpoint: checkpoint)
+    let source = try DataSource(name: name, settings: option == nil ? checkpoint.info : [:])
+    return (name, try source.load(.test))
 }

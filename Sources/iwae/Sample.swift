@@ -30,17 +30,17 @@ struct Sample: ParsableCommand {
         let z = Tensor<Float>(shape: [rows * columns, k])
         Xoshiro256(seed: seed).fillStandardNormal(z.pointer, count: z.count)
         let samples = Tensor<Float>(shape: [rows * columns, d])
-        model.decodeProbabilities(z.matrix, into: samples.pointer)
+        model.decodeMeans(z.matrix, into: samples.pointer)
         // Right panel: test images and σ(f(μ(x))) for their binarizations.
         let pairs = columns / 2
         let test = testSet.prefix(rows * pairs)
-        let binary = test.binarizedOnce(seed: heldOutBinarizationSeed)
+        let binary = model.configuration.likelihood == .bernoulli ? test.binarizedOnce(seed: heldOutBinarizationSeed) : test
         let x = Tensor<Float>(shape: [test.count, d], values: binary.pixels)
         try model.encode(x.matrix)
         let mu = Tensor<Float>(shape: [test.count, k])
         for r in 0..<test.count { for u in 0..<k { mu[r * k + u] = model.encoderMean[r, u] } }
         let reconstructions = Tensor<Float>(shape: [test.count, d])
-        model.decodeProbabilities(mu.matrix, into: reconstructions.pointer)
+        model.decodeMeans(mu.matrix, into: reconstructions.pointer)
 
         let gap = w / 2
         let width = (2 * columns) * w + gap, height = rows * h

@@ -9,7 +9,7 @@ struct Train: ParsableCommand {
         abstract: "Train a VAE (--objective elbo) or an IWAE (--objective iwae); writes DIR/model.safetensors and DIR/metrics.jsonl.")
 
     @OptionGroup var dataOptions: DataOptions
-    @Option(help: "Bound to maximize: elbo or iwae.") var objective: String = "iwae"
+    @Option(help: "Bound to maximize: elbo, iwae or elbo-analytic (closed-form KL).") var objective: String = "iwae"
     @Option(name: .customLong("k"), help: "Importance samples per example (K).") var samples: Int = 5
     @Option(help: "Passes over the training set.") var epochs: Int = 5
     @Option(help: "Examples per minibatch.") var batch: Int = 100
@@ -20,21 +20,40 @@ struct Train: ParsableCommand {
     @Option(help: "Training images held out for the per-epoch validation bound.") var validationExamples: Int = 5000
     @Option(help: "Use only the first N training images (default: all).") var trainExamples: Int?
     @Option(help: "Latent dimension k.") var latent: Int = 50
-    @Option(help: "Hidden widths of encoder and decoder, comma-separated.") var hidden: String = "200,200"
+    @Option(help: "Hidden widths of encoder and decoder, comma-separated (the decoder mirrors them).") var hidden: String = "200,200"
+    @Option(help: "Encoder hidden widths, or 'none' (default: --hidden).") var encoderHidden: String?
+    @Option(help: "Decoder hidden widths, or 'none' for a linear decoder (default: --hidden reversed).") var decoderHidden: String?
+    @Option(help: "Encoder covariance: diagonal or full (A Aᵀ + diag(softplus(d)), Cholesky).") var encoder: String = "diagonal"
+    @Option(help: "Prior: standard (N(0, I)) or learned (N(λ₁, diag(λ₂))).") var prior: String = "standard"
+    @Option(help: "Likelihood: bernoulli (binarized images) or gaussian (real values).") var likelihood: String = "bernoulli"
+    @Option(help: "σ of the Gaussian likelihood (its start value with --learn-sigma).") var sigma: Double = 1
+    @Flag(help: "Train σ² of the Gaussian likelihood.") var learnSigma = false
+    @OptionGroup var synthetic: SyntheticOptions
     @Option(help: "Hidden nonlinearity: tanh, relu, softplus, sigmoid.") var activation: String = "tanh"
     @Option(help: "Worker threads (default: all active cores); results depend on seed and thread count.") var threads: Int?
     @Option(help: "Output directory.") var out: String
 
     func run() throws {
         guard let objective = Objective(rawValue: objective) else {
-            throw IWAEError.invalidArgument("unknown objective '\(objective)' (expected elbo or iwae)")
+            throw IWAEError.invalidArgument("unknown objective '\(objective)' (expected elbo, iwae or elbo-analytic)")
         }
         guard let activation = Activation(rawValue: activation), activation != .identity else {
             throw IWAEError.invalidArgument("unknown activation '\(activation)' (expected tanh, relu, softplus or sigmoid)")
         }
-        let widths = hidden.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !widths.isEmpty, widths.allSatisfy({ $0 != nil && $0! >= 1 }) else {
-            throw IWAEError.invalidArgument("--hidden must be positive widths separated by commas, got '\(hidden)'")
+        let widths = try parseWidths(hidden, option: "--hidden", allowNone: false)
+        let encoderWidths = try encoderHidden.map { try parseWidths($0, option: "--encoder-hidden", allowNone: true) } ?? widths
+        let decoderWidths = try decoderHidden.map { try parseWidths($0, option: "--decoder-hidden", allowNone: true) } ?? widths.reversed()
+        guard let encoderKind = EncoderKind(rawValue: encoder) else {
+            throw IWAEError.invalidArgument("unknown encoder '\(encoder)' (expected diagonal or full)")
+        }
+        guard let priorKind = PriorKind(rawValue: prior) else {
+            throw IWAEError.invalidArgument("unknown prior '\(prior)' (expected standard or learned)")
+        }
+        guard let likelihoodKind = LikelihoodKind(rawValue: likelihood) else {
+            throw IWAEError.invalidArgument("unknown likelihood '\(likelihood)' (expected bernoulli or gaussian)")
+        }
+        if learnSigma && likelihoodKind != .gaussian {
+            throw IWAEError.invalidArgument("--learn-sigma needs --likelihood gaussian")
         }
         guard let schedule = LearningRateSchedule(rawValue: schedule) else {
             throw IWAEError.invalidArgument("unknown schedule '\(schedule)' (expected constant or paper)")
@@ -53,26 +72,31 @@ struct Train: ParsableCommand {
         if let n = trainExamples, n < 1 { throw IWAEError.invalidArgument("--train-examples must be at least 1, got \(n)") }
         try prepareOutputDirectory(out)
 
-        let dataset = try loadDataset(dataOptions.data)
-        try checkMemory(samples: samples, batch: batch, dimension: dataset.train.dimension, hidden: widths.map { $0! }.max()!)
-        var trainingImages = dataset.train
+        let source = try DataSource(name: dataSource(dataOptions.data), settings: synthetic.settings)
+        if source.isRealValued && likelihoodKind == .bernoulli {
+            throw IWAEError.invalidArgument("\(source.name) is real-valued: use --likelihood gaussian")
+        }
+        var trainingImages = try source.load(.train)
+        try checkMemory(samples: samples, batch: batch, dimension: trainingImages.dimension,
+                        hidden: (widths + encoderWidths + decoderWidths + [latent]).max()!)
         if let n = trainExamples { trainingImages = trainingImages.prefix(n) }
         let split = try trainingImages.splitValidation(count: validationExamples, seed: seed ^ 0x5B11)
         let configuration = ModelConfiguration(dataDimension: trainingImages.dimension, latentDimension: latent,
-                                               encoderHidden: widths.map { $0! }, decoderHidden: widths.map { $0! }.reversed(),
-                                               activation: activation)
+                                               encoderHidden: encoderWidths, decoderHidden: decoderWidths,
+                                               activation: activation, encoder: encoderKind, prior: priorKind,
+                                               likelihood: likelihoodKind, sigma: sigma, learnSigma: learnSigma)
         try configuration.validate()
         let model = VariationalAutoencoder<Float>(configuration, seed: seed)
         model.initializeOutputBias(dataMean: split.train.pixelMean)
-        let trainer = try Trainer(model: model, options: options,
-                                  validation: split.validation.count > 0 ? split.validation.binarizedOnce(seed: heldOutBinarizationSeed) : nil)
-        var info: [String: String] = [
-            "data": dataOptions.data ?? "fashion-mnist", "objective": objective.rawValue, "k": String(samples),
+        let heldOut = likelihoodKind == .bernoulli ? split.validation.binarizedOnce(seed: heldOutBinarizationSeed) : split.validation
+        let trainer = try Trainer(model: model, options: options, validation: split.validation.count > 0 ? heldOut : nil)
+        var info: [String: String] = source.settings.merging([
+            "objective": objective.rawValue, "k": String(samples),
             "batch": String(batch), "learning_rate": String(learningRate), "schedule": schedule.rawValue, "adam_epsilon": String(adamEpsilon),
             "seed": String(seed), "threads": String(trainer.workers.workerCount), "image_width": String(trainingImages.width), "image_height": String(trainingImages.height),
             "train_examples": String(split.train.count), "validation_examples": String(split.validation.count),
             "epoch": "0", "step": "0",
-        ]
+        ]) { a, _ in a }
         ProgressBar.log("training \(objective.rawValue) K=\(samples) on \(split.train.count) images (\(split.validation.count) held out), batch \(batch), \(epochs) epochs, \(model.store.values.count) parameters")
         if epochs == 0 { try Checkpoint(model: model, info: info).save(to: out) }
         let metricsPath = out + "/metrics.jsonl"
@@ -91,6 +115,37 @@ struct Train: ParsableCommand {
             ProgressBar.log("epoch \(m.epoch)/\(epochs)  train \(formatted(m.trainBound))\(validation)  \(Int(m.examplesPerSecond)) ex/s  \(formatted(m.seconds, 1)) s")
         })
         ProgressBar.log("done in \(formatted(Date().timeIntervalSince(started), 1)) s; checkpoint \(out)/\(Checkpoint.fileName)")
+    }
+}
+
+/// Widths like "200,200", or "none" (no hidden layer) when allowed.
+func parseWidths(_ text: String, option: String, allowNone: Bool) throws -> [Int] {
+    if allowNone && text == "none" { return [] }
+    let widths = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard !widths.isEmpty, widths.allSatisfy({ $0 != nil && $0! >= 1 }) else {
+        throw IWAEError.invalidArgument("\(option) must be positive widths separated by commas\(allowNone ? " or 'none'" : ""), got '\(text)'")
+    }
+    return widths.map { $0! }
+}
+
+/// Options of the synthetic `--data linear-gaussian` source.
+struct SyntheticOptions: ParsableArguments {
+    @Option(help: "linear-gaussian: data dimension D.") var syntheticDimension: Int?
+    @Option(help: "linear-gaussian: latent dimension of the generating model.") var syntheticLatent: Int?
+    @Option(help: "linear-gaussian: observation noise σ of the generating model.") var syntheticNoise: Double?
+    @Option(help: "linear-gaussian: training examples.") var syntheticExamples: Int?
+    @Option(help: "linear-gaussian: test examples.") var syntheticTestExamples: Int?
+    @Option(help: "linear-gaussian: seed of the generating model.") var syntheticSeed: UInt64?
+
+    var settings: [String: String] {
+        var s = [String: String]()
+        if let v = syntheticDimension { s["synthetic_dimension"] = String(v) }
+        if let v = syntheticLatent { s["synthetic_latent"] = String(v) }
+        if let v = syntheticNoise { s["synthetic_noise"] = String(v) }
+        if let v = syntheticExamples { s["synthetic_examples"] = String(v) }
+        if let v = syntheticTestExamples { s["synthetic_test_examples"] = String(v) }
+        if let v = syntheticSeed { s["synthetic_seed"] = String(v) }
+        return s
     }
 }
 

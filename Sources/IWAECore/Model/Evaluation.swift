@@ -146,10 +146,15 @@ extension VariationalAutoencoder {
         return total / Double(Swift.max(x.rows, 1))
     }
 
-    /// Decoder means σ(f_θ(z)) for latent rows z (N, k), written to `out` (N, D).
-    public func decodeProbabilities(_ z: MatrixView<Scalar>, into out: UnsafeMutablePointer<Scalar>) {
+    /// Decoder means for latent rows z (N, k), written to `out` (N, D):
+    /// σ(f_θ(z)) for a Bernoulli decoder, f_θ(z) for a Gaussian one.
+    public func decodeMeans(_ z: MatrixView<Scalar>, into out: UnsafeMutablePointer<Scalar>) {
         precondition(z.columns == configuration.latentDimension)
-        let logits = decoder.forward(z, store)
-        Scalar.sigmoid(logits.pointer, out, count: logits.count)
+        let f = decoder.forward(z, store)
+        if configuration.likelihood == .bernoulli {
+            Scalar.sigmoid(f.pointer, out, count: f.count)
+        } else {
+            out.update(from: f.pointer, count: f.count)
+        }
     }
 }

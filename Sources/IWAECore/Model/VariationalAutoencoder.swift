@@ -241,7 +241,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     }
 
     /// The prior's mean λ₁ and variance λ₂ for unit i.
-    @inline(__always) private func prior(_ i: Int) -> (mean: Scalar, variance: Scalar) {
+    @inline(__always) func priorParameters(_ i: Int) -> (mean: Scalar, variance: Scalar) {
         guard let priorMean, let priorLogVariance else { return (0, 1) }
         return (store.value(priorMean)[i], Scalar.exp(store.value(priorLogVariance)[i]))
     }
@@ -252,7 +252,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         for b in 0..<examples {
             var trace: Scalar = 0, quadratic: Scalar = 0, logPriorDet: Scalar = 0
             for i in 0..<k {
-                let (m, v) = prior(i)
+                let (m, v) = priorParameters(i)
                 let sigmaII: Scalar
                 if isFull {
                     var s: Scalar = 0
@@ -410,7 +410,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
             // Prior parameters: ∂log r/∂λ₁ = (z − λ₁)/λ₂, ∂log r/∂ρ = ½(z − λ₁)²/λ₂ − ½.
             let dPriorMean = priorMean.map { store.gradient($0) }, dPriorLogVariance = priorLogVariance.map { store.gradient($0) }
             for i in 0..<k {
-                let (m, variance) = prior(i)
+                let (m, variance) = priorParameters(i)
                 var sumMean: Scalar = 0, sumLogVariance: Scalar = 0
                 for r in 0..<rows {
                     let gr = g[r], diff = zp[r * k + i] - m
@@ -475,7 +475,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         let dPriorMean = priorMean.map { store.gradient($0) }, dPriorLogVariance = priorLogVariance.map { store.gradient($0) }
         for b in 0..<examples {
             for i in 0..<k {
-                let (m, v) = prior(i)
+                let (m, v) = priorParameters(i)
                 let diff = mean[b * k + i] - m
                 meanGradient[b * k + i] += c * diff / v
                 var sigmaII: Scalar = 0

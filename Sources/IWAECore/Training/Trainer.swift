@@ -92,7 +92,8 @@ public struct TrainingProgress: Sendable {
     public var examplesPerSecond: Double
 }
 
-/// Trains a model with Adam on minibatches of dynamically binarized images,
+/// Trains a model with Adam on minibatches of dynamically binarized images
+/// (real values as they are for a Gaussian likelihood),
 /// evaluating the bound on a held-out split after every epoch and writing a
 /// checkpoint and a metrics line to the output directory.
 public final class Trainer {
@@ -106,7 +107,8 @@ public final class Trainer {
     private let batchBuffer: Tensor<Float>
     private let validationImages: Tensor<Float>?
 
-    /// `validation` holds binary images (binarized once), or nil for none.
+    /// `validation` holds the held-out examples as the model sees them (binary
+    /// images binarized once for a Bernoulli likelihood), or nil for none.
     public init(model: VariationalAutoencoder<Float>, options: TrainingOptions, validation: ImageSet?) throws {
         try options.validate()
         self.model = model
@@ -148,7 +150,11 @@ public final class Trainer {
                 let lo = batchIndex * options.batchSize
                 let hi = Swift.min(lo + options.batchSize, train.count)
                 let n = hi - lo
-                train.binarize(order[lo..<hi], into: batchBuffer.pointer, using: rng)
+                if model.configuration.likelihood == .bernoulli {
+                    train.binarize(order[lo..<hi], into: batchBuffer.pointer, using: rng)
+                } else {
+                    train.copy(order[lo..<hi], into: batchBuffer.pointer)
+                }
                 let x = MatrixView(batchBuffer.pointer, rows: n, columns: d)
                 model.store.zeroGradients()
                 let bounds = try workers.accumulateGradient(x, objective: options.objective,

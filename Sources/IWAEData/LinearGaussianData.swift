@@ -1,0 +1,70 @@
+import IWAELinearAlgebra
+
+/// Synthetic real-valued data from a random linear-Gaussian model, whose
+/// posterior is Gaussian with a full (correlated) covariance:
+///
+///     z ~ N(0, I_k),   x = W z + b + σ ε,   ε ~ N(0, I_D)
+///
+/// W = G T / √k with G (D, k) of independent N(0, 1) entries and T (k, k)
+/// upper triangular with ones (so W's columns, and the posterior, are
+/// strongly correlated), b ~ N(0, 0.25 I), σ = `noise`. The generating model depends only on `seed`; the training
+/// and test examples are independent draws from it.
+public struct LinearGaussianData: Sendable {
+    public var dimension: Int
+    public var latentDimension: Int
+    public var noise: Double
+    public var seed: UInt64
+
+    public init(dimension: Int = 20, latentDimension: Int = 5, noise: Double = 0.5, seed: UInt64 = 1) {
+        self.dimension = dimension
+        self.latentDimension = latentDimension
+        self.noise = noise
+        self.seed = seed
+    }
+
+    public func validate() throws {
+        guard dimension >= 1, latentDimension >= 1 else {
+            throw IWAEError.invalidArgument("linear-gaussian dimensions must be at least 1")
+        }
+        guard noise.isFinite, noise > 0 else { throw IWAEError.invalidArgument("linear-gaussian noise must be positive") }
+    }
+
+    /// The generating weights W (D·k, row-major) and bias b (D).
+    public var parameters: (weight: [Double], bias: [Double]) {
+        let rng = Xoshiro256(seed: seed)
+        var w = [Double](repeating: 0, count: dimension * latentDimension)
+        var b = [Double](repeating: 0, count: dimension)
+        rng.fillStandardNormal(&w, count: w.count)
+        rng.fillStandardNormal(&b, count: b.count)
+        let k = latentDimension, scale = 1 / Double(k).squareRoot()
+        var correlated = [Double](repeating: 0, count: w.count)
+        for d in 0..<dimension {
+            var running = 0.0
+            for i in 0..<k {   // (G T)[d, i] = Σ_{j ≤ i} G[d, j]
+                running += w[d * k + i]
+                correlated[d * k + i] = running * scale
+            }
+        }
+        return (correlated, b.map { $0 * 0.5 })
+    }
+
+    /// `count` examples drawn with `sampleSeed`, as an `ImageSet` of
+    /// (dimension × 1) "images" (real values, not intensities).
+    public func examples(_ count: Int, sampleSeed: UInt64) -> ImageSet {
+        let (w, b) = parameters
+        let rng = Xoshiro256(seed: sampleSeed ^ 0xD47A)
+        var z = [Double](repeating: 0, count: latentDimension), e = [Double](repeating: 0, count: dimension)
+        var pixels = [Float]()
+        pixels.reserveCapacity(count * dimension)
+        for _ in 0..<count {
+            rng.fillStandardNormal(&z, count: latentDimension)
+            rng.fillStandardNormal(&e, count: dimension)
+            for d in 0..<dimension {
+                var v = b[d] + noise * e[d]
+                for i in 0..<latentDimension { v += w[d * latentDimension + i] * z[i] }
+                pixels.append(Float(v))
+            }
+        }
+        return ImageSet(count: count, width: dimension, height: 1, pixels: pixels, labels: [UInt8](repeating: 0, count: count))
+    }
+}
