@@ -145,6 +145,67 @@ final class CommandLineTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: runDirectory + "/g.png"))
     }
 
+    /// The full model on synthetic data: `exact_nll` beside the estimate,
+    /// options saved in the checkpoint and read back.
+    func testLinearGaussianExactLikelihood() throws {
+        let out = runDirectory + "/lg"
+        let train = try runIWAE(["train", "--data", "linear-gaussian", "--synthetic-dimension", "6", "--synthetic-latent", "2",
+                                 "--synthetic-examples", "2000", "--synthetic-test-examples", "200", "--encoder", "full",
+                                 "--prior", "learned", "--likelihood", "gaussian", "--learn-sigma", "--decoder-hidden", "none",
+                                 "--encoder-hidden", "none", "--latent", "2", "--objective", "elbo", "--epochs", "15",
+                                 "--batch", "50", "--validation-examples", "100", "--learning-rate", "0.003", "--out", out])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let checkpoint = try Checkpoint.load(from: out)
+        XCTAssertEqual(checkpoint.model.configuration.encoder, .full)
+        XCTAssertEqual(checkpoint.model.configuration.prior, .learned)
+        XCTAssertEqual(checkpoint.model.configuration.likelihood, .gaussian)
+        XCTAssertEqual(checkpoint.info["synthetic_dimension"], "6")
+        XCTAssertNotNil(checkpoint.model.store.layout.slot(named: "prior.log_variance"))
+        let evaluate = try runIWAE(["evaluate", out, "--k", "500", "--json"])
+        XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(evaluate.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(json["examples"] as? Int, 200)
+        let nll = json["nll"] as! Double, exact = json["exact_nll"] as! Double
+        XCTAssertEqual(nll, exact, accuracy: 0.05)
+        let reconstruction = json["reconstruction"] as! Double, kl = json["kl"] as! Double
+        XCTAssertTrue(reconstruction.isFinite)
+        XCTAssertGreaterThan(kl, 0)
+        XCTAssertGreaterThanOrEqual(-nll, (json["elbo"] as! Double) - 1e-6)
+        // Bernoulli checkpoints carry no exact likelihood.
+        let bernoulli = runDirectory + "/b"
+        XCTAssertEqual(try runIWAE(small(bernoulli, epochs: 1)).status, 0)
+        let plain = try runIWAE(["evaluate", bernoulli, "--k", "5", "--json"])
+        XCTAssertFalse(plain.stdout.contains("exact_nll"))
+    }
+
+    func testFullModelBadOptions() throws {
+        let out = runDirectory + "/bad"
+        try assertFailsCleanly(small(out) + ["--encoder", "banded"], mentioning: "unknown encoder")
+        try assertFailsCleanly(small(out) + ["--prior", "uniform"], mentioning: "unknown prior")
+        try assertFailsCleanly(small(out) + ["--likelihood", "poisson"], mentioning: "unknown likelihood")
+        try assertFailsCleanly(small(out) + ["--learn-sigma"], mentioning: "--learn-sigma needs --likelihood gaussian")
+        try assertFailsCleanly(small(out) + ["--likelihood", "gaussian", "--sigma", "0"], mentioning: "sigma must be finite and positive")
+        try assertFailsCleanly(small(out) + ["--decoder-hidden", "0"], mentioning: "--decoder-hidden")
+        try assertFailsCleanly(["train", "--data", "linear-gaussian", "--out", out], mentioning: "use --likelihood gaussian")
+        try assertFailsCleanly(["train", "--data", "linear-gaussian", "--likelihood", "gaussian", "--synthetic-dimension", "0", "--out", out],
+                               mentioning: "synthetic-dimension must be a positive integer")
+    }
+
+    /// A checkpoint written before the full-model options existed (no
+    /// encoder/prior/likelihood metadata) still loads as the diagonal model.
+    func testCheckpointWithoutFullModelMetadataLoads() throws {
+        let out = runDirectory + "/old"
+        XCTAssertEqual(try runIWAE(small(out, epochs: 1)).status, 0)
+        let path = out + "/model.safetensors"
+        var file = try SafetensorsFile(parsing: [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))), name: path)
+        for key in ["encoder", "prior", "likelihood", "sigma", "learn_sigma"] { file.metadata[key] = nil }
+        try Data(file.encoded()).write(to: URL(fileURLWithPath: path))
+        let loaded = try Checkpoint.load(from: out)
+        XCTAssertEqual(loaded.model.configuration.encoder, .diagonal)
+        XCTAssertEqual(loaded.model.configuration.likelihood, .bernoulli)
+        XCTAssertEqual(try runIWAE(["evaluate", out, "--k", "3", "--test-examples", "5"]).status, 0)
+    }
+
     /// A diverging run stops with an error naming the step; the last good
     /// checkpoint stays byte for byte.
     func testDivergenceStopsAndKeepsTheLastCheckpoint() throws {
