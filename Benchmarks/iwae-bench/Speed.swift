@@ -28,7 +28,7 @@ struct Speed: ParsableCommand {
             print("OpenBLAS \(BLASLibrary.coreName), \(cores) cores; sgemm peak (2048³, \(cores) threads): \(String(format: "%.1f", peak)) GFLOP/s")
             print("")
             print("training step (\(encoderKind.rawValue) encoder, Bernoulli decoder, 784-200-200-50, Adam)")
-            print(" B    K  mode              ms/step  examples/s  GFLOP/s  of peak   gemm  elementwise  sampling  rest")
+            print(" B    K  mode              ms/step  examples/s  GFLOP/s  of peak   gemm (decoder)  elementwise  sampling  covariance  rest")
         }
         let (images, mean) = benchmarkImages(count: max(batchList.max()!, 1))
         for batch in batchList {
@@ -45,15 +45,16 @@ struct Speed: ParsableCommand {
                     ("case", "train_step"), ("encoder", encoderKind.rawValue), ("batch", batch), ("k", k), ("mode", t.mode),
                     ("ms_per_step", t.secondsPerStep * 1e3), ("examples_per_s", Double(batch) / t.secondsPerStep),
                     ("gflops", gflops), ("peak_gflops", peak), ("peak_fraction", gflops / peak),
-                    ("gemm_fraction", t.phases[0]), ("elementwise_fraction", t.phases[1]),
-                    ("sampling_fraction", t.phases[2]), ("rest_fraction", max(0, 1 - t.phases.reduce(0, +))),
+                    ("gemm_fraction", t.phases[0] + t.phases[1]), ("decoder_gemm_fraction", t.phases[1]),
+                    ("elementwise_fraction", t.phases[2]), ("sampling_fraction", t.phases[3]),
+                    ("covariance_fraction", t.phases[4]), ("rest_fraction", max(0, 1 - t.phases.reduce(0, +))),
                 ]
                 rows.append(row)
                 if !json {
-                    print(String(format: "%3d %4d  ", batch, k) + t.mode.padding(toLength: 15, withPad: " ", startingAt: 0) + String(format: "%8.3f %11.0f %8.1f %7.1f%% %5.0f%% %9.0f%% %8.0f%% %5.0f%%",
+                    print(String(format: "%3d %4d  ", batch, k) + t.mode.padding(toLength: 15, withPad: " ", startingAt: 0) + String(format: "%8.3f %11.0f %8.1f %7.1f%% %5.0f%% (%3.0f%%) %11.0f%% %8.0f%% %10.0f%% %5.0f%%",
                                  t.secondsPerStep * 1e3, Double(batch) / t.secondsPerStep, gflops,
-                                 100 * gflops / peak, 100 * t.phases[0], 100 * t.phases[1], 100 * t.phases[2],
-                                 100 * max(0, 1 - t.phases.reduce(0, +))))
+                                 100 * gflops / peak, 100 * (t.phases[0] + t.phases[1]), 100 * t.phases[1], 100 * t.phases[2],
+                                 100 * t.phases[3], 100 * t.phases[4], 100 * max(0, 1 - t.phases.reduce(0, +))))
                 }
             }
         }
@@ -93,7 +94,7 @@ struct StepTiming {
     var mode: String
     var secondsPerStep: Double
     var flops: Double
-    /// Fractions of the workers' time in GEMM, elementwise, sampling.
+    /// Fractions of the workers' time in each `PhaseProfiler.Phase`.
     var phases: [Double]
 }
 

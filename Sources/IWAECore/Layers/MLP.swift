@@ -17,6 +17,8 @@ public final class MLP<Scalar: BLASScalar> {
     private var input: MatrixView<Scalar>?
     /// Optional timing of GEMM and elementwise phases.
     public var profiler: PhaseProfiler?
+    /// The phase this stack's GEMMs are counted under.
+    public var gemmPhase = PhaseProfiler.Phase.gemm
 
     /// Registers layers `name.0`, `name.1`, … of `sizes` in `layout`.
     public init(sizes: [Int], activations: [Activation], name: String, layout: inout ParameterLayout) {
@@ -57,7 +59,7 @@ public final class MLP<Scalar: BLASScalar> {
             let y = MatrixView(outputs[i].pointer, rows: rows, columns: layer.outputSize)
             var t = profiler.start()
             layer.forward(y, current, store, addBias: false)
-            profiler.stop(.gemm, t)
+            profiler.stop(gemmPhase, t)
             if !(deferOutputBias && i == layers.count - 1) {
                 t = profiler.start()
                 activations[i].forward(y, bias: store.value(layer.bias))
@@ -91,7 +93,7 @@ public final class MLP<Scalar: BLASScalar> {
             activations[i].backward(dy, output: MatrixView(outputs[i].pointer, rows: rows, columns: layer.outputSize))
             profiler.stop(.elementwise, t)
             t = profiler.start()
-            defer { profiler.stop(.gemm, t) }
+            defer { profiler.stop(gemmPhase, t) }
             let x = i == 0 ? input : MatrixView(outputs[i - 1].pointer, rows: rows, columns: layer.inputSize)
             let dxi = i == 0 ? dx : MatrixView(gradients[i - 1].pointer, rows: rows, columns: layer.inputSize)
             layer.backward(dx: dxi, dy: dy, x: x, store, ones: ones.pointer, accumulateInput: i == 0 && accumulateInput)

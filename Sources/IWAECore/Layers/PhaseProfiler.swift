@@ -6,8 +6,16 @@ import Foundation
 /// measured block when attached, nothing when not.
 public final class PhaseProfiler: @unchecked Sendable {
     public enum Phase: Int, CaseIterable, Sendable {
-        case gemm, elementwise, sampling
-        public var name: String { ["gemm", "elementwise", "sampling"][rawValue] }
+        /// Encoder GEMMs (and any GEMM not otherwise attributed).
+        case gemm
+        /// The decoder's GEMMs.
+        case decoderGemm
+        case elementwise
+        case sampling
+        /// The full-covariance encoder's extra work: A Aᵀ, Cholesky, triangular
+        /// products and solves, and their backward.
+        case covariance
+        public var name: String { ["gemm", "decoder_gemm", "elementwise", "sampling", "covariance"][rawValue] }
     }
 
     public private(set) var nanoseconds = [UInt64](repeating: 0, count: Phase.allCases.count)

@@ -80,6 +80,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         didSet {
             encoderTrunk?.profiler = profiler
             decoder.profiler = profiler
+            decoder.gemmPhase = .decoderGemm
         }
     }
 
@@ -201,6 +202,8 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         defer { profiler.stop(.elementwise, t) }
         let k = configuration.latentDimension
         if isFull {
+            let tc = profiler.start()
+            defer { profiler.stop(.covariance, tc) }
             try factorCovariances()
         } else {
             Scalar.exp(scaleRaw.pointer, scale.pointer, count: examples * k)
@@ -283,6 +286,8 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         rng.fillStandardNormal(epsilon.pointer, count: examples * K * k)
         let mu = mean.pointer, s = scale.pointer, eps = epsilon.pointer, zp = z.pointer
         if isFull {
+            let tc = profiler.start()
+            defer { profiler.stop(.covariance, tc) }
             // Z_b (K, k) = E_b (K, k) · L_bᵀ, then + μ_b.
             batchedGEMM(batch: examples, MatrixView(zp, rows: K, columns: k), strideC: K * k,
                         MatrixView(eps, rows: K, columns: k), strideA: K * k, .none,
@@ -394,6 +399,8 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         // v = L⁻ᵀ ε per sample (rows: vᵀ = εᵀ L⁻¹), the whitened sample that
         // ∂log q/∂z = −v and q's direct derivatives need.
         if isFull {
+            let tc = profiler.start()
+            defer { profiler.stop(.covariance, tc) }
             v.update(from: eps, count: rows * k)
             for b in 0..<examples {
                 Scalar.triangularSolve(left: false, transposeA: .none, m: K, n: k, alpha: 1,
@@ -425,8 +432,11 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
             // M = dz − g·v (μ̄ = Σ_j M_j, L̄ = lower(Σ_j M_j ε_jᵀ)) plus (Σ_j g_j)·diag(1/L_ii).
             for r in 0..<rows { for i in 0..<k { dz[r * k + i] -= g[r] * v[r * k + i] } }
         }
+        t = profiler.start()
         reparameterizationBackward(sampleGradient: dz, directScale: analyticKL ? nil : g)
         if analyticKL { klBackward(scale: lossScale) }
+        if isFull { covarianceBackward() }
+        profiler.stop(isFull ? .covariance : .elementwise, t)
         t = profiler.start()
         encoderHeadsBackward()
         profiler.stop(.gemm, t)
@@ -497,13 +507,10 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         }
     }
 
-    /// μ̄ and the scale gradient back through the heads and the trunk; for the
-    /// full encoder first L̄ → Σ̄ (Murray) → Ā = 2 Σ̄ A, d̄ = diag(Σ̄) ⊙ σ(d).
-    private func encoderHeadsBackward() {
+    /// Full encoder: L̄ → Σ̄ (Murray, MATH.md §4) → Ā = 2 Σ̄ A, d̄ = diag(Σ̄) ⊙ σ(d).
+    private func covarianceBackward() {
         let k = configuration.latentDimension, kk = k * k
-        let h = encoderTrunk?.output ?? input!
-        let dh = encoderTrunk?.outputGradient
-        if isFull {
+        do {
             for b in 0..<examples {
                 let sigmaBar = covarianceGradient.pointer + b * kk
                 choleskyBackward(factor: scale.pointer + b * kk, factorGradient: scaleGradient.pointer + b * kk, n: k,
@@ -517,6 +524,13 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
                 diagonalRawGradient[b * k + i] = covarianceGradient[b * kk + i * k + i] * -Scalar.expMinusOne(-sp)
             } }
         }
+    }
+
+    /// μ̄ and the scale gradient back through the heads and the trunk.
+    private func encoderHeadsBackward() {
+        let k = configuration.latentDimension
+        let h = encoderTrunk?.output ?? input!
+        let dh = encoderTrunk?.outputGradient
         let ones = encoderTrunk?.onesVector ?? decoder.onesVector
         meanHead.backward(dx: dh, dy: view(meanGradient, k), x: h, store, ones: ones)
         scaleHead.backward(dx: dh, dy: view(isFull ? scaleRawGradient : scaleGradient, scaleWidth), x: h, store, ones: ones,
