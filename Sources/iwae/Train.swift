@@ -28,6 +28,8 @@ struct Train: ParsableCommand {
     @Option(help: "Likelihood: bernoulli (binarized images) or gaussian (real values).") var likelihood: String = "bernoulli"
     @Option(help: "σ of the Gaussian likelihood (its start value with --learn-sigma).") var sigma: Double = 1
     @Flag(help: "Train σ² of the Gaussian likelihood.") var learnSigma = false
+    @Option(help: "Encoder gradient estimator: reparam, score, stl or dreg.") var estimator: String = "reparam"
+    @Option(help: "Score-function baseline: none or vimco.") var baseline: String = "none"
     @OptionGroup var synthetic: SyntheticOptions
     @Option(help: "Hidden nonlinearity: tanh, relu, softplus, sigmoid.") var activation: String = "tanh"
     @Option(help: "Worker threads (default: all active cores); results depend on seed and thread count.") var threads: Int?
@@ -58,8 +60,16 @@ struct Train: ParsableCommand {
         guard let schedule = LearningRateSchedule(rawValue: schedule) else {
             throw IWAEError.invalidArgument("unknown schedule '\(schedule)' (expected constant or paper)")
         }
+        guard let estimatorKind = GradientEstimator(rawValue: estimator) else {
+            throw IWAEError.invalidArgument("unknown estimator '\(estimator)' (expected reparam, score, stl or dreg)")
+        }
+        guard let baselineKind = ScoreBaseline(rawValue: baseline) else {
+            throw IWAEError.invalidArgument("unknown baseline '\(baseline)' (expected none or vimco)")
+        }
         var options = TrainingOptions()
         options.schedule = schedule
+        options.estimator = estimatorKind
+        options.baseline = baselineKind
         options.objective = objective
         options.samplesPerExample = samples
         options.epochs = epochs
@@ -91,7 +101,7 @@ struct Train: ParsableCommand {
         let heldOut = likelihoodKind == .bernoulli ? split.validation.binarizedOnce(seed: heldOutBinarizationSeed) : split.validation
         let trainer = try Trainer(model: model, options: options, validation: split.validation.count > 0 ? heldOut : nil)
         var info: [String: String] = source.settings.merging([
-            "objective": objective.rawValue, "k": String(samples),
+            "objective": objective.rawValue, "estimator": estimatorKind.rawValue, "baseline": baselineKind.rawValue, "k": String(samples),
             "batch": String(batch), "learning_rate": String(learningRate), "schedule": schedule.rawValue, "adam_epsilon": String(adamEpsilon),
             "seed": String(seed), "threads": String(trainer.workers.workerCount), "image_width": String(trainingImages.width), "image_height": String(trainingImages.height),
             "train_examples": String(split.train.count), "validation_examples": String(split.validation.count),

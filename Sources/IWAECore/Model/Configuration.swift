@@ -99,3 +99,39 @@ public enum LikelihoodKind: String, Codable, Sendable, CaseIterable {
     /// N(f_θ(z), σ²I), for real-valued data.
     case gaussian
 }
+
+/// How the encoder's gradient is estimated (MATH.md §3). θ and λ always take
+/// the normalized-weight gradient.
+public enum GradientEstimator: String, Codable, Sendable, CaseIterable {
+    /// Pathwise (reparameterization): total derivative through z = μ + L ε.
+    case reparam
+    /// Score function (log-derivative trick, REINFORCE), z held fixed.
+    case score
+    /// Sticking the landing (Roeder et al. 2017): the pathwise gradient
+    /// without q's direct dependence on φ; biased for K > 1 with the IWAE bound.
+    case stl
+    /// Doubly reparameterized (Tucker et al. 2018), for the IWAE bound:
+    /// Σ_k w̃_k² ∂log w_k/∂z_k ∂z_k/∂φ.
+    case dreg
+
+    /// Checks that the estimator applies to `objective` with K samples and `baseline`.
+    public func validate(objective: Objective, samplesPerExample K: Int, baseline: ScoreBaseline) throws {
+        if objective == .elboAnalytic && self != .reparam {
+            throw IWAEError.invalidArgument("estimator \(rawValue) does not apply to elbo-analytic (its KL is differentiated in closed form); use reparam")
+        }
+        if self == .dreg && objective != .iwae {
+            throw IWAEError.invalidArgument("estimator dreg is for the IWAE bound: use --objective iwae")
+        }
+        if baseline == .vimco {
+            guard self == .score else { throw IWAEError.invalidArgument("--baseline vimco goes with --estimator score") }
+            guard K > 1 else { throw IWAEError.invalidArgument("--baseline vimco needs k > 1 (leave-one-out)") }
+        }
+    }
+}
+
+/// The control variate of the score-function estimator.
+public enum ScoreBaseline: String, Codable, Sendable, CaseIterable {
+    case none
+    /// Leave-one-out (Mnih & Rezende 2016): log w_k replaced by the mean of the others.
+    case vimco
+}

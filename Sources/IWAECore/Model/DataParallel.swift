@@ -36,7 +36,8 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     /// B rows of `x` into `model.store.gradients` and returns the B bounds.
     @discardableResult
     @_specialize(exported: true, where Scalar == Float)
-    public func accumulateGradient(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int)
+    public func accumulateGradient(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int,
+                                   estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none)
         throws -> UnsafeMutableBufferPointer<Scalar>
     {
         let n = x.rows
@@ -52,7 +53,8 @@ public final class ModelWorkers<Scalar: BLASScalar> {
             if w > 0 { replica.store.zeroGradients() }
             do {
                 let b = try replica.accumulateGradient(x.rows(rows), objective: objective, samplesPerExample: K,
-                                                       using: self.generators[w], lossScale: scale)
+                                                       using: self.generators[w], lossScale: scale,
+                                                       estimator: estimator, baseline: baseline)
                 (out + rows.lowerBound).update(from: b.baseAddress!, count: rows.count)
             } catch {
                 errors.record(error, worker: w, firstRow: rows.lowerBound)

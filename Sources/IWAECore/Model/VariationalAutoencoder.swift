@@ -66,6 +66,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     let decoderOutput = Tensor<Scalar>(shape: [0])    // σ(ℓ) or f(z), (B·K, D)
     let latentGradient = Tensor<Scalar>(shape: [0])   // (B·K, k)
     let whitened = Tensor<Scalar>(shape: [0])         // v = L⁻ᵀ ε, (B·K, k)
+    let scoreBuffer = Tensor<Scalar>(shape: [0])      // score-function coefficients (B·K)
     let meanGradient = Tensor<Scalar>(shape: [0])     // (B, k)
     let scaleGradient = Tensor<Scalar>(shape: [0])    // log s̄ (B, k) or L̄ (B, k, k)
     let covarianceGradient = Tensor<Scalar>(shape: [0]) // Σ̄ (B, k, k)
@@ -174,7 +175,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
             let rows = b * kSamples
             sampleCapacity = rows
             for t in [epsilon, z, latentGradient, whitened] { t.replace(shape: [rows, k]) }
-            for t in [logLikelihood, logPrior, logPosterior, logWeightsBuffer, weights] { t.replace(shape: [rows]) }
+            for t in [logLikelihood, logPrior, logPosterior, logWeightsBuffer, weights, scoreBuffer] { t.replace(shape: [rows]) }
             decoderOutput.replace(shape: [rows, d])
             decoder.reserve(rows: rows)
         }
@@ -350,14 +351,17 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     /// Accumulates into `store.gradients` the gradient of
     ///
     ///     loss = −scale · [ Σ_b Σ_k ω_{b,k} · log w_{b,k} ]                       (ω held fixed)
-    ///     loss = −scale · [ Σ_b Σ_k ω_{b,k} · log p(x_b|z_{b,k}) − Σ_b KL_b ]      (analyticKL)
+    ///     loss = −scale · [ Σ_b Σ_k ω_{b,k} · log p(x_b|z_{b,k}) − Σ_b KL_b ]      (elbo-analytic)
     ///
     /// where ω (B, K) is ∂bound/∂ log w (see `boundWeights`); with ω = w̃ and
-    /// scale = 1/B this is the pathwise gradient of −mean L_K (MATH.md §3): θ
-    /// through log p(x|z), λ through log r, φ through z = μ + L ε and through
-    /// q's own parameters. `scale` multiplies every term.
-    public func backward(boundWeights omega: MatrixView<Scalar>, scale lossScale: Scalar, analyticKL: Bool = false) {
+    /// scale = 1/B this is the gradient of −mean L_K (MATH.md §3): θ through
+    /// log p(x|z), λ through log r, φ by `estimator` (pathwise by default:
+    /// through z = μ + L ε and through q's own parameters). `scale`
+    /// multiplies every term.
+    public func backward(boundWeights omega: MatrixView<Scalar>, scale lossScale: Scalar, objective: Objective,
+                         estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none) {
         guard let x = input else { preconditionFailure("backward before forward") }
+        let analyticKL = objective == .elboAnalytic
         let K = samplesPerExample, k = configuration.latentDimension, d = configuration.dataDimension
         let rows = examples * K
         precondition(omega.rows == examples && omega.columns == K)
@@ -396,8 +400,68 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         decoder.backward(dx: latentGradientView, store)
 
         let dz = latentGradient.pointer, zp = z.pointer, eps = epsilon.pointer, v = whitened.pointer
-        // v = L⁻ᵀ ε per sample (rows: vᵀ = εᵀ L⁻¹), the whitened sample that
-        // ∂log q/∂z = −v and q's direct derivatives need.
+        if estimator != .reparam { computeWhitenedSamples() }
+        var directScale: UnsafePointer<Scalar>? = nil
+        if !analyticKL {
+            // The prior: ∂log r/∂λ₁ = (z − λ₁)/λ₂, ∂log r/∂ρ = ½(z − λ₁)²/λ₂ − ½ (at fixed z),
+            // and its path through z, ∂log r/∂z = −(z − λ₁)/λ₂.
+            let dPriorMean = priorMean.map { store.gradient($0) }, dPriorLogVariance = priorLogVariance.map { store.gradient($0) }
+            // DReG weights the φ path by w̃² instead of w̃: rows of the decoder's dz (∝ g = −scale·w̃) are rescaled by w̃.
+            if estimator == .dreg { for r in 0..<rows { for i in 0..<k { dz[r * k + i] *= omega[r / K, r % K] } } }
+            for i in 0..<k {
+                let (m, variance) = priorParameters(i)
+                var sumMean: Scalar = 0, sumLogVariance: Scalar = 0
+                for r in 0..<rows {
+                    let gr = g[r], diff = zp[r * k + i] - m
+                    sumMean += gr * diff / variance
+                    sumLogVariance += gr * (0.5 * diff * diff / variance - 0.5)
+                    switch estimator {
+                    case .reparam:
+                        // With −log q's path (+g·v) and its direct term (−g·v) cancelled.
+                        dz[r * k + i] += gr * (-diff / variance)
+                    case .stl:
+                        // Path only: −log q's path +g·v stays, its direct terms are dropped.
+                        dz[r * k + i] += gr * (-diff / variance + v[r * k + i])
+                    case .dreg:
+                        dz[r * k + i] += gr * omega[r / K, r % K] * (-diff / variance + v[r * k + i])
+                    case .score:
+                        break
+                    }
+                }
+                dPriorMean?[i] += sumMean
+                dPriorLogVariance?[i] += sumLogVariance
+            }
+            switch estimator {
+            case .reparam:
+                // q's direct dependence on log det: (Σ_j g_j) diag(1/L_ii).
+                directScale = UnsafePointer(g)
+            case .stl, .dreg:
+                directScale = nil
+            case .score:
+                // a_j ∇_φ log q(z_j|x) at fixed z, ∇_μ log q = v, ∇_L log q = lower(v εᵀ) − diag(1/L_ii):
+                // M_j = a_j v_j and direct scale −a_j.
+                let a = scoreCoefficients(omega: omega, scale: lossScale, objective: objective, baseline: baseline)
+                for r in 0..<rows {
+                    for i in 0..<k { dz[r * k + i] = a[r] * v[r * k + i] }
+                    a[r] = -a[r]
+                }
+                directScale = UnsafePointer(a)
+            }
+        }
+        t = profiler.start()
+        reparameterizationBackward(sampleGradient: dz, directScale: directScale)
+        if analyticKL { klBackward(scale: lossScale) }
+        if isFull { covarianceBackward() }
+        profiler.stop(isFull ? .covariance : .elementwise, t)
+        t = profiler.start()
+        encoderHeadsBackward()
+        profiler.stop(.gemm, t)
+    }
+
+    /// v = L⁻ᵀ ε per sample (rows vᵀ = εᵀ L⁻¹): ∂log q/∂z = −v, ∇_μ log q = v.
+    private func computeWhitenedSamples() {
+        let K = samplesPerExample, k = configuration.latentDimension, rows = examples * K
+        let eps = epsilon.pointer, v = whitened.pointer
         if isFull {
             let tc = profiler.start()
             defer { profiler.stop(.covariance, tc) }
@@ -411,35 +475,46 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
                 v[(b * K + j) * k + i] = eps[(b * K + j) * k + i] / scale[b * k + i]
             } } }
         }
-        if !analyticKL {
-            // Prior and the path of −log q through z:
-            //   ∂log r/∂z = −(z − λ₁)/λ₂,   ∂(−log q)/∂z = +v.
-            // Prior parameters: ∂log r/∂λ₁ = (z − λ₁)/λ₂, ∂log r/∂ρ = ½(z − λ₁)²/λ₂ − ½.
-            let dPriorMean = priorMean.map { store.gradient($0) }, dPriorLogVariance = priorLogVariance.map { store.gradient($0) }
-            for i in 0..<k {
-                let (m, variance) = priorParameters(i)
-                var sumMean: Scalar = 0, sumLogVariance: Scalar = 0
-                for r in 0..<rows {
-                    let gr = g[r], diff = zp[r * k + i] - m
-                    dz[r * k + i] += gr * (-diff / variance + v[r * k + i])
-                    sumMean += gr * diff / variance
-                    sumLogVariance += gr * (0.5 * diff * diff / variance - 0.5)
+    }
+
+    /// The score-function coefficients a_j = −scale · c_j of ∇_φ log q(z_j|x)
+    /// (MATH.md §3, z fixed), in `whitened`'s companion buffer:
+    ///
+    ///     IWAE: c_j = (L_K − b_j) − w̃_j           ELBO: c_j = (log w_j − b_j)/K − 1/K
+    ///
+    /// b_j = 0, or VIMCO's leave-one-out: L_K with log w_j replaced by the mean
+    /// of the others (IWAE), the mean of the other log w (ELBO).
+    private func scoreCoefficients(omega: MatrixView<Scalar>, scale: Scalar, objective: Objective,
+                                   baseline: ScoreBaseline) -> UnsafeMutablePointer<Scalar> {
+        let K = samplesPerExample
+        let lw = logWeights, a = scoreBuffer.pointer
+        let logK = Scalar.log(Scalar(K))
+        for b in 0..<examples {
+            let row = lw.pointer + b * lw.rowStride
+            var sum: Scalar = 0
+            for j in 0..<K { sum += row[j] }
+            let bound = objective == .iwae ? logSumExp(row, count: K) - logK : sum / Scalar(K)
+            for j in 0..<K {
+                var signal: Scalar
+                if objective == .iwae {
+                    signal = bound
+                    if baseline == .vimco {
+                        // Replace log w_j by the mean of the others inside L_K.
+                        let others = (sum - row[j]) / Scalar(K - 1)
+                        let saved = row[j]
+                        row[j] = others
+                        signal -= logSumExp(row, count: K) - logK
+                        row[j] = saved
+                    }
+                } else {
+                    signal = row[j]
+                    if baseline == .vimco { signal -= (sum - row[j]) / Scalar(K - 1) }
+                    signal /= Scalar(K)
                 }
-                dPriorMean?[i] += sumMean
-                dPriorLogVariance?[i] += sumLogVariance
+                a[b * K + j] = -scale * (signal - omega[b, j])
             }
-            // q's direct dependence on (μ, L) at fixed z enters through
-            // M = dz − g·v (μ̄ = Σ_j M_j, L̄ = lower(Σ_j M_j ε_jᵀ)) plus (Σ_j g_j)·diag(1/L_ii).
-            for r in 0..<rows { for i in 0..<k { dz[r * k + i] -= g[r] * v[r * k + i] } }
         }
-        t = profiler.start()
-        reparameterizationBackward(sampleGradient: dz, directScale: analyticKL ? nil : g)
-        if analyticKL { klBackward(scale: lossScale) }
-        if isFull { covarianceBackward() }
-        profiler.stop(isFull ? .covariance : .elementwise, t)
-        t = profiler.start()
-        encoderHeadsBackward()
-        profiler.stop(.gemm, t)
+        return a
     }
 
     /// From M = ∂loss/∂z (B·K, k) with q's direct terms folded in: μ̄, and
@@ -547,8 +622,9 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     @_specialize(exported: true, where Scalar == Float)
     public func accumulateGradient(
         _ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, using rng: Xoshiro256,
-        lossScale: Scalar? = nil
+        lossScale: Scalar? = nil, estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none
     ) throws -> UnsafeMutableBufferPointer<Scalar> {
+        try estimator.validate(objective: objective, samplesPerExample: K, baseline: baseline)
         try encode(x)
         sample(samplesPerExample: K, using: rng)
         let lw = computeLogWeights(keepProbabilities: true)
@@ -556,7 +632,8 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         bound(objective, into: bounds)
         let omega = MatrixView(weights.pointer, rows: examples, columns: K)
         boundWeights(objective, logWeights: lw, into: omega)
-        backward(boundWeights: omega, scale: lossScale ?? 1 / Scalar(examples), analyticKL: objective == .elboAnalytic)
+        backward(boundWeights: omega, scale: lossScale ?? 1 / Scalar(examples), objective: objective,
+                 estimator: estimator, baseline: baseline)
         return UnsafeMutableBufferPointer(start: bounds, count: examples)
     }
 

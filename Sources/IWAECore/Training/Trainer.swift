@@ -38,6 +38,9 @@ public struct TrainingOptions: Sendable {
     public var batchSize = 100
     public var learningRate = 1e-3
     public var schedule = LearningRateSchedule.constant
+    /// The encoder's gradient estimator, and the score function's baseline.
+    public var estimator = GradientEstimator.reparam
+    public var baseline = ScoreBaseline.none
     /// Adam's ε (the IWAE paper uses 10⁻⁴).
     public var adamEpsilon = 1e-4
     public var seed: UInt64 = 1
@@ -55,6 +58,7 @@ public struct TrainingOptions: Sendable {
         guard learningRate.isFinite, learningRate > 0 else {
             throw IWAEError.invalidArgument("learning rate must be finite and positive, got \(learningRate)")
         }
+        try estimator.validate(objective: objective, samplesPerExample: samplesPerExample, baseline: baseline)
         if let workers, workers < 1 { throw IWAEError.invalidArgument("workers must be at least 1, got \(workers)") }
         guard adamEpsilon.isFinite, adamEpsilon > 0 else {
             throw IWAEError.invalidArgument("Adam epsilon must be finite and positive, got \(adamEpsilon)")
@@ -158,7 +162,8 @@ public final class Trainer {
                 let x = MatrixView(batchBuffer.pointer, rows: n, columns: d)
                 model.store.zeroGradients()
                 let bounds = try workers.accumulateGradient(x, objective: options.objective,
-                                                        samplesPerExample: options.samplesPerExample)
+                                                        samplesPerExample: options.samplesPerExample,
+                                                        estimator: options.estimator, baseline: options.baseline)
                 var batchSum = 0.0
                 for b in bounds { batchSum += Double(b) }
                 guard batchSum.isFinite else {
