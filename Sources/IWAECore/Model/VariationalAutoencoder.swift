@@ -67,6 +67,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     let latentGradient = Tensor<Scalar>(shape: [0])   // (B·K, k)
     let whitened = Tensor<Scalar>(shape: [0])         // v = L⁻ᵀ ε, (B·K, k)
     let scoreBuffer = Tensor<Scalar>(shape: [0])      // score-function coefficients (B·K)
+    let lossWeights = Tensor<Scalar>(shape: [0])      // g = ∂loss/∂ log w (B·K)
     let meanGradient = Tensor<Scalar>(shape: [0])     // (B, k)
     let scaleGradient = Tensor<Scalar>(shape: [0])    // log s̄ (B, k) or L̄ (B, k, k)
     let covarianceGradient = Tensor<Scalar>(shape: [0]) // Σ̄ (B, k, k)
@@ -175,7 +176,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
             let rows = b * kSamples
             sampleCapacity = rows
             for t in [epsilon, z, latentGradient, whitened] { t.replace(shape: [rows, k]) }
-            for t in [logLikelihood, logPrior, logPosterior, logWeightsBuffer, weights, scoreBuffer] { t.replace(shape: [rows]) }
+            for t in [logLikelihood, logPrior, logPosterior, logWeightsBuffer, weights, scoreBuffer, lossWeights] { t.replace(shape: [rows]) }
             decoderOutput.replace(shape: [rows, d])
             decoder.reserve(rows: rows)
         }
@@ -365,8 +366,9 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         let K = samplesPerExample, k = configuration.latentDimension, d = configuration.dataDimension
         let rows = examples * K
         precondition(omega.rows == examples && omega.columns == K)
-        // g_{b,j} = ∂loss/∂ log w_{b,j} (or ∂loss/∂ log p with the analytic KL).
-        let g = weights.pointer
+        // g_{b,j} = ∂loss/∂ log w_{b,j} (or ∂loss/∂ log p with the analytic KL);
+        // ω stays as it is (the estimators below read it).
+        let g = lossWeights.pointer
         for b in 0..<examples { for j in 0..<K { g[b * K + j] = -lossScale * omega[b, j] } }
 
         // Decoder: ∂loss/∂output = g · ∂log p/∂output, then back to z.
