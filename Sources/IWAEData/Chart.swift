@@ -121,7 +121,13 @@ public struct LineChart: Sendable {
         let axis: (UInt8, UInt8, UInt8) = (60, 60, 60), grid: (UInt8, UInt8, UInt8) = (225, 225, 225)
         // Ticks: decades on log axes, five steps on linear ones.
         func ticks(_ lo: Double, _ hi: Double, log: Bool) -> [Double] {
-            if log { return (Int(floor(lo))...Int(ceil(hi))).map { pow(10, Double($0)) }.filter { (lo...hi).contains(log10($0)) } }
+            if log {
+                // Decades; with fewer than two in range, 1-2-5 steps as well.
+                let decades = (Int(floor(lo))...Int(ceil(hi))).map { pow(10, Double($0)) }
+                let inRange = decades.filter { (lo...hi).contains(log10($0)) }
+                if inRange.count >= 2 { return inRange }
+                return decades.flatMap { [$0, 2 * $0, 5 * $0] }.filter { (lo...hi).contains(log10($0)) }
+            }
             let step = niceStep((hi - lo) / 5)
             return stride(from: ceil(lo / step) * step, through: hi, by: step).map { $0 }
         }

@@ -9,7 +9,7 @@ struct IWAECommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "iwae",
         abstract: "Train and evaluate variational and importance-weighted autoencoders on OpenBLAS.",
-        subcommands: [Train.self, Evaluate.self, Sample.self])
+        subcommands: [Train.self, Evaluate.self, Sample.self, GradStats.self])
 
     /// Parses and runs a command; every failure is one line on stderr and a
     /// non-zero exit (help and version keep their usual output).

@@ -206,6 +206,45 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(try runIWAE(["evaluate", out, "--k", "3", "--test-examples", "5"]).status, 0)
     }
 
+    func testGradStats() throws {
+        let out = runDirectory + "/run"
+        XCTAssertEqual(try runIWAE(small(out, epochs: 1)).status, 0)
+        let plot = runDirectory + "/snr.png"
+        let result = try runIWAE(["grad-stats", out, "--estimators", "reparam,score,score-vimco,stl,dreg", "--ks", "2,8",
+                                  "--draws", "20", "--batch", "5", "--json", "--plot", plot])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let rows = try result.stdout.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        XCTAssertEqual(rows.count, 10)
+        for row in rows {
+            for key in ["estimator", "k", "encoder_snr", "decoder_snr", "encoder_variance", "decoder_variance"] { XCTAssertNotNil(row[key], key) }
+        }
+        func value(_ estimator: String, _ k: Int, _ key: String) -> Double {
+            rows.first { $0["estimator"] as? String == estimator && $0["k"] as? Int == k }![key] as! Double
+        }
+        // The score function's encoder variance is orders of magnitude above the pathwise one.
+        XCTAssertGreaterThan(value("score", 8, "encoder_variance"), 100 * value("reparam", 8, "encoder_variance"))
+        // θ takes the same gradient whatever the encoder estimator.
+        XCTAssertEqual(value("stl", 8, "decoder_snr"), value("dreg", 8, "decoder_snr"), accuracy: 0.5)
+        XCTAssertEqual(Array([UInt8](try Data(contentsOf: URL(fileURLWithPath: plot))).prefix(4)), [0x89, 0x50, 0x4e, 0x47])
+        try assertFailsCleanly(["grad-stats", out, "--estimators", "dreg", "--objective", "elbo"], mentioning: "dreg is for the IWAE bound")
+        try assertFailsCleanly(["grad-stats", out, "--estimators", "score-vimco", "--ks", "1"], mentioning: "vimco needs k > 1")
+        try assertFailsCleanly(["grad-stats", out, "--estimators", "magic"], mentioning: "unknown estimator")
+        try assertFailsCleanly(["grad-stats"], mentioning: "--fresh")
+        try assertFailsCleanly(["grad-stats", out, "--draws", "1"], mentioning: "--draws must be at least 2")
+    }
+
+    func testTrainingWithEachEstimator() throws {
+        for extra in [["--estimator", "score", "--baseline", "vimco"], ["--estimator", "stl"], ["--estimator", "dreg"], ["--estimator", "score"]] {
+            let out = runDirectory + "/" + extra.joined(separator: "-")
+            let result = try runIWAE(small(out, epochs: 1) + extra)
+            XCTAssertEqual(result.status, 0, "\(extra): \(result.stderr)")
+            XCTAssertEqual(try Checkpoint.load(from: out).info["estimator"], extra[1])
+        }
+        try assertFailsCleanly(small(runDirectory + "/x") + ["--estimator", "dreg", "--objective", "elbo"], mentioning: "dreg is for the IWAE bound")
+        try assertFailsCleanly(small(runDirectory + "/x") + ["--estimator", "telepathy"], mentioning: "unknown estimator")
+        try assertFailsCleanly(small(runDirectory + "/x") + ["--baseline", "vimco"], mentioning: "--baseline vimco goes with --estimator score")
+    }
+
     /// A diverging run stops with an error naming the step; the last good
     /// checkpoint stays byte for byte.
     func testDivergenceStopsAndKeepsTheLastCheckpoint() throws {

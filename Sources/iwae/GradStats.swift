@@ -1,0 +1,120 @@
+import ArgumentParser
+import Foundation
+import IWAECore
+import IWAEData
+import IWAELinearAlgebra
+
+struct GradStats: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "grad-stats",
+        abstract: "Signal-to-noise ratio and variance of the gradient estimators (Rainforth et al. 2018) on a fixed batch.")
+
+    @Argument(help: "Training output directory (or model.safetensors); omit with --fresh.") var checkpoint: String?
+    @Flag(help: "Use a freshly initialized model of the default architecture instead of a checkpoint.") var fresh = false
+    @OptionGroup var dataOptions: DataOptions
+    @Option(help: "Estimators, comma-separated: reparam, score, score-vimco, stl, dreg.") var estimators = "reparam,score,stl,dreg"
+    @Option(help: "K values, comma-separated.") var ks = "1,10,100"
+    @Option(help: "Independent gradient draws per estimator and K.") var draws = 100
+    @Option(help: "Examples in the fixed batch (the first test images).") var batch = 20
+    @Option(help: "Bound whose gradient is estimated: iwae or elbo.") var objective = "iwae"
+    @Option(help: "Seed of the draws (and of --fresh initialization).") var seed: UInt64 = 1
+    @Option(help: "Write a PNG plot of SNR against K.") var plot: String?
+    @Flag(help: "One JSON object per estimator and K instead of the table.") var json = false
+
+    func run() throws {
+        guard let objective = Objective(rawValue: objective), objective != .elboAnalytic else {
+            throw IWAEError.invalidArgument("--objective must be iwae or elbo, got '\(objective)'")
+        }
+        let kList = try ks.split(separator: ",").map { part -> Int in
+            guard let k = Int(part), k >= 1 else { throw IWAEError.invalidArgument("--ks must be positive integers, got '\(ks)'") }
+            return k
+        }
+        let estimatorList = try estimators.split(separator: ",").map { name -> (String, GradientEstimator, ScoreBaseline) in
+            switch name {
+            case "score-vimco", "vimco": return (String(name), .score, .vimco)
+            default:
+                guard let e = GradientEstimator(rawValue: String(name)) else {
+                    throw IWAEError.invalidArgument("unknown estimator '\(name)' (expected reparam, score, score-vimco, stl or dreg)")
+                }
+                return (String(name), e, .none)
+            }
+        }
+        guard draws >= 2 else { throw IWAEError.invalidArgument("--draws must be at least 2, got \(draws)") }
+        guard batch >= 1 else { throw IWAEError.invalidArgument("--batch must be at least 1, got \(batch)") }
+        if let plot, !plot.hasSuffix(".png") { throw IWAEError.invalidArgument("--plot must name a .png file, got \(plot)") }
+        for (_, e, b) in estimatorList { for k in kList { try e.validate(objective: objective, samplesPerExample: k, baseline: b) } }
+        try checkMemory(samples: kList.max()!, batch: batch, dimension: 784, hidden: 200)
+
+        let model: VariationalAutoencoder<Float>
+        let test: ImageSet
+        if fresh {
+            guard checkpoint == nil else { throw IWAEError.invalidArgument("give a checkpoint or --fresh, not both") }
+            let source = try DataSource(name: dataSource(dataOptions.data))
+            test = try source.load(.test)
+            model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: test.dimension), seed: seed)
+            model.initializeOutputBias(dataMean: try source.load(.train).pixelMean)
+        } else {
+            guard let checkpoint else { throw IWAEError.invalidArgument("give a checkpoint directory or --fresh") }
+            let loaded = try Checkpoint.load(from: checkpoint)
+            model = loaded.model
+            test = try loadTestSet(dataOptions.data, checkpoint: loaded).images
+            guard test.dimension == model.configuration.dataDimension else {
+                throw IWAEError.invalidArgument("test images have dimension \(test.dimension) but the checkpoint's model expects \(model.configuration.dataDimension)")
+            }
+        }
+        let examples = test.prefix(batch)
+        let binary = model.configuration.likelihood == .bernoulli ? examples.binarizedOnce(seed: heldOutBinarizationSeed) : examples
+        let x = Tensor<Float>(shape: [binary.count, binary.dimension], values: binary.pixels)
+        let slots = model.store.layout.slots
+        let encoderRange = 0..<(slots.filter { $0.name.hasPrefix("encoder") }.map { $0.offset + $0.count }.max() ?? 0)
+        let decoderSlots = slots.filter { $0.name.hasPrefix("decoder") }
+        let decoderRange = decoderSlots.map(\.offset).min()!..<decoderSlots.map { $0.offset + $0.count }.max()!
+
+        var rows = [(name: String, k: Int, encoder: (Double, Double, Double), decoder: (Double, Double, Double))]()
+        if !json {
+            print("gradient statistics: \(objective.rawValue) bound, batch of \(x.matrix.rows) test images, \(draws) draws each; SNR = mean over parameters of |E g| / std g")
+            print("estimator        K   encoder SNR   decoder SNR   encoder variance   decoder variance   ‖E g_enc‖   ‖E g_dec‖")
+        }
+        for (name, estimator, baseline) in estimatorList {
+            for k in kList {
+                let workers = ModelWorkers(model: model, seed: seed &+ UInt64(k))
+                let moments = GradientMoments(count: model.store.values.count)
+                for draw in 0..<draws {
+                    model.store.zeroGradients()
+                    try workers.accumulateGradient(x.matrix, objective: objective, samplesPerExample: k,
+                                                   estimator: estimator, baseline: baseline)
+                    moments.add(model.store.gradients.pointer)
+                    ProgressBar.draw("\(name) K=\(k)", done: draw + 1, total: draws, detail: "")
+                }
+                ProgressBar.finishLine()
+                let e = moments.summary(encoderRange), d = moments.summary(decoderRange)
+                rows.append((name, k, (e.snr, e.totalVariance, e.meanNorm), (d.snr, d.totalVariance, d.meanNorm)))
+                if json {
+                    print("{\"estimator\": \"\(name)\", \"k\": \(k), \"draws\": \(draws), \"encoder_snr\": \(jsonNumber(e.snr)), "
+                          + "\"decoder_snr\": \(jsonNumber(d.snr)), \"encoder_variance\": \(jsonNumber(e.totalVariance)), "
+                          + "\"decoder_variance\": \(jsonNumber(d.totalVariance)), \"encoder_mean_norm\": \(jsonNumber(e.meanNorm)), "
+                          + "\"decoder_mean_norm\": \(jsonNumber(d.meanNorm))}")
+                } else {
+                    print(name.padding(toLength: 12, withPad: " ", startingAt: 0)
+                          + String(format: " %5d %13.4f %13.4f %18.4g %18.4g %11.4g %11.4g", k, e.snr, d.snr, e.totalVariance,
+                                   d.totalVariance, e.meanNorm, d.meanNorm))
+                }
+            }
+        }
+        if let plot {
+            func series(_ pick: @escaping (((Double, Double, Double), (Double, Double, Double))) -> Double) -> [ChartSeries] {
+                estimatorList.enumerated().map { i, entry in
+                    ChartSeries(name: entry.0.uppercased(), points: rows.filter { $0.name == entry.0 }.map { (Double($0.k), pick(($0.encoder, $0.decoder))) },
+                                color: LineChart.palette[i % LineChart.palette.count])
+                }
+            }
+            let encoderChart = LineChart(title: "ENCODER SNR", xLabel: "K", yLabel: "SNR", logX: true, logY: true, series: series { $0.0.0 }).render()
+            let decoderChart = LineChart(title: "DECODER SNR", xLabel: "K", yLabel: "SNR", logX: true, logY: true, series: series { $0.1.0 }).render()
+            var image = RGBImage(width: encoderChart.width + decoderChart.width, height: encoderChart.height)
+            image.draw(encoderChart, at: 0, 0)
+            image.draw(decoderChart, at: encoderChart.width, 0)
+            try writeFileAtomically(try image.png(), to: plot)
+            if !json { print("plot: \(plot)") }
+        }
+    }
+}
