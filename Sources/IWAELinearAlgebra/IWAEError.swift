@@ -11,11 +11,13 @@ public enum IWAEError: Error, CustomStringConvertible, Equatable {
     case writeFailed(String)
     /// Training produced a non-finite value.
     case numerical(String)
+    /// Training was stopped by a signal after saving a checkpoint.
+    case interrupted(String)
 
     public var description: String {
         switch self {
         case .invalidArgument(let m), .invalidData(let m), .invalidCheckpoint(let m),
-             .writeFailed(let m), .numerical(let m):
+             .writeFailed(let m), .numerical(let m), .interrupted(let m):
             return m
         }
     }

@@ -33,6 +33,9 @@ public final class Xoshiro256: RandomNumberGenerator {
 
     deinit { scratch.deallocate() }
 
+    /// Continues from a saved `state` (for resuming a run bit for bit).
+    public func restore(state: (UInt64, UInt64, UInt64, UInt64)) { self.state = state }
+
     @inline(__always)
     public func next() -> UInt64 { Xoshiro256.step(&state) }
 

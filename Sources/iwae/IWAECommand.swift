@@ -17,6 +17,10 @@ struct IWAECommand: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
+        } catch IWAEError.interrupted(let message) {
+            ProgressBar.finishLine()
+            FileHandle.standardError.write(Data("iwae: interrupted: \(message)\n".utf8))
+            Foundation.exit(SignalFlag.signal == SIGTERM ? 143 : 130)
         } catch let error as IWAEError {
             fail("\(error)", code: 1)
         } catch {

@@ -33,9 +33,46 @@ struct Train: ParsableCommand {
     @OptionGroup var synthetic: SyntheticOptions
     @Option(help: "Hidden nonlinearity: tanh, relu, softplus, sigmoid.") var activation: String = "tanh"
     @Option(help: "Worker threads (default: all active cores); results depend on seed and thread count.") var threads: Int?
-    @Option(help: "Output directory.") var out: String
+    @Option(help: "Output directory.") var out: String = ""
+    @Option(help: "Also write a checkpoint every N training steps within an epoch (default: at each epoch's end only).")
+    var checkpointEvery: Int?
+    @Option(help: "Continue the run in DIR from its last checkpoint (options come from the checkpoint; --epochs and --checkpoint-every may be given).")
+    var resume: String?
+
+    /// Options that may accompany --resume.
+    static let resumeOptions: Set<String> = ["--resume", "--epochs", "--checkpoint-every"]
 
     func run() throws {
+        if let resume { return try Train.resume(resume) }
+        guard !out.isEmpty else { throw IWAEError.invalidArgument("missing --out DIR (or --resume DIR)") }
+        try train(resuming: nil)
+    }
+
+    /// Rebuilds the original command from the checkpoint and continues it.
+    static func resume(_ directory: String) throws {
+        let arguments = Array(CommandLine.arguments.drop { $0 != "train" }.dropFirst())
+        for argument in arguments where argument.hasPrefix("--") {
+            let name = String(argument.split(separator: "=", maxSplits: 1)[0])
+            guard resumeOptions.contains(name) else {
+                throw IWAEError.invalidArgument("\(name) cannot be combined with --resume: the run's options come from its checkpoint (only --epochs and --checkpoint-every may be given)")
+            }
+        }
+        let checkpoint = try Checkpoint.load(from: directory)
+        guard checkpoint.trainingState != nil, checkpoint.optimizer != nil, let saved = checkpoint.info["arguments"],
+              let original = try? JSONSerialization.jsonObject(with: Data(saved.utf8)) as? [String] else {
+            throw IWAEError.invalidCheckpoint("\(Checkpoint.path(for: directory)) has no training state to resume from")
+        }
+        var command = try Train.parse(original)
+        let given = try Train.parse(arguments)
+        command.out = directory
+        if arguments.contains(where: { $0 == "--epochs" || $0.hasPrefix("--epochs=") }) { command.epochs = given.epochs }
+        if given.checkpointEvery != nil { command.checkpointEvery = given.checkpointEvery }
+        command.threads = checkpoint.info["threads"].flatMap(Int.init)
+        command.resume = nil
+        try command.train(resuming: checkpoint)
+    }
+
+    func train(resuming checkpoint: Checkpoint?) throws {
         guard let objective = Objective(rawValue: objective) else {
             throw IWAEError.invalidArgument("unknown objective '\(objective)' (expected elbo, iwae or elbo-analytic)")
         }
@@ -79,8 +116,12 @@ struct Train: ParsableCommand {
         options.seed = seed
         options.workers = threads
         try options.validate()
+        if let n = checkpointEvery, n < 1 { throw IWAEError.invalidArgument("--checkpoint-every must be at least 1, got \(n)") }
         if let n = trainExamples, n < 1 { throw IWAEError.invalidArgument("--train-examples must be at least 1, got \(n)") }
         try prepareOutputDirectory(out)
+        if checkpoint == nil && FileManager.default.fileExists(atPath: out + "/" + Checkpoint.fileName) {
+            throw IWAEError.invalidArgument("\(out) already holds a checkpoint: continue it with --resume \(out), or choose another --out")
+        }
 
         let source = try DataSource(name: dataSource(dataOptions.data), settings: synthetic.settings)
         if source.isRealValued && likelihoodKind == .bernoulli {
@@ -100,31 +141,79 @@ struct Train: ParsableCommand {
         model.initializeOutputBias(dataMean: split.train.pixelMean)
         let heldOut = likelihoodKind == .bernoulli ? split.validation.binarizedOnce(seed: heldOutBinarizationSeed) : split.validation
         let trainer = try Trainer(model: model, options: options, validation: split.validation.count > 0 ? heldOut : nil)
+        if let checkpoint {
+            guard checkpoint.model.configuration == configuration, let saved = checkpoint.optimizer, let state = checkpoint.trainingState else {
+                throw IWAEError.invalidCheckpoint("the checkpoint in \(out) does not match the command that wrote it")
+            }
+            model.store.values.pointer.update(from: checkpoint.model.store.values.pointer, count: model.store.values.count)
+            trainer.optimizer.restore(step: saved.step, firstMoment: saved.firstMoment, secondMoment: saved.secondMoment)
+            try trainer.restore(state)
+        }
+        let thisCommand = try JSONSerialization.data(withJSONObject: Array(CommandLine.arguments.drop { $0 != "train" }.dropFirst()))
+        let originalArguments = checkpoint?.info["arguments"] ?? String(decoding: thisCommand, as: UTF8.self)
         var info: [String: String] = source.settings.merging([
+            "arguments": originalArguments, "epochs": String(epochs),
             "objective": objective.rawValue, "estimator": estimatorKind.rawValue, "baseline": baselineKind.rawValue, "k": String(samples),
             "batch": String(batch), "learning_rate": String(learningRate), "schedule": schedule.rawValue, "adam_epsilon": String(adamEpsilon),
             "seed": String(seed), "threads": String(trainer.workers.workerCount), "image_width": String(trainingImages.width), "image_height": String(trainingImages.height),
             "train_examples": String(split.train.count), "validation_examples": String(split.validation.count),
             "epoch": "0", "step": "0",
         ]) { a, _ in a }
-        ProgressBar.log("training \(objective.rawValue) K=\(samples) on \(split.train.count) images (\(split.validation.count) held out), batch \(batch), \(epochs) epochs, \(model.store.values.count) parameters")
-        if epochs == 0 { try Checkpoint(model: model, info: info).save(to: out) }
+        if let checkpoint {
+            ProgressBar.log("resuming \(out) at epoch \(checkpoint.trainingState!.epoch), step \(checkpoint.trainingState!.step) (\(epochs) epochs in all)")
+        } else {
+            ProgressBar.log("training \(objective.rawValue) K=\(samples) on \(split.train.count) images (\(split.validation.count) held out), batch \(batch), \(epochs) epochs, \(model.store.values.count) parameters")
+        }
+        func save(_ state: TrainingState) throws {
+            info["epoch"] = String(state.epoch)
+            info["step"] = String(state.step)
+            try Checkpoint(model: model, info: info, optimizer: trainer.optimizer, trainingState: state).save(to: out)
+        }
+        if checkpoint == nil { try save(trainer.currentState) }
+        let stop = SignalFlag.install()
+        // Fault injection for the crash-recovery tests: die (SIGKILL) or be
+        // interrupted (SIGINT) right after a given step, as from outside.
+        let killAtStep = ProcessInfo.processInfo.environment["IWAE_FAULT_KILL_AT_STEP"].flatMap(Int.init)
+        let interruptAtStep = ProcessInfo.processInfo.environment["IWAE_FAULT_INTERRUPT_AT_STEP"].flatMap(Int.init)
         let metricsPath = out + "/metrics.jsonl"
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let started = Date()
-        try trainer.train(split.train, onProgress: { p in
-            ProgressBar.draw("epoch \(p.epoch)/\(p.epochs)", done: p.batch, total: p.batches,
-                             detail: "bound \(formatted(p.runningBound))  \(Int(p.examplesPerSecond)) ex/s")
-        }, onEpoch: { m in
-            info["epoch"] = String(m.epoch)
-            info["step"] = String(m.step)
-            try Checkpoint(model: model, info: info).save(to: out)
-            try appendLine(String(decoding: try encoder.encode(m), as: UTF8.self), to: metricsPath)
+        do {
+            try trainer.train(split.train, checkpointEvery: checkpointEvery, shouldStop: { stop.isSet }, afterStep: { step in
+                if step == killAtStep { kill(getpid(), SIGKILL) }
+                if step == interruptAtStep { kill(getpid(), SIGINT) }
+            }, onCheckpoint: save, onProgress: { p in
+                ProgressBar.draw("epoch \(p.epoch)/\(p.epochs)", done: p.batch, total: p.batches,
+                                 detail: "bound \(formatted(p.runningBound))  \(Int(p.examplesPerSecond)) ex/s")
+            }, onEpoch: { m, state in
+                try save(state)
+                try appendLine(String(decoding: try encoder.encode(m), as: UTF8.self), to: metricsPath)
             let validation = m.validationBound.map { "  validation \(formatted($0))" } ?? ""
             ProgressBar.log("epoch \(m.epoch)/\(epochs)  train \(formatted(m.trainBound))\(validation)  \(Int(m.examplesPerSecond)) ex/s  \(formatted(m.seconds, 1)) s")
-        })
+            })
+        } catch IWAEError.interrupted(let message) {
+            throw IWAEError.interrupted("\(message); checkpoint saved in \(out); continue with: iwae train --resume \(out)")
+        }
         ProgressBar.log("done in \(formatted(Date().timeIntervalSince(started), 1)) s; checkpoint \(out)/\(Checkpoint.fileName)")
+    }
+}
+
+/// SIGINT and SIGTERM set a flag that the training loop polls after each step.
+final class SignalFlag: @unchecked Sendable {
+    nonisolated(unsafe) static var raised: sig_atomic_t = 0
+    nonisolated(unsafe) static var signal: Int32 = 0
+
+    var isSet: Bool { SignalFlag.raised != 0 }
+
+    static func install() -> SignalFlag {
+        let handler: @convention(c) (Int32) -> Void = { number in
+            SignalFlag.signal = number
+            SignalFlag.raised = 1
+        }
+        Foundation.signal(SIGINT, handler)
+        Foundation.signal(SIGTERM, handler)
+        return SignalFlag()
     }
 }
 

@@ -166,17 +166,25 @@ final class DataTests: XCTestCase {
         assertDataError(try SafetensorsFile(parsing: [UInt8](repeating: 0xff, count: 64), name: "c"), contains: "header length")
         // Another format version, and another architecture.
         var file = try SafetensorsFile(parsing: bytes, name: "c")
+        file.metadata["epoch"] = "4"
+        assertDataError(try Checkpoint(file, name: "c"), contains: "metadata checksum mismatch")
+        // Without the metadata checksum (as in the first format's files) the remaining checks still apply.
+        file = try SafetensorsFile(parsing: bytes, name: "c")
+        file.metadata["metadata_crc32"] = nil
         file.metadata["format_version"] = "99"
         assertDataError(try Checkpoint(file, name: "c"), contains: "format version 99")
         file = try SafetensorsFile(parsing: bytes, name: "c")
+        file.metadata["metadata_crc32"] = nil
         file.metadata["latent_dimension"] = "3"
         assertDataError(try Checkpoint(file, name: "c"), contains: "has shape")
         file = try SafetensorsFile(parsing: bytes, name: "c")
         file.entries.removeLast()
         file.metadata["checksum_crc32"] = nil
+        file.metadata["metadata_crc32"] = nil
         assertDataError(try Checkpoint(file, name: "c"), contains: "missing tensor")
         file = try SafetensorsFile(parsing: bytes, name: "c")
         file.metadata["format"] = nil
+        file.metadata["metadata_crc32"] = nil
         assertDataError(try Checkpoint(file, name: "c"), contains: "not an iwae checkpoint")
     }
 

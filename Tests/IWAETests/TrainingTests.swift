@@ -29,7 +29,7 @@ final class TrainingTests: XCTestCase {
         options.samplesPerExample = 5
         var epochs = [EpochMetrics]()
         let trainer = try Trainer(model: model, options: options, validation: validation)
-        try trainer.train(slice.train, onEpoch: { epochs.append($0) })
+        try trainer.train(slice.train, onEpoch: { metrics, _ in epochs.append(metrics) })
         let after = try model.meanBound(x.matrix, objective: .iwae, samplesPerExample: 5, seed: 3)
         XCTAssertEqual(epochs.count, 3)
         XCTAssertEqual(trainer.step, 3 * 40)

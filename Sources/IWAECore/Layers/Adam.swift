@@ -28,8 +28,13 @@ public final class Adam<Scalar: BLASScalar> {
         secondMoment = Tensor(shape: [count])
     }
 
-    /// Restores the step counter (for resuming from saved moments).
-    public func restore(step: Int) { self.step = step }
+    /// Restores the step counter and the moments (for resuming a run).
+    public func restore(step: Int, firstMoment m: [Scalar], secondMoment v: [Scalar]) {
+        precondition(m.count == firstMoment.count && v.count == secondMoment.count)
+        self.step = step
+        m.withUnsafeBufferPointer { firstMoment.pointer.update(from: $0.baseAddress!, count: m.count) }
+        v.withUnsafeBufferPointer { secondMoment.pointer.update(from: $0.baseAddress!, count: v.count) }
+    }
 
     /// One update of `store.values` from `store.gradients`.
     @_specialize(exported: true, where Scalar == Float)

@@ -100,13 +100,38 @@ public struct TrainingProgress: Sendable {
 /// (real values as they are for a Gaussian likelihood),
 /// evaluating the bound on a held-out split after every epoch and writing a
 /// checkpoint and a metrics line to the output directory.
+/// Where a run stands, beyond parameters and optimizer moments: what a
+/// checkpoint needs so that a resumed run continues bit for bit.
+public struct TrainingState: Sendable, Equatable {
+    /// The epoch in progress (1-based), or the last completed one when `batchInEpoch` is 0.
+    public var epoch = 0
+    /// Optimizer steps taken.
+    public var step = 0
+    /// Batches of `epoch` done; 0 at an epoch boundary.
+    public var batchInEpoch = 0
+    /// The current epoch's order of training examples (empty at a boundary).
+    public var order: [Int32] = []
+    /// Running sums of the epoch's train bound.
+    public var boundSum = 0.0
+    public var seen = 0
+    /// States of the shuffling/binarization generator and of each worker's sampler.
+    public var generator: [UInt64] = []
+    public var workerGenerators: [[UInt64]] = []
+
+    public init() {}
+}
+
+/// Trains a model with Adam on minibatches (see `TrainingOptions`),
+/// evaluating the bound on a held-out split after every epoch.
 public final class Trainer {
     public let model: VariationalAutoencoder<Float>
     public let options: TrainingOptions
     public let optimizer: Adam<Float>
     public let workers: ModelWorkers<Float>
-    public private(set) var epoch = 0
-    public private(set) var step = 0
+    public var epoch: Int { state.epoch }
+    public var step: Int { state.step }
+    private var state = TrainingState()
+    private var order: [Int] = []
     private let rng: Xoshiro256
     private let batchBuffer: Tensor<Float>
     private let validationImages: Tensor<Float>?
@@ -124,33 +149,66 @@ public final class Trainer {
         validationImages = validation.map { Tensor(shape: [$0.count, $0.dimension], values: $0.pixels) }
     }
 
-    /// Runs `options.epochs` epochs over `train` (intensities in [0, 1]).
+    /// The run's state now (generators included).
+    public var currentState: TrainingState {
+        var s = state
+        s.order = s.batchInEpoch == 0 ? [] : order.map { Int32($0) }
+        s.generator = [rng.state.0, rng.state.1, rng.state.2, rng.state.3]
+        s.workerGenerators = workers.generators.map { [$0.state.0, $0.state.1, $0.state.2, $0.state.3] }
+        return s
+    }
+
+    /// Continues from a saved state (parameters and optimizer are restored by the caller).
+    public func restore(_ saved: TrainingState) throws {
+        guard saved.generator.count == 4, saved.workerGenerators.count == workers.workerCount,
+              saved.workerGenerators.allSatisfy({ $0.count == 4 }) else {
+            throw IWAEError.invalidCheckpoint("the training state was saved with \(saved.workerGenerators.count) threads, not \(workers.workerCount); resume with the same thread count")
+        }
+        state = saved
+        order = saved.order.map { Int($0) }
+        rng.restore(state: (saved.generator[0], saved.generator[1], saved.generator[2], saved.generator[3]))
+        for (g, s) in zip(workers.generators, saved.workerGenerators) { g.restore(state: (s[0], s[1], s[2], s[3])) }
+    }
+
+    /// Trains until `options.epochs` epochs are complete, from the current state.
     ///
-    /// After each epoch, `checkpoint` is called (the caller saves) and
-    /// `onEpoch` receives the metrics. A non-finite bound stops training with
-    /// an error naming the step, before the bad gradient reaches the
-    /// parameters.
+    /// Every `checkpointEvery` steps within an epoch `onCheckpoint` receives
+    /// the state (the caller saves); at each epoch's end `onEpoch` receives
+    /// the metrics and the state. When `shouldStop` turns true (a signal) the
+    /// state goes to `onCheckpoint` and `IWAEError.interrupted` is thrown. A
+    /// non-finite bound stops training with an error naming the step, before
+    /// the bad gradient reaches the parameters.
     public func train(
         _ train: ImageSet,
+        checkpointEvery: Int? = nil,
+        shouldStop: () -> Bool = { false },
+        afterStep: ((Int) -> Void)? = nil,
+        onCheckpoint: ((TrainingState) throws -> Void)? = nil,
         onProgress: ((TrainingProgress) -> Void)? = nil,
-        onEpoch: ((EpochMetrics) throws -> Void)? = nil
+        onEpoch: ((EpochMetrics, TrainingState) throws -> Void)? = nil
     ) throws {
         guard train.dimension == model.configuration.dataDimension else {
             throw IWAEError.invalidArgument("data has dimension \(train.dimension) but the model expects \(model.configuration.dataDimension)")
         }
         guard train.count > 0 else { throw IWAEError.invalidData("the training set is empty") }
+        if state.batchInEpoch > 0 && order.count != train.count {
+            throw IWAEError.invalidCheckpoint("the saved epoch covers \(order.count) examples but the training set has \(train.count)")
+        }
         let d = model.configuration.dataDimension
-        var order = Array(0..<train.count)
         let batches = (train.count + options.batchSize - 1) / options.batchSize
-        for _ in 0..<options.epochs {
-            epoch += 1
-            optimizer.learningRate = options.schedule.learningRate(epoch: epoch, base: options.learningRate)
-            order.shuffle(using: &rngReference)
+        while state.batchInEpoch > 0 || state.epoch < options.epochs {
+            if state.batchInEpoch == 0 {
+                state.epoch += 1
+                order = Array(0..<train.count)
+                order.shuffle(using: &rngReference)
+                state.boundSum = 0
+                state.seen = 0
+            }
+            optimizer.learningRate = options.schedule.learningRate(epoch: state.epoch, base: options.learningRate)
             let start = DispatchTime.now().uptimeNanoseconds
-            var boundSum = 0.0
-            var seen = 0
             var lastReport = start
-            for batchIndex in 0..<batches {
+            let seenAtStart = state.seen
+            for batchIndex in state.batchInEpoch..<batches {
                 let lo = batchIndex * options.batchSize
                 let hi = Swift.min(lo + options.batchSize, train.count)
                 let n = hi - lo
@@ -162,39 +220,53 @@ public final class Trainer {
                 let x = MatrixView(batchBuffer.pointer, rows: n, columns: d)
                 model.store.zeroGradients()
                 let bounds = try workers.accumulateGradient(x, objective: options.objective,
-                                                        samplesPerExample: options.samplesPerExample,
-                                                        estimator: options.estimator, baseline: options.baseline)
+                                                            samplesPerExample: options.samplesPerExample,
+                                                            estimator: options.estimator, baseline: options.baseline)
                 var batchSum = 0.0
                 for b in bounds { batchSum += Double(b) }
                 guard batchSum.isFinite else {
-                    throw IWAEError.numerical("non-finite bound (\(batchSum / Double(n))) at epoch \(epoch), step \(step + 1); the last checkpoint is kept")
+                    throw IWAEError.numerical("non-finite bound (\(batchSum / Double(n))) at epoch \(state.epoch), step \(state.step + 1); the last checkpoint is kept")
                 }
                 optimizer.update(model.store)
-                step += 1
-                boundSum += batchSum
-                seen += n
+                state.step += 1
+                state.boundSum += batchSum
+                state.seen += n
+                state.batchInEpoch = batchIndex + 1
+                afterStep?(state.step)
                 let now = DispatchTime.now().uptimeNanoseconds
                 if let onProgress, now - lastReport > 200_000_000 || batchIndex == batches - 1 {
                     lastReport = now
-                    onProgress(TrainingProgress(epoch: epoch, epochs: options.epochs, batch: batchIndex + 1, batches: batches,
-                                                runningBound: boundSum / Double(seen),
-                                                examplesPerSecond: Double(seen) / (Double(now - start) / 1e9)))
+                    onProgress(TrainingProgress(epoch: state.epoch, epochs: options.epochs, batch: batchIndex + 1, batches: batches,
+                                                runningBound: state.boundSum / Double(state.seen),
+                                                examplesPerSecond: Double(state.seen - seenAtStart) / (Double(now - start) / 1e9)))
+                }
+                if batchIndex < batches - 1 {
+                    if shouldStop() {
+                        try onCheckpoint?(currentState)
+                        throw IWAEError.interrupted("stopped at epoch \(state.epoch), step \(state.step)")
+                    }
+                    if let every = checkpointEvery, state.step % every == 0 { try onCheckpoint?(currentState) }
                 }
             }
+            state.batchInEpoch = 0
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             var validationBound: Double?
             if let v = validationImages, v.count > 0 {
                 validationBound = try workers.meanBound(v.matrix, objective: options.objective,
-                                                  samplesPerExample: options.samplesPerExample, seed: 0xFA11D)
+                                                        samplesPerExample: options.samplesPerExample, seed: 0xFA11D)
                 guard validationBound!.isFinite else {
-                    throw IWAEError.numerical("non-finite validation bound after epoch \(epoch), step \(step); the last checkpoint is kept")
+                    throw IWAEError.numerical("non-finite validation bound after epoch \(state.epoch), step \(state.step); the last checkpoint is kept")
                 }
             }
-            let metrics = EpochMetrics(epoch: epoch, step: step, objective: options.objective.rawValue,
-                                       k: options.samplesPerExample, trainBound: boundSum / Double(seen),
-                                       validationBound: validationBound, examplesPerSecond: Double(seen) / seconds,
+            let metrics = EpochMetrics(epoch: state.epoch, step: state.step, objective: options.objective.rawValue,
+                                       k: options.samplesPerExample, trainBound: state.boundSum / Double(state.seen),
+                                       validationBound: validationBound,
+                                       examplesPerSecond: Double(state.seen - seenAtStart) / seconds,
                                        seconds: seconds, learningRate: optimizer.learningRate)
-            try onEpoch?(metrics)
+            try onEpoch?(metrics, currentState)
+            if shouldStop() && state.epoch < options.epochs {
+                throw IWAEError.interrupted("stopped after epoch \(state.epoch), step \(state.step)")
+            }
         }
     }
 

@@ -1,0 +1,106 @@
+import Foundation
+import IWAECore
+import IWAEData
+import XCTest
+
+/// Crash-safe, bit-exact resumable training: a run killed with SIGKILL (or
+/// stopped by SIGINT) and resumed ends with the same bytes as one that never
+/// stopped.
+final class ResumeTests: XCTestCase {
+    var data = ""
+    var root = ""
+
+    override func setUpWithError() throws {
+        data = temporaryDirectory(self)
+        try writeSyntheticIDX(to: data, train: 300, test: 40, side: 8)
+        root = temporaryDirectory(self)
+    }
+
+    func arguments(_ out: String) -> [String] {
+        ["train", "--data", data, "--k", "3", "--epochs", "3", "--batch", "20", "--hidden", "16", "--latent", "4",
+         "--validation-examples", "40", "--checkpoint-every", "4", "--threads", "2", "--out", out]
+    }
+
+    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, reason: Process.TerminationReason, stderr: String) {
+        let process = Process()
+        process.executableURL = productsDirectory.appendingPathComponent("iwae")
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, process.terminationReason, stderr)
+    }
+
+    /// Parameters and optimizer moments, as raw bytes.
+    func trainedBytes(_ directory: String) throws -> [String: [UInt8]] {
+        let path = directory + "/model.safetensors"
+        let file = try SafetensorsFile(parsing: [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))), name: path)
+        var result = [String: [UInt8]]()
+        for entry in file.entries where entry.name != "trainer.order" { result[entry.name] = entry.bytes }
+        return result
+    }
+
+    func testKilledRunResumesBitForBit() throws {
+        let reference = root + "/reference"
+        XCTAssertEqual(try run(arguments(reference)).status, 0)
+        let expected = try trainedBytes(reference)
+        // 260 training images in batches of 20: 13 steps per epoch, checkpoints every 4 steps.
+        for killStep in [6, 13, 27] {
+            let out = root + "/killed-\(killStep)"
+            let killed = try run(arguments(out), environment: ["IWAE_FAULT_KILL_AT_STEP": "\(killStep)"])
+            XCTAssertEqual(killed.reason, .uncaughtSignal, "the run should have died at step \(killStep)")
+            XCTAssertEqual(killed.status, SIGKILL)
+            let saved = try Checkpoint.load(from: out)
+            XCTAssertLessThan(saved.trainingState!.step, killStep)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.contains(".tmp") }, [])
+            let resumed = try run(["train", "--resume", out])
+            XCTAssertEqual(resumed.status, 0, resumed.stderr)
+            let actual = try trainedBytes(out)
+            XCTAssertEqual(Set(actual.keys), Set(expected.keys))
+            for (name, bytes) in expected { XCTAssertEqual(actual[name], bytes, "\(name) after a kill at step \(killStep)") }
+            XCTAssertEqual(try Checkpoint.load(from: out).trainingState?.step, 39)
+        }
+    }
+
+    func testInterruptedRunSavesAndResumes() throws {
+        let reference = root + "/reference"
+        XCTAssertEqual(try run(arguments(reference)).status, 0)
+        let out = root + "/interrupted"
+        let stopped = try run(arguments(out), environment: ["IWAE_FAULT_INTERRUPT_AT_STEP": "17"])
+        XCTAssertEqual(stopped.status, 130, stopped.stderr)
+        XCTAssertTrue(stopped.stderr.contains("iwae train --resume \(out)"), stopped.stderr)
+        XCTAssertEqual(try Checkpoint.load(from: out).trainingState?.step, 17)
+        let resumed = try run(["train", "--resume", out])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try trainedBytes(out), try trainedBytes(reference))
+        // More epochs on a finished run continue it.
+        XCTAssertEqual(try run(["train", "--resume", out, "--epochs", "4"]).status, 0)
+        XCTAssertEqual(try Checkpoint.load(from: out).trainingState?.epoch, 4)
+    }
+
+    func testResumeRefusesContradictoryOptionsAndBadCheckpoints() throws {
+        let out = root + "/run"
+        XCTAssertEqual(try run(arguments(out)).status, 0)
+        let conflict = try run(["train", "--resume", out, "--k", "5"])
+        XCTAssertEqual(conflict.status, 1)
+        XCTAssertTrue(conflict.stderr.contains("--k cannot be combined with --resume"), conflict.stderr)
+        XCTAssertEqual(try run(["train", "--resume", root + "/nothing"]).status, 1)
+        // A truncated and a bit-flipped checkpoint are refused, never half-loaded.
+        let path = out + "/model.safetensors"
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        try Data(bytes.prefix(bytes.count - 100)).write(to: URL(fileURLWithPath: path))
+        let truncated = try run(["train", "--resume", out])
+        XCTAssertEqual(truncated.status, 1)
+        XCTAssertTrue(truncated.stderr.contains("truncated"), truncated.stderr)
+        var flipped = bytes
+        flipped[bytes.count / 2] ^= 0x04
+        try Data(flipped).write(to: URL(fileURLWithPath: path))
+        let corrupt = try run(["train", "--resume", out])
+        XCTAssertEqual(corrupt.status, 1)
+        XCTAssertTrue(corrupt.stderr.contains("checksum mismatch"), corrupt.stderr)
+    }
+}
