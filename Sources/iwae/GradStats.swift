@@ -42,7 +42,21 @@ struct GradStats: ParsableCommand {
         guard draws >= 2 else { throw IWAEError.invalidArgument("--draws must be at least 2, got \(draws)") }
         guard batch >= 1 else { throw IWAEError.invalidArgument("--batch must be at least 1, got \(batch)") }
         if let plot, !plot.hasSuffix(".png") { throw IWAEError.invalidArgument("--plot must name a .png file, got \(plot)") }
-        for (_, e, b) in estimatorList { for k in kList { try e.validate(objective: objective, samplesPerExample: k, baseline: b) } }
+        // Combinations an estimator does not support (VIMCO at K = 1) are skipped; none at all is an error.
+        var cells = [(name: String, estimator: GradientEstimator, baseline: ScoreBaseline, k: Int)]()
+        var firstError: Error?
+        for (name, e, b) in estimatorList {
+            for k in kList {
+                do {
+                    try e.validate(objective: objective, samplesPerExample: k, baseline: b)
+                    cells.append((name, e, b, k))
+                } catch {
+                    firstError = firstError ?? error
+                    if !json { FileHandle.standardError.write(Data("iwae: skipping \(name) at K=\(k): \(error)\n".utf8)) }
+                }
+            }
+        }
+        if cells.isEmpty, let firstError { throw firstError }
         try checkMemory(samples: kList.max()!, batch: batch, dimension: 784, hidden: 200)
 
         let model: VariationalAutoencoder<Float>
@@ -75,8 +89,8 @@ struct GradStats: ParsableCommand {
             print("gradient statistics: \(objective.rawValue) bound, batch of \(x.matrix.rows) test images, \(draws) draws each; SNR = mean over parameters of |E g| / std g")
             print("estimator        K   encoder SNR   decoder SNR   encoder variance   decoder variance   ‖E g_enc‖   ‖E g_dec‖")
         }
-        for (name, estimator, baseline) in estimatorList {
-            for k in kList {
+        for (name, estimator, baseline, k) in cells {
+            do {
                 let workers = ModelWorkers(model: model, seed: seed &+ UInt64(k))
                 let moments = GradientMoments(count: model.store.values.count)
                 for draw in 0..<draws {

@@ -191,6 +191,9 @@ public final class Trainer {
             throw IWAEError.invalidArgument("data has dimension \(train.dimension) but the model expects \(model.configuration.dataDimension)")
         }
         guard train.count > 0 else { throw IWAEError.invalidData("the training set is empty") }
+        if let bad = train.pixels.firstIndex(where: { !$0.isFinite }) {
+            throw IWAEError.invalidData("training example \(bad / train.dimension) has a NaN or infinite value")
+        }
         if state.batchInEpoch > 0 && order.count != train.count {
             throw IWAEError.invalidCheckpoint("the saved epoch covers \(order.count) examples but the training set has \(train.count)")
         }
