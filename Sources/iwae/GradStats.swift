@@ -44,19 +44,19 @@ struct GradStats: ParsableCommand {
         if let plot, !plot.hasSuffix(".png") { throw IWAEError.invalidArgument("--plot must name a .png file, got \(plot)") }
         // Combinations an estimator does not support (VIMCO at K = 1) are skipped; none at all is an error.
         var cells = [(name: String, estimator: GradientEstimator, baseline: ScoreBaseline, k: Int)]()
-        var firstError: Error?
+        var skipped = [(String, Error)]()
         for (name, e, b) in estimatorList {
             for k in kList {
                 do {
                     try e.validate(objective: objective, samplesPerExample: k, baseline: b)
                     cells.append((name, e, b, k))
                 } catch {
-                    firstError = firstError ?? error
-                    if !json { FileHandle.standardError.write(Data("iwae: skipping \(name) at K=\(k): \(error)\n".utf8)) }
+                    skipped.append(("\(name) at K=\(k)", error))
                 }
             }
         }
-        if cells.isEmpty, let firstError { throw firstError }
+        if cells.isEmpty, let first = skipped.first { throw first.1 }
+        if !json { for (what, why) in skipped { print("skipping \(what): \(why)") } }
         try checkMemory(samples: kList.max()!, batch: batch, dimension: 784, hidden: 200)
 
         let model: VariationalAutoencoder<Float>

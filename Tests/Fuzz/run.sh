@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Fuzzes the IDX reader and the checkpoint reader with libFuzzer for a fixed
+# number of executions each (not part of the default test run):
+#
+#   Tests/Fuzz/run.sh [RUNS]        (default 200000 per target)
+#
+# The engine's modules are built with coverage and AddressSanitizer in
+# .build-fuzz; each target is linked against them with -sanitize=fuzzer.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${1:-200000}
+scratch=.build-fuzz
+flags=(-Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,trace-cmp -Xcc -fsanitize=address)
+swift build --scratch-path "$scratch" --target IWAECore "${flags[@]}" >/dev/null
+bin="$scratch/debug"
+objects=$(find "$bin"/IWAEData.build "$bin"/IWAECore.build "$bin"/IWAELinearAlgebra.build "$bin"/CIWAEKernels.build \
+               "$bin"/RealModule.build "$bin"/_NumericsShims.build -name '*.o' 2>/dev/null | tr '\n' ' ')
+includes=(-I "$bin/Modules" -I CBLAS -I CZlib -Xcc -fmodule-map-file="$bin/CIWAEKernels.build/module.modulemap"
+          -Xcc -I/usr/include/x86_64-linux-gnu/openblas-pthread -Xcc -fmodule-map-file="$bin/_NumericsShims.build/module.modulemap")
+mkdir -p "$scratch/fuzz/corpus-IDX" "$scratch/fuzz/corpus-Checkpoint" "$scratch/fuzz/seed-data"
+# Seeds: small IDX files (plain and gzip) and a real checkpoint of a tiny model.
+python3 - "$scratch/fuzz" <<'PY'
+import gzip, os, struct, sys
+root = sys.argv[1]
+def idx(shape, values):
+    return bytes([0, 0, 8, len(shape)]) + b"".join(struct.pack(">I", n) for n in shape) + bytes(values)
+images = idx([6, 3, 3], [(i * 37) % 256 for i in range(54)])
+labels = idx([6], [i % 3 for i in range(6)])
+for name, data in [("images", images), ("labels", labels)]:
+    open(f"{root}/corpus-IDX/{name}", "wb").write(data)
+    open(f"{root}/corpus-IDX/{name}.gz", "wb").write(gzip.compress(data))
+for name in ["train", "t10k"]:
+    open(f"{root}/seed-data/{name}-images-idx3-ubyte", "wb").write(idx([40, 3, 3], [(i * 53) % 256 for i in range(360)]))
+    open(f"{root}/seed-data/{name}-labels-idx1-ubyte", "wb").write(idx([40], [i % 3 for i in range(40)]))
+PY
+swift build --scratch-path "$scratch" --product iwae "${flags[@]}" >/dev/null
+rm -rf "$scratch/fuzz/seed-run"
+"$bin/iwae" train --data "$scratch/fuzz/seed-data" --hidden 3 --latent 2 --epochs 1 --batch 10 --validation-examples 5 \
+    --checkpoint-every 1 --out "$scratch/fuzz/seed-run" >/dev/null
+cp "$scratch/fuzz/seed-run/model.safetensors" "$scratch/fuzz/corpus-Checkpoint/checkpoint"
+export SWIFT_BACKTRACE=enable=no
+for target in IDX Checkpoint; do
+    exe="$scratch/fuzz/fuzz-$target"
+    swiftc -sanitize=fuzzer,address -parse-as-library -module-name Fuzz$target "${includes[@]}" \
+        Tests/Fuzz/Fuzz$target.swift $objects -lz -lopenblas -llapacke -o "$exe"
+    corpus="$scratch/fuzz/corpus-$target"
+    mkdir -p "$corpus"
+    echo "fuzzing $target for $runs executions"
+    "$exe" -runs="$runs" -max_len=4096 -print_final_stats=1 "$corpus" 2>&1 | grep -E "stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Done" || true
+done
