@@ -1,13 +1,40 @@
 // Vectorized single-precision kernels. Each inline function below is
 // branch-free (selects only) so that clang vectorizes the loops that call it;
-// target_clones compiles each loop for AVX-512, AVX2 and the baseline and
-// picks one at load time. Polynomials are Cephes' (S. Moshier), whose
+// every exported kernel is compiled for AVX-512, AVX2+FMA and the baseline
+// and picks one at its first call. (By explicit dispatch rather than
+// target_clones: an ifunc resolver runs during relocation, before a
+// sanitizer's runtime is up, and crashed the ThreadSanitizer build.) Polynomials are Cephes' (S. Moshier), whose
 // single-precision versions are accurate to about 2 ulp on their ranges.
 #include "CIWAEKernels.h"
 #include <math.h>
 #include <stdint.h>
 
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define BODY static inline __attribute__((always_inline))
+
+/// 2: AVX-512F, 1: AVX2 and FMA, 0: baseline; probed once.
+static int cpu_level(void) {
+    static int level = -1;
+    int l = __atomic_load_n(&level, __ATOMIC_RELAXED);
+    if (l < 0) {
+        __builtin_cpu_init();
+        l = __builtin_cpu_supports("avx512f") ? 2 : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+        __atomic_store_n(&level, l, __ATOMIC_RELAXED);
+    }
+    return l;
+}
+
+/// Defines `name(params)` dispatching to three compilations of `name_body`.
+#define MULTIVERSION(name, params, args)                                              \
+    __attribute__((target("avx512f"))) static void name##_avx512 params { name##_body args; } \
+    __attribute__((target("avx2,fma"))) static void name##_avx2 params { name##_body args; }  \
+    static void name##_baseline params { name##_body args; }                          \
+    void name params {                                                                \
+        switch (cpu_level()) {                                                        \
+        case 2: name##_avx512 args; return;                                           \
+        case 1: name##_avx2 args; return;                                             \
+        default: name##_baseline args; return;                                        \
+        }                                                                             \
+    }
 
 typedef union { float f; int32_t i; uint32_t u; } bits32;
 
@@ -135,12 +162,18 @@ static inline float softplus_inline(float x) {
         for (long i = 0; i < n; i++) yr[i] = f(xr[i]);                      \
     }
 
-CLONES void iwae_exp_f32(const float *x, float *y, long n) { ELEMENTWISE(exp_inline) }
-CLONES void iwae_log_f32(const float *x, float *y, long n) { ELEMENTWISE(log_inline) }
-CLONES void iwae_log1p_f32(const float *x, float *y, long n) { ELEMENTWISE(log1p_inline) }
-CLONES void iwae_tanh_f32(const float *x, float *y, long n) { ELEMENTWISE(tanh_inline) }
-CLONES void iwae_sigmoid_f32(const float *x, float *y, long n) { ELEMENTWISE(sigmoid_inline) }
-CLONES void iwae_softplus_f32(const float *x, float *y, long n) { ELEMENTWISE(softplus_inline) }
+BODY void iwae_exp_f32_body(const float *x, float *y, long n) { ELEMENTWISE(exp_inline) }
+MULTIVERSION(iwae_exp_f32, (const float *x, float *y, long n), (x, y, n))
+BODY void iwae_log_f32_body(const float *x, float *y, long n) { ELEMENTWISE(log_inline) }
+MULTIVERSION(iwae_log_f32, (const float *x, float *y, long n), (x, y, n))
+BODY void iwae_log1p_f32_body(const float *x, float *y, long n) { ELEMENTWISE(log1p_inline) }
+MULTIVERSION(iwae_log1p_f32, (const float *x, float *y, long n), (x, y, n))
+BODY void iwae_tanh_f32_body(const float *x, float *y, long n) { ELEMENTWISE(tanh_inline) }
+MULTIVERSION(iwae_tanh_f32, (const float *x, float *y, long n), (x, y, n))
+BODY void iwae_sigmoid_f32_body(const float *x, float *y, long n) { ELEMENTWISE(sigmoid_inline) }
+MULTIVERSION(iwae_sigmoid_f32, (const float *x, float *y, long n), (x, y, n))
+BODY void iwae_softplus_f32_body(const float *x, float *y, long n) { ELEMENTWISE(softplus_inline) }
+MULTIVERSION(iwae_softplus_f32, (const float *x, float *y, long n), (x, y, n))
 
 /// One row of the Bernoulli pass; `with_bias` and `with_prob` are
 /// compile-time constants at each call site, so every variant vectorizes
@@ -181,7 +214,7 @@ static inline __attribute__((always_inline)) float bernoulli_row(const float *l,
         logp[r] = bernoulli_row(logits + r * dim, bias, x + (r / repeat) * dim,                 \
                                 with_prob ? prob + r * dim : 0, dim, with_bias, with_prob);
 
-CLONES void iwae_bernoulli_loglik_f32(const float *logits, const float *bias, const float *x, long rows, long dim,
+BODY void iwae_bernoulli_loglik_f32_body(const float *logits, const float *bias, const float *x, long rows, long dim,
                                       long repeat, float *logp, float *prob) {
     if (bias && prob) { BERNOULLI_ROWS(1, 1) }
     else if (bias) { BERNOULLI_ROWS(1, 0) }
@@ -191,7 +224,7 @@ CLONES void iwae_bernoulli_loglik_f32(const float *logits, const float *bias, co
 
 /// y[r][c] = tanh(y[r][c] + bias[c]) in place: a hidden layer's bias and
 /// nonlinearity in one sweep after its GEMM.
-CLONES void iwae_bias_tanh_f32(float *y, const float *bias, long rows, long columns) {
+BODY void iwae_bias_tanh_f32_body(float *y, const float *bias, long rows, long columns) {
     for (long r = 0; r < rows; r++) {
         float *restrict row = y + r * columns;
         const float *restrict b = bias;
@@ -220,7 +253,7 @@ static inline void sincos_turns(float u, float *c, float *s) {
     *s = rs;
 }
 
-CLONES void iwae_box_muller_f32(const uint32_t *bits, float *out, long pairs) {
+BODY void iwae_box_muller_f32_body(const uint32_t *bits, float *out, long pairs) {
     for (long i = 0; i < pairs; i++) {
         float u1 = (float)((bits[2 * i] >> 8) + 1) * 5.9604644775390625e-8f;   // (0, 1]
         float u2 = (float)(bits[2 * i + 1] >> 8) * 5.9604644775390625e-8f;     // [0, 1)
@@ -232,7 +265,7 @@ CLONES void iwae_box_muller_f32(const uint32_t *bits, float *out, long pairs) {
     }
 }
 
-CLONES void iwae_adam_f32(float *restrict theta, const float *restrict g, float *restrict m, float *restrict v, long n,
+BODY void iwae_adam_f32_body(float *restrict theta, const float *restrict g, float *restrict m, float *restrict v, long n,
                           float beta1, float beta2, float step_size, float eps) {
     const float c1 = 1.0f - beta1, c2 = 1.0f - beta2;
     for (long i = 0; i < n; i++) {
@@ -244,3 +277,12 @@ CLONES void iwae_adam_f32(float *restrict theta, const float *restrict g, float 
         theta[i] -= step_size * mi / (__builtin_elementwise_sqrt(vi) + eps);
     }
 }
+
+MULTIVERSION(iwae_bernoulli_loglik_f32,
+             (const float *logits, const float *bias, const float *x, long rows, long dim, long repeat, float *logp, float *prob),
+             (logits, bias, x, rows, dim, repeat, logp, prob))
+MULTIVERSION(iwae_bias_tanh_f32, (float *y, const float *bias, long rows, long columns), (y, bias, rows, columns))
+MULTIVERSION(iwae_box_muller_f32, (const uint32_t *bits, float *out, long pairs), (bits, out, pairs))
+MULTIVERSION(iwae_adam_f32,
+             (float *theta, const float *g, float *m, float *v, long n, float beta1, float beta2, float step_size, float eps),
+             (theta, g, m, v, n, beta1, beta2, step_size, eps))
