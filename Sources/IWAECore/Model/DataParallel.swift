@@ -123,10 +123,12 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     }
 }
 
-/// The first error of concurrent workers (each writes only its own slot).
+/// The errors of concurrent workers, by worker (recorded under a lock:
+/// ThreadSanitizer caught two workers writing the same Swift arrays).
 final class WorkerErrors: @unchecked Sendable {
     private var slots: [Error?]
     private var offsets: [Int]
+    private let lock = NSLock()
 
     init(count: Int) {
         slots = [Error?](repeating: nil, count: count)
@@ -134,6 +136,8 @@ final class WorkerErrors: @unchecked Sendable {
     }
 
     func record(_ error: Error, worker: Int, firstRow: Int) {
+        lock.lock()
+        defer { lock.unlock() }
         slots[worker] = error
         offsets[worker] = firstRow
     }
