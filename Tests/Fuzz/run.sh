@@ -10,13 +10,15 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-200000}
 scratch=.build-fuzz
-flags=(-Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,trace-cmp -Xcc -fsanitize=address)
+# Only library targets are built with the fuzzer's instrumentation (an
+# executable would collide with libFuzzer's main).
+flags=(-Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address)
 swift build --scratch-path "$scratch" --target IWAECore "${flags[@]}" >/dev/null
 bin="$scratch/debug"
 objects=$(find "$bin"/IWAEData.build "$bin"/IWAECore.build "$bin"/IWAELinearAlgebra.build "$bin"/CIWAEKernels.build \
                "$bin"/RealModule.build "$bin"/_NumericsShims.build -name '*.o' 2>/dev/null | tr '\n' ' ')
 includes=(-I "$bin/Modules" -I CBLAS -I CZlib -Xcc -fmodule-map-file="$bin/CIWAEKernels.build/module.modulemap"
-          -Xcc -I/usr/include/x86_64-linux-gnu/openblas-pthread -Xcc -fmodule-map-file="$bin/_NumericsShims.build/module.modulemap")
+          -Xcc -I/usr/include/x86_64-linux-gnu/openblas-pthread -I "$scratch/checkouts/swift-numerics/Sources/_NumericsShims/include")
 mkdir -p "$scratch/fuzz/corpus-IDX" "$scratch/fuzz/corpus-Checkpoint" "$scratch/fuzz/seed-data"
 # Seeds: small IDX files (plain and gzip) and a real checkpoint of a tiny model.
 python3 - "$scratch/fuzz" <<'PY'
@@ -33,16 +35,16 @@ for name in ["train", "t10k"]:
     open(f"{root}/seed-data/{name}-images-idx3-ubyte", "wb").write(idx([40, 3, 3], [(i * 53) % 256 for i in range(360)]))
     open(f"{root}/seed-data/{name}-labels-idx1-ubyte", "wb").write(idx([40], [i % 3 for i in range(40)]))
 PY
-swift build --scratch-path "$scratch" --product iwae "${flags[@]}" >/dev/null
+swift build -c release --product iwae >/dev/null
 rm -rf "$scratch/fuzz/seed-run"
-"$bin/iwae" train --data "$scratch/fuzz/seed-data" --hidden 3 --latent 2 --epochs 1 --batch 10 --validation-examples 5 \
+.build/release/iwae train --data "$scratch/fuzz/seed-data" --hidden 3 --latent 2 --epochs 1 --batch 10 --validation-examples 5 \
     --checkpoint-every 1 --out "$scratch/fuzz/seed-run" >/dev/null
 cp "$scratch/fuzz/seed-run/model.safetensors" "$scratch/fuzz/corpus-Checkpoint/checkpoint"
 export SWIFT_BACKTRACE=enable=no
 for target in IDX Checkpoint; do
     exe="$scratch/fuzz/fuzz-$target"
     swiftc -sanitize=fuzzer,address -parse-as-library -module-name Fuzz$target "${includes[@]}" \
-        Tests/Fuzz/Fuzz$target.swift $objects -lz -lopenblas -llapacke -o "$exe"
+        Tests/Fuzz/Fuzz$target.swift $objects -lz -lopenblas -llapacke -o "$exe" 2> "$scratch/fuzz/link-$target.log"
     corpus="$scratch/fuzz/corpus-$target"
     mkdir -p "$corpus"
     echo "fuzzing $target for $runs executions"
