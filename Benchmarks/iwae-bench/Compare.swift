@@ -63,14 +63,8 @@ struct Compare: ParsableCommand {
             for k in kList {
                 let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: train.dimension), seed: seed)
                 model.initializeOutputBias(dataMean: mean)
-                var options = TrainingOptions()
-                options.objective = objective
-                options.samplesPerExample = k
-                options.epochs = epochCount
-                options.batchSize = batch
-                options.learningRate = learningRate
-                options.schedule = schedule
-                options.seed = seed
+                let options = TrainingOptions(objective: objective, samplesPerExample: k, epochs: epochCount, batchSize: batch,
+                                              learningRate: learningRate, schedule: schedule, seed: seed)
                 let trainer = try Trainer(model: model, options: options, validation: nil)
                 let label = "\(objective.rawValue) K=\(k)"
                 let start = now()

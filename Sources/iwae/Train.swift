@@ -103,18 +103,9 @@ struct Train: ParsableCommand {
         guard let baselineKind = ScoreBaseline(rawValue: baseline) else {
             throw IWAEError.invalidArgument("unknown baseline '\(baseline)' (expected none or vimco)")
         }
-        var options = TrainingOptions()
-        options.schedule = schedule
-        options.estimator = estimatorKind
-        options.baseline = baselineKind
-        options.objective = objective
-        options.samplesPerExample = samples
-        options.epochs = epochs
-        options.batchSize = batch
-        options.learningRate = learningRate
-        options.adamEpsilon = adamEpsilon
-        options.seed = seed
-        options.workers = threads
+        let options = TrainingOptions(objective: objective, samplesPerExample: samples, epochs: epochs, batchSize: batch,
+                                      learningRate: learningRate, schedule: schedule, adamEpsilon: adamEpsilon,
+                                      estimator: estimatorKind, baseline: baselineKind, seed: seed, workers: threads)
         try options.validate()
         if let n = checkpointEvery, n < 1 { throw IWAEError.invalidArgument("--checkpoint-every must be at least 1, got \(n)") }
         if let n = trainExamples, n < 1 { throw IWAEError.invalidArgument("--train-examples must be at least 1, got \(n)") }

@@ -48,7 +48,22 @@ public struct TrainingOptions: Sendable {
     /// are reproducible for a given seed and worker count.
     public var workers: Int?
 
-    public init() {}
+    public init(objective: Objective = .iwae, samplesPerExample: Int = 5, epochs: Int = 5, batchSize: Int = 100,
+                learningRate: Double = 1e-3, schedule: LearningRateSchedule = .constant, adamEpsilon: Double = 1e-4,
+                estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none, seed: UInt64 = 1,
+                workers: Int? = nil) {
+        self.objective = objective
+        self.samplesPerExample = samplesPerExample
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.learningRate = learningRate
+        self.schedule = schedule
+        self.adamEpsilon = adamEpsilon
+        self.estimator = estimator
+        self.baseline = baseline
+        self.seed = seed
+        self.workers = workers
+    }
 
     /// Checks every value; throws a one-line error naming the bad one.
     public func validate() throws {
