@@ -175,6 +175,19 @@ MULTIVERSION(iwae_sigmoid_f32, (const float *x, float *y, long n), (x, y, n))
 BODY void iwae_softplus_f32_body(const float *x, float *y, long n) { ELEMENTWISE(softplus_inline) }
 MULTIVERSION(iwae_softplus_f32, (const float *x, float *y, long n), (x, y, n))
 
+/// One element of the Bernoulli pass: x·ℓ − softplus(ℓ), and σ(ℓ) into *p
+/// when `with_prob`; ℓ = l + b when `with_bias`.
+static inline __attribute__((always_inline)) float bernoulli_term(float l, float b, float t, float *p,
+                                                                  int with_bias, int with_prob) {
+    float lj = with_bias ? l + b : l;
+    float e = exp_inline(-fabsf(lj));
+    if (with_prob) {
+        float s = 1.0f / (1.0f + e);
+        *p = lj >= 0.0f ? s : e * s;
+    }
+    return t * lj - ((lj > 0.0f ? lj : 0.0f) + log1p_unit(e));
+}
+
 /// One row of the Bernoulli pass; `with_bias` and `with_prob` are
 /// compile-time constants at each call site, so every variant vectorizes
 /// without a branch in the loop.
@@ -185,26 +198,14 @@ static inline __attribute__((always_inline)) float bernoulli_row(const float *l,
     long d = 0;
     for (; d + 16 <= dim; d += 16) {
         for (int j = 0; j < 16; j++) {
-            float lj = with_bias ? l[d + j] + b[d + j] : l[d + j];
-            float e = exp_inline(-fabsf(lj));
-            float sp = (lj > 0.0f ? lj : 0.0f) + log1p_unit(e);
-            acc[j] += t[d + j] * lj - sp;
-            if (with_prob) {
-                float s = 1.0f / (1.0f + e);
-                p[d + j] = lj >= 0.0f ? s : e * s;
-            }
+            acc[j] += bernoulli_term(l[d + j], with_bias ? b[d + j] : 0.0f, t[d + j], with_prob ? p + d + j : 0,
+                                     with_bias, with_prob);
         }
     }
     float total = 0.0f;
     for (int j = 0; j < 16; j++) total += acc[j];
     for (; d < dim; d++) {
-        float lj = with_bias ? l[d] + b[d] : l[d];
-        float e = exp_inline(-fabsf(lj));
-        total += t[d] * lj - ((lj > 0.0f ? lj : 0.0f) + log1p_unit(e));
-        if (with_prob) {
-            float s = 1.0f / (1.0f + e);
-            p[d] = lj >= 0.0f ? s : e * s;
-        }
+        total += bernoulli_term(l[d], with_bias ? b[d] : 0.0f, t[d], with_prob ? p + d : 0, with_bias, with_prob);
     }
     return total;
 }

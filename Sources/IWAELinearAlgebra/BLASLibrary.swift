@@ -11,7 +11,4 @@ public enum BLASLibrary {
 
     /// The kernel family OpenBLAS chose for this CPU (e.g. `Cooperlake`).
     public static var coreName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
-
-    /// OpenBLAS's build configuration string.
-    public static var configuration: String { openblas_get_config().map { String(cString: $0) } ?? "unknown" }
 }

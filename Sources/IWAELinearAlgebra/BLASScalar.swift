@@ -84,7 +84,3 @@ public protocol BLASScalar: BinaryFloatingPoint, Real, Sendable where Self.RawSi
     /// Name of the type in safetensors (`F32`, `F64`).
     static var safetensorsDType: String { get }
 }
-
-extension Transpose {
-    var isTransposed: Bool { self == .transposed }
-}

@@ -25,12 +25,6 @@ public final class Xoshiro256: RandomNumberGenerator {
         scratch = .allocate(capacity: scratchCapacity)
     }
 
-    /// Restores a generator from a saved `state` (for resuming a run).
-    public convenience init(state: (UInt64, UInt64, UInt64, UInt64)) {
-        self.init(seed: 0)
-        self.state = state
-    }
-
     deinit { scratch.deallocate() }
 
     /// Continues from a saved `state` (for resuming a run bit for bit).

@@ -41,12 +41,6 @@ public final class Tensor<Scalar: BLASScalar> {
     public var buffer: UnsafeMutableBufferPointer<Scalar> { .init(start: pointer, count: count) }
     public var array: [Scalar] { Array(buffer) }
 
-    /// Changes the shape without moving data; the new shape must fit the capacity.
-    public func reshape(_ newShape: [Int]) {
-        precondition(newShape.reduce(1, *) <= capacity, "shape \(newShape) exceeds capacity \(capacity)")
-        shape = newShape
-    }
-
     public func fill(_ value: Scalar) { pointer.update(repeating: value, count: count) }
     public func zero() { fill(0) }
 

@@ -117,7 +117,8 @@ final class KernelTests: XCTestCase {
         // Restoring a saved state continues the same stream.
         let d = Xoshiro256(seed: 77)
         _ = d.next()
-        let e = Xoshiro256(state: d.state)
+        let e = Xoshiro256(seed: 1)
+        e.restore(state: d.state)
         XCTAssertEqual(d.next(), e.next())
     }
 

@@ -168,8 +168,7 @@ public struct Checkpoint {
         do { try configuration.validate() } catch { throw fail("\(error)") }
         if let stored = m["checksum_crc32"] {
             // The checksum covers the tensors in file order.
-            let ordered = file.entries
-            guard String(Checkpoint.checksum(ordered)) == stored else {
+            guard String(Checkpoint.checksum(file.entries)) == stored else {
                 throw fail("checksum mismatch: the file is corrupt")
             }
         }

@@ -82,14 +82,14 @@ func diagonalGaussianLogDensity<Scalar: BLASScalar>(
     let k = z.columns
     var logDet: Scalar = 0
     for i in 0..<k { logDet += logVariance[i] }
-    let normalizer: Scalar = gaussianNormalizer(k)
-    for r in 0..<z.rows {
-        var quadratic: Scalar = 0
-        for i in 0..<k {
-            let d = z[r, i] - mean[i]
-            quadratic += d * d * Scalar.exp(-logVariance[i])
+    let constant = -0.5 * logDet - gaussianNormalizer(k)
+    for r in 0..<z.rows { result[r] = constant }
+    for i in 0..<k {
+        let m = mean[i], inverseVariance = Scalar.exp(-logVariance[i])
+        for r in 0..<z.rows {
+            let d = z[r, i] - m
+            result[r] -= 0.5 * d * d * inverseVariance
         }
-        result[r] = -0.5 * quadratic - 0.5 * logDet - normalizer
     }
 }
 

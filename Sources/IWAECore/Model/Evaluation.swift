@@ -102,12 +102,13 @@ extension VariationalAutoencoder {
                 let s = Swift.min(samplesPerPass, k - done)
                 sample(samplesPerExample: s, using: rng)
                 let lw = computeLogWeights(keepProbabilities: false)
+                let logLikelihoods = logLikelihoodPerSample
                 for b in 0..<n {
                     let rowPointer = lw.pointer + b * lw.rowStride
                     running[b] = logAddExp(running[b], Double(logSumExp(rowPointer, count: s)))
                     for j in 0..<s {
                         logWeightSum[b] += Double(rowPointer[j])
-                        logLikelihoodSum[b] += Double(logLikelihoodPerSample[b * s + j])
+                        logLikelihoodSum[b] += Double(logLikelihoods[b * s + j])
                     }
                 }
                 done += s

@@ -63,7 +63,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     let logWeightsBuffer = Tensor<Scalar>(shape: [0])
     let weights = Tensor<Scalar>(shape: [0])
     // Backward.
-    let decoderOutput = Tensor<Scalar>(shape: [0])    // σ(ℓ) or f(z), (B·K, D)
+    let probabilities = Tensor<Scalar>(shape: [0])    // σ(ℓ) of a Bernoulli decoder, (B·K, D)
     let latentGradient = Tensor<Scalar>(shape: [0])   // (B·K, k)
     let whitened = Tensor<Scalar>(shape: [0])         // v = L⁻ᵀ ε, (B·K, k)
     let scoreBuffer = Tensor<Scalar>(shape: [0])      // score-function coefficients (B·K)
@@ -177,7 +177,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
             sampleCapacity = rows
             for t in [epsilon, z, latentGradient, whitened] { t.replace(shape: [rows, k]) }
             for t in [logLikelihood, logPrior, logPosterior, logWeightsBuffer, weights, scoreBuffer, lossWeights] { t.replace(shape: [rows]) }
-            decoderOutput.replace(shape: [rows, d])
+            probabilities.replace(shape: [configuration.likelihood == .bernoulli ? rows : 0, d])
             decoder.reserve(rows: rows)
         }
     }
@@ -306,7 +306,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     }
 
     /// Decoder forward and log weights `log w = log p(x|z) + log r(z) − log q(z|x)`,
-    /// (B, K). With `keepForBackward` the decoder's output is kept for the backward.
+    /// (B, K). With `keepForBackward` a Bernoulli decoder's σ(ℓ) is kept for the backward.
     @discardableResult
     public func computeLogWeights(keepProbabilities keepForBackward: Bool = true) -> MatrixView<Scalar> {
         guard let x = input else { preconditionFailure("computeLogWeights before encode") }
@@ -318,13 +318,13 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
             Scalar.bernoulliLogLikelihood(
                 logits: logits.pointer, bias: decoder.outputBias(store), targets: x.pointer, rows: rows, dim: d,
                 repeat: samplesPerExample, logLikelihood: logLikelihood.pointer,
-                probabilities: keepForBackward ? decoderOutput.pointer : nil)
+                probabilities: keepForBackward ? probabilities.pointer : nil)
             profiler.stop(.elementwise, t)
         case .gaussian:
             let f = decoder.forward(zView, store)
+            // f(z) stays in the decoder's output buffer for the backward.
             gaussianLogLikelihood(mean: f, targets: x, samplesPerExample: samplesPerExample, variance: variance,
                                   into: logLikelihood.pointer)
-            if keepForBackward { decoderOutput.pointer.update(from: f.pointer, count: rows * d) }
         }
         let t = profiler.start()
         defer { profiler.stop(.elementwise, t) }
@@ -373,18 +373,18 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
 
         // Decoder: ∂loss/∂output = g · ∂log p/∂output, then back to z.
         let dOut = decoder.outputGradient
-        let o = decoderOutput.pointer, xp = x.pointer
+        let xp = x.pointer
         var t = profiler.start()
         switch configuration.likelihood {
         case .bernoulli:
             // ∂log p/∂ℓ = x − σ(ℓ)
             for r in 0..<rows {
-                let gr = g[r], xr = xp + (r / K) * x.rowStride, pr = o + r * d, dr = dOut.pointer + r * d
+                let gr = g[r], xr = xp + (r / K) * x.rowStride, pr = probabilities.pointer + r * d, dr = dOut.pointer + r * d
                 for i in 0..<d { dr[i] = gr * (xr[i] - pr[i]) }
             }
         case .gaussian:
             // ∂log p/∂f = (x − f)/σ²;  ∂log p/∂ log σ² = ‖x − f‖²/(2σ²) − D/2
-            let v = variance
+            let v = variance, o = decoder.output.pointer
             var dLogVariance: Scalar = 0
             for r in 0..<rows {
                 let gr = g[r], xr = xp + (r / K) * x.rowStride, fr = o + r * d, dr = dOut.pointer + r * d
@@ -696,9 +696,8 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     public var encoderMean: MatrixView<Scalar> { view(mean, k) }
     /// The scale of the last `encode`: s (B, k) for the diagonal encoder, L (B, k·k) row-major for the full one.
     public var encoderScale: MatrixView<Scalar> { view(scale, scaleWidth) }
-    /// z (B·K, k) and ε (B·K, k) of the last `sample`.
+    /// z (B·K, k) of the last `sample`.
     public var latentSamples: MatrixView<Scalar> { zView }
-    public var standardNormalSamples: MatrixView<Scalar> { epsilonView }
     /// KL(q ‖ r) per example of the last `encode`.
     public var klPerExample: UnsafeBufferPointer<Scalar> { UnsafeBufferPointer(start: klDivergences.pointer, count: examples) }
     /// log p(x|z) per sample row of the last `computeLogWeights`.

@@ -218,7 +218,8 @@ public final class Trainer {
             if state.batchInEpoch == 0 {
                 state.epoch += 1
                 order = Array(0..<train.count)
-                order.shuffle(using: &rngReference)
+                var generator = rng   // a class: shuffling through the local advances `rng`
+                order.shuffle(using: &generator)
                 state.boundSum = 0
                 state.seen = 0
             }
@@ -286,11 +287,5 @@ public final class Trainer {
                 throw IWAEError.interrupted("stopped after epoch \(state.epoch), step \(state.step)")
             }
         }
-    }
-
-    /// `shuffle(using:)` needs an inout generator; the class reference is one.
-    private var rngReference: Xoshiro256 {
-        get { rng }
-        set {}
     }
 }
