@@ -8,6 +8,8 @@ let package = Package(
         .library(name: "IWAELinearAlgebra", targets: ["IWAELinearAlgebra"]),
         .library(name: "IWAEData", targets: ["IWAEData"]),
         .library(name: "IWAECore", targets: ["IWAECore"]),
+        // Everything in one import: the three modules above and checkpoints.
+        .library(name: "IWAE", targets: ["IWAE"]),
         .executable(name: "iwae", targets: ["iwae"]),
         .executable(name: "iwae-bench", targets: ["iwae-bench"]),
     ],
@@ -35,28 +37,38 @@ let package = Package(
             name: "IWAELinearAlgebra",
             dependencies: ["CBLAS", "CIWAEKernels", .product(name: "RealModule", package: "swift-numerics")]
         ),
-        .target(name: "IWAEData", dependencies: ["CZlib", "IWAELinearAlgebra"]),
+        .target(
+            name: "IWAEData",
+            dependencies: ["CZlib", "IWAELinearAlgebra", .product(name: "RealModule", package: "swift-numerics")]
+        ),
         .target(
             name: "IWAECore",
-            dependencies: ["IWAELinearAlgebra", "IWAEData", .product(name: "RealModule", package: "swift-numerics")]
+            dependencies: ["IWAELinearAlgebra", .product(name: "RealModule", package: "swift-numerics")]
+        ),
+        .target(name: "IWAE", dependencies: ["IWAECore", "IWAEData", "IWAELinearAlgebra"]),
+
+        // MARK: - Command-line tools
+        // What the two executables share: progress display and line-buffered output.
+        .target(
+            name: "IWAEConsole",
+            dependencies: ["IWAE", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "iwae",
-            dependencies: ["IWAECore", "IWAEData", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["IWAE", "IWAEConsole", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         // MARK: - Benchmarks
         .executableTarget(
             name: "iwae-bench",
-            dependencies: ["IWAECore", "IWAEData", "IWAELinearAlgebra",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["IWAE", "IWAEConsole", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/iwae-bench"
         ),
 
         // MARK: - Tests
         .testTarget(
             name: "IWAETests",
-            dependencies: ["IWAELinearAlgebra", "IWAEData", "IWAECore", "iwae"],
+            dependencies: ["IWAE", "iwae"],
             path: "Tests/IWAETests"
         ),
     ]

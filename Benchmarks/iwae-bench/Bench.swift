@@ -1,8 +1,7 @@
 import ArgumentParser
 import Foundation
-import IWAECore
-import IWAEData
-import IWAELinearAlgebra
+import IWAE
+import IWAEConsole
 
 @main
 struct Bench: ParsableCommand {
@@ -12,21 +11,7 @@ struct Bench: ParsableCommand {
         subcommands: [Compare.self, Speed.self],
         defaultSubcommand: Compare.self)
 
-    static func main() {
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch let error as IWAEError {
-            FileHandle.standardError.write(Data("iwae-bench: error: \(error)\n".utf8))
-            Foundation.exit(1)
-        } catch {
-            let code = exitCode(for: error)
-            if code == .success { exit(withError: error) }
-            let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-            FileHandle.standardError.write(Data("iwae-bench: error: \(message)\n".utf8))
-            Foundation.exit(code.rawValue)
-        }
-    }
+    static func main() { runCommandLine(Bench.self, tool: "iwae-bench") }
 }
 
 /// Wall-clock seconds.

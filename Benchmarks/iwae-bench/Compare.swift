@@ -1,8 +1,7 @@
 import ArgumentParser
 import Foundation
-import IWAECore
-import IWAEData
-import IWAELinearAlgebra
+import IWAE
+import IWAEConsole
 
 /// Table 1 of Burda et al. (2015), on this engine: VAE and IWAE for several
 /// K, same architecture, seed and budget; test NLL by L_5000.
@@ -12,9 +11,9 @@ struct Compare: ParsableCommand {
 
     @Option(help: "fashion-mnist or a directory of MNIST-format files.") var data = "fashion-mnist"
     @Option(help: "Objectives, comma-separated.") var objectives = "elbo,iwae"
-    @Option(help: "K values, comma-separated.") var ks = "1,5,50"
+    @Option(help: "K values, comma-separated.") var ks = PositiveIntegers([1, 5, 50])
     @Option(help: "Epochs per model (default 10; 3280 with --schedule paper; 1 with --quick).") var epochs: Int?
-    @Option(help: "constant, or paper (3^i passes at rate·10^(-i/7)).") var schedule = "constant"
+    @Option(help: "constant, or paper (3^i passes at rate·10^(-i/7)).") var schedule = LearningRateSchedule.constant
     @Option(help: "Examples per minibatch.") var batch = 100
     @Option(help: "Adam learning rate.") var learningRate = 1e-3
     @Option(help: "Seed of every model (same for all).") var seed: UInt64 = 1
@@ -28,14 +27,13 @@ struct Compare: ParsableCommand {
     @Flag(help: "One JSON object per model instead of the table.") var json = false
 
     func run() throws {
-        let objectiveList = try objectives.split(separator: ",").map { name -> Objective in
-            guard let o = Objective(rawValue: String(name)) else { throw IWAEError.invalidArgument("unknown objective '\(name)'") }
+        let objectiveList = try objectives.split(separator: ",", omittingEmptySubsequences: false).map { name -> Objective in
+            guard let o = Objective(rawValue: String(name)) else {
+                throw IWAEError.invalidArgument("unknown objective '\(name)' in --objectives (expected elbo, iwae or elbo-analytic)")
+            }
             return o
         }
-        let kList = try parseList(ks, "ks")
-        guard let schedule = LearningRateSchedule(rawValue: schedule) else {
-            throw IWAEError.invalidArgument("unknown schedule '\(schedule)' (expected constant or paper)")
-        }
+        let kList = ks.values
         let epochCount = epochs ?? (quick ? 1 : schedule.totalEpochs ?? 10)
         let testCount = testExamples ?? (quick ? 200 : 1000)
         let trainEvalCount = trainEvalExamples ?? (quick ? 200 : 1000)
@@ -48,8 +46,8 @@ struct Compare: ParsableCommand {
         let dataset = try MNISTFormatDataset.load(data)
         var train = dataset.train
         if let n = trainExamples ?? (quick ? 10_000 : nil) { train = train.prefix(n) }
-        let test = dataset.test.prefix(testCount).binarizedOnce(seed: 0x7E57)
-        let trainEval = train.prefix(trainEvalCount).binarizedOnce(seed: 0x7E57)
+        let test = dataset.test.prefix(testCount).binarizedForEvaluation()
+        let trainEval = train.prefix(trainEvalCount).binarizedForEvaluation()
         let testImages = Tensor<Float>(shape: [test.count, test.dimension], values: test.pixels)
         let trainImages = Tensor<Float>(shape: [trainEval.count, trainEval.dimension], values: trainEval.pixels)
         let mean = train.pixelMean
@@ -77,14 +75,15 @@ struct Compare: ParsableCommand {
                 if let out {
                     let directory = out + "/\(objective.rawValue)-k\(k)"
                     try prepareOutputDirectory(directory)
-                    try Checkpoint(model: model, info: ["data": data, "objective": objective.rawValue, "k": String(k),
-                                                        "epoch": String(epochCount), "seed": String(seed)]).save(to: directory)
+                    try Checkpoint(model: model, data: .files(data),
+                                   imageSize: Checkpoint.ImageSize(width: train.width, height: train.height)).save(to: directory)
                 }
                 ProgressBar.draw("\(label) evaluating k=\(evalK)", done: 0, total: 2, detail: "")
                 let testEstimate = try trainer.workers.estimateLogLikelihood(testImages.matrix, samples: evalK, seed: 11)
                 ProgressBar.draw("\(label) evaluating k=\(evalK)", done: 1, total: 2, detail: "")
                 let trainEstimate = try trainer.workers.estimateLogLikelihood(trainImages.matrix, samples: evalK, seed: 12)
                 ProgressBar.finishLine()
+                if !json && rows.isEmpty { print("objective     K   test NLL   ± stderr   train NLL    gap   active units   train examples/s   train seconds") }
                 let row = Row(objective: objective.rawValue, k: k, nll: testEstimate.negativeLogLikelihood,
                               nllStderr: testEstimate.standardError, trainNLL: trainEstimate.negativeLogLikelihood,
                               activeUnits: testEstimate.activeUnits,
@@ -96,9 +95,6 @@ struct Compare: ParsableCommand {
                                     ("train_examples_per_s", row.examplesPerSecond), ("train_seconds", row.trainSeconds),
                                     ("epochs", epochCount), ("eval_k", evalK), ("test_examples", test.count)]))
                 } else {
-                    if rows.count == 1 {
-                        print("objective     K   test NLL   ± stderr   train NLL    gap   active units   train examples/s   train seconds")
-                    }
                     print(row.objective.padding(toLength: 9, withPad: " ", startingAt: 0) + String(format: " %5d %10.2f %10.2f %11.2f %6.2f %14d %18.0f %15.1f",
                                  row.k, row.nll, row.nllStderr, row.trainNLL, row.nll - row.trainNLL,
                                  row.activeUnits, row.examplesPerSecond, row.trainSeconds))

@@ -1,26 +1,23 @@
 import ArgumentParser
 import Foundation
-import IWAECore
-import IWAEData
-import IWAELinearAlgebra
+import IWAE
+import IWAEConsole
 
 struct Speed: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Training-step, k=5000 evaluation and batched-Cholesky speed, as fractions of the sgemm peak measured in the same run.")
 
-    @Option(help: "Batch sizes of the training step.") var batches: String = "20,100"
-    @Option(help: "K values of the training step.") var ks: String = "1,5,50"
+    @Option(help: "Batch sizes of the training step.") var batches = PositiveIntegers([20, 100])
+    @Option(help: "K values of the training step.") var ks = PositiveIntegers([1, 5, 50])
     @Option(help: "Seconds to time each training case.") var seconds: Double = 2
     @Option(help: "Test images of the k=5000 evaluation (0 to skip).") var evalImages: Int = 1000
     @Option(help: "Samples per image of the evaluation.") var evalK: Int = 5000
-    @Option(help: "Encoder of the training step: diagonal or full.") var encoder = "diagonal"
+    @Option(help: "Encoder of the training step.") var encoder = CovarianceKind.diagonal
     @Flag(help: "One JSON object per measured case instead of a table.") var json = false
 
     func run() throws {
-        guard let encoderKind = EncoderKind(rawValue: encoder) else {
-            throw IWAEError.invalidArgument("unknown encoder '\(encoder)' (expected diagonal or full)")
-        }
-        let batchList = try parseList(batches, "batches"), kList = try parseList(ks, "ks")
+        let encoderKind = encoder
+        let batchList = batches.values, kList = ks.values
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let peak = measureSGEMMPeak()
         var rows = [[(String, Any)]]()
@@ -82,14 +79,6 @@ struct Speed: ParsableCommand {
     }
 }
 
-func parseList(_ text: String, _ name: String) throws -> [Int] {
-    let values = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-    guard !values.isEmpty, values.allSatisfy({ $0 != nil && $0! >= 1 }) else {
-        throw IWAEError.invalidArgument("--\(name) must be positive integers separated by commas, got '\(text)'")
-    }
-    return values.map { $0! }
-}
-
 struct StepTiming {
     var mode: String
     var secondsPerStep: Double
@@ -101,7 +90,7 @@ struct StepTiming {
 /// Times whole training steps (gradient and Adam update) for about `seconds`,
 /// then runs as many again with profilers attached for the phase breakdown.
 func timeTrainingStep(batch: Int, k: Int, workers: Int, seconds: Double, images: Tensor<Float>, mean: [Float],
-                      encoder: EncoderKind) throws -> StepTiming {
+                      encoder: CovarianceKind) throws -> StepTiming {
     let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: 784, encoder: encoder), seed: 1)
     model.initializeOutputBias(dataMean: mean)
     BLASLibrary.threads = workers == 1 ? ProcessInfo.processInfo.activeProcessorCount : 1
@@ -137,7 +126,7 @@ func timeEvaluation(images: Int, k: Int) throws -> (seconds: Double, flops: Doub
     let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: 784), seed: 1)
     let (_, mean) = benchmarkImages(count: 1)
     model.initializeOutputBias(dataMean: mean)
-    try Checkpoint(model: model, info: ["data": "fashion-mnist"]).save(to: directory)
+    try Checkpoint(model: model, data: .files("fashion-mnist")).save(to: directory)
     let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("iwae")
     guard FileManager.default.isExecutableFile(atPath: executable.path) else {
         throw IWAEError.invalidArgument("cannot find the iwae executable beside iwae-bench (\(executable.path)); build both")

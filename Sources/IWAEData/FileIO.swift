@@ -5,11 +5,11 @@ import IWAELinearAlgebra
 /// Reads a whole file, with a one-line error naming it.
 public func readFile(_ path: String) throws -> [UInt8] {
     let fd = open(path, O_RDONLY)
-    guard fd >= 0 else { throw IWAEError.invalidData("cannot read \(path): \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw DataError.invalidData("cannot read \(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
     var info = stat()
-    guard fstat(fd, &info) == 0 else { throw IWAEError.invalidData("cannot stat \(path): \(String(cString: strerror(errno)))") }
-    if (info.st_mode & S_IFMT) == S_IFDIR { throw IWAEError.invalidData("\(path) is a directory, not a file") }
+    guard fstat(fd, &info) == 0 else { throw DataError.invalidData("cannot stat \(path): \(String(cString: strerror(errno)))") }
+    if (info.st_mode & S_IFMT) == S_IFDIR { throw DataError.invalidData("\(path) is a directory, not a file") }
     var bytes = [UInt8]()
     bytes.reserveCapacity(Int(info.st_size))
     var chunk = [UInt8](repeating: 0, count: 1 << 20)
@@ -17,7 +17,7 @@ public func readFile(_ path: String) throws -> [UInt8] {
         let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         if n < 0 {
             if errno == EINTR { continue }
-            throw IWAEError.invalidData("cannot read \(path): \(String(cString: strerror(errno)))")
+            throw DataError.invalidData("cannot read \(path): \(String(cString: strerror(errno)))")
         }
         if n == 0 { break }
         bytes.append(contentsOf: chunk[0..<n])
@@ -32,7 +32,7 @@ public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
     let directory = (path as NSString).deletingLastPathComponent
     let temporary = (directory.isEmpty ? "." : directory) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else { throw IWAEError.writeFailed("cannot write \(path): \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw DataError.writeFailed("cannot write \(path): \(String(cString: strerror(errno)))") }
     var failure: String?
     bytes.withUnsafeBytes { raw in
         var offset = 0
@@ -51,7 +51,7 @@ public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
     if failure == nil && rename(temporary, path) != 0 { failure = String(cString: strerror(errno)) }
     if let failure {
         unlink(temporary)
-        throw IWAEError.writeFailed("cannot write \(path): \(failure)")
+        throw DataError.writeFailed("cannot write \(path): \(failure)")
     }
     let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY)
     if dirFD >= 0 { fsync(dirFD); close(dirFD) }
@@ -62,12 +62,12 @@ public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
 public func prepareOutputDirectory(_ path: String) throws {
     var isDirectory: ObjCBool = false
     if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
-        guard isDirectory.boolValue else { throw IWAEError.writeFailed("output \(path) exists and is not a directory") }
+        guard isDirectory.boolValue else { throw DataError.writeFailed("output \(path) exists and is not a directory") }
     } else {
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
-        catch { throw IWAEError.writeFailed("cannot create output directory \(path)") }
+        catch { throw DataError.writeFailed("cannot create output directory \(path)") }
     }
     guard access(path, W_OK | X_OK) == 0 else {
-        throw IWAEError.writeFailed("output directory \(path) is not writable")
+        throw DataError.writeFailed("output directory \(path) is not writable")
     }
 }

@@ -12,7 +12,7 @@ public func isGzip(_ bytes: [UInt8]) -> Bool { bytes.count >= 2 && bytes[0] == 0
 public func gunzip(_ bytes: [UInt8], name: String, limit: Int = 1 << 32) throws -> [UInt8] {
     var stream = z_stream()
     guard inflateInit2_(&stream, 16 + MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-        throw IWAEError.invalidData("\(name): cannot start gzip decoder")
+        throw DataError.invalidData("\(name): cannot start gzip decoder")
     }
     defer { inflateEnd(&stream) }
     var output = [UInt8]()
@@ -29,21 +29,21 @@ public func gunzip(_ bytes: [UInt8], name: String, limit: Int = 1 << 32) throws 
             }
             let produced = chunk.count - Int(stream.avail_out)
             output.append(contentsOf: chunk[0..<produced])
-            if output.count > limit { throw IWAEError.invalidData("\(name): decompressed data exceeds \(limit) bytes") }
+            if output.count > limit { throw DataError.invalidData("\(name): decompressed data exceeds \(limit) bytes") }
             switch status {
             case Z_STREAM_END:
                 consumed = input.count - Int(stream.avail_in)
                 if stream.avail_in == 0 { return }
                 // Another gzip member may follow (gzip allows concatenation).
                 guard input[consumed] == 0x1f else { return }
-                guard inflateReset(&stream) == Z_OK else { throw IWAEError.invalidData("\(name): corrupt gzip data") }
+                guard inflateReset(&stream) == Z_OK else { throw DataError.invalidData("\(name): corrupt gzip data") }
             case Z_OK:
                 continue
             case Z_BUF_ERROR:
-                if stream.avail_in == 0 { throw IWAEError.invalidData("\(name): truncated gzip data") }
+                if stream.avail_in == 0 { throw DataError.invalidData("\(name): truncated gzip data") }
                 continue
             default:
-                throw IWAEError.invalidData("\(name): corrupt gzip data")
+                throw DataError.invalidData("\(name): corrupt gzip data")
             }
         }
     }
@@ -59,7 +59,7 @@ public func zlibCompress(_ bytes: [UInt8], level: Int32 = 6) throws -> [UInt8] {
             compress2(out.baseAddress, &length, input.baseAddress, uLong(input.count), level)
         }
     }
-    guard status == Z_OK else { throw IWAEError.writeFailed("zlib compression failed (\(status))") }
+    guard status == Z_OK else { throw DataError.writeFailed("zlib compression failed (\(status))") }
     output.removeSubrange(Int(length)...)
     return output
 }
@@ -79,7 +79,7 @@ public func gzipCompress(_ bytes: [UInt8]) throws -> [UInt8] {
     var stream = z_stream()
     guard deflateInit2_(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY,
                         ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-        throw IWAEError.writeFailed("cannot start gzip encoder")
+        throw DataError.writeFailed("cannot start gzip encoder")
     }
     defer { deflateEnd(&stream) }
     var output = [UInt8](repeating: 0, count: Int(deflateBound(&stream, uLong(bytes.count))) + 32)
@@ -92,7 +92,7 @@ public func gzipCompress(_ bytes: [UInt8]) throws -> [UInt8] {
             return deflate(&stream, Z_FINISH)
         }
     }
-    guard status == Z_STREAM_END else { throw IWAEError.writeFailed("gzip compression failed (\(status))") }
+    guard status == Z_STREAM_END else { throw DataError.writeFailed("gzip compression failed (\(status))") }
     output.removeSubrange(Int(stream.total_out)...)
     return output
 }

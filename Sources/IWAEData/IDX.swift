@@ -15,17 +15,17 @@ public struct IDXArray: Equatable, Sendable {
 
     /// Parses IDX bytes (unsigned-byte data only). `name` labels errors.
     public init(parsing bytes: [UInt8], name: String) throws {
-        guard bytes.count >= 4 else { throw IWAEError.invalidData("\(name): truncated IDX header (\(bytes.count) bytes)") }
+        guard bytes.count >= 4 else { throw DataError.invalidData("\(name): truncated IDX header (\(bytes.count) bytes)") }
         guard bytes[0] == 0, bytes[1] == 0 else {
-            throw IWAEError.invalidData("\(name): not an IDX file (magic number \(hex(bytes[0..<4])))")
+            throw DataError.invalidData("\(name): not an IDX file (magic number \(hex(bytes[0..<4])))")
         }
         guard bytes[2] == 0x08 else {
-            throw IWAEError.invalidData("\(name): unsupported IDX element type 0x\(String(bytes[2], radix: 16)) (only unsigned bytes, 0x08)")
+            throw DataError.invalidData("\(name): unsupported IDX element type 0x\(String(bytes[2], radix: 16)) (only unsigned bytes, 0x08)")
         }
         let dimensions = Int(bytes[3])
-        guard dimensions >= 1 else { throw IWAEError.invalidData("\(name): IDX file with 0 dimensions") }
+        guard dimensions >= 1 else { throw DataError.invalidData("\(name): IDX file with 0 dimensions") }
         let headerSize = 4 + 4 * dimensions
-        guard bytes.count >= headerSize else { throw IWAEError.invalidData("\(name): truncated IDX header") }
+        guard bytes.count >= headerSize else { throw DataError.invalidData("\(name): truncated IDX header") }
         var shape = [Int]()
         var total = 1
         for i in 0..<dimensions {
@@ -34,16 +34,16 @@ public struct IDXArray: Equatable, Sendable {
             shape.append(extent)
             let (product, overflow) = total.multipliedReportingOverflow(by: extent)
             guard !overflow, product <= Int(Int32.max) else {
-                throw IWAEError.invalidData("\(name): IDX dimensions \(shape) overflow")
+                throw DataError.invalidData("\(name): IDX dimensions \(shape) overflow")
             }
             total = product
         }
         let available = bytes.count - headerSize
         guard available >= total else {
-            throw IWAEError.invalidData("\(name): truncated IDX data (header says \(total) values, file has \(available))")
+            throw DataError.invalidData("\(name): truncated IDX data (header says \(total) values, file has \(available))")
         }
         guard available == total else {
-            throw IWAEError.invalidData("\(name): \(available - total) unexpected bytes after IDX data")
+            throw DataError.invalidData("\(name): \(available - total) unexpected bytes after IDX data")
         }
         self.shape = shape
         values = Array(bytes[headerSize...])

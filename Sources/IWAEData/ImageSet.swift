@@ -24,17 +24,17 @@ public struct ImageSet: Sendable {
     /// Images from an IDX image file (count, height, width) and label file (count).
     public init(images: IDXArray, labels: IDXArray, name: String) throws {
         guard images.shape.count == 3 else {
-            throw IWAEError.invalidData("\(name): image file has \(images.shape.count) dimensions, expected 3 (count, rows, columns)")
+            throw DataError.invalidData("\(name): image file has \(images.shape.count) dimensions, expected 3 (count, rows, columns)")
         }
         guard labels.shape.count == 1 else {
-            throw IWAEError.invalidData("\(name): label file has \(labels.shape.count) dimensions, expected 1")
+            throw DataError.invalidData("\(name): label file has \(labels.shape.count) dimensions, expected 1")
         }
         guard images.shape[0] == labels.shape[0] else {
-            throw IWAEError.invalidData("\(name): \(images.shape[0]) images but \(labels.shape[0]) labels")
+            throw DataError.invalidData("\(name): \(images.shape[0]) images but \(labels.shape[0]) labels")
         }
-        guard images.shape[0] > 0 else { throw IWAEError.invalidData("\(name): the data set is empty") }
+        guard images.shape[0] > 0 else { throw DataError.invalidData("\(name): the data set is empty") }
         guard images.shape[1] > 0, images.shape[2] > 0 else {
-            throw IWAEError.invalidData("\(name): images of size \(images.shape[1])×\(images.shape[2])")
+            throw DataError.invalidData("\(name): images of size \(images.shape[1])×\(images.shape[2])")
         }
         self.init(count: images.shape[0], width: images.shape[2], height: images.shape[1],
                   pixels: images.values.map { Float($0) / 255 }, labels: labels.values)
@@ -96,6 +96,15 @@ public struct ImageSet: Sendable {
         out.withUnsafeMutableBufferPointer { binarize(0..<count, into: $0.baseAddress!, using: Xoshiro256(seed: seed)) }
         return ImageSet(count: count, width: width, height: height, pixels: out, labels: labels)
     }
+
+    /// The seed of the one-time binarization of test and validation images
+    /// (`binarizedForEvaluation`), the same in `iwae`, `iwae-bench` and the library.
+    public static let evaluationBinarizationSeed: UInt64 = 0x7E57
+
+    /// The fixed binarization every evaluation uses: pixel i of image n is 1
+    /// with probability equal to its intensity, drawn from the stream
+    /// `evaluationBinarizationSeed`, so every evaluation sees the same binary images.
+    public func binarizedForEvaluation() -> ImageSet { binarizedOnce(seed: ImageSet.evaluationBinarizationSeed) }
 }
 
 /// The four MNIST-format files of a data set: training and test images and labels.
@@ -116,7 +125,7 @@ public struct MNISTFormatDataset: Sendable {
         let train = try load(source, split: .train)
         let test = try load(source, split: .test)
         guard train.dimension == test.dimension else {
-            throw IWAEError.invalidData("\(directory): training images are \(train.height)×\(train.width) but test images \(test.height)×\(test.width)")
+            throw DataError.invalidData("\(directory): training images are \(train.height)×\(train.width) but test images \(test.height)×\(test.width)")
         }
         return MNISTFormatDataset(name: source, train: train, test: test)
     }
@@ -131,7 +140,7 @@ public struct MNISTFormatDataset: Sendable {
                 let path = directory + "/" + name
                 if FileManager.default.fileExists(atPath: path) { return path }
             }
-            throw IWAEError.invalidData("\(directory) has no \(stem)-\(kind)-ubyte[.gz]")
+            throw DataError.invalidData("\(directory) has no \(stem)-\(kind)-ubyte[.gz]")
         }
         let prefix = split == .train ? "train" : "t10k"
         return try ImageSet(images: IDXArray(contentsOf: find("\(prefix)-images", "idx3")),
@@ -144,16 +153,16 @@ public struct MNISTFormatDataset: Sendable {
         if source == "fashion-mnist" {
             directory = fashionMNISTDirectory
             guard FileManager.default.fileExists(atPath: directory) else {
-                throw IWAEError.invalidData("Fashion-MNIST not found at \(directory): install the Debian package dataset-fashion-mnist")
+                throw DataError.invalidData("Fashion-MNIST not found at \(directory): install the Debian package dataset-fashion-mnist")
             }
         } else {
             directory = source
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
-            throw IWAEError.invalidData("data directory \(directory) does not exist")
+            throw DataError.invalidData("data directory \(directory) does not exist")
         }
-        guard isDirectory.boolValue else { throw IWAEError.invalidData("data path \(directory) is not a directory") }
+        guard isDirectory.boolValue else { throw DataError.invalidData("data path \(directory) is not a directory") }
         return directory
     }
 }
@@ -162,9 +171,9 @@ extension ImageSet {
     /// Splits off `validationCount` images chosen by a seeded permutation:
     /// returns (training, validation), each in the original order.
     public func splitValidation(count validationCount: Int, seed: UInt64) throws -> (train: ImageSet, validation: ImageSet) {
-        guard validationCount >= 0 else { throw IWAEError.invalidArgument("validation examples must be at least 0, got \(validationCount)") }
+        guard validationCount >= 0 else { throw DataError.invalidArgument("validation examples must be at least 0, got \(validationCount)") }
         guard validationCount < count else {
-            throw IWAEError.invalidArgument("validation examples (\(validationCount)) must be fewer than the \(count) training images")
+            throw DataError.invalidArgument("validation examples (\(validationCount)) must be fewer than the \(count) training images")
         }
         var order = Array(0..<count)
         var rng = Xoshiro256(seed: seed)

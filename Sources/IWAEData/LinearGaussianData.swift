@@ -9,7 +9,7 @@ import IWAELinearAlgebra
 /// upper triangular with ones (so W's columns, and the posterior, are
 /// strongly correlated), b ~ N(0, 0.25 I), σ = `noise`. The generating model depends only on `seed`; the training
 /// and test examples are independent draws from it.
-public struct LinearGaussianData: Sendable {
+public struct LinearGaussianData: Sendable, Codable, Equatable {
     public var dimension: Int
     public var latentDimension: Int
     public var noise: Double
@@ -23,10 +23,11 @@ public struct LinearGaussianData: Sendable {
     }
 
     public func validate() throws {
-        guard dimension >= 1, latentDimension >= 1 else {
-            throw IWAEError.invalidArgument("linear-gaussian dimensions must be at least 1")
+        guard dimension >= 1 else { throw DataError.invalidArgument("synthetic-dimension must be a positive integer, got \(dimension)") }
+        guard latentDimension >= 1 else {
+            throw DataError.invalidArgument("synthetic-latent must be a positive integer, got \(latentDimension)")
         }
-        guard noise.isFinite, noise > 0 else { throw IWAEError.invalidArgument("linear-gaussian noise must be positive") }
+        guard noise.isFinite, noise > 0 else { throw DataError.invalidArgument("linear-gaussian noise must be positive") }
     }
 
     /// The generating weights W (D·k, row-major) and bias b (D).

@@ -83,7 +83,7 @@ public struct SafetensorsFile: Equatable, Sendable {
     /// Parses and validates safetensors bytes; every inconsistency is a
     /// one-line error naming `name`.
     public init(parsing bytes: [UInt8], name: String) throws {
-        func fail(_ why: String) -> IWAEError { .invalidCheckpoint("\(name): \(why)") }
+        func fail(_ why: String) -> DataError { .invalidData("\(name): \(why)") }
         guard bytes.count >= 8 else { throw fail("truncated (\(bytes.count) bytes, no header)") }
         var headerLength: UInt64 = 0
         for i in (0..<8).reversed() { headerLength = headerLength << 8 | UInt64(bytes[i]) }

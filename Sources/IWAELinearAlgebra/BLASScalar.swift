@@ -80,7 +80,4 @@ public protocol BLASScalar: BinaryFloatingPoint, Real, Sendable where Self.RawSi
     /// Fills `count` values with independent standard normals (Box–Muller on
     /// the generator's words).
     static func fillStandardNormal(_ out: UnsafeMutablePointer<Self>, count: Int, using generator: Xoshiro256)
-
-    /// Name of the type in safetensors (`F32`, `F64`).
-    static var safetensorsDType: String { get }
 }

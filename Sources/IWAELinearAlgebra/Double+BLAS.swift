@@ -64,5 +64,4 @@ extension Double: BLASScalar {
     ) {
         iwae_adam_f64(parameters, gradients, firstMoment, secondMoment, count, beta1, beta2, stepSize, epsilon)
     }
-    public static var safetensorsDType: String { "F64" }
 }

@@ -65,7 +65,6 @@ extension Float: BLASScalar {
     ) {
         iwae_adam_f32(parameters, gradients, firstMoment, secondMoment, count, beta1, beta2, stepSize, epsilon)
     }
-    public static var safetensorsDType: String { "F32" }
 }
 
 extension Transpose {

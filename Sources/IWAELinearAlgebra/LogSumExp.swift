@@ -39,9 +39,10 @@ public func softmaxRows<Scalar: BLASScalar>(_ x: MatrixView<Scalar>, into y: Mat
     }
 }
 
-/// `log(exp(a) + exp(b))`, exact for −∞ arguments.
+/// `log(exp(a) + exp(b))`, exact for −∞ arguments; NaN if either is NaN.
 @inlinable
 public func logAddExp<Scalar: BLASScalar>(_ a: Scalar, _ b: Scalar) -> Scalar {
+    if a.isNaN || b.isNaN { return .nan }
     let m = Swift.max(a, b)
     if m == -.infinity { return m }
     if m == .infinity { return m }

@@ -1,8 +1,7 @@
 import ArgumentParser
 import Foundation
-import IWAECore
-import IWAEData
-import IWAELinearAlgebra
+import IWAE
+import IWAEConsole
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,12 +22,9 @@ struct Evaluate: ParsableCommand {
         let loaded = try Checkpoint.load(from: checkpoint)
         let model = loaded.model
         let (dataName, testSet) = try loadTestSet(dataOptions.data, checkpoint: loaded)
-        guard testSet.dimension == model.configuration.dataDimension else {
-            throw IWAEError.invalidArgument("test images have dimension \(testSet.dimension) but the checkpoint's model expects \(model.configuration.dataDimension)")
-        }
         var test = testSet
         if let n = testExamples { test = test.prefix(n) }
-        let binary = model.configuration.likelihood == .bernoulli ? test.binarizedOnce(seed: heldOutBinarizationSeed) : test
+        let binary = model.evaluationImages(test)
         let x = Tensor<Float>(shape: [binary.count, binary.dimension], values: binary.pixels)
         let started = Date()
         let workers = ModelWorkers(model: model, workers: threads, seed: seed)
@@ -67,4 +63,3 @@ struct Evaluate: ParsableCommand {
     }
 }
 
-func jsonNumber(_ x: Double) -> String { x.isFinite ? String(format: "%.6f", x) : "null" }

@@ -1,8 +1,7 @@
 import ArgumentParser
 import Foundation
-import IWAECore
-import IWAEData
-import IWAELinearAlgebra
+import IWAE
+import IWAEConsole
 
 struct GradStats: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,23 +12,19 @@ struct GradStats: ParsableCommand {
     @Flag(help: "Use a freshly initialized model of the default architecture instead of a checkpoint.") var fresh = false
     @OptionGroup var dataOptions: DataOptions
     @Option(help: "Estimators, comma-separated: reparam, score, score-vimco, stl, dreg.") var estimators = "reparam,score,stl,dreg"
-    @Option(help: "K values, comma-separated.") var ks = "1,10,100"
+    @Option(help: "K values, comma-separated.") var ks = PositiveIntegers([1, 10, 100])
     @Option(help: "Independent gradient draws per estimator and K.") var draws = 100
     @Option(help: "Examples in the fixed batch (the first test images).") var batch = 20
-    @Option(help: "Bound whose gradient is estimated: iwae or elbo.") var objective = "iwae"
+    @Option(help: "Bound whose gradient is estimated: iwae or elbo.") var objective = Objective.iwae
     @Option(help: "Seed of the draws (and of --fresh initialization).") var seed: UInt64 = 1
     @Option(help: "Write a PNG plot of SNR against K.") var plot: String?
     @Flag(help: "One JSON object per estimator and K instead of the table.") var json = false
 
     func run() throws {
-        guard let objective = Objective(rawValue: objective), objective != .elboAnalytic else {
-            throw IWAEError.invalidArgument("--objective must be iwae or elbo, got '\(objective)'")
-        }
-        let kList = try ks.split(separator: ",").map { part -> Int in
-            guard let k = Int(part), k >= 1 else { throw IWAEError.invalidArgument("--ks must be positive integers, got '\(ks)'") }
-            return k
-        }
-        let estimatorList = try estimators.split(separator: ",").map { name -> (String, GradientEstimator, ScoreBaseline) in
+        guard objective != .elboAnalytic else { throw IWAEError.invalidArgument("--objective must be iwae or elbo, got elbo-analytic") }
+        let kList = ks.values
+        guard !estimators.isEmpty else { throw IWAEError.invalidArgument("--estimators must name at least one estimator") }
+        let estimatorList = try estimators.split(separator: ",", omittingEmptySubsequences: false).map { name -> (String, GradientEstimator, ScoreBaseline) in
             switch name {
             case "score-vimco", "vimco": return (String(name), .score, .vimco)
             default:
@@ -63,7 +58,8 @@ struct GradStats: ParsableCommand {
         let test: ImageSet
         if fresh {
             guard checkpoint == nil else { throw IWAEError.invalidArgument("give a checkpoint or --fresh, not both") }
-            let source = try DataSource(name: dataSource(dataOptions.data))
+            guard let name = dataOptions.data else { throw IWAEError.invalidArgument("no data set: pass --data fashion-mnist or --data DIR") }
+            let source = try DataSource(name: name)
             test = try source.load(.test)
             model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: test.dimension), seed: seed)
             model.initializeOutputBias(dataMean: try source.load(.train).pixelMean)
@@ -72,17 +68,11 @@ struct GradStats: ParsableCommand {
             let loaded = try Checkpoint.load(from: checkpoint)
             model = loaded.model
             test = try loadTestSet(dataOptions.data, checkpoint: loaded).images
-            guard test.dimension == model.configuration.dataDimension else {
-                throw IWAEError.invalidArgument("test images have dimension \(test.dimension) but the checkpoint's model expects \(model.configuration.dataDimension)")
-            }
         }
         let examples = test.prefix(batch)
-        let binary = model.configuration.likelihood == .bernoulli ? examples.binarizedOnce(seed: heldOutBinarizationSeed) : examples
+        let binary = model.evaluationImages(examples)
         let x = Tensor<Float>(shape: [binary.count, binary.dimension], values: binary.pixels)
-        let slots = model.store.layout.slots
-        let encoderRange = 0..<(slots.filter { $0.name.hasPrefix("encoder") }.map { $0.offset + $0.count }.max() ?? 0)
-        let decoderSlots = slots.filter { $0.name.hasPrefix("decoder") }
-        let decoderRange = decoderSlots.map(\.offset).min()!..<decoderSlots.map { $0.offset + $0.count }.max()!
+        let encoderRange = model.encoderParameters, decoderRange = model.decoderParameters
 
         var rows = [(name: String, k: Int, encoder: (Double, Double, Double), decoder: (Double, Double, Double))]()
         if !json {

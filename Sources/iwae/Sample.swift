@@ -1,8 +1,7 @@
 import ArgumentParser
 import Foundation
-import IWAECore
-import IWAEData
-import IWAELinearAlgebra
+import IWAE
+import IWAEConsole
 
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,9 +20,6 @@ struct Sample: ParsableCommand {
         let model = loaded.model
         let (dataName, testSet) = try loadTestSet(dataOptions.data, checkpoint: loaded)
         let d = model.configuration.dataDimension, k = model.configuration.latentDimension
-        guard testSet.dimension == d else {
-            throw IWAEError.invalidArgument("test images have dimension \(testSet.dimension) but the checkpoint's model expects \(d)")
-        }
         let (w, h) = (testSet.width, testSet.height)
         let columns = 10
         // Left panel: σ(f(z)) for z ~ N(0, I).
@@ -34,11 +30,11 @@ struct Sample: ParsableCommand {
         // Right panel: test images and σ(f(μ(x))) for their binarizations.
         let pairs = columns / 2
         let test = testSet.prefix(rows * pairs)
-        let binary = model.configuration.likelihood == .bernoulli ? test.binarizedOnce(seed: heldOutBinarizationSeed) : test
+        let binary = model.evaluationImages(test)
         let x = Tensor<Float>(shape: [test.count, d], values: binary.pixels)
-        try model.encode(x.matrix)
+        _ = try model.encode(x.matrix)
         let mu = Tensor<Float>(shape: [test.count, k])
-        for r in 0..<test.count { for u in 0..<k { mu[r * k + u] = model.encoderMean[r, u] } }
+        for r in 0..<test.count { for u in 0..<k { mu[r * k + u] = model.encoder.means[r, u] } }
         let reconstructions = Tensor<Float>(shape: [test.count, d])
         model.decodeMeans(mu.matrix, into: reconstructions.pointer)
 

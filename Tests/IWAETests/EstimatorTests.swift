@@ -28,7 +28,7 @@ final class EstimatorTests: XCTestCase {
     }
 
     func testUnbiasedEstimatorsAgreeInExpectation() throws {
-        for encoder in EncoderKind.allCases {
+        for encoder in CovarianceKind.allCases {
             let c = ModelConfiguration(dataDimension: 5, latentDimension: 2, encoderHidden: [3], decoderHidden: [3], encoder: encoder)
             let model = VariationalAutoencoder<Double>(c, seed: 1)
             let x = Tensor<Double>(shape: [2, 5], values: [1, 0, 1, 1, 0, 0, 1, 1, 0, 1])

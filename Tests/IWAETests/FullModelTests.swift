@@ -112,7 +112,7 @@ final class FullModelTests: XCTestCase {
     /// The model's KL per example (full and diagonal encoders, learned prior)
     /// is ≥ 0 and matches the closed form built from its own μ, L, λ.
     func testModelKLAndLogDensityAtItsSamples() throws {
-        for encoder in EncoderKind.allCases {
+        for encoder in CovarianceKind.allCases {
             let c = ModelConfiguration(dataDimension: 6, latentDimension: 3, encoderHidden: [5], decoderHidden: [5],
                                        encoder: encoder, prior: .learned)
             let model = VariationalAutoencoder<Double>(c, seed: 2)
@@ -186,8 +186,8 @@ final class FullModelTests: XCTestCase {
         let generator = LinearGaussianData(dimension: 6, latentDimension: 3, noise: 0.5, seed: 3)
         let train = generator.examples(3000, sampleSeed: 1), test = generator.examples(300, sampleSeed: 2)
         let x = Tensor<Float>(shape: [test.count, test.dimension], values: test.pixels)
-        var gaps = [EncoderKind: [Double]]()
-        for encoder in EncoderKind.allCases {
+        var gaps = [CovarianceKind: [Double]]()
+        for encoder in CovarianceKind.allCases {
             let c = ModelConfiguration(dataDimension: 6, latentDimension: 3, encoderHidden: [], decoderHidden: [],
                                        encoder: encoder, prior: .learned, likelihood: .gaussian, sigma: 1, learnSigma: true)
             let model = VariationalAutoencoder<Float>(c, seed: 1)

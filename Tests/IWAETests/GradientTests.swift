@@ -62,7 +62,7 @@ final class GradientTests: XCTestCase {
         XCTAssertEqual(Array(once[6..<8]), [1, 1])               // db = Σ rows of dy
     }
 
-    func smallModel(activation: Activation = .tanh, encoder: EncoderKind = .diagonal, prior: PriorKind = .standard,
+    func smallModel(activation: Activation = .tanh, encoder: CovarianceKind = .diagonal, prior: PriorKind = .standard,
                     likelihood: LikelihoodKind = .bernoulli, decoderHidden: [Int] = [4, 5]) -> VariationalAutoencoder<Double> {
         let configuration = ModelConfiguration(dataDimension: 6, latentDimension: 3, encoderHidden: [5, 4],
                                                decoderHidden: decoderHidden, activation: activation, encoder: encoder,
@@ -76,7 +76,7 @@ final class GradientTests: XCTestCase {
     /// Every encoder × prior × likelihood, every objective: the gradient of
     /// every parameter against central differences.
     func testEveryModelCombinationAgainstFiniteDifferences() throws {
-        for encoder in EncoderKind.allCases {
+        for encoder in CovarianceKind.allCases {
             for prior in PriorKind.allCases {
                 for likelihood in LikelihoodKind.allCases {
                     for objective in Objective.allCases {

@@ -44,6 +44,21 @@ public final class MLP<Scalar: BLASScalar> {
         ones.fill(1)
     }
 
+    /// Frees the buffers (they grow again on the next forward).
+    public func releaseBuffers() {
+        capacity = 0
+        outputs = []
+        gradients = []
+        ones = Tensor(shape: [0])
+        rows = 0
+        input = nil
+    }
+
+    /// Bytes held by the buffers.
+    public var bufferBytes: Int {
+        (outputs + gradients + [ones]).reduce(0) { $0 + $1.capacity * MemoryLayout<Scalar>.stride }
+    }
+
     /// Runs the stack on `x` (N, in) and returns the output view (N, out),
     /// valid until the next forward. With `deferOutputBias` (last activation
     /// identity) the output lacks the last layer's bias, which the consumer

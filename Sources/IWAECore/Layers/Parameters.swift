@@ -30,6 +30,20 @@ public struct ParameterLayout: Sendable, Equatable {
     public func slot(named name: String) -> ParameterSlot? { slots.first { $0.name == name } }
 }
 
+extension Linear {
+    /// The layer's weight and bias.
+    public var slots: [ParameterSlot] { [weight, bias] }
+}
+
+extension Array where Element == ParameterSlot {
+    /// The positions these slots cover in the flat buffer, from the first
+    /// offset to the last end (components register their slots contiguously).
+    public var span: Range<Int> {
+        guard let lo = map(\.offset).min(), let hi = map({ $0.offset + $0.count }).max() else { return 0..<0 }
+        return lo..<hi
+    }
+}
+
 /// The parameter buffer and its gradient buffer (same layout).
 ///
 /// Gradients accumulate (`+=`) during a backward pass and are zeroed once per

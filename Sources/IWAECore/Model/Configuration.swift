@@ -15,7 +15,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     /// Nonlinearity after every hidden layer.
     public var activation: Activation
     /// q_φ(z|x): diagonal or full covariance.
-    public var encoder: EncoderKind
+    public var encoder: CovarianceKind
     /// r_λ(z): the standard normal, or learned N(λ₁, diag(λ₂)).
     public var prior: PriorKind
     /// p_θ(x|z): Bernoulli logits, or Gaussian N(f(z), σ²I).
@@ -29,7 +29,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     /// with k = 50, decoder 50–200–200–D, tanh.
     public init(dataDimension: Int, latentDimension: Int = 50, encoderHidden: [Int] = [200, 200],
                 decoderHidden: [Int] = [200, 200], activation: Activation = .tanh,
-                encoder: EncoderKind = .diagonal, prior: PriorKind = .standard,
+                encoder: CovarianceKind = .diagonal, prior: PriorKind = .standard,
                 likelihood: LikelihoodKind = .bernoulli, sigma: Double = 1, learnSigma: Bool = false) {
         self.dataDimension = dataDimension
         self.latentDimension = latentDimension
@@ -76,8 +76,8 @@ public enum Objective: String, Codable, Sendable, CaseIterable {
     case elboAnalytic = "elbo-analytic"
 }
 
-/// The encoder's covariance (MATH.md §1).
-public enum EncoderKind: String, Codable, Sendable, CaseIterable {
+/// The covariance of a Gaussian conditional such as the encoder (MATH.md §1).
+public enum CovarianceKind: String, Codable, Sendable, CaseIterable {
     /// `diag(s²)` from a log-standard-deviation head.
     case diagonal
     /// `Σ = A Aᵀ + diag(softplus(d))`, factored by Cholesky.
@@ -98,40 +98,4 @@ public enum LikelihoodKind: String, Codable, Sendable, CaseIterable {
     case bernoulli
     /// N(f_θ(z), σ²I), for real-valued data.
     case gaussian
-}
-
-/// How the encoder's gradient is estimated (MATH.md §3). θ and λ always take
-/// the normalized-weight gradient.
-public enum GradientEstimator: String, Codable, Sendable, CaseIterable {
-    /// Pathwise (reparameterization): total derivative through z = μ + L ε.
-    case reparam
-    /// Score function (log-derivative trick, REINFORCE), z held fixed.
-    case score
-    /// Sticking the landing (Roeder et al. 2017): the pathwise gradient
-    /// without q's direct dependence on φ; biased for K > 1 with the IWAE bound.
-    case stl
-    /// Doubly reparameterized (Tucker et al. 2018), for the IWAE bound:
-    /// Σ_k w̃_k² ∂log w_k/∂z_k ∂z_k/∂φ.
-    case dreg
-
-    /// Checks that the estimator applies to `objective` with K samples and `baseline`.
-    public func validate(objective: Objective, samplesPerExample K: Int, baseline: ScoreBaseline) throws {
-        if objective == .elboAnalytic && self != .reparam {
-            throw IWAEError.invalidArgument("estimator \(rawValue) does not apply to elbo-analytic (its KL is differentiated in closed form); use reparam")
-        }
-        if self == .dreg && objective != .iwae {
-            throw IWAEError.invalidArgument("estimator dreg is for the IWAE bound: use --objective iwae")
-        }
-        if baseline == .vimco {
-            guard self == .score else { throw IWAEError.invalidArgument("--baseline vimco goes with --estimator score") }
-            guard K > 1 else { throw IWAEError.invalidArgument("--baseline vimco needs k > 1 (leave-one-out)") }
-        }
-    }
-}
-
-/// The control variate of the score-function estimator.
-public enum ScoreBaseline: String, Codable, Sendable, CaseIterable {
-    case none
-    /// Leave-one-out (Mnih & Rezende 2016): log w_k replaced by the mean of the others.
-    case vimco
 }

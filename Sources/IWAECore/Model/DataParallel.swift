@@ -142,17 +142,12 @@ final class WorkerErrors: @unchecked Sendable {
         offsets[worker] = firstRow
     }
 
-    /// Rethrows the first worker's error; an example index in a numerical
-    /// error is made relative to the whole batch.
+    /// Rethrows the first worker's error, with an example index counted
+    /// from the start of the whole batch.
     func rethrow() throws {
         for (error, offset) in zip(slots, offsets) {
             guard let error else { continue }
-            if case IWAEError.numerical(let message) = error, offset > 0,
-               let range = message.range(of: #"example (\d+) in the batch"#, options: .regularExpression) {
-                let digits = message[range].split(separator: " ")[1]
-                let shifted = message.replacingCharacters(in: range, with: "example \((Int(digits) ?? 0) + offset) in the batch")
-                throw IWAEError.numerical(shifted)
-            }
+            if let error = error as? IWAEError { throw error.shifted(by: offset) }
             throw error
         }
     }

@@ -63,14 +63,16 @@ extension VariationalAutoencoder {
     /// in chunks of about `rowsPerPass` decoder rows and a running
     /// log-sum-exp per example, so memory does not grow with k:
     ///
-    ///     L_k = log Σ_chunks exp(logsumexp_chunk(log w)) − log k
+    ///     L_k = logmeanexp over all k draws = log Σ_chunks exp(logsumexp_chunk(log w)) − log k
     ///
-    /// `progress` is called with the number of examples done.
+    /// A NaN log weight makes that example's L_k NaN. The buffers are
+    /// released at the end. `progress` is called with the number of examples done.
     public func estimateLogLikelihood(
         _ x: MatrixView<Scalar>, samples k: Int, seed: UInt64, rowsPerPass: Int = 4000,
         progress: ((Int) -> Void)? = nil
     ) throws -> LogLikelihoodEstimate {
         precondition(k >= 1 && x.columns == configuration.dataDimension)
+        defer { releaseBuffers() }
         let rng = Xoshiro256(seed: seed)
         let samplesPerPass = Swift.min(k, Swift.max(1, rowsPerPass))
         let examplesPerPass = Swift.max(1, rowsPerPass / samplesPerPass)
@@ -85,36 +87,35 @@ extension VariationalAutoencoder {
         var start = 0
         while start < x.rows {
             let n = Swift.min(examplesPerPass, x.rows - start)
-            try encode(x.rows(start..<start + n))
+            let encoded = try encode(x.rows(start..<start + n))
+            let means = encoder.means
             for b in 0..<n {
                 for u in 0..<latent {
-                    let mu = Double(encoderMean[b, u])
+                    let mu = Double(means[b, u])
                     muSum[u] += mu
                     muSquares[u] += mu * mu
                 }
                 running[b] = -.infinity
                 logWeightSum[b] = 0
                 logLikelihoodSum[b] = 0
-                kls.append(Double(klPerExample[b]))
+                kls.append(Double(klDivergences[b]))
             }
             var done = 0
             while done < k {
                 let s = Swift.min(samplesPerPass, k - done)
-                sample(samplesPerExample: s, using: rng)
-                let lw = computeLogWeights(keepProbabilities: false)
-                let logLikelihoods = logLikelihoodPerSample
+                let lw = logWeights(encoded, samplesPerExample: s, using: rng, keepForBackward: false)
                 for b in 0..<n {
-                    let rowPointer = lw.pointer + b * lw.rowStride
-                    running[b] = logAddExp(running[b], Double(logSumExp(rowPointer, count: s)))
+                    let row = lw.values.pointer + b * lw.values.rowStride
+                    running[b] = logAddExp(running[b], Double(logSumExp(row, count: s)))
                     for j in 0..<s {
-                        logWeightSum[b] += Double(rowPointer[j])
-                        logLikelihoodSum[b] += Double(logLikelihoods[b * s + j])
+                        logWeightSum[b] += Double(row[j])
+                        logLikelihoodSum[b] += Double(lw.logLikelihood[b * s + j])
                     }
                 }
                 done += s
             }
             for b in 0..<n {
-                bounds.append(running[b] - Double.log(Double(k)))
+                bounds.append(logMeanExp(logSum: running[b], count: k))
                 elbos.append(logWeightSum[b] / Double(k))
                 reconstructions.append(logLikelihoodSum[b] / Double(k))
             }
@@ -126,9 +127,10 @@ extension VariationalAutoencoder {
     }
 
     /// The mean `objective` bound with K samples over the rows of `x` (N, D),
-    /// forward only, in batches of 500 examples.
+    /// forward only, in batches of 500 examples; the buffers are released at the end.
     public func meanBound(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int,
                           seed: UInt64) throws -> Double {
+        defer { releaseBuffers() }
         let batch = 500
         let rng = Xoshiro256(seed: seed)
         var total = 0.0
@@ -137,25 +139,11 @@ extension VariationalAutoencoder {
         defer { scratch.deallocate() }
         while start < x.rows {
             let n = Swift.min(batch, x.rows - start)
-            try encode(x.rows(start..<start + n))
-            sample(samplesPerExample: K, using: rng)
-            computeLogWeights(keepProbabilities: false)
-            bound(objective, into: scratch)
+            let encoded = try encode(x.rows(start..<start + n))
+            logWeights(encoded, samplesPerExample: K, using: rng, keepForBackward: false).bound(objective, into: scratch)
             for b in 0..<n { total += Double(scratch[b]) }
             start += n
         }
         return total / Double(Swift.max(x.rows, 1))
-    }
-
-    /// Decoder means for latent rows z (N, k), written to `out` (N, D):
-    /// σ(f_θ(z)) for a Bernoulli decoder, f_θ(z) for a Gaussian one.
-    public func decodeMeans(_ z: MatrixView<Scalar>, into out: UnsafeMutablePointer<Scalar>) {
-        precondition(z.columns == configuration.latentDimension)
-        let f = decoder.forward(z, store)
-        if configuration.likelihood == .bernoulli {
-            Scalar.sigmoid(f.pointer, out, count: f.count)
-        } else {
-            out.update(from: f.pointer, count: f.count)
-        }
     }
 }

@@ -1,139 +1,19 @@
 import Foundation
-import IWAEData
 import IWAELinearAlgebra
 
-/// How the learning rate moves over epochs.
-public enum LearningRateSchedule: String, Sendable, CaseIterable {
-    /// The base rate throughout.
-    case constant
-    /// Burda et al. (2015): for i = 0…7, 3ⁱ passes at base · 10^(−i/7)
-    /// (3,280 passes in all; epochs past them stay at the last rate).
-    case paper
-
-    /// The rate for 1-based `epoch`.
-    public func learningRate(epoch: Int, base: Double) -> Double {
-        switch self {
-        case .constant: return base
-        case .paper:
-            var end = 0, stage = 0
-            for i in 0...7 {
-                end += Int(pow(3.0, Double(i)))
-                stage = i
-                if epoch <= end { break }
-            }
-            return base * pow(10, -Double(stage) / 7)
-        }
-    }
-
-    /// Epochs of the whole schedule (nil: open-ended).
-    public var totalEpochs: Int? { self == .paper ? 3280 : nil }
-}
-
-/// What a training run does.
-public struct TrainingOptions: Sendable {
-    public var objective: Objective = .iwae
-    /// K, importance samples per example.
-    public var samplesPerExample = 5
-    public var epochs = 5
-    public var batchSize = 100
-    public var learningRate = 1e-3
-    public var schedule = LearningRateSchedule.constant
-    /// The encoder's gradient estimator, and the score function's baseline.
-    public var estimator = GradientEstimator.reparam
-    public var baseline = ScoreBaseline.none
-    /// Adam's ε (the IWAE paper uses 10⁻⁴).
-    public var adamEpsilon = 1e-4
-    public var seed: UInt64 = 1
-    /// Cores to split each batch over (default: all active cores). Results
-    /// are reproducible for a given seed and worker count.
-    public var workers: Int?
-
-    public init(objective: Objective = .iwae, samplesPerExample: Int = 5, epochs: Int = 5, batchSize: Int = 100,
-                learningRate: Double = 1e-3, schedule: LearningRateSchedule = .constant, adamEpsilon: Double = 1e-4,
-                estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none, seed: UInt64 = 1,
-                workers: Int? = nil) {
-        self.objective = objective
-        self.samplesPerExample = samplesPerExample
-        self.epochs = epochs
-        self.batchSize = batchSize
-        self.learningRate = learningRate
-        self.schedule = schedule
-        self.adamEpsilon = adamEpsilon
-        self.estimator = estimator
-        self.baseline = baseline
-        self.seed = seed
-        self.workers = workers
-    }
-
-    /// Checks every value; throws a one-line error naming the bad one.
-    public func validate() throws {
-        guard samplesPerExample >= 1 else { throw IWAEError.invalidArgument("k must be at least 1, got \(samplesPerExample)") }
-        guard batchSize >= 1 else { throw IWAEError.invalidArgument("batch must be at least 1, got \(batchSize)") }
-        guard epochs >= 0 else { throw IWAEError.invalidArgument("epochs must be at least 0, got \(epochs)") }
-        guard learningRate.isFinite, learningRate > 0 else {
-            throw IWAEError.invalidArgument("learning rate must be finite and positive, got \(learningRate)")
-        }
-        try estimator.validate(objective: objective, samplesPerExample: samplesPerExample, baseline: baseline)
-        if let workers, workers < 1 { throw IWAEError.invalidArgument("workers must be at least 1, got \(workers)") }
-        guard adamEpsilon.isFinite, adamEpsilon > 0 else {
-            throw IWAEError.invalidArgument("Adam epsilon must be finite and positive, got \(adamEpsilon)")
-        }
-    }
-}
-
-/// One epoch's summary, appended to `metrics.jsonl`.
-public struct EpochMetrics: Codable, Sendable {
-    public var epoch: Int
-    public var step: Int
-    public var objective: String
-    public var k: Int
-    public var trainBound: Double
-    public var validationBound: Double?
-    public var examplesPerSecond: Double
-    public var seconds: Double
-    public var learningRate: Double
-
-    enum CodingKeys: String, CodingKey {
-        case epoch, step, objective, k, seconds
-        case trainBound = "train_bound", validationBound = "validation_bound"
-        case examplesPerSecond = "examples_per_s", learningRate = "learning_rate"
-    }
-}
-
-/// Progress within an epoch, for a progress bar.
-public struct TrainingProgress: Sendable {
-    public var epoch: Int
-    public var epochs: Int
-    public var batch: Int
-    public var batches: Int
-    /// Mean bound over this epoch's batches so far.
-    public var runningBound: Double
-    public var examplesPerSecond: Double
-}
-
-/// Trains a model with Adam on minibatches of dynamically binarized images
-/// (real values as they are for a Gaussian likelihood),
-/// evaluating the bound on a held-out split after every epoch and writing a
-/// checkpoint and a metrics line to the output directory.
-/// Where a run stands, beyond parameters and optimizer moments: what a
-/// checkpoint needs so that a resumed run continues bit for bit.
-public struct TrainingState: Sendable, Equatable {
-    /// The epoch in progress (1-based), or the last completed one when `batchInEpoch` is 0.
-    public var epoch = 0
-    /// Optimizer steps taken.
-    public var step = 0
-    /// Batches of `epoch` done; 0 at an epoch boundary.
-    public var batchInEpoch = 0
-    /// The current epoch's order of training examples (empty at a boundary).
-    public var order: [Int32] = []
-    /// Running sums of the epoch's train bound.
-    public var boundSum = 0.0
-    public var seen = 0
-    /// States of the shuffling/binarization generator and of each worker's sampler.
-    public var generator: [UInt64] = []
-    public var workerGenerators: [[UInt64]] = []
-
-    public init() {}
+/// Examples a `Trainer` draws its minibatches from: N rows of dimension D.
+/// `ImageSet` conforms (module IWAE); any array of rows can.
+public protocol TrainingExamples {
+    /// N.
+    var count: Int { get }
+    /// D.
+    var dimension: Int { get }
+    /// Writes the rows `indices` into `out` (indices.count, D), in order.
+    /// With `binarize`, each value v becomes 1 with probability v (drawn from
+    /// `rng`, in row-major order), else 0; otherwise the values are copied.
+    func write(_ indices: ArraySlice<Int>, binarize: Bool, using rng: Xoshiro256, into out: UnsafeMutablePointer<Float>)
+    /// The index of the first row holding a NaN or infinity, or nil.
+    func firstNonFiniteRow() -> Int?
 }
 
 /// Trains a model with Adam on minibatches (see `TrainingOptions`),
@@ -153,15 +33,22 @@ public final class Trainer {
 
     /// `validation` holds the held-out examples as the model sees them (binary
     /// images binarized once for a Bernoulli likelihood), or nil for none.
-    public init(model: VariationalAutoencoder<Float>, options: TrainingOptions, validation: ImageSet?) throws {
+    public init(model: VariationalAutoencoder<Float>, options: TrainingOptions, validation: (any TrainingExamples)?) throws {
         try options.validate()
+        if let validation, validation.dimension != model.configuration.dataDimension {
+            throw IWAEError.invalidArgument("validation data has dimension \(validation.dimension) but the model expects \(model.configuration.dataDimension)")
+        }
         self.model = model
         self.options = options
         optimizer = Adam(count: model.store.values.count, learningRate: options.learningRate, epsilon: options.adamEpsilon)
-        rng = Xoshiro256(seed: options.seed)
-        workers = ModelWorkers(model: model, workers: options.workers, seed: options.seed &+ 1)
+        rng = Xoshiro256(seed: options.seeds.shuffling)
+        workers = ModelWorkers(model: model, workers: options.workers, seed: options.seeds.workers)
         batchBuffer = Tensor(shape: [options.batchSize, model.configuration.dataDimension])
-        validationImages = validation.map { Tensor(shape: [$0.count, $0.dimension], values: $0.pixels) }
+        validationImages = validation.map { v in
+            let t = Tensor<Float>(shape: [v.count, v.dimension])
+            v.write(Array(0..<v.count)[...], binarize: false, using: Xoshiro256(seed: 0), into: t.pointer)
+            return t
+        }
     }
 
     /// The run's state now (generators included).
@@ -194,7 +81,7 @@ public final class Trainer {
     /// non-finite bound stops training with an error naming the step, before
     /// the bad gradient reaches the parameters.
     public func train(
-        _ train: ImageSet,
+        _ train: some TrainingExamples,
         checkpointEvery: Int? = nil,
         shouldStop: () -> Bool = { false },
         afterStep: ((Int) -> Void)? = nil,
@@ -206,8 +93,8 @@ public final class Trainer {
             throw IWAEError.invalidArgument("data has dimension \(train.dimension) but the model expects \(model.configuration.dataDimension)")
         }
         guard train.count > 0 else { throw IWAEError.invalidData("the training set is empty") }
-        if let bad = train.pixels.firstIndex(where: { !$0.isFinite }) {
-            throw IWAEError.invalidData("training example \(bad / train.dimension) has a NaN or infinite value")
+        if let bad = train.firstNonFiniteRow() {
+            throw IWAEError.invalidData("training example \(bad) has a NaN or infinite value")
         }
         if state.batchInEpoch > 0 && order.count != train.count {
             throw IWAEError.invalidCheckpoint("the saved epoch covers \(order.count) examples but the training set has \(train.count)")
@@ -231,11 +118,8 @@ public final class Trainer {
                 let lo = batchIndex * options.batchSize
                 let hi = Swift.min(lo + options.batchSize, train.count)
                 let n = hi - lo
-                if model.configuration.likelihood == .bernoulli {
-                    train.binarize(order[lo..<hi], into: batchBuffer.pointer, using: rng)
-                } else {
-                    train.copy(order[lo..<hi], into: batchBuffer.pointer)
-                }
+                train.write(order[lo..<hi], binarize: model.configuration.likelihood == .bernoulli, using: rng,
+                            into: batchBuffer.pointer)
                 let x = MatrixView(batchBuffer.pointer, rows: n, columns: d)
                 model.store.zeroGradients()
                 let bounds = try workers.accumulateGradient(x, objective: options.objective,
@@ -272,7 +156,8 @@ public final class Trainer {
             var validationBound: Double?
             if let v = validationImages, v.count > 0 {
                 validationBound = try workers.meanBound(v.matrix, objective: options.objective,
-                                                        samplesPerExample: options.samplesPerExample, seed: 0xFA11D)
+                                                        samplesPerExample: options.samplesPerExample,
+                                                        seed: SeedStreams.validationBound)
                 guard validationBound!.isFinite else {
                     throw IWAEError.numerical("non-finite validation bound after epoch \(state.epoch), step \(state.step); the last checkpoint is kept")
                 }

@@ -20,15 +20,16 @@ extension VariationalAutoencoder {
             throw IWAEError.invalidArgument("the exact likelihood needs a Gaussian decoder with no hidden layers")
         }
         let d = configuration.dataDimension, k = configuration.latentDimension
-        let layer = decoder.layers[0]
+        let layer = likelihood.decoder.layers[0]
         let w = store.value(layer.weight), b = store.value(layer.bias)
         var priorMean = [Double](repeating: 0, count: k), priorVariance = [Double](repeating: 1, count: k)
         for i in 0..<k {
-            let (m, v) = priorParameters(i)
+            let (m, v) = prior.parameters(i, store)
             priorMean[i] = Double(m)
             priorVariance[i] = Double(v)
         }
-        let noise = Double(variance)
+        guard case .gaussian(let gaussian) = likelihood else { preconditionFailure() }
+        let noise = Double(gaussian.variance(store))
         var covariance = [Double](repeating: 0, count: d * d)
         var mean = [Double](repeating: 0, count: d)
         for r in 0..<d {
@@ -59,5 +60,36 @@ extension VariationalAutoencoder {
             result.append(-0.5 * u.reduce(0) { $0 + $1 * $1 } - halfLogDet - normalizer)
         }
         return result
+    }
+}
+
+extension VariationalAutoencoder {
+    /// Floating-point operations of the GEMMs of one training step (forward
+    /// and backward) with B examples and K samples each, counted exactly from
+    /// the layer shapes: 2·rows·in·out per product; the backward has two
+    /// products per layer (weights and inputs) except the encoder's first,
+    /// which needs no input gradient. Bias sums (GEMV) and the per-example
+    /// k×k products of the full-covariance encoder are not counted.
+    public func gemmFlopsPerStep(examples B: Int, samplesPerExample K: Int) -> Double {
+        var flops = 0.0
+        let hasTrunk = !configuration.encoderHidden.isEmpty
+        for (i, layer) in encoder.layers.enumerated() {
+            let product = 2 * Double(B) * Double(layer.inputSize) * Double(layer.outputSize)
+            flops += product * (i == 0 && hasTrunk ? 2 : 3)
+        }
+        for layer in likelihood.decoder.layers {
+            flops += 3 * 2 * Double(B * K) * Double(layer.inputSize) * Double(layer.outputSize)
+        }
+        return flops
+    }
+
+    /// Floating-point operations of the GEMMs that evaluate log weights for
+    /// N examples with k samples each (forward only).
+    public func gemmFlopsForLogWeights(examples N: Int, samplesPerExample k: Int) -> Double {
+        let encoderFlops = encoder.layers.reduce(0.0) { $0 + 2 * Double(N) * Double($1.inputSize * $1.outputSize) }
+        let decoderFlops = likelihood.decoder.layers.reduce(0.0) {
+            $0 + 2 * Double(N) * Double(k) * Double($1.inputSize * $1.outputSize)
+        }
+        return encoderFlops + decoderFlops
     }
 }

@@ -1,15 +1,17 @@
-import RealModule
 /// Every error the engine reports to a user: one line that names the problem.
 public enum IWAEError: Error, CustomStringConvertible, Equatable {
     /// A value given by the user is out of range or inconsistent.
     case invalidArgument(String)
-    /// A data file is missing, unreadable or malformed.
+    /// Data handed to the engine cannot be used (empty, non-finite, wrong size).
     case invalidData(String)
     /// A checkpoint is missing, unreadable, corrupt or of another model.
     case invalidCheckpoint(String)
     /// A file could not be written.
     case writeFailed(String)
-    /// Training produced a non-finite value.
+    /// The covariance of example `example` of a batch is not positive definite
+    /// (LAPACK potrf returned `info`).
+    case notPositiveDefinite(example: Int, info: Int)
+    /// Training or evaluation produced a non-finite value.
     case numerical(String)
     /// Training was stopped by a signal after saving a checkpoint.
     case interrupted(String)
@@ -19,6 +21,15 @@ public enum IWAEError: Error, CustomStringConvertible, Equatable {
         case .invalidArgument(let m), .invalidData(let m), .invalidCheckpoint(let m),
              .writeFailed(let m), .numerical(let m), .interrupted(let m):
             return m
+        case .notPositiveDefinite(let example, let info):
+            return "the encoder covariance of example \(example) in the batch is not positive definite (LAPACK potrf info \(info))"
         }
+    }
+
+    /// The same error with an example index counted from `offset` (a
+    /// worker's block of a larger batch).
+    func shifted(by offset: Int) -> IWAEError {
+        if case .notPositiveDefinite(let example, let info) = self { return .notPositiveDefinite(example: example + offset, info: info) }
+        return self
     }
 }

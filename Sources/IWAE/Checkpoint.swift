@@ -1,0 +1,249 @@
+import Foundation
+
+/// How a checkpoint's model was trained: everything `iwae train --resume`
+/// needs besides the tensors, as typed values.
+public struct TrainingRecord: Codable, Equatable, Sendable {
+    public var options: TrainingOptions
+    public var data: DataSource
+    /// The first N training images only (`--train-examples`), or all.
+    public var trainExamplesLimit: Int?
+    /// Training images held out for the validation bound (requested).
+    public var validationExamples: Int
+    /// Worker threads of the run (bit-exact resume needs the same count).
+    public var threads: Int
+    /// Images actually used for training and validation.
+    public var trainCount: Int
+    public var validationCount: Int
+
+    public init(options: TrainingOptions, data: DataSource, trainExamplesLimit: Int?, validationExamples: Int,
+                threads: Int, trainCount: Int, validationCount: Int) {
+        self.options = options
+        self.data = data
+        self.trainExamplesLimit = trainExamplesLimit
+        self.validationExamples = validationExamples
+        self.threads = threads
+        self.trainCount = trainCount
+        self.validationCount = validationCount
+    }
+}
+
+/// Adam's step and moments, for resuming.
+public struct OptimizerState: Equatable, Sendable {
+    public var step: Int
+    public var firstMoment: [Float]
+    public var secondMoment: [Float]
+
+    public init(_ adam: Adam<Float>) {
+        step = adam.step
+        firstMoment = adam.firstMoment.array
+        secondMoment = adam.secondMoment.array
+    }
+
+    init(step: Int, firstMoment: [Float], secondMoment: [Float]) {
+        self.step = step
+        self.firstMoment = firstMoment
+        self.secondMoment = secondMoment
+    }
+}
+
+/// A trained model on disk: `DIR/model.safetensors`.
+///
+/// Tensors: the model's parameters by name (`encoder.0.weight` (out, in), …,
+/// F32), and for a resumable run `optimizer.first_moment`,
+/// `optimizer.second_moment` (F32) and `trainer.order` (I32). `__metadata__`
+/// holds typed JSON: `model` (`ModelConfiguration`), `data` (`DataSource`),
+/// `image` (width, height), `training` (`TrainingRecord`), `state`
+/// (`TrainingState` without its order) and `optimizer_step`, plus CRC-32s of
+/// the tensor bytes and of the metadata, both required, so that corruption
+/// is refused instead of half-loaded.
+public struct Checkpoint {
+    public static let fileName = "model.safetensors"
+    public static let formatName = "iwae-checkpoint"
+    /// 2: typed JSON metadata. Version 1 (string fields) is still read, for
+    /// evaluation and sampling only.
+    public static let formatVersion = 2
+
+    public var model: VariationalAutoencoder<Float>
+    /// The data set the model was trained on, when known.
+    public var data: DataSource?
+    /// Image width and height at training time (for PNG output).
+    public var imageSize: ImageSize?
+    /// How the model was trained (nil for a bare model or a version-1 file).
+    public var training: TrainingRecord?
+    public var optimizer: OptimizerState?
+    /// Where the run stands, for resuming.
+    public var trainingState: TrainingState?
+
+    public struct ImageSize: Codable, Equatable, Sendable {
+        public var width: Int
+        public var height: Int
+        public init(width: Int, height: Int) { self.width = width; self.height = height }
+    }
+
+    public init(model: VariationalAutoencoder<Float>, data: DataSource? = nil, imageSize: ImageSize? = nil,
+                training: TrainingRecord? = nil, optimizer: Adam<Float>? = nil, trainingState: TrainingState? = nil) {
+        self.model = model
+        self.data = data
+        self.imageSize = imageSize
+        self.training = training
+        self.optimizer = optimizer.map(OptimizerState.init)
+        self.trainingState = trainingState
+    }
+
+    /// Tensors a checkpoint may carry besides the model's parameters.
+    static let trainingTensors: Set<String> = ["optimizer.first_moment", "optimizer.second_moment", "trainer.order"]
+
+    /// The checkpoint file for a path that is either a directory or the file itself.
+    public static func path(for location: String) -> String {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: location, isDirectory: &isDirectory), !isDirectory.boolValue {
+            return location
+        }
+        return location + "/" + fileName
+    }
+
+    // MARK: Writing
+
+    public func encoded() -> [UInt8] {
+        let store = model.store
+        var entries = store.layout.slots.map { slot in
+            SafetensorsEntry(name: slot.name, shape: slot.shape,
+                             values: UnsafeBufferPointer(start: store.value(slot), count: slot.count))
+        }
+        var metadata = ["format": Checkpoint.formatName, "format_version": String(Checkpoint.formatVersion),
+                        "model": Checkpoint.json(model.configuration)]
+        if let data { metadata["data"] = Checkpoint.json(data) }
+        if let imageSize { metadata["image"] = Checkpoint.json(imageSize) }
+        if let training { metadata["training"] = Checkpoint.json(training) }
+        if let optimizer {
+            entries.append(optimizer.firstMoment.withUnsafeBufferPointer { SafetensorsEntry(name: "optimizer.first_moment", shape: [$0.count], values: $0) })
+            entries.append(optimizer.secondMoment.withUnsafeBufferPointer { SafetensorsEntry(name: "optimizer.second_moment", shape: [$0.count], values: $0) })
+            metadata["optimizer_step"] = String(optimizer.step)
+        }
+        if var state = trainingState {
+            if !state.order.isEmpty {
+                entries.append(SafetensorsEntry(name: "trainer.order", dtype: "I32", shape: [state.order.count],
+                                                bytes: state.order.withUnsafeBytes { Array($0) }))
+            }
+            state.order = []
+            metadata["state"] = Checkpoint.json(state)
+        }
+        metadata["checksum_crc32"] = String(Checkpoint.checksum(entries))
+        metadata["metadata_crc32"] = String(Checkpoint.metadataChecksum(metadata))
+        return SafetensorsFile(metadata: metadata, entries: entries).encoded()
+    }
+
+    /// Writes the checkpoint into `directory` atomically (temporary file,
+    /// fsync, rename): the previous checkpoint stays until the new one is whole.
+    public func save(to directory: String) throws {
+        do { try writeFileAtomically(encoded(), to: directory + "/" + Checkpoint.fileName) }
+        catch let error as DataError { throw IWAEError.writeFailed(error.description) }
+    }
+
+    static func json<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try! encoder.encode(value), as: UTF8.self)
+    }
+
+    /// CRC-32 of the metadata (sorted `key=value` lines, checksums excluded).
+    static func metadataChecksum(_ metadata: [String: String]) -> UInt32 {
+        let text = metadata.keys.sorted().filter { $0 != "checksum_crc32" && $0 != "metadata_crc32" }
+            .map { "\($0)=\(metadata[$0]!)\n" }.joined()
+        return crc32Checksum(Array(text.utf8)[...])
+    }
+
+    static func checksum(_ entries: [SafetensorsEntry]) -> UInt32 {
+        var crc: UInt32 = 0
+        for e in entries { crc = e.bytes.withUnsafeBufferPointer { crc32Continue(crc, $0) } }
+        return crc
+    }
+
+    // MARK: Reading
+
+    /// Loads and validates a checkpoint from a directory or file.
+    public static func load(from location: String) throws -> Checkpoint {
+        let path = path(for: location)
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw IWAEError.invalidCheckpoint("no checkpoint at \(location) (expected \(path))")
+        }
+        do {
+            return try Checkpoint(try SafetensorsFile(parsing: try readFile(path), name: path), name: path)
+        } catch let error as DataError {
+            throw IWAEError.invalidCheckpoint(error.description)
+        }
+    }
+
+    /// Rebuilds the model and the run from parsed safetensors, checking
+    /// format, version, checksums and every tensor's name, dtype and shape.
+    public init(_ file: SafetensorsFile, name: String) throws {
+        func fail(_ why: String) -> IWAEError { .invalidCheckpoint("\(name): \(why)") }
+        let m = file.metadata
+        guard m["format"] == Checkpoint.formatName else { throw fail("not an iwae checkpoint (no format metadata)") }
+        guard let version = m["format_version"].flatMap(Int.init) else { throw fail("missing format_version") }
+        if version == 1 {
+            try self.init(version1: file, fail: fail)
+            return
+        }
+        guard version == Checkpoint.formatVersion else {
+            throw fail("format version \(version) is not supported (this build reads versions 1 and \(Checkpoint.formatVersion))")
+        }
+        guard let stored = m["checksum_crc32"], let storedMetadata = m["metadata_crc32"] else { throw fail("missing checksums") }
+        guard String(Checkpoint.checksum(file.entries)) == stored else { throw fail("checksum mismatch: the file is corrupt") }
+        guard String(Checkpoint.metadataChecksum(m)) == storedMetadata else {
+            throw fail("metadata checksum mismatch: the file is corrupt")
+        }
+        func decode<T: Decodable>(_ type: T.Type, _ key: String) throws -> T? {
+            guard let text = m[key] else { return nil }
+            do { return try JSONDecoder().decode(T.self, from: Data(text.utf8)) }
+            catch { throw fail("bad \(key) metadata") }
+        }
+        guard let configuration = try decode(ModelConfiguration.self, "model") else { throw fail("missing model metadata") }
+        let model = try Checkpoint.model(configuration, from: file, fail: fail)
+        self.init(model: model, data: try decode(DataSource.self, "data"), imageSize: try decode(ImageSize.self, "image"),
+                  training: try decode(TrainingRecord.self, "training"))
+        if let m1 = file.entry("optimizer.first_moment"), let m2 = file.entry("optimizer.second_moment") {
+            let count = model.store.values.count
+            guard m1.dtype == "F32", m2.dtype == "F32", m1.shape == [count], m2.shape == m1.shape,
+                  let step = m["optimizer_step"].flatMap(Int.init), step >= 0 else {
+                throw fail("malformed optimizer state")
+            }
+            optimizer = OptimizerState(step: step, firstMoment: m1.floatValues, secondMoment: m2.floatValues)
+        }
+        if var state = try decode(TrainingState.self, "state") {
+            guard state.epoch >= 0, state.step >= 0, state.batchInEpoch >= 0, state.seen >= 0, state.generator.count == 4,
+                  state.workerGenerators.allSatisfy({ $0.count == 4 }) else { throw fail("malformed training state") }
+            if state.batchInEpoch > 0 {
+                guard let order = file.entry("trainer.order"), order.dtype == "I32", order.shape.count == 1 else {
+                    throw fail("training state mid-epoch without trainer.order")
+                }
+                state.order = order.bytes.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
+                guard state.order.allSatisfy({ $0 >= 0 && Int($0) < state.order.count }) else {
+                    throw fail("trainer.order is not a permutation")
+                }
+            }
+            trainingState = state
+        }
+    }
+
+    /// A model of `configuration` with its parameters read from `file`.
+    static func model(_ configuration: ModelConfiguration, from file: SafetensorsFile,
+                      fail: (String) -> IWAEError) throws -> VariationalAutoencoder<Float> {
+        do { try configuration.validate() } catch { throw fail("\(error)") }
+        let model = VariationalAutoencoder<Float>(configuration)
+        let slots = model.store.layout.slots
+        for entry in file.entries where !slots.contains(where: { $0.name == entry.name }) && !trainingTensors.contains(entry.name) {
+            throw fail("tensor \(entry.name) is not part of this model")
+        }
+        for slot in slots {
+            guard let entry = file.entry(slot.name) else { throw fail("missing tensor \(slot.name)") }
+            guard entry.dtype == "F32" else { throw fail("tensor \(slot.name) is \(entry.dtype), expected F32") }
+            guard entry.shape == slot.shape else { throw fail("tensor \(slot.name) has shape \(entry.shape), expected \(slot.shape)") }
+            entry.bytes.withUnsafeBytes { raw in
+                UnsafeMutableRawPointer(model.store.value(slot)).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+            }
+        }
+        guard model.store.values.buffer.allSatisfy({ $0.isFinite }) else { throw fail("parameters contain NaN or infinity") }
+        return model
+    }
+}

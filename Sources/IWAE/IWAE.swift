@@ -1,0 +1,34 @@
+// The engine in one import: `import IWAE` brings the model and its
+// components (IWAECore), data sets and file formats (IWAEData), the linear
+// algebra (IWAELinearAlgebra), and checkpoints.
+@_exported import IWAECore
+@_exported import IWAEData
+@_exported import IWAELinearAlgebra
+
+extension ImageSet: TrainingExamples {
+    public func write(_ indices: ArraySlice<Int>, binarize: Bool, using rng: Xoshiro256, into out: UnsafeMutablePointer<Float>) {
+        if binarize { self.binarize(indices, into: out, using: rng) } else { copy(indices, into: out) }
+    }
+
+    public func firstNonFiniteRow() -> Int? { pixels.firstIndex { !$0.isFinite }.map { $0 / Swift.max(dimension, 1) } }
+}
+
+extension VariationalAutoencoder where Scalar == Float {
+    /// The images as this model sees them at evaluation: binarized once with
+    /// the fixed evaluation stream (`ImageSet.binarizedForEvaluation`) for a
+    /// Bernoulli likelihood, as they are for a Gaussian one.
+    public func evaluationImages(_ images: ImageSet) -> ImageSet {
+        configuration.likelihood == .bernoulli ? images.binarizedForEvaluation() : images
+    }
+
+    /// log p(x) ≈ L_k (MATH.md §5) for each image, as `iwae evaluate`
+    /// computes it: the evaluation binarization, k samples per image.
+    public func logLikelihood(of images: ImageSet, samples k: Int = 5000, seed: UInt64 = 1,
+                              threads: Int? = nil) throws -> LogLikelihoodEstimate {
+        guard images.dimension == configuration.dataDimension else {
+            throw IWAEError.invalidArgument("images have dimension \(images.dimension) but the model expects \(configuration.dataDimension)")
+        }
+        let x = evaluationImages(images)
+        return try logLikelihood(of: x.pixels, examples: x.count, samples: k, seed: seed, threads: threads)
+    }
+}

@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import IWAE
+
+// The engine's option types parse straight from the command line: a bad
+// value is refused by ArgumentParser with the list of valid ones.
+extension Objective: @retroactive ExpressibleByArgument {}
+extension CovarianceKind: @retroactive ExpressibleByArgument {}
+extension PriorKind: @retroactive ExpressibleByArgument {}
+extension LikelihoodKind: @retroactive ExpressibleByArgument {}
+extension GradientEstimator: @retroactive ExpressibleByArgument {}
+extension ScoreBaseline: @retroactive ExpressibleByArgument {}
+extension LearningRateSchedule: @retroactive ExpressibleByArgument {}
+extension Activation: @retroactive ExpressibleByArgument {
+    /// The hidden nonlinearities (identity is only an output layer's).
+    public static var allValueStrings: [String] { allCases.filter { $0 != .identity }.map(\.rawValue) }
+}
+
+/// Hidden widths such as "200,200", or "none" for no hidden layer.
+public struct Widths: ExpressibleByArgument, Equatable, Sendable {
+    public var values: [Int]
+
+    public init(_ values: [Int]) { self.values = values }
+
+    public init?(argument: String) {
+        if argument == "none" { values = []; return }
+        let widths = argument.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !widths.isEmpty, widths.allSatisfy({ $0 != nil && $0! >= 1 }) else { return nil }
+        values = widths.map { $0! }
+    }
+
+    public var defaultValueDescription: String { values.isEmpty ? "none" : values.map(String.init).joined(separator: ",") }
+}
+
+/// A comma-separated list of positive integers, such as "1,10,100".
+public struct PositiveIntegers: ExpressibleByArgument, Equatable, Sendable {
+    public var values: [Int]
+
+    public init(_ values: [Int]) { self.values = values }
+
+    public init?(argument: String) {
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && $0! >= 1 }) else { return nil }
+        values = parts.map { $0! }
+    }
+
+    public var defaultValueDescription: String { values.map(String.init).joined(separator: ",") }
+}
+
+/// Runs a command-line tool: output line-buffered, and every failure one
+/// line on stderr (`tool: error: …`) with a non-zero exit; an interruption
+/// exits 130 (SIGINT) or 143 (SIGTERM). Help and version keep their output.
+public func runCommandLine(_ command: ParsableCommand.Type, tool: String) -> Never {
+    lineBufferStandardOutput()
+    func fail(_ message: String, code: Int32) -> Never {
+        ProgressBar.finishLine()
+        fflush(stdout)
+        let line = message.split(whereSeparator: \.isNewline).joined(separator: " ")
+        FileHandle.standardError.write(Data("\(tool): error: \(line)\n".utf8))
+        exit(code)
+    }
+    do {
+        var parsed = try command.parseAsRoot()
+        try parsed.run()
+        fflush(stdout)
+        if ferror(stdout) != 0 { fail("cannot write the output (\(String(cString: strerror(errno))))", code: 1) }
+        exit(0)
+    } catch IWAEError.interrupted(let message) {
+        ProgressBar.finishLine()
+        FileHandle.standardError.write(Data("\(tool): interrupted: \(message)\n".utf8))
+        exit(SignalFlag.signal == SIGTERM ? 143 : 130)
+    } catch let error as IWAEError {
+        fail("\(error)", code: 1)
+    } catch let error as DataError {
+        fail("\(error)", code: 1)
+    } catch {
+        let code = command.exitCode(for: error)
+        if code == .success { command.exit(withError: error) }
+        let message = command.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+        fail("\(message) (see '\(tool) help')", code: code.rawValue)
+    }
+}
+
+/// SIGINT and SIGTERM set a flag that the training loop polls after each step.
+public final class SignalFlag: @unchecked Sendable {
+    nonisolated(unsafe) static var raised: sig_atomic_t = 0
+    nonisolated(unsafe) public static var signal: Int32 = 0
+
+    public var isSet: Bool { SignalFlag.raised != 0 }
+
+    public static func install() -> SignalFlag {
+        let handler: @convention(c) (Int32) -> Void = { number in
+            SignalFlag.signal = number
+            SignalFlag.raised = 1
+        }
+        Foundation.signal(SIGINT, handler)
+        Foundation.signal(SIGTERM, handler)
+        return SignalFlag()
+    }
+}

@@ -1,0 +1,80 @@
+import IWAELinearAlgebra
+import RealModule
+
+/// The prior r_λ(z) = N(λ₁, diag(λ₂)) over k units (MATH.md §1): the
+/// standard normal (λ₁ = 0, λ₂ = 1, fixed) or learned, with λ₂ = exp(ρ).
+///
+/// Parameters (learned only): `prior.mean` λ₁ (k), `prior.log_variance` ρ (k).
+public final class DiagonalGaussianPrior<Scalar: BLASScalar> {
+    public let kind: PriorKind
+    public let dimension: Int
+    let meanSlot: ParameterSlot?
+    let logVarianceSlot: ParameterSlot?
+
+    public init(_ kind: PriorKind, dimension k: Int, name: String = "prior", layout: inout ParameterLayout) {
+        self.kind = kind
+        dimension = k
+        if kind == .learned {
+            meanSlot = layout.register("\(name).mean", shape: [k])
+            logVarianceSlot = layout.register("\(name).log_variance", shape: [k])
+        } else {
+            meanSlot = nil
+            logVarianceSlot = nil
+        }
+    }
+
+    /// λ₁ᵢ and λ₂ᵢ of unit i.
+    @inline(__always) public func parameters(_ i: Int, _ store: ParameterStore<Scalar>) -> (mean: Scalar, variance: Scalar) {
+        guard let meanSlot, let logVarianceSlot else { return (0, 1) }
+        return (store.value(meanSlot)[i], Scalar.exp(store.value(logVarianceSlot)[i]))
+    }
+
+    /// log r(z) per row of z (N, k), by `standardNormalLogDensity` or
+    /// `diagonalGaussianLogDensity`.
+    public func logDensity(_ z: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
+        precondition(z.columns == dimension)
+        if let meanSlot, let logVarianceSlot {
+            diagonalGaussianLogDensity(z, mean: store.value(meanSlot), logVariance: store.value(logVarianceSlot), into: result)
+        } else {
+            standardNormalLogDensity(z, into: result)
+        }
+    }
+
+    /// The backward of `Σ_r g_r log r(z_r)`: accumulates into λ's gradient
+    ///
+    ///     ∂log r/∂λ₁ = (z − λ₁)/λ₂,   ∂log r/∂ρ = ½(z − λ₁)²/λ₂ − ½        (z fixed)
+    ///
+    /// weighted by `g`, and, when `path` is given, adds the path through z,
+    /// `path_r · ∂log r/∂z = −path_r (z − λ₁)/λ₂`, to `dz` (N, k). The
+    /// doubly reparameterized estimator passes a path weight other than g.
+    public func backward(_ z: MatrixView<Scalar>, weights g: UnsafePointer<Scalar>, path: UnsafePointer<Scalar>?,
+                         sampleGradient dz: UnsafeMutablePointer<Scalar>, _ store: ParameterStore<Scalar>) {
+        let k = dimension, rows = z.rows
+        let dMean = meanSlot.map { store.gradient($0) }, dLogVariance = logVarianceSlot.map { store.gradient($0) }
+        for i in 0..<k {
+            let (m, variance) = parameters(i, store)
+            var sumMean: Scalar = 0, sumLogVariance: Scalar = 0
+            for r in 0..<rows {
+                let gr = g[r], diff = z[r, i] - m
+                sumMean += gr * diff / variance
+                sumLogVariance += gr * (0.5 * diff * diff / variance - 0.5)
+                if let path { dz[r * k + i] += path[r] * (-diff / variance) }
+            }
+            dMean?[i] += sumMean
+            dLogVariance?[i] += sumLogVariance
+        }
+    }
+
+    /// Adds `scale ·` ∂KL(q ‖ r)/∂λ for unit i, given λ₁ᵢ − μᵢ's negative
+    /// `meanDifference` = μᵢ − λ₁ᵢ and q's variance Σ_ii (`klDivergence`):
+    ///
+    ///     ∂KL/∂λ₁ = (λ₁ − μ)/λ₂,   ∂KL/∂ρ = ½(1 − (Σ_ii + (λ₁ − μ)²)/λ₂)
+    @inline(__always)
+    func addKLGradient(unit i: Int, meanDifference diff: Scalar, variance sigmaII: Scalar, scale c: Scalar,
+                       _ store: ParameterStore<Scalar>) {
+        guard let meanSlot, let logVarianceSlot else { return }
+        let v = Scalar.exp(store.value(logVarianceSlot)[i])
+        store.gradient(meanSlot)[i] += c * (-diff / v)
+        store.gradient(logVarianceSlot)[i] += c * 0.5 * (1 - (sigmaII + diff * diff) / v)
+    }
+}

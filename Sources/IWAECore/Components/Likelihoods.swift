@@ -1,0 +1,208 @@
+import IWAELinearAlgebra
+import RealModule
+
+/// p_θ(x|z) with Bernoulli pixels: logits ℓ = f_θ(z) from the decoder network
+/// (k → H … → D, identity output), MATH.md §1:
+///
+///     log p(x|z) = Σ_d x_d ℓ_d − softplus(ℓ_d),     ∂log p/∂ℓ = x − σ(ℓ)
+///
+/// Parameters: `decoder.i.weight`, `decoder.i.bias`. Shapes: z (B·K, k),
+/// x (B, D) (row b serves draws b·K … b·K + K − 1), log p (B·K).
+public final class BernoulliLikelihood<Scalar: BLASScalar> {
+    public let decoder: MLP<Scalar>
+    /// σ(ℓ) (B·K, D), kept by a forward for the backward.
+    let probabilities = Tensor<Scalar>(shape: [0])
+    public var profiler: PhaseProfiler? { didSet { decoder.profiler = profiler; decoder.gemmPhase = .decoderGemm } }
+
+    public init(decoder: MLP<Scalar>) { self.decoder = decoder }
+
+    /// log p(x|z) per row into `result`. The output bias is folded into the
+    /// kernel's pass over the logits; with `keepForBackward` σ(ℓ) is kept.
+    public func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+                              keepForBackward: Bool, _ store: ParameterStore<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
+        let rows = z.rows, d = decoder.outputSize
+        if keepForBackward && probabilities.capacity < rows * d { probabilities.replace(shape: [rows, d]) }
+        let logits = decoder.forward(z, store, deferOutputBias: true)
+        let t = profiler.start()
+        Scalar.bernoulliLogLikelihood(
+            logits: logits.pointer, bias: decoder.outputBias(store), targets: x.pointer, rows: rows, dim: d,
+            repeat: K, logLikelihood: result, probabilities: keepForBackward ? probabilities.pointer : nil)
+        profiler.stop(.elementwise, t)
+    }
+
+    /// The backward of `Σ_r g_r log p(x|z_r)`: ∂/∂ℓ = g (x − σ(ℓ)), then
+    /// through the decoder into its parameters and, when given, `dz` (B·K, k).
+    public func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+                         _ store: ParameterStore<Scalar>, dz: MatrixView<Scalar>?) {
+        let dOut = decoder.outputGradient, d = decoder.outputSize
+        let t = profiler.start()
+        for r in 0..<dOut.rows {
+            let gr = g[r], xr = x.pointer + (r / K) * x.rowStride, pr = probabilities.pointer + r * d, dr = dOut.pointer + r * d
+            for i in 0..<d { dr[i] = gr * (xr[i] - pr[i]) }
+        }
+        profiler.stop(.elementwise, t)
+        decoder.backward(dx: dz, store)
+    }
+
+    /// The mean of p(x|z), σ(f(z)), for rows of z (N, k) into `out` (N, D).
+    public func mean(_ z: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, into out: UnsafeMutablePointer<Scalar>) {
+        let f = decoder.forward(z, store)
+        Scalar.sigmoid(f.pointer, out, count: f.count)
+    }
+
+    public func releaseBuffers() {
+        probabilities.replace(shape: [0])
+        decoder.releaseBuffers()
+    }
+
+    public var bufferBytes: Int { decoder.bufferBytes + probabilities.capacity * MemoryLayout<Scalar>.stride }
+}
+
+/// p_θ(x|z) = N(f_θ(z), σ² I) (MATH.md §1), σ fixed or learned as
+/// `decoder.log_variance` = log σ² (1):
+///
+///     log p(x|z) = −‖x − f‖²/(2σ²) − (D/2) log(2πσ²)
+///     ∂log p/∂f = (x − f)/σ²,   ∂log p/∂ log σ² = ‖x − f‖²/(2σ²) − D/2
+public final class GaussianLikelihood<Scalar: BLASScalar> {
+    public let decoder: MLP<Scalar>
+    /// σ when fixed, its initial value when learned.
+    public let sigma: Double
+    let logVarianceSlot: ParameterSlot?
+    public var profiler: PhaseProfiler? { didSet { decoder.profiler = profiler; decoder.gemmPhase = .decoderGemm } }
+
+    /// Registers `decoder.log_variance` when σ is learned (after the decoder's layers).
+    public init(decoder: MLP<Scalar>, sigma: Double, learned: Bool, layout: inout ParameterLayout) {
+        self.decoder = decoder
+        self.sigma = sigma
+        logVarianceSlot = learned ? layout.register("decoder.log_variance", shape: [1]) : nil
+    }
+
+    public func initialize(_ store: ParameterStore<Scalar>) {
+        if let logVarianceSlot { store.value(logVarianceSlot)[0] = Scalar(2 * Double.log(sigma)) }
+    }
+
+    /// σ² now.
+    public func variance(_ store: ParameterStore<Scalar>) -> Scalar {
+        if let logVarianceSlot { return Scalar.exp(store.value(logVarianceSlot)[0]) }
+        return Scalar(sigma * sigma)
+    }
+
+    /// log p(x|z) per row into `result` (`gaussianLogLikelihood`); f(z) stays
+    /// in the decoder's output buffer for the backward.
+    public func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+                              _ store: ParameterStore<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
+        let f = decoder.forward(z, store)
+        gaussianLogLikelihood(mean: f, targets: x, samplesPerExample: K, variance: variance(store), into: result)
+    }
+
+    /// The backward of `Σ_r g_r log p(x|z_r)` into the decoder, σ² and `dz`.
+    public func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+                         _ store: ParameterStore<Scalar>, dz: MatrixView<Scalar>?) {
+        let dOut = decoder.outputGradient, d = decoder.outputSize
+        let v = variance(store), o = decoder.output.pointer
+        let t = profiler.start()
+        var dLogVariance: Scalar = 0
+        for r in 0..<dOut.rows {
+            let gr = g[r], xr = x.pointer + (r / K) * x.rowStride, fr = o + r * d, dr = dOut.pointer + r * d
+            var squares: Scalar = 0
+            for i in 0..<d {
+                let diff = xr[i] - fr[i]
+                dr[i] = gr * diff / v
+                squares += diff * diff
+            }
+            dLogVariance += gr * (squares / (2 * v) - Scalar(d) / 2)
+        }
+        if let logVarianceSlot { store.gradient(logVarianceSlot)[0] += dLogVariance }
+        profiler.stop(.elementwise, t)
+        decoder.backward(dx: dz, store)
+    }
+
+    /// The mean of p(x|z), f(z), for rows of z (N, k) into `out` (N, D).
+    public func mean(_ z: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, into out: UnsafeMutablePointer<Scalar>) {
+        let f = decoder.forward(z, store)
+        out.update(from: f.pointer, count: f.count)
+    }
+}
+
+/// The model's likelihood: the one place that chooses between the two.
+public enum Likelihood<Scalar: BLASScalar> {
+    case bernoulli(BernoulliLikelihood<Scalar>)
+    case gaussian(GaussianLikelihood<Scalar>)
+
+    /// Registers the decoder k → hidden … → D (and σ² when learned) under "decoder".
+    init(_ c: ModelConfiguration, inputDimension k: Int, layout: inout ParameterLayout) {
+        let decoder = MLP<Scalar>(sizes: [k] + c.decoderHidden + [c.dataDimension],
+                                  activations: Array(repeating: c.activation, count: c.decoderHidden.count) + [.identity],
+                                  name: "decoder", layout: &layout)
+        switch c.likelihood {
+        case .bernoulli: self = .bernoulli(BernoulliLikelihood(decoder: decoder))
+        case .gaussian: self = .gaussian(GaussianLikelihood(decoder: decoder, sigma: c.sigma, learned: c.learnSigma, layout: &layout))
+        }
+    }
+
+    public var decoder: MLP<Scalar> {
+        switch self {
+        case .bernoulli(let p): return p.decoder
+        case .gaussian(let p): return p.decoder
+        }
+    }
+
+    /// The decoder's slots and σ²'s when learned.
+    public var parameterSlots: [ParameterSlot] {
+        var slots = decoder.layers.flatMap(\.slots)
+        if case .gaussian(let p) = self, let slot = p.logVarianceSlot { slots.append(slot) }
+        return slots
+    }
+
+    func initialize(_ store: ParameterStore<Scalar>, using rng: Xoshiro256) {
+        decoder.initialize(store, using: rng)
+        if case .gaussian(let p) = self { p.initialize(store) }
+    }
+
+    func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+                       keepForBackward: Bool, _ store: ParameterStore<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
+        switch self {
+        case .bernoulli(let p): p.logLikelihood(z, targets: x, samplesPerExample: K, keepForBackward: keepForBackward, store, into: result)
+        case .gaussian(let p): p.logLikelihood(z, targets: x, samplesPerExample: K, store, into: result)
+        }
+    }
+
+    func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+                  _ store: ParameterStore<Scalar>, dz: MatrixView<Scalar>?) {
+        switch self {
+        case .bernoulli(let p): p.backward(weights: g, targets: x, samplesPerExample: K, store, dz: dz)
+        case .gaussian(let p): p.backward(weights: g, targets: x, samplesPerExample: K, store, dz: dz)
+        }
+    }
+
+    func mean(_ z: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, into out: UnsafeMutablePointer<Scalar>) {
+        switch self {
+        case .bernoulli(let p): p.mean(z, store, into: out)
+        case .gaussian(let p): p.mean(z, store, into: out)
+        }
+    }
+
+    var profiler: PhaseProfiler? {
+        get { decoder.profiler }
+        nonmutating set {
+            switch self {
+            case .bernoulli(let p): p.profiler = newValue
+            case .gaussian(let p): p.profiler = newValue
+            }
+        }
+    }
+
+    func releaseBuffers() {
+        switch self {
+        case .bernoulli(let p): p.releaseBuffers()
+        case .gaussian(let p): p.decoder.releaseBuffers()
+        }
+    }
+
+    var bufferBytes: Int {
+        switch self {
+        case .bernoulli(let p): return p.bufferBytes
+        case .gaussian(let p): return p.decoder.bufferBytes
+        }
+    }
+}

@@ -1,0 +1,138 @@
+import IWAELinearAlgebra
+import RealModule
+
+// The formulas of MATH.md §1–2 on plain arrays, for code that does not want
+// the engine's buffers: each calls the same function the model uses. Vectors
+// are [Double]; a k×k matrix is k·k values, row-major.
+
+/// KL(N(μ, L Lᵀ) ‖ N(λ₁, diag λ₂)) from the Cholesky factor L (lower triangle
+/// read), by `klDivergence(trace:quadratic:dimension:logPriorDeterminant:logDeterminant:)`.
+public func klDivergence(mean: [Double], choleskyFactor l: [Double], priorMean: [Double], priorVariance: [Double]) -> Double {
+    let k = mean.count
+    precondition(l.count == k * k && priorMean.count == k && priorVariance.count == k, "shapes: μ (k), L (k·k), λ₁ (k), λ₂ (k)")
+    var trace = 0.0, quadratic = 0.0, logPriorDet = 0.0, logDet = 0.0
+    for i in 0..<k {
+        var sigmaII = 0.0
+        for j in 0...i { sigmaII += l[i * k + j] * l[i * k + j] }
+        trace += sigmaII / priorVariance[i]
+        let diff = priorMean[i] - mean[i]
+        quadratic += diff * diff / priorVariance[i]
+        logPriorDet += Double.log(priorVariance[i])
+        logDet += 2 * Double.log(l[i * k + i])
+    }
+    return klDivergence(trace: trace, quadratic: quadratic, dimension: k, logPriorDeterminant: logPriorDet, logDeterminant: logDet)
+}
+
+/// KL(N(μ, Σ) ‖ N(λ₁, diag λ₂)) from Σ (k·k, symmetric positive definite),
+/// factored by LAPACK. Throws when Σ is not positive definite.
+public func klDivergence(mean: [Double], covariance: [Double], priorMean: [Double], priorVariance: [Double]) throws -> Double {
+    try klDivergence(mean: mean, choleskyFactor: choleskyFactor(covariance, dimension: mean.count),
+                     priorMean: priorMean, priorVariance: priorVariance)
+}
+
+/// The lower Cholesky factor L of Σ = L Lᵀ (k·k, row-major, zero upper part).
+public func choleskyFactor(_ covariance: [Double], dimension k: Int) throws -> [Double] {
+    precondition(covariance.count == k * k, "Σ must have k·k values")
+    var l = covariance
+    let info = l.withUnsafeMutableBufferPointer { Double.choleskyLower(n: k, a: $0.baseAddress!, lda: k) }
+    guard info == 0 else { throw IWAEError.notPositiveDefinite(example: 0, info: info) }
+    for i in 0..<k { for j in (i + 1)..<Swift.max(i + 1, k) { l[i * k + j] = 0 } }
+    return l
+}
+
+/// log q(z) for q = N(μ, L Lᵀ) (full covariance), by `fullGaussianLogDensity`.
+public func gaussianLogDensity(_ z: [Double], mean: [Double], choleskyFactor l: [Double]) -> Double {
+    let k = z.count
+    precondition(mean.count == k && l.count == k * k, "shapes: z (k), μ (k), L (k·k)")
+    var zz = z, result = 0.0
+    mean.withUnsafeBufferPointer { m in
+        l.withUnsafeBufferPointer { f in
+            zz.withUnsafeMutableBufferPointer {
+                fullGaussianLogDensity(MatrixView($0.baseAddress!, rows: 1, columns: k), mean: m.baseAddress!,
+                                       factor: f.baseAddress!, into: &result)
+            }
+        }
+    }
+    return result
+}
+
+/// log q(z) for q = N(μ, diag(s²)) (the diagonal encoder), by
+/// `diagonalGaussianLogDensity` with log variance 2 log s.
+public func gaussianLogDensity(_ z: [Double], mean: [Double], standardDeviation s: [Double]) -> Double {
+    precondition(mean.count == z.count && s.count == z.count, "shapes: z, μ and s all (k)")
+    return priorLogDensity(z, mean: mean, variance: s.map { $0 * $0 })
+}
+
+/// log r(z) for the prior N(λ₁, diag λ₂), by `diagonalGaussianLogDensity`
+/// (λ₁ = 0, λ₂ = 1: the standard normal).
+public func priorLogDensity(_ z: [Double], mean: [Double], variance: [Double]) -> Double {
+    let k = z.count
+    precondition(mean.count == k && variance.count == k, "shapes: z, λ₁ and λ₂ all (k)")
+    var zz = z, result = 0.0
+    let logVariance = variance.map { Double.log($0) }
+    mean.withUnsafeBufferPointer { m in
+        logVariance.withUnsafeBufferPointer { v in
+            zz.withUnsafeMutableBufferPointer {
+                diagonalGaussianLogDensity(MatrixView($0.baseAddress!, rows: 1, columns: k), mean: m.baseAddress!,
+                                           logVariance: v.baseAddress!, into: &result)
+            }
+        }
+    }
+    return result
+}
+
+/// log p(x|z) of the Bernoulli likelihood with logits ℓ = f(z), by the
+/// engine's Bernoulli kernel: Σ_d x_d ℓ_d − softplus(ℓ_d).
+public func bernoulliLogLikelihood(_ x: [Double], logits: [Double]) -> Double {
+    precondition(x.count == logits.count, "x and the logits must have the same length")
+    var result = 0.0
+    Double.bernoulliLogLikelihood(logits: logits, bias: nil, targets: x, rows: 1, dim: x.count, repeat: 1,
+                                  logLikelihood: &result, probabilities: nil)
+    return result
+}
+
+/// log p(x|z) of the Gaussian likelihood N(f(z), σ² I), by `gaussianLogLikelihood`.
+public func gaussianLogLikelihood(_ x: [Double], mean f: [Double], variance: Double) -> Double {
+    precondition(x.count == f.count, "x and the mean must have the same length")
+    var xx = x, ff = f, result = 0.0
+    let d = x.count
+    xx.withUnsafeMutableBufferPointer { xp in
+        ff.withUnsafeMutableBufferPointer { fp in
+            gaussianLogLikelihood(mean: MatrixView(fp.baseAddress!, rows: 1, columns: d),
+                                  targets: MatrixView(xp.baseAddress!, rows: 1, columns: d), samplesPerExample: 1,
+                                  variance: variance, into: &result)
+        }
+    }
+    return result
+}
+
+/// L_K = logmeanexp(log w) of one example's K log weights, by `iwaeBound`.
+public func iwaeBound(logWeights: [Double]) -> Double {
+    precondition(!logWeights.isEmpty, "at least one log weight")
+    var w = logWeights, result = 0.0
+    w.withUnsafeMutableBufferPointer { iwaeBound(logWeights: MatrixView($0.baseAddress!, rows: 1, columns: $0.count), into: &result) }
+    return result
+}
+
+/// The Monte Carlo ELBO (1/K) Σ log w of one example's K log weights, by `elboEstimate`.
+public func elboEstimate(logWeights: [Double]) -> Double {
+    precondition(!logWeights.isEmpty, "at least one log weight")
+    var w = logWeights, result = 0.0
+    w.withUnsafeMutableBufferPointer { elboEstimate(logWeights: MatrixView($0.baseAddress!, rows: 1, columns: $0.count), into: &result) }
+    return result
+}
+
+extension VariationalAutoencoder where Scalar == Float {
+    /// log p(x) ≈ L_k for each of `examples` rows of `pixels` (row-major,
+    /// D values each, as the model sees them: already binary for a Bernoulli
+    /// likelihood), on `threads` cores (default: all).
+    public func logLikelihood(of pixels: [Float], examples n: Int, samples k: Int = 5000, seed: UInt64 = 1,
+                              threads: Int? = nil) throws -> LogLikelihoodEstimate {
+        guard n >= 1, pixels.count == n * configuration.dataDimension else {
+            throw IWAEError.invalidArgument("expected \(n) × \(configuration.dataDimension) values, got \(pixels.count)")
+        }
+        guard k >= 1 else { throw IWAEError.invalidArgument("k must be at least 1, got \(k)") }
+        let x = Tensor<Float>(shape: [n, configuration.dataDimension], values: pixels)
+        return try ModelWorkers(model: self, workers: threads, seed: seed).estimateLogLikelihood(x.matrix, samples: k, seed: seed)
+    }
+}

@@ -1,0 +1,83 @@
+import IWAELinearAlgebra
+import RealModule
+
+/// How the encoder's gradient is estimated (MATH.md §3). θ and λ always take
+/// the normalized-weight gradient.
+public enum GradientEstimator: String, Codable, Sendable, CaseIterable {
+    /// Pathwise (reparameterization): total derivative through z = μ + L ε.
+    case reparam
+    /// Score function (log-derivative trick, REINFORCE), z held fixed.
+    case score
+    /// Sticking the landing (Roeder et al. 2017): the pathwise gradient
+    /// without q's direct dependence on φ; biased for K > 1 with the IWAE bound.
+    case stl
+    /// Doubly reparameterized (Tucker et al. 2018), for the IWAE bound:
+    /// Σ_k w̃_k² ∂log w_k/∂z_k ∂z_k/∂φ.
+    case dreg
+
+    /// Why the estimator does not apply to `objective` with K draws and
+    /// `baseline`, or nil when it does.
+    public func unsupported(objective: Objective, samplesPerExample K: Int, baseline: ScoreBaseline) -> String? {
+        if objective == .elboAnalytic && self != .reparam {
+            return "estimator \(rawValue) does not apply to elbo-analytic (its KL is differentiated in closed form); use reparam"
+        }
+        if self == .dreg && objective != .iwae { return "estimator dreg is for the IWAE bound: use --objective iwae" }
+        if baseline == .vimco {
+            guard self == .score else { return "--baseline vimco goes with --estimator score" }
+            guard K > 1 else { return "--baseline vimco needs k > 1 (leave-one-out)" }
+        }
+        return nil
+    }
+
+    /// Throws `IWAEError.invalidArgument` with `unsupported`'s reason.
+    public func validate(objective: Objective, samplesPerExample K: Int, baseline: ScoreBaseline) throws {
+        if let why = unsupported(objective: objective, samplesPerExample: K, baseline: baseline) {
+            throw IWAEError.invalidArgument(why)
+        }
+    }
+}
+
+/// The control variate of the score-function estimator.
+public enum ScoreBaseline: String, Codable, Sendable, CaseIterable {
+    case none
+    /// Leave-one-out (Mnih & Rezende 2016): log w_k replaced by the mean of the others.
+    case vimco
+}
+
+/// The score-function coefficients a_bj = −scale · c_bj of ∇_φ log q(z_bj|x_b)
+/// (MATH.md §3, z fixed), into `result` (B·K):
+///
+///     IWAE: c_j = (L_K − b_j) − w̃_j           ELBO: c_j = (log w_j − b_j)/K − 1/K
+///
+/// b_j = 0, or VIMCO's leave-one-out: L_K with log w_j replaced by the mean
+/// of the others (IWAE), the mean of the other log w (ELBO). ω (B, K) are
+/// the bound weights. The rows of `logWeights` are restored after use.
+func scoreCoefficients<Scalar: BLASScalar>(
+    _ logWeights: LogWeights<Scalar>, boundWeights omega: MatrixView<Scalar>, scale: Scalar, objective: Objective,
+    baseline: ScoreBaseline, into a: UnsafeMutablePointer<Scalar>
+) {
+    let K = logWeights.samplesPerExample, lw = logWeights.values
+    for b in 0..<logWeights.examples {
+        let row = lw.pointer + b * lw.rowStride
+        var sum: Scalar = 0
+        for j in 0..<K { sum += row[j] }
+        let bound = objective == .iwae ? logMeanExp(logSum: logSumExp(row, count: K), count: K) : sum / Scalar(K)
+        for j in 0..<K {
+            var signal: Scalar
+            if objective == .iwae {
+                signal = bound
+                if baseline == .vimco {
+                    let saved = row[j]
+                    row[j] = (sum - row[j]) / Scalar(K - 1)
+                    signal -= logMeanExp(logSum: logSumExp(row, count: K), count: K)
+                    row[j] = saved
+                }
+            } else {
+                signal = row[j]
+                if baseline == .vimco { signal -= (sum - row[j]) / Scalar(K - 1) }
+                signal /= Scalar(K)
+            }
+            a[b * K + j] = -scale * (signal - omega[b, j])
+        }
+    }
+}

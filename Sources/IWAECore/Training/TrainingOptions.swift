@@ -1,0 +1,154 @@
+import Foundation
+import IWAELinearAlgebra
+
+/// How the learning rate moves over epochs.
+public enum LearningRateSchedule: String, Codable, Sendable, CaseIterable {
+    /// The base rate throughout.
+    case constant
+    /// Burda et al. (2015): for i = 0…7, 3ⁱ passes at base · 10^(−i/7)
+    /// (3,280 passes in all; epochs past them stay at the last rate).
+    case paper
+
+    /// The rate for 1-based `epoch`.
+    public func learningRate(epoch: Int, base: Double) -> Double {
+        switch self {
+        case .constant: return base
+        case .paper:
+            var end = 0, stage = 0
+            for i in 0...7 {
+                end += Int(pow(3.0, Double(i)))
+                stage = i
+                if epoch <= end { break }
+            }
+            return base * pow(10, -Double(stage) / 7)
+        }
+    }
+
+    /// Epochs of the whole schedule (nil: open-ended).
+    public var totalEpochs: Int? { self == .paper ? 3280 : nil }
+}
+
+/// What a training run does. The defaults here are the only ones: the
+/// command-line tools take theirs from `TrainingOptions()`.
+public struct TrainingOptions: Codable, Equatable, Sendable {
+    public var objective: Objective = .iwae
+    /// K, importance samples per example.
+    public var samplesPerExample = 5
+    public var epochs = 5
+    public var batchSize = 100
+    public var learningRate = 1e-3
+    public var schedule = LearningRateSchedule.constant
+    /// The encoder's gradient estimator, and the score function's baseline.
+    public var estimator = GradientEstimator.reparam
+    public var baseline = ScoreBaseline.none
+    /// Adam's ε (the IWAE paper uses 10⁻⁴).
+    public var adamEpsilon = 1e-4
+    /// The seed of every random stream of the run (see `seeds`).
+    public var seed: UInt64 = 1
+    /// Cores to split each batch over (default: all active cores). Results
+    /// are reproducible for a given seed and worker count.
+    public var workers: Int?
+
+    public init(objective: Objective = .iwae, samplesPerExample: Int = 5, epochs: Int = 5, batchSize: Int = 100,
+                learningRate: Double = 1e-3, schedule: LearningRateSchedule = .constant, adamEpsilon: Double = 1e-4,
+                estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none, seed: UInt64 = 1,
+                workers: Int? = nil) {
+        self.objective = objective
+        self.samplesPerExample = samplesPerExample
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.learningRate = learningRate
+        self.schedule = schedule
+        self.adamEpsilon = adamEpsilon
+        self.estimator = estimator
+        self.baseline = baseline
+        self.seed = seed
+        self.workers = workers
+    }
+
+    /// The run's named random streams, all derived from `seed`.
+    public var seeds: SeedStreams { SeedStreams(seed: seed) }
+
+    /// Checks every value; throws a one-line error naming the bad one.
+    public func validate() throws {
+        guard samplesPerExample >= 1 else { throw IWAEError.invalidArgument("k must be at least 1, got \(samplesPerExample)") }
+        guard batchSize >= 1 else { throw IWAEError.invalidArgument("batch must be at least 1, got \(batchSize)") }
+        guard epochs >= 0 else { throw IWAEError.invalidArgument("epochs must be at least 0, got \(epochs)") }
+        guard learningRate.isFinite, learningRate > 0 else {
+            throw IWAEError.invalidArgument("learning rate must be finite and positive, got \(learningRate)")
+        }
+        try estimator.validate(objective: objective, samplesPerExample: samplesPerExample, baseline: baseline)
+        if let workers, workers < 1 { throw IWAEError.invalidArgument("workers must be at least 1, got \(workers)") }
+        guard adamEpsilon.isFinite, adamEpsilon > 0 else {
+            throw IWAEError.invalidArgument("Adam epsilon must be finite and positive, got \(adamEpsilon)")
+        }
+    }
+}
+
+/// The random streams of a training run, each derived from one seed. A
+/// stream's seed never changes meaning: checkpoints and resumed runs rely on it.
+public struct SeedStreams: Sendable {
+    public let seed: UInt64
+    /// Glorot initialization of the parameters.
+    public var initialization: UInt64 { seed }
+    /// The epoch orders and the dynamic binarization of training batches (one stream).
+    public var shuffling: UInt64 { seed }
+    /// The samplers of the data-parallel workers (worker w offsets it, see `ModelWorkers`).
+    public var workers: UInt64 { seed &+ 1 }
+    /// The choice of held-out validation examples.
+    public var validationSplit: UInt64 { seed ^ 0x5B11 }
+    /// The draws of the per-epoch validation bound (the same every epoch and run).
+    public static let validationBound: UInt64 = 0xFA11D
+}
+
+/// One epoch's summary, appended to `metrics.jsonl`.
+public struct EpochMetrics: Codable, Sendable {
+    public var epoch: Int
+    public var step: Int
+    public var objective: String
+    public var k: Int
+    public var trainBound: Double
+    public var validationBound: Double?
+    public var examplesPerSecond: Double
+    public var seconds: Double
+    public var learningRate: Double
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, step, objective, k, seconds
+        case trainBound = "train_bound", validationBound = "validation_bound"
+        case examplesPerSecond = "examples_per_s", learningRate = "learning_rate"
+    }
+}
+
+/// Progress within an epoch, for a progress bar.
+public struct TrainingProgress: Sendable {
+    public var epoch: Int
+    public var epochs: Int
+    public var batch: Int
+    public var batches: Int
+    /// Mean bound over this epoch's batches so far.
+    public var runningBound: Double
+    public var examplesPerSecond: Double
+}
+
+/// Where a run stands, beyond parameters and optimizer moments: what a
+/// checkpoint needs so that a resumed run continues bit for bit.
+public struct TrainingState: Codable, Sendable, Equatable {
+    /// The epoch in progress (1-based), or the last completed one when `batchInEpoch` is 0.
+    public var epoch = 0
+    /// Optimizer steps taken.
+    public var step = 0
+    /// Batches of `epoch` done; 0 at an epoch boundary.
+    public var batchInEpoch = 0
+    /// The current epoch's order of training examples (empty at a boundary).
+    public var order: [Int32] = []
+    /// Running sums of the epoch's train bound.
+    public var boundSum = 0.0
+    public var seen = 0
+    /// States of the shuffling/binarization generator and of each worker's sampler.
+    public var generator: [UInt64] = []
+    public var workerGenerators: [[UInt64]] = []
+
+    public init() {}
+}
+

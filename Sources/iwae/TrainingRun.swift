@@ -1,0 +1,96 @@
+import Foundation
+import IWAE
+import IWAEConsole
+
+/// One `iwae train` run in its output directory: the model, the trainer, the
+/// checkpoints (with the typed `TrainingRecord` that `--resume` reads back),
+/// `metrics.jsonl`, signals and the log.
+struct TrainingRun {
+    var directory: String
+    var configuration: ModelConfiguration
+    var options: TrainingOptions
+    var data: DataSource
+    var trainExamplesLimit: Int?
+    var validationExamples: Int
+    var checkpointEvery: Int?
+
+    /// A new run: initializes the model from the seed and writes a first checkpoint.
+    func start(images: ImageSet) throws {
+        try train(images: images, resuming: nil)
+    }
+
+    /// Continues from `checkpoint` bit for bit (same seed streams, order and position).
+    func resume(_ checkpoint: Checkpoint, images: ImageSet) throws {
+        try train(images: images, resuming: checkpoint)
+    }
+
+    private func train(images: ImageSet, resuming checkpoint: Checkpoint?) throws {
+        let seeds = options.seeds
+        let split = try images.splitValidation(count: validationExamples, seed: seeds.validationSplit)
+        let model = VariationalAutoencoder<Float>(configuration, seed: seeds.initialization)
+        model.initializeOutputBias(dataMean: split.train.pixelMean)
+        let heldOut = split.validation.count > 0 ? model.evaluationImages(split.validation) : nil
+        let trainer = try Trainer(model: model, options: options, validation: heldOut)
+        if let checkpoint {
+            guard let saved = checkpoint.optimizer, let state = checkpoint.trainingState,
+                  saved.firstMoment.count == model.store.values.count else {
+                throw IWAEError.invalidCheckpoint("the checkpoint in \(directory) does not match its own training record")
+            }
+            model.store.values.pointer.update(from: checkpoint.model.store.values.pointer, count: model.store.values.count)
+            trainer.optimizer.restore(step: saved.step, firstMoment: saved.firstMoment, secondMoment: saved.secondMoment)
+            try trainer.restore(state)
+        }
+        let record = TrainingRecord(options: options, data: data, trainExamplesLimit: trainExamplesLimit,
+                                    validationExamples: validationExamples, threads: trainer.workers.workerCount,
+                                    trainCount: split.train.count, validationCount: split.validation.count)
+        let imageSize = Checkpoint.ImageSize(width: images.width, height: images.height)
+        if let state = checkpoint?.trainingState {
+            ProgressBar.log("resuming \(directory) at epoch \(state.epoch), step \(state.step) (\(options.epochs) epochs in all)")
+        } else {
+            ProgressBar.log("training \(options.objective.rawValue) K=\(options.samplesPerExample) on \(split.train.count) images (\(split.validation.count) held out), batch \(options.batchSize), \(options.epochs) epochs, \(model.store.values.count) parameters")
+        }
+        func save(_ state: TrainingState) throws {
+            try Checkpoint(model: model, data: data, imageSize: imageSize, training: record, optimizer: trainer.optimizer,
+                           trainingState: state).save(to: directory)
+        }
+        if checkpoint == nil { try save(trainer.currentState) }
+        let stop = SignalFlag.install()
+        // Fault injection for the crash-recovery tests: die (SIGKILL) or be
+        // interrupted (SIGINT) right after a given step, as from outside.
+        let killAtStep = ProcessInfo.processInfo.environment["IWAE_FAULT_KILL_AT_STEP"].flatMap(Int.init)
+        let interruptAtStep = ProcessInfo.processInfo.environment["IWAE_FAULT_INTERRUPT_AT_STEP"].flatMap(Int.init)
+        let metricsPath = directory + "/metrics.jsonl"
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let started = Date()
+        do {
+            try trainer.train(split.train, checkpointEvery: checkpointEvery, shouldStop: { stop.isSet }, afterStep: { step in
+                if step == killAtStep { kill(getpid(), SIGKILL) }
+                if step == interruptAtStep { kill(getpid(), SIGINT) }
+            }, onCheckpoint: save, onProgress: { p in
+                ProgressBar.draw("epoch \(p.epoch)/\(p.epochs)", done: p.batch, total: p.batches,
+                                 detail: "bound \(formatted(p.runningBound))  \(Int(p.examplesPerSecond)) ex/s")
+            }, onEpoch: { m, state in
+                try save(state)
+                try appendLine(String(decoding: try encoder.encode(m), as: UTF8.self), to: metricsPath)
+                let validation = m.validationBound.map { "  validation \(formatted($0))" } ?? ""
+                ProgressBar.log("epoch \(m.epoch)/\(options.epochs)  train \(formatted(m.trainBound))\(validation)  \(Int(m.examplesPerSecond)) ex/s  \(formatted(m.seconds, 1)) s")
+            })
+        } catch IWAEError.interrupted(let message) {
+            throw IWAEError.interrupted("\(message); checkpoint saved in \(directory); continue with: iwae train --resume \(directory)")
+        }
+        ProgressBar.log("done in \(formatted(Date().timeIntervalSince(started), 1)) s; checkpoint \(directory)/\(Checkpoint.fileName)")
+    }
+}
+
+/// Appends one line to a file and flushes it to disk.
+func appendLine(_ line: String, to path: String) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    guard fd >= 0 else { throw IWAEError.writeFailed("cannot write \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    let bytes = Array((line + "\n").utf8)
+    let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    guard written == bytes.count, fsync(fd) == 0 else {
+        throw IWAEError.writeFailed("cannot write \(path): \(String(cString: strerror(errno)))")
+    }
+}
