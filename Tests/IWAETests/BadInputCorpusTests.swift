@@ -1,7 +1,5 @@
 import Foundation
-import IWAECore
-import IWAEData
-import IWAELinearAlgebra
+import IWAE
 import XCTest
 
 /// The bad-input corpus: every case gets one line `iwae: error: …` on stderr

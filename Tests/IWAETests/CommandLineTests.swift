@@ -1,6 +1,5 @@
 import Foundation
-import IWAECore
-import IWAEData
+import IWAE
 import XCTest
 
 /// The `iwae` tool end to end on a small synthetic data set, and every bad
@@ -45,7 +44,7 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(last["step"] as? Int, 2 * 13)   // 260 training images / 20 per batch
         XCTAssertGreaterThan(last["validation_bound"] as! Double, first["validation_bound"] as! Double)
         let checkpoint = try Checkpoint.load(from: out)
-        XCTAssertEqual(checkpoint.info["epoch"], "2")
+        XCTAssertEqual(checkpoint.trainingState?.epoch, 2)
 
         let evaluate = try runIWAE(["evaluate", out, "--k", "200", "--test-examples", "30", "--json"])
         XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
@@ -81,7 +80,7 @@ final class CommandLineTests: XCTestCase {
         for rate in ["nan", "inf", "0", "-0.001"] {
             try assertFailsCleanly(small(out) + ["--learning-rate=\(rate)"], mentioning: "learning rate must be finite and positive")
         }
-        try assertFailsCleanly(small(out) + ["--objective", "best"], mentioning: "unknown objective")
+        try assertFailsCleanly(small(out) + ["--objective", "best"], mentioning: "'best' is invalid for '--objective")
         try assertFailsCleanly(small(out) + ["--hidden", "16,x"], mentioning: "--hidden")
         try assertFailsCleanly(small(out) + ["--latent", "0"], mentioning: "latent dimension must be at least 1")
         try assertFailsCleanly(small(out) + ["--validation-examples", "300"], mentioning: "must be fewer")
@@ -159,7 +158,8 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(checkpoint.model.configuration.encoder, .full)
         XCTAssertEqual(checkpoint.model.configuration.prior, .learned)
         XCTAssertEqual(checkpoint.model.configuration.likelihood, .gaussian)
-        XCTAssertEqual(checkpoint.info["synthetic_dimension"], "6")
+        guard case .linearGaussian(let generator, _, _)? = checkpoint.data else { return XCTFail("data \(String(describing: checkpoint.data))") }
+        XCTAssertEqual(generator.dimension, 6)
         XCTAssertNotNil(checkpoint.model.store.layout.slot(named: "prior.log_variance"))
         let evaluate = try runIWAE(["evaluate", out, "--k", "500", "--json"])
         XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
@@ -180,9 +180,9 @@ final class CommandLineTests: XCTestCase {
 
     func testFullModelBadOptions() throws {
         let out = runDirectory + "/bad"
-        try assertFailsCleanly(small(out) + ["--encoder", "banded"], mentioning: "unknown encoder")
-        try assertFailsCleanly(small(out) + ["--prior", "uniform"], mentioning: "unknown prior")
-        try assertFailsCleanly(small(out) + ["--likelihood", "poisson"], mentioning: "unknown likelihood")
+        try assertFailsCleanly(small(out) + ["--encoder", "banded"], mentioning: "'banded' is invalid for '--encoder")
+        try assertFailsCleanly(small(out) + ["--prior", "uniform"], mentioning: "'uniform' is invalid for '--prior")
+        try assertFailsCleanly(small(out) + ["--likelihood", "poisson"], mentioning: "'poisson' is invalid for '--likelihood")
         try assertFailsCleanly(small(out) + ["--learn-sigma"], mentioning: "--learn-sigma needs --likelihood gaussian")
         try assertFailsCleanly(small(out) + ["--likelihood", "gaussian", "--sigma", "0"], mentioning: "sigma must be finite and positive")
         try assertFailsCleanly(small(out) + ["--decoder-hidden", "0"], mentioning: "--decoder-hidden")
@@ -191,19 +191,29 @@ final class CommandLineTests: XCTestCase {
                                mentioning: "synthetic-dimension must be a positive integer")
     }
 
-    /// A checkpoint written before the full-model options existed (no
-    /// encoder/prior/likelihood metadata) still loads as the diagonal model.
-    func testCheckpointWithoutFullModelMetadataLoads() throws {
+    /// A checkpoint of the first format (flat string metadata, and from
+    /// before the full-model options: no encoder/prior/likelihood keys) still
+    /// loads as the diagonal model and evaluates on its recorded data; it
+    /// cannot be resumed, and says so.
+    func testVersion1CheckpointLoads() throws {
         let out = runDirectory + "/old"
         XCTAssertEqual(try runIWAE(small(out, epochs: 1)).status, 0)
         let path = out + "/model.safetensors"
         var file = try SafetensorsFile(parsing: [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))), name: path)
-        for key in ["encoder", "prior", "likelihood", "sigma", "learn_sigma", "metadata_crc32"] { file.metadata[key] = nil }
+        let v2 = try Checkpoint.load(from: out)
+        file.entries.removeAll { $0.name.hasPrefix("optimizer.") || $0.name == "trainer.order" }
+        file.metadata = ["format": "iwae-checkpoint", "format_version": "1", "data_dimension": "64", "latent_dimension": "4",
+                         "encoder_hidden": "16", "decoder_hidden": "16", "activation": "tanh", "data": data,
+                         "image_width": "8", "image_height": "8", "epoch": "1", "k": "3"]
         try Data(file.encoded()).write(to: URL(fileURLWithPath: path))
         let loaded = try Checkpoint.load(from: out)
-        XCTAssertEqual(loaded.model.configuration.encoder, .diagonal)
-        XCTAssertEqual(loaded.model.configuration.likelihood, .bernoulli)
-        XCTAssertEqual(try runIWAE(["evaluate", out, "--k", "3", "--test-examples", "5"]).status, 0)
+        XCTAssertEqual(loaded.model.configuration, v2.model.configuration)
+        XCTAssertEqual(loaded.model.store.values.array, v2.model.store.values.array)
+        XCTAssertEqual(loaded.data, .files(data))
+        XCTAssertNil(loaded.training)
+        let evaluate = try runIWAE(["evaluate", out, "--k", "3", "--test-examples", "5"])
+        XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
+        try assertFailsCleanly(["train", "--resume", out], mentioning: "no training state to resume from")
     }
 
     func testGradStats() throws {
@@ -238,10 +248,10 @@ final class CommandLineTests: XCTestCase {
             let out = runDirectory + "/" + extra.joined(separator: "-")
             let result = try runIWAE(small(out, epochs: 1) + extra)
             XCTAssertEqual(result.status, 0, "\(extra): \(result.stderr)")
-            XCTAssertEqual(try Checkpoint.load(from: out).info["estimator"], extra[1])
+            XCTAssertEqual(try Checkpoint.load(from: out).training?.options.estimator.rawValue, extra[1])
         }
         try assertFailsCleanly(small(runDirectory + "/x") + ["--estimator", "dreg", "--objective", "elbo"], mentioning: "dreg is for the IWAE bound")
-        try assertFailsCleanly(small(runDirectory + "/x") + ["--estimator", "telepathy"], mentioning: "unknown estimator")
+        try assertFailsCleanly(small(runDirectory + "/x") + ["--estimator", "telepathy"], mentioning: "'telepathy' is invalid for '--estimator")
         try assertFailsCleanly(small(runDirectory + "/x") + ["--baseline", "vimco"], mentioning: "--baseline vimco goes with --estimator score")
     }
 

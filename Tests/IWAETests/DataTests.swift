@@ -1,7 +1,5 @@
 import Foundation
-import IWAECore
-import IWAEData
-import IWAELinearAlgebra
+@testable import IWAE
 import XCTest
 
 /// IDX, gzip, safetensors and checkpoints: round trips and every bad input.
@@ -17,7 +15,7 @@ final class DataTests: XCTestCase {
         do {
             _ = try expression()
             XCTFail("expected an error containing '\(fragment)'", file: file, line: line)
-        } catch let error as IWAEError {
+        } catch let error where error is IWAEError || error is DataError {
             XCTAssertTrue("\(error)".contains(fragment), "'\(error)' lacks '\(fragment)'", file: file, line: line)
             XCTAssertFalse("\(error)".contains("\n"), "multi-line error", file: file, line: line)
         } catch {
@@ -140,11 +138,12 @@ final class DataTests: XCTestCase {
     func testCheckpointRoundTripAndCorruption() throws {
         let dir = temporaryDirectory(self)
         let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: 9, latentDimension: 2, encoderHidden: [5], decoderHidden: [4]), seed: 1)
-        try Checkpoint(model: model, info: ["epoch": "3", "data": "somewhere"]).save(to: dir)
+        try Checkpoint(model: model, data: .files("somewhere"), imageSize: .init(width: 3, height: 3)).save(to: dir)
         let loaded = try Checkpoint.load(from: dir)
         XCTAssertEqual(loaded.model.configuration, model.configuration)
         XCTAssertEqual(loaded.model.store.values.array, model.store.values.array)
-        XCTAssertEqual(loaded.info["epoch"], "3")
+        XCTAssertEqual(loaded.data, .files("somewhere"))
+        XCTAssertEqual(loaded.imageSize, .init(width: 3, height: 3))
         XCTAssertEqual(loaded.model.parameterSlots.map(\.name).prefix(2), ["encoder.0.weight", "encoder.0.bias"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/.model.safetensors.tmp-\(getpid())"))
 
@@ -168,24 +167,36 @@ final class DataTests: XCTestCase {
         var file = try SafetensorsFile(parsing: bytes, name: "c")
         file.metadata["epoch"] = "4"
         assertDataError(try Checkpoint(file, name: "c"), contains: "metadata checksum mismatch")
-        // Without the metadata checksum (as in the first format's files) the remaining checks still apply.
+        // Checksums are required: deleting them does not get a file past the checks.
+        for key in ["checksum_crc32", "metadata_crc32"] {
+            file = try SafetensorsFile(parsing: bytes, name: "c")
+            file.metadata[key] = nil
+            assertDataError(try Checkpoint(file, name: "c"), contains: "missing checksums")
+        }
+        /// The file with its checksums recomputed, as a careful forger would.
+        func resealed(_ f: SafetensorsFile) -> SafetensorsFile {
+            var f = f
+            f.metadata["checksum_crc32"] = String(Checkpoint.checksum(f.entries))
+            f.metadata["metadata_crc32"] = String(Checkpoint.metadataChecksum(f.metadata))
+            return f
+        }
         file = try SafetensorsFile(parsing: bytes, name: "c")
-        file.metadata["metadata_crc32"] = nil
         file.metadata["format_version"] = "99"
-        assertDataError(try Checkpoint(file, name: "c"), contains: "format version 99")
+        assertDataError(try Checkpoint(resealed(file), name: "c"), contains: "format version 99")
         file = try SafetensorsFile(parsing: bytes, name: "c")
-        file.metadata["metadata_crc32"] = nil
-        file.metadata["latent_dimension"] = "3"
-        assertDataError(try Checkpoint(file, name: "c"), contains: "has shape")
+        var configuration = model.configuration
+        configuration.latentDimension = 3
+        file.metadata["model"] = Checkpoint.json(configuration)
+        assertDataError(try Checkpoint(resealed(file), name: "c"), contains: "has shape")
+        file = try SafetensorsFile(parsing: bytes, name: "c")
+        file.metadata["model"] = "{\"latentDimension\": \"many\"}"
+        assertDataError(try Checkpoint(resealed(file), name: "c"), contains: "bad model metadata")
         file = try SafetensorsFile(parsing: bytes, name: "c")
         file.entries.removeLast()
-        file.metadata["checksum_crc32"] = nil
-        file.metadata["metadata_crc32"] = nil
-        assertDataError(try Checkpoint(file, name: "c"), contains: "missing tensor")
+        assertDataError(try Checkpoint(resealed(file), name: "c"), contains: "missing tensor")
         file = try SafetensorsFile(parsing: bytes, name: "c")
         file.metadata["format"] = nil
-        file.metadata["metadata_crc32"] = nil
-        assertDataError(try Checkpoint(file, name: "c"), contains: "not an iwae checkpoint")
+        assertDataError(try Checkpoint(resealed(file), name: "c"), contains: "not an iwae checkpoint")
     }
 
     func testPNGEncoding() throws {

@@ -1,5 +1,4 @@
-import IWAECore
-import IWAELinearAlgebra
+import IWAE
 import XCTest
 
 /// The encoder-gradient estimators agree in expectation (MATH.md §3); STL's

@@ -1,6 +1,4 @@
-import IWAECore
-import IWAEData
-import IWAELinearAlgebra
+import IWAE
 import RealModule
 import XCTest
 
@@ -119,30 +117,30 @@ final class FullModelTests: XCTestCase {
             let rng = Xoshiro256(seed: 3)
             for i in 0..<model.store.values.count { model.store.values[i] += 0.3 * (rng.uniform(Double.self) - 0.5) }
             let x = Tensor<Double>(shape: [4, 6], values: (0..<24).map { _ in Double(rng.next() % 2) })
-            try model.encode(x.matrix)
-            model.sample(samplesPerExample: 3, using: Xoshiro256(seed: 4))
-            let lw = model.computeLogWeights(keepProbabilities: false)
-            XCTAssertTrue(model.klPerExample.allSatisfy { $0 >= 0 })
+            let encoded = try model.encode(x.matrix)
+            let lw = model.logWeights(encoded, samplesPerExample: 3, using: Xoshiro256(seed: 4), keepForBackward: false)
+            XCTAssertTrue(lw.klDivergence.allSatisfy { $0 >= 0 })
+            let scales = model.encoder.scales, means = model.encoder.means, z = model.encoder.samplesView(3)
             // log w = log p + log r − log q, with log q by a triangular solve at z.
             for b in 0..<4 {
                 var factor = [Double](repeating: 0, count: 9)
                 for i in 0..<3 {
-                    if encoder == .full { for j in 0..<3 { factor[i * 3 + j] = model.encoderScale[b, i * 3 + j] } }
-                    else { factor[i * 3 + i] = model.encoderScale[b, i] }
+                    if encoder == .full { for j in 0..<3 { factor[i * 3 + j] = scales[b, i * 3 + j] } }
+                    else { factor[i * 3 + i] = scales[b, i] }
                 }
-                let mu = (0..<3).map { model.encoderMean[b, $0] }
+                let mu = (0..<3).map { means[b, $0] }
                 var logQ = [Double](repeating: 0, count: 3)
-                fullGaussianLogDensity(model.latentSamples.rows(b * 3..<b * 3 + 3), mean: mu, factor: factor, into: &logQ)
+                fullGaussianLogDensity(z.rows(b * 3..<b * 3 + 3), mean: mu, factor: factor, into: &logQ)
                 let prior = (model.store.layout.slot(named: "prior.mean")!, model.store.layout.slot(named: "prior.log_variance")!)
                 for j in 0..<3 {
-                    let z = (0..<3).map { model.latentSamples[b * 3 + j, $0] }
+                    let zj: [Double] = (0..<3).map { z[b * 3 + j, $0] }
                     var logR = -1.5 * Double.log(2 * Double.pi)
                     for i in 0..<3 {
-                        let m = model.store.value(prior.0)[i], v = Double.exp(model.store.value(prior.1)[i])
-                        logR -= 0.5 * ((z[i] - m) * (z[i] - m) / v + Double.log(v))
+                        let m: Double = model.store.value(prior.0)[i], v = Double.exp(model.store.value(prior.1)[i])
+                        logR -= 0.5 * ((zj[i] - m) * (zj[i] - m) / v + Double.log(v))
                     }
-                    let logP = model.logLikelihoodPerSample[b * 3 + j]
-                    assertClose(lw[b, j], logP + logR - logQ[j], rtol: 1e-12, atol: 1e-12, "\(encoder) b=\(b) j=\(j)")
+                    let logP = lw.logLikelihood[b * 3 + j]
+                    assertClose(lw.values[b, j], logP + logR - logQ[j], rtol: 1e-12, atol: 1e-12, "\(encoder) b=\(b) j=\(j)")
                 }
             }
         }

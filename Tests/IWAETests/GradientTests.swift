@@ -1,5 +1,4 @@
-import IWAECore
-import IWAELinearAlgebra
+import IWAE
 import XCTest
 
 /// Every backward against central finite differences in Double.
@@ -112,11 +111,10 @@ final class GradientTests: XCTestCase {
 
     /// −mean_b bound_b with the sampling noise fixed by `seed`.
     func loss(_ model: VariationalAutoencoder<Double>, _ x: Tensor<Double>, _ objective: Objective, K: Int, seed: UInt64) -> Double {
-        try! model.encode(x.matrix)
-        model.sample(samplesPerExample: K, using: Xoshiro256(seed: seed))
-        model.computeLogWeights(keepProbabilities: false)
+        let encoded = try! model.encode(x.matrix)
+        let lw = model.logWeights(encoded, samplesPerExample: K, using: Xoshiro256(seed: seed), keepForBackward: false)
         var bounds = [Double](repeating: 0, count: x.matrix.rows)
-        model.bound(objective, into: &bounds)
+        lw.bound(objective, into: &bounds)
         return -bounds.reduce(0, +) / Double(bounds.count)
     }
 

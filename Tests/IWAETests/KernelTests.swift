@@ -1,5 +1,5 @@
-import IWAELinearAlgebra
 import RealModule
+import IWAE
 import XCTest
 
 /// The vectorized Float kernels against Double libm, and the random numbers.

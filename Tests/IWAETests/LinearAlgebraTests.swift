@@ -1,5 +1,5 @@
-import IWAELinearAlgebra
 import RealModule
+import IWAE
 import XCTest
 
 /// BLAS paths against naive loops, for Float and Double.

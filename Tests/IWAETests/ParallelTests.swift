@@ -1,6 +1,4 @@
-import IWAECore
-import IWAEData
-import IWAELinearAlgebra
+import IWAE
 import RealModule
 import XCTest
 

@@ -1,6 +1,5 @@
 import Foundation
-import IWAECore
-import IWAEData
+import IWAE
 import XCTest
 
 /// Crash-safe, bit-exact resumable training: a run killed with SIGKILL (or

@@ -1,6 +1,5 @@
 import Foundation
-import IWAEData
-import IWAELinearAlgebra
+import IWAE
 import XCTest
 
 /// `|actual − expected| ≤ atol + rtol·|expected|`, elementwise, with the first

@@ -1,7 +1,5 @@
 import Foundation
-import IWAECore
-import IWAEData
-import IWAELinearAlgebra
+import IWAE
 import XCTest
 
 /// Training on a slice of real data lowers the bound.

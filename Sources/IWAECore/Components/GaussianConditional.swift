@@ -284,7 +284,8 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     // MARK: Views
 
     func view(_ t: Tensor<Scalar>, _ columns: Int) -> MatrixView<Scalar> { MatrixView(t.pointer, rows: examples, columns: columns) }
-    func samplesView(_ K: Int) -> MatrixView<Scalar> { MatrixView(samples.pointer, rows: examples * K, columns: dimension) }
+    /// z (B·K, k) of the last `sample` with K draws per example.
+    public func samplesView(_ K: Int) -> MatrixView<Scalar> { MatrixView(samples.pointer, rows: examples * K, columns: dimension) }
     func epsilonView(_ K: Int) -> MatrixView<Scalar> { MatrixView(epsilon.pointer, rows: examples * K, columns: dimension) }
     func sampleGradientView(_ K: Int) -> MatrixView<Scalar> { MatrixView(sampleGradient.pointer, rows: examples * K, columns: dimension) }
 
