@@ -70,18 +70,52 @@ final class BoundTests: XCTestCase {
         }
     }
 
-    /// Active units: Var_x(μ_u(x)) > 10⁻²; a unit whose mean head has zero
-    /// weights is inactive.
+    /// Active units: Var_x(μ_u(x)) > 10⁻², against a naive two-pass
+    /// variance of the encoder means in Double; with the mean weights of units
+    /// 0, 2 and 3 zeroed (μ = bias, constant) exactly unit 1 is active.
     func testActiveUnits() throws {
         let (model, x) = fixedModel()
         let slot = model.store.layout.slot(named: "encoder.mean.weight")!
-        let w = model.store.value(slot)
-        for j in 0..<slot.shape[1] { w[0 * slot.shape[1] + j] = 0 }   // unit 0: μ₀ = bias, constant
-        for j in 0..<slot.shape[1] { w[1 * slot.shape[1] + j] *= 20 }  // unit 1: strongly varying
+        let w = model.store.value(slot), inputs = slot.shape[1]
+        for unit in [0, 2, 3] { for j in 0..<inputs { w[unit * inputs + j] = 0 } }
+        for j in 0..<inputs { w[1 * inputs + j] *= 20 }   // unit 1: strongly varying
         let estimate = try model.estimateLogLikelihood(x.matrix, samples: 2, seed: 1)
-        XCTAssertEqual(estimate.latentActivity[0], 0, accuracy: 1e-9)
-        XCTAssertGreaterThan(estimate.latentActivity[1], 1e-2)
-        XCTAssertEqual(estimate.activeUnits, estimate.latentActivity.filter { $0 > 1e-2 }.count)
-        XCTAssertLessThan(estimate.activeUnits, 4)
+        _ = try model.encode(x.matrix)
+        let means = model.encoder.means
+        let naive: [Double] = (0..<4).map { u in
+            let values = (0..<means.rows).map { Double(means[$0, u]) }
+            let m = values.reduce(0, +) / Double(values.count)
+            return values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(values.count)
+        }
+        assertClose(estimate.latentActivity, naive, rtol: 1e-6, atol: 1e-9)
+        XCTAssertGreaterThan(naive[1], 1e-2)
+        XCTAssertEqual(estimate.activeUnits, 1)
+    }
+
+    /// A NaN log weight makes the k-sample estimate of its example NaN, in
+    /// whichever chunk it falls; it never comes out finite from the others.
+    func testNaNInAnyChunkGivesNaN() throws {
+        XCTAssertTrue(logAddExp(-Double.infinity, .nan).isNaN)
+        XCTAssertTrue(logAddExp(Double.nan, 1).isNaN)
+        XCTAssertTrue(logAddExp(Float(3), .nan).isNaN)
+        let (model, x) = fixedModel()
+        // A NaN pixel reaches the log likelihood of every draw of its example.
+        x[5 * 20 + 3] = .nan
+        let estimate = try model.estimateLogLikelihood(x.matrix.rows(0..<8), samples: 50, seed: 1, rowsPerPass: 40)
+        XCTAssertTrue(estimate.bounds[5].isNaN)
+        XCTAssertTrue(estimate.bounds.enumerated().filter { $0.offset != 5 }.allSatisfy { $0.element.isFinite })
+        XCTAssertTrue(estimate.meanBound.isNaN)
+    }
+
+    /// After a large evaluation the model gives its buffers back: a later
+    /// small encode holds kilobytes, not what k = 5000 needed.
+    func testBuffersShrinkAfterEvaluation() throws {
+        let (model, x) = fixedModel()
+        _ = try model.estimateLogLikelihood(x.matrix, samples: 5000, seed: 1, rowsPerPass: 40_000)
+        XCTAssertLessThan(model.bufferBytes, 1 << 16)
+        _ = try model.encode(x.matrix.rows(0..<200))
+        XCTAssertLessThan(model.bufferBytes, 200 * 1024)
+        try model.accumulateGradient(x.matrix.rows(0..<200), objective: .iwae, samplesPerExample: 5, using: Xoshiro256(seed: 1))
+        XCTAssertGreaterThan(model.bufferBytes, 200 * 5 * 20 * 4)
     }
 }

@@ -102,8 +102,15 @@ final class DataTests: XCTestCase {
             let p = Double(intensities[d])
             XCTAssertEqual(sums[d] / Double(draws), p, accuracy: 5 * (p * (1 - p) / Double(draws)).squareRoot() + 1e-12)
         }
-        // Binarized once with a fixed seed: the same images every time.
-        XCTAssertEqual(set.binarizedOnce(seed: 1).pixels, set.binarizedOnce(seed: 1).pixels)
+        // The evaluation binarization against a naive loop over its documented
+        // stream: pixel (n, d) is 1 when the (n·D + d)-th uniform of
+        // Xoshiro256(evaluationBinarizationSeed) is below its intensity.
+        let images = ImageSet(count: 40, width: 5, height: 1,
+                              pixels: (0..<200).map { Float(($0 * 37) % 101) / 100 }, labels: [UInt8](repeating: 0, count: 40))
+        let stream = Xoshiro256(seed: ImageSet.evaluationBinarizationSeed)
+        let expected = images.pixels.map { v -> Float in stream.uniform(Float.self) < v ? 1 : 0 }
+        XCTAssertEqual(images.binarizedForEvaluation().pixels, expected)
+        XCTAssertNotEqual(images.binarizedOnce(seed: ImageSet.evaluationBinarizationSeed + 1).pixels, expected)
     }
 
     func testValidationSplitIsADisjointPartition() throws {

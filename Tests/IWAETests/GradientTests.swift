@@ -159,8 +159,21 @@ final class GradientTests: XCTestCase {
         assertClose(w.array, [1.0 / 3, 1.0 / 3, 1.0 / 3, 1.0 / 3, 2.0 / 3, 0], rtol: 1e-15)
         boundWeights(.elbo, logWeights: lw.matrix, into: w.matrix)
         assertClose(w.array, [Double](repeating: 1.0 / 3, count: 6), rtol: 1e-15)
-        var b = [Double](repeating: 0, count: 2)
-        iwaeBound(logWeights: lw.matrix, into: &b)
-        assertClose(b, [0, Double.log(3.0 / 3)], rtol: 1e-15, atol: 1e-15)
+        // Bounds against their definitions, by a naive loop in Double, on rows
+        // whose values all differ (a bound stuck at 0 or at the maximum fails).
+        let rows: [[Double]] = [[1, 2, 3], [Double.log(2), Double.log(4), -.infinity], [-700, -701, -699.5]]
+        let logWeights = Tensor<Double>(shape: [3, 3], values: rows.flatMap { $0 })
+        var b = [Double](repeating: 0, count: 3), e = [Double](repeating: 0, count: 3)
+        iwaeBound(logWeights: logWeights.matrix, into: &b)
+        elboEstimate(logWeights: logWeights.matrix, into: &e)
+        // Shifted by a round constant per row (not the row's maximum, as the engine does).
+        let shifts = [0.0, 0, -700]
+        let naiveIWAE = zip(rows, shifts).map { row, c in Double.log(row.map { Double.exp($0 - c) }.reduce(0, +) / 3) + c }
+        assertClose(b, naiveIWAE, rtol: 1e-14)
+        XCTAssertEqual(b[1], Double.log(2), accuracy: 1e-15)
+        assertClose([e[0], e[2]], [2, -700.1666666666667], rtol: 1e-14)
+        XCTAssertEqual(e[1], -.infinity)
+        // The array API gives the same numbers.
+        assertClose(rows.map { iwaeBound(logWeights: $0) }, naiveIWAE, rtol: 1e-14)
     }
 }

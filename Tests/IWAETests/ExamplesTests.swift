@@ -1,0 +1,82 @@
+import Foundation
+import IWAE
+import XCTest
+
+/// `Examples/` is a separate package that depends on this one by path and
+/// uses only the public API (`import IWAE`, arrays in, numbers out). This
+/// builds it, runs it, and checks every number it prints against a closed
+/// form written out here, and its log p(x) against `iwae evaluate`.
+final class ExamplesTests: XCTestCase {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func values(_ output: String) throws -> [String: Double] {
+        var result = [String: Double]()
+        for line in output.split(separator: "\n") {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            result[object["quantity"] as! String] = (object["value"] as! NSNumber).doubleValue
+        }
+        return result
+    }
+
+    func testExamplesPackageBuildsAndItsNumbersHold() throws {
+        let package = ExamplesTests.repository.appendingPathComponent("Examples").path
+        let build = try run("/usr/bin/env", ["swift", "build", "--package-path", package])
+        XCTAssertEqual(build.status, 0, "Examples did not build: \(build.stderr.suffix(2000))")
+        let executable = package + "/.build/debug/iwae-examples"
+
+        // A small trained model whose log p(x) the example computes too.
+        let data = temporaryDirectory(self), out = temporaryDirectory(self) + "/run"
+        try writeSyntheticIDX(to: data, train: 200, test: 30, side: 6)
+        let train = try runIWAE(["train", "--data", data, "--k", "3", "--epochs", "1", "--batch", "20", "--hidden", "12",
+                                 "--latent", "3", "--validation-examples", "20", "--out", out])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let result = try run(executable, [out, "20", "300"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let v = try values(result.stdout)
+
+        // KL(N(μ, Σ) ‖ N(λ₁, diag λ₂)), k = 2: ½[tr(Λ⁻¹Σ) + (λ₁−μ)ᵀΛ⁻¹(λ₁−μ) − 2 + log det Λ − log det Σ].
+        let detSigma = 2.0 * 1 - 0.6 * 0.6
+        let kl = 0.5 * ((2.0 / 1 + 1.0 / 2) + (0.25 / 1 + 2.25 / 2) - 2 + Double.log(2) - Double.log(detSigma))
+        XCTAssertEqual(v["kl"]!, kl, accuracy: 1e-10)
+        XCTAssertEqual(v["kl_from_factor"]!, kl, accuracy: 1e-10)
+        // log N(z; μ, Σ) with Σ⁻¹ by the 2×2 adjugate, at z − μ = (0.5, 1).
+        let quadratic = (1.0 * 0.25 - 2 * 0.6 * 0.5 * 1 + 2.0 * 1) / detSigma
+        XCTAssertEqual(v["log_q_full"]!, -0.5 * quadratic - 0.5 * Double.log(detSigma) - Double.log(2 * Double.pi), accuracy: 1e-10)
+        // Diagonal: Σ_i −½((z_i − μ_i)/s_i)² − log s_i − ½ log 2π.
+        let diagonal = -0.5 * (0.25 / 4 + 1.0 / 0.25) - Double.log(2) - Double.log(0.5) - Double.log(2 * Double.pi)
+        XCTAssertEqual(v["log_q_diagonal"]!, diagonal, accuracy: 1e-10)
+        XCTAssertEqual(v["log_r_standard"]!, -0.5 - Double.log(2 * Double.pi), accuracy: 1e-10)
+        // Bernoulli: Σ x log σ(ℓ) + (1 − x) log(1 − σ(ℓ)).
+        func sigmoid(_ l: Double) -> Double { 1 / (1 + Double.exp(-l)) }
+        let bernoulli = Double.log(sigmoid(2)) + Double.log(1 - sigmoid(-1)) + Double.log(sigmoid(0))
+        XCTAssertEqual(v["log_p_bernoulli"]!, bernoulli, accuracy: 1e-10)
+        // Gaussian, σ² = 0.25: −‖x − f‖²/(2σ²) − (D/2) log(2πσ²).
+        XCTAssertEqual(v["log_p_gaussian"]!, -0.5 / 0.5 - Double.log(2 * Double.pi * 0.25), accuracy: 1e-10)
+        // Bounds of log w = (−3, −1, −2, −4).
+        let weights = [-3.0, -1.0, -2.0, -4.0]
+        XCTAssertEqual(v["iwae_bound"]!, Double.log(weights.map { Double.exp($0) }.reduce(0, +) / 4), accuracy: 1e-12)
+        XCTAssertEqual(v["elbo"]!, -2.5, accuracy: 1e-15)
+        XCTAssertGreaterThan(v["iwae_bound"]!, v["elbo"]!)
+
+        // log p(x) through the library equals `iwae evaluate` (same seed, k and images).
+        let evaluate = try runIWAE(["evaluate", out, "--k", "300", "--test-examples", "20", "--json"])
+        XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(evaluate.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(v["nll"]!, json["nll"] as! Double, accuracy: 1e-5)
+        XCTAssertEqual(v["nll_stderr"]!, json["nll_stderr"] as! Double, accuracy: 1e-5)
+    }
+}
