@@ -23,7 +23,8 @@ extension VariationalAutoencoder where Scalar == Float {
 
     /// log p(x) ≈ L_k (MATH.md §5) for each image, as `iwae evaluate`
     /// computes it: the evaluation binarization, k samples per image.
-    public func logLikelihood(of images: ImageSet, samples k: Int = 5000, seed: UInt64 = 1,
+    public func logLikelihood(of images: ImageSet, samples k: Int = LogLikelihoodEstimate.standardSamples,
+                              seed: UInt64 = LogLikelihoodEstimate.standardSeed,
                               threads: Int? = nil) throws -> LogLikelihoodEstimate {
         guard images.dimension == configuration.dataDimension else {
             throw IWAEError.invalidArgument("images have dimension \(images.dimension) but the model expects \(configuration.dataDimension)")

@@ -4,14 +4,14 @@ import IWAE
 
 // The engine's option types parse straight from the command line: a bad
 // value is refused by ArgumentParser with the list of valid ones.
-extension Objective: @retroactive ExpressibleByArgument {}
-extension CovarianceKind: @retroactive ExpressibleByArgument {}
-extension PriorKind: @retroactive ExpressibleByArgument {}
-extension LikelihoodKind: @retroactive ExpressibleByArgument {}
-extension GradientEstimator: @retroactive ExpressibleByArgument {}
-extension ScoreBaseline: @retroactive ExpressibleByArgument {}
-extension LearningRateSchedule: @retroactive ExpressibleByArgument {}
-extension Activation: @retroactive ExpressibleByArgument {
+extension Objective: ExpressibleByArgument {}
+extension CovarianceKind: ExpressibleByArgument {}
+extension PriorKind: ExpressibleByArgument {}
+extension LikelihoodKind: ExpressibleByArgument {}
+extension GradientEstimator: ExpressibleByArgument {}
+extension ScoreBaseline: ExpressibleByArgument {}
+extension LearningRateSchedule: ExpressibleByArgument {}
+extension Activation: ExpressibleByArgument {
     /// The hidden nonlinearities (identity is only an output layer's).
     public static var allValueStrings: [String] { allCases.filter { $0 != .identity }.map(\.rawValue) }
 }

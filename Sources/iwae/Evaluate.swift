@@ -9,9 +9,9 @@ struct Evaluate: ParsableCommand {
 
     @Argument(help: "Training output directory (or a model.safetensors file).") var checkpoint: String
     @OptionGroup var dataOptions: DataOptions
-    @Option(name: .customLong("k"), help: "Importance samples per test image.") var samples: Int = 5000
+    @Option(name: .customLong("k"), help: "Importance samples per test image.") var samples: Int = LogLikelihoodEstimate.standardSamples
     @Option(help: "Evaluate the first N test images (default: all).") var testExamples: Int?
-    @Option(help: "Seed of the importance samples.") var seed: UInt64 = 1
+    @Option(help: "Seed of the importance samples.") var seed: UInt64 = LogLikelihoodEstimate.standardSeed
     @Flag(help: "Print one JSON object instead of a table.") var json = false
     @Option(help: "Worker threads (default: all active cores).") var threads: Int?
 
@@ -47,7 +47,7 @@ struct Evaluate: ParsableCommand {
                 ("reconstruction", jsonNumber(estimate.meanReconstruction)), ("kl", jsonNumber(estimate.meanKL)),
                 ("k", String(samples)), ("examples", String(estimate.examples)),
                 ("latent_dimension", String(model.configuration.latentDimension)),
-                ("seconds", jsonNumber(seconds)), ("data", "\"\(dataName)\""),
+                ("seconds", jsonNumber(seconds)), ("data", jsonString(dataName)),
             ]
             let exactFields = exactNLL.map { [("exact_nll", jsonNumber($0))] } ?? []
             print("{" + (fields + exactFields).map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")

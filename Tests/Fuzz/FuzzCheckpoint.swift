@@ -1,7 +1,6 @@
 // libFuzzer target: the safetensors parser and the checkpoint loader on
 // arbitrary bytes. Built and run by Tests/Fuzz/run.sh, not by `swift test`.
-import IWAECore
-import IWAEData
+import IWAE
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzCheckpoint(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {

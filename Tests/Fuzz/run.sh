@@ -13,9 +13,9 @@ scratch=.build-fuzz
 # Only library targets are built with the fuzzer's instrumentation (an
 # executable would collide with libFuzzer's main).
 flags=(-Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address)
-swift build --scratch-path "$scratch" --target IWAECore "${flags[@]}" >/dev/null
+swift build --scratch-path "$scratch" --target IWAE "${flags[@]}" >/dev/null
 bin="$scratch/debug"
-objects=$(find "$bin"/IWAEData.build "$bin"/IWAECore.build "$bin"/IWAELinearAlgebra.build "$bin"/CIWAEKernels.build \
+objects=$(find "$bin"/IWAE.build "$bin"/IWAEData.build "$bin"/IWAECore.build "$bin"/IWAELinearAlgebra.build "$bin"/CIWAEKernels.build \
                "$bin"/RealModule.build "$bin"/_NumericsShims.build -name '*.o' 2>/dev/null | tr '\n' ' ')
 includes=(-I "$bin/Modules" -I CBLAS -I CZlib -Xcc -fmodule-map-file="$bin/CIWAEKernels.build/module.modulemap"
           -Xcc -I/usr/include/x86_64-linux-gnu/openblas-pthread -I "$scratch/checkouts/swift-numerics/Sources/_NumericsShims/include")

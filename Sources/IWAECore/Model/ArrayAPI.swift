@@ -126,7 +126,8 @@ extension VariationalAutoencoder where Scalar == Float {
     /// log p(x) ≈ L_k for each of `examples` rows of `pixels` (row-major,
     /// D values each, as the model sees them: already binary for a Bernoulli
     /// likelihood), on `threads` cores (default: all).
-    public func logLikelihood(of pixels: [Float], examples n: Int, samples k: Int = 5000, seed: UInt64 = 1,
+    public func logLikelihood(of pixels: [Float], examples n: Int, samples k: Int = LogLikelihoodEstimate.standardSamples,
+                              seed: UInt64 = LogLikelihoodEstimate.standardSeed,
                               threads: Int? = nil) throws -> LogLikelihoodEstimate {
         guard n >= 1, pixels.count == n * configuration.dataDimension else {
             throw IWAEError.invalidArgument("expected \(n) × \(configuration.dataDimension) values, got \(pixels.count)")

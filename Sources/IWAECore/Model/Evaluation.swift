@@ -3,6 +3,11 @@ import RealModule
 
 /// The test log-likelihood estimate of MATH.md §5 and what comes with it.
 public struct LogLikelihoodEstimate: Sendable {
+    /// The protocol's defaults (Burda et al. 2015): k = 5000 importance
+    /// samples per example, drawn from seed 1.
+    public static let standardSamples = 5000
+    public static let standardSeed: UInt64 = 1
+
     /// k, the number of importance samples per example.
     public var samples: Int
     /// L_k per example (nats).

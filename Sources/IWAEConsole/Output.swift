@@ -49,5 +49,10 @@ public func lineBufferStandardOutput() {
 /// `x` with `digits` decimals.
 public func formatted(_ x: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", x) }
 
+/// A JSON string literal, escaped.
+public func jsonString(_ s: String) -> String {
+    String(decoding: (try? JSONEncoder().encode(s)) ?? Data("\"\"".utf8), as: UTF8.self)
+}
+
 /// A JSON number, or null for NaN and infinities.
 public func jsonNumber(_ x: Double) -> String { x.isFinite ? String(format: "%.6f", x) : "null" }
