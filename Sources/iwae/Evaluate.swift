@@ -21,7 +21,7 @@ struct Evaluate: ParsableCommand {
         if let n = testExamples, n < 1 { throw IWAEError.invalidArgument("--test-examples must be at least 1, got \(n)") }
         let loaded = try Checkpoint.load(from: checkpoint)
         let model = loaded.model
-        let (dataName, testSet) = try loadTestSet(dataOptions.data, checkpoint: loaded)
+        let (dataName, testSet) = try loadTestSet(dataOptions, checkpoint: loaded)
         var test = testSet
         if let n = testExamples { test = test.prefix(n) }
         let binary = model.evaluationImages(test)

@@ -58,8 +58,7 @@ struct GradStats: ParsableCommand {
         let test: ImageSet
         if fresh {
             guard checkpoint == nil else { throw IWAEError.invalidArgument("give a checkpoint or --fresh, not both") }
-            guard let name = dataOptions.data else { throw IWAEError.invalidArgument("no data set: pass --data fashion-mnist or --data DIR") }
-            let source = try DataSource(name: name)
+            let source = try dataOptions.source()
             test = try source.load(.test)
             model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: test.dimension), seed: seed)
             model.initializeOutputBias(dataMean: try source.load(.train).pixelMean)
@@ -67,7 +66,7 @@ struct GradStats: ParsableCommand {
             guard let checkpoint else { throw IWAEError.invalidArgument("give a checkpoint directory or --fresh") }
             let loaded = try Checkpoint.load(from: checkpoint)
             model = loaded.model
-            test = try loadTestSet(dataOptions.data, checkpoint: loaded).images
+            test = try loadTestSet(dataOptions, checkpoint: loaded).images
         }
         let examples = test.prefix(batch)
         let binary = model.evaluationImages(examples)

@@ -15,18 +15,26 @@ struct IWAECommand: ParsableCommand {
 
 /// Options naming the data a command reads.
 struct DataOptions: ParsableArguments {
-    @Option(help: "fashion-mnist (Debian's dataset-fashion-mnist), a directory of MNIST-format IDX files, or linear-gaussian (synthetic).")
+    @Option(help: "mnist (checked against its sha256; see --mnist-directory), fashion-mnist (Debian's dataset-fashion-mnist), a directory of MNIST-format IDX files, or linear-gaussian (synthetic).")
     var data: String?
+    @Option(help: "Where --data mnist finds its four IDX files (default: ../shared/data/mnist, then ~/.local/share/iwae/mnist).")
+    var mnistDirectory: String?
+
+    /// The named data set (synthetic settings at their defaults).
+    func source() throws -> DataSource {
+        guard let data else { throw IWAEError.invalidArgument("no data set: pass --data mnist, --data fashion-mnist or --data DIR") }
+        return try DataSource(name: data, mnistDirectory: mnistDirectory)
+    }
 }
 
 /// Loads the test split only (for evaluation and samples): the `--data`
 /// set, or the checkpoint's own (synthetic data regenerated from its record),
 /// checked against the model's data dimension.
-func loadTestSet(_ option: String?, checkpoint: Checkpoint) throws -> (name: String, images: ImageSet) {
+func loadTestSet(_ option: DataOptions, checkpoint: Checkpoint) throws -> (name: String, images: ImageSet) {
     let source: DataSource
-    if let option { source = try DataSource(name: option) }
+    if option.data != nil { source = try option.source() }
     else if let recorded = checkpoint.data { source = recorded }
-    else { throw IWAEError.invalidArgument("no data set: pass --data fashion-mnist or --data DIR") }
+    else { throw IWAEError.invalidArgument("no data set: pass --data mnist, --data fashion-mnist or --data DIR") }
     let images = try source.load(.test)
     let expected = checkpoint.model.configuration.dataDimension
     guard images.dimension == expected else {

@@ -59,7 +59,7 @@ struct Train: ParsableCommand {
                                       learningRate: learningRate, schedule: schedule, adamEpsilon: adamEpsilon,
                                       estimator: estimator, baseline: baseline, seed: seed, workers: threads)
         try options.validate()
-        let source = try synthetic.source(named: dataOptions.data)
+        let source = try synthetic.source(dataOptions)
         if source.isRealValued && likelihood == .bernoulli {
             throw IWAEError.invalidArgument("\(source.name) is real-valued: use --likelihood gaussian")
         }
@@ -122,11 +122,12 @@ struct SyntheticOptions: ParsableArguments {
     @Option(help: "linear-gaussian: seed of the generating model.") var syntheticSeed: UInt64 = defaults.seed
 
     /// The data source `--data` names, with these settings for linear-gaussian.
-    func source(named name: String?) throws -> DataSource {
-        guard let name else { throw IWAEError.invalidArgument("no data set: pass --data fashion-mnist or --data DIR") }
+    func source(_ options: DataOptions) throws -> DataSource {
+        guard let name = options.data else { return try options.source() }
         let generator = LinearGaussianData(dimension: syntheticDimension, latentDimension: syntheticLatent,
                                            noise: syntheticNoise, seed: syntheticSeed)
-        return try DataSource(name: name, generator: generator, trainExamples: syntheticExamples, testExamples: syntheticTestExamples)
+        return try DataSource(name: name, generator: generator, trainExamples: syntheticExamples,
+                              testExamples: syntheticTestExamples, mnistDirectory: options.mnistDirectory)
     }
 }
 

@@ -217,3 +217,51 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(String(decoding: png.suffix(8).prefix(4), as: UTF8.self), "IEND")
     }
 }
+
+/// MNIST, the IWAE paper's data set: sha256 checks and the data set's own
+/// fingerprint. Tests that need the files skip when they are absent.
+final class MNISTTests: XCTestCase {
+    func testSHA256KnownAnswers() {
+        XCTAssertEqual(SHA256.hex([]), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(SHA256.hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        // Two blocks, and a message whose padding spills into an extra block.
+        XCTAssertEqual(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
+                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        var incremental = SHA256()
+        for chunk in stride(from: 0, to: 1000, by: 37) { incremental.update(Array(repeating: 0x61, count: min(37, 1000 - chunk))) }
+        XCTAssertEqual(incremental.finalize().map { String(format: "%02x", $0) }.joined(),
+                       SHA256.hex([UInt8](repeating: 0x61, count: 1000)))
+    }
+
+    func testMissingMNISTSaysHowToGetIt() throws {
+        let empty = temporaryDirectory(self)
+        XCTAssertThrowsError(try MNIST.locate(explicit: empty)) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("MNIST not found in \(empty)") && message.contains(MNIST.fetchScript), message)
+            XCTAssertFalse(message.contains("\n"))
+        }
+    }
+
+    func testAFileThatIsNotMNISTIsRefused() throws {
+        let directory = temporaryDirectory(self)
+        for file in MNIST.files { try Data([0, 0, 8, 1, 0, 0, 0, 0]).write(to: URL(fileURLWithPath: directory + "/" + file.name)) }
+        XCTAssertThrowsError(try MNIST.locate(explicit: directory)) { error in
+            XCTAssertTrue("\(error)".contains("has sha256"), "\(error)")
+        }
+    }
+
+    func testMNISTLoadsAndMatchesItsFingerprint() throws {
+        guard let directory = MNIST.present() else {
+            throw XCTSkip("MNIST is absent (run \(MNIST.fetchScript)); skipping")
+        }
+        let source = DataSource.mnist(directory: directory)
+        let train = try source.load(MNISTFormatDataset.Split.train), test = try source.load(MNISTFormatDataset.Split.test)
+        XCTAssertEqual(train.count, 60_000)
+        XCTAssertEqual(test.count, 10_000)
+        XCTAssertEqual(train.dimension, 784)
+        let mean = train.pixels.reduce(0.0) { $0 + Double($1) } / Double(train.pixels.count)
+        XCTAssertEqual(mean, 0.13066, accuracy: 5e-6)
+        let counts = (0..<10).map { digit in train.labels.filter { $0 == digit }.count }
+        XCTAssertEqual(counts, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
+    }
+}
