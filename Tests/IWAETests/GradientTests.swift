@@ -112,7 +112,7 @@ final class GradientTests: XCTestCase {
     /// −mean_b bound_b with the sampling noise fixed by `seed`.
     func loss(_ model: VariationalAutoencoder<Double>, _ x: Tensor<Double>, _ objective: Objective, K: Int, seed: UInt64) -> Double {
         let encoded = try! model.encode(x.matrix)
-        let lw = model.logWeights(encoded, samplesPerExample: K, using: Xoshiro256(seed: seed), keepForBackward: false)
+        let lw = try! model.logWeights(encoded, samplesPerExample: K, using: Xoshiro256(seed: seed), keepForBackward: false)
         var bounds = [Double](repeating: 0, count: x.matrix.rows)
         lw.bound(objective, into: &bounds)
         return -bounds.reduce(0, +) / Double(bounds.count)

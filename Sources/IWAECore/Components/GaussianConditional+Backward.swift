@@ -35,16 +35,17 @@ extension GaussianConditional {
     /// `directScale` g (B·K) carries q's direct dependence on log det Σ (nil:
     /// none). With `klPrior`, `klScale` · ∂KL(q ‖ prior) is added first
     /// (`addKLGradient`). The full covariance then goes L̄ → Σ̄ → (Ā, d̄).
+    /// With `accumulateInput`, ∂loss/∂h is added to `dx` instead of written.
     public func backward(samplesPerExample K: Int, directScale g: UnsafePointer<Scalar>?,
                          klPrior: DiagonalGaussianPrior<Scalar>? = nil, klScale: Scalar = 0,
-                         _ store: ParameterStore<Scalar>, dx: MatrixView<Scalar>? = nil) {
+                         _ store: ParameterStore<Scalar>, dx: MatrixView<Scalar>? = nil, accumulateInput: Bool = false) {
         var t = profiler.start()
         reparameterizationBackward(samplesPerExample: K, directScale: g)
         if let klPrior { addKLGradient(to: klPrior, scale: klScale, store) }
         if isFull { covarianceBackward() }
         profiler.stop(isFull ? .covariance : .elementwise, t)
         t = profiler.start()
-        headsBackward(store, dx: dx)
+        headsBackward(store, dx: dx, accumulateInput: accumulateInput)
         profiler.stop(.gemm, t)
     }
 
@@ -124,15 +125,16 @@ extension GaussianConditional {
     }
 
     /// μ̄ and the scale gradient back through the heads and the trunk.
-    private func headsBackward(_ store: ParameterStore<Scalar>, dx: MatrixView<Scalar>?) {
+    func headsBackward(_ store: ParameterStore<Scalar>, dx: MatrixView<Scalar>?, accumulateInput: Bool) {
         let k = dimension
         let h = trunk?.output ?? input!
         let dh = trunk?.outputGradient ?? dx
         let ones = trunk?.onesVector ?? UnsafePointer(self.ones.pointer)
-        meanHead.backward(dx: dh, dy: view(meanGradient, k), x: h, store, ones: ones)
+        meanHead.backward(dx: dh, dy: view(meanGradient, k), x: h, store, ones: ones,
+                          accumulateInput: trunk == nil && accumulateInput)
         scaleHead.backward(dx: dh, dy: view(isFull ? scaleRawGradient : scaleGradient, scaleWidth), x: h, store, ones: ones,
                            accumulateInput: true)
         diagonalHead?.backward(dx: dh, dy: view(diagonalRawGradient, k), x: h, store, ones: ones, accumulateInput: true)
-        trunk?.backward(dx: dx, store)
+        trunk?.backward(dx: dx, store, accumulateInput: accumulateInput)
     }
 }

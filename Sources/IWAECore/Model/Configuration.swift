@@ -24,6 +24,10 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     public var sigma: Double
     /// Whether σ² of the Gaussian likelihood is a trained parameter.
     public var learnSigma: Bool
+    /// Stochastic layers above z₁ (empty: the one-layer model). Layer l adds
+    /// z_{l+1} with q(z_{l+1}|z_l) (covariance `encoder`) and a diagonal
+    /// Gaussian p(z_l|z_{l+1}); the prior is over the top layer.
+    public var upperLayers: [StochasticLayer] = []
 
     /// The IWAE paper's one-stochastic-layer model: encoder D–200–200–(μ, σ)
     /// with k = 50, decoder 50–200–200–D, tanh.
@@ -43,19 +47,64 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         self.learnSigma = learnSigma
     }
 
+    /// The IWAE paper's two-stochastic-layer model: q(z₁|x) D–200–200–100,
+    /// q(z₂|z₁) 100–100–100–50, p(z₁|z₂) 50–100–100–100, p(x|z₁) 100–200–200–D, tanh.
+    public static func twoLayer(dataDimension: Int) -> ModelConfiguration {
+        var c = ModelConfiguration(dataDimension: dataDimension, latentDimension: 100)
+        c.upperLayers = [StochasticLayer(dimension: 50, encoderHidden: [100, 100], decoderHidden: [100, 100])]
+        return c
+    }
+
+    /// The dimensions of z₁ … z_L.
+    public var latentDimensions: [Int] { [latentDimension] + upperLayers.map(\.dimension) }
+    /// L, the number of stochastic layers.
+    public var stochasticLayers: Int { 1 + upperLayers.count }
+    /// The dimension of the top layer, where the prior lives.
+    public var topDimension: Int { upperLayers.last?.dimension ?? latentDimension }
+
+    enum CodingKeys: String, CodingKey {
+        case dataDimension, latentDimension, encoderHidden, decoderHidden, activation, encoder, prior, likelihood, sigma,
+             learnSigma, upperLayers
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(dataDimension: try c.decode(Int.self, forKey: .dataDimension),
+                  latentDimension: try c.decode(Int.self, forKey: .latentDimension),
+                  encoderHidden: try c.decode([Int].self, forKey: .encoderHidden),
+                  decoderHidden: try c.decode([Int].self, forKey: .decoderHidden),
+                  activation: try c.decode(Activation.self, forKey: .activation),
+                  encoder: try c.decode(CovarianceKind.self, forKey: .encoder),
+                  prior: try c.decode(PriorKind.self, forKey: .prior),
+                  likelihood: try c.decode(LikelihoodKind.self, forKey: .likelihood),
+                  sigma: try c.decode(Double.self, forKey: .sigma), learnSigma: try c.decode(Bool.self, forKey: .learnSigma))
+        upperLayers = try c.decodeIfPresent([StochasticLayer].self, forKey: .upperLayers) ?? []
+    }
+
     /// Checks every extent; throws a one-line error naming the bad value.
     public func validate() throws {
         guard dataDimension >= 1 else { throw IWAEError.invalidArgument("data dimension must be at least 1, got \(dataDimension)") }
         guard latentDimension >= 1 else { throw IWAEError.invalidArgument("latent dimension must be at least 1, got \(latentDimension)") }
-        for width in encoderHidden + decoderHidden where width < 1 {
+        for width in encoderHidden + decoderHidden + upperLayers.flatMap({ $0.encoderHidden + $0.decoderHidden }) where width < 1 {
             throw IWAEError.invalidArgument("hidden widths must be at least 1, got \(width)")
+        }
+        for layer in upperLayers where layer.dimension < 1 {
+            throw IWAEError.invalidArgument("latent dimension must be at least 1, got \(layer.dimension)")
         }
         guard sigma.isFinite, sigma > 0 else { throw IWAEError.invalidArgument("sigma must be finite and positive, got \(sigma)") }
         let headOutputs = encoder == .full ? latentDimension * (latentDimension + 2) : 2 * latentDimension
         let parameters = [dataDimension] + encoderHidden + [headOutputs]
         let decoder = [latentDimension] + decoderHidden + [dataDimension]
+        var networks = [parameters, decoder]
+        for (below, layer) in zip(latentDimensions, upperLayers) {
+            let k = layer.dimension
+            let (kk, overflow) = k.multipliedReportingOverflow(by: k + 2)
+            guard !overflow else { throw IWAEError.invalidArgument("latent dimension \(k) is too large") }
+            networks.append([below] + layer.encoderHidden + [encoder == .full ? kk : 2 * k])
+            networks.append([k] + layer.decoderHidden + [2 * below])
+        }
         var total = 0
-        for sizes in [parameters, decoder] {
+        for sizes in networks {
             for i in 0..<sizes.count - 1 {
                 let (product, overflow) = sizes[i].multipliedReportingOverflow(by: sizes[i + 1])
                 guard !overflow, product < 1 << 32 else { throw IWAEError.invalidArgument("layer \(sizes[i])×\(sizes[i + 1]) is too large") }
@@ -63,6 +112,20 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
             }
         }
         guard total < 1 << 31 else { throw IWAEError.invalidArgument("model has too many parameters (\(total))") }
+    }
+}
+
+/// A stochastic layer z_{l+1} above z_l: its dimension, the hidden widths of
+/// q(z_{l+1}|z_l) (z_l → … → z_{l+1}) and of p(z_l|z_{l+1}) (z_{l+1} → … → z_l).
+public struct StochasticLayer: Codable, Equatable, Sendable {
+    public var dimension: Int
+    public var encoderHidden: [Int]
+    public var decoderHidden: [Int]
+
+    public init(dimension: Int, encoderHidden: [Int], decoderHidden: [Int]) {
+        self.dimension = dimension
+        self.encoderHidden = encoderHidden
+        self.decoderHidden = decoderHidden
     }
 }
 

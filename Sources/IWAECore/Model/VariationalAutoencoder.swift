@@ -1,14 +1,20 @@
 import IWAELinearAlgebra
 import RealModule
 
-/// The model of MATH.md §1, composed of its components:
+/// The model of MATH.md §1, composed of its components, with L ≥ 1
+/// stochastic layers z₁ … z_L (Burda et al.'s second architecture has L = 2):
 ///
-///     encoder     q_φ(z|x)   GaussianConditional (diagonal or full covariance)
-///     prior       r_λ(z)     DiagonalGaussianPrior (standard or learned)
-///     likelihood  p_θ(x|z)   Likelihood (Bernoulli or Gaussian, through the decoder network)
+///     encoders[0]           q_φ(z₁|x)          GaussianConditional (diagonal or full covariance)
+///     encoders[l]           q_φ(z_{l+1}|z_l)   GaussianConditional, one draw per z_l
+///     conditionalPriors[l]  p_θ(z_{l+1}|z_{l+2})… i.e. p(z_l|z_{l+1}) for l = 1 … L−1, diagonal GaussianConditional
+///     prior                 r_λ(z_L)           DiagonalGaussianPrior (standard or learned)
+///     likelihood            p_θ(x|z₁)          Likelihood (Bernoulli or Gaussian, through the decoder network)
 ///
-/// Parameters live in one flat buffer (`store`), in the order encoder, prior,
-/// decoder, σ², with the checkpoint's names (see each component).
+///     log w = log p(x|z₁) + log r(z_L) + Σ_l log p(z_l|z_{l+1}) − log q(z₁|x) − Σ_l log q(z_{l+1}|z_l)
+///
+/// Parameters live in one flat buffer (`store`), in the order encoders,
+/// prior, conditional priors, decoder, σ², with the checkpoint's names:
+/// `encoder.*`, `encoder2.*`, …, `prior.*`, `decoder2.*`, …, `decoder.*`.
 ///
 /// A training step reads top-down:
 ///
@@ -22,9 +28,14 @@ import RealModule
 public final class VariationalAutoencoder<Scalar: BLASScalar> {
     public let configuration: ModelConfiguration
     public let store: ParameterStore<Scalar>
-    public let encoder: GaussianConditional<Scalar>
+    /// q(z₁|x), q(z₂|z₁), …
+    public let encoders: [GaussianConditional<Scalar>]
+    /// p(z₁|z₂), p(z₂|z₃), … (empty for one layer).
+    public let conditionalPriors: [GaussianConditional<Scalar>]
     public let prior: DiagonalGaussianPrior<Scalar>
     public let likelihood: Likelihood<Scalar>
+    /// q(z₁|x).
+    public var encoder: GaussianConditional<Scalar> { encoders[0] }
 
     private var exampleCapacity = 0
     private var drawCapacity = 0
@@ -44,11 +55,13 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     let pathWeights = Tensor<Scalar>(shape: [0])
     /// Score-function coefficients.
     let scoreWeights = Tensor<Scalar>(shape: [0])
+    /// One log density per draw, added into the log weights (upper layers).
+    let layerLogDensity = Tensor<Scalar>(shape: [0])
 
     /// Optional timing of the step's phases (GEMM, elementwise, sampling, covariance).
     public var profiler: PhaseProfiler? {
         didSet {
-            encoder.profiler = profiler
+            for c in encoders + conditionalPriors { c.profiler = profiler }
             likelihood.profiler = profiler
         }
     }
@@ -58,7 +71,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     public convenience init(_ configuration: ModelConfiguration, seed: UInt64 = 0) {
         self.init(configuration, sharingValuesOf: nil)
         let rng = Xoshiro256(seed: seed)
-        encoder.initialize(store, using: rng)
+        for c in encoders + conditionalPriors { c.initialize(store, using: rng) }
         likelihood.initialize(store, using: rng)
     }
 
@@ -72,9 +85,21 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         self.configuration = configuration
         let c = configuration
         var layout = ParameterLayout()
-        encoder = GaussianConditional(inputDimension: c.dataDimension, hidden: c.encoderHidden, dimension: c.latentDimension,
-                                      activation: c.activation, covariance: c.encoder, name: "encoder", layout: &layout)
-        prior = DiagonalGaussianPrior(c.prior, dimension: c.latentDimension, layout: &layout)
+        let dimensions = c.latentDimensions
+        var encoders = [GaussianConditional<Scalar>(inputDimension: c.dataDimension, hidden: c.encoderHidden,
+                                                    dimension: c.latentDimension, activation: c.activation,
+                                                    covariance: c.encoder, name: "encoder", layout: &layout)]
+        for (l, layer) in c.upperLayers.enumerated() {
+            encoders.append(GaussianConditional(inputDimension: dimensions[l], hidden: layer.encoderHidden, dimension: layer.dimension,
+                                                activation: c.activation, covariance: c.encoder, name: "encoder\(l + 2)",
+                                                layout: &layout))
+        }
+        self.encoders = encoders
+        prior = DiagonalGaussianPrior(c.prior, dimension: c.topDimension, layout: &layout)
+        conditionalPriors = c.upperLayers.enumerated().map { l, layer in
+            GaussianConditional(inputDimension: layer.dimension, hidden: layer.decoderHidden, dimension: dimensions[l],
+                                activation: c.activation, covariance: .diagonal, name: "decoder\(l + 2)", layout: &layout)
+        }
         likelihood = Likelihood(c, inputDimension: c.latentDimension, layout: &layout)
         store = shared.map { ParameterStore(sharingValuesOf: $0) } ?? ParameterStore(layout: layout)
     }
@@ -100,7 +125,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         if rows > drawCapacity {
             drawCapacity = rows
             for t in [logLikelihood, logPrior, logPosterior, logWeightValues, boundWeightValues, lossWeights, pathWeights,
-                      scoreWeights] { t.replace(shape: [rows]) }
+                      scoreWeights, layerLogDensity] { t.replace(shape: [rows]) }
         }
     }
 
@@ -110,28 +135,33 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         exampleCapacity = 0
         drawCapacity = 0
         for t in [klDivergences, bounds, logLikelihood, logPrior, logPosterior, logWeightValues, boundWeightValues,
-                  lossWeights, pathWeights, scoreWeights] { t.replace(shape: [0]) }
-        encoder.releaseBuffers()
+                  lossWeights, pathWeights, scoreWeights, layerLogDensity] { t.replace(shape: [0]) }
+        for c in encoders + conditionalPriors { c.releaseBuffers() }
         likelihood.releaseBuffers()
     }
 
     /// Bytes held by the buffers of the model and its components.
     public var bufferBytes: Int {
         [klDivergences, bounds, logLikelihood, logPrior, logPosterior, logWeightValues, boundWeightValues, lossWeights,
-         pathWeights, scoreWeights].reduce(encoder.bufferBytes + likelihood.bufferBytes) {
+         pathWeights, scoreWeights, layerLogDensity].reduce((encoders + conditionalPriors).reduce(likelihood.bufferBytes) { $0 + $1.bufferBytes }) {
             $0 + $1.capacity * MemoryLayout<Scalar>.stride
         }
     }
 
     // MARK: Forward
 
-    /// q(z|x) for the rows of x (B, D), and KL(q ‖ r) per example. Throws
+    /// q(z₁|x) for the rows of x (B, D), and KL(q ‖ r) per example in closed
+    /// form for one stochastic layer (NaN for more: no closed form). Throws
     /// `IWAEError.notPositiveDefinite` when a covariance cannot be factored.
     public func encode(_ x: MatrixView<Scalar>) throws -> EncodedBatch<Scalar> {
         precondition(x.columns == configuration.dataDimension)
         reserve(examples: x.rows, draws: 0)
         try encoder.forward(x, store)
-        encoder.klDivergence(to: prior, store, into: klDivergences.pointer)
+        if encoders.count == 1 {
+            encoder.klDivergence(to: prior, store, into: klDivergences.pointer)
+        } else {
+            klDivergences.pointer.update(repeating: .nan, count: x.rows)
+        }
         return EncodedBatch(input: x)
     }
 
@@ -139,19 +169,33 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     /// `log w = log p(x|z) + log r(z) − log q(z|x)` (B, K). With
     /// `keepForBackward` the likelihood keeps what its backward needs.
     public func logWeights(_ encoded: EncodedBatch<Scalar>, samplesPerExample K: Int, using rng: Xoshiro256,
-                           keepForBackward: Bool = true) -> LogWeights<Scalar> {
+                           keepForBackward: Bool = true) throws -> LogWeights<Scalar> {
         precondition(encoded.examples == encoder.examples, "logWeights of a batch that is not the last encoded one")
         let x = encoded.input, rows = x.rows * K
         reserve(examples: x.rows, draws: rows)
-        let z = encoder.sample(samplesPerExample: K, using: rng)
-        likelihood.logLikelihood(z, targets: x, samplesPerExample: K, keepForBackward: keepForBackward, store,
+        // z₁ (B·K), then one z_{l+1} per z_l up the stack.
+        var z = [encoder.sample(samplesPerExample: K, using: rng)]
+        for upper in encoders.dropFirst() {
+            do { try upper.forward(z.last!, store) }
+            catch IWAEError.notPositiveDefinite(let row, let info) { throw IWAEError.notPositiveDefinite(example: row / K, info: info) }
+            z.append(upper.sample(samplesPerExample: 1, using: rng))
+        }
+        likelihood.logLikelihood(z[0], targets: x, samplesPerExample: K, keepForBackward: keepForBackward, store,
                                  into: logLikelihood.pointer)
+        for (l, conditional) in conditionalPriors.enumerated() { try conditional.forward(z[l + 1], store) }
         let t = profiler.start()
         defer { profiler.stop(.elementwise, t) }
-        prior.logDensity(z, store, into: logPrior.pointer)
+        prior.logDensity(z.last!, store, into: logPrior.pointer)
         encoder.logDensityOfSamples(samplesPerExample: K, into: logPosterior.pointer)
         logImportanceWeights(logLikelihood: logLikelihood.pointer, logPrior: logPrior.pointer,
                              logPosterior: logPosterior.pointer, count: rows, into: logWeightValues.pointer)
+        let lw = logWeightValues.pointer, density = layerLogDensity.pointer
+        for (l, conditional) in conditionalPriors.enumerated() {
+            conditional.logDensity(at: z[l], into: density)
+            for r in 0..<rows { lw[r] += density[r] }
+            encoders[l + 1].logDensityOfSamples(samplesPerExample: 1, into: density)
+            for r in 0..<rows { lw[r] -= density[r] }
+        }
         return LogWeights(values: MatrixView(logWeightValues.pointer, rows: x.rows, columns: K),
                           logLikelihood: UnsafeBufferPointer(start: logLikelihood.pointer, count: rows),
                           klDivergence: UnsafeBufferPointer(start: klDivergences.pointer, count: x.rows), input: x)
@@ -165,59 +209,101 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     ///     loss = −scale · [ Σ_b Σ_j ω_bj · log p(x_b|z_bj) − Σ_b KL_b ]  (elbo-analytic)
     ///
     /// where ω (B, K) is ∂bound/∂ log w; with ω from `boundWeights` and
-    /// scale = 1/B this is the gradient of −mean bound (MATH.md §3): θ through
-    /// log p(x|z), λ through log r, φ by `estimator`.
+    /// scale = 1/B this is the gradient of −mean bound (MATH.md §3): θ and λ
+    /// through the generative terms with g = −scale·ω, φ by `estimator`.
+    ///
+    /// The generative side runs first and leaves ∂loss/∂z_l (its paths) in
+    /// each encoder's `sampleGradient`; the encoders then run top-down, each
+    /// adding its path into the layer below.
     public func backward(_ lw: LogWeights<Scalar>, boundWeights omega: MatrixView<Scalar>, scale lossScale: Scalar,
                          objective: Objective, estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none) {
-        let K = lw.samplesPerExample, rows = lw.examples * K, k = configuration.latentDimension
+        let K = lw.samplesPerExample, rows = lw.examples * K
         precondition(omega.rows == lw.examples && omega.columns == K)
         let g = lossWeights.pointer
         for b in 0..<lw.examples { for j in 0..<K { g[b * K + j] = -lossScale * omega[b, j] } }
-
-        // θ: the likelihood's backward, and its path into z unless z is held fixed.
-        let dz = encoder.sampleGradientView(K)
-        likelihood.backward(weights: g, targets: lw.input, samplesPerExample: K, store, dz: estimator == .score ? nil : dz)
+        generativeBackward(lw, weights: g, paths: estimator != .score, prior: objective != .elboAnalytic)
         if objective == .elboAnalytic {
             encoder.backward(samplesPerExample: K, directScale: nil, klPrior: prior, klScale: lossScale, store)
             return
         }
-        // λ, and φ through log r and log q by the estimator.
-        let z = encoder.samplesView(K), m = dz.pointer
-        var directScale: UnsafePointer<Scalar>?
+        let dz = encoders.map { $0.sampleGradient.pointer }
+        let draws = encoders.indices.map { $0 == 0 ? K : 1 }
+        func layerRows(_ l: Int) -> Int { encoders[l].examples * draws[l] }
         switch estimator {
         case .reparam:
             // −log q's path through z and its direct term cancel; what is left
-            // of q is its log-determinant, weighted by g.
-            prior.backward(z, weights: g, path: g, sampleGradient: m, store)
-            directScale = UnsafePointer(g)
-        case .stl:
-            // The path only: −log q contributes +g·v through z, nothing direct.
-            prior.backward(z, weights: g, path: g, sampleGradient: m, store)
-            let v = encoder.whiten(samplesPerExample: K)
-            for r in 0..<rows { for i in 0..<k { m[r * k + i] += g[r] * v[r * k + i] } }
-        case .dreg:
-            // STL's path terms with every draw weighted once more by w̃.
-            let path = pathWeights.pointer
-            for r in 0..<rows {
-                path[r] = g[r] * omega[r / K, r % K]
-                for i in 0..<k { m[r * k + i] *= omega[r / K, r % K] }
+            // of each q is its log-determinant, weighted by g.
+            for l in encoders.indices.reversed() { encoderBackward(l, directScale: g, draws: draws) }
+        case .stl, .dreg:
+            // Path terms only (Roeder et al.); DReG weights every φ path once more by w̃ (Tucker et al.).
+            var c = g
+            if estimator == .dreg {
+                let path = pathWeights.pointer
+                for r in 0..<rows { path[r] = g[r] * omega[r / K, r % K] }
+                for l in encoders.indices {
+                    let k = encoders[l].dimension
+                    for r in 0..<rows { for i in 0..<k { dz[l][r * k + i] *= omega[r / K, r % K] } }
+                }
+                c = path
             }
-            prior.backward(z, weights: g, path: path, sampleGradient: m, store)
-            let v = encoder.whiten(samplesPerExample: K)
-            for r in 0..<rows { for i in 0..<k { m[r * k + i] += path[r] * v[r * k + i] } }
+            for l in encoders.indices.reversed() {
+                let k = encoders[l].dimension, v = encoders[l].whiten(samplesPerExample: draws[l])
+                if l == 0 {
+                    // −log q(z₁|x) through z₁: +c·v, no direct term.
+                    for r in 0..<layerRows(0) { for i in 0..<k { dz[0][r * k + i] += c[r] * v[r * k + i] } }
+                    encoderBackward(0, directScale: nil, draws: draws)
+                } else {
+                    // Everything the pathwise gradient takes, including the path into z_l
+                    // through q's own density, minus q's direct dependence on φ at fixed z:
+                    // c·∇_φ log q, a score-function pass (M = c·v, direct scale −c, no input path).
+                    encoderBackward(l, directScale: c, draws: draws)
+                    let minusC = scoreWeights.pointer
+                    for r in 0..<rows {
+                        for i in 0..<k { dz[l][r * k + i] = c[r] * v[r * k + i] }
+                        minusC[r] = -c[r]
+                    }
+                    encoders[l].backward(samplesPerExample: 1, directScale: minusC, store)
+                }
+            }
         case .score:
-            // z fixed: a_j ∇_φ log q(z_j|x), with ∇_μ log q = v and
-            // ∇_L log q = lower(v εᵀ) − diag(1/L_ii): M_j = a_j v_j, direct scale −a_j.
-            prior.backward(z, weights: g, path: nil, sampleGradient: m, store)
-            let a = scoreWeights.pointer, v = encoder.whiten(samplesPerExample: K)
+            // z fixed: a_j ∇_φ log q(z_j), with ∇_μ log q = v and ∇_L log q = lower(v εᵀ) − diag(1/L_ii):
+            // M_j = a_j v_j and direct scale −a_j, in every layer, with no path between layers.
+            let a = scoreWeights.pointer
             scoreCoefficients(lw, boundWeights: omega, scale: lossScale, objective: objective, baseline: baseline, into: a)
-            for r in 0..<rows {
-                for i in 0..<k { m[r * k + i] = a[r] * v[r * k + i] }
-                a[r] = -a[r]
+            for l in encoders.indices {
+                let k = encoders[l].dimension, v = encoders[l].whiten(samplesPerExample: draws[l])
+                for r in 0..<rows { for i in 0..<k { dz[l][r * k + i] = a[r] * v[r * k + i] } }
             }
-            directScale = UnsafePointer(a)
+            for r in 0..<rows { a[r] = -a[r] }
+            for l in encoders.indices { encoders[l].backward(samplesPerExample: draws[l], directScale: a, store) }
         }
-        encoder.backward(samplesPerExample: K, directScale: directScale, store)
+    }
+
+    /// θ and λ: the likelihood, the conditional priors and (unless its KL is
+    /// differentiated in closed form) the top prior, weighted by g. With
+    /// `paths`, their gradients with respect to each z_l go to
+    /// `encoders[l].sampleGradient` (overwritten); without, z is held fixed.
+    private func generativeBackward(_ lw: LogWeights<Scalar>, weights g: UnsafeMutablePointer<Scalar>, paths: Bool,
+                                    prior includePrior: Bool) {
+        let K = lw.samplesPerExample
+        let z = encoders.indices.map { encoders[$0].samplesView($0 == 0 ? K : 1) }
+        for upper in encoders.dropFirst() where paths { upper.sampleGradient.pointer.update(repeating: 0, count: upper.samplesView(1).count) }
+        likelihood.backward(weights: g, targets: lw.input, samplesPerExample: K, store, dz: paths ? encoder.sampleGradientView(K) : nil)
+        if includePrior {
+            prior.backward(z.last!, weights: g, path: paths ? UnsafePointer(g) : nil,
+                           sampleGradient: encoders.last!.sampleGradient.pointer, store)
+        }
+        for (l, conditional) in conditionalPriors.enumerated() {
+            conditional.densityBackward(at: z[l], weights: g, pointGradient: paths ? encoders[l].sampleGradient.pointer : nil, store,
+                                        dx: paths ? encoders[l + 1].sampleGradientView(1) : nil)
+        }
+    }
+
+    /// Encoder l's backward from its `sampleGradient`, adding its input path
+    /// into the layer below (l ≥ 1).
+    private func encoderBackward(_ l: Int, directScale: UnsafePointer<Scalar>?, draws: [Int]) {
+        encoders[l].backward(samplesPerExample: draws[l], directScale: directScale, store,
+                             dx: l > 0 ? encoders[l - 1].sampleGradientView(draws[l - 1]) : nil, accumulateInput: true)
     }
 
     /// One training-step gradient: encode, K draws, log weights, bound and
@@ -233,7 +319,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         precondition(estimator.unsupported(objective: objective, samplesPerExample: K, baseline: baseline) == nil,
                      "estimator options are validated by TrainingOptions.validate")
         let encoded = try encode(x)
-        let lw = logWeights(encoded, samplesPerExample: K, using: rng)
+        let lw = try logWeights(encoded, samplesPerExample: K, using: rng)
         lw.bound(objective, into: bounds.pointer)
         let omega = MatrixView(boundWeightValues.pointer, rows: x.rows, columns: K)
         lw.boundWeights(objective, into: omega)
