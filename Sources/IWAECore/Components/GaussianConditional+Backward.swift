@@ -132,8 +132,13 @@ extension GaussianConditional {
         let ones = trunk?.onesVector ?? UnsafePointer(self.ones.pointer)
         meanHead.backward(dx: dh, dy: view(meanGradient, k), x: h, store, ones: ones,
                           accumulateInput: trunk == nil && accumulateInput)
-        scaleHead.backward(dx: dh, dy: view(isFull ? scaleRawGradient : scaleGradient, scaleWidth), x: h, store, ones: ones,
-                           accumulateInput: true)
+        if let scaleHead {
+            scaleHead.backward(dx: dh, dy: view(isFull ? scaleRawGradient : scaleGradient, scaleWidth), x: h, store, ones: ones,
+                               accumulateInput: true)
+        } else if let constantLogScale {
+            let d = store.gradient(constantLogScale)
+            for b in 0..<examples { for i in 0..<k { d[i] += scaleGradient[b * k + i] } }
+        }
         diagonalHead?.backward(dx: dh, dy: view(diagonalRawGradient, k), x: h, store, ones: ones, accumulateInput: true)
         trunk?.backward(dx: dx, store, accumulateInput: accumulateInput)
     }

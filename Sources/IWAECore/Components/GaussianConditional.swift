@@ -16,6 +16,7 @@ import RealModule
 ///     name.log_std.weight (k, H), .bias (k)            log s      (diagonal)
 ///     name.cov_factor.weight (k·k, H), .bias (k·k)     A, row-major k×k (full)
 ///     name.cov_diag.weight (k, H), .bias (k)           d          (full)
+///     name.log_std (k)                                 log s      (diagonal, constant: `varianceDependsOnInput` false)
 ///
 /// A pass is `forward` (parameters of the B distributions), `sample` (K
 /// draws each, rows example-major: row b·K + j is draw j of example b), the
@@ -29,8 +30,10 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     public let inputDimension: Int
     let trunk: MLP<Scalar>?
     let meanHead: Linear
-    /// log s (diagonal) or A (full).
-    let scaleHead: Linear
+    /// log s (diagonal) or A (full); nil for a constant variance.
+    let scaleHead: Linear?
+    /// log s independent of h (the linear-Gaussian conditional N(W h + b, diag(s²))).
+    let constantLogScale: ParameterSlot?
     /// d (full only).
     let diagonalHead: Linear?
 
@@ -76,9 +79,12 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     /// Optional timing of the phases (GEMM, elementwise, sampling, covariance).
     public var profiler: PhaseProfiler? { didSet { trunk?.profiler = profiler } }
 
-    /// Registers the trunk and heads under `name` in `layout`.
+    /// Registers the trunk and heads under `name` in `layout`. With
+    /// `varianceDependsOnInput` false (diagonal only) log s is a parameter of
+    /// its own rather than a function of h.
     public init(inputDimension: Int, hidden: [Int], dimension k: Int, activation: Activation,
-                covariance: CovarianceKind, name: String, layout: inout ParameterLayout) {
+                covariance: CovarianceKind, name: String, varianceDependsOnInput: Bool = true, layout: inout ParameterLayout) {
+        precondition(varianceDependsOnInput || covariance == .diagonal)
         self.covariance = covariance
         self.dimension = k
         self.inputDimension = inputDimension
@@ -89,12 +95,13 @@ public final class GaussianConditional<Scalar: BLASScalar> {
         meanHead = Linear(trunkOut, k, name: "\(name).mean", layout: &layout)
         switch covariance {
         case .diagonal:
-            scaleHead = Linear(trunkOut, k, name: "\(name).log_std", layout: &layout)
+            scaleHead = varianceDependsOnInput ? Linear(trunkOut, k, name: "\(name).log_std", layout: &layout) : nil
             diagonalHead = nil
         case .full:
             scaleHead = Linear(trunkOut, k * k, name: "\(name).cov_factor", layout: &layout)
             diagonalHead = Linear(trunkOut, k, name: "\(name).cov_diag", layout: &layout)
         }
+        constantLogScale = varianceDependsOnInput ? nil : layout.register("\(name).log_std", shape: [k])
     }
 
     /// Glorot weights and zero biases from `rng`; a full covariance starts
@@ -102,9 +109,10 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     public func initialize(_ store: ParameterStore<Scalar>, using rng: Xoshiro256) {
         trunk?.initialize(store, using: rng)
         meanHead.initialize(store, using: rng)
-        scaleHead.initialize(store, using: rng)
+        scaleHead?.initialize(store, using: rng)
         diagonalHead?.initialize(store, using: rng)
-        if let diagonalHead {
+        if let constantLogScale { store.value(constantLogScale).update(repeating: 0, count: dimension) }
+        if let diagonalHead, let scaleHead {
             let a = store.value(scaleHead.weight)
             for i in 0..<scaleHead.weight.count { a[i] *= 0.1 }
             let d = store.value(diagonalHead.bias)
@@ -113,7 +121,9 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     }
 
     /// Every affine layer, trunk first (for FLOP counts).
-    public var layers: [Linear] { (trunk?.layers ?? []) + [meanHead, scaleHead] + (diagonalHead.map { [$0] } ?? []) }
+    public var layers: [Linear] { (trunk?.layers ?? []) + [meanHead] + [scaleHead, diagonalHead].compactMap { $0 } }
+    /// Every parameter slot.
+    public var parameterSlots: [ParameterSlot] { layers.flatMap(\.slots) + (constantLogScale.map { [$0] } ?? []) }
     var isFull: Bool { covariance == .full }
     /// Columns of the scale head: k, or k·k.
     var scaleWidth: Int { isFull ? dimension * dimension : dimension }
@@ -170,7 +180,11 @@ public final class GaussianConditional<Scalar: BLASScalar> {
         let features = trunk.map { $0.forward(h, store) } ?? h
         var t = profiler.start()
         meanHead.forward(view(mean, dimension), features, store)
-        scaleHead.forward(view(scaleRaw, scaleWidth), features, store)
+        if let scaleHead {
+            scaleHead.forward(view(scaleRaw, scaleWidth), features, store)
+        } else if let constantLogScale {
+            for b in 0..<examples { (scaleRaw.pointer + b * dimension).update(from: store.value(constantLogScale), count: dimension) }
+        }
         if let diagonalHead { diagonalHead.forward(view(diagonalRaw, dimension), features, store) }
         profiler.stop(.gemm, t)
         t = profiler.start()

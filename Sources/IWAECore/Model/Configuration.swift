@@ -117,6 +117,9 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
 
 /// A stochastic layer z_{l+1} above z_l: its dimension, the hidden widths of
 /// q(z_{l+1}|z_l) (z_l → … → z_{l+1}) and of p(z_l|z_{l+1}) (z_{l+1} → … → z_l).
+/// p(z_l|z_{l+1}) is a diagonal Gaussian whose mean and log-standard
+/// deviation come from its network; with no hidden layers it is the
+/// linear-Gaussian N(W z_{l+1} + b, diag(s²)) with s a parameter of its own.
 public struct StochasticLayer: Codable, Equatable, Sendable {
     public var dimension: Int
     public var encoderHidden: [Int]

@@ -98,7 +98,8 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         prior = DiagonalGaussianPrior(c.prior, dimension: c.topDimension, layout: &layout)
         conditionalPriors = c.upperLayers.enumerated().map { l, layer in
             GaussianConditional(inputDimension: layer.dimension, hidden: layer.decoderHidden, dimension: dimensions[l],
-                                activation: c.activation, covariance: .diagonal, name: "decoder\(l + 2)", layout: &layout)
+                                activation: c.activation, covariance: .diagonal, name: "decoder\(l + 2)",
+                                varianceDependsOnInput: !layer.decoderHidden.isEmpty, layout: &layout)
         }
         likelihood = Likelihood(c, inputDimension: c.latentDimension, layout: &layout)
         store = shared.map { ParameterStore(sharingValuesOf: $0) } ?? ParameterStore(layout: layout)
@@ -338,8 +339,8 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     /// Named parameter tensors, in layout order.
     public var parameterSlots: [ParameterSlot] { store.layout.slots }
 
-    /// φ: the encoder's positions in the flat parameter buffer.
-    public var encoderParameters: Range<Int> { encoder.layers.flatMap(\.slots).span }
+    /// φ: the encoders' positions in the flat parameter buffer (contiguous, first).
+    public var encoderParameters: Range<Int> { encoders.flatMap(\.parameterSlots).span }
     /// θ: the decoder's (and σ²'s) positions in the flat parameter buffer.
     public var decoderParameters: Range<Int> { likelihood.parameterSlots.span }
 }
