@@ -32,6 +32,24 @@ public struct Widths: ExpressibleByArgument, Equatable, Sendable {
     public var defaultValueDescription: String { values.isEmpty ? "none" : values.map(String.init).joined(separator: ",") }
 }
 
+/// A stochastic layer above z₁ on the command line: `DIM@ENCODER[/DECODER]`,
+/// the layer's dimension, the hidden widths of q(z_{l+1}|z_l), and of
+/// p(z_l|z_{l+1}) (default: the encoder's reversed); `none` for no hidden layer.
+/// The IWAE paper's second layer is `50@100,100`.
+public struct UpperLayerArgument: ExpressibleByArgument, Sendable {
+    public var layer: StochasticLayer
+
+    public init?(argument: String) {
+        let parts = argument.split(separator: "@", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let dimension = Int(parts[0]), dimension >= 1 else { return nil }
+        let networks = parts[1].split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard networks.count <= 2, let encoder = Widths(argument: networks[0]) else { return nil }
+        let decoder = networks.count == 2 ? Widths(argument: networks[1]) : Widths(encoder.values.reversed())
+        guard let decoder else { return nil }
+        layer = StochasticLayer(dimension: dimension, encoderHidden: encoder.values, decoderHidden: decoder.values)
+    }
+}
+
 /// A comma-separated list of positive integers, such as "1,10,100".
 public struct PositiveIntegers: ExpressibleByArgument, Equatable, Sendable {
     public var values: [Int]

@@ -9,7 +9,7 @@ public enum ProgressBar {
     /// Seconds between plain progress lines off a terminal.
     public static let plainInterval = 15.0
     nonisolated(unsafe) static var drawn = false
-    nonisolated(unsafe) static var lastPlainLine = Date.distantPast
+    nonisolated(unsafe) static var lastPlainLine = Date()
 
     public static func draw(_ label: String, done: Int, total: Int, detail: String) {
         guard isTerminal else {

@@ -47,6 +47,8 @@ struct Evaluate: ParsableCommand {
                 ("reconstruction", jsonNumber(estimate.meanReconstruction)), ("kl", jsonNumber(estimate.meanKL)),
                 ("k", String(samples)), ("examples", String(estimate.examples)),
                 ("latent_dimension", String(model.configuration.latentDimension)),
+                ("active_units_per_layer", "[" + estimate.activeUnitsPerLayer.map(String.init).joined(separator: ", ") + "]"),
+                ("latent_dimensions", "[" + model.configuration.latentDimensions.map(String.init).joined(separator: ", ") + "]"),
                 ("seconds", jsonNumber(seconds)), ("data", jsonString(dataName)),
             ]
             let exactFields = exactNLL.map { [("exact_nll", jsonNumber($0))] } ?? []
@@ -55,9 +57,15 @@ struct Evaluate: ParsableCommand {
             print("test images        \(estimate.examples) (\(dataName))")
             print("log p(x) ≈ L_\(samples)  \(formatted(estimate.meanBound)) ± \(formatted(estimate.standardError)) nats")
             print("NLL                \(formatted(estimate.negativeLogLikelihood)) nats")
-            print("ELBO               \(formatted(estimate.meanELBO)) nats = reconstruction \(formatted(estimate.meanReconstruction)) − KL \(formatted(estimate.meanKL)) (KL in closed form; Monte Carlo ELBO shown)")
+            if model.configuration.stochasticLayers == 1 {
+                print("ELBO               \(formatted(estimate.meanELBO)) nats = reconstruction \(formatted(estimate.meanReconstruction)) − KL \(formatted(estimate.meanKL)) (KL in closed form; Monte Carlo ELBO shown)")
+            } else {
+                print("ELBO               \(formatted(estimate.meanELBO)) nats (Monte Carlo); reconstruction \(formatted(estimate.meanReconstruction))")
+            }
             if let exactNLL { print("exact NLL          \(formatted(exactNLL, 4)) nats (linear-Gaussian closed form); estimate − exact \(formatted(estimate.negativeLogLikelihood - exactNLL, 4))") }
-            print("active units       \(estimate.activeUnits) of \(model.configuration.latentDimension)")
+            let perLayer = zip(estimate.activeUnitsPerLayer, model.configuration.latentDimensions).enumerated()
+                .map { "z\($0.offset + 1): \($0.element.0) of \($0.element.1)" }.joined(separator: ", ")
+            print("active units       \(perLayer)")
             print("time               \(formatted(seconds, 1)) s")
         }
     }

@@ -29,6 +29,10 @@ struct Train: ParsableCommand {
     var hidden = Widths(modelDefaults.encoderHidden)
     @Option(help: "Encoder hidden widths, or 'none' (default: --hidden).") var encoderHidden: Widths?
     @Option(help: "Decoder hidden widths, or 'none' for a linear decoder (default: --hidden reversed).") var decoderHidden: Widths?
+    @Option(help: ArgumentHelp("A stochastic layer above z₁ (repeat for more): DIM@Q_HIDDEN[/P_HIDDEN], q(z_{l+1}|z_l) and p(z_l|z_{l+1}) hidden widths or 'none' (p defaults to q's reversed).",
+                               discussion: "The IWAE paper's two-layer model is --latent 100 --hidden 200,200 --upper-layer 50@100,100.",
+                               valueName: "dim@widths"))
+    var upperLayer: [UpperLayerArgument] = []
     @Option(help: "Encoder covariance (full: A Aᵀ + diag(softplus(d)), Cholesky).") var encoder: CovarianceKind = modelDefaults.encoder
     @Option(help: "Prior: standard N(0, I) or learned N(λ₁, diag(λ₂)).") var prior: PriorKind = modelDefaults.prior
     @Option(help: "Likelihood: bernoulli (binarized images) or gaussian (real values).")
@@ -71,12 +75,14 @@ struct Train: ParsableCommand {
         let encoderWidths = encoderHidden?.values ?? hidden.values
         let decoderWidths = decoderHidden?.values ?? hidden.values.reversed()
         try checkMemory(samples: samples, batch: batch, dimension: images.dimension,
-                        hidden: (hidden.values + encoderWidths + decoderWidths + [latent]).max()!)
+                        hidden: (hidden.values + encoderWidths + decoderWidths + [latent]
+                                 + upperLayer.flatMap { [$0.layer.dimension] + $0.layer.encoderHidden + $0.layer.decoderHidden }).max()!)
         if let n = trainExamples { images = images.prefix(n) }
-        let configuration = ModelConfiguration(dataDimension: images.dimension, latentDimension: latent,
+        var configuration = ModelConfiguration(dataDimension: images.dimension, latentDimension: latent,
                                                encoderHidden: encoderWidths, decoderHidden: decoderWidths,
                                                activation: activation, encoder: encoder, prior: prior,
                                                likelihood: likelihood, sigma: sigma, learnSigma: learnSigma)
+        configuration.upperLayers = upperLayer.map(\.layer)
         try configuration.validate()
         let run = TrainingRun(directory: out, configuration: configuration, options: options, data: source,
                               trainExamplesLimit: trainExamples, validationExamples: validationExamples,
@@ -120,12 +126,13 @@ struct SyntheticOptions: ParsableArguments {
     @Option(help: "linear-gaussian: training examples.") var syntheticExamples: Int = 10_000
     @Option(help: "linear-gaussian: test examples.") var syntheticTestExamples: Int = 1_000
     @Option(help: "linear-gaussian: seed of the generating model.") var syntheticSeed: UInt64 = defaults.seed
+    @Option(help: "linear-gaussian: a second latent layer of this dimension (the chain z₂ → z₁ → x).") var syntheticUpperLatent: Int?
 
     /// The data source `--data` names, with these settings for linear-gaussian.
     func source(_ options: DataOptions) throws -> DataSource {
         guard let name = options.data else { return try options.source() }
         let generator = LinearGaussianData(dimension: syntheticDimension, latentDimension: syntheticLatent,
-                                           noise: syntheticNoise, seed: syntheticSeed)
+                                           noise: syntheticNoise, seed: syntheticSeed, upperDimension: syntheticUpperLatent)
         return try DataSource(name: name, generator: generator, trainExamples: syntheticExamples,
                               testExamples: syntheticTestExamples, mnistDirectory: options.mnistDirectory)
     }

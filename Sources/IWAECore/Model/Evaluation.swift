@@ -18,18 +18,26 @@ public struct LogLikelihoodEstimate: Sendable {
     public var reconstructions: [Double]
     /// KL(q(·|x) ‖ r) per example, in closed form (nats).
     public var kls: [Double]
-    /// Σ_x μ_u(x) and Σ_x μ_u(x)² for each latent unit u (mergeable moments).
-    public var encoderMeanSums: [Double]
-    public var encoderMeanSquareSums: [Double]
+    /// Σ_x m_u(x) and Σ_x m_u(x)² for each unit u of each stochastic layer
+    /// (mergeable moments), where m(x) = E_q[z_l]: μ₁(x) exactly for z₁, and
+    /// for a layer above the mean of μ_l(z_{l−1}) over the k draws of the
+    /// layers below (E over q(z₁|x) q(z₂|z₁) … by Monte Carlo).
+    public var layerMeanSums: [[Double]]
+    public var layerMeanSquareSums: [[Double]]
 
-    /// Var_x(μ_u(x)) for each latent unit u.
-    public var latentActivity: [Double] {
+    /// Var_x(E_q[z_l,u]) for each unit u of each layer l (Burda et al.'s activity).
+    public var latentActivityPerLayer: [[Double]] {
         let n = Double(max(bounds.count, 1))
-        return zip(encoderMeanSums, encoderMeanSquareSums).map { sum, squares in
-            let m = sum / n
-            return Swift.max(0, squares / n - m * m)
+        return zip(layerMeanSums, layerMeanSquareSums).map { sums, squares in
+            zip(sums, squares).map { sum, square in
+                let m = sum / n
+                return Swift.max(0, square / n - m * m)
+            }
         }
     }
+
+    /// Var_x(μ_u(x)) for each unit u of z₁.
+    public var latentActivity: [Double] { latentActivityPerLayer[0] }
 
     /// The estimate over the union of two disjoint sets of examples (in order).
     public func merged(with other: LogLikelihoodEstimate) -> LogLikelihoodEstimate {
@@ -37,8 +45,8 @@ public struct LogLikelihoodEstimate: Sendable {
         return LogLikelihoodEstimate(
             samples: samples, bounds: bounds + other.bounds, elbos: elbos + other.elbos,
             reconstructions: reconstructions + other.reconstructions, kls: kls + other.kls,
-            encoderMeanSums: zip(encoderMeanSums, other.encoderMeanSums).map(+),
-            encoderMeanSquareSums: zip(encoderMeanSquareSums, other.encoderMeanSquareSums).map(+))
+            layerMeanSums: zip(layerMeanSums, other.layerMeanSums).map { zip($0, $1).map(+) },
+            layerMeanSquareSums: zip(layerMeanSquareSums, other.layerMeanSquareSums).map { zip($0, $1).map(+) })
     }
 
     public var examples: Int { bounds.count }
@@ -57,8 +65,10 @@ public struct LogLikelihoodEstimate: Sendable {
     public var meanELBO: Double { elbos.reduce(0, +) / Double(max(elbos.count, 1)) }
     public var meanReconstruction: Double { reconstructions.reduce(0, +) / Double(max(reconstructions.count, 1)) }
     public var meanKL: Double { kls.reduce(0, +) / Double(max(kls.count, 1)) }
-    /// Units with Var_x(μ_u(x)) > 10⁻² (Burda et al. 2015).
-    public var activeUnits: Int { latentActivity.filter { $0 > 1e-2 }.count }
+    /// Units of z₁ with Var_x(μ_u(x)) > 10⁻² (Burda et al. 2015).
+    public var activeUnits: Int { activeUnitsPerLayer[0] }
+    /// Active units of each stochastic layer, z₁ first.
+    public var activeUnitsPerLayer: [Int] { latentActivityPerLayer.map { $0.filter { $0 > 1e-2 }.count } }
 }
 
 // These run specialized when reached through `ModelWorkers` (pre-specialized
@@ -81,11 +91,14 @@ extension VariationalAutoencoder {
         let rng = Xoshiro256(seed: seed)
         let samplesPerPass = Swift.min(k, Swift.max(1, rowsPerPass))
         let examplesPerPass = Swift.max(1, rowsPerPass / samplesPerPass)
-        let latent = configuration.latentDimension
+        let latent = configuration.latentDimension, dimensions = configuration.latentDimensions
         var bounds = [Double](), elbos = [Double](), reconstructions = [Double](), kls = [Double]()
         bounds.reserveCapacity(x.rows)
         elbos.reserveCapacity(x.rows)
         var muSum = [Double](repeating: 0, count: latent), muSquares = [Double](repeating: 0, count: latent)
+        var upperSums = dimensions.dropFirst().map { [Double](repeating: 0, count: $0) }, upperSquares = upperSums
+        // Per example of the pass, Σ over draws of μ_l(z_{l−1}) for each upper layer.
+        var upperDrawSums = dimensions.dropFirst().map { [Double](repeating: 0, count: examplesPerPass * $0) }
         var running = [Double](repeating: 0, count: examplesPerPass)
         var logWeightSum = [Double](repeating: 0, count: examplesPerPass)
         var logLikelihoodSum = [Double](repeating: 0, count: examplesPerPass)
@@ -105,6 +118,7 @@ extension VariationalAutoencoder {
                 logLikelihoodSum[b] = 0
                 kls.append(Double(klDivergences[b]))
             }
+            for l in upperDrawSums.indices { for i in upperDrawSums[l].indices { upperDrawSums[l][i] = 0 } }
             var done = 0
             while done < k {
                 let s = Swift.min(samplesPerPass, k - done)
@@ -117,7 +131,19 @@ extension VariationalAutoencoder {
                         logLikelihoodSum[b] += Double(lw.logLikelihood[b * s + j])
                     }
                 }
+                for (l, upper) in encoders.dropFirst().enumerated() {
+                    let means = upper.means, k = upper.dimension
+                    for r in 0..<n * s { for u in 0..<k { upperDrawSums[l][(r / s) * k + u] += Double(means[r, u]) } }
+                }
                 done += s
+            }
+            for l in upperDrawSums.indices {
+                let width = dimensions[l + 1]
+                for b in 0..<n { for u in 0..<width {
+                    let m = upperDrawSums[l][b * width + u] / Double(k)
+                    upperSums[l][u] += m
+                    upperSquares[l][u] += m * m
+                } }
             }
             for b in 0..<n {
                 bounds.append(logMeanExp(logSum: running[b], count: k))
@@ -128,7 +154,7 @@ extension VariationalAutoencoder {
             progress?(start)
         }
         return LogLikelihoodEstimate(samples: k, bounds: bounds, elbos: elbos, reconstructions: reconstructions, kls: kls,
-                                     encoderMeanSums: muSum, encoderMeanSquareSums: muSquares)
+                                     layerMeanSums: [muSum] + upperSums, layerMeanSquareSums: [muSquares] + upperSquares)
     }
 
     /// The mean `objective` bound with K samples over the rows of `x` (N, D),

@@ -2,46 +2,39 @@ import IWAELinearAlgebra
 import RealModule
 
 extension VariationalAutoencoder {
-    /// True for a decoder with no hidden layers and a Gaussian likelihood:
-    /// f(z) = W z + b, so p(x) has a closed form.
+    /// True when p(x) has a closed form: a Gaussian likelihood whose decoder
+    /// has no hidden layers (f(z₁) = V z₁ + c) and, above z₁, only linear
+    /// conditional priors with a constant variance (z_l = W z_{l+1} + b + noise).
     public var isLinearGaussian: Bool {
         configuration.likelihood == .gaussian && configuration.decoderHidden.isEmpty
+            && configuration.upperLayers.allSatisfy { $0.decoderHidden.isEmpty }
     }
 
     /// The exact log marginal likelihood of each row of `x` (N, D) under a
-    /// linear-Gaussian model (MATH.md §2, tightness):
+    /// linear-Gaussian model (MATH.md §2, tightness): the top prior
+    /// N(λ₁, diag λ₂) pushed down the chain, each linear layer mapping
     ///
-    ///     p(x) = N(x; W λ₁ + b, W diag(λ₂) Wᵀ + σ² I)
+    ///     (m, C) → (W m + b, W C Wᵀ + diag(s²)),   and at the bottom   p(x) = N(x; V m + c, V C Vᵀ + σ² I)
     ///
     /// in Double, through a LAPACK Cholesky of the D×D covariance. Throws for
     /// other models.
     public func exactLogLikelihood(_ x: MatrixView<Scalar>) throws -> [Double] {
-        guard isLinearGaussian else {
-            throw IWAEError.invalidArgument("the exact likelihood needs a Gaussian decoder with no hidden layers")
+        guard isLinearGaussian, case .gaussian(let gaussian) = likelihood else {
+            throw IWAEError.invalidArgument("the exact likelihood needs a Gaussian decoder and conditional priors with no hidden layers")
         }
-        let d = configuration.dataDimension, k = configuration.latentDimension
-        let layer = likelihood.decoder.layers[0]
-        let w = store.value(layer.weight), b = store.value(layer.bias)
-        var priorMean = [Double](repeating: 0, count: k), priorVariance = [Double](repeating: 1, count: k)
-        for i in 0..<k {
-            let (m, v) = prior.parameters(i, store)
-            priorMean[i] = Double(m)
-            priorVariance[i] = Double(v)
+        let top = configuration.topDimension
+        var mean = (0..<top).map { Double(prior.parameters($0, store).mean) }
+        var covariance = [Double](repeating: 0, count: top * top)
+        for i in 0..<top { covariance[i * top + i] = Double(prior.parameters(i, store).variance) }
+        for conditional in conditionalPriors.reversed() {
+            let layer = conditional.meanHead, logScale = store.value(conditional.constantLogScale!)
+            let noise = (0..<conditional.dimension).map { Double.exp(2 * Double(logScale[$0])) }
+            (mean, covariance) = pushForward(mean, covariance, weight: store.value(layer.weight), bias: store.value(layer.bias),
+                                             outputs: conditional.dimension, noise: noise)
         }
-        guard case .gaussian(let gaussian) = likelihood else { preconditionFailure() }
-        let noise = Double(gaussian.variance(store))
-        var covariance = [Double](repeating: 0, count: d * d)
-        var mean = [Double](repeating: 0, count: d)
-        for r in 0..<d {
-            mean[r] = Double(b[r])
-            for i in 0..<k { mean[r] += Double(w[r * k + i]) * priorMean[i] }
-            for c in 0...r {
-                var s = r == c ? noise : 0
-                for i in 0..<k { s += Double(w[r * k + i]) * priorVariance[i] * Double(w[c * k + i]) }
-                covariance[r * d + c] = s
-                covariance[c * d + r] = s
-            }
-        }
+        let d = configuration.dataDimension, layer = likelihood.decoder.layers[0]
+        (mean, covariance) = pushForward(mean, covariance, weight: store.value(layer.weight), bias: store.value(layer.bias),
+                                         outputs: d, noise: [Double](repeating: Double(gaussian.variance(store)), count: d))
         let info = covariance.withUnsafeMutableBufferPointer { Double.choleskyLower(n: d, a: $0.baseAddress!, lda: d) }
         guard info == 0 else { throw IWAEError.numerical("the marginal covariance is not positive definite (potrf info \(info))") }
         var halfLogDet = 0.0
@@ -60,6 +53,24 @@ extension VariationalAutoencoder {
             result.append(-0.5 * u.reduce(0) { $0 + $1 * $1 } - halfLogDet - normalizer)
         }
         return result
+    }
+
+    /// (W m + b, W C Wᵀ + diag(noise)) for W (outputs, k) row-major, in Double.
+    private func pushForward(_ m: [Double], _ c: [Double], weight w: UnsafePointer<Scalar>, bias b: UnsafePointer<Scalar>,
+                             outputs n: Int, noise: [Double]) -> (mean: [Double], covariance: [Double]) {
+        let k = m.count
+        var mean = [Double](repeating: 0, count: n), covariance = [Double](repeating: 0, count: n * n)
+        for r in 0..<n {
+            mean[r] = Double(b[r])
+            for i in 0..<k { mean[r] += Double(w[r * k + i]) * m[i] }
+            for col in 0...r {
+                var s = r == col ? noise[r] : 0
+                for i in 0..<k { for j in 0..<k where c[i * k + j] != 0 { s += Double(w[r * k + i]) * c[i * k + j] * Double(w[col * k + j]) } }
+                covariance[r * n + col] = s
+                covariance[col * n + r] = s
+            }
+        }
+        return (mean, covariance)
     }
 }
 

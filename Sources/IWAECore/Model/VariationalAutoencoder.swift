@@ -319,6 +319,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     ) throws -> UnsafeMutableBufferPointer<Scalar> {
         precondition(estimator.unsupported(objective: objective, samplesPerExample: K, baseline: baseline) == nil,
                      "estimator options are validated by TrainingOptions.validate")
+        precondition(objective != .elboAnalytic || encoders.count == 1, "elbo-analytic needs one stochastic layer")
         let encoded = try encode(x)
         let lw = try logWeights(encoded, samplesPerExample: K, using: rng)
         lw.bound(objective, into: bounds.pointer)

@@ -35,6 +35,9 @@ public final class Trainer {
     /// images binarized once for a Bernoulli likelihood), or nil for none.
     public init(model: VariationalAutoencoder<Float>, options: TrainingOptions, validation: (any TrainingExamples)?) throws {
         try options.validate()
+        if options.objective == .elboAnalytic && model.configuration.stochasticLayers > 1 {
+            throw IWAEError.invalidArgument("elbo-analytic needs one stochastic layer (the KL of a stack has no closed form); use elbo or iwae")
+        }
         if let validation, validation.dimension != model.configuration.dataDimension {
             throw IWAEError.invalidArgument("validation data has dimension \(validation.dimension) but the model expects \(model.configuration.dataDimension)")
         }
