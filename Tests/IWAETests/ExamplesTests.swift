@@ -34,9 +34,13 @@ final class ExamplesTests: XCTestCase {
 
     func testExamplesPackageBuildsAndItsNumbersHold() throws {
         let package = ExamplesTests.repository.appendingPathComponent("Examples").path
-        let build = try run("/usr/bin/env", ["swift", "build", "--package-path", package])
+        // A fresh build folder each time: SwiftPM's incremental build of a path
+        // dependency can miss a changed struct layout (seen here: a crash in a
+        // stale binary after a field was added to ModelConfiguration).
+        let scratch = temporaryDirectory(self)
+        let build = try run("/usr/bin/env", ["swift", "build", "--package-path", package, "--scratch-path", scratch])
         XCTAssertEqual(build.status, 0, "Examples did not build: \(build.stdout.suffix(1500)) \(build.stderr.suffix(1500))")
-        let executable = package + "/.build/debug/iwae-examples"
+        let executable = scratch + "/debug/iwae-examples"
 
         // A small trained model whose log p(x) the example computes too.
         let data = temporaryDirectory(self), out = temporaryDirectory(self) + "/run"
