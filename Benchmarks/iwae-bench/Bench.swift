@@ -57,6 +57,7 @@ func jsonLine(_ fields: [(String, Any)]) -> String {
         case let d as Double: v = d.isFinite ? String(format: "%.6g", d) : "null"
         case let i as Int: v = String(i)
         case let s as String: v = "\"\(s)\""
+        case let a as [Int]: v = "[" + a.map(String.init).joined(separator: ", ") + "]"
         default: v = "\"\(value)\""
         }
         return "\"\(key)\": \(v)"

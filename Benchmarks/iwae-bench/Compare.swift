@@ -3,13 +3,16 @@ import Foundation
 import IWAE
 import IWAEConsole
 
-/// Table 1 of Burda et al. (2015), on this engine: VAE and IWAE for several
-/// K, same architecture, seed and budget; test NLL by L_5000.
+/// Table 1 of Burda et al. (2015), on this engine: one and two stochastic
+/// layers × VAE and IWAE × K, same seed and budget for every row; test NLL by
+/// L_5000, active units per layer, beside the paper's own figures.
 struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train VAE (ELBO) and IWAE for several K with the same seed and budget; report test NLL (k=5000), active units, train/test gap, speed.")
+        abstract: "Train VAE (ELBO) and IWAE for several K and architectures with the same seed and budget; report test NLL (k=5000), active units per layer, train/test gap, speed.")
 
-    @Option(help: "fashion-mnist or a directory of MNIST-format files.") var data = "fashion-mnist"
+    @Option(help: "mnist (Burda et al.'s data), fashion-mnist or a directory of MNIST-format files.") var data = "fashion-mnist"
+    @Option(help: "Stochastic layers of the architectures to compare, comma-separated: 1 (784-200-200-50) and 2 (…-100-100-50). Default: 1,2 on mnist, 1 otherwise.")
+    var layers: PositiveIntegers?
     @Option(help: "Objectives, comma-separated.") var objectives = "elbo,iwae"
     @Option(help: "K values, comma-separated.") var ks = PositiveIntegers([1, 5, 50])
     @Option(help: "Epochs per model (default 10; 3280 with --schedule paper; 1 with --quick).") var epochs: Int?
@@ -43,28 +46,34 @@ struct Compare: ParsableCommand {
         guard chart.hasSuffix(".png") else { throw IWAEError.invalidArgument("--chart must name a .png file") }
         if let out { try prepareOutputDirectory(out) }
 
-        let dataset = try MNISTFormatDataset.load(data)
-        var train = dataset.train
+        let architectures = layers?.values ?? (data == "mnist" ? [1, 2] : [1])
+        guard architectures.allSatisfy({ $0 == 1 || $0 == 2 }) else { throw IWAEError.invalidArgument("--layers takes 1 and 2") }
+        let source = try DataSource(name: data)
+        var train = try source.load(.train)
         if let n = trainExamples ?? (quick ? 10_000 : nil) { train = train.prefix(n) }
-        let test = dataset.test.prefix(testCount).binarizedForEvaluation()
+        let test = try source.load(.test).prefix(testCount).binarizedForEvaluation()
         let trainEval = train.prefix(trainEvalCount).binarizedForEvaluation()
         let testImages = Tensor<Float>(shape: [test.count, test.dimension], values: test.pixels)
         let trainImages = Tensor<Float>(shape: [trainEval.count, trainEval.dimension], values: trainEval.pixels)
         let mean = train.pixelMean
 
         if !json {
-            print("K comparison on \(data): \(train.count) training images, \(epochCount) epochs (\(schedule.rawValue)), batch \(batch), seed \(seed);"
-                  + " NLL = −mean L_\(evalK) on \(test.count) test images, gap = test NLL − train NLL on \(trainEval.count) training images")
+            print("K comparison on \(data), the same budget for every row: \(train.count) training images, \(epochCount) epochs (\(schedule.rawValue)), batch \(batch), Adam \(learningRate), seed \(seed);"
+                  + " NLL = −mean L_\(evalK) on \(test.count) test images, gap = test NLL − train NLL on \(trainEval.count) training images;"
+                  + (data == "mnist" ? "; paper = Burda et al. (2015) Table 1, MNIST, after 3,280 passes" : ""))
         }
         var rows = [Row]()
+        for architecture in architectures {
         for objective in objectiveList {
             for k in kList {
-                let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: train.dimension), seed: seed)
+                let configuration = architecture == 1 ? ModelConfiguration(dataDimension: train.dimension)
+                                                      : ModelConfiguration.twoLayer(dataDimension: train.dimension)
+                let model = VariationalAutoencoder<Float>(configuration, seed: seed)
                 model.initializeOutputBias(dataMean: mean)
                 let options = TrainingOptions(objective: objective, samplesPerExample: k, epochs: epochCount, batchSize: batch,
                                               learningRate: learningRate, schedule: schedule, seed: seed)
                 let trainer = try Trainer(model: model, options: options, validation: nil)
-                let label = "\(objective.rawValue) K=\(k)"
+                let label = "\(architecture)-layer \(objective.rawValue) K=\(k)"
                 let start = now()
                 try trainer.train(train, onProgress: { p in
                     ProgressBar.draw("\(label) epoch \(p.epoch)/\(p.epochs)", done: p.batch, total: p.batches,
@@ -73,9 +82,9 @@ struct Compare: ParsableCommand {
                 let trainSeconds = now() - start
                 ProgressBar.finishLine()
                 if let out {
-                    let directory = out + "/\(objective.rawValue)-k\(k)"
+                    let directory = out + "/\(architecture)layer-\(objective.rawValue)-k\(k)"
                     try prepareOutputDirectory(directory)
-                    try Checkpoint(model: model, data: .files(data),
+                    try Checkpoint(model: model, data: source,
                                    imageSize: Checkpoint.ImageSize(width: train.width, height: train.height)).save(to: directory)
                 }
                 ProgressBar.draw("\(label) evaluating k=\(evalK)", done: 0, total: 2, detail: "")
@@ -83,46 +92,60 @@ struct Compare: ParsableCommand {
                 ProgressBar.draw("\(label) evaluating k=\(evalK)", done: 1, total: 2, detail: "")
                 let trainEstimate = try trainer.workers.estimateLogLikelihood(trainImages.matrix, samples: evalK, seed: 12)
                 ProgressBar.finishLine()
-                if !json && rows.isEmpty { print("objective     K   test NLL   ± stderr   train NLL    gap   active units   train examples/s   train seconds") }
-                let row = Row(objective: objective.rawValue, k: k, nll: testEstimate.negativeLogLikelihood,
+                if !json && rows.isEmpty {
+                    print("layers  objective     K   test NLL   ± stderr   train NLL    gap   active units   train examples/s   train seconds   paper NLL   paper active")
+                }
+                let row = Row(architecture: architecture, objective: objective.rawValue, k: k, nll: testEstimate.negativeLogLikelihood,
                               nllStderr: testEstimate.standardError, trainNLL: trainEstimate.negativeLogLikelihood,
-                              activeUnits: testEstimate.activeUnits,
+                              activeUnits: testEstimate.activeUnitsPerLayer,
                               examplesPerSecond: Double(train.count * epochCount) / trainSeconds, trainSeconds: trainSeconds)
                 rows.append(row)
+                let paper = data == "mnist" ? PaperTable1.entry(layers: architecture, objective: objective, k: k) : nil
                 if json {
-                    print(jsonLine([("objective", row.objective), ("k", row.k), ("nll", row.nll), ("nll_stderr", row.nllStderr),
-                                    ("train_nll", row.trainNLL), ("gap", row.nll - row.trainNLL), ("active_units", row.activeUnits),
-                                    ("train_examples_per_s", row.examplesPerSecond), ("train_seconds", row.trainSeconds),
-                                    ("epochs", epochCount), ("eval_k", evalK), ("test_examples", test.count)]))
+                    var fields: [(String, Any)] = [("architecture", "\(architecture)-layer"), ("objective", row.objective), ("k", row.k),
+                                                   ("nll", row.nll), ("nll_stderr", row.nllStderr), ("train_nll", row.trainNLL),
+                                                   ("gap", row.nll - row.trainNLL), ("active_units", row.activeUnits.reduce(0, +)),
+                                                   ("active_units_per_layer", row.activeUnits),
+                                                   ("train_examples_per_s", row.examplesPerSecond), ("train_seconds", row.trainSeconds),
+                                                   ("epochs", epochCount), ("eval_k", evalK), ("test_examples", test.count)]
+                    if let paper { fields += [("paper_nll", paper.nll), ("paper_active_units_per_layer", paper.active)] }
+                    print(jsonLine(fields))
                 } else {
-                    print(row.objective.padding(toLength: 9, withPad: " ", startingAt: 0) + String(format: " %5d %10.2f %10.2f %11.2f %6.2f %14d %18.0f %15.1f",
-                                 row.k, row.nll, row.nllStderr, row.trainNLL, row.nll - row.trainNLL,
-                                 row.activeUnits, row.examplesPerSecond, row.trainSeconds))
+                    let active = row.activeUnits.map(String.init).joined(separator: "+")
+                    let paperText = paper.map { String(format: "%11.2f   %@", $0.nll, $0.active.map(String.init).joined(separator: "+")) } ?? "          –   –"
+                    print(String(format: "%6d  ", architecture) + row.objective.padding(toLength: 9, withPad: " ", startingAt: 0)
+                          + String(format: " %5d %10.2f %10.2f %11.2f %6.2f ", row.k, row.nll, row.nllStderr, row.trainNLL, row.nll - row.trainNLL)
+                          + active.leftPadded(14) + String(format: " %18.0f %15.1f ", row.examplesPerSecond, row.trainSeconds) + paperText)
                 }
             }
+        }
         }
         try writeChart(rows, to: chart)
         if !json { print("chart: \(chart)") }
     }
 
     struct Row {
+        var architecture: Int
         var objective: String
         var k: Int
         var nll: Double
         var nllStderr: Double
         var trainNLL: Double
-        var activeUnits: Int
+        var activeUnits: [Int]
         var examplesPerSecond: Double
         var trainSeconds: Double
     }
 
     func writeChart(_ rows: [Row], to path: String) throws {
         var names = [String]()
-        for row in rows where !names.contains(row.objective) { names.append(row.objective) }
+        func name(_ row: Row) -> String {
+            (row.objective == "elbo" ? "VAE" : row.objective.uppercased()) + (rows.contains { $0.architecture != row.architecture } ? " \(row.architecture)L" : "")
+        }
+        for row in rows where !names.contains(name(row)) { names.append(name(row)) }
         func series(_ value: (Row) -> Double) -> [ChartSeries] {
-            names.enumerated().map { i, name in
-                ChartSeries(name: name == "elbo" ? "VAE (ELBO)" : name.uppercased(),
-                            points: rows.filter { $0.objective == name }.map { (Double($0.k), value($0)) },
+            names.enumerated().map { i, label in
+                ChartSeries(name: label,
+                            points: rows.filter { name($0) == label }.map { (Double($0.k), value($0)) },
                             color: LineChart.palette[i % LineChart.palette.count])
             }
         }
@@ -134,4 +157,22 @@ struct Compare: ParsableCommand {
         image.draw(speed, at: nll.width, 0)
         try writeFileAtomically(try image.png(), to: path)
     }
+}
+
+/// Burda et al. (2015), Table 1, MNIST: test NLL (k = 5000) and active units
+/// per stochastic layer after 3,280 passes (the paper's figures, for comparison).
+enum PaperTable1 {
+    static func entry(layers: Int, objective: Objective, k: Int) -> (nll: Double, active: [Int])? {
+        let table: [String: (Double, [Int])] = [
+            "1 elbo 1": (86.76, [19]), "1 elbo 5": (86.47, [20]), "1 elbo 50": (86.35, [20]),
+            "1 iwae 1": (86.76, [19]), "1 iwae 5": (85.54, [22]), "1 iwae 50": (84.78, [25]),
+            "2 elbo 1": (85.33, [16, 5]), "2 elbo 5": (85.01, [17, 5]), "2 elbo 50": (84.78, [17, 5]),
+            "2 iwae 1": (85.33, [16, 5]), "2 iwae 5": (83.89, [21, 5]), "2 iwae 50": (82.90, [26, 7]),
+        ]
+        return table["\(layers) \(objective.rawValue) \(k)"].map { (nll: $0.0, active: $0.1) }
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: " ", count: Swift.max(0, width - count)) + self }
 }

@@ -243,6 +243,37 @@ final class CommandLineTests: XCTestCase {
         try assertFailsCleanly(["grad-stats", out, "--draws", "1"], mentioning: "--draws must be at least 2")
     }
 
+    /// The two-layer model through the CLI: training, evaluation with active
+    /// units per layer, grad-stats, and the exact check on a linear-Gaussian chain.
+    func testTwoLayerModelThroughTheCLI() throws {
+        let out = runDirectory + "/two"
+        let train = try runIWAE(small(out, epochs: 1) + ["--upper-layer", "3@8,6/5"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let configuration = try Checkpoint.load(from: out).model.configuration
+        XCTAssertEqual(configuration.latentDimensions, [4, 3])
+        XCTAssertEqual(configuration.upperLayers[0].decoderHidden, [5])
+        let evaluate = try runIWAE(["evaluate", out, "--k", "50", "--test-examples", "20", "--json"])
+        XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(evaluate.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual((json["active_units_per_layer"] as! [Int]).count, 2)
+        XCTAssertEqual(json["latent_dimensions"] as! [Int], [4, 3])
+        let stats = try runIWAE(["grad-stats", out, "--estimators", "reparam,dreg", "--ks", "2", "--draws", "5", "--batch", "4", "--json"])
+        XCTAssertEqual(stats.status, 0, stats.stderr)
+        try assertFailsCleanly(small(runDirectory + "/a") + ["--upper-layer", "3@8", "--objective", "elbo-analytic"], mentioning: "one stochastic layer")
+        try assertFailsCleanly(small(runDirectory + "/b") + ["--upper-layer", "x@8"], mentioning: "--upper-layer")
+        // A linear-Gaussian chain and a model of its form: evaluate reports the exact NLL.
+        let chain = runDirectory + "/chain"
+        let fit = try runIWAE(["train", "--data", "linear-gaussian", "--synthetic-dimension", "6", "--synthetic-latent", "3",
+                               "--synthetic-upper-latent", "2", "--synthetic-examples", "600", "--synthetic-test-examples", "100",
+                               "--likelihood", "gaussian", "--learn-sigma", "--prior", "learned", "--encoder", "full",
+                               "--latent", "3", "--encoder-hidden", "none", "--decoder-hidden", "none", "--upper-layer", "2@none",
+                               "--objective", "elbo", "--epochs", "2", "--batch", "50", "--validation-examples", "100", "--out", chain])
+        XCTAssertEqual(fit.status, 0, fit.stderr)
+        let exact = try runIWAE(["evaluate", chain, "--k", "100", "--json"])
+        let exactJSON = try JSONSerialization.jsonObject(with: Data(exact.stdout.utf8)) as! [String: Any]
+        XCTAssertNotNil(exactJSON["exact_nll"] as? Double, exact.stdout)
+    }
+
     func testTrainingWithEachEstimator() throws {
         for extra in [["--estimator", "score", "--baseline", "vimco"], ["--estimator", "stl"], ["--estimator", "dreg"], ["--estimator", "score"]] {
             let out = runDirectory + "/" + extra.joined(separator: "-")

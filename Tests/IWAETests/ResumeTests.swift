@@ -65,6 +65,20 @@ final class ResumeTests: XCTestCase {
         }
     }
 
+    /// The two-layer model and its resumed run end with the same bytes too.
+    func testTwoLayerRunResumesBitForBit() throws {
+        let twoLayer = { (out: String) in self.arguments(out) + ["--upper-layer", "3@8", "--estimator", "dreg"] }
+        let reference = root + "/two-reference"
+        XCTAssertEqual(try run(twoLayer(reference)).status, 0)
+        let out = root + "/two-killed"
+        XCTAssertEqual(try run(twoLayer(out), environment: ["IWAE_FAULT_KILL_AT_STEP": "19"]).reason, .uncaughtSignal)
+        let resumed = try run(["train", "--resume", out])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try trainedBytes(out), try trainedBytes(reference))
+        XCTAssertEqual(try Checkpoint.load(from: out).model.configuration.upperLayers,
+                       [StochasticLayer(dimension: 3, encoderHidden: [8], decoderHidden: [8])])
+    }
+
     func testInterruptedRunSavesAndResumes() throws {
         let reference = root + "/reference"
         XCTAssertEqual(try run(arguments(reference)).status, 0)
