@@ -13,10 +13,15 @@ struct Speed: ParsableCommand {
     @Option(help: "Test images of the k=5000 evaluation (0 to skip).") var evalImages: Int = 1000
     @Option(help: "Samples per image of the evaluation.") var evalK: Int = 5000
     @Option(help: "Encoder of the training step.") var encoder = CovarianceKind.diagonal
+    @Option(help: "Stochastic layers of the model: 1 (784-200-200-50) or 2 (the paper's 784-200-200-100-100-100-50).")
+    var layers = 1
     @Flag(help: "One JSON object per measured case instead of a table.") var json = false
 
     func run() throws {
         let encoderKind = encoder
+        guard layers == 1 || layers == 2 else { throw IWAEError.invalidArgument("--layers must be 1 or 2, got \(layers)") }
+        var configuration = layers == 1 ? ModelConfiguration(dataDimension: 784) : ModelConfiguration.twoLayer(dataDimension: 784)
+        configuration.encoder = encoderKind
         let batchList = batches.values, kList = ks.values
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let peak = measureSGEMMPeak()
@@ -24,7 +29,7 @@ struct Speed: ParsableCommand {
         if !json {
             print("OpenBLAS \(BLASLibrary.coreName), \(cores) cores; sgemm peak (2048³, \(cores) threads): \(String(format: "%.1f", peak)) GFLOP/s")
             print("")
-            print("training step (\(encoderKind.rawValue) encoder, Bernoulli decoder, 784-200-200-50, Adam)")
+            print("training step (\(encoderKind.rawValue) encoder, Bernoulli decoder, " + (layers == 1 ? "784-200-200-50" : "two stochastic layers 784-200-200-100-100-100-50") + ", Adam)")
             print(" B    K  mode              ms/step  examples/s  GFLOP/s  of peak   gemm (decoder)  elementwise  sampling  covariance  rest")
         }
         let (images, mean) = benchmarkImages(count: max(batchList.max()!, 1))
@@ -33,13 +38,13 @@ struct Speed: ParsableCommand {
                 var best: StepTiming?
                 for workers in Set([1, cores]).sorted() {
                     let timing = try timeTrainingStep(batch: batch, k: k, workers: workers, seconds: seconds, images: images,
-                                                      mean: mean, encoder: encoderKind)
+                                                      mean: mean, configuration: configuration)
                     if best == nil || timing.secondsPerStep < best!.secondsPerStep { best = timing }
                 }
                 let t = best!
                 let gflops = t.flops / t.secondsPerStep / 1e9
                 let row: [(String, Any)] = [
-                    ("case", "train_step"), ("encoder", encoderKind.rawValue), ("batch", batch), ("k", k), ("mode", t.mode),
+                    ("case", "train_step"), ("layers", layers), ("encoder", encoderKind.rawValue), ("batch", batch), ("k", k), ("mode", t.mode),
                     ("ms_per_step", t.secondsPerStep * 1e3), ("examples_per_s", Double(batch) / t.secondsPerStep),
                     ("gflops", gflops), ("peak_gflops", peak), ("peak_fraction", gflops / peak),
                     ("gemm_fraction", t.phases[0] + t.phases[1]), ("decoder_gemm_fraction", t.phases[1]),
@@ -90,8 +95,8 @@ struct StepTiming {
 /// Times whole training steps (gradient and Adam update) for about `seconds`,
 /// then runs as many again with profilers attached for the phase breakdown.
 func timeTrainingStep(batch: Int, k: Int, workers: Int, seconds: Double, images: Tensor<Float>, mean: [Float],
-                      encoder: CovarianceKind) throws -> StepTiming {
-    let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: 784, encoder: encoder), seed: 1)
+                      configuration: ModelConfiguration) throws -> StepTiming {
+    let model = VariationalAutoencoder<Float>(configuration, seed: 1)
     model.initializeOutputBias(dataMean: mean)
     BLASLibrary.threads = workers == 1 ? ProcessInfo.processInfo.activeProcessorCount : 1
     let pool = ModelWorkers(model: model, workers: workers, seed: 2)

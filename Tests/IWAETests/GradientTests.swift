@@ -3,17 +3,8 @@ import XCTest
 
 /// Every backward against central finite differences in Double.
 final class GradientTests: XCTestCase {
-    /// Central difference of `f` with respect to `values[i]`, for every i.
-    func finiteDifferences(_ values: UnsafeMutablePointer<Double>, count: Int, h: Double = 1e-6, _ f: () -> Double) -> [Double] {
-        (0..<count).map { i in
-            let saved = values[i]
-            values[i] = saved + h
-            let plus = f()
-            values[i] = saved - h
-            let minus = f()
-            values[i] = saved
-            return (plus - minus) / (2 * h)
-        }
+    func finiteDifferences(_ values: UnsafeMutablePointer<Double>, count: Int, _ f: () -> Double) -> [Double] {
+        centralDifferences(values, 0..<count, f)
     }
 
     func testLayerBackwardForEveryActivation() {

@@ -94,3 +94,18 @@ var productsDirectory: URL {
 var hasFashionMNIST: Bool {
     FileManager.default.fileExists(atPath: MNISTFormatDataset.fashionMNISTDirectory + "/train-images-idx3-ubyte.gz")
 }
+
+/// Central differences (f(v + h) − f(v − h)) / 2h of `f` with respect to
+/// `values[i]`, for every i in `indices` (the oracle of every gradient test).
+func centralDifferences(_ values: UnsafeMutablePointer<Double>, _ indices: Range<Int>, h: Double = 1e-6,
+                        _ f: () -> Double) -> [Double] {
+    indices.map { i in
+        let saved = values[i]
+        values[i] = saved + h
+        let plus = f()
+        values[i] = saved - h
+        let minus = f()
+        values[i] = saved
+        return (plus - minus) / (2 * h)
+    }
+}

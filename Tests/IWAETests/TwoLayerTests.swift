@@ -33,16 +33,7 @@ final class TwoLayerTests: XCTestCase {
     }
 
     func finiteDifferences(_ model: VariationalAutoencoder<Double>, _ indices: Range<Int>, _ f: () -> Double) -> [Double] {
-        let values = model.store.values.pointer, h = 1e-6
-        return indices.map { i in
-            let saved = values[i]
-            values[i] = saved + h
-            let plus = f()
-            values[i] = saved - h
-            let minus = f()
-            values[i] = saved
-            return (plus - minus) / (2 * h)
-        }
+        centralDifferences(model.store.values.pointer, indices, f)
     }
 
     /// The log weights against the definition, term by term, computed here

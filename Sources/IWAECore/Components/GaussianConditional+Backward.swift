@@ -44,9 +44,7 @@ extension GaussianConditional {
         if let klPrior { addKLGradient(to: klPrior, scale: klScale, store) }
         if isFull { covarianceBackward() }
         profiler.stop(isFull ? .covariance : .elementwise, t)
-        t = profiler.start()
         headsBackward(store, dx: dx, accumulateInput: accumulateInput)
-        profiler.stop(.gemm, t)
     }
 
     private func reparameterizationBackward(samplesPerExample K: Int, directScale g: UnsafePointer<Scalar>?) {
@@ -124,8 +122,10 @@ extension GaussianConditional {
         } }
     }
 
-    /// μ̄ and the scale gradient back through the heads and the trunk.
+    /// μ̄ and the scale gradient back through the heads and the trunk (which
+    /// times its own phases).
     func headsBackward(_ store: ParameterStore<Scalar>, dx: MatrixView<Scalar>?, accumulateInput: Bool) {
+        let t = profiler.start()
         let k = dimension
         let h = trunk?.output ?? input!
         let dh = trunk?.outputGradient ?? dx
@@ -140,6 +140,7 @@ extension GaussianConditional {
             for b in 0..<examples { for i in 0..<k { d[i] += scaleGradient[b * k + i] } }
         }
         diagonalHead?.backward(dx: dh, dy: view(diagonalRawGradient, k), x: h, store, ones: ones, accumulateInput: true)
+        profiler.stop(.gemm, t)
         trunk?.backward(dx: dx, store, accumulateInput: accumulateInput)
     }
 }

@@ -79,8 +79,9 @@ extension VariationalAutoencoder {
     /// and backward) with B examples and K samples each, counted exactly from
     /// the layer shapes: 2·rows·in·out per product; the backward has two
     /// products per layer (weights and inputs) except the encoder's first,
-    /// which needs no input gradient. Bias sums (GEMV) and the per-example
-    /// k×k products of the full-covariance encoder are not counted.
+    /// which needs no input gradient. The networks above z₁ (q(z_{l+1}|z_l)
+    /// and p(z_l|z_{l+1})) run on B·K rows with all three products. Bias sums
+    /// (GEMV) and the per-example k×k products of a full covariance are not counted.
     public func gemmFlopsPerStep(examples B: Int, samplesPerExample K: Int) -> Double {
         var flops = 0.0
         let hasTrunk = !configuration.encoderHidden.isEmpty
@@ -88,7 +89,8 @@ extension VariationalAutoencoder {
             let product = 2 * Double(B) * Double(layer.inputSize) * Double(layer.outputSize)
             flops += product * (i == 0 && hasTrunk ? 2 : 3)
         }
-        for layer in likelihood.decoder.layers {
+        let perDraw = likelihood.decoder.layers + (encoders.dropFirst() + conditionalPriors).flatMap(\.layers)
+        for layer in perDraw {
             flops += 3 * 2 * Double(B * K) * Double(layer.inputSize) * Double(layer.outputSize)
         }
         return flops
@@ -98,7 +100,8 @@ extension VariationalAutoencoder {
     /// N examples with k samples each (forward only).
     public func gemmFlopsForLogWeights(examples N: Int, samplesPerExample k: Int) -> Double {
         let encoderFlops = encoder.layers.reduce(0.0) { $0 + 2 * Double(N) * Double($1.inputSize * $1.outputSize) }
-        let decoderFlops = likelihood.decoder.layers.reduce(0.0) {
+        let perDraw = likelihood.decoder.layers + (encoders.dropFirst() + conditionalPriors).flatMap(\.layers)
+        let decoderFlops = perDraw.reduce(0.0) {
             $0 + 2 * Double(N) * Double(k) * Double($1.inputSize * $1.outputSize)
         }
         return encoderFlops + decoderFlops

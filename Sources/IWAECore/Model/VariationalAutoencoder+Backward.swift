@@ -1,0 +1,109 @@
+import IWAELinearAlgebra
+import RealModule
+
+// The backward of a training step: the generative side, then each encoder by
+// the chosen estimator (MATH.md §3).
+extension VariationalAutoencoder {
+    /// Accumulates into `store.gradients` the gradient of
+    ///
+    ///     loss = −scale · Σ_b Σ_j ω_bj · log w_bj                       (ω held fixed)
+    ///     loss = −scale · [ Σ_b Σ_j ω_bj · log p(x_b|z_bj) − Σ_b KL_b ]  (elbo-analytic)
+    ///
+    /// where ω (B, K) is ∂bound/∂ log w; with ω from `boundWeights` and
+    /// scale = 1/B this is the gradient of −mean bound (MATH.md §3): θ and λ
+    /// through the generative terms with g = −scale·ω, φ by `estimator`.
+    ///
+    /// The generative side runs first and leaves ∂loss/∂z_l (its paths) in
+    /// each encoder's `sampleGradient`; the encoders then run top-down, each
+    /// adding its path into the layer below.
+    public func backward(_ lw: LogWeights<Scalar>, boundWeights omega: MatrixView<Scalar>, scale lossScale: Scalar,
+                         objective: Objective, estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none) {
+        let K = lw.samplesPerExample, rows = lw.examples * K
+        precondition(omega.rows == lw.examples && omega.columns == K)
+        let g = lossWeights.pointer
+        for b in 0..<lw.examples { for j in 0..<K { g[b * K + j] = -lossScale * omega[b, j] } }
+        generativeBackward(lw, weights: g, paths: estimator != .score, prior: objective != .elboAnalytic)
+        if objective == .elboAnalytic {
+            encoder.backward(samplesPerExample: K, directScale: nil, klPrior: prior, klScale: lossScale, store)
+            return
+        }
+        let dz = encoders.map { $0.sampleGradient.pointer }
+        let draws = encoders.indices.map { $0 == 0 ? K : 1 }
+        func layerRows(_ l: Int) -> Int { encoders[l].examples * draws[l] }
+        switch estimator {
+        case .reparam:
+            // −log q's path through z and its direct term cancel; what is left
+            // of each q is its log-determinant, weighted by g.
+            for l in encoders.indices.reversed() { encoderBackward(l, directScale: g, draws: draws) }
+        case .stl, .dreg:
+            // Path terms only (Roeder et al.); DReG weights every φ path once more by w̃ (Tucker et al.).
+            var c = g
+            if estimator == .dreg {
+                let path = pathWeights.pointer
+                for r in 0..<rows { path[r] = g[r] * omega[r / K, r % K] }
+                for l in encoders.indices {
+                    let k = encoders[l].dimension
+                    for r in 0..<rows { for i in 0..<k { dz[l][r * k + i] *= omega[r / K, r % K] } }
+                }
+                c = path
+            }
+            for l in encoders.indices.reversed() {
+                let k = encoders[l].dimension, v = encoders[l].whiten(samplesPerExample: draws[l])
+                if l == 0 {
+                    // −log q(z₁|x) through z₁: +c·v, no direct term.
+                    for r in 0..<layerRows(0) { for i in 0..<k { dz[0][r * k + i] += c[r] * v[r * k + i] } }
+                    encoderBackward(0, directScale: nil, draws: draws)
+                } else {
+                    // Everything the pathwise gradient takes, including the path into z_l
+                    // through q's own density, minus q's direct dependence on φ at fixed z:
+                    // c·∇_φ log q, a score-function pass (M = c·v, direct scale −c, no input path).
+                    encoderBackward(l, directScale: c, draws: draws)
+                    let minusC = scoreWeights.pointer
+                    for r in 0..<rows {
+                        for i in 0..<k { dz[l][r * k + i] = c[r] * v[r * k + i] }
+                        minusC[r] = -c[r]
+                    }
+                    encoders[l].backward(samplesPerExample: 1, directScale: minusC, store)
+                }
+            }
+        case .score:
+            // z fixed: a_j ∇_φ log q(z_j), with ∇_μ log q = v and ∇_L log q = lower(v εᵀ) − diag(1/L_ii):
+            // M_j = a_j v_j and direct scale −a_j, in every layer, with no path between layers.
+            let a = scoreWeights.pointer
+            scoreCoefficients(lw, boundWeights: omega, scale: lossScale, objective: objective, baseline: baseline, into: a)
+            for l in encoders.indices {
+                let k = encoders[l].dimension, v = encoders[l].whiten(samplesPerExample: draws[l])
+                for r in 0..<rows { for i in 0..<k { dz[l][r * k + i] = a[r] * v[r * k + i] } }
+            }
+            for r in 0..<rows { a[r] = -a[r] }
+            for l in encoders.indices { encoders[l].backward(samplesPerExample: draws[l], directScale: a, store) }
+        }
+    }
+
+    /// θ and λ: the likelihood, the conditional priors and (unless its KL is
+    /// differentiated in closed form) the top prior, weighted by g. With
+    /// `paths`, their gradients with respect to each z_l go to
+    /// `encoders[l].sampleGradient` (overwritten); without, z is held fixed.
+    private func generativeBackward(_ lw: LogWeights<Scalar>, weights g: UnsafeMutablePointer<Scalar>, paths: Bool,
+                                    prior includePrior: Bool) {
+        let K = lw.samplesPerExample
+        let z = encoders.indices.map { encoders[$0].samplesView($0 == 0 ? K : 1) }
+        for upper in encoders.dropFirst() where paths { upper.sampleGradient.pointer.update(repeating: 0, count: upper.samplesView(1).count) }
+        likelihood.backward(weights: g, targets: lw.input, samplesPerExample: K, store, dz: paths ? encoder.sampleGradientView(K) : nil)
+        if includePrior {
+            prior.backward(z.last!, weights: g, path: paths ? UnsafePointer(g) : nil,
+                           sampleGradient: encoders.last!.sampleGradient.pointer, store)
+        }
+        for (l, conditional) in conditionalPriors.enumerated() {
+            conditional.densityBackward(at: z[l], weights: g, pointGradient: paths ? encoders[l].sampleGradient.pointer : nil, store,
+                                        dx: paths ? encoders[l + 1].sampleGradientView(1) : nil)
+        }
+    }
+
+    /// Encoder l's backward from its `sampleGradient`, adding its input path
+    /// into the layer below (l ≥ 1).
+    private func encoderBackward(_ l: Int, directScale: UnsafePointer<Scalar>?, draws: [Int]) {
+        encoders[l].backward(samplesPerExample: draws[l], directScale: directScale, store,
+                             dx: l > 0 ? encoders[l - 1].sampleGradientView(draws[l - 1]) : nil, accumulateInput: true)
+    }
+}
