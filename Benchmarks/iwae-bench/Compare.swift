@@ -59,7 +59,7 @@ struct Compare: ParsableCommand {
 
         if !json {
             print("K comparison on \(data), the same budget for every row: \(train.count) training images, \(epochCount) epochs (\(schedule.rawValue)), batch \(batch), Adam \(learningRate), seed \(seed);"
-                  + " NLL = −mean L_\(evalK) on \(test.count) test images, gap = test NLL − train NLL on \(trainEval.count) training images;"
+                  + " NLL = −mean L_\(evalK) on \(test.count) test images, gap = test NLL − train NLL on \(trainEval.count) training images"
                   + (data == "mnist" ? "; paper = Burda et al. (2015) Table 1, MNIST, after 3,280 passes" : ""))
         }
         var rows = [Row]()

@@ -205,10 +205,14 @@ public struct Checkpoint {
         if let m1 = file.entry("optimizer.first_moment"), let m2 = file.entry("optimizer.second_moment") {
             let count = model.store.values.count
             guard m1.dtype == "F32", m2.dtype == "F32", m1.shape == [count], m2.shape == m1.shape,
-                  let step = m["optimizer_step"].flatMap(Int.init), step >= 0 else {
+                  let step = m["optimizer_step"].flatMap(Int.init), (0...TrainingState.maximumCount).contains(step) else {
                 throw fail("malformed optimizer state")
             }
-            optimizer = OptimizerState(step: step, firstMoment: m1.floatValues, secondMoment: m2.floatValues)
+            let state = OptimizerState(step: step, firstMoment: m1.floatValues, secondMoment: m2.floatValues)
+            guard state.firstMoment.allSatisfy({ $0.isFinite }), state.secondMoment.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                throw fail("the optimizer's moments contain NaN, infinity or a negative second moment")
+            }
+            optimizer = state
         }
         if var state = try decode(TrainingState.self, "state") {
             guard state.epoch >= 0, state.step >= 0, state.batchInEpoch >= 0, state.seen >= 0, state.generator.count == 4,
@@ -230,6 +234,11 @@ public struct Checkpoint {
     static func model(_ configuration: ModelConfiguration, from file: SafetensorsFile,
                       fail: (String) -> IWAEError) throws -> VariationalAutoencoder<Float> {
         do { try configuration.validate() } catch { throw fail("\(error)") }
+        // Nothing is allocated for a model the file cannot fill: its size bounds the parameter count.
+        let stored = file.entries.filter { !trainingTensors.contains($0.name) }.reduce(0) { $0 + $1.bytes.count / 4 }
+        guard configuration.parameterCount == stored else {
+            throw fail("the model described holds \(configuration.parameterCount.map(String.init) ?? "too many") parameters but the file's tensors hold \(stored)")
+        }
         let model = VariationalAutoencoder<Float>(configuration)
         let slots = model.store.layout.slots
         for entry in file.entries where !slots.contains(where: { $0.name == entry.name }) && !trainingTensors.contains(entry.name) {

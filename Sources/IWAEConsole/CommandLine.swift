@@ -78,6 +78,12 @@ public func runCommandLine(_ command: ParsableCommand.Type, tool: String) -> Nev
         exit(code)
     }
     do {
+        // Swift would turn invalid bytes into U+FFFD and write to another path.
+        for i in 1..<Int(CommandLine.argc) {
+            if let raw = CommandLine.unsafeArgv[i], String(validatingCString: raw) == nil {
+                fail("argument \(i) is not valid UTF-8; name files with UTF-8 paths", code: 64)
+            }
+        }
         var parsed = try command.parseAsRoot()
         try parsed.run()
         fflush(stdout)

@@ -20,6 +20,9 @@ public enum DataSource: Sendable, Codable, Equatable {
         guard trainExamples >= 1, testExamples >= 1 else {
             throw DataError.invalidArgument("synthetic-examples and synthetic-test-examples must be positive integers")
         }
+        guard let values = CheckedSize.product([Swift.max(trainExamples, testExamples), generator.dimension]), values <= 1 << 30 else {
+            throw DataError.invalidArgument("linear-gaussian data would hold more than 2^30 values")
+        }
         self = .linearGaussian(generator, trainExamples: trainExamples, testExamples: testExamples)
     }
 

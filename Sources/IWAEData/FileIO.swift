@@ -2,14 +2,25 @@ import RealModule
 import Foundation
 import IWAELinearAlgebra
 
-/// Reads a whole file, with a one-line error naming it.
-public func readFile(_ path: String) throws -> [UInt8] {
-    let fd = open(path, O_RDONLY)
+/// The largest file the engine reads (data sets and checkpoints): 4 GiB.
+public let maximumFileSize = 1 << 32
+
+/// Reads a whole regular file of at most `limit` bytes, with a one-line error
+/// naming it. Devices (`/dev/zero`), FIFOs and sockets are refused before a
+/// byte is read: they could be endless or block forever.
+public func readFile(_ path: String, limit: Int = maximumFileSize) throws -> [UInt8] {
+    // O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever.
+    let fd = open(path, O_RDONLY | O_NONBLOCK)
     guard fd >= 0 else { throw DataError.invalidData("cannot read \(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
     var info = stat()
     guard fstat(fd, &info) == 0 else { throw DataError.invalidData("cannot stat \(path): \(String(cString: strerror(errno)))") }
     if (info.st_mode & S_IFMT) == S_IFDIR { throw DataError.invalidData("\(path) is a directory, not a file") }
+    guard (info.st_mode & S_IFMT) == S_IFREG else { throw DataError.invalidData("\(path) is not a regular file") }
+    guard info.st_size <= limit else {
+        throw DataError.invalidData("\(path) has \(info.st_size) bytes, more than the \(limit) this reads")
+    }
+    _ = fcntl(fd, F_SETFL, 0)
     var bytes = [UInt8]()
     bytes.reserveCapacity(Int(info.st_size))
     var chunk = [UInt8](repeating: 0, count: 1 << 20)
@@ -21,6 +32,8 @@ public func readFile(_ path: String) throws -> [UInt8] {
         }
         if n == 0 { break }
         bytes.append(contentsOf: chunk[0..<n])
+        // A file that grows while it is read is cut off at its size limit.
+        if bytes.count > limit { throw DataError.invalidData("\(path) grew past \(limit) bytes while it was read") }
     }
     return bytes
 }

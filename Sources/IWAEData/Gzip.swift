@@ -9,7 +9,13 @@ public func isGzip(_ bytes: [UInt8]) -> Bool { bytes.count >= 2 && bytes[0] == 0
 ///
 /// Fails with a one-line error on corrupt or truncated input, or when the
 /// output would exceed `limit` bytes (a guard against decompression bombs).
-public func gunzip(_ bytes: [UInt8], name: String, limit: Int = 1 << 32) throws -> [UInt8] {
+/// `expectedSize`, when given, is asked after each chunk for the total size
+/// the output so far announces (an IDX header does): from then on the output
+/// may not pass it, so a bomb is stopped within one chunk.
+public func gunzip(_ bytes: [UInt8], name: String, limit: Int = 1 << 32,
+                   expectedSize: (([UInt8]) -> Int?)? = nil) throws -> [UInt8] {
+    var limit = limit
+    var announced = false
     var stream = z_stream()
     guard inflateInit2_(&stream, 16 + MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
         throw DataError.invalidData("\(name): cannot start gzip decoder")
@@ -29,7 +35,13 @@ public func gunzip(_ bytes: [UInt8], name: String, limit: Int = 1 << 32) throws 
             }
             let produced = chunk.count - Int(stream.avail_out)
             output.append(contentsOf: chunk[0..<produced])
-            if output.count > limit { throw DataError.invalidData("\(name): decompressed data exceeds \(limit) bytes") }
+            if !announced, let expectedSize, let size = expectedSize(output) {
+                announced = true
+                limit = Swift.min(limit, size)
+            }
+            if output.count > limit {
+                throw DataError.invalidData("\(name): decompressed data exceeds \(announced ? "the \(limit) bytes its header announces" : "\(limit) bytes")")
+            }
             switch status {
             case Z_STREAM_END:
                 consumed = input.count - Int(stream.avail_in)

@@ -26,17 +26,12 @@ public struct IDXArray: Equatable, Sendable {
         guard dimensions >= 1 else { throw DataError.invalidData("\(name): IDX file with 0 dimensions") }
         let headerSize = 4 + 4 * dimensions
         guard bytes.count >= headerSize else { throw DataError.invalidData("\(name): truncated IDX header") }
-        var shape = [Int]()
-        var total = 1
-        for i in 0..<dimensions {
+        let shape = (0..<dimensions).map { i -> Int in
             let o = 4 + 4 * i
-            let extent = Int(bytes[o]) << 24 | Int(bytes[o + 1]) << 16 | Int(bytes[o + 2]) << 8 | Int(bytes[o + 3])
-            shape.append(extent)
-            let (product, overflow) = total.multipliedReportingOverflow(by: extent)
-            guard !overflow, product <= Int(Int32.max) else {
-                throw DataError.invalidData("\(name): IDX dimensions \(shape) overflow")
-            }
-            total = product
+            return Int(bytes[o]) << 24 | Int(bytes[o + 1]) << 16 | Int(bytes[o + 2]) << 8 | Int(bytes[o + 3])
+        }
+        guard let total = CheckedSize.product(shape), total <= Int(Int32.max) else {
+            throw DataError.invalidData("\(name): IDX dimensions \(shape) overflow")
         }
         let available = bytes.count - headerSize
         guard available >= total else {
@@ -52,8 +47,22 @@ public struct IDXArray: Equatable, Sendable {
     /// Reads an IDX file, gunzipping it first when it is gzip-compressed.
     public init(contentsOf path: String) throws {
         var bytes = try readFile(path)
-        if isGzip(bytes) { bytes = try gunzip(bytes, name: path) }
+        if isGzip(bytes) { bytes = try gunzip(bytes, name: path, expectedSize: IDXArray.announcedSize) }
         try self.init(parsing: bytes, name: path)
+    }
+
+    /// The file size an IDX header announces (header + one byte per value),
+    /// once `prefix` holds the whole header; nil before, or when it overflows
+    /// (the parser then reports the header).
+    static func announcedSize(_ prefix: [UInt8]) -> Int? {
+        guard prefix.count >= 4 else { return nil }
+        let dimensions = Int(prefix[3]), header = 4 + 4 * dimensions
+        guard prefix.count >= header else { return nil }
+        let shape = (0..<dimensions).map { i -> Int in
+            let o = 4 + 4 * i
+            return Int(prefix[o]) << 24 | Int(prefix[o + 1]) << 16 | Int(prefix[o + 2]) << 8 | Int(prefix[o + 3])
+        }
+        return CheckedSize.product(shape).flatMap { CheckedSize.sum([header, $0]) }
     }
 
     /// The IDX encoding of this array.

@@ -58,6 +58,11 @@ public struct LinearGaussianData: Sendable, Codable, Equatable {
             throw DataError.invalidArgument("synthetic-latent must be a positive integer, got \(latentDimension)")
         }
         guard noise.isFinite, noise > 0 else { throw DataError.invalidArgument("linear-gaussian noise must be positive") }
+        // The generator holds D·k weights and draws examples of D values: keep both allocatable.
+        guard CheckedSize.product([dimension, Swift.max(latentDimension, upperDimension ?? 1)]).map({ $0 <= 1 << 26 }) == true,
+              latentDimension <= 1 << 16, (upperDimension ?? 1) <= 1 << 16 else {
+            throw DataError.invalidArgument("linear-gaussian sizes are too large (synthetic-dimension × synthetic-latent must be at most 2^26)")
+        }
         if let k2 = upperDimension, k2 < 1 {
             throw DataError.invalidArgument("synthetic-upper-latent must be a positive integer, got \(k2)")
         }

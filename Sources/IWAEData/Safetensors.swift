@@ -91,6 +91,11 @@ public struct SafetensorsFile: Equatable, Sendable {
             throw fail("header length \(headerLength) exceeds the file (\(bytes.count) bytes): truncated or not safetensors")
         }
         let dataStart = 8 + Int(headerLength)
+        // The format's header is UTF-8 JSON starting with '{' (JSONSerialization would also take UTF-16).
+        guard headerLength > 0, bytes[8] == UInt8(ascii: "{"), !bytes[8..<dataStart].contains(0),
+              String(validating: bytes[8..<dataStart], as: UTF8.self) != nil else {
+            throw fail("header is not UTF-8 JSON")
+        }
         let json: Any
         do { json = try JSONSerialization.jsonObject(with: Data(bytes[8..<dataStart])) }
         catch { throw fail("header is not valid JSON") }
@@ -113,18 +118,15 @@ public struct SafetensorsFile: Equatable, Sendable {
             else { throw fail("tensor \(key) has a malformed entry") }
             guard let size = SafetensorsFile.elementSizes[dtype] else { throw fail("tensor \(key) has unsupported dtype \(dtype)") }
             var shape = [Int]()
-            var count = 1
             for v in shapeValues {
                 guard let n = v as? Int, n >= 0 else { throw fail("tensor \(key) has a bad shape") }
                 shape.append(n)
-                let (p, o) = count.multipliedReportingOverflow(by: n)
-                guard !o else { throw fail("tensor \(key) shape overflows") }
-                count = p
             }
+            guard let byteCount = CheckedSize.product(shape + [size]) else { throw fail("tensor \(key) shape \(shape) overflows") }
             guard let begin = offsetValues[0] as? Int, let end = offsetValues[1] as? Int, begin >= 0, end >= begin,
                   end <= bytes.count - dataStart
             else { throw fail("tensor \(key) has data offsets outside the file (truncated?)") }
-            guard end - begin == count * size else {
+            guard end - begin == byteCount else {
                 throw fail("tensor \(key) has \(end - begin) bytes for shape \(shape) of \(dtype)")
             }
             spans.append((key, dtype, shape, begin, end))

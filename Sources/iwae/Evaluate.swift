@@ -16,8 +16,10 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Worker threads (default: all active cores).") var threads: Int?
 
     func run() throws {
-        guard samples >= 1 else { throw IWAEError.invalidArgument("k must be at least 1, got \(samples)") }
-        if let t = threads, t < 1 { throw IWAEError.invalidArgument("--threads must be at least 1, got \(t)") }
+        guard (1...10_000_000).contains(samples) else { throw IWAEError.invalidArgument("k must be between 1 and 10,000,000, got \(samples)") }
+        if let t = threads, !(1...TrainingOptions.maximumWorkers).contains(t) {
+            throw IWAEError.invalidArgument("--threads must be between 1 and \(TrainingOptions.maximumWorkers), got \(t)")
+        }
         if let n = testExamples, n < 1 { throw IWAEError.invalidArgument("--test-examples must be at least 1, got \(n)") }
         let loaded = try Checkpoint.load(from: checkpoint)
         let model = loaded.model

@@ -67,7 +67,14 @@ struct Train: ParsableCommand {
         if source.isRealValued && likelihood == .bernoulli {
             throw IWAEError.invalidArgument("\(source.name) is real-valued: use --likelihood gaussian")
         }
+        let created = !FileManager.default.fileExists(atPath: out)
         try prepareOutputDirectory(out)
+        do { try startRun(options: options, source: source) }
+        catch { if created { RunDirectory.removeIfUnused(out) }; throw error }
+    }
+
+    /// A new run in the prepared `--out` directory.
+    private func startRun(options: TrainingOptions, source: DataSource) throws {
         if FileManager.default.fileExists(atPath: out + "/" + Checkpoint.fileName) {
             throw IWAEError.invalidArgument("\(out) already holds a checkpoint: continue it with --resume \(out), or choose another --out")
         }
@@ -141,12 +148,12 @@ struct SyntheticOptions: ParsableArguments {
 /// Refuses up front a K or batch whose buffers would not fit in memory,
 /// saying how much they would need.
 func checkMemory(samples: Int, batch: Int, dimension: Int, hidden: Int) throws {
-    let (rows, o1) = samples.multipliedReportingOverflow(by: batch)
-    let perRow = 4 * (3 * dimension + 4 * hidden + 64)
-    let (bytes, o2) = rows.multipliedReportingOverflow(by: perRow)
+    // 4 bytes × (3 D + 4 H + 64) per sample row, by checked arithmetic (the sizes come from the command line).
+    let perRow = CheckedSize.sumOfProducts([[3, dimension], [4, hidden], [64]]).flatMap { CheckedSize.product([4, $0]) }
+    let bytes = perRow.flatMap { CheckedSize.product([samples, batch, $0]) }
     let available = Int(ProcessInfo.processInfo.physicalMemory)
-    if o1 || o2 || bytes > available / 2 {
-        let need = o1 || o2 ? "more than 2^63 bytes" : "\(bytes / (1 << 20)) MiB"
+    if bytes == nil || bytes! > available / 2 {
+        let need = bytes.map { "\($0 / (1 << 20)) MiB" } ?? "more than 2^63 bytes"
         throw IWAEError.invalidArgument("k=\(samples) × batch=\(batch) would need \(need) of buffers; this machine has \(available / (1 << 20)) MiB")
     }
 }

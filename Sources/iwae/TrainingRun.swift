@@ -25,6 +25,8 @@ struct TrainingRun {
     }
 
     private func train(images: ImageSet, resuming checkpoint: Checkpoint?) throws {
+        try RunDirectory.lock(directory)
+        RunDirectory.removeOrphanedTemporaries(in: directory)
         let seeds = options.seeds
         let split = try images.splitValidation(count: validationExamples, seed: seeds.validationSplit)
         let model = VariationalAutoencoder<Float>(configuration, seed: seeds.initialization)
@@ -50,6 +52,11 @@ struct TrainingRun {
             ProgressBar.log("training \(options.objective.rawValue) K=\(options.samplesPerExample) on \(split.train.count) images (\(split.validation.count) held out), batch \(options.batchSize), \(options.epochs) epochs, \(model.store.values.count) parameters")
         }
         func save(_ state: TrainingState) throws {
+            // Never replace a good checkpoint with values that are no longer finite.
+            let finite = { (t: Tensor<Float>) in t.buffer.allSatisfy { $0.isFinite } }
+            guard finite(model.store.values), finite(trainer.optimizer.firstMoment), finite(trainer.optimizer.secondMoment) else {
+                throw IWAEError.numerical("the parameters or Adam's moments are not finite at epoch \(state.epoch), step \(state.step) (diverged: try a smaller --learning-rate); the last finite checkpoint in \(directory) is kept")
+            }
             try Checkpoint(model: model, data: data, imageSize: imageSize, training: record, optimizer: trainer.optimizer,
                            trainingState: state).save(to: directory)
         }
@@ -80,6 +87,47 @@ struct TrainingRun {
             throw IWAEError.interrupted("\(message); checkpoint saved in \(directory); continue with: iwae train --resume \(directory)")
         }
         ProgressBar.log("done in \(formatted(Date().timeIntervalSince(started), 1)) s; checkpoint \(directory)/\(Checkpoint.fileName)")
+    }
+}
+
+/// What `iwae train` keeps in its output directory besides the checkpoint
+/// and metrics: an exclusive lock for the whole run, and the clean-up of
+/// what killed runs left behind.
+enum RunDirectory {
+    static let lockName = ".iwae-train.lock"
+    /// Descriptors of the locks this process holds (kept open until exit).
+    nonisolated(unsafe) static var held: [String: Int32] = [:]
+
+    /// Takes the run directory's exclusive lock (flock), held until the
+    /// process exits; a second `iwae train` on the same directory fails at once.
+    static func lock(_ directory: String) throws {
+        if held[directory] != nil { return }
+        let fd = open(directory + "/" + lockName, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw IWAEError.writeFailed("cannot lock \(directory): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw IWAEError.invalidArgument("another iwae train is running in \(directory) (it holds \(directory)/\(lockName))")
+        }
+        held[directory] = fd
+    }
+
+    /// Removes temporary checkpoint files (`.model.safetensors.tmp-PID`)
+    /// whose writer is no longer alive, as a SIGKILL leaves them.
+    static func removeOrphanedTemporaries(in directory: String) {
+        let prefix = "." + Checkpoint.fileName + ".tmp-"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(prefix) {
+            guard let pid = Int32(name.dropFirst(prefix.count)), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + "/" + name) }
+        }
+    }
+
+    /// Removes a directory this run created if the run failed before it
+    /// wrote anything there (only the lock).
+    static func removeIfUnused(_ directory: String) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? ["?"]
+        guard names.allSatisfy({ $0 == lockName }) else { return }
+        unlink(directory + "/" + lockName)
+        rmdir(directory)
     }
 }
 

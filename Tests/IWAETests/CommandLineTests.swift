@@ -125,7 +125,7 @@ final class CommandLineTests: XCTestCase {
         let out = runDirectory + "/run"
         XCTAssertEqual(try runIWAE(small(out, epochs: 1)).status, 0)
         try assertFailsCleanly(["evaluate", runDirectory + "/none"], mentioning: "no checkpoint")
-        try assertFailsCleanly(["evaluate", out, "--k", "0"], mentioning: "k must be at least 1")
+        try assertFailsCleanly(["evaluate", out, "--k", "0"], mentioning: "k must be between 1")
         // Data whose dimension does not match the checkpoint.
         let other = temporaryDirectory(self)
         try writeSyntheticIDX(to: other, train: 20, test: 10, side: 5)

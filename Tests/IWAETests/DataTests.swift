@@ -194,13 +194,20 @@ final class DataTests: XCTestCase {
         var configuration = model.configuration
         configuration.latentDimension = 3
         file.metadata["model"] = Checkpoint.json(configuration)
+        assertDataError(try Checkpoint(resealed(file), name: "c"), contains: "holds 147 parameters but the file's tensors hold 131")
+        // The same count in another shape, and under another name.
+        file = try SafetensorsFile(parsing: bytes, name: "c")
+        file.entries[0].shape = file.entries[0].shape.reversed()
         assertDataError(try Checkpoint(resealed(file), name: "c"), contains: "has shape")
+        file = try SafetensorsFile(parsing: bytes, name: "c")
+        file.entries[0].name = "encoder.9.weight"
+        assertDataError(try Checkpoint(resealed(file), name: "c"), contains: "not part of this model")
         file = try SafetensorsFile(parsing: bytes, name: "c")
         file.metadata["model"] = "{\"latentDimension\": \"many\"}"
         assertDataError(try Checkpoint(resealed(file), name: "c"), contains: "bad model metadata")
         file = try SafetensorsFile(parsing: bytes, name: "c")
         file.entries.removeLast()
-        assertDataError(try Checkpoint(resealed(file), name: "c"), contains: "missing tensor")
+        assertDataError(try Checkpoint(resealed(file), name: "c"), contains: "the file's tensors hold 122")
         file = try SafetensorsFile(parsing: bytes, name: "c")
         file.metadata["format"] = nil
         assertDataError(try Checkpoint(resealed(file), name: "c"), contains: "not an iwae checkpoint")

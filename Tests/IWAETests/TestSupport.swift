@@ -68,10 +68,11 @@ func writeSyntheticIDX(to directory: String, train: Int = 300, test: Int = 60, s
 
 /// Runs the built `iwae` executable; returns exit status, stdout and stderr.
 @discardableResult
-func runIWAE(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+func runIWAE(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
     process.executableURL = productsDirectory.appendingPathComponent("iwae")
     process.arguments = arguments
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

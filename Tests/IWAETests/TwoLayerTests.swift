@@ -169,3 +169,29 @@ final class TwoLayerTightnessTests: XCTestCase {
         for (k, gap) in zip([1, 5, 50], gaps) { XCTAssertLessThan(abs(gap), 0.05, "K=\(k): gap \(gap)") }
     }
 }
+
+/// The parameter count a configuration announces (what a checkpoint is
+/// checked against before anything is allocated) is the layout's.
+final class ParameterCountTests: XCTestCase {
+    func testParameterCountMatchesTheLayout() {
+        var configurations = [ModelConfiguration(dataDimension: 784), ModelConfiguration.twoLayer(dataDimension: 784)]
+        for encoder in CovarianceKind.allCases {
+            for prior in PriorKind.allCases {
+                var c = ModelConfiguration(dataDimension: 7, latentDimension: 3, encoderHidden: [], decoderHidden: [5],
+                                           encoder: encoder, prior: prior, likelihood: .gaussian, learnSigma: true)
+                configurations.append(c)
+                c.upperLayers = [StochasticLayer(dimension: 2, encoderHidden: [4], decoderHidden: []),
+                                 StochasticLayer(dimension: 3, encoderHidden: [], decoderHidden: [2, 2])]
+                configurations.append(c)
+            }
+        }
+        for c in configurations {
+            XCTAssertEqual(c.parameterCount, VariationalAutoencoder<Float>(c).store.values.count, "\(c)")
+        }
+        var huge = ModelConfiguration(dataDimension: 784, latentDimension: Int.max, encoder: .full)
+        XCTAssertNil(huge.parameterCount)
+        XCTAssertThrowsError(try huge.validate())
+        huge.latentDimension = 1 << 40
+        XCTAssertThrowsError(try huge.validate())
+    }
+}

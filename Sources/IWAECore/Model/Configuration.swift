@@ -81,6 +81,35 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         upperLayers = try c.decodeIfPresent([StochasticLayer].self, forKey: .upperLayers) ?? []
     }
 
+    /// The number of parameters of the model this configuration builds
+    /// (its flat buffer), by checked arithmetic: nil when it overflows.
+    public var parameterCount: Int? {
+        /// Weights and biases of an affine stack through `sizes`.
+        func stack(_ sizes: [Int]) -> [[Int]] {
+            (0..<Swift.max(sizes.count - 1, 0)).flatMap { [[sizes[$0], sizes[$0 + 1]], [sizes[$0 + 1]]] }
+        }
+        /// A Gaussian conditional from `input` through `hidden` to dimension k.
+        func conditional(_ input: Int, _ hidden: [Int], _ k: Int, full: Bool, constantVariance: Bool) -> [[Int]]? {
+            let h = hidden.last ?? input
+            guard let kk = CheckedSize.product([k, k]) else { return nil }
+            let heads: [[Int]] = full ? [[k, h], [k], [kk, h], [kk], [k, h], [k]]
+                                      : [[k, h], [k]] + (constantVariance ? [[k]] : [[k, h], [k]])
+            return stack([input] + hidden) + heads
+        }
+        let full = encoder == .full, dimensions = latentDimensions
+        guard var terms = conditional(dataDimension, encoderHidden, latentDimension, full: full, constantVariance: false) else { return nil }
+        for (below, layer) in zip(dimensions, upperLayers) {
+            guard let q = conditional(below, layer.encoderHidden, layer.dimension, full: full, constantVariance: false),
+                  let p = conditional(layer.dimension, layer.decoderHidden, below, full: false,
+                                      constantVariance: layer.decoderHidden.isEmpty) else { return nil }
+            terms += q + p
+        }
+        if prior == .learned { terms += [[topDimension], [topDimension]] }
+        terms += stack([latentDimension] + decoderHidden + [dataDimension])
+        if likelihood == .gaussian && learnSigma { terms.append([1]) }
+        return CheckedSize.sumOfProducts(terms)
+    }
+
     /// Checks every extent; throws a one-line error naming the bad value.
     public func validate() throws {
         guard dataDimension >= 1 else { throw IWAEError.invalidArgument("data dimension must be at least 1, got \(dataDimension)") }
@@ -92,26 +121,9 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
             throw IWAEError.invalidArgument("latent dimension must be at least 1, got \(layer.dimension)")
         }
         guard sigma.isFinite, sigma > 0 else { throw IWAEError.invalidArgument("sigma must be finite and positive, got \(sigma)") }
-        let headOutputs = encoder == .full ? latentDimension * (latentDimension + 2) : 2 * latentDimension
-        let parameters = [dataDimension] + encoderHidden + [headOutputs]
-        let decoder = [latentDimension] + decoderHidden + [dataDimension]
-        var networks = [parameters, decoder]
-        for (below, layer) in zip(latentDimensions, upperLayers) {
-            let k = layer.dimension
-            let (kk, overflow) = k.multipliedReportingOverflow(by: k + 2)
-            guard !overflow else { throw IWAEError.invalidArgument("latent dimension \(k) is too large") }
-            networks.append([below] + layer.encoderHidden + [encoder == .full ? kk : 2 * k])
-            networks.append([k] + layer.decoderHidden + [2 * below])
+        guard let count = parameterCount, count < 1 << 31 else {
+            throw IWAEError.invalidArgument("the model is too large (more than 2^31 parameters)")
         }
-        var total = 0
-        for sizes in networks {
-            for i in 0..<sizes.count - 1 {
-                let (product, overflow) = sizes[i].multipliedReportingOverflow(by: sizes[i + 1])
-                guard !overflow, product < 1 << 32 else { throw IWAEError.invalidArgument("layer \(sizes[i])×\(sizes[i + 1]) is too large") }
-                total += product
-            }
-        }
-        guard total < 1 << 31 else { throw IWAEError.invalidArgument("model has too many parameters (\(total))") }
     }
 }
 

@@ -69,6 +69,14 @@ public final class Trainer {
               saved.workerGenerators.allSatisfy({ $0.count == 4 }) else {
             throw IWAEError.invalidCheckpoint("the training state was saved with \(saved.workerGenerators.count) threads, not \(workers.workerCount); resume with the same thread count")
         }
+        // xoshiro256** never reaches the all-zero state: such a state was not saved by a run.
+        for words in [saved.generator] + saved.workerGenerators where words.allSatisfy({ $0 == 0 }) {
+            throw IWAEError.invalidCheckpoint("the training state holds an all-zero generator state")
+        }
+        guard (0...TrainingState.maximumCount).contains(saved.step), (0...TrainingState.maximumCount).contains(saved.epoch),
+              (0...TrainingState.maximumCount).contains(saved.seen), saved.batchInEpoch >= 0, saved.boundSum.isFinite else {
+            throw IWAEError.invalidCheckpoint("the training state's counters are out of range")
+        }
         state = saved
         order = saved.order.map { Int($0) }
         rng.restore(state: (saved.generator[0], saved.generator[1], saved.generator[2], saved.generator[3]))
@@ -99,11 +107,9 @@ public final class Trainer {
         if let bad = train.firstNonFiniteRow() {
             throw IWAEError.invalidData("training example \(bad) has a NaN or infinite value")
         }
-        if state.batchInEpoch > 0 && order.count != train.count {
-            throw IWAEError.invalidCheckpoint("the saved epoch covers \(order.count) examples but the training set has \(train.count)")
-        }
         let d = model.configuration.dataDimension
         let batches = (train.count + options.batchSize - 1) / options.batchSize
+        try checkResumedState(trainCount: train.count, batches: batches)
         while state.batchInEpoch > 0 || state.epoch < options.epochs {
             if state.batchInEpoch == 0 {
                 state.epoch += 1
@@ -174,6 +180,23 @@ public final class Trainer {
             if shouldStop() && state.epoch < options.epochs {
                 throw IWAEError.interrupted("stopped after epoch \(state.epoch), step \(state.step)")
             }
+        }
+    }
+
+    /// A resumed mid-epoch state must fit the data: its order a permutation
+    /// of the training examples, its position inside the epoch.
+    private func checkResumedState(trainCount: Int, batches: Int) throws {
+        guard state.batchInEpoch > 0 else { return }
+        guard order.count == trainCount else {
+            throw IWAEError.invalidCheckpoint("the saved epoch covers \(order.count) examples but the training set has \(trainCount)")
+        }
+        guard state.batchInEpoch < batches else {
+            throw IWAEError.invalidCheckpoint("the saved position (batch \(state.batchInEpoch)) is past the epoch's \(batches) batches")
+        }
+        var seen = [Bool](repeating: false, count: trainCount)
+        for i in order {
+            guard i >= 0, i < trainCount, !seen[i] else { throw IWAEError.invalidCheckpoint("the saved epoch order is not a permutation") }
+            seen[i] = true
         }
     }
 }

@@ -66,6 +66,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         self.workers = workers
     }
 
+    /// The most worker threads a run may ask for (each holds a model replica).
+    public static let maximumWorkers = 256
+
     /// The run's named random streams, all derived from `seed`.
     public var seeds: SeedStreams { SeedStreams(seed: seed) }
 
@@ -78,7 +81,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
             throw IWAEError.invalidArgument("learning rate must be finite and positive, got \(learningRate)")
         }
         try estimator.validate(objective: objective, samplesPerExample: samplesPerExample, baseline: baseline)
-        if let workers, workers < 1 { throw IWAEError.invalidArgument("workers must be at least 1, got \(workers)") }
+        if let workers, !(1...TrainingOptions.maximumWorkers).contains(workers) {
+            throw IWAEError.invalidArgument("threads must be between 1 and \(TrainingOptions.maximumWorkers), got \(workers)")
+        }
         guard adamEpsilon.isFinite, adamEpsilon > 0 else {
             throw IWAEError.invalidArgument("Adam epsilon must be finite and positive, got \(adamEpsilon)")
         }
@@ -134,6 +139,10 @@ public struct TrainingProgress: Sendable {
 /// Where a run stands, beyond parameters and optimizer moments: what a
 /// checkpoint needs so that a resumed run continues bit for bit.
 public struct TrainingState: Codable, Sendable, Equatable {
+    /// The largest step, epoch or example count a saved state may hold (2⁴⁰:
+    /// far beyond any run, far from overflow).
+    public static let maximumCount = 1 << 40
+
     /// The epoch in progress (1-based), or the last completed one when `batchInEpoch` is 0.
     public var epoch = 0
     /// Optimizer steps taken.
