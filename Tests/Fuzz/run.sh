@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Fuzzes the IDX reader and the checkpoint reader with libFuzzer for a fixed
-# number of executions each (not part of the default test run):
+# Fuzzes the IDX reader, the checkpoint reader, and the checkpoint reader
+# with its checksums recomputed after each mutation (so that mutations reach
+# the typed metadata and the resumed training state) with libFuzzer, for a
+# fixed number of executions each (not part of the default test run):
 #
-#   Tests/Fuzz/run.sh [RUNS]        (default 200000 per target)
+#   Tests/Fuzz/run.sh [RUNS]        (default 200000 per target; FUZZ_TARGETS="IDX …" to choose)
 #
 # The engine's modules are built with coverage and AddressSanitizer in
 # .build-fuzz; each target is linked against them with -sanitize=fuzzer.
@@ -19,7 +21,7 @@ objects=$(find "$bin"/IWAE.build "$bin"/IWAEData.build "$bin"/IWAECore.build "$b
                "$bin"/RealModule.build "$bin"/_NumericsShims.build -name '*.o' 2>/dev/null | tr '\n' ' ')
 includes=(-I "$bin/Modules" -I CBLAS -I CZlib -Xcc -fmodule-map-file="$bin/CIWAEKernels.build/module.modulemap"
           -Xcc -I/usr/include/x86_64-linux-gnu/openblas-pthread -I "$scratch/checkouts/swift-numerics/Sources/_NumericsShims/include")
-mkdir -p "$scratch/fuzz/corpus-IDX" "$scratch/fuzz/corpus-Checkpoint" "$scratch/fuzz/seed-data"
+mkdir -p "$scratch/fuzz/corpus-IDX" "$scratch/fuzz/corpus-Checkpoint" "$scratch/fuzz/corpus-ResealedCheckpoint" "$scratch/fuzz/seed-data"
 # Seeds: small IDX files (plain and gzip) and a real checkpoint of a tiny model.
 python3 - "$scratch/fuzz" <<'PY'
 import gzip, os, struct, sys
@@ -40,8 +42,14 @@ rm -rf "$scratch/fuzz/seed-run"
 .build/release/iwae train --data "$scratch/fuzz/seed-data" --hidden 3 --latent 2 --epochs 1 --batch 10 --validation-examples 5 \
     --checkpoint-every 1 --out "$scratch/fuzz/seed-run" >/dev/null
 cp "$scratch/fuzz/seed-run/model.safetensors" "$scratch/fuzz/corpus-Checkpoint/checkpoint"
+cp "$scratch/fuzz/seed-run/model.safetensors" "$scratch/fuzz/corpus-ResealedCheckpoint/checkpoint"
+# A mid-epoch checkpoint too (epoch order and position), interrupted after step 2.
+rm -rf "$scratch/fuzz/seed-run-mid"
+IWAE_FAULT_INTERRUPT_AT_STEP=2 .build/release/iwae train --data "$scratch/fuzz/seed-data" --hidden 3 --latent 2 --epochs 1 \
+    --batch 10 --validation-examples 5 --out "$scratch/fuzz/seed-run-mid" >/dev/null 2>&1 || true
+cp "$scratch/fuzz/seed-run-mid/model.safetensors" "$scratch/fuzz/corpus-ResealedCheckpoint/checkpoint-mid"
 export SWIFT_BACKTRACE=enable=no
-for target in IDX Checkpoint; do
+for target in ${FUZZ_TARGETS:-IDX Checkpoint ResealedCheckpoint}; do
     exe="$scratch/fuzz/fuzz-$target"
     swiftc -sanitize=fuzzer,address -parse-as-library -module-name Fuzz$target "${includes[@]}" \
         Tests/Fuzz/Fuzz$target.swift $objects -lz -lopenblas -llapacke -o "$exe" 2> "$scratch/fuzz/link-$target.log"

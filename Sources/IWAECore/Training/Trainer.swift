@@ -109,7 +109,7 @@ public final class Trainer {
         }
         let d = model.configuration.dataDimension
         let batches = (train.count + options.batchSize - 1) / options.batchSize
-        try checkResumedState(trainCount: train.count, batches: batches)
+        try checkResumedState(trainCount: train.count)
         while state.batchInEpoch > 0 || state.epoch < options.epochs {
             if state.batchInEpoch == 0 {
                 state.epoch += 1
@@ -184,9 +184,11 @@ public final class Trainer {
     }
 
     /// A resumed mid-epoch state must fit the data: its order a permutation
-    /// of the training examples, its position inside the epoch.
-    private func checkResumedState(trainCount: Int, batches: Int) throws {
+    /// of the training examples, its position inside the epoch. `train`
+    /// checks it before the first step.
+    public func checkResumedState(trainCount: Int) throws {
         guard state.batchInEpoch > 0 else { return }
+        let batches = (trainCount + options.batchSize - 1) / options.batchSize
         guard order.count == trainCount else {
             throw IWAEError.invalidCheckpoint("the saved epoch covers \(order.count) examples but the training set has \(trainCount)")
         }
