@@ -100,14 +100,6 @@ final class GradientTests: XCTestCase {
         return Tensor(shape: [b, d], values: (0..<b * d).map { _ in Double(rng.next() % 2) })
     }
 
-    /// −mean_b bound_b with the sampling noise fixed by `seed`.
-    func loss(_ model: VariationalAutoencoder<Double>, _ x: Tensor<Double>, _ objective: Objective, K: Int, seed: UInt64) -> Double {
-        let encoded = try! model.encode(x.matrix)
-        let lw = try! model.logWeights(encoded, samplesPerExample: K, using: Xoshiro256(seed: seed), keepForBackward: false)
-        var bounds = [Double](repeating: 0, count: x.matrix.rows)
-        lw.bound(objective, into: &bounds)
-        return -bounds.reduce(0, +) / Double(bounds.count)
-    }
 
     /// The whole ELBO and IWAE gradient (θ and pathwise φ) for every parameter.
     func testWholeModelGradientAgainstFiniteDifferences() throws {

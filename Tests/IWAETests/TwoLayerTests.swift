@@ -24,13 +24,6 @@ final class TwoLayerTests: XCTestCase {
             likelihood == .bernoulli ? Double(rng.next() % 2) : rng.uniform(Double.self) })
     }
 
-    func loss(_ model: VariationalAutoencoder<Double>, _ x: Tensor<Double>, _ objective: Objective, K: Int, seed: UInt64) -> Double {
-        let encoded = try! model.encode(x.matrix)
-        let lw = try! model.logWeights(encoded, samplesPerExample: K, using: Xoshiro256(seed: seed), keepForBackward: false)
-        var bounds = [Double](repeating: 0, count: x.matrix.rows)
-        lw.bound(objective, into: &bounds)
-        return -bounds.reduce(0, +) / Double(bounds.count)
-    }
 
     func finiteDifferences(_ model: VariationalAutoencoder<Double>, _ indices: Range<Int>, _ f: () -> Double) -> [Double] {
         centralDifferences(model.store.values.pointer, indices, f)
