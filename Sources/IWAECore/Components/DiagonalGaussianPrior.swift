@@ -65,8 +65,8 @@ public final class DiagonalGaussianPrior<Scalar: BLASScalar> {
         }
     }
 
-    /// Adds `scale ·` ∂KL(q ‖ r)/∂λ for unit i, given λ₁ᵢ − μᵢ's negative
-    /// `meanDifference` = μᵢ − λ₁ᵢ and q's variance Σ_ii (`klDivergence`):
+    /// Adds `scale ·` ∂KL(q ‖ r)/∂λ for unit i, given `meanDifference` =
+    /// μᵢ − λ₁ᵢ and q's variance Σ_ii (`klDivergence`):
     ///
     ///     ∂KL/∂λ₁ = (λ₁ − μ)/λ₂,   ∂KL/∂ρ = ½(1 − (Σ_ii + (λ₁ − μ)²)/λ₂)
     @inline(__always)

@@ -6,7 +6,7 @@ import RealModule
 ///
 ///     encoders[0]           q_φ(z₁|x)          GaussianConditional (diagonal or full covariance)
 ///     encoders[l]           q_φ(z_{l+1}|z_l)   GaussianConditional, one draw per z_l
-///     conditionalPriors[l]  p_θ(z_{l+1}|z_{l+2})… i.e. p(z_l|z_{l+1}) for l = 1 … L−1, diagonal GaussianConditional
+///     conditionalPriors[l]  p_θ(z_{l+1}|z_{l+2})  GaussianConditional (diagonal), evaluated at the drawn z_{l+1}
 ///     prior                 r_λ(z_L)           DiagonalGaussianPrior (standard or learned)
 ///     likelihood            p_θ(x|z₁)          Likelihood (Bernoulli or Gaussian, through the decoder network)
 ///
@@ -19,12 +19,12 @@ import RealModule
 /// A training step reads top-down:
 ///
 ///     let encoded = try model.encode(x)                            q(z|x) for B examples, KL
-///     let lw = model.logWeights(encoded, samplesPerExample: K)     z (B·K, k), log w (B, K)
+///     let lw = try model.logWeights(encoded, samplesPerExample: K, using: rng)   z (B·K, k), log w (B, K)
 ///     lw.bound(objective, into:), lw.boundWeights(objective, into: ω)
 ///     model.backward(lw, boundWeights: ω, …)                       into store.gradients
 ///
-/// `accumulateGradient` does all four. Buffers grow on demand and are reused;
-/// nothing is allocated per step.
+/// `accumulateGradient` does all four. Buffers grow on demand and are reused:
+/// no tensor is allocated per step.
 public final class VariationalAutoencoder<Scalar: BLASScalar> {
     public let configuration: ModelConfiguration
     public let store: ParameterStore<Scalar>
