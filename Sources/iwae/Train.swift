@@ -94,7 +94,7 @@ struct Train: ParsableCommand {
         let run = TrainingRun(directory: out, configuration: configuration, options: options, data: source,
                               trainExamplesLimit: trainExamples, validationExamples: validationExamples,
                               checkpointEvery: checkpointEvery)
-        try run.start(images: images)
+        try run.train(images: images, resuming: nil)
     }
 
     /// Continues the run in `directory` with the options its checkpoint records.
@@ -120,7 +120,7 @@ struct Train: ParsableCommand {
                               checkpointEvery: checkpointEvery)
         var images = try data.load(.train)
         if let n = record.trainExamplesLimit { images = images.prefix(n) }
-        try run.resume(checkpoint, images: images)
+        try run.train(images: images, resuming: checkpoint)
     }
 }
 

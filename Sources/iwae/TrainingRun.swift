@@ -14,17 +14,10 @@ struct TrainingRun {
     var validationExamples: Int
     var checkpointEvery: Int?
 
-    /// A new run: initializes the model from the seed and writes a first checkpoint.
-    func start(images: ImageSet) throws {
-        try train(images: images, resuming: nil)
-    }
-
-    /// Continues from `checkpoint` bit for bit (same seed streams, order and position).
-    func resume(_ checkpoint: Checkpoint, images: ImageSet) throws {
-        try train(images: images, resuming: checkpoint)
-    }
-
-    private func train(images: ImageSet, resuming checkpoint: Checkpoint?) throws {
+    /// Trains on `images`: a new run (the model initialized from the seed, a
+    /// first checkpoint written), or, from `checkpoint`, the continuation of
+    /// one, bit for bit (same seed streams, order and position).
+    func train(images: ImageSet, resuming checkpoint: Checkpoint?) throws {
         try RunDirectory.lock(directory)
         RunDirectory.removeOrphanedTemporaries(in: directory)
         let seeds = options.seeds

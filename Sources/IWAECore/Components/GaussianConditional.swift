@@ -128,6 +128,14 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     /// Columns of the scale head: k, or k·k.
     var scaleWidth: Int { isFull ? dimension * dimension : dimension }
 
+    /// The buffers of one value set per example: (B, k), (B, k·k or k), …
+    private var perExample: [Tensor<Scalar>] {
+        [mean, meanGradient, diagonalRaw, diagonalRawGradient, covarianceDiagonal, scaleRaw, scale, scaleGradient,
+         scaleRawGradient, covarianceGradient, choleskyWork, halfLogDet, ones]
+    }
+    /// The buffers of one row per draw, (B·K, k).
+    private var perDraw: [Tensor<Scalar>] { [epsilon, samples, sampleGradient, whitened] }
+
     /// Sizes every buffer for B examples with K draws each (grows only).
     func reserve(examples b: Int, samplesPerExample K: Int) {
         let k = dimension
@@ -144,7 +152,7 @@ public final class GaussianConditional<Scalar: BLASScalar> {
         }
         if b * K > sampleCapacity {
             sampleCapacity = b * K
-            for t in [epsilon, samples, sampleGradient, whitened] { t.replace(shape: [b * K, k]) }
+            for t in perDraw { t.replace(shape: [b * K, k]) }
         }
     }
 
@@ -152,17 +160,13 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     public func releaseBuffers() {
         exampleCapacity = 0
         sampleCapacity = 0
-        for t in [mean, scaleRaw, diagonalRaw, covarianceDiagonal, scale, halfLogDet, epsilon, samples, sampleGradient,
-                  whitened, meanGradient, scaleGradient, covarianceGradient, scaleRawGradient, diagonalRawGradient,
-                  choleskyWork, ones] { t.replace(shape: [0]) }
+        for t in perExample + perDraw { t.replace(shape: [0]) }
         trunk?.releaseBuffers()
     }
 
     /// Bytes held by the buffers.
     public var bufferBytes: Int {
-        [mean, scaleRaw, diagonalRaw, covarianceDiagonal, scale, halfLogDet, epsilon, samples, sampleGradient, whitened,
-         meanGradient, scaleGradient, covarianceGradient, scaleRawGradient, diagonalRawGradient, choleskyWork, ones]
-            .reduce(trunk?.bufferBytes ?? 0) { $0 + $1.capacity * MemoryLayout<Scalar>.stride }
+        (perExample + perDraw).reduce(trunk?.bufferBytes ?? 0) { $0 + $1.capacity * MemoryLayout<Scalar>.stride }
     }
 
     // MARK: Forward

@@ -40,19 +40,17 @@ public func choleskyFactor(_ covariance: [Double], dimension k: Int) throws -> [
     return l
 }
 
+/// `values` as a one-row matrix, for the engine's functions over (rows, columns).
+private func withRow<R>(_ values: [Double], _ body: (MatrixView<Double>) -> R) -> R {
+    var row = values
+    return row.withUnsafeMutableBufferPointer { body(MatrixView($0.baseAddress!, rows: 1, columns: $0.count)) }
+}
+
 /// log q(z) for q = N(μ, L Lᵀ) (full covariance), by `fullGaussianLogDensity`.
 public func gaussianLogDensity(_ z: [Double], mean: [Double], choleskyFactor l: [Double]) -> Double {
-    let k = z.count
-    precondition(mean.count == k && l.count == k * k, "shapes: z (k), μ (k), L (k·k)")
-    var zz = z, result = 0.0
-    mean.withUnsafeBufferPointer { m in
-        l.withUnsafeBufferPointer { f in
-            zz.withUnsafeMutableBufferPointer {
-                fullGaussianLogDensity(MatrixView($0.baseAddress!, rows: 1, columns: k), mean: m.baseAddress!,
-                                       factor: f.baseAddress!, into: &result)
-            }
-        }
-    }
+    precondition(mean.count == z.count && l.count == z.count * z.count, "shapes: z (k), μ (k), L (k·k)")
+    var result = 0.0
+    withRow(z) { fullGaussianLogDensity($0, mean: mean, factor: l, into: &result) }
     return result
 }
 
@@ -66,18 +64,10 @@ public func gaussianLogDensity(_ z: [Double], mean: [Double], standardDeviation 
 /// log r(z) for the prior N(λ₁, diag λ₂), by `diagonalGaussianLogDensity`
 /// (λ₁ = 0, λ₂ = 1: the standard normal).
 public func priorLogDensity(_ z: [Double], mean: [Double], variance: [Double]) -> Double {
-    let k = z.count
-    precondition(mean.count == k && variance.count == k, "shapes: z, λ₁ and λ₂ all (k)")
-    var zz = z, result = 0.0
+    precondition(mean.count == z.count && variance.count == z.count, "shapes: z, λ₁ and λ₂ all (k)")
+    var result = 0.0
     let logVariance = variance.map { Double.log($0) }
-    mean.withUnsafeBufferPointer { m in
-        logVariance.withUnsafeBufferPointer { v in
-            zz.withUnsafeMutableBufferPointer {
-                diagonalGaussianLogDensity(MatrixView($0.baseAddress!, rows: 1, columns: k), mean: m.baseAddress!,
-                                           logVariance: v.baseAddress!, into: &result)
-            }
-        }
-    }
+    withRow(z) { diagonalGaussianLogDensity($0, mean: mean, logVariance: logVariance, into: &result) }
     return result
 }
 
@@ -94,14 +84,9 @@ public func bernoulliLogLikelihood(_ x: [Double], logits: [Double]) -> Double {
 /// log p(x|z) of the Gaussian likelihood N(f(z), σ² I), by `gaussianLogLikelihood`.
 public func gaussianLogLikelihood(_ x: [Double], mean f: [Double], variance: Double) -> Double {
     precondition(x.count == f.count, "x and the mean must have the same length")
-    var xx = x, ff = f, result = 0.0
-    let d = x.count
-    xx.withUnsafeMutableBufferPointer { xp in
-        ff.withUnsafeMutableBufferPointer { fp in
-            gaussianLogLikelihood(mean: MatrixView(fp.baseAddress!, rows: 1, columns: d),
-                                  targets: MatrixView(xp.baseAddress!, rows: 1, columns: d), samplesPerExample: 1,
-                                  variance: variance, into: &result)
-        }
+    var result = 0.0
+    withRow(x) { targets in
+        withRow(f) { gaussianLogLikelihood(mean: $0, targets: targets, samplesPerExample: 1, variance: variance, into: &result) }
     }
     return result
 }
@@ -109,16 +94,16 @@ public func gaussianLogLikelihood(_ x: [Double], mean f: [Double], variance: Dou
 /// L_K = logmeanexp(log w) of one example's K log weights, by `iwaeBound`.
 public func iwaeBound(logWeights: [Double]) -> Double {
     precondition(!logWeights.isEmpty, "at least one log weight")
-    var w = logWeights, result = 0.0
-    w.withUnsafeMutableBufferPointer { iwaeBound(logWeights: MatrixView($0.baseAddress!, rows: 1, columns: $0.count), into: &result) }
+    var result = 0.0
+    withRow(logWeights) { iwaeBound(logWeights: $0, into: &result) }
     return result
 }
 
 /// The Monte Carlo ELBO (1/K) Σ log w of one example's K log weights, by `elboEstimate`.
 public func elboEstimate(logWeights: [Double]) -> Double {
     precondition(!logWeights.isEmpty, "at least one log weight")
-    var w = logWeights, result = 0.0
-    w.withUnsafeMutableBufferPointer { elboEstimate(logWeights: MatrixView($0.baseAddress!, rows: 1, columns: $0.count), into: &result) }
+    var result = 0.0
+    withRow(logWeights) { elboEstimate(logWeights: $0, into: &result) }
     return result
 }
 

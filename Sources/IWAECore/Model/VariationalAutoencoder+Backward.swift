@@ -19,7 +19,7 @@ extension VariationalAutoencoder {
     public func backward(_ lw: LogWeights<Scalar>, boundWeights omega: MatrixView<Scalar>, scale lossScale: Scalar,
                          objective: Objective, estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none) {
         let K = lw.samplesPerExample, rows = lw.examples * K
-        precondition(omega.rows == lw.examples && omega.columns == K)
+        precondition(omega.rows == lw.examples && omega.columns == K && omega.isContiguous)
         let g = lossWeights.pointer
         for b in 0..<lw.examples { for j in 0..<K { g[b * K + j] = -lossScale * omega[b, j] } }
         generativeBackward(lw, weights: g, paths: estimator != .score, prior: objective != .elboAnalytic)
@@ -27,40 +27,41 @@ extension VariationalAutoencoder {
             encoder.backward(samplesPerExample: K, directScale: nil, klPrior: prior, klScale: lossScale, store)
             return
         }
-        let dz = encoders.map { $0.sampleGradient.pointer }
-        let draws = encoders.indices.map { $0 == 0 ? K : 1 }
-        func layerRows(_ l: Int) -> Int { encoders[l].examples * draws[l] }
+        // ∂loss/∂z_l of every layer, (B·K, k_l) each.
+        func dz(_ l: Int) -> UnsafeMutablePointer<Scalar> { encoders[l].sampleGradient.pointer }
         switch estimator {
         case .reparam:
             // −log q's path through z and its direct term cancel; what is left
             // of each q is its log-determinant, weighted by g.
-            for l in encoders.indices.reversed() { encoderBackward(l, directScale: g, draws: draws) }
+            for l in encoders.indices.reversed() { encoderBackward(l, directScale: g, samplesPerExample: K) }
         case .stl, .dreg:
             // Path terms only (Roeder et al.); DReG weights every φ path once more by w̃ (Tucker et al.).
             var c = g
             if estimator == .dreg {
-                let path = pathWeights.pointer
-                for r in 0..<rows { path[r] = g[r] * omega[r / K, r % K] }
+                // ω is (B, K) contiguous: draw r's weight is ω.pointer[r].
+                let path = pathWeights.pointer, w = omega.pointer
+                for r in 0..<rows { path[r] = g[r] * w[r] }
                 for l in encoders.indices {
-                    let k = encoders[l].dimension
-                    for r in 0..<rows { for i in 0..<k { dz[l][r * k + i] *= omega[r / K, r % K] } }
+                    let k = encoders[l].dimension, m = dz(l)
+                    for r in 0..<rows { for i in 0..<k { m[r * k + i] *= w[r] } }
                 }
                 c = path
             }
             for l in encoders.indices.reversed() {
-                let k = encoders[l].dimension, v = encoders[l].whiten(samplesPerExample: draws[l])
+                let k = encoders[l].dimension, m = dz(l)
+                let v = encoders[l].whiten(samplesPerExample: l == 0 ? K : 1)
                 if l == 0 {
                     // −log q(z₁|x) through z₁: +c·v, no direct term.
-                    for r in 0..<layerRows(0) { for i in 0..<k { dz[0][r * k + i] += c[r] * v[r * k + i] } }
-                    encoderBackward(0, directScale: nil, draws: draws)
+                    for r in 0..<rows { for i in 0..<k { m[r * k + i] += c[r] * v[r * k + i] } }
+                    encoderBackward(0, directScale: nil, samplesPerExample: K)
                 } else {
                     // Everything the pathwise gradient takes, including the path into z_l
                     // through q's own density, minus q's direct dependence on φ at fixed z:
                     // c·∇_φ log q, a score-function pass (M = c·v, direct scale −c, no input path).
-                    encoderBackward(l, directScale: c, draws: draws)
+                    encoderBackward(l, directScale: c, samplesPerExample: K)
                     let minusC = scoreWeights.pointer
                     for r in 0..<rows {
-                        for i in 0..<k { dz[l][r * k + i] = c[r] * v[r * k + i] }
+                        for i in 0..<k { m[r * k + i] = c[r] * v[r * k + i] }
                         minusC[r] = -c[r]
                     }
                     encoders[l].backward(samplesPerExample: 1, directScale: minusC, store)
@@ -72,11 +73,11 @@ extension VariationalAutoencoder {
             let a = scoreWeights.pointer
             scoreCoefficients(lw, boundWeights: omega, scale: lossScale, objective: objective, baseline: baseline, into: a)
             for l in encoders.indices {
-                let k = encoders[l].dimension, v = encoders[l].whiten(samplesPerExample: draws[l])
-                for r in 0..<rows { for i in 0..<k { dz[l][r * k + i] = a[r] * v[r * k + i] } }
+                let k = encoders[l].dimension, m = dz(l), v = encoders[l].whiten(samplesPerExample: l == 0 ? K : 1)
+                for r in 0..<rows { for i in 0..<k { m[r * k + i] = a[r] * v[r * k + i] } }
             }
             for r in 0..<rows { a[r] = -a[r] }
-            for l in encoders.indices { encoders[l].backward(samplesPerExample: draws[l], directScale: a, store) }
+            for l in encoders.indices { encoders[l].backward(samplesPerExample: l == 0 ? K : 1, directScale: a, store) }
         }
     }
 
@@ -86,24 +87,25 @@ extension VariationalAutoencoder {
     /// `encoders[l].sampleGradient` (overwritten); without, z is held fixed.
     private func generativeBackward(_ lw: LogWeights<Scalar>, weights g: UnsafeMutablePointer<Scalar>, paths: Bool,
                                     prior includePrior: Bool) {
-        let K = lw.samplesPerExample
-        let z = encoders.indices.map { encoders[$0].samplesView($0 == 0 ? K : 1) }
+        let K = lw.samplesPerExample, top = encoders.count - 1
+        // z₁'s gradient is written by the likelihood; the layers above only accumulate.
         for upper in encoders.dropFirst() where paths { upper.sampleGradient.pointer.update(repeating: 0, count: upper.samplesView(1).count) }
         likelihood.backward(weights: g, targets: lw.input, samplesPerExample: K, store, dz: paths ? encoder.sampleGradientView(K) : nil)
         if includePrior {
-            prior.backward(z.last!, weights: g, path: paths ? UnsafePointer(g) : nil,
-                           sampleGradient: encoders.last!.sampleGradient.pointer, store)
+            prior.backward(latentSamples(top, samplesPerExample: K), weights: g, path: paths ? UnsafePointer(g) : nil,
+                           sampleGradient: encoders[top].sampleGradient.pointer, store)
         }
         for (l, conditional) in conditionalPriors.enumerated() {
-            conditional.densityBackward(at: z[l], weights: g, pointGradient: paths ? encoders[l].sampleGradient.pointer : nil, store,
+            conditional.densityBackward(at: latentSamples(l, samplesPerExample: K), weights: g,
+                                        pointGradient: paths ? encoders[l].sampleGradient.pointer : nil, store,
                                         dx: paths ? encoders[l + 1].sampleGradientView(1) : nil)
         }
     }
 
     /// Encoder l's backward from its `sampleGradient`, adding its input path
     /// into the layer below (l ≥ 1).
-    private func encoderBackward(_ l: Int, directScale: UnsafePointer<Scalar>?, draws: [Int]) {
-        encoders[l].backward(samplesPerExample: draws[l], directScale: directScale, store,
-                             dx: l > 0 ? encoders[l - 1].sampleGradientView(draws[l - 1]) : nil, accumulateInput: true)
+    private func encoderBackward(_ l: Int, directScale: UnsafePointer<Scalar>?, samplesPerExample K: Int) {
+        encoders[l].backward(samplesPerExample: l == 0 ? K : 1, directScale: directScale, store,
+                             dx: l > 0 ? encoders[l - 1].sampleGradientView(l == 1 ? K : 1) : nil, accumulateInput: true)
     }
 }

@@ -118,15 +118,21 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         }
     }
 
+    /// The model's own buffers: one value per example (B), one per draw (B·K).
+    private var perExample: [Tensor<Scalar>] { [klDivergences, bounds] }
+    private var perDraw: [Tensor<Scalar>] {
+        [logLikelihood, logPrior, logPosterior, logWeightValues, boundWeightValues, lossWeights, pathWeights, scoreWeights,
+         layerLogDensity]
+    }
+
     private func reserve(examples b: Int, draws rows: Int) {
         if b > exampleCapacity {
             exampleCapacity = b
-            for t in [klDivergences, bounds] { t.replace(shape: [b]) }
+            for t in perExample { t.replace(shape: [b]) }
         }
         if rows > drawCapacity {
             drawCapacity = rows
-            for t in [logLikelihood, logPrior, logPosterior, logWeightValues, boundWeightValues, lossWeights, pathWeights,
-                      scoreWeights, layerLogDensity] { t.replace(shape: [rows]) }
+            for t in perDraw { t.replace(shape: [rows]) }
         }
     }
 
@@ -135,18 +141,21 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     public func releaseBuffers() {
         exampleCapacity = 0
         drawCapacity = 0
-        for t in [klDivergences, bounds, logLikelihood, logPrior, logPosterior, logWeightValues, boundWeightValues,
-                  lossWeights, pathWeights, scoreWeights, layerLogDensity] { t.replace(shape: [0]) }
+        for t in perExample + perDraw { t.replace(shape: [0]) }
         for c in encoders + conditionalPriors { c.releaseBuffers() }
         likelihood.releaseBuffers()
     }
 
     /// Bytes held by the buffers of the model and its components.
     public var bufferBytes: Int {
-        [klDivergences, bounds, logLikelihood, logPrior, logPosterior, logWeightValues, boundWeightValues, lossWeights,
-         pathWeights, scoreWeights, layerLogDensity].reduce((encoders + conditionalPriors).reduce(likelihood.bufferBytes) { $0 + $1.bufferBytes }) {
-            $0 + $1.capacity * MemoryLayout<Scalar>.stride
-        }
+        let own = (perExample + perDraw).reduce(0) { $0 + $1.capacity * MemoryLayout<Scalar>.stride }
+        return (encoders + conditionalPriors).reduce(own + likelihood.bufferBytes) { $0 + $1.bufferBytes }
+    }
+
+    /// z_{l+1} (B·K, k_{l+1}) of the last `logWeights` with K draws per example:
+    /// K draws of z₁ per example, then one draw of each layer above per draw below.
+    func latentSamples(_ l: Int, samplesPerExample K: Int) -> MatrixView<Scalar> {
+        encoders[l].samplesView(l == 0 ? K : 1)
     }
 
     // MARK: Forward
@@ -175,24 +184,26 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         let x = encoded.input, rows = x.rows * K
         reserve(examples: x.rows, draws: rows)
         // z₁ (B·K), then one z_{l+1} per z_l up the stack.
-        var z = [encoder.sample(samplesPerExample: K, using: rng)]
-        for upper in encoders.dropFirst() {
-            do { try upper.forward(z.last!, store) }
+        encoder.sample(samplesPerExample: K, using: rng)
+        for l in encoders.indices.dropFirst() {
+            do { try encoders[l].forward(latentSamples(l - 1, samplesPerExample: K), store) }
             catch IWAEError.notPositiveDefinite(let row, let info) { throw IWAEError.notPositiveDefinite(example: row / K, info: info) }
-            z.append(upper.sample(samplesPerExample: 1, using: rng))
+            encoders[l].sample(samplesPerExample: 1, using: rng)
         }
-        likelihood.logLikelihood(z[0], targets: x, samplesPerExample: K, keepForBackward: keepForBackward, store,
-                                 into: logLikelihood.pointer)
-        for (l, conditional) in conditionalPriors.enumerated() { try conditional.forward(z[l + 1], store) }
+        likelihood.logLikelihood(latentSamples(0, samplesPerExample: K), targets: x, samplesPerExample: K,
+                                 keepForBackward: keepForBackward, store, into: logLikelihood.pointer)
+        for (l, conditional) in conditionalPriors.enumerated() {
+            try conditional.forward(latentSamples(l + 1, samplesPerExample: K), store)
+        }
         let t = profiler.start()
         defer { profiler.stop(.elementwise, t) }
-        prior.logDensity(z.last!, store, into: logPrior.pointer)
+        prior.logDensity(latentSamples(encoders.count - 1, samplesPerExample: K), store, into: logPrior.pointer)
         encoder.logDensityOfSamples(samplesPerExample: K, into: logPosterior.pointer)
         logImportanceWeights(logLikelihood: logLikelihood.pointer, logPrior: logPrior.pointer,
                              logPosterior: logPosterior.pointer, count: rows, into: logWeightValues.pointer)
         let lw = logWeightValues.pointer, density = layerLogDensity.pointer
         for (l, conditional) in conditionalPriors.enumerated() {
-            conditional.logDensity(at: z[l], into: density)
+            conditional.logDensity(at: latentSamples(l, samplesPerExample: K), into: density)
             for r in 0..<rows { lw[r] += density[r] }
             encoders[l + 1].logDensityOfSamples(samplesPerExample: 1, into: density)
             for r in 0..<rows { lw[r] -= density[r] }
