@@ -227,30 +227,15 @@ final class HostileInputTests: XCTestCase {
     /// failed run leaves no directory; a killed run's temporaries are cleaned.
     func testOutputAndDirectories() throws {
         // stdout on a full device.
-        let process = Process()
-        process.executableURL = productsDirectory.appendingPathComponent("iwae")
-        process.arguments = ["evaluate", run, "--k", "3", "--json"]
-        process.standardOutput = FileHandle(forWritingAtPath: "/dev/full")
-        let err = Pipe()
-        process.standardError = err
-        try process.run()
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 1, stderr)
-        XCTAssertTrue(stderr.contains("cannot write the output"), stderr)
-        // A non-UTF-8 byte in --out.
-        let shell = Process()
-        shell.executableURL = URL(fileURLWithPath: "/bin/sh")
         let iwae = productsDirectory.appendingPathComponent("iwae").path
-        shell.arguments = ["-c", "exec \"$0\" train --data \"$1\" --out \"$(printf '%s/caf\\351' \"$2\")\"", iwae, data, root]
-        let shellErr = Pipe()
-        shell.standardError = shellErr
-        shell.standardOutput = FileHandle.nullDevice
-        try shell.run()
-        let rawStderr = String(decoding: shellErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        shell.waitUntilExit()
-        XCTAssertEqual(shell.terminationStatus, 64, rawStderr)
-        XCTAssertTrue(rawStderr.contains("not valid UTF-8"), rawStderr)
+        let full = try runProcess(iwae, ["evaluate", run, "--k", "3", "--json"], stdout: FileHandle(forWritingAtPath: "/dev/full"))
+        XCTAssertEqual(full.status, 1, full.stderr)
+        XCTAssertTrue(full.stderr.contains("cannot write the output"), full.stderr)
+        // A non-UTF-8 byte in --out (Swift strings cannot hold one: the shell's printf makes it).
+        let raw = try runProcess("/bin/sh", ["-c", "exec \"$0\" train --data \"$1\" --out \"$(printf '%s/caf\\351' \"$2\")\"",
+                                             iwae, data, root])
+        XCTAssertEqual(raw.status, 64, raw.stderr)
+        XCTAssertTrue(raw.stderr.contains("not valid UTF-8"), raw.stderr)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root).filter { $0.hasPrefix("caf") }, [])
         // A failed run leaves no empty directory behind.
         let failed = root + "/failed"

@@ -21,17 +21,9 @@ final class ResumeTests: XCTestCase {
     }
 
     func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, reason: Process.TerminationReason, stderr: String) {
-        let process = Process()
-        process.executableURL = productsDirectory.appendingPathComponent("iwae")
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        let err = Pipe()
-        process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, process.terminationReason, stderr)
+        let result = try runProcess(productsDirectory.appendingPathComponent("iwae").path, arguments, environment: environment,
+                                    stdout: FileHandle.nullDevice)
+        return (result.status, result.reason, result.stderr)
     }
 
     /// Parameters and optimizer moments, as raw bytes.

@@ -69,18 +69,28 @@ func writeSyntheticIDX(to directory: String, train: Int = 300, test: Int = 60, s
 /// Runs the built `iwae` executable; returns exit status, stdout and stderr.
 @discardableResult
 func runIWAE(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let result = try runProcess(productsDirectory.appendingPathComponent("iwae").path, arguments, environment: environment)
+    return (result.status, result.stdout, result.stderr)
+}
+
+/// Runs `executable` to its end; stdout goes to `stdout` when given (a
+/// device, say), else it is captured. Returns status, how it ended, and both streams.
+func runProcess(_ executable: String, _ arguments: [String], environment: [String: String] = [:], stdout: FileHandle? = nil)
+    throws -> (status: Int32, reason: Process.TerminationReason, stdout: String, stderr: String)
+{
     let process = Process()
-    process.executableURL = productsDirectory.appendingPathComponent("iwae")
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
     let out = Pipe(), err = Pipe()
-    process.standardOutput = out
+    process.standardOutput = stdout ?? out
     process.standardError = err
     try process.run()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let outData = stdout == nil ? out.fileHandleForReading.readDataToEndOfFile() : Data()
     let errData = err.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    return (process.terminationStatus, process.terminationReason, String(decoding: outData, as: UTF8.self),
+            String(decoding: errData, as: UTF8.self))
 }
 
 /// The build products folder (where `iwae` is), found from the test bundle.
@@ -94,6 +104,24 @@ var productsDirectory: URL {
 /// True when Debian's Fashion-MNIST is installed.
 var hasFashionMNIST: Bool {
     FileManager.default.fileExists(atPath: MNISTFormatDataset.fashionMNISTDirectory + "/train-images-idx3-ubyte.gz")
+}
+
+/// Trains `model` on `train` by the ELBO (K = 5, batch 50, Adam 3·10⁻³) for
+/// `epochs`, then returns exact log p(x) − L_k on `test` for each k (the
+/// tightness checks' gaps; the model must be linear-Gaussian).
+func tightnessGaps(_ model: VariationalAutoencoder<Float>, train: ImageSet, test: ImageSet, epochs: Int,
+                   ks: [Int] = [1, 5, 50]) throws -> [Double] {
+    model.initializeOutputBias(dataMean: train.pixelMean)
+    var options = TrainingOptions()
+    options.objective = .elbo
+    options.samplesPerExample = 5
+    options.epochs = epochs
+    options.batchSize = 50
+    options.learningRate = 3e-3
+    try Trainer(model: model, options: options, validation: nil).train(train)
+    let x = Tensor<Float>(shape: [test.count, test.dimension], values: test.pixels)
+    let exact = try model.exactLogLikelihood(x.matrix).reduce(0, +) / Double(test.count)
+    return try ks.map { k in exact - (try model.estimateLogLikelihood(x.matrix, samples: k, seed: 9, rowsPerPass: 4000).meanBound) }
 }
 
 /// Central differences (f(v + h) − f(v − h)) / 2h of `f` with respect to
