@@ -1,4 +1,4 @@
-// swift-tools-version:5.9
+// swift-tools-version:6.1
 import PackageDescription
 
 let package = Package(
@@ -12,6 +12,11 @@ let package = Package(
         .library(name: "IWAE", targets: ["IWAE"]),
         .executable(name: "iwae", targets: ["iwae"]),
         .executable(name: "iwae-bench", targets: ["iwae-bench"]),
+    ],
+    // `swift build --traits MPI` adds training across processes (mpirun);
+    // without it nothing needs OpenMPI.
+    traits: [
+        .trait(name: "MPI", description: "Data-parallel training across MPI ranks (needs Debian's libopenmpi-dev and openmpi-bin)."),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -31,6 +36,12 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
         .target(name: "CIWAEKernels"),
+        .systemLibrary(
+            name: "CMPI",
+            path: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]
+        ),
 
         // MARK: - Engine
         .target(
@@ -46,6 +57,11 @@ let package = Package(
             dependencies: ["IWAELinearAlgebra", .product(name: "RealModule", package: "swift-numerics")]
         ),
         .target(name: "IWAE", dependencies: ["IWAECore", "IWAEData", "IWAELinearAlgebra"]),
+        // The MPI rank group (empty without the MPI trait; the only module that imports CMPI).
+        .target(
+            name: "IWAEMPI",
+            dependencies: ["IWAECore", .target(name: "CMPI", condition: .when(traits: ["MPI"]))]
+        ),
 
         // MARK: - Command-line tools
         // What the two executables share: progress display and line-buffered output.
@@ -55,13 +71,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "iwae",
-            dependencies: ["IWAE", "IWAEConsole", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["IWAE", "IWAEConsole", "IWAEMPI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         // MARK: - Benchmarks
         .executableTarget(
             name: "iwae-bench",
-            dependencies: ["IWAE", "IWAEConsole", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["IWAE", "IWAEConsole", "IWAEMPI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/iwae-bench"
         ),
 
@@ -71,5 +87,6 @@ let package = Package(
             dependencies: ["IWAE", "iwae"],
             path: "Tests/IWAETests"
         ),
-    ]
+    ],
+    swiftLanguageModes: [.v5]
 )

@@ -65,17 +65,43 @@ public struct PositiveIntegers: ExpressibleByArgument, Equatable, Sendable {
     public var defaultValueDescription: String { values.map(String.init).joined(separator: ",") }
 }
 
+/// One process of a command that runs as several MPI ranks: its rank, and
+/// how it leaves MPI (`MPI_Finalize`) when every rank leaves together.
+public struct CommandLineRank {
+    public var rank: Int
+    public var finish: () -> Void
+
+    public init(rank: Int, finish: @escaping () -> Void) {
+        self.rank = rank
+        self.finish = finish
+    }
+}
+
 /// Runs a command-line tool: output line-buffered, and every failure one
 /// line on stderr (`tool: error: …`) with a non-zero exit; an interruption
 /// exits 130 (SIGINT) or 143 (SIGTERM). Help and version keep their output.
-public func runCommandLine(_ command: ParsableCommand.Type, tool: String) -> Never {
+///
+/// As one of several ranks (`rank`), rank 0 alone prints what all ranks
+/// agreed on (success, parse errors, `IWAEError.rankFailed`, interruptions)
+/// and every rank then finishes MPI; an error only this rank met is printed
+/// with its rank, and the process exits without finishing MPI, so that
+/// mpirun stops the others.
+public func runCommandLine(_ command: ParsableCommand.Type, tool: String, rank: CommandLineRank? = nil) -> Never {
     lineBufferStandardOutput()
-    func fail(_ message: String, code: Int32) -> Never {
+    let quiet = (rank?.rank ?? 0) != 0
+    func leave(_ code: Int32, agreed: Bool) -> Never {
+        if agreed { rank?.finish() }
+        exit(code)
+    }
+    func fail(_ message: String, code: Int32, agreed: Bool = true) -> Never {
         ProgressBar.finishLine()
         fflush(stdout)
         let line = message.split(whereSeparator: \.isNewline).joined(separator: " ")
-        FileHandle.standardError.write(Data("\(tool): error: \(line)\n".utf8))
-        exit(code)
+        if !quiet || !agreed {
+            let prefix = agreed || rank == nil ? "" : "rank \(rank!.rank): "
+            FileHandle.standardError.write(Data("\(tool): error: \(prefix)\(line)\n".utf8))
+        }
+        leave(code, agreed: agreed)
     }
     do {
         // Swift would turn invalid bytes into U+FFFD and write to another path.
@@ -88,18 +114,21 @@ public func runCommandLine(_ command: ParsableCommand.Type, tool: String) -> Nev
         try parsed.run()
         fflush(stdout)
         if ferror(stdout) != 0 { fail("cannot write the output (\(String(cString: strerror(errno))))", code: 1) }
-        exit(0)
+        leave(0, agreed: true)
+    } catch IWAEError.stoppedWithOtherRanks {
+        leave(1, agreed: true)
     } catch IWAEError.interrupted(let message) {
         ProgressBar.finishLine()
-        FileHandle.standardError.write(Data("\(tool): interrupted: \(message)\n".utf8))
-        exit(SignalFlag.signal == SIGTERM ? 143 : 130)
+        if !quiet { FileHandle.standardError.write(Data("\(tool): interrupted: \(message)\n".utf8)) }
+        leave(SignalFlag.signal == SIGTERM ? 143 : 130, agreed: true)
     } catch let error as IWAEError {
-        fail("\(error)", code: 1)
+        fail("\(error)", code: 1, agreed: rank == nil || error.isAgreedAcrossRanks)
     } catch let error as DataError {
-        fail("\(error)", code: 1)
+        fail("\(error)", code: 1, agreed: rank == nil)
     } catch {
+        // Parse errors: every rank parsed the same arguments.
         let code = command.exitCode(for: error)
-        if code == .success { command.exit(withError: error) }
+        if code == .success { if quiet { leave(0, agreed: true) }; command.exit(withError: error) }
         let message = command.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
         fail("\(message) (see '\(tool) help')", code: code.rawValue)
     }

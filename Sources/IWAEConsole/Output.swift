@@ -10,8 +10,11 @@ public enum ProgressBar {
     public static let plainInterval = 15.0
     nonisolated(unsafe) static var drawn = false
     nonisolated(unsafe) static var lastPlainLine = Date()
+    /// True on MPI ranks other than 0: only rank 0 shows progress and logs.
+    nonisolated(unsafe) public static var silenced = false
 
     public static func draw(_ label: String, done: Int, total: Int, detail: String) {
+        if silenced { return }
         guard isTerminal else {
             let now = Date()
             guard now.timeIntervalSince(lastPlainLine) >= plainInterval else { return }
@@ -34,6 +37,7 @@ public enum ProgressBar {
 
     /// A line of the run's log, on stdout (stderr carries only progress and errors).
     public static func log(_ line: String) {
+        if silenced { return }
         finishLine()
         print(line)
     }

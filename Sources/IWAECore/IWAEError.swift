@@ -15,6 +15,10 @@ public enum IWAEError: Error, CustomStringConvertible, Equatable {
     case numerical(String)
     /// Training was stopped by a signal after saving a checkpoint.
     case interrupted(String)
+    /// Rank `rank` of a multi-process run failed with `message` (rank 0 reports it).
+    case rankFailed(rank: Int, message: String)
+    /// Another rank failed and rank 0 reports it: this rank stops without a message.
+    case stoppedWithOtherRanks
 
     public var description: String {
         switch self {
@@ -23,6 +27,20 @@ public enum IWAEError: Error, CustomStringConvertible, Equatable {
             return m
         case .notPositiveDefinite(let example, let info):
             return "the encoder covariance of example \(example) in the batch is not positive definite (LAPACK potrf info \(info))"
+        case .rankFailed(let rank, let message):
+            return rank == 0 ? message : "rank \(rank): \(message)"
+        case .stoppedWithOtherRanks:
+            return "stopped because another rank failed"
+        }
+    }
+
+    /// True for the errors that every rank throws at the same point after an
+    /// agreement (`RankGroup.agree`, or a stop all ranks agreed on): they end
+    /// a multi-rank run cleanly.
+    public var isAgreedAcrossRanks: Bool {
+        switch self {
+        case .rankFailed, .stoppedWithOtherRanks, .interrupted: return true
+        default: return false
         }
     }
 

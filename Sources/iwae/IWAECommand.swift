@@ -10,7 +10,7 @@ struct IWAECommand: ParsableCommand {
         abstract: "Train and evaluate variational and importance-weighted autoencoders on OpenBLAS.",
         subcommands: [Train.self, Evaluate.self, Sample.self, GradStats.self])
 
-    static func main() { runCommandLine(IWAECommand.self, tool: "iwae") }
+    static func main() { ProcessRanks.run(IWAECommand.self, tool: "iwae") }
 }
 
 /// Options naming the data a command reads.

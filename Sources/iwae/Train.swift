@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IWAE
 import IWAEConsole
+import IWAEMPI
 
 /// The defaults of `iwae train`, from their one home in the library.
 private let modelDefaults = ModelConfiguration(dataDimension: 1)
@@ -43,7 +44,9 @@ struct Train: ParsableCommand {
     @Option(help: "Score-function baseline.") var baseline: ScoreBaseline = trainingDefaults.baseline
     @OptionGroup var synthetic: SyntheticOptions
     @Option(help: "Hidden nonlinearity.") var activation: Activation = modelDefaults.activation
-    @Option(help: "Worker threads (default: all active cores); results depend on seed and thread count.") var threads: Int?
+    @Option(help: "Worker threads (default: all active cores, shared among the ranks on a machine); results depend on seed and the thread count over all ranks.") var threads: Int?
+    @Option(help: "Under mpirun: how the ranks sum gradients (ordered: the bits of one process with all ranks' threads; allreduce: MPI_Allreduce, faster, other bits).")
+    var reducer: GradientReducer = .ordered
     @Option(help: "Output directory.") var out: String = ""
     @Option(help: "Also write a checkpoint every N training steps within an epoch (default: at each epoch's end only).")
     var checkpointEvery: Int?
@@ -51,32 +54,47 @@ struct Train: ParsableCommand {
     var resume: String?
 
     /// Options that may accompany --resume.
-    static let resumeOptions: Set<String> = ["--resume", "--epochs", "--checkpoint-every"]
+    static let resumeOptions: Set<String> = ["--resume", "--epochs", "--checkpoint-every", "--reducer"]
 
     func run() throws {
+        let ranks = ProcessRanks.current
+        ProcessRanks.choose(reducer)
         if let n = checkpointEvery, n < 1 { throw IWAEError.invalidArgument("--checkpoint-every must be at least 1, got \(n)") }
-        if let resume { return try resumeRun(resume) }
+        if let resume {
+            let (run, images, checkpoint) = try ranks.together { try prepareResumedRun(resume) }
+            return try run.train(images: images, resuming: checkpoint)
+        }
         guard !out.isEmpty else { throw IWAEError.invalidArgument("missing --out DIR (or --resume DIR)") }
+        let writes = ranks.rank == 0
+        let created = writes && !FileManager.default.fileExists(atPath: out)
+        do {
+            let (run, images) = try ranks.together { try prepareNewRun(writesDirectory: writes) }
+            try run.train(images: images, resuming: nil)
+        } catch {
+            if created { RunDirectory.removeIfUnused(out) }
+            throw error
+        }
+    }
+
+    /// A new run: the options checked, the `--out` directory prepared (by the
+    /// writing rank), the training images loaded.
+    private func prepareNewRun(writesDirectory: Bool) throws -> (TrainingRun, ImageSet) {
         if learnSigma && likelihood != .gaussian { throw IWAEError.invalidArgument("--learn-sigma needs --likelihood gaussian") }
         if let n = trainExamples, n < 1 { throw IWAEError.invalidArgument("--train-examples must be at least 1, got \(n)") }
         let options = TrainingOptions(objective: objective, samplesPerExample: samples, epochs: epochs, batchSize: batch,
                                       learningRate: learningRate, schedule: schedule, adamEpsilon: adamEpsilon,
-                                      estimator: estimator, baseline: baseline, seed: seed, workers: threads)
+                                      estimator: estimator, baseline: baseline, seed: seed,
+                                      workers: threads ?? ProcessRanks.defaultWorkers)
         try options.validate()
         let source = try synthetic.source(dataOptions)
         if source.isRealValued && likelihood == .bernoulli {
             throw IWAEError.invalidArgument("\(source.name) is real-valued: use --likelihood gaussian")
         }
-        let created = !FileManager.default.fileExists(atPath: out)
-        try prepareOutputDirectory(out)
-        do { try startRun(options: options, source: source) }
-        catch { if created { RunDirectory.removeIfUnused(out) }; throw error }
-    }
-
-    /// A new run in the prepared `--out` directory.
-    private func startRun(options: TrainingOptions, source: DataSource) throws {
-        if FileManager.default.fileExists(atPath: out + "/" + Checkpoint.fileName) {
-            throw IWAEError.invalidArgument("\(out) already holds a checkpoint: continue it with --resume \(out), or choose another --out")
+        if writesDirectory {
+            try prepareOutputDirectory(out)
+            if FileManager.default.fileExists(atPath: out + "/" + Checkpoint.fileName) {
+                throw IWAEError.invalidArgument("\(out) already holds a checkpoint: continue it with --resume \(out), or choose another --out")
+            }
         }
         var images = try source.load(.train)
         let encoderWidths = encoderHidden?.values ?? hidden.values
@@ -94,16 +112,17 @@ struct Train: ParsableCommand {
         let run = TrainingRun(directory: out, configuration: configuration, options: options, data: source,
                               trainExamplesLimit: trainExamples, validationExamples: validationExamples,
                               checkpointEvery: checkpointEvery)
-        try run.train(images: images, resuming: nil)
+        return (run, images)
     }
 
-    /// Continues the run in `directory` with the options its checkpoint records.
-    func resumeRun(_ directory: String) throws {
+    /// The run in `directory`, to be continued with the options its
+    /// checkpoint records; with R ranks, each takes 1/R of its workers.
+    private func prepareResumedRun(_ directory: String) throws -> (TrainingRun, ImageSet, Checkpoint) {
         let arguments = Array(CommandLine.arguments.drop { $0 != "train" }.dropFirst())
         for argument in arguments where argument.hasPrefix("--") {
             let name = String(argument.split(separator: "=", maxSplits: 1)[0])
             guard Train.resumeOptions.contains(name) else {
-                throw IWAEError.invalidArgument("\(name) cannot be combined with --resume: the run's options come from its checkpoint (only --epochs and --checkpoint-every may be given)")
+                throw IWAEError.invalidArgument("\(name) cannot be combined with --resume: the run's options come from its checkpoint (only --epochs, --checkpoint-every and --reducer may be given)")
             }
         }
         let checkpoint = try Checkpoint.load(from: directory)
@@ -111,8 +130,12 @@ struct Train: ParsableCommand {
               checkpoint.trainingState != nil else {
             throw IWAEError.invalidCheckpoint("\(Checkpoint.path(for: directory)) has no training state to resume from")
         }
+        let ranks = ProcessRanks.current.count
+        guard record.threads % ranks == 0 else {
+            throw IWAEError.invalidArgument("the run used \(record.threads) worker threads in all; resume it on a number of ranks that divides \(record.threads), not \(ranks)")
+        }
         var options = record.options
-        options.workers = record.threads
+        options.workers = record.threads / ranks
         if arguments.contains(where: { $0 == "--epochs" || $0.hasPrefix("--epochs=") }) { options.epochs = epochs }
         try options.validate()
         let run = TrainingRun(directory: directory, configuration: checkpoint.model.configuration, options: options, data: data,
@@ -120,7 +143,7 @@ struct Train: ParsableCommand {
                               checkpointEvery: checkpointEvery)
         var images = try data.load(.train)
         if let n = record.trainExamplesLimit { images = images.prefix(n) }
-        try run.train(images: images, resuming: checkpoint)
+        return (run, images, checkpoint)
     }
 }
 

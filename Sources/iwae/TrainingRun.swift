@@ -17,16 +17,29 @@ struct TrainingRun {
     /// Trains on `images`: a new run (the model initialized from the seed, a
     /// first checkpoint written), or, from `checkpoint`, the continuation of
     /// one, bit for bit (same seed streams, order and position).
+    ///
+    /// Under mpirun every rank runs this with the same arguments; rank 0
+    /// alone holds the directory's lock and writes checkpoints, metrics and
+    /// the log. Each phase that can fail on one rank only ends in an
+    /// agreement (`RankGroup.together`), so all ranks stop together.
     func train(images: ImageSet, resuming checkpoint: Checkpoint?) throws {
-        try RunDirectory.lock(directory)
-        RunDirectory.removeOrphanedTemporaries(in: directory)
+        let ranks = ProcessRanks.current
+        let writes = ranks.rank == 0
         let seeds = options.seeds
-        let split = try images.splitValidation(count: validationExamples, seed: seeds.validationSplit)
-        let model = VariationalAutoencoder<Float>(configuration, seed: seeds.initialization)
-        model.initializeOutputBias(dataMean: split.train.pixelMean)
-        let heldOut = split.validation.count > 0 ? model.evaluationImages(split.validation) : nil
-        let trainer = try Trainer(model: model, options: options, validation: heldOut)
-        if let checkpoint {
+        let (model, split, heldOut) = try ranks.together {
+            if writes {
+                try RunDirectory.lock(directory)
+                RunDirectory.removeOrphanedTemporaries(in: directory)
+            }
+            let split = try images.splitValidation(count: validationExamples, seed: seeds.validationSplit)
+            let model = VariationalAutoencoder<Float>(configuration, seed: seeds.initialization)
+            model.initializeOutputBias(dataMean: split.train.pixelMean)
+            let heldOut = split.validation.count > 0 ? model.evaluationImages(split.validation) : nil
+            return (model, split, heldOut)
+        }
+        let trainer = try Trainer(model: model, options: options, validation: heldOut, ranks: ranks)
+        try ranks.together {
+            guard let checkpoint else { return }
             guard let saved = checkpoint.optimizer, let state = checkpoint.trainingState,
                   saved.firstMoment.count == model.store.values.count else {
                 throw IWAEError.invalidCheckpoint("the checkpoint in \(directory) does not match its own training record")
@@ -36,29 +49,43 @@ struct TrainingRun {
             try trainer.restore(state)
         }
         let record = TrainingRecord(options: options, data: data, trainExamplesLimit: trainExamplesLimit,
-                                    validationExamples: validationExamples, threads: trainer.workers.workerCount,
+                                    validationExamples: validationExamples, threads: trainer.workers.totalWorkerCount,
                                     trainCount: split.train.count, validationCount: split.validation.count)
         let imageSize = Checkpoint.ImageSize(width: images.width, height: images.height)
+        let across = ranks.count > 1 ? " on \(ranks.count) ranks × \(trainer.workers.workerCount) threads" : ""
         if let state = checkpoint?.trainingState {
-            ProgressBar.log("resuming \(directory) at epoch \(state.epoch), step \(state.step) (\(options.epochs) epochs in all)")
+            ProgressBar.log("resuming \(directory) at epoch \(state.epoch), step \(state.step) (\(options.epochs) epochs in all)\(across)")
         } else {
-            ProgressBar.log("training \(options.objective.rawValue) K=\(options.samplesPerExample) on \(split.train.count) images (\(split.validation.count) held out), batch \(options.batchSize), \(options.epochs) epochs, \(model.store.values.count) parameters")
+            ProgressBar.log("training \(options.objective.rawValue) K=\(options.samplesPerExample) on \(split.train.count) images (\(split.validation.count) held out), batch \(options.batchSize), \(options.epochs) epochs, \(model.store.values.count) parameters\(across)")
         }
+        // Fault injection for the multi-rank tests: the faulty rank's
+        // checkpoint write fails from this step on (IWAE_FAULT_RANK picks it).
+        let environment = ProcessInfo.processInfo.environment
+        let faulty = environment["IWAE_FAULT_RANK"].flatMap(Int.init).map { $0 == ranks.rank } ?? true
+        let failSavesFromStep = faulty ? environment["IWAE_FAULT_FAIL_SAVE_AT_STEP"].flatMap(Int.init) : nil
         func save(_ state: TrainingState) throws {
+            if let step = failSavesFromStep, state.step >= step {
+                throw IWAEError.writeFailed("cannot write the checkpoint at step \(state.step) (injected fault)")
+            }
             // Never replace a good checkpoint with values that are no longer finite.
             let finite = { (t: Tensor<Float>) in t.buffer.allSatisfy { $0.isFinite } }
             guard finite(model.store.values), finite(trainer.optimizer.firstMoment), finite(trainer.optimizer.secondMoment) else {
                 throw IWAEError.numerical("the parameters or Adam's moments are not finite at epoch \(state.epoch), step \(state.step) (diverged: try a smaller --learning-rate); the last finite checkpoint in \(directory) is kept")
             }
+            guard writes else { return }
             try Checkpoint(model: model, data: data, imageSize: imageSize, training: record, optimizer: trainer.optimizer,
                            trainingState: state).save(to: directory)
         }
-        if checkpoint == nil { try save(trainer.currentState) }
+        if checkpoint == nil {
+            let state = trainer.currentState
+            try ranks.together { try save(state) }
+        }
         let stop = SignalFlag.install()
         // Fault injection for the crash-recovery tests: die (SIGKILL) or be
         // interrupted (SIGINT) right after a given step, as from outside.
-        let killAtStep = ProcessInfo.processInfo.environment["IWAE_FAULT_KILL_AT_STEP"].flatMap(Int.init)
-        let interruptAtStep = ProcessInfo.processInfo.environment["IWAE_FAULT_INTERRUPT_AT_STEP"].flatMap(Int.init)
+        // Under mpirun, IWAE_FAULT_RANK names the rank that does it (default: all).
+        let killAtStep = faulty ? environment["IWAE_FAULT_KILL_AT_STEP"].flatMap(Int.init) : nil
+        let interruptAtStep = faulty ? environment["IWAE_FAULT_INTERRUPT_AT_STEP"].flatMap(Int.init) : nil
         let metricsPath = directory + "/metrics.jsonl"
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -72,6 +99,7 @@ struct TrainingRun {
                                  detail: "bound \(formatted(p.runningBound))  \(Int(p.examplesPerSecond)) ex/s")
             }, onEpoch: { m, state in
                 try save(state)
+                guard writes else { return }
                 try appendLine(String(decoding: try encoder.encode(m), as: UTF8.self), to: metricsPath)
                 let validation = m.validationBound.map { "  validation \(formatted($0))" } ?? ""
                 ProgressBar.log("epoch \(m.epoch)/\(options.epochs)  train \(formatted(m.trainBound))\(validation)  \(Int(m.examplesPerSecond)) ex/s  \(formatted(m.seconds, 1)) s")

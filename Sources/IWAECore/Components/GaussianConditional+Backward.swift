@@ -39,7 +39,7 @@ extension GaussianConditional {
     public func backward(samplesPerExample K: Int, directScale g: UnsafePointer<Scalar>?,
                          klPrior: DiagonalGaussianPrior<Scalar>? = nil, klScale: Scalar = 0,
                          _ store: ParameterStore<Scalar>, dx: MatrixView<Scalar>? = nil, accumulateInput: Bool = false) {
-        var t = profiler.start()
+        let t = profiler.start()
         reparameterizationBackward(samplesPerExample: K, directScale: g)
         if let klPrior { addKLGradient(to: klPrior, scale: klScale, store) }
         if isFull { covarianceBackward() }

@@ -6,34 +6,80 @@ import IWAELinearAlgebra
 /// `replica` of the model (shared parameters, own buffers and gradients) with
 /// its own random stream; OpenBLAS runs single-threaded inside each worker.
 ///
-/// Results depend on the seed and the worker count, and on nothing else.
+/// Across processes (a `RankGroup` of R ranks with W workers each) the
+/// workers are numbered globally, rank r holding workers r·W ..< (r+1)·W:
+/// worker g takes the same block of the batch and draws from the same stream
+/// as worker g of one process with R·W workers. Results depend on the seed
+/// and the worker count, and on nothing else.
 public final class ModelWorkers<Scalar: BLASScalar> {
     public let model: VariationalAutoencoder<Scalar>
-    /// replicas[0] is `model` itself; its gradients receive the others'.
+    /// This process's workers; replicas[0] is `model` itself, and its
+    /// gradients receive the others'.
     public let replicas: [VariationalAutoencoder<Scalar>]
+    /// The workers' random streams (worker `firstWorker + j` is `generators[j]`).
     public let generators: [Xoshiro256]
+    /// The processes that share each batch.
+    public let ranks: RankGroup
+    /// The global index of this process's first worker.
+    public let firstWorker: Int
+    /// Workers over all ranks (R·W).
+    public let totalWorkerCount: Int
     private let bounds = Tensor<Scalar>(shape: [0])
+    /// Bounds and failure flags in transit between ranks, by bit pattern.
+    private var exchange = UnsafeMutableBufferPointer<UInt64>(start: nil, count: 0)
 
-    /// `workers` defaults to the number of active cores. With more than one
-    /// worker, OpenBLAS is set to one thread per call.
-    public init(model: VariationalAutoencoder<Scalar>, workers: Int? = nil, seed: UInt64) {
+    /// `workers` (per rank) defaults to the number of active cores. With more
+    /// than one worker in all, OpenBLAS is set to one thread per call. Every
+    /// rank must have the same number of workers (`Trainer` checks it).
+    public init(model: VariationalAutoencoder<Scalar>, workers: Int? = nil, seed: UInt64, ranks: RankGroup = SingleRank()) {
         let count = Swift.max(1, workers ?? ProcessInfo.processInfo.activeProcessorCount)
+        precondition(ranks.count == 1 || Scalar.self == Float.self, "ranks exchange Float gradients")
         self.model = model
+        self.ranks = ranks
+        firstWorker = ranks.rank * count
+        totalWorkerCount = ranks.count * count
         replicas = [model] + (1..<count).map { _ in model.replica() }
-        generators = (0..<count).map { Xoshiro256(seed: seed &+ 0x9E37_79B9 &* UInt64($0)) }
-        if count > 1 { BLASLibrary.threads = 1 }
+        generators = (0..<count).map { [firstWorker] in Xoshiro256(seed: ModelWorkers.seed(of: firstWorker + $0, base: seed)) }
+        if totalWorkerCount > 1 { BLASLibrary.threads = 1 }
     }
 
+    deinit { exchange.deallocate() }
+
+    /// The sampling seed of global worker `g`.
+    static func seed(of g: Int, base: UInt64) -> UInt64 { base &+ 0x9E37_79B9 &* UInt64(g) }
+
+    /// This process's workers (W).
     public var workerCount: Int { replicas.count }
 
-    /// The examples of worker `w` out of `n`.
+    /// The examples of global worker `w` out of `n`.
     func block(_ w: Int, of n: Int, workers: Int) -> Range<Int> {
         let size = (n + workers - 1) / workers
         return Swift.min(n, w * size)..<Swift.min(n, (w + 1) * size)
     }
 
+    /// The rows of a batch of `n` that local worker `j` takes.
+    private func rows(ofLocal j: Int, in n: Int) -> Range<Int> {
+        let active = Swift.min(totalWorkerCount, n)
+        let g = firstWorker + j
+        return g < active ? block(g, of: n, workers: active) : n..<n
+    }
+
+    /// A scratch of at least `count` words for the exchanges, zeroed.
+    private func exchangeWords(_ count: Int) -> UnsafeMutableBufferPointer<UInt64> {
+        if exchange.count < count {
+            exchange.deallocate()
+            exchange = .allocate(capacity: count)
+        }
+        let words = UnsafeMutableBufferPointer(rebasing: exchange[0..<count])
+        words.update(repeating: 0)
+        return words
+    }
+
     /// Data-parallel `accumulateGradient`: adds ∇(−mean_b bound_b) over all
     /// B rows of `x` into `model.store.gradients` and returns the B bounds.
+    /// With several ranks each computes its workers' rows and every rank
+    /// leaves with the same summed gradient and all B bounds; an error on
+    /// any rank is thrown on all (`RankGroup.agree`).
     @discardableResult
     @_specialize(exported: true, where Scalar == Float)
     public func accumulateGradient(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int,
@@ -42,36 +88,54 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     {
         let n = x.rows
         if bounds.capacity < n { bounds.replace(shape: [n]) }
-        let active = Swift.min(workerCount, n)
+        let local = (0..<workerCount).filter { !rows(ofLocal: $0, in: n).isEmpty }.count
         let scale = 1 / Scalar(n)
         let out = bounds.pointer
-        let errors = WorkerErrors(count: active)
-        let run = { (w: Int) in
-            let rows = self.block(w, of: n, workers: active)
+        let errors = WorkerErrors(count: workerCount)
+        let run = { (j: Int) in
+            let rows = self.rows(ofLocal: j, in: n)
             if rows.isEmpty { return }
-            let replica = self.replicas[w]
-            if w > 0 { replica.store.zeroGradients() }
+            let replica = self.replicas[j]
+            if j > 0 { replica.store.zeroGradients() }
             do {
                 let b = try replica.accumulateGradient(x.rows(rows), objective: objective, samplesPerExample: K,
-                                                       using: self.generators[w], lossScale: scale,
+                                                       using: self.generators[j], lossScale: scale,
                                                        estimator: estimator, baseline: baseline)
                 (out + rows.lowerBound).update(from: b.baseAddress!, count: rows.count)
             } catch {
-                errors.record(error, worker: w, firstRow: rows.lowerBound)
+                errors.record(error, worker: j, firstRow: rows.lowerBound)
             }
         }
-        if active == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: active, execute: run) }
-        try errors.rethrow()
-        if active > 1 {
+        if local <= 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: local, execute: run) }
+        if ranks.count == 1 { try errors.rethrow() }
+        if local > 1 {
             let total = model.store.gradients.pointer
             forEachChunk(count: model.store.gradients.count) { range in
-                for w in 1..<active {
-                    let g = self.replicas[w].store.gradients.pointer
+                for j in 1..<local {
+                    let g = self.replicas[j].store.gradients.pointer
                     Scalar.axpy(count: range.count, alpha: 1, x: g + range.lowerBound, y: total + range.lowerBound)
                 }
             }
         }
+        if ranks.count > 1 { try exchangeAcrossRanks(bounds: out, count: n, local: local, errors: errors) }
         return UnsafeMutableBufferPointer(start: out, count: n)
+    }
+
+    /// The cross-rank half of a step: one exchange of the bounds and the
+    /// failure flags, then (with no failure) the gradient sum.
+    private func exchangeAcrossRanks(bounds out: UnsafeMutablePointer<Scalar>, count n: Int, local: Int,
+                                     errors: WorkerErrors) throws {
+        let words = exchangeWords(n + ranks.count)
+        let mine = local == 0 ? n..<n : rows(ofLocal: 0, in: n).lowerBound..<rows(ofLocal: local - 1, in: n).upperBound
+        for i in mine { words[i] = Double(out[i]).bitPattern }
+        let failure: Error? = { do { try errors.rethrow(); return nil } catch { return error } }()
+        if failure != nil { words[n + ranks.rank] = 1 }
+        ranks.merge(words)
+        if (0..<ranks.count).contains(where: { words[n + $0] != 0 }) { try ranks.agree(failure) }
+        for i in 0..<n { out[i] = Scalar(Double(bitPattern: words[i])) }
+        let gradients = model.store.gradients
+        ranks.sum(UnsafeMutableBufferPointer(start: UnsafeMutableRawPointer(gradients.pointer).assumingMemoryBound(to: Float.self),
+                                             count: gradients.count))
     }
 
     /// Data-parallel `estimateLogLikelihood`: worker w takes a contiguous
@@ -99,27 +163,29 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         return results.dropFirst().reduce(results[0]!) { $0.merged(with: $1!) }
     }
 
-    /// Data-parallel `meanBound` (forward only).
+    /// Data-parallel `meanBound` (forward only), over all ranks: global
+    /// worker g takes its block with seed `seed + g`, and the workers' sums
+    /// are added in worker order on every rank.
     @_specialize(exported: true, where Scalar == Float)
     public func meanBound(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, seed: UInt64) throws -> Double {
-        let active = Swift.max(1, Swift.min(workerCount, x.rows))
-        var sums = [Double](repeating: 0, count: active)
-        let errors = WorkerErrors(count: active)
-        sums.withUnsafeMutableBufferPointer { slots in
-            let base = slots.baseAddress!
-            DispatchQueue.concurrentPerform(iterations: active) { w in
-                let rows = self.block(w, of: x.rows, workers: active)
-                if rows.isEmpty { return }
-                do {
-                    base[w] = Double(rows.count) * (try self.replicas[w].meanBound(
-                        x.rows(rows), objective: objective, samplesPerExample: K, seed: seed &+ UInt64(w)))
-                } catch {
-                    errors.record(error, worker: w, firstRow: rows.lowerBound)
-                }
+        let local = (0..<workerCount).filter { !rows(ofLocal: $0, in: x.rows).isEmpty }.count
+        let sums = exchangeWords(totalWorkerCount)
+        let errors = WorkerErrors(count: workerCount)
+        let run = { (j: Int) in
+            let rows = self.rows(ofLocal: j, in: x.rows)
+            if rows.isEmpty { return }
+            do {
+                let mean = try self.replicas[j].meanBound(x.rows(rows), objective: objective, samplesPerExample: K,
+                                                          seed: seed &+ UInt64(self.firstWorker + j))
+                sums[self.firstWorker + j] = (Double(rows.count) * mean).bitPattern
+            } catch {
+                errors.record(error, worker: j, firstRow: rows.lowerBound)
             }
         }
-        try errors.rethrow()
-        return sums.reduce(0, +) / Double(Swift.max(x.rows, 1))
+        if local <= 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: local, execute: run) }
+        try ranks.agree({ do { try errors.rethrow(); return nil } catch { return error } }())
+        ranks.merge(sums)
+        return sums.reduce(0.0) { $0 + Double(bitPattern: $1) } / Double(Swift.max(x.rows, 1))
     }
 }
 

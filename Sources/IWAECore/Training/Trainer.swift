@@ -18,6 +18,12 @@ public protocol TrainingExamples {
 
 /// Trains a model with Adam on minibatches (see `TrainingOptions`),
 /// evaluating the bound on a held-out split after every epoch.
+///
+/// Across ranks (`RankGroup`), every rank runs a Trainer on the same data with
+/// the same options: all draw the same epoch order and binarization, each
+/// computes its workers' share of every batch, the gradient is summed across
+/// ranks, and every rank takes the same Adam step. Failures and stop requests
+/// are agreed on, so that all ranks leave together.
 public final class Trainer {
     public let model: VariationalAutoencoder<Float>
     public let options: TrainingOptions
@@ -25,6 +31,8 @@ public final class Trainer {
     public let workers: ModelWorkers<Float>
     public var epoch: Int { state.epoch }
     public var step: Int { state.step }
+    /// The processes training this model together.
+    public var ranks: RankGroup { workers.ranks }
     private var state = TrainingState()
     private var order: [Int] = []
     private let rng: Xoshiro256
@@ -33,7 +41,8 @@ public final class Trainer {
 
     /// `validation` holds the held-out examples as the model sees them (binary
     /// images binarized once for a Bernoulli likelihood), or nil for none.
-    public init(model: VariationalAutoencoder<Float>, options: TrainingOptions, validation: (any TrainingExamples)?) throws {
+    public init(model: VariationalAutoencoder<Float>, options: TrainingOptions, validation: (any TrainingExamples)?,
+                ranks: RankGroup = SingleRank()) throws {
         try options.validate()
         if options.objective == .elboAnalytic && model.configuration.stochasticLayers > 1 {
             throw IWAEError.invalidArgument("elbo-analytic needs one stochastic layer (the KL of a stack has no closed form); use elbo or iwae")
@@ -45,7 +54,15 @@ public final class Trainer {
         self.options = options
         optimizer = Adam(count: model.store.values.count, learningRate: options.learningRate, epsilon: options.adamEpsilon)
         rng = Xoshiro256(seed: options.seeds.shuffling)
-        workers = ModelWorkers(model: model, workers: options.workers, seed: options.seeds.workers)
+        workers = ModelWorkers(model: model, workers: options.workers, seed: options.seeds.workers, ranks: ranks)
+        if ranks.count > 1 {
+            var counts = [UInt64](repeating: 0, count: ranks.count)
+            counts[ranks.rank] = UInt64(workers.workerCount)
+            counts.withUnsafeMutableBufferPointer { ranks.merge($0) }
+            guard Set(counts).count == 1 else {
+                try ranks.failTogether(IWAEError.invalidArgument("every rank needs the same number of worker threads; the ranks have \(counts.map(String.init).joined(separator: ", "))"))
+            }
+        }
         batchBuffer = Tensor(shape: [options.batchSize, model.configuration.dataDimension])
         validationImages = validation.map { v in
             let t = Tensor<Float>(shape: [v.count, v.dimension])
@@ -54,20 +71,28 @@ public final class Trainer {
         }
     }
 
-    /// The run's state now (generators included).
+    /// The run's state now, generators included: those of all workers on
+    /// all ranks, in global worker order (with several ranks this gathers
+    /// them, so every rank reads it at the same point).
     public var currentState: TrainingState {
         var s = state
         s.order = s.batchInEpoch == 0 ? [] : order.map { Int32($0) }
         s.generator = [rng.state.0, rng.state.1, rng.state.2, rng.state.3]
-        s.workerGenerators = workers.generators.map { [$0.state.0, $0.state.1, $0.state.2, $0.state.3] }
+        var words = [UInt64](repeating: 0, count: 4 * workers.totalWorkerCount)
+        for (j, g) in workers.generators.enumerated() {
+            let at = 4 * (workers.firstWorker + j)
+            (words[at], words[at + 1], words[at + 2], words[at + 3]) = g.state
+        }
+        words.withUnsafeMutableBufferPointer { workers.ranks.merge($0) }
+        s.workerGenerators = (0..<workers.totalWorkerCount).map { Array(words[4 * $0..<4 * $0 + 4]) }
         return s
     }
 
     /// Continues from a saved state (parameters and optimizer are restored by the caller).
     public func restore(_ saved: TrainingState) throws {
-        guard saved.generator.count == 4, saved.workerGenerators.count == workers.workerCount,
+        guard saved.generator.count == 4, saved.workerGenerators.count == workers.totalWorkerCount,
               saved.workerGenerators.allSatisfy({ $0.count == 4 }) else {
-            throw IWAEError.invalidCheckpoint("the training state was saved with \(saved.workerGenerators.count) threads, not \(workers.workerCount); resume with the same thread count")
+            throw IWAEError.invalidCheckpoint("the training state was saved with \(saved.workerGenerators.count) threads, not \(workers.totalWorkerCount); resume with the same thread count (ranks × threads)")
         }
         // xoshiro256** never reaches the all-zero state: such a state was not saved by a run.
         for words in [saved.generator] + saved.workerGenerators where words.allSatisfy({ $0 == 0 }) {
@@ -80,7 +105,9 @@ public final class Trainer {
         state = saved
         order = saved.order.map { Int($0) }
         rng.restore(state: (saved.generator[0], saved.generator[1], saved.generator[2], saved.generator[3]))
-        for (g, s) in zip(workers.generators, saved.workerGenerators) { g.restore(state: (s[0], s[1], s[2], s[3])) }
+        for (g, s) in zip(workers.generators, saved.workerGenerators.dropFirst(workers.firstWorker)) {
+            g.restore(state: (s[0], s[1], s[2], s[3]))
+        }
     }
 
     /// Trains until `options.epochs` epochs are complete, from the current state.
@@ -100,16 +127,18 @@ public final class Trainer {
         onProgress: ((TrainingProgress) -> Void)? = nil,
         onEpoch: ((EpochMetrics, TrainingState) throws -> Void)? = nil
     ) throws {
-        guard train.dimension == model.configuration.dataDimension else {
-            throw IWAEError.invalidArgument("data has dimension \(train.dimension) but the model expects \(model.configuration.dataDimension)")
-        }
-        guard train.count > 0 else { throw IWAEError.invalidData("the training set is empty") }
-        if let bad = train.firstNonFiniteRow() {
-            throw IWAEError.invalidData("training example \(bad) has a NaN or infinite value")
+        try ranks.together {
+            guard train.dimension == model.configuration.dataDimension else {
+                throw IWAEError.invalidArgument("data has dimension \(train.dimension) but the model expects \(model.configuration.dataDimension)")
+            }
+            guard train.count > 0 else { throw IWAEError.invalidData("the training set is empty") }
+            if let bad = train.firstNonFiniteRow() {
+                throw IWAEError.invalidData("training example \(bad) has a NaN or infinite value")
+            }
+            try checkResumedState(trainCount: train.count)
         }
         let d = model.configuration.dataDimension
         let batches = (train.count + options.batchSize - 1) / options.batchSize
-        try checkResumedState(trainCount: train.count)
         while state.batchInEpoch > 0 || state.epoch < options.epochs {
             if state.batchInEpoch == 0 {
                 state.epoch += 1
@@ -136,8 +165,8 @@ public final class Trainer {
                                                             estimator: options.estimator, baseline: options.baseline)
                 var batchSum = 0.0
                 for b in bounds { batchSum += Double(b) }
-                guard batchSum.isFinite else {
-                    throw IWAEError.numerical("non-finite bound (\(batchSum / Double(n))) at epoch \(state.epoch), step \(state.step + 1); the last checkpoint is kept")
+                guard batchSum.isFinite else {   // the same on every rank: all agree and stop
+                    try ranks.failTogether(IWAEError.numerical("non-finite bound (\(batchSum / Double(n))) at epoch \(state.epoch), step \(state.step + 1); the last checkpoint is kept"))
                 }
                 optimizer.update(model.store)
                 state.step += 1
@@ -153,11 +182,15 @@ public final class Trainer {
                                                 examplesPerSecond: Double(state.seen - seenAtStart) / (Double(now - start) / 1e9)))
                 }
                 if batchIndex < batches - 1 {
-                    if shouldStop() {
-                        try onCheckpoint?(currentState)
+                    if ranks.anyRank(shouldStop()) {
+                        let saved = currentState
+                        try ranks.together { try onCheckpoint?(saved) }
                         throw IWAEError.interrupted("stopped at epoch \(state.epoch), step \(state.step)")
                     }
-                    if let every = checkpointEvery, state.step % every == 0 { try onCheckpoint?(currentState) }
+                    if let every = checkpointEvery, state.step % every == 0 {
+                        let saved = currentState
+                        try ranks.together { try onCheckpoint?(saved) }
+                    }
                 }
             }
             state.batchInEpoch = 0
@@ -168,7 +201,7 @@ public final class Trainer {
                                                         samplesPerExample: options.samplesPerExample,
                                                         seed: SeedStreams.validationBound)
                 guard validationBound!.isFinite else {
-                    throw IWAEError.numerical("non-finite validation bound after epoch \(state.epoch), step \(state.step); the last checkpoint is kept")
+                    try ranks.failTogether(IWAEError.numerical("non-finite validation bound after epoch \(state.epoch), step \(state.step); the last checkpoint is kept"))
                 }
             }
             let metrics = EpochMetrics(epoch: state.epoch, step: state.step, objective: options.objective.rawValue,
@@ -176,8 +209,9 @@ public final class Trainer {
                                        validationBound: validationBound,
                                        examplesPerSecond: Double(state.seen - seenAtStart) / seconds,
                                        seconds: seconds, learningRate: optimizer.learningRate)
-            try onEpoch?(metrics, currentState)
-            if shouldStop() && state.epoch < options.epochs {
+            let saved = currentState
+            try ranks.together { try onEpoch?(metrics, saved) }
+            if ranks.anyRank(shouldStop()) && state.epoch < options.epochs {
                 throw IWAEError.interrupted("stopped after epoch \(state.epoch), step \(state.step)")
             }
         }

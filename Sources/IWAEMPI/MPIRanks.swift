@@ -1,0 +1,125 @@
+import Foundation
+import IWAECore
+
+/// How `iwae train` finds its rank group: launched by `mpirun` (OpenMPI sets
+/// `OMPI_COMM_WORLD_SIZE`, other launchers `PMI_SIZE`) with more than one
+/// process, or alone.
+public enum ProcessLaunch {
+    /// The number of processes the launcher started, 1 when not under mpirun.
+    public static var launchedRanks: Int {
+        let environment = ProcessInfo.processInfo.environment
+        return (environment["OMPI_COMM_WORLD_SIZE"] ?? environment["PMI_SIZE"]).flatMap(Int.init) ?? 1
+    }
+
+    /// True when this build can train across ranks (`--traits MPI`).
+    public static var supportsMPI: Bool {
+        #if MPI
+        return true
+        #else
+        return false
+        #endif
+    }
+}
+
+/// How the ranks' gradients are summed.
+public enum GradientReducer: String, CaseIterable, Sendable {
+    /// In rank order, ((g₀ + g₁) + g₂) + …: the bits of one process whose
+    /// workers are the ranks. Chunk c of the gradient goes to rank c
+    /// (alltoall), which adds the R copies in rank order; an allgather
+    /// returns the sums. About twice the traffic of `allreduce`.
+    case ordered
+    /// `MPI_Allreduce`: OpenMPI picks the order (at 4 ranks
+    /// (g₀ + g₁) + (g₂ + g₃)), so the bits may differ from one process.
+    case allreduce
+}
+
+#if MPI
+import CMPI
+
+/// The ranks of `MPI_COMM_WORLD` as a `RankGroup`. MPI is initialized once
+/// per process (`MPI_THREAD_FUNNELED`: only the thread that created the
+/// group calls MPI) and finalized by `finish()`. The time spent in exchanges
+/// is summed in `exchangeSeconds` for the scaling report.
+public final class MPIRanks: RankGroup {
+    public let rank: Int
+    public let count: Int
+    /// Ranks on this machine (processes sharing its cores).
+    public let localCount: Int
+    public var reducer: GradientReducer
+    /// Seconds spent in `sum` and `merge` since the group was made.
+    public private(set) var exchangeSeconds = 0.0
+    private var received: [Float] = []
+    private var counts: [Int32] = []
+    private var offsets: [Int32] = []
+
+    public init(reducer: GradientReducer = .ordered) {
+        var provided: Int32 = 0
+        MPI_Init_thread(nil, nil, iwae_mpi_thread_funneled(), &provided)
+        var r: Int32 = 0, n: Int32 = 0
+        MPI_Comm_rank(iwae_mpi_comm_world(), &r)
+        MPI_Comm_size(iwae_mpi_comm_world(), &n)
+        rank = Int(r)
+        count = Int(n)
+        var node = iwae_mpi_comm_world()
+        MPI_Comm_split_type(iwae_mpi_comm_world(), iwae_mpi_comm_type_shared(), r, iwae_mpi_info_null(), &node)
+        var local: Int32 = 1
+        MPI_Comm_size(node, &local)
+        MPI_Comm_free(&node)
+        localCount = Int(local)
+        self.reducer = reducer
+    }
+
+    /// Ends MPI on this rank; every rank calls it (after which no exchange may run).
+    public func finish() { MPI_Finalize() }
+
+    /// Waits for every rank.
+    public func barrier() { MPI_Barrier(iwae_mpi_comm_world()) }
+
+    public func sum(_ values: UnsafeMutableBufferPointer<Float>) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { exchangeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+        switch reducer {
+        case .allreduce:
+            MPI_Allreduce(iwae_mpi_in_place(), values.baseAddress, Int32(values.count), iwae_mpi_float(),
+                          iwae_mpi_sum(), iwae_mpi_comm_world())
+        case .ordered:
+            sumInRankOrder(values)
+        }
+    }
+
+    /// The `ordered` reducer: alltoall of chunks, a rank-ordered sum of this
+    /// rank's chunk, allgather.
+    private func sumInRankOrder(_ values: UnsafeMutableBufferPointer<Float>) {
+        let n = values.count
+        if counts.count != count || offsets.last.map({ Int($0 + counts[count - 1]) }) != n {
+            counts = (0..<count).map { Int32((($0 + 1) * n) / count - ($0 * n) / count) }
+            offsets = (0..<count).map { Int32(($0 * n) / count) }
+        }
+        let mine = Int(counts[rank])
+        if received.count < mine * count { received = [Float](repeating: 0, count: mine * count) }
+        let sendCounts = counts, sendOffsets = offsets
+        let receiveCounts = [Int32](repeating: Int32(mine), count: count)
+        let receiveOffsets = (0..<count).map { Int32($0 * mine) }
+        received.withUnsafeMutableBufferPointer { inbox in
+            MPI_Alltoallv(values.baseAddress, sendCounts, sendOffsets, iwae_mpi_float(),
+                          inbox.baseAddress, receiveCounts, receiveOffsets, iwae_mpi_float(), iwae_mpi_comm_world())
+            // The rank-ordered sum, written over this rank's chunk.
+            let out = values.baseAddress! + Int(offsets[rank])
+            out.update(from: inbox.baseAddress!, count: mine)
+            for r in 1..<count {
+                let copy = inbox.baseAddress! + r * mine
+                for i in 0..<mine { out[i] = out[i] + copy[i] }
+            }
+        }
+        MPI_Allgatherv(iwae_mpi_in_place(), 0, iwae_mpi_float(), values.baseAddress, counts, offsets, iwae_mpi_float(),
+                       iwae_mpi_comm_world())
+    }
+
+    public func merge(_ words: UnsafeMutableBufferPointer<UInt64>) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { exchangeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+        MPI_Allreduce(iwae_mpi_in_place(), words.baseAddress, Int32(words.count), iwae_mpi_uint64(),
+                      iwae_mpi_bor(), iwae_mpi_comm_world())
+    }
+}
+#endif

@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import IWAE
+import IWAEConsole
+import IWAEMPI
+
+extension GradientReducer: ExpressibleByArgument {}
+
+/// The processes this `iwae` belongs to: itself alone, or, under `mpirun`
+/// in a build with `--traits MPI`, the ranks of `MPI_COMM_WORLD`. Only
+/// `iwae train` runs across ranks.
+enum ProcessRanks {
+    nonisolated(unsafe) static var current: RankGroup = SingleRank()
+
+    /// Worker threads per rank when `--threads` is not given: the active
+    /// cores shared among the ranks on this machine (nil: all cores).
+    static var defaultWorkers: Int? {
+        #if MPI
+        if let group = current as? MPIRanks {
+            return Swift.max(1, ProcessInfo.processInfo.activeProcessorCount / group.localCount)
+        }
+        #endif
+        return nil
+    }
+
+    /// Sets the reducer of an MPI group (no-op for one process).
+    static func choose(_ reducer: GradientReducer) {
+        #if MPI
+        (current as? MPIRanks)?.reducer = reducer
+        #endif
+    }
+
+    /// Runs `command` as this process: alone, or as one MPI rank when mpirun
+    /// started several (one-line errors when this build or subcommand cannot).
+    static func run(_ command: ParsableCommand.Type, tool: String) -> Never {
+        let launched = ProcessLaunch.launchedRanks
+        guard launched > 1 else { runCommandLine(command, tool: tool) }
+        let rankZero = (ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"] ?? ProcessInfo.processInfo.environment["PMI_RANK"]) == "0"
+        func refuse(_ message: String) -> Never {
+            if rankZero { FileHandle.standardError.write(Data("\(tool): error: \(message)\n".utf8)) }
+            exit(1)
+        }
+        guard ProcessLaunch.supportsMPI else {
+            refuse("mpirun started \(launched) processes but this \(tool) was built without MPI: build it with 'swift build -c release --traits MPI'")
+        }
+        guard CommandLine.arguments.dropFirst().first == "train" else {
+            refuse("only '\(tool) train' runs across MPI ranks; run other commands without mpirun")
+        }
+        #if MPI
+        let group = MPIRanks()
+        current = group
+        ProgressBar.silenced = group.rank != 0
+        runCommandLine(command, tool: tool, rank: CommandLineRank(rank: group.rank, finish: group.finish))
+        #else
+        runCommandLine(command, tool: tool)   // not reached: supportsMPI is false here
+        #endif
+    }
+}
