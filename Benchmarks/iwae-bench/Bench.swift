@@ -8,7 +8,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "iwae-bench",
         abstract: "Benchmarks of the IWAE engine: the K comparison of Burda et al. (2015) Table 1, and raw speed.",
-        subcommands: [Compare.self, Speed.self],
+        subcommands: [Compare.self, Speed.self, Scaling.self],
         defaultSubcommand: Compare.self)
 
     static func main() { runCommandLine(Bench.self, tool: "iwae-bench") }
@@ -58,6 +58,7 @@ func jsonLine(_ fields: [(String, Any)]) -> String {
         case let i as Int: v = String(i)
         case let s as String: v = "\"\(s)\""
         case let a as [Int]: v = "[" + a.map(String.init).joined(separator: ", ") + "]"
+        case let a as [Double]: v = "[" + a.map { String(format: "%.6g", $0) }.joined(separator: ", ") + "]"
         default: v = "\"\(value)\""
         }
         return "\"\(key)\": \(v)"

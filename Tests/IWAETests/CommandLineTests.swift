@@ -119,7 +119,7 @@ final class CommandLineTests: XCTestCase {
         // An output directory that cannot be created or written.
         try assertFailsCleanly(small("/proc/iwae-cannot-write-here"), mentioning: "cannot create output directory")
         let file = runDirectory + "/plain-file"
-        FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
         try assertFailsCleanly(small(file), mentioning: "not a directory")
 
         let out = runDirectory + "/run"

@@ -26,15 +26,6 @@ final class ResumeTests: XCTestCase {
         return (result.status, result.reason, result.stderr)
     }
 
-    /// Parameters and optimizer moments, as raw bytes.
-    func trainedBytes(_ directory: String) throws -> [String: [UInt8]] {
-        let path = directory + "/model.safetensors"
-        let file = try SafetensorsFile(parsing: [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))), name: path)
-        var result = [String: [UInt8]]()
-        for entry in file.entries where entry.name != "trainer.order" { result[entry.name] = entry.bytes }
-        return result
-    }
-
     func testKilledRunResumesBitForBit() throws {
         let reference = root + "/reference"
         XCTAssertEqual(try run(arguments(reference)).status, 0)

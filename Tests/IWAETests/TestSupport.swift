@@ -73,6 +73,15 @@ func runIWAE(_ arguments: [String], environment: [String: String] = [:]) throws 
     return (result.status, result.stdout, result.stderr)
 }
 
+/// The parameters and optimizer moments of the checkpoint in `directory`, as raw bytes.
+func trainedBytes(_ directory: String) throws -> [String: [UInt8]] {
+    let path = directory + "/model.safetensors"
+    let file = try SafetensorsFile(parsing: [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))), name: path)
+    var result = [String: [UInt8]]()
+    for entry in file.entries where entry.name != "trainer.order" { result[entry.name] = entry.bytes }
+    return result
+}
+
 /// Runs `executable` to its end; stdout goes to `stdout` when given (a
 /// device, say), else it is captured. Returns status, how it ended, and both streams.
 func runProcess(_ executable: String, _ arguments: [String], environment: [String: String] = [:], stdout: FileHandle? = nil)

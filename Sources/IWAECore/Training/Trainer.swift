@@ -59,8 +59,8 @@ public final class Trainer {
             var counts = [UInt64](repeating: 0, count: ranks.count)
             counts[ranks.rank] = UInt64(workers.workerCount)
             counts.withUnsafeMutableBufferPointer { ranks.merge($0) }
-            guard Set(counts).count == 1 else {
-                try ranks.failTogether(IWAEError.invalidArgument("every rank needs the same number of worker threads; the ranks have \(counts.map(String.init).joined(separator: ", "))"))
+            if Set(counts).count > 1 {   // seen alike by every rank: agree() throws on all
+                try ranks.agree(IWAEError.invalidArgument("every rank needs the same number of worker threads; the ranks have \(counts.map(String.init).joined(separator: ", "))"))
             }
         }
         batchBuffer = Tensor(shape: [options.batchSize, model.configuration.dataDimension])
