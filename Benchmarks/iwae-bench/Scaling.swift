@@ -162,9 +162,8 @@ struct Scaling: ParsableCommand {
                 let adam = Adam<Float>(count: model.store.values.count, learningRate: 1e-4)
                 let x = MatrixView(images.pointer, rows: batch, columns: 784)
                 func step() throws {
-                    model.store.zeroGradients()
-                    try pool.accumulateGradient(x, objective: .iwae, samplesPerExample: k)
-                    adam.update(model.store)
+                    try pool.stepGradient(x, objective: .iwae, samplesPerExample: k)
+                    pool.updateParameters(with: adam)
                     _ = group.anyRank(false)   // the training loop's stop check
                 }
                 let warmupStart = now()

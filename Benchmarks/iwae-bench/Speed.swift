@@ -127,9 +127,8 @@ func timeTrainingStep(batch: Int, k: Int, workers: Int, seconds: Double, images:
     let adam = Adam<Float>(count: model.store.values.count, learningRate: 1e-4)
     let x = MatrixView(images.pointer, rows: batch, columns: 784)
     func step() throws {
-        model.store.zeroGradients()
-        try pool.accumulateGradient(x, objective: .iwae, samplesPerExample: k)
-        adam.update(model.store)
+        try pool.stepGradient(x, objective: .iwae, samplesPerExample: k)
+        pool.updateParameters(with: adam)
     }
     for _ in 0..<3 { try step() }
     var steps = 0

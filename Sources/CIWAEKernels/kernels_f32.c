@@ -279,11 +279,40 @@ BODY void iwae_adam_f32_body(float *restrict theta, const float *restrict g, flo
     }
 }
 
+BODY void iwae_adam_sum_f32_body(float *restrict theta, float *const *g, long sources, float *restrict m, float *restrict v,
+                              long n, float beta1, float beta2, float step_size, float eps) {
+    const float c1 = 1.0f - beta1, c2 = 1.0f - beta2;
+    enum { BLOCK = 512 };
+    float sum[BLOCK];
+    for (long lo = 0; lo < n; lo += BLOCK) {
+        const long len = n - lo < BLOCK ? n - lo : BLOCK;
+        float *restrict first = g[0] + lo;
+        for (long i = 0; i < len; i++) { sum[i] = first[i]; first[i] = 0.0f; }
+        for (long s = 1; s < sources; s++) {
+            float *restrict gs = g[s] + lo;
+            for (long i = 0; i < len; i++) { sum[i] = sum[i] + gs[i]; gs[i] = 0.0f; }
+        }
+        float *restrict th = theta + lo, *restrict mm = m + lo, *restrict vv = v + lo;
+        for (long i = 0; i < len; i++) {
+            float gi = sum[i];
+            float mi = beta1 * mm[i] + c1 * gi;
+            float vi = beta2 * vv[i] + c2 * gi * gi;
+            mm[i] = mi;
+            vv[i] = vi;
+            th[i] -= step_size * mi / (__builtin_elementwise_sqrt(vi) + eps);
+        }
+    }
+}
+
 MULTIVERSION(iwae_bernoulli_loglik_f32,
              (const float *logits, const float *bias, const float *x, long rows, long dim, long repeat, float *logp, float *prob),
              (logits, bias, x, rows, dim, repeat, logp, prob))
 MULTIVERSION(iwae_bias_tanh_f32, (float *y, const float *bias, long rows, long columns), (y, bias, rows, columns))
 MULTIVERSION(iwae_box_muller_f32, (const uint32_t *bits, float *out, long pairs), (bits, out, pairs))
+MULTIVERSION(iwae_adam_sum_f32,
+             (float *theta, float *const *g, long sources, float *m, float *v, long n, float beta1, float beta2,
+              float step_size, float eps),
+             (theta, g, sources, m, v, n, beta1, beta2, step_size, eps))
 MULTIVERSION(iwae_adam_f32,
              (float *theta, const float *g, float *m, float *v, long n, float beta1, float beta2, float step_size, float eps),
              (theta, g, m, v, n, beta1, beta2, step_size, eps))

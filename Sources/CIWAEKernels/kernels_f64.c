@@ -50,6 +50,20 @@ void iwae_box_muller_f64(const uint64_t *bits, double *out, long pairs) {
     }
 }
 
+void iwae_adam_sum_f64(double *theta, double *const *g, long sources, double *m, double *v, long n,
+                       double beta1, double beta2, double step_size, double eps) {
+    for (long i = 0; i < n; i++) {
+        double gi = g[0][i];
+        g[0][i] = 0.0;
+        for (long s = 1; s < sources; s++) { gi = gi + g[s][i]; g[s][i] = 0.0; }
+        double mi = beta1 * m[i] + (1.0 - beta1) * gi;
+        double vi = beta2 * v[i] + (1.0 - beta2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        theta[i] -= step_size * mi / (sqrt(vi) + eps);
+    }
+}
+
 void iwae_adam_f64(double *theta, const double *g, double *m, double *v, long n,
                    double beta1, double beta2, double step_size, double eps) {
     for (long i = 0; i < n; i++) {

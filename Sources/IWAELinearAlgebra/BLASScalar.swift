@@ -77,6 +77,13 @@ public protocol BLASScalar: BinaryFloatingPoint, Real, Sendable where Self.RawSi
         parameters: UnsafeMutablePointer<Self>, gradients: UnsafePointer<Self>, firstMoment: UnsafeMutablePointer<Self>,
         secondMoment: UnsafeMutablePointer<Self>, count: Int, beta1: Self, beta2: Self, stepSize: Self, epsilon: Self)
 
+    /// `adamStep` on the sum of `sources` gradient buffers, g = g₀ + g₁ + …
+    /// (left to right), each buffer set to zero in the same pass.
+    static func adamStepSummingAndClearing(
+        parameters: UnsafeMutablePointer<Self>, gradients: UnsafePointer<UnsafeMutablePointer<Self>?>, sources: Int,
+        firstMoment: UnsafeMutablePointer<Self>, secondMoment: UnsafeMutablePointer<Self>, count: Int,
+        beta1: Self, beta2: Self, stepSize: Self, epsilon: Self)
+
     /// Fills `count` values with independent standard normals (Box–Muller on
     /// the generator's words).
     static func fillStandardNormal(_ out: UnsafeMutablePointer<Self>, count: Int, using generator: Xoshiro256)

@@ -64,4 +64,12 @@ extension Double: BLASScalar {
     ) {
         iwae_adam_f64(parameters, gradients, firstMoment, secondMoment, count, beta1, beta2, stepSize, epsilon)
     }
+
+    public static func adamStepSummingAndClearing(
+        parameters: UnsafeMutablePointer<Double>, gradients: UnsafePointer<UnsafeMutablePointer<Double>?>, sources: Int,
+        firstMoment: UnsafeMutablePointer<Double>, secondMoment: UnsafeMutablePointer<Double>, count: Int,
+        beta1: Double, beta2: Double, stepSize: Double, epsilon: Double
+    ) {
+        iwae_adam_sum_f64(parameters, gradients, sources, firstMoment, secondMoment, count, beta1, beta2, stepSize, epsilon)
+    }
 }

@@ -65,6 +65,14 @@ extension Float: BLASScalar {
     ) {
         iwae_adam_f32(parameters, gradients, firstMoment, secondMoment, count, beta1, beta2, stepSize, epsilon)
     }
+
+    public static func adamStepSummingAndClearing(
+        parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<UnsafeMutablePointer<Float>?>, sources: Int,
+        firstMoment: UnsafeMutablePointer<Float>, secondMoment: UnsafeMutablePointer<Float>, count: Int,
+        beta1: Float, beta2: Float, stepSize: Float, epsilon: Float
+    ) {
+        iwae_adam_sum_f32(parameters, gradients, sources, firstMoment, secondMoment, count, beta1, beta2, stepSize, epsilon)
+    }
 }
 
 extension Transpose {

@@ -24,4 +24,28 @@ final class AdamTests: XCTestCase {
             assertClose(store.values.array, theta, rtol: 1e-12, "step \(t)")
         }
     }
+
+    /// The fused step (the replicas' gradients added left to right, applied,
+    /// cleared) gives the bits of an explicit sum followed by `update`, over
+    /// more values than one block of the kernel and more than one core's
+    /// chunk, and leaves every source zero.
+    func testFusedSumUpdateAndClearEqualsSumThenUpdate() {
+        let n = 140_001
+        var layout = ParameterLayout()
+        _ = layout.register("p", shape: [n])
+        let fused = ParameterStore<Float>(layout: layout), plain = ParameterStore<Float>(layout: layout)
+        let rng = Xoshiro256(seed: 4)
+        for i in 0..<n { fused.values[i] = rng.uniform(Float.self) - 0.5; plain.values[i] = fused.values[i] }
+        let fusedAdam = Adam<Float>(count: n, learningRate: 1e-2), plainAdam = Adam<Float>(count: n, learningRate: 1e-2)
+        let replicas = (0..<3).map { _ in Tensor<Float>(shape: [n]) }
+        for step in 1...3 {
+            for r in replicas { for i in 0..<n { r[i] = (rng.uniform(Float.self) - 0.5) * Float(step) } }
+            for i in 0..<n { plain.gradients[i] = (replicas[0][i] + replicas[1][i]) + replicas[2][i] }
+            plainAdam.update(plain)
+            fusedAdam.update(fused, summingAndClearing: replicas.map(\.pointer)[...])
+            XCTAssertEqual(fused.values.array, plain.values.array, "step \(step)")
+            XCTAssertEqual(fusedAdam.secondMoment.array, plainAdam.secondMoment.array, "step \(step)")
+            XCTAssertTrue(replicas.allSatisfy { $0.buffer.allSatisfy { $0 == 0 } })
+        }
+    }
 }

@@ -39,21 +39,45 @@ public final class Adam<Scalar: BLASScalar> {
     /// One update of `store.values` from `store.gradients`.
     @_specialize(exported: true, where Scalar == Float)
     public func update(_ store: ParameterStore<Scalar>) {
-        step += 1
-        let t = Double(step)
-        // Fold both bias corrections into the step size and ε:
-        // θ −= η·√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε·√(1−β₂ᵗ)).
-        let correction2 = (1 - Double.pow(beta2, t)).squareRoot()
-        let stepSize = Scalar(learningRate * correction2 / (1 - Double.pow(beta1, t)))
-        let eps = Scalar(epsilon * correction2)
+        let (stepSize, eps, b1, b2) = nextStep()
         let theta = store.values.pointer, g = store.gradients.pointer
         let m = firstMoment.pointer, v = secondMoment.pointer
-        let b1 = Scalar(beta1), b2 = Scalar(beta2)
         forEachChunk(count: store.values.count) { range in
             let o = range.lowerBound
             Scalar.adamStep(parameters: theta + o, gradients: g + o, firstMoment: m + o, secondMoment: v + o,
                             count: range.count, beta1: b1, beta2: b2, stepSize: stepSize, epsilon: eps)
         }
     }
-}
 
+    /// One update of `store.values` from the sum of `sources`, gradient
+    /// buffers in the store's layout (a step's data-parallel replicas, added
+    /// left to right), which are zero afterwards: the sum, the update and the
+    /// clearing of the next step in one pass over memory instead of three.
+    @_specialize(exported: true, where Scalar == Float)
+    public func update(_ store: ParameterStore<Scalar>, summingAndClearing sources: ArraySlice<UnsafeMutablePointer<Scalar>>) {
+        precondition(!sources.isEmpty)
+        let (stepSize, eps, b1, b2) = nextStep()
+        let theta = store.values.pointer
+        let m = firstMoment.pointer, v = secondMoment.pointer
+        forEachChunk(count: store.values.count) { range in
+            let o = range.lowerBound
+            withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Scalar>?.self, capacity: sources.count) { shifted in
+                for (i, g) in sources.enumerated() { shifted[i] = g + o }
+                Scalar.adamStepSummingAndClearing(parameters: theta + o, gradients: UnsafePointer(shifted.baseAddress!),
+                                                  sources: sources.count, firstMoment: m + o, secondMoment: v + o,
+                                                  count: range.count, beta1: b1, beta2: b2, stepSize: stepSize, epsilon: eps)
+            }
+        }
+    }
+
+    /// Advances the step counter and returns the step's coefficients, both
+    /// bias corrections folded into the step size and ε:
+    /// θ −= η·√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε·√(1−β₂ᵗ)).
+    private func nextStep() -> (stepSize: Scalar, epsilon: Scalar, beta1: Scalar, beta2: Scalar) {
+        step += 1
+        let t = Double(step)
+        let correction2 = (1 - Double.pow(beta2, t)).squareRoot()
+        return (Scalar(learningRate * correction2 / (1 - Double.pow(beta1, t))), Scalar(epsilon * correction2),
+                Scalar(beta1), Scalar(beta2))
+    }
+}

@@ -25,6 +25,12 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     /// Workers over all ranks (R·W).
     public let totalWorkerCount: Int
     private let bounds = Tensor<Scalar>(shape: [0])
+    /// The replicas' gradient buffers (replica j's at j), for the fused update.
+    private let gradientPointers: [UnsafeMutablePointer<Scalar>]
+    /// Whether replica j's gradient buffer holds only zeros (so a step need not clear it).
+    private var clean: [Bool]
+    /// How many replicas' gradients the next `updateParameters` adds.
+    private var pendingReplicas = 0
     /// Bounds and failure flags in transit between ranks, by bit pattern.
     private var exchange = UnsafeMutableBufferPointer<UInt64>(start: nil, count: 0)
 
@@ -39,6 +45,8 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         firstWorker = ranks.rank * count
         totalWorkerCount = ranks.count * count
         replicas = [model] + (1..<count).map { _ in model.replica() }
+        gradientPointers = replicas.map { $0.store.gradients.pointer }
+        clean = [false] + [Bool](repeating: true, count: count - 1)   // the model's gradients are the caller's
         generators = (0..<count).map { [firstWorker] in Xoshiro256(seed: ModelWorkers.seed(of: firstWorker + $0, base: seed)) }
         if totalWorkerCount > 1 { BLASLibrary.threads = 1 }
     }
@@ -86,6 +94,46 @@ public final class ModelWorkers<Scalar: BLASScalar> {
                                    estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none)
         throws -> UnsafeMutableBufferPointer<Scalar>
     {
+        for j in 1..<workerCount { clean[j] = false }   // replicas are zeroed as they start
+        return try gradient(x, objective: objective, samplesPerExample: K, estimator: estimator, baseline: baseline,
+                            sumReplicas: true)
+    }
+
+    /// A training step's gradient, for `updateParameters(with:)`: every
+    /// replica starts from zero, and (in one process) the replicas' gradients
+    /// stay apart, to be added inside the optimizer's pass. Returns the B bounds.
+    @discardableResult
+    @_specialize(exported: true, where Scalar == Float)
+    public func stepGradient(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int,
+                             estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none)
+        throws -> UnsafeMutableBufferPointer<Scalar>
+    {
+        if !clean[0] { model.store.zeroGradients() }
+        clean[0] = false
+        return try gradient(x, objective: objective, samplesPerExample: K, estimator: estimator, baseline: baseline,
+                            sumReplicas: ranks.count > 1)
+    }
+
+    /// The Adam step after `stepGradient`: the replicas' gradients (or,
+    /// across ranks, their summed gradient) added, applied and cleared in one
+    /// pass, the gradients left zero for the next step. The sum is added left
+    /// to right as `accumulateGradient` adds it: the same bits.
+    @_specialize(exported: true, where Scalar == Float)
+    public func updateParameters(with optimizer: Adam<Scalar>) {
+        let sources = Swift.max(1, pendingReplicas)
+        optimizer.update(model.store, summingAndClearing: gradientPointers[0..<sources])
+        for j in 0..<sources { clean[j] = true }
+        pendingReplicas = 0
+    }
+
+    /// The gradient of the B rows of `x`: each local worker's block on its
+    /// replica (zeroed first unless already zero), then with `sumReplicas`
+    /// the replicas added into `model` (and across ranks); without it the
+    /// sum is left to `updateParameters`.
+    private func gradient(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int,
+                          estimator: GradientEstimator, baseline: ScoreBaseline, sumReplicas: Bool) throws
+        -> UnsafeMutableBufferPointer<Scalar>
+    {
         let n = x.rows
         if bounds.capacity < n { bounds.replace(shape: [n]) }
         let local = (0..<workerCount).filter { !rows(ofLocal: $0, in: n).isEmpty }.count
@@ -96,7 +144,7 @@ public final class ModelWorkers<Scalar: BLASScalar> {
             let rows = self.rows(ofLocal: j, in: n)
             if rows.isEmpty { return }
             let replica = self.replicas[j]
-            if j > 0 { replica.store.zeroGradients() }
+            if j > 0 && !self.clean[j] { replica.store.zeroGradients() }
             do {
                 let b = try replica.accumulateGradient(x.rows(rows), objective: objective, samplesPerExample: K,
                                                        using: self.generators[j], lossScale: scale,
@@ -107,8 +155,10 @@ public final class ModelWorkers<Scalar: BLASScalar> {
             }
         }
         if local <= 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: local, execute: run) }
+        for j in 1..<Swift.max(1, local) { clean[j] = false }
+        pendingReplicas = sumReplicas ? 1 : Swift.max(1, local)
         if ranks.count == 1 { try errors.rethrow() }
-        if local > 1 {
+        if sumReplicas && local > 1 {
             let total = model.store.gradients.pointer
             forEachChunk(count: model.store.gradients.count) { range in
                 for j in 1..<local {

@@ -159,8 +159,7 @@ public final class Trainer {
                 train.write(order[lo..<hi], binarize: model.configuration.likelihood == .bernoulli, using: rng,
                             into: batchBuffer.pointer)
                 let x = MatrixView(batchBuffer.pointer, rows: n, columns: d)
-                model.store.zeroGradients()
-                let bounds = try workers.accumulateGradient(x, objective: options.objective,
+                let bounds = try workers.stepGradient(x, objective: options.objective,
                                                             samplesPerExample: options.samplesPerExample,
                                                             estimator: options.estimator, baseline: options.baseline)
                 var batchSum = 0.0
@@ -168,7 +167,7 @@ public final class Trainer {
                 guard batchSum.isFinite else {   // the same on every rank: all agree and stop
                     try ranks.failTogether(IWAEError.numerical("non-finite bound (\(batchSum / Double(n))) at epoch \(state.epoch), step \(state.step + 1); the last checkpoint is kept"))
                 }
-                optimizer.update(model.store)
+                workers.updateParameters(with: optimizer)
                 state.step += 1
                 state.boundSum += batchSum
                 state.seen += n
