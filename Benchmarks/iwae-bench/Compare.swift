@@ -18,6 +18,8 @@ struct Compare: ParsableCommand {
     @Option(help: "Epochs per model (default 10; 3280 with --schedule paper; 1 with --quick).") var epochs: Int?
     @Option(help: "constant, or paper (3^i passes at rate·10^(-i/7)).") var schedule = LearningRateSchedule.constant
     @Option(help: "Examples per minibatch.") var batch = 100
+    @Option(help: "Encoder gradient estimator of the IWAE rows (reparam: the paper's; dreg: Tucker et al.'s, the same gradient with less variance). VAE rows use reparam.")
+    var iwaeEstimator = GradientEstimator.reparam
     @Option(help: "Adam learning rate.") var learningRate = 1e-3
     @Option(help: "Seed of every model (same for all).") var seed: UInt64 = 1
     @Option(help: "Use only the first N training images (default: all; 10000 with --quick).") var trainExamples: Int?
@@ -58,7 +60,7 @@ struct Compare: ParsableCommand {
         let mean = train.pixelMean
 
         if !json {
-            print("K comparison on \(data), the same budget for every row: \(train.count) training images, \(epochCount) epochs (\(schedule.rawValue)), batch \(batch), Adam \(learningRate), seed \(seed);"
+            print("K comparison on \(data), the same budget for every row: \(train.count) training images, \(epochCount) epochs (\(schedule.rawValue)), batch \(batch), Adam \(learningRate), seed \(seed), IWAE estimator \(iwaeEstimator.rawValue);"
                   + " NLL = −mean L_\(evalK) on \(test.count) test images, gap = test NLL − train NLL on \(trainEval.count) training images"
                   + (data == "mnist" ? "; paper = Burda et al. (2015) Table 1, MNIST, after 3,280 passes" : ""))
         }
@@ -71,7 +73,8 @@ struct Compare: ParsableCommand {
                 let model = VariationalAutoencoder<Float>(configuration, seed: seed)
                 model.initializeOutputBias(dataMean: mean)
                 let options = TrainingOptions(objective: objective, samplesPerExample: k, epochs: epochCount, batchSize: batch,
-                                              learningRate: learningRate, schedule: schedule, seed: seed)
+                                              learningRate: learningRate, schedule: schedule,
+                                              estimator: objective == .iwae ? iwaeEstimator : .reparam, seed: seed)
                 let trainer = try Trainer(model: model, options: options, validation: nil)
                 let label = "\(architecture)-layer \(objective.rawValue) K=\(k)"
                 let start = now()
