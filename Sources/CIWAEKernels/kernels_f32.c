@@ -183,7 +183,8 @@ static inline __attribute__((always_inline)) float bernoulli_term(float l, float
     float e = exp_inline(-fabsf(lj));
     if (with_prob) {
         float s = 1.0f / (1.0f + e);
-        *p = lj >= 0.0f ? s : e * s;
+        float sigma = lj >= 0.0f ? s : e * s;
+        *p = t - sigma;   /* a statement of its own: no FMA across the two */
     }
     return t * lj - ((lj > 0.0f ? lj : 0.0f) + log1p_unit(e));
 }

@@ -29,7 +29,10 @@ void iwae_bernoulli_loglik_f64(const double *logits, const double *bias, const d
         for (long d = 0; d < dim; d++) {
             double ld = bias ? l[d] + bias[d] : l[d];
             total += t[d] * ld - softplus_d(ld);
-            if (prob) prob[r * dim + d] = sigmoid_d(ld);
+            if (prob) {
+                double sigma = sigmoid_d(ld);
+                prob[r * dim + d] = t[d] - sigma;
+            }
         }
         logp[r] = total;
     }

@@ -58,16 +58,17 @@ public protocol BLASScalar: BinaryFloatingPoint, Real, Sendable where Self.RawSi
     /// `y[r][c] ← tanh(y[r][c] + bias[c])` in place over (rows, columns).
     static func biasTanh(_ y: UnsafeMutablePointer<Self>, bias: UnsafePointer<Self>, rows: Int, columns: Int)
 
-    /// Bernoulli log-likelihood row by row, and optionally the probabilities:
+    /// Bernoulli log-likelihood row by row, and optionally the residuals
+    /// ∂log p/∂ℓ:
     ///
     ///     ℓ[r][d] = logits[r][d] + bias[d]     (no bias when nil)
-    ///     logp[r] = Σ_d x[r / repeat][d]·ℓ[r][d] − softplus(ℓ[r][d]),   prob[r][d] = σ(ℓ[r][d])
+    ///     logp[r] = Σ_d x[r / repeat][d]·ℓ[r][d] − softplus(ℓ[r][d]),   residual[r][d] = x[r / repeat][d] − σ(ℓ[r][d])
     ///
-    /// `logits` and `prob` are (rows, dim), `targets` is (rows / repeat, dim).
+    /// `logits` and `residuals` are (rows, dim), `targets` is (rows / repeat, dim).
     static func bernoulliLogLikelihood(
         logits: UnsafePointer<Self>, bias: UnsafePointer<Self>?, targets: UnsafePointer<Self>,
         rows: Int, dim: Int, repeat: Int,
-        logLikelihood: UnsafeMutablePointer<Self>, probabilities: UnsafeMutablePointer<Self>?)
+        logLikelihood: UnsafeMutablePointer<Self>, residuals: UnsafeMutablePointer<Self>?)
 
     /// One Adam update of `count` parameters, bias corrections folded into
     /// `stepSize` and `epsilon` (see `Adam`):

@@ -41,9 +41,9 @@ extension Double: BLASScalar {
     }
     public static func bernoulliLogLikelihood(
         logits: UnsafePointer<Double>, bias: UnsafePointer<Double>?, targets: UnsafePointer<Double>, rows: Int, dim: Int, repeat: Int,
-        logLikelihood: UnsafeMutablePointer<Double>, probabilities: UnsafeMutablePointer<Double>?
+        logLikelihood: UnsafeMutablePointer<Double>, residuals: UnsafeMutablePointer<Double>?
     ) {
-        iwae_bernoulli_loglik_f64(logits, bias, targets, rows, dim, `repeat`, logLikelihood, probabilities)
+        iwae_bernoulli_loglik_f64(logits, bias, targets, rows, dim, `repeat`, logLikelihood, residuals)
     }
     public static func fillStandardNormal(_ out: UnsafeMutablePointer<Double>, count: Int, using generator: Xoshiro256) {
         let pairs = (count + 1) / 2

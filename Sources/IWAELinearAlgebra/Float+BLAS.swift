@@ -41,9 +41,9 @@ extension Float: BLASScalar {
     }
     public static func bernoulliLogLikelihood(
         logits: UnsafePointer<Float>, bias: UnsafePointer<Float>?, targets: UnsafePointer<Float>, rows: Int, dim: Int, repeat: Int,
-        logLikelihood: UnsafeMutablePointer<Float>, probabilities: UnsafeMutablePointer<Float>?
+        logLikelihood: UnsafeMutablePointer<Float>, residuals: UnsafeMutablePointer<Float>?
     ) {
-        iwae_bernoulli_loglik_f32(logits, bias, targets, rows, dim, `repeat`, logLikelihood, probabilities)
+        iwae_bernoulli_loglik_f32(logits, bias, targets, rows, dim, `repeat`, logLikelihood, residuals)
     }
     public static func fillStandardNormal(_ out: UnsafeMutablePointer<Float>, count: Int, using generator: Xoshiro256) {
         let pairs = (count + 1) / 2

@@ -64,7 +64,7 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(y[0], 1); XCTAssertEqual(y[1], 0); XCTAssertEqual(y[3], 0.5)
     }
 
-    /// The fused Bernoulli pass against a direct evaluation in Double.
+    /// The fused Bernoulli pass (log p and the residual x − σ(ℓ)) against a direct evaluation in Double.
     func testBernoulliLogLikelihood() {
         let rng = Xoshiro256(seed: 5)
         let rows = 6, dim = 37, repeatCount = 3
@@ -72,13 +72,13 @@ final class KernelTests: XCTestCase {
         let targets = (0..<(rows / repeatCount) * dim).map { _ in Float(rng.next() % 2) }
         var logp = [Float](repeating: 0, count: rows), prob = [Float](repeating: 0, count: rows * dim)
         Float.bernoulliLogLikelihood(logits: logits, bias: nil, targets: targets, rows: rows, dim: dim, repeat: repeatCount,
-                                     logLikelihood: &logp, probabilities: &prob)
+                                     logLikelihood: &logp, residuals: &prob)
         for r in 0..<rows {
             var expected = 0.0
             for d in 0..<dim {
                 let l = Double(logits[r * dim + d]), x = Double(targets[(r / repeatCount) * dim + d])
                 expected += x * l - (max(l, 0) + Double.log(onePlus: Double.exp(-abs(l))))
-                assertClose(prob[r * dim + d], Float(1 / (1 + Double.exp(-l))), rtol: 1e-6, atol: 1e-7)
+                assertClose(prob[r * dim + d], Float(x - 1 / (1 + Double.exp(-l))), rtol: 1e-6, atol: 1e-7)
             }
             assertClose(Double(logp[r]), expected, rtol: 1e-5, atol: 1e-4, "row \(r)")
         }
@@ -88,9 +88,9 @@ final class KernelTests: XCTestCase {
         var withBias = [Float](repeating: 0, count: rows), withoutBias = [Float](repeating: 0, count: rows)
         var prob2 = [Float](repeating: 0, count: rows * dim)
         Float.bernoulliLogLikelihood(logits: logits, bias: bias, targets: targets, rows: rows, dim: dim, repeat: repeatCount,
-                                     logLikelihood: &withBias, probabilities: &prob2)
+                                     logLikelihood: &withBias, residuals: &prob2)
         Float.bernoulliLogLikelihood(logits: shifted, bias: nil, targets: targets, rows: rows, dim: dim, repeat: repeatCount,
-                                     logLikelihood: &withoutBias, probabilities: &prob)
+                                     logLikelihood: &withoutBias, residuals: &prob)
         XCTAssertEqual(withBias, withoutBias)
         XCTAssertEqual(prob2, prob)
     }

@@ -36,15 +36,17 @@ void iwae_softplus_f64(const double *x, double *y, long n);
 ///
 ///     ℓ[r][d] = logits[r][d] + bias[d]        (bias may be NULL: no bias)
 ///     logp[r] = Σ_d x[r / repeat][d] · ℓ[r][d] − softplus(ℓ[r][d])
-///     prob[r][d] = sigmoid(ℓ[r][d])          (skipped when prob is NULL)
+///     residual[r][d] = x[r / repeat][d] − sigmoid(ℓ[r][d])    (skipped when residual is NULL)
 ///
-/// logits and prob are (rows, dim), bias is (dim); x is (rows / repeat, dim):
-/// each data row serves `repeat` consecutive logit rows (the K samples of one
-/// example). Folding the output layer's bias in here saves a pass.
+/// logits and residual are (rows, dim), bias is (dim); x is (rows / repeat,
+/// dim): each data row serves `repeat` consecutive logit rows (the K samples
+/// of one example). Folding the output layer's bias in here saves a pass;
+/// the residual is ∂log p/∂ℓ, written where the backward wants it, so the
+/// backward only scales its rows.
 void iwae_bernoulli_loglik_f32(const float *logits, const float *bias, const float *x, long rows, long dim,
-                               long repeat, float *logp, float *prob);
+                               long repeat, float *logp, float *residual);
 void iwae_bernoulli_loglik_f64(const double *logits, const double *bias, const double *x, long rows, long dim,
-                               long repeat, double *logp, double *prob);
+                               long repeat, double *logp, double *residual);
 
 /// y[r][c] = tanh(y[r][c] + bias[c]) in place, y is (rows, columns).
 void iwae_bias_tanh_f32(float *y, const float *bias, long rows, long columns);

@@ -10,35 +10,33 @@ import RealModule
 /// x (B, D) (row b serves draws b·K … b·K + K − 1), log p (B·K).
 public final class BernoulliLikelihood<Scalar: BLASScalar> {
     public let decoder: MLP<Scalar>
-    /// σ(ℓ) (B·K, D), kept by a forward for the backward.
-    let probabilities = Tensor<Scalar>(shape: [0])
     public var profiler: PhaseProfiler? { didSet { decoder.profiler = profiler; decoder.gemmPhase = .decoderGemm } }
 
     public init(decoder: MLP<Scalar>) { self.decoder = decoder }
 
     /// log p(x|z) per row into `result`. The output bias is folded into the
-    /// kernel's pass over the logits; with `keepForBackward` σ(ℓ) is kept.
+    /// kernel's pass over the logits; with `keepForBackward` the same pass
+    /// writes x − σ(ℓ) into the decoder's output-gradient buffer.
     public func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
                               keepForBackward: Bool, _ store: ParameterStore<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
-        let rows = z.rows, d = decoder.outputSize
-        if keepForBackward && probabilities.capacity < rows * d { probabilities.replace(shape: [rows, d]) }
         let logits = decoder.forward(z, store, deferOutputBias: true)
         let t = profiler.start()
         Scalar.bernoulliLogLikelihood(
-            logits: logits.pointer, bias: decoder.outputBias(store), targets: x.pointer, rows: rows, dim: d,
-            repeat: K, logLikelihood: result, probabilities: keepForBackward ? probabilities.pointer : nil)
+            logits: logits.pointer, bias: decoder.outputBias(store), targets: x.pointer, rows: z.rows, dim: decoder.outputSize,
+            repeat: K, logLikelihood: result, residuals: keepForBackward ? decoder.outputGradient.pointer : nil)
         profiler.stop(.elementwise, t)
     }
 
-    /// The backward of `Σ_r g_r log p(x|z_r)`: ∂/∂ℓ = g (x − σ(ℓ)), then
-    /// through the decoder into its parameters and, when given, `dz` (B·K, k).
+    /// The backward of `Σ_r g_r log p(x|z_r)`: ∂/∂ℓ = g (x − σ(ℓ)), the
+    /// forward's residuals scaled row by row in place, then through the
+    /// decoder into its parameters and, when given, `dz` (B·K, k).
     public func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
                          _ store: ParameterStore<Scalar>, dz: MatrixView<Scalar>?) {
         let dOut = decoder.outputGradient, d = decoder.outputSize
         let t = profiler.start()
         for r in 0..<dOut.rows {
-            let gr = g[r], xr = x.pointer + (r / K) * x.rowStride, pr = probabilities.pointer + r * d, dr = dOut.pointer + r * d
-            for i in 0..<d { dr[i] = gr * (xr[i] - pr[i]) }
+            let gr = g[r], dr = dOut.pointer + r * d
+            for i in 0..<d { dr[i] = gr * dr[i] }
         }
         profiler.stop(.elementwise, t)
         decoder.backward(dx: dz, store)
@@ -50,12 +48,9 @@ public final class BernoulliLikelihood<Scalar: BLASScalar> {
         Scalar.sigmoid(f.pointer, out, count: f.count)
     }
 
-    public func releaseBuffers() {
-        probabilities.replace(shape: [0])
-        decoder.releaseBuffers()
-    }
+    public func releaseBuffers() { decoder.releaseBuffers() }
 
-    public var bufferBytes: Int { decoder.bufferBytes + probabilities.capacity * MemoryLayout<Scalar>.stride }
+    public var bufferBytes: Int { decoder.bufferBytes }
 }
 
 /// p_θ(x|z) = N(f_θ(z), σ² I) (MATH.md §1), σ fixed or learned as

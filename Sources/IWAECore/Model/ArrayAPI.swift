@@ -77,7 +77,7 @@ public func bernoulliLogLikelihood(_ x: [Double], logits: [Double]) -> Double {
     precondition(x.count == logits.count, "x and the logits must have the same length")
     var result = 0.0
     Double.bernoulliLogLikelihood(logits: logits, bias: nil, targets: x, rows: 1, dim: x.count, repeat: 1,
-                                  logLikelihood: &result, probabilities: nil)
+                                  logLikelihood: &result, residuals: nil)
     return result
 }
 
