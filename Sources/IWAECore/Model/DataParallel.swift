@@ -202,7 +202,7 @@ public final class ModelWorkers<Scalar: BLASScalar> {
                 let rows = self.block(w, of: x.rows, workers: active)
                 do {
                     slotBase[w] = try self.replicas[w].estimateLogLikelihood(
-                        x.rows(rows), samples: k, seed: seed &+ UInt64(w), rowsPerPass: 4000,
+                        x.rows(rows), samples: k, seed: seed &+ UInt64(w),
                         progress: w == 0 ? progress.map { report in { done in report(Swift.min(x.rows, done * active)) } } : nil)
                 } catch {
                     errors.record(error, worker: w, firstRow: rows.lowerBound)
