@@ -48,9 +48,15 @@ public final class MPIRanks: RankGroup {
     public var reducer: GradientReducer
     /// Seconds spent in `sum` and `merge` since the group was made.
     public private(set) var exchangeSeconds = 0.0
-    private var received: [Float] = []
+    /// The ordered reducer's layout for a buffer of `layoutCount` floats:
+    /// chunk r (`counts[r]` floats at `offsets[r]`) is rank r's to add, and
+    /// `received` holds the R copies of this rank's chunk.
+    private var layoutCount = -1
     private var counts: [Int32] = []
     private var offsets: [Int32] = []
+    private var receiveCounts: [Int32] = []
+    private var receiveOffsets: [Int32] = []
+    private var received: [Float] = []
 
     public init(reducer: GradientReducer = .ordered) {
         var provided: Int32 = 0
@@ -91,17 +97,18 @@ public final class MPIRanks: RankGroup {
     /// rank's chunk, allgather.
     private func sumInRankOrder(_ values: UnsafeMutableBufferPointer<Float>) {
         let n = values.count
-        if counts.count != count || offsets.last.map({ Int($0 + counts[count - 1]) }) != n {
+        if layoutCount != n {
+            layoutCount = n
             counts = (0..<count).map { Int32((($0 + 1) * n) / count - ($0 * n) / count) }
             offsets = (0..<count).map { Int32(($0 * n) / count) }
+            let mine = Int(counts[rank])
+            receiveCounts = [Int32](repeating: Int32(mine), count: count)
+            receiveOffsets = (0..<count).map { Int32($0 * mine) }
+            received = [Float](repeating: 0, count: Swift.max(1, mine * count))
         }
         let mine = Int(counts[rank])
-        if received.count < mine * count { received = [Float](repeating: 0, count: mine * count) }
-        let sendCounts = counts, sendOffsets = offsets
-        let receiveCounts = [Int32](repeating: Int32(mine), count: count)
-        let receiveOffsets = (0..<count).map { Int32($0 * mine) }
         received.withUnsafeMutableBufferPointer { inbox in
-            MPI_Alltoallv(values.baseAddress, sendCounts, sendOffsets, iwae_mpi_float(),
+            MPI_Alltoallv(values.baseAddress, counts, offsets, iwae_mpi_float(),
                           inbox.baseAddress, receiveCounts, receiveOffsets, iwae_mpi_float(), iwae_mpi_comm_world())
             // The rank-ordered sum, written over this rank's chunk.
             let out = values.baseAddress! + Int(offsets[rank])

@@ -94,7 +94,8 @@ public final class ModelWorkers<Scalar: BLASScalar> {
                                    estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none)
         throws -> UnsafeMutableBufferPointer<Scalar>
     {
-        for j in 1..<workerCount { clean[j] = false }   // replicas are zeroed as they start
+        // The model's gradients are the caller's; the other replicas are zeroed as they start.
+        for j in 0..<workerCount { clean[j] = false }
         return try gradient(x, objective: objective, samplesPerExample: K, estimator: estimator, baseline: baseline,
                             sumReplicas: true)
     }
