@@ -72,6 +72,13 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         return g < active ? block(g, of: n, workers: active) : n..<n
     }
 
+    /// How many local workers have rows in a batch of `n` (a prefix of them).
+    private func busyWorkers(in n: Int) -> Int {
+        var count = 0
+        while count < workerCount && !rows(ofLocal: count, in: n).isEmpty { count += 1 }
+        return count
+    }
+
     /// A scratch of at least `count` words for the exchanges, zeroed.
     private func exchangeWords(_ count: Int) -> UnsafeMutableBufferPointer<UInt64> {
         if exchange.count < count {
@@ -137,7 +144,7 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     {
         let n = x.rows
         if bounds.capacity < n { bounds.replace(shape: [n]) }
-        let local = (0..<workerCount).filter { !rows(ofLocal: $0, in: n).isEmpty }.count
+        let local = busyWorkers(in: n)
         let scale = 1 / Scalar(n)
         let out = bounds.pointer
         let errors = WorkerErrors(count: workerCount)
@@ -219,7 +226,7 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     /// are added in worker order on every rank.
     @_specialize(exported: true, where Scalar == Float)
     public func meanBound(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, seed: UInt64) throws -> Double {
-        let local = (0..<workerCount).filter { !rows(ofLocal: $0, in: x.rows).isEmpty }.count
+        let local = busyWorkers(in: x.rows)
         let sums = exchangeWords(totalWorkerCount)
         let errors = WorkerErrors(count: workerCount)
         let run = { (j: Int) in
