@@ -33,6 +33,51 @@ public enum GradientReducer: String, CaseIterable, Sendable {
     case allreduce
 }
 
+/// Stops this process when one exchange with the other ranks has waited
+/// longer than `timeout` seconds: a rank that hangs without dying (stopped,
+/// stuck in I/O) would otherwise keep the others polling forever. It prints
+/// one line and leaves without finishing MPI, which makes mpirun stop every
+/// rank; the last checkpoint stays as it was written.
+public final class ExchangeWatchdog: @unchecked Sendable {
+    public let timeout: Double
+    private let lock = NSLock()
+    /// When the exchange under way began (uptime ns), or 0 between exchanges.
+    private var since: UInt64 = 0
+
+    public init(timeout: Double, rank: Int, tool: String) {
+        precondition(timeout > 0)
+        self.timeout = timeout
+        let line = "\(tool): error: rank \(rank): no exchange with the other ranks completed within \(Int(timeout.rounded())) s (a rank stopped or hangs); stopping every rank\n"
+        let thread = Thread { [self] in
+            while true {
+                Thread.sleep(forTimeInterval: Swift.min(1, timeout / 4))
+                lock.lock()
+                let started = since
+                lock.unlock()
+                if started != 0 && Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 > timeout {
+                    FileHandle.standardError.write(Data(line.utf8))
+                    _exit(1)
+                }
+            }
+        }
+        thread.start()
+    }
+
+    /// Runs one exchange under the watchdog.
+    @inline(__always)
+    public func guarding<T>(_ exchange: () -> T) -> T {
+        lock.lock()
+        since = DispatchTime.now().uptimeNanoseconds
+        lock.unlock()
+        defer {
+            lock.lock()
+            since = 0
+            lock.unlock()
+        }
+        return exchange()
+    }
+}
+
 #if MPI
 import CMPI
 
@@ -46,6 +91,8 @@ public final class MPIRanks: RankGroup {
     /// Ranks on this machine (processes sharing its cores).
     public let localCount: Int
     public var reducer: GradientReducer
+    /// Bounds the wait of every exchange (none when nil).
+    public var watchdog: ExchangeWatchdog?
     /// Seconds spent in `sum` and `merge` since the group was made.
     public private(set) var exchangeSeconds = 0.0
     /// The ordered reducer's layout for a buffer of `layoutCount` floats:
@@ -79,17 +126,24 @@ public final class MPIRanks: RankGroup {
     public func finish() { MPI_Finalize() }
 
     /// Waits for every rank.
-    public func barrier() { MPI_Barrier(iwae_mpi_comm_world()) }
+    public func barrier() { _ = guarded { MPI_Barrier(iwae_mpi_comm_world()) } }
+
+    private func guarded<T>(_ exchange: () -> T) -> T {
+        guard let watchdog else { return exchange() }
+        return watchdog.guarding(exchange)
+    }
 
     public func sum(_ values: UnsafeMutableBufferPointer<Float>) {
         let start = DispatchTime.now().uptimeNanoseconds
         defer { exchangeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
-        switch reducer {
-        case .allreduce:
-            MPI_Allreduce(iwae_mpi_in_place(), values.baseAddress, Int32(values.count), iwae_mpi_float(),
-                          iwae_mpi_sum(), iwae_mpi_comm_world())
-        case .ordered:
-            sumInRankOrder(values)
+        guarded {
+            switch reducer {
+            case .allreduce:
+                MPI_Allreduce(iwae_mpi_in_place(), values.baseAddress, Int32(values.count), iwae_mpi_float(),
+                              iwae_mpi_sum(), iwae_mpi_comm_world())
+            case .ordered:
+                sumInRankOrder(values)
+            }
         }
     }
 
@@ -125,8 +179,10 @@ public final class MPIRanks: RankGroup {
     public func merge(_ words: UnsafeMutableBufferPointer<UInt64>) {
         let start = DispatchTime.now().uptimeNanoseconds
         defer { exchangeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
-        MPI_Allreduce(iwae_mpi_in_place(), words.baseAddress, Int32(words.count), iwae_mpi_uint64(),
-                      iwae_mpi_bor(), iwae_mpi_comm_world())
+        _ = guarded {
+            MPI_Allreduce(iwae_mpi_in_place(), words.baseAddress, Int32(words.count), iwae_mpi_uint64(),
+                          iwae_mpi_bor(), iwae_mpi_comm_world())
+        }
     }
 }
 #endif

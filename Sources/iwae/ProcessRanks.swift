@@ -23,10 +23,13 @@ enum ProcessRanks {
         return nil
     }
 
-    /// Sets the reducer of an MPI group (no-op for one process).
-    static func choose(_ reducer: GradientReducer) {
+    /// Sets the reducer and the exchange timeout of an MPI group (no-op for one process).
+    static func configure(reducer: GradientReducer, timeout: Double) {
         #if MPI
-        (current as? MPIRanks)?.reducer = reducer
+        if let group = current as? MPIRanks {
+            group.reducer = reducer
+            if group.watchdog == nil { group.watchdog = ExchangeWatchdog(timeout: timeout, rank: group.rank, tool: "iwae") }
+        }
         #endif
     }
 

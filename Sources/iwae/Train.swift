@@ -47,6 +47,8 @@ struct Train: ParsableCommand {
     @Option(help: "Worker threads (default: all active cores, shared among the ranks on a machine); results depend on seed and the thread count over all ranks.") var threads: Int?
     @Option(help: "Under mpirun: how the ranks sum gradients (ordered: the bits of one process with all ranks' threads; allreduce: MPI_Allreduce, faster, other bits).")
     var reducer: GradientReducer = .ordered
+    @Option(help: "Under mpirun: seconds one exchange may wait for the other ranks before every rank is stopped (a rank that hangs).")
+    var rankTimeout: Double = 600
     @Option(help: "Output directory.") var out: String = ""
     @Option(help: "Also write a checkpoint every N training steps within an epoch (default: at each epoch's end only).")
     var checkpointEvery: Int?
@@ -54,11 +56,12 @@ struct Train: ParsableCommand {
     var resume: String?
 
     /// Options that may accompany --resume.
-    static let resumeOptions: Set<String> = ["--resume", "--epochs", "--checkpoint-every", "--reducer"]
+    static let resumeOptions: Set<String> = ["--resume", "--epochs", "--checkpoint-every", "--reducer", "--rank-timeout"]
 
     func run() throws {
         let ranks = ProcessRanks.current
-        ProcessRanks.choose(reducer)
+        guard rankTimeout > 0 else { throw IWAEError.invalidArgument("--rank-timeout must be positive, got \(rankTimeout)") }
+        ProcessRanks.configure(reducer: reducer, timeout: rankTimeout)
         if let n = checkpointEvery, n < 1 { throw IWAEError.invalidArgument("--checkpoint-every must be at least 1, got \(n)") }
         if let resume {
             let (run, images, checkpoint) = try ranks.together { try prepareResumedRun(resume) }
@@ -122,7 +125,7 @@ struct Train: ParsableCommand {
         for argument in arguments where argument.hasPrefix("--") {
             let name = String(argument.split(separator: "=", maxSplits: 1)[0])
             guard Train.resumeOptions.contains(name) else {
-                throw IWAEError.invalidArgument("\(name) cannot be combined with --resume: the run's options come from its checkpoint (only --epochs, --checkpoint-every and --reducer may be given)")
+                throw IWAEError.invalidArgument("\(name) cannot be combined with --resume: the run's options come from its checkpoint (only --epochs, --checkpoint-every, --reducer and --rank-timeout may be given)")
             }
         }
         let checkpoint = try Checkpoint.load(from: directory)

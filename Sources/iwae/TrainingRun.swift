@@ -81,11 +81,13 @@ struct TrainingRun {
             try ranks.together { try save(state) }
         }
         let stop = SignalFlag.install()
-        // Fault injection for the crash-recovery tests: die (SIGKILL) or be
-        // interrupted (SIGINT) right after a given step, as from outside.
-        // Under mpirun, IWAE_FAULT_RANK names the rank that does it (default: all).
+        // Fault injection for the crash-recovery tests: die (SIGKILL), be
+        // interrupted (SIGINT) or stopped (SIGSTOP, a hung rank) right after a
+        // given step, as from outside. Under mpirun, IWAE_FAULT_RANK names the
+        // rank that does it (default: all).
         let killAtStep = faulty ? environment["IWAE_FAULT_KILL_AT_STEP"].flatMap(Int.init) : nil
         let interruptAtStep = faulty ? environment["IWAE_FAULT_INTERRUPT_AT_STEP"].flatMap(Int.init) : nil
+        let stopAtStep = faulty ? environment["IWAE_FAULT_STOP_AT_STEP"].flatMap(Int.init) : nil
         let metricsPath = directory + "/metrics.jsonl"
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -94,6 +96,7 @@ struct TrainingRun {
             try trainer.train(split.train, checkpointEvery: checkpointEvery, shouldStop: { stop.isSet }, afterStep: { step in
                 if step == killAtStep { kill(getpid(), SIGKILL) }
                 if step == interruptAtStep { kill(getpid(), SIGINT) }
+                if step == stopAtStep { kill(getpid(), SIGSTOP) }
             }, onCheckpoint: save, onProgress: { p in
                 ProgressBar.draw("epoch \(p.epoch)/\(p.epochs)", done: p.batch, total: p.batches,
                                  detail: "bound \(formatted(p.runningBound))  \(Int(p.examplesPerSecond)) ex/s")

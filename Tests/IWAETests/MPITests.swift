@@ -3,8 +3,8 @@ import IWAE
 import XCTest
 
 /// `iwae train` under mpirun (built with `--traits MPI`): ranks give the
-/// bits of one process, a failing or killed rank stops every rank, and a
-/// killed run resumes under mpirun to the bits of one that never stopped.
+/// bits of one process, a failing, killed or hung rank stops every rank, and
+/// a killed run resumes under mpirun to the bits of one that never stopped.
 /// Without the trait, a launch by mpirun is refused in one line.
 final class MPITests: XCTestCase {
     var data = ""
@@ -83,6 +83,21 @@ final class MPITests: XCTestCase {
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertEqual(try runIWAE(arguments(reference, threads: 2)).status, 0)
         XCTAssertEqual(try trainedBytes(out), try trainedBytes(reference))
+    }
+
+    /// A rank that hangs (SIGSTOP) does not keep the others waiting: the
+    /// exchange timeout stops every rank with one line, and the checkpoint
+    /// written before stays whole.
+    func testAHungRankIsTimedOut() throws {
+        let out = root + "/hung"
+        let started = Date()
+        let run = try mpirun(2, arguments(out, threads: 1) + ["--rank-timeout", "2"],
+                             environment: ["IWAE_FAULT_RANK": "1", "IWAE_FAULT_STOP_AT_STEP": "10"])
+        XCTAssertEqual(run.status, 1, run.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 60)
+        XCTAssertEqual(errorLines(run.stderr).count, 1, run.stderr)
+        XCTAssertTrue(run.stderr.contains("no exchange with the other ranks completed within 2 s"), run.stderr)
+        XCTAssertEqual(try Checkpoint.load(from: out).trainingState?.step, 8)
     }
 
     func testOnlyTrainRunsAcrossRanks() throws {
