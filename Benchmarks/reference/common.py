@@ -85,15 +85,26 @@ def initial_parameters(seed, pixel_mean):
     return parameters
 
 
-def median_ms(step, seconds, warmup=3, minimum=5):
-    """Median milliseconds of `step()` over about `seconds` (after warm-up)."""
+def binarized_batches(images, epochs, batch, seed):
+    """The training batches of `epochs` passes: a new order each pass, each
+    image binarized anew (pixel d is 1 with probability x_d)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = rng.permutation(images.shape[0])
+        for lo in range(0, images.shape[0], batch):
+            probabilities = images[order[lo:lo + batch]]
+            yield (rng.random(probabilities.shape, dtype=np.float32) < probabilities).astype(np.float32)
+
+
+def mean_ms(step, seconds, warmup=3, minimum=5):
+    """Milliseconds per `step()`: the wall time of as many steps as fill
+    about `seconds` (after warm-up), divided by their number; the statistic
+    `iwae-bench speed` reports for the engine."""
     for _ in range(warmup):
         step()
-    times = []
+    steps = 0
     start = time.perf_counter()
-    while time.perf_counter() - start < seconds or len(times) < minimum:
-        t = time.perf_counter()
+    while time.perf_counter() - start < seconds or steps < minimum:
         step()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return 1e3 * times[len(times) // 2]
+        steps += 1
+    return 1e3 * (time.perf_counter() - start) / steps

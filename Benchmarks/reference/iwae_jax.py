@@ -8,7 +8,6 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true intra_op_p
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import common
 
@@ -68,13 +67,8 @@ class Trainer:
         return value
 
     def train(self, images, epochs, batch, k, seed):
-        rng = np.random.default_rng(seed)
-        for _ in range(epochs):
-            order = rng.permutation(images.shape[0])
-            for lo in range(0, images.shape[0], batch):
-                probabilities = images[order[lo:lo + batch]]
-                x = (rng.random(probabilities.shape, dtype=np.float32) < probabilities).astype(np.float32)
-                self.step(jnp.asarray(x), k)
+        for x in common.binarized_batches(images, epochs, batch, seed):
+            self.step(jnp.asarray(x), k)
         jax.block_until_ready(self.params)
 
     def negative_log_likelihood(self, binary_images, samples=5000, chunk=500):

@@ -2,7 +2,6 @@
 model, protocol and initialization of common.py."""
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -52,13 +51,8 @@ class Trainer:
         return loss
 
     def train(self, images, epochs, batch, k, seed):
-        rng = np.random.default_rng(seed)
-        for _ in range(epochs):
-            order = rng.permutation(images.shape[0])
-            for lo in range(0, images.shape[0], batch):
-                probabilities = images[order[lo:lo + batch]]
-                x = (rng.random(probabilities.shape, dtype=np.float32) < probabilities).astype(np.float32)
-                self.step(torch.from_numpy(x), k)
+        for x in common.binarized_batches(images, epochs, batch, seed):
+            self.step(torch.from_numpy(x), k)
 
     @torch.no_grad()
     def negative_log_likelihood(self, binary_images, samples=5000, chunk=500):

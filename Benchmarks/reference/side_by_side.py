@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """The engine, JAX and PyTorch side by side on this machine: ms per training
-step at the same shapes (rounds alternate the three; medians), then the test
+step at the same shapes (each the mean over about --seconds of steps, as
+`iwae-bench speed` measures the engine; rounds alternate the three and the
+medians of the rounds are printed), then the test
 NLL (k = 5000) of each after the same training budget, on the same binarized
 test images. Run by Benchmarks/reference/run.sh, which installs JAX and
 PyTorch and builds the engine.
@@ -12,6 +14,7 @@ the references by `side_by_side.py --time FRAMEWORK`.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,7 +55,7 @@ def time_reference(name, directory, batch, k, seconds):
     module = reference(name)
     images = common.load_images(directory, "t10k")
     pixel_mean = common.load_images(directory, "train").mean(0)
-    print(json.dumps({"ms": common.median_ms(module.step_timer(batch, k, images, pixel_mean), seconds)}))
+    print(json.dumps({"ms": common.mean_ms(module.step_timer(batch, k, images, pixel_mean), seconds)}))
 
 
 def train_reference(name, directory, epochs, batch, k, eval_k):
@@ -113,11 +116,10 @@ def main():
                                "--seconds", str(args.seconds)])
                     times.setdefault((name, batch, k), []).append(r["ms"])
             print(f"round {round + 1}/{args.rounds} done", file=sys.stderr)
-        median = lambda v: sorted(v)[len(v) // 2]
         print(f"ms per training step (gradient + Adam), 784-200-200-50 IWAE, 2 threads each, medians of {args.rounds} alternating rounds")
         print("   B    K    engine       JAX   PyTorch   JAX/engine   PyTorch/engine")
         for batch, k in shapes:
-            e, j, t = (median(times[(n, batch, k)]) for n in ("engine", "jax", "torch"))
+            e, j, t = (statistics.median(times[(n, batch, k)]) for n in ("engine", "jax", "torch"))
             print(f"{batch:4d} {k:4d} {e:9.3f} {j:9.3f} {t:9.3f} {j / e:12.2f} {t / e:16.2f}")
         if args.skip_nll:
             return

@@ -267,8 +267,10 @@ BODY void iwae_box_muller_f32_body(const uint32_t *bits, float *out, long pairs)
     }
 }
 
-BODY void iwae_adam_f32_body(float *restrict theta, const float *restrict g, float *restrict m, float *restrict v, long n,
-                          float beta1, float beta2, float step_size, float eps) {
+/// The Adam update of n elements from the gradient g (shared by both entry points).
+static inline __attribute__((always_inline)) void adam_elements(float *restrict theta, const float *restrict g,
+                                                                float *restrict m, float *restrict v, long n, float beta1,
+                                                                float beta2, float step_size, float eps) {
     const float c1 = 1.0f - beta1, c2 = 1.0f - beta2;
     for (long i = 0; i < n; i++) {
         float gi = g[i];
@@ -280,9 +282,15 @@ BODY void iwae_adam_f32_body(float *restrict theta, const float *restrict g, flo
     }
 }
 
+BODY void iwae_adam_f32_body(float *restrict theta, const float *restrict g, float *restrict m, float *restrict v, long n,
+                          float beta1, float beta2, float step_size, float eps) {
+    adam_elements(theta, g, m, v, n, beta1, beta2, step_size, eps);
+}
+
+/// Blocks of 512: the sources are added (and cleared) into a block on the
+/// stack, which the update then reads while it is in L1.
 BODY void iwae_adam_sum_f32_body(float *restrict theta, float *const *g, long sources, float *restrict m, float *restrict v,
                               long n, float beta1, float beta2, float step_size, float eps) {
-    const float c1 = 1.0f - beta1, c2 = 1.0f - beta2;
     enum { BLOCK = 512 };
     float sum[BLOCK];
     for (long lo = 0; lo < n; lo += BLOCK) {
@@ -293,15 +301,7 @@ BODY void iwae_adam_sum_f32_body(float *restrict theta, float *const *g, long so
             float *restrict gs = g[s] + lo;
             for (long i = 0; i < len; i++) { sum[i] = sum[i] + gs[i]; gs[i] = 0.0f; }
         }
-        float *restrict th = theta + lo, *restrict mm = m + lo, *restrict vv = v + lo;
-        for (long i = 0; i < len; i++) {
-            float gi = sum[i];
-            float mi = beta1 * mm[i] + c1 * gi;
-            float vi = beta2 * vv[i] + c2 * gi * gi;
-            mm[i] = mi;
-            vv[i] = vi;
-            th[i] -= step_size * mi / (__builtin_elementwise_sqrt(vi) + eps);
-        }
+        adam_elements(theta + lo, sum, m + lo, v + lo, len, beta1, beta2, step_size, eps);
     }
 }
 
