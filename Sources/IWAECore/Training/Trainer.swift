@@ -160,8 +160,8 @@ public final class Trainer {
                             into: batchBuffer.pointer)
                 let x = MatrixView(batchBuffer.pointer, rows: n, columns: d)
                 let bounds = try workers.stepGradient(x, objective: options.objective,
-                                                            samplesPerExample: options.samplesPerExample,
-                                                            estimator: options.estimator, baseline: options.baseline)
+                                                      samplesPerExample: options.samplesPerExample,
+                                                      estimator: options.estimator, baseline: options.baseline)
                 var batchSum = 0.0
                 for b in bounds { batchSum += Double(b) }
                 guard batchSum.isFinite else {   // the same on every rank: all agree and stop
