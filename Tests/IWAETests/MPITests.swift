@@ -11,9 +11,7 @@ final class MPITests: XCTestCase {
     var root = ""
 
     override func setUpWithError() throws {
-        data = temporaryDirectory(self)
-        try writeSyntheticIDX(to: data, train: 300, test: 40, side: 8)
-        root = temporaryDirectory(self)
+        (data, root) = try smallTrainingFixture(self)
     }
 
     func arguments(_ out: String, threads: Int) -> [String] {

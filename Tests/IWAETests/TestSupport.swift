@@ -26,6 +26,15 @@ func assertClose<S: BinaryFloatingPoint>(
 }
 
 /// A fresh temporary directory, removed at the end of the test.
+/// The fixture of the tests that train through the CLI: a directory of small
+/// synthetic IDX files (300 training, 40 test images of 8×8) and an empty
+/// directory for runs, both removed after the test.
+func smallTrainingFixture(_ test: XCTestCase) throws -> (data: String, root: String) {
+    let data = temporaryDirectory(test)
+    try writeSyntheticIDX(to: data, train: 300, test: 40, side: 8)
+    return (data, temporaryDirectory(test))
+}
+
 func temporaryDirectory(_ test: XCTestCase) -> String {
     let path = NSTemporaryDirectory() + "iwae-test-\(UUID().uuidString)"
     try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
