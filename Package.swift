@@ -60,7 +60,7 @@ let package = Package(
         // The MPI rank group (empty without the MPI trait; the only module that imports CMPI).
         .target(
             name: "IWAEMPI",
-            dependencies: ["IWAECore", .target(name: "CMPI", condition: .when(traits: ["MPI"]))]
+            dependencies: ["IWAECore", "IWAELinearAlgebra", .target(name: "CMPI", condition: .when(traits: ["MPI"]))]
         ),
 
         // MARK: - Command-line tools

@@ -175,52 +175,52 @@ MULTIVERSION(iwae_sigmoid_f32, (const float *x, float *y, long n), (x, y, n))
 BODY void iwae_softplus_f32_body(const float *x, float *y, long n) { ELEMENTWISE(softplus_inline) }
 MULTIVERSION(iwae_softplus_f32, (const float *x, float *y, long n), (x, y, n))
 
-/// One element of the Bernoulli pass: x·ℓ − softplus(ℓ), and σ(ℓ) into *p
-/// when `with_prob`; ℓ = l + b when `with_bias`.
-static inline __attribute__((always_inline)) float bernoulli_term(float l, float b, float t, float *p,
-                                                                  int with_bias, int with_prob) {
+/// One element of the Bernoulli pass: x·ℓ − softplus(ℓ), and the residual
+/// x − σ(ℓ) into *res when `with_residual`; ℓ = l + b when `with_bias`.
+static inline __attribute__((always_inline)) float bernoulli_term(float l, float b, float t, float *res,
+                                                                  int with_bias, int with_residual) {
     float lj = with_bias ? l + b : l;
     float e = exp_inline(-fabsf(lj));
-    if (with_prob) {
+    if (with_residual) {
         float s = 1.0f / (1.0f + e);
         float sigma = lj >= 0.0f ? s : e * s;
-        *p = t - sigma;   /* a statement of its own: no FMA across the two */
+        *res = t - sigma;   /* a statement of its own: no FMA across the two */
     }
     return t * lj - ((lj > 0.0f ? lj : 0.0f) + log1p_unit(e));
 }
 
-/// One row of the Bernoulli pass; `with_bias` and `with_prob` are
+/// One row of the Bernoulli pass; `with_bias` and `with_residual` are
 /// compile-time constants at each call site, so every variant vectorizes
 /// without a branch in the loop.
-static inline __attribute__((always_inline)) float bernoulli_row(const float *l, const float *b, const float *t, float *p,
-                                                                 long dim, int with_bias, int with_prob) {
+static inline __attribute__((always_inline)) float bernoulli_row(const float *l, const float *b, const float *t, float *res,
+                                                                 long dim, int with_bias, int with_residual) {
     // Sixteen partial sums keep the reduction vectorizable without fast-math.
     float acc[16] = {0};
     long d = 0;
     for (; d + 16 <= dim; d += 16) {
         for (int j = 0; j < 16; j++) {
-            acc[j] += bernoulli_term(l[d + j], with_bias ? b[d + j] : 0.0f, t[d + j], with_prob ? p + d + j : 0,
-                                     with_bias, with_prob);
+            acc[j] += bernoulli_term(l[d + j], with_bias ? b[d + j] : 0.0f, t[d + j], with_residual ? res + d + j : 0,
+                                     with_bias, with_residual);
         }
     }
     float total = 0.0f;
     for (int j = 0; j < 16; j++) total += acc[j];
     for (; d < dim; d++) {
-        total += bernoulli_term(l[d], with_bias ? b[d] : 0.0f, t[d], with_prob ? p + d : 0, with_bias, with_prob);
+        total += bernoulli_term(l[d], with_bias ? b[d] : 0.0f, t[d], with_residual ? res + d : 0, with_bias, with_residual);
     }
     return total;
 }
 
-#define BERNOULLI_ROWS(with_bias, with_prob)                                                    \
+#define BERNOULLI_ROWS(with_bias, with_residual)                                                    \
     for (long r = 0; r < rows; r++)                                                             \
         logp[r] = bernoulli_row(logits + r * dim, bias, x + (r / repeat) * dim,                 \
-                                with_prob ? prob + r * dim : 0, dim, with_bias, with_prob);
+                                with_residual ? residual + r * dim : 0, dim, with_bias, with_residual);
 
 BODY void iwae_bernoulli_loglik_f32_body(const float *logits, const float *bias, const float *x, long rows, long dim,
-                                      long repeat, float *logp, float *prob) {
-    if (bias && prob) { BERNOULLI_ROWS(1, 1) }
+                                      long repeat, float *logp, float *residual) {
+    if (bias && residual) { BERNOULLI_ROWS(1, 1) }
     else if (bias) { BERNOULLI_ROWS(1, 0) }
-    else if (prob) { BERNOULLI_ROWS(0, 1) }
+    else if (residual) { BERNOULLI_ROWS(0, 1) }
     else { BERNOULLI_ROWS(0, 0) }
 }
 
@@ -231,6 +231,16 @@ BODY void iwae_bias_tanh_f32_body(float *y, const float *bias, long rows, long c
         float *restrict row = y + r * columns;
         const float *restrict b = bias;
         for (long c = 0; c < columns; c++) row[c] = tanh_inline(row[c] + b[c]);
+    }
+}
+
+/// y[r][c] = scale[r] · y[r][c] in place: the Bernoulli backward's weighting
+/// of each draw's residual row by its importance weight.
+BODY void iwae_scale_rows_f32_body(float *y, const float *scale, long rows, long columns) {
+    for (long r = 0; r < rows; r++) {
+        float *restrict row = y + r * columns;
+        const float s = scale[r];
+        for (long c = 0; c < columns; c++) row[c] = s * row[c];
     }
 }
 
@@ -306,9 +316,10 @@ BODY void iwae_adam_sum_f32_body(float *restrict theta, float *const *g, long so
 }
 
 MULTIVERSION(iwae_bernoulli_loglik_f32,
-             (const float *logits, const float *bias, const float *x, long rows, long dim, long repeat, float *logp, float *prob),
-             (logits, bias, x, rows, dim, repeat, logp, prob))
+             (const float *logits, const float *bias, const float *x, long rows, long dim, long repeat, float *logp, float *residual),
+             (logits, bias, x, rows, dim, repeat, logp, residual))
 MULTIVERSION(iwae_bias_tanh_f32, (float *y, const float *bias, long rows, long columns), (y, bias, rows, columns))
+MULTIVERSION(iwae_scale_rows_f32, (float *y, const float *scale, long rows, long columns), (y, scale, rows, columns))
 MULTIVERSION(iwae_box_muller_f32, (const uint32_t *bits, float *out, long pairs), (bits, out, pairs))
 MULTIVERSION(iwae_adam_sum_f32,
              (float *theta, float *const *g, long sources, float *m, float *v, long n, float beta1, float beta2,

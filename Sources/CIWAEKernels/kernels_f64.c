@@ -21,7 +21,7 @@ void iwae_softplus_f64(const double *x, double *y, long n) {
 }
 
 void iwae_bernoulli_loglik_f64(const double *logits, const double *bias, const double *x, long rows, long dim,
-                               long repeat, double *logp, double *prob) {
+                               long repeat, double *logp, double *residual) {
     for (long r = 0; r < rows; r++) {
         const double *l = logits + r * dim;
         const double *t = x + (r / repeat) * dim;
@@ -29,13 +29,18 @@ void iwae_bernoulli_loglik_f64(const double *logits, const double *bias, const d
         for (long d = 0; d < dim; d++) {
             double ld = bias ? l[d] + bias[d] : l[d];
             total += t[d] * ld - softplus_d(ld);
-            if (prob) {
+            if (residual) {
                 double sigma = sigmoid_d(ld);
-                prob[r * dim + d] = t[d] - sigma;
+                residual[r * dim + d] = t[d] - sigma;
             }
         }
         logp[r] = total;
     }
+}
+
+void iwae_scale_rows_f64(double *y, const double *scale, long rows, long columns) {
+    for (long r = 0; r < rows; r++)
+        for (long c = 0; c < columns; c++) y[r * columns + c] = scale[r] * y[r * columns + c];
 }
 
 void iwae_bias_tanh_f64(double *y, const double *bias, long rows, long columns) {

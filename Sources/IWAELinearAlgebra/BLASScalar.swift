@@ -58,6 +58,9 @@ public protocol BLASScalar: BinaryFloatingPoint, Real, Sendable where Self.RawSi
     /// `y[r][c] ← tanh(y[r][c] + bias[c])` in place over (rows, columns).
     static func biasTanh(_ y: UnsafeMutablePointer<Self>, bias: UnsafePointer<Self>, rows: Int, columns: Int)
 
+    /// `y[r][c] ← scale[r] · y[r][c]` in place over (rows, columns).
+    static func scaleRows(_ y: UnsafeMutablePointer<Self>, by scale: UnsafePointer<Self>, rows: Int, columns: Int)
+
     /// Bernoulli log-likelihood row by row, and optionally the residuals
     /// ∂log p/∂ℓ:
     ///

@@ -39,6 +39,9 @@ extension Double: BLASScalar {
     public static func biasTanh(_ y: UnsafeMutablePointer<Double>, bias: UnsafePointer<Double>, rows: Int, columns: Int) {
         iwae_bias_tanh_f64(y, bias, rows, columns)
     }
+    public static func scaleRows(_ y: UnsafeMutablePointer<Double>, by scale: UnsafePointer<Double>, rows: Int, columns: Int) {
+        iwae_scale_rows_f64(y, scale, rows, columns)
+    }
     public static func bernoulliLogLikelihood(
         logits: UnsafePointer<Double>, bias: UnsafePointer<Double>?, targets: UnsafePointer<Double>, rows: Int, dim: Int, repeat: Int,
         logLikelihood: UnsafeMutablePointer<Double>, residuals: UnsafeMutablePointer<Double>?

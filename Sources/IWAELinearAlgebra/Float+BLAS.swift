@@ -39,6 +39,9 @@ extension Float: BLASScalar {
     public static func biasTanh(_ y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, rows: Int, columns: Int) {
         iwae_bias_tanh_f32(y, bias, rows, columns)
     }
+    public static func scaleRows(_ y: UnsafeMutablePointer<Float>, by scale: UnsafePointer<Float>, rows: Int, columns: Int) {
+        iwae_scale_rows_f32(y, scale, rows, columns)
+    }
     public static func bernoulliLogLikelihood(
         logits: UnsafePointer<Float>, bias: UnsafePointer<Float>?, targets: UnsafePointer<Float>, rows: Int, dim: Int, repeat: Int,
         logLikelihood: UnsafeMutablePointer<Float>, residuals: UnsafeMutablePointer<Float>?

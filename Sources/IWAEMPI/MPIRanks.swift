@@ -1,5 +1,6 @@
 import Foundation
 import IWAECore
+import IWAELinearAlgebra
 
 /// How `iwae train` finds its rank group: launched by `mpirun` (OpenMPI sets
 /// `OMPI_COMM_WORLD_SIZE`, other launchers `PMI_SIZE`) with more than one
@@ -167,9 +168,8 @@ public final class MPIRanks: RankGroup {
             // The rank-ordered sum, written over this rank's chunk.
             let out = values.baseAddress! + Int(offsets[rank])
             out.update(from: inbox.baseAddress!, count: mine)
-            for r in 1..<count {
-                let copy = inbox.baseAddress! + r * mine
-                for i in 0..<mine { out[i] = out[i] + copy[i] }
+            for r in 1..<count {   // axpy with α = 1 adds exactly as one process adds its workers
+                Float.axpy(count: mine, alpha: 1, x: inbox.baseAddress! + r * mine, y: out)
             }
         }
         MPI_Allgatherv(iwae_mpi_in_place(), 0, iwae_mpi_float(), values.baseAddress, counts, offsets, iwae_mpi_float(),

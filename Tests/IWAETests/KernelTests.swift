@@ -95,6 +95,24 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(prob2, prob)
     }
 
+    /// Row scaling against a naive loop (the same single product, so equal bits), Float and Double.
+    func testScaleRows() {
+        let rng = Xoshiro256(seed: 9)
+        let rows = 7, columns = 45
+        let y = (0..<rows * columns).map { _ in rng.uniform(Double.self) * 4 - 2 }
+        let scale = (0..<rows).map { _ in rng.uniform(Double.self) * 3 - 1 }
+        var yd = y
+        Double.scaleRows(&yd, by: scale, rows: rows, columns: columns)
+        var yf = y.map(Float.init)
+        Float.scaleRows(&yf, by: scale.map(Float.init), rows: rows, columns: columns)
+        for r in 0..<rows {
+            for c in 0..<columns {
+                XCTAssertEqual(yd[r * columns + c], scale[r] * y[r * columns + c])
+                XCTAssertEqual(yf[r * columns + c], Float(scale[r]) * Float(y[r * columns + c]))
+            }
+        }
+    }
+
     func testBiasTanh() {
         let rng = Xoshiro256(seed: 8)
         let rows = 5, columns = 33

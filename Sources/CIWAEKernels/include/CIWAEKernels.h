@@ -52,6 +52,10 @@ void iwae_bernoulli_loglik_f64(const double *logits, const double *bias, const d
 void iwae_bias_tanh_f32(float *y, const float *bias, long rows, long columns);
 void iwae_bias_tanh_f64(double *y, const double *bias, long rows, long columns);
 
+/// y[r][c] = scale[r] · y[r][c] in place, y is (rows, columns), scale is (rows).
+void iwae_scale_rows_f32(float *y, const float *scale, long rows, long columns);
+void iwae_scale_rows_f64(double *y, const double *scale, long rows, long columns);
+
 /// Box–Muller transform of 2·pairs uniform random words into 2·pairs
 /// independent standard normals: out[i] = r cos θ, out[pairs + i] = r sin θ,
 /// r = √(−2 log u₁), θ = 2π u₂, u₁ ∈ (0, 1] from bits[2i], u₂ ∈ [0, 1) from bits[2i+1].

@@ -32,12 +32,9 @@ public final class BernoulliLikelihood<Scalar: BLASScalar> {
     /// decoder into its parameters and, when given, `dz` (B·K, k).
     public func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
                          _ store: ParameterStore<Scalar>, dz: MatrixView<Scalar>?) {
-        let dOut = decoder.outputGradient, d = decoder.outputSize
+        let dOut = decoder.outputGradient
         let t = profiler.start()
-        for r in 0..<dOut.rows {
-            let gr = g[r], dr = dOut.pointer + r * d
-            for i in 0..<d { dr[i] = gr * dr[i] }
-        }
+        Scalar.scaleRows(dOut.pointer, by: g, rows: dOut.rows, columns: decoder.outputSize)
         profiler.stop(.elementwise, t)
         decoder.backward(dx: dz, store)
     }
