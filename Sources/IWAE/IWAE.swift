@@ -14,6 +14,27 @@ extension ImageSet: TrainingExamples {
 }
 
 extension VariationalAutoencoder where Scalar == Float {
+    /// Starts the decoder's output layer from the training images: its bias
+    /// at their pixel means (`initializeOutputBias`) and, with `.pca`, its
+    /// weights along their principal directions
+    /// (`initializeOutputWeights(principalComponents:)`), computed from the
+    /// images as training draws them (binarized for a Bernoulli likelihood).
+    public func initializeOutputLayer(from train: ImageSet, _ kind: OutputInitialization) throws {
+        guard train.dimension == configuration.dataDimension else {
+            throw IWAEError.invalidArgument("images have dimension \(train.dimension) but the model expects \(configuration.dataDimension)")
+        }
+        initializeOutputBias(dataMean: train.pixelMean)
+        guard kind == .pca else { return }
+        let components = train.pixels.withUnsafeBufferPointer {
+            PrincipalComponents(rows: $0, count: train.count, dimension: train.dimension,
+                                binarized: configuration.likelihood == .bernoulli)
+        }
+        guard let components else {
+            throw IWAEError.numerical("the principal directions of the \(train.count) training images could not be computed (LAPACK dsyevd did not converge)")
+        }
+        initializeOutputWeights(principalComponents: components)
+    }
+
     /// The images as this model sees them at evaluation: binarized once with
     /// the fixed evaluation stream (`ImageSet.binarizedForEvaluation`) for a
     /// Bernoulli likelihood, as they are for a Gaussian one.

@@ -22,6 +22,8 @@ struct Train: ParsableCommand {
     @Option(help: "Learning-rate schedule (paper: 3^i passes at rate·10^(-i/7), i = 0…7).")
     var schedule: LearningRateSchedule = trainingDefaults.schedule
     @Option(help: "Adam epsilon (the IWAE paper's 1e-4).") var adamEpsilon: Double = trainingDefaults.adamEpsilon
+    @Option(help: "Decoder output weights at the start: glorot (random) or pca (the training images' principal directions, at Glorot's scale).")
+    var outputInit: OutputInitialization = trainingDefaults.outputInitialization
     @Option(help: "Seed of initialization, shuffling, binarization and sampling.") var seed: UInt64 = trainingDefaults.seed
     @Option(help: "Training images held out for the per-epoch validation bound.") var validationExamples: Int = 5000
     @Option(help: "Use only the first N training images (default: all).") var trainExamples: Int?
@@ -86,7 +88,7 @@ struct Train: ParsableCommand {
         if let n = trainExamples, n < 1 { throw IWAEError.invalidArgument("--train-examples must be at least 1, got \(n)") }
         let options = TrainingOptions(objective: objective, samplesPerExample: samples, epochs: epochs, batchSize: batch,
                                       learningRate: learningRate, schedule: schedule, adamEpsilon: adamEpsilon,
-                                      estimator: estimator, baseline: baseline, seed: seed,
+                                      estimator: estimator, baseline: baseline, outputInitialization: outputInit, seed: seed,
                                       workers: threads ?? ProcessRanks.defaultWorkers)
         try options.validate()
         let source = try synthetic.source(dataOptions)

@@ -33,7 +33,7 @@ struct TrainingRun {
             }
             let split = try images.splitValidation(count: validationExamples, seed: seeds.validationSplit)
             let model = VariationalAutoencoder<Float>(configuration, seed: seeds.initialization)
-            model.initializeOutputBias(dataMean: split.train.pixelMean)
+            try model.initializeOutputLayer(from: split.train, options.outputInitialization)
             let heldOut = split.validation.count > 0 ? model.evaluationImages(split.validation) : nil
             return (model, split, heldOut)
         }

@@ -118,6 +118,27 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         }
     }
 
+    /// Points the decoder's output layer at the data: column j of its weight
+    /// W (D, H) becomes the j-th principal direction of the training data,
+    /// at the norm Glorot's draw gives a column on average,
+    ///
+    ///     W[:, j] = √(2D / (D + H)) · u_{j+1},   j < min(H, D)
+    ///
+    /// (u_1 of largest variance; `OutputInitialization.principalDirections`).
+    /// The scale stays Glorot's; only the directions change, from random
+    /// patterns over all D outputs (pixels that are never on included) to
+    /// the data's own. Columns past D keep their draw.
+    public func initializeOutputWeights(principalComponents pca: PrincipalComponents) {
+        let output = likelihood.decoder.layers.last!
+        let d = output.outputSize, h = output.inputSize
+        precondition(pca.dimension == d)
+        let norm = (2 * Double(d) / Double(d + h)).squareRoot()
+        let w = store.value(output.weight)
+        for j in 0..<Swift.min(h, d) {
+            for (row, u) in pca.direction(j).enumerated() { w[row * h + j] = Scalar(norm * u) }
+        }
+    }
+
     /// The model's own buffers: one value per example (B), one per draw (B·K).
     private var perExample: [Tensor<Scalar>] { [klDivergences, bounds] }
     private var perDraw: [Tensor<Scalar>] {

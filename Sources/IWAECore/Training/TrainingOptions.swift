@@ -28,6 +28,17 @@ public enum LearningRateSchedule: String, Codable, Sendable, CaseIterable {
     public var totalEpochs: Int? { self == .paper ? 3280 : nil }
 }
 
+/// How a new run starts the decoder's output layer (its bias is always set
+/// from the data mean, `VariationalAutoencoder.initializeOutputBias`).
+public enum OutputInitialization: String, Codable, Sendable, CaseIterable {
+    /// Glorot-uniform weights from the seed, like every other layer.
+    case glorot
+    /// Column j of the weights is the j-th principal direction of the
+    /// training images, at Glorot's scale
+    /// (`VariationalAutoencoder.initializeOutputWeights(principalComponents:)`).
+    case pca
+}
+
 /// What a training run does. The defaults here are the only ones: the
 /// command-line tools take theirs from `TrainingOptions()`.
 public struct TrainingOptions: Codable, Equatable, Sendable {
@@ -43,6 +54,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var baseline = ScoreBaseline.none
     /// Adam's ε (the IWAE paper uses 10⁻⁴).
     public var adamEpsilon = 1e-4
+    /// The decoder's output weights at the start of a run.
+    public var outputInitialization = OutputInitialization.glorot
     /// The seed of every random stream of the run (see `seeds`).
     public var seed: UInt64 = 1
     /// Cores to split each batch over (default: all active cores). Results
@@ -51,8 +64,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
 
     public init(objective: Objective = .iwae, samplesPerExample: Int = 5, epochs: Int = 5, batchSize: Int = 100,
                 learningRate: Double = 1e-3, schedule: LearningRateSchedule = .constant, adamEpsilon: Double = 1e-4,
-                estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none, seed: UInt64 = 1,
-                workers: Int? = nil) {
+                estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none,
+                outputInitialization: OutputInitialization = .glorot, seed: UInt64 = 1, workers: Int? = nil) {
         self.objective = objective
         self.samplesPerExample = samplesPerExample
         self.epochs = epochs
@@ -62,8 +75,27 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         self.adamEpsilon = adamEpsilon
         self.estimator = estimator
         self.baseline = baseline
+        self.outputInitialization = outputInitialization
         self.seed = seed
         self.workers = workers
+    }
+
+    /// Decodes a record; one written before `outputInitialization` existed
+    /// reads as `.glorot`, which is what that run did.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        objective = try c.decode(Objective.self, forKey: .objective)
+        samplesPerExample = try c.decode(Int.self, forKey: .samplesPerExample)
+        epochs = try c.decode(Int.self, forKey: .epochs)
+        batchSize = try c.decode(Int.self, forKey: .batchSize)
+        learningRate = try c.decode(Double.self, forKey: .learningRate)
+        schedule = try c.decode(LearningRateSchedule.self, forKey: .schedule)
+        estimator = try c.decode(GradientEstimator.self, forKey: .estimator)
+        baseline = try c.decode(ScoreBaseline.self, forKey: .baseline)
+        adamEpsilon = try c.decode(Double.self, forKey: .adamEpsilon)
+        outputInitialization = try c.decodeIfPresent(OutputInitialization.self, forKey: .outputInitialization) ?? .glorot
+        seed = try c.decode(UInt64.self, forKey: .seed)
+        workers = try c.decodeIfPresent(Int.self, forKey: .workers)
     }
 
     /// The most worker threads a run may ask for (each holds a model replica).
