@@ -14,7 +14,9 @@ import CBLAS
 /// probability x_d), since Var(x̃_d) = Var(x_d) + E[x_d (1 − x_d)] and
 /// distinct pixels are drawn independently. The covariance is accumulated by
 /// a `dsyrk`-shaped GEMM over chunks of rows, then factored by LAPACK's
-/// `dsyevd`; the sign of each u_i is LAPACK's.
+/// `dsyevd`; the sign of each u_i is LAPACK's. Both run in one BLAS thread
+/// (OpenBLAS's result changes in the last bits with its thread count), so
+/// the same data give the same bits on any number of cores.
 public struct PrincipalComponents: Sendable {
     /// D.
     public let dimension: Int
@@ -30,6 +32,9 @@ public struct PrincipalComponents: Sendable {
     public init?(rows: UnsafeBufferPointer<Float>, count: Int, dimension d: Int, binarized: Bool) {
         precondition(rows.count == count * d && d > 0)
         guard count > 0 else { return nil }
+        let blasThreads = BLASLibrary.threads
+        BLASLibrary.threads = 1
+        defer { BLASLibrary.threads = blasThreads }
         dimension = d
         var mean = [Double](repeating: 0, count: d)
         var bernoulli = [Double](repeating: 0, count: d)
@@ -74,5 +79,5 @@ public struct PrincipalComponents: Sendable {
     }
 
     /// u_i (0-based: `direction(0)` is the direction of largest variance).
-    public func direction(_ i: Int) -> ArraySlice<Double> { directions[(i * dimension)..<((i + 1) * dimension)] }
+    public func direction(_ i: Int) -> [Double] { Array(directions[(i * dimension)..<((i + 1) * dimension)]) }
 }
