@@ -21,6 +21,8 @@ struct Compare: ParsableCommand {
     @Option(help: "Encoder gradient estimator of the IWAE rows (reparam: the paper's; dreg: Tucker et al.'s, the same gradient with less variance). VAE rows use reparam.")
     var iwaeEstimator = GradientEstimator.reparam
     @Option(help: "Adam learning rate.") var learningRate = 1e-3
+    @Option(help: "Decoder output weights at the start: glorot, or pca (the training images' principal directions at Glorot's scale).")
+    var outputInit = OutputInitialization.glorot
     @Option(help: "Seed of every model (same for all).") var seed: UInt64 = 1
     @Option(help: "Use only the first N training images (default: all; 10000 with --quick).") var trainExamples: Int?
     @Option(help: "Test images for the NLL (default 1000; 200 with --quick).") var testExamples: Int?
@@ -57,10 +59,9 @@ struct Compare: ParsableCommand {
         let trainEval = train.prefix(trainEvalCount).binarizedForEvaluation()
         let testImages = Tensor<Float>(shape: [test.count, test.dimension], values: test.pixels)
         let trainImages = Tensor<Float>(shape: [trainEval.count, trainEval.dimension], values: trainEval.pixels)
-        let mean = train.pixelMean
 
         if !json {
-            print("K comparison on \(data), the same budget for every row: \(train.count) training images, \(epochCount) epochs (\(schedule.rawValue)), batch \(batch), Adam \(learningRate), seed \(seed), IWAE estimator \(iwaeEstimator.rawValue);"
+            print("K comparison on \(data), the same budget for every row: \(train.count) training images, \(epochCount) epochs (\(schedule.rawValue)), batch \(batch), Adam \(learningRate), seed \(seed), IWAE estimator \(iwaeEstimator.rawValue), output init \(outputInit.rawValue);"
                   + " NLL = −mean L_\(evalK) on \(test.count) test images, gap = test NLL − train NLL on \(trainEval.count) training images"
                   + (data == "mnist" ? "; paper = Burda et al. (2015) Table 1, MNIST, after 3,280 passes" : ""))
         }
@@ -71,10 +72,11 @@ struct Compare: ParsableCommand {
                 let configuration = architecture == 1 ? ModelConfiguration(dataDimension: train.dimension)
                                                       : ModelConfiguration.twoLayer(dataDimension: train.dimension)
                 let model = VariationalAutoencoder<Float>(configuration, seed: seed)
-                model.initializeOutputBias(dataMean: mean)
+                try model.initializeOutputLayer(from: train, outputInit)
                 let options = TrainingOptions(objective: objective, samplesPerExample: k, epochs: epochCount, batchSize: batch,
                                               learningRate: learningRate, schedule: schedule,
-                                              estimator: objective == .iwae ? iwaeEstimator : .reparam, seed: seed)
+                                              estimator: objective == .iwae ? iwaeEstimator : .reparam,
+                                              outputInitialization: outputInit, seed: seed)
                 let trainer = try Trainer(model: model, options: options, validation: nil)
                 let label = "\(architecture)-layer \(objective.rawValue) K=\(k)"
                 let start = now()
@@ -110,7 +112,8 @@ struct Compare: ParsableCommand {
                                                    ("gap", row.nll - row.trainNLL), ("active_units", row.activeUnits.reduce(0, +)),
                                                    ("active_units_per_layer", row.activeUnits),
                                                    ("train_examples_per_s", row.examplesPerSecond), ("train_seconds", row.trainSeconds),
-                                                   ("epochs", epochCount), ("eval_k", evalK), ("test_examples", test.count)]
+                                                   ("epochs", epochCount), ("eval_k", evalK), ("test_examples", test.count),
+                                                   ("output_init", outputInit.rawValue)]
                     if let paper { fields += [("paper_nll", paper.nll), ("paper_active_units_per_layer", paper.active)] }
                     print(jsonLine(fields))
                 } else {
