@@ -50,6 +50,12 @@ final class MPITests: XCTestCase {
             }
             XCTAssertEqual(try bounds(spread), try bounds(single))
         }
+        // A start computed from the data on every rank (principal directions) keeps them equal.
+        let singlePCA = root + "/single-pca", spreadPCA = root + "/ranks-pca"
+        XCTAssertEqual(try runIWAE(arguments(singlePCA, threads: 2) + ["--output-init", "pca"]).status, 0)
+        let pcaRun = try mpirun(2, arguments(spreadPCA, threads: 1) + ["--output-init", "pca"])
+        XCTAssertEqual(pcaRun.status, 0, pcaRun.stderr)
+        XCTAssertEqual(try trainedBytes(spreadPCA), try trainedBytes(singlePCA), "--output-init pca: 2 ranks vs 2 threads")
         // The opt-in reducer trains too (its bits may differ: OpenMPI picks the order).
         let fast = root + "/allreduce"
         let run = try mpirun(4, arguments(fast, threads: 1) + ["--reducer", "allreduce"])
