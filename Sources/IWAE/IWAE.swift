@@ -25,6 +25,9 @@ extension VariationalAutoencoder where Scalar == Float {
         }
         initializeOutputBias(dataMean: train.pixelMean)
         guard kind == .pca else { return }
+        guard train.dimension <= OutputInitialization.largestPCADimension else {
+            throw IWAEError.invalidArgument("--output-init pca factors a D × D covariance: D = \(train.dimension) is above \(OutputInitialization.largestPCADimension); use --output-init glorot")
+        }
         let components = train.pixels.withUnsafeBufferPointer {
             PrincipalComponents(rows: $0, count: train.count, dimension: train.dimension,
                                 binarized: configuration.likelihood == .bernoulli)

@@ -12,9 +12,9 @@ import CBLAS
 /// The bracketed diagonal is there with `binarized`: it makes C the
 /// covariance of images binarized as in training (pixel d is 1 with
 /// probability x_d), since Var(x̃_d) = Var(x_d) + E[x_d (1 − x_d)] and
-/// distinct pixels are drawn independently. The covariance is accumulated by
-/// a `dsyrk`-shaped GEMM over chunks of rows, then factored by LAPACK's
-/// `dsyevd`; the sign of each u_i is LAPACK's. Both run in one BLAS thread
+/// distinct pixels are drawn independently. The covariance is accumulated as
+/// Xᵀ X by GEMM over chunks of centered rows, then factored by LAPACK's
+/// `dsyevd` (memory: a few D × D matrices of Double); the sign of each u_i is LAPACK's. Both run in one BLAS thread
 /// (OpenBLAS's result changes in the last bits with its thread count), so
 /// the same data give the same bits on any number of cores.
 public struct PrincipalComponents: Sendable {

@@ -131,7 +131,8 @@ final class InitializationTests: XCTestCase {
 
     /// `iwae train --output-init pca`: the checkpoint records the choice, its
     /// output columns are orthogonal at Glorot's norm, the same seed gives
-    /// the same bits with OPENBLAS_NUM_THREADS 1 and 2, and a bad value is one line.
+    /// the same bits with OPENBLAS_NUM_THREADS 1 and 2; a bad value and data too
+    /// wide for the factorization are one line each.
     func testThroughTheCommandLine() throws {
         let (data, root) = try smallTrainingFixture(self)
         var runs: [String] = []
@@ -161,5 +162,14 @@ final class InitializationTests: XCTestCase {
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1, bad.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/bad"))
+        // Images of 65 × 65 = 4,225 pixels: the D × D factorization is refused before it is tried.
+        let wide = temporaryDirectory(self)
+        try writeSyntheticIDX(to: wide, train: 20, test: 4, side: 65)
+        let tooWide = try runIWAE(["train", "--data", wide, "--output-init", "pca", "--validation-examples", "4",
+                                   "--hidden", "8", "--latent", "2", "--out", root + "/wide"])
+        XCTAssertNotEqual(tooWide.status, 0)
+        XCTAssertEqual(tooWide.stderr.split(separator: "\n").count, 1, tooWide.stderr)
+        XCTAssertTrue(tooWide.stderr.contains("D = 4225 is above 4096"), tooWide.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/wide"))
     }
 }

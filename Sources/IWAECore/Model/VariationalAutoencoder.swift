@@ -124,7 +124,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     ///
     ///     W[:, j] = √(2D / (D + H)) · u_{j+1},   j < min(H, D)
     ///
-    /// (u_1 of largest variance; `OutputInitialization.principalDirections`).
+    /// (u_1 of largest variance; `OutputInitialization.pca`).
     /// The scale stays Glorot's; only the directions change, from random
     /// patterns over all D outputs (pixels that are never on included) to
     /// the data's own. Columns past D keep their draw.

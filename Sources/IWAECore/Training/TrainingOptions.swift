@@ -37,6 +37,10 @@ public enum OutputInitialization: String, Codable, Sendable, CaseIterable {
     /// training images, at Glorot's scale
     /// (`VariationalAutoencoder.initializeOutputWeights(principalComponents:)`).
     case pca
+
+    /// The largest data dimension D for `.pca`: its D × D covariance and
+    /// LAPACK's workspace take about 3 · 8 · D² bytes (400 MB at 4,096).
+    public static let largestPCADimension = 4096
 }
 
 /// What a training run does. The defaults here are the only ones: the
