@@ -58,27 +58,27 @@ void iwae_box_muller_f64(const uint64_t *bits, double *out, long pairs) {
     }
 }
 
+/// One element of the Adam update (shared by both entry points).
+static inline void adam_element(double *theta, double g, double *m, double *v,
+                                double beta1, double beta2, double step_size, double eps) {
+    double mi = beta1 * *m + (1.0 - beta1) * g;
+    double vi = beta2 * *v + (1.0 - beta2) * g * g;
+    *m = mi;
+    *v = vi;
+    *theta -= step_size * mi / (sqrt(vi) + eps);
+}
+
 void iwae_adam_sum_f64(double *theta, double *const *g, long sources, double *m, double *v, long n,
                        double beta1, double beta2, double step_size, double eps) {
     for (long i = 0; i < n; i++) {
         double gi = g[0][i];
         g[0][i] = 0.0;
         for (long s = 1; s < sources; s++) { gi = gi + g[s][i]; g[s][i] = 0.0; }
-        double mi = beta1 * m[i] + (1.0 - beta1) * gi;
-        double vi = beta2 * v[i] + (1.0 - beta2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        theta[i] -= step_size * mi / (sqrt(vi) + eps);
+        adam_element(theta + i, gi, m + i, v + i, beta1, beta2, step_size, eps);
     }
 }
 
 void iwae_adam_f64(double *theta, const double *g, double *m, double *v, long n,
                    double beta1, double beta2, double step_size, double eps) {
-    for (long i = 0; i < n; i++) {
-        double mi = beta1 * m[i] + (1.0 - beta1) * g[i];
-        double vi = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i];
-        m[i] = mi;
-        v[i] = vi;
-        theta[i] -= step_size * mi / (sqrt(vi) + eps);
-    }
+    for (long i = 0; i < n; i++) adam_element(theta + i, g[i], m + i, v + i, beta1, beta2, step_size, eps);
 }

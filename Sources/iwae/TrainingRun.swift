@@ -33,7 +33,8 @@ struct TrainingRun {
             }
             let split = try images.splitValidation(count: validationExamples, seed: seeds.validationSplit)
             let model = VariationalAutoencoder<Float>(configuration, seed: seeds.initialization)
-            try model.initializeOutputLayer(from: split.train, options.outputInitialization)
+            // A resumed run takes every parameter from its checkpoint below.
+            if checkpoint == nil { try model.initializeOutputLayer(from: split.train, options.outputInitialization) }
             let heldOut = split.validation.count > 0 ? model.evaluationImages(split.validation) : nil
             return (model, split, heldOut)
         }

@@ -186,7 +186,7 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         let words = exchangeWords(n + ranks.count)
         let mine = local == 0 ? n..<n : rows(ofLocal: 0, in: n).lowerBound..<rows(ofLocal: local - 1, in: n).upperBound
         for i in mine { words[i] = Double(out[i]).bitPattern }
-        let failure: Error? = { do { try errors.rethrow(); return nil } catch { return error } }()
+        let failure = errors.first
         if failure != nil { words[n + ranks.rank] = 1 }
         ranks.merge(words)
         if (0..<ranks.count).contains(where: { words[n + $0] != 0 }) { try ranks.agree(failure) }
@@ -241,7 +241,7 @@ public final class ModelWorkers<Scalar: BLASScalar> {
             }
         }
         if local <= 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: local, execute: run) }
-        try ranks.agree({ do { try errors.rethrow(); return nil } catch { return error } }())
+        try ranks.agree(errors.first)
         ranks.merge(sums)
         return sums.reduce(0.0) { $0 + Double(bitPattern: $1) } / Double(Swift.max(x.rows, 1))
     }
@@ -264,6 +264,11 @@ final class WorkerErrors: @unchecked Sendable {
         defer { lock.unlock() }
         slots[worker] = error
         offsets[worker] = firstRow
+    }
+
+    /// The error `rethrow` throws, or nil.
+    var first: Error? {
+        do { try rethrow(); return nil } catch { return error }
     }
 
     /// Rethrows the first worker's error, with an example index counted

@@ -41,15 +41,12 @@ extension VariationalAutoencoder {
                 // ω is (B, K) contiguous: draw r's weight is ω.pointer[r].
                 let path = pathWeights.pointer, w = omega.pointer
                 for r in 0..<rows { path[r] = g[r] * w[r] }
-                for l in encoders.indices {
-                    let k = encoders[l].dimension, m = dz(l)
-                    for r in 0..<rows { for i in 0..<k { m[r * k + i] *= w[r] } }
-                }
+                for l in encoders.indices { Scalar.scaleRows(dz(l), by: w, rows: rows, columns: encoders[l].dimension) }
                 c = path
             }
             for l in encoders.indices.reversed() {
                 let k = encoders[l].dimension, m = dz(l)
-                let v = encoders[l].whiten(samplesPerExample: l == 0 ? K : 1)
+                let v = encoders[l].whiten(samplesPerExample: drawsPerInput(ofLayer: l, samplesPerExample: K))
                 if l == 0 {
                     // −log q(z₁|x) through z₁: +c·v, no direct term.
                     for r in 0..<rows { for i in 0..<k { m[r * k + i] += c[r] * v[r * k + i] } }
@@ -73,11 +70,13 @@ extension VariationalAutoencoder {
             let a = scoreWeights.pointer
             scoreCoefficients(lw, boundWeights: omega, scale: lossScale, objective: objective, baseline: baseline, into: a)
             for l in encoders.indices {
-                let k = encoders[l].dimension, m = dz(l), v = encoders[l].whiten(samplesPerExample: l == 0 ? K : 1)
+                let k = encoders[l].dimension, m = dz(l), v = encoders[l].whiten(samplesPerExample: drawsPerInput(ofLayer: l, samplesPerExample: K))
                 for r in 0..<rows { for i in 0..<k { m[r * k + i] = a[r] * v[r * k + i] } }
             }
             for r in 0..<rows { a[r] = -a[r] }
-            for l in encoders.indices { encoders[l].backward(samplesPerExample: l == 0 ? K : 1, directScale: a, store) }
+            for l in encoders.indices {
+                encoders[l].backward(samplesPerExample: drawsPerInput(ofLayer: l, samplesPerExample: K), directScale: a, store)
+            }
         }
     }
 
@@ -105,7 +104,8 @@ extension VariationalAutoencoder {
     /// Encoder l's backward from its `sampleGradient`, adding its input path
     /// into the layer below (l ≥ 1).
     private func encoderBackward(_ l: Int, directScale: UnsafePointer<Scalar>?, samplesPerExample K: Int) {
-        encoders[l].backward(samplesPerExample: l == 0 ? K : 1, directScale: directScale, store,
-                             dx: l > 0 ? encoders[l - 1].sampleGradientView(l == 1 ? K : 1) : nil, accumulateInput: true)
+        encoders[l].backward(samplesPerExample: drawsPerInput(ofLayer: l, samplesPerExample: K), directScale: directScale, store,
+                             dx: l > 0 ? encoders[l - 1].sampleGradientView(drawsPerInput(ofLayer: l - 1, samplesPerExample: K)) : nil,
+                             accumulateInput: true)
     }
 }

@@ -173,10 +173,14 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         return (encoders + conditionalPriors).reduce(own + likelihood.bufferBytes) { $0 + $1.bufferBytes }
     }
 
-    /// z_{l+1} (B·K, k_{l+1}) of the last `logWeights` with K draws per example:
-    /// K draws of z₁ per example, then one draw of each layer above per draw below.
+    /// The draws encoder l makes per input row when a step has K draws per
+    /// example: K of z₁ per example, then one of each layer above per draw
+    /// below (so every layer has B·K rows).
+    func drawsPerInput(ofLayer l: Int, samplesPerExample K: Int) -> Int { l == 0 ? K : 1 }
+
+    /// z_{l+1} (B·K, k_{l+1}) of the last `logWeights` with K draws per example.
     func latentSamples(_ l: Int, samplesPerExample K: Int) -> MatrixView<Scalar> {
-        encoders[l].samplesView(l == 0 ? K : 1)
+        encoders[l].samplesView(drawsPerInput(ofLayer: l, samplesPerExample: K))
     }
 
     // MARK: Forward

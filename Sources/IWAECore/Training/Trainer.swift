@@ -88,6 +88,14 @@ public final class Trainer {
         return s
     }
 
+    /// Gives the current state (gathered from every rank first) to `body` on
+    /// every rank, and agrees on the outcome: a write that fails on one rank
+    /// stops all.
+    private func handOver(_ body: (TrainingState) throws -> Void) throws {
+        let saved = currentState
+        try ranks.together { try body(saved) }
+    }
+
     /// Continues from a saved state (parameters and optimizer are restored by the caller).
     public func restore(_ saved: TrainingState) throws {
         guard saved.generator.count == 4, saved.workerGenerators.count == workers.totalWorkerCount,
@@ -182,13 +190,11 @@ public final class Trainer {
                 }
                 if batchIndex < batches - 1 {
                     if ranks.anyRank(shouldStop()) {
-                        let saved = currentState
-                        try ranks.together { try onCheckpoint?(saved) }
+                        try handOver { try onCheckpoint?($0) }
                         throw IWAEError.interrupted("stopped at epoch \(state.epoch), step \(state.step)")
                     }
                     if let every = checkpointEvery, state.step % every == 0 {
-                        let saved = currentState
-                        try ranks.together { try onCheckpoint?(saved) }
+                        try handOver { try onCheckpoint?($0) }
                     }
                 }
             }
@@ -208,8 +214,7 @@ public final class Trainer {
                                        validationBound: validationBound,
                                        examplesPerSecond: Double(state.seen - seenAtStart) / seconds,
                                        seconds: seconds, learningRate: optimizer.learningRate)
-            let saved = currentState
-            try ranks.together { try onEpoch?(metrics, saved) }
+            try handOver { try onEpoch?(metrics, $0) }
             if ranks.anyRank(shouldStop()) && state.epoch < options.epochs {
                 throw IWAEError.interrupted("stopped after epoch \(state.epoch), step \(state.step)")
             }
