@@ -11,7 +11,10 @@ struct Bench: ParsableCommand {
         subcommands: [Compare.self, Speed.self, Scaling.self],
         defaultSubcommand: Compare.self)
 
-    static func main() { runCommandLine(Bench.self, tool: "iwae-bench") }
+    static func main() {
+        relaunchWithBestBLASKernels()
+        runCommandLine(Bench.self, tool: "iwae-bench")
+    }
 }
 
 /// Wall-clock seconds.

@@ -58,7 +58,7 @@ struct Scaling: ParsableCommand {
             for batch in batches.values {
                 for k in ks.values {
                     let t = try timeTrainingStep(batch: batch, k: k, workers: ranks, seconds: seconds, images: images,
-                                                 mean: mean, configuration: configuration)
+                                                 model: freshModel(configuration, mean: mean))
                     single["\(batch)/\(k)", default: []].append(t.secondsPerStep)
                 }
             }

@@ -5,7 +5,7 @@ import IWAEConsole
 
 struct Speed: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Training-step, k=5000 evaluation and batched-Cholesky speed, as fractions of the sgemm peak measured in the same run.")
+        abstract: "Training-step, k=5000 evaluation and batched-Cholesky speed, of a fresh and of a trained model, as fractions of the hardware's fp32 peak and of the best sgemm measured in the same run.")
 
     @Option(help: "Batch sizes of the training step.") var batches = PositiveIntegers([20, 100])
     @Option(help: "K values of the training step.") var ks = PositiveIntegers([1, 5, 50])
@@ -15,73 +15,103 @@ struct Speed: ParsableCommand {
     @Option(help: "Encoder of the training step.") var encoder = CovarianceKind.diagonal
     @Option(help: "Stochastic layers of the model: 1 (784-200-200-50) or 2 (the paper's 784-200-200-100-100-100-50).")
     var layers = 1
+    @Option(help: "A trained model (training output directory) to time beside a fresh one of its architecture. Default: one trained here for --train-epochs on Fashion-MNIST (IWAE, K = 5, batch 100).")
+    var model: String?
+    @Option(help: "Epochs of the model trained here when --model is not given (0: time fresh models only).") var trainEpochs = 1
     @Flag(help: "One JSON object per measured case instead of a table.") var json = false
 
     func run() throws {
         let encoderKind = encoder
         guard layers == 1 || layers == 2 else { throw IWAEError.invalidArgument("--layers must be 1 or 2, got \(layers)") }
+        guard trainEpochs >= 0 else { throw IWAEError.invalidArgument("--train-epochs must be at least 0, got \(trainEpochs)") }
         var configuration = layers == 1 ? ModelConfiguration(dataDimension: 784) : ModelConfiguration.twoLayer(dataDimension: 784)
         configuration.encoder = encoderKind
-        let batchList = batches.values, kList = ks.values
+        let trained = try TrainedModel(directory: model, configuration: configuration, epochs: trainEpochs, quiet: json)
+        if let trained { configuration = trained.configuration }
+        defer { trained?.removeIfMadeHere() }
+        let batchList = batchesValues, kList = ks.values
         let cores = ProcessInfo.processInfo.activeProcessorCount
         var rows = [[(String, Any)]]()
-        _ = measureSGEMMPeak(repetitions: 3)   // wakes OpenBLAS's threads: the first case's "before" is not a cold start
+        let hardware = measureHardwarePeak()
+        let sgemm = measureSGEMMPeak(repetitions: 3)   // also wakes OpenBLAS's threads: the first case's "before" is not a cold start
+        let architecture = layers == 1 ? "784-200-200-50" : "two stochastic layers 784-200-200-100-100-100-50"
         if !json {
-            print("OpenBLAS \(BLASLibrary.coreName), \(cores) cores; each case's fraction is of the sgemm peak (2048³, \(cores) threads) measured just before and just after it, the larger of the two; 'peak moved' is how far they differ (! above 10 %)")
+            print("CPU \(Processor.current.summary); OpenBLAS \(BLASLibrary.coreName), \(cores) cores")
+            print(String(format: "hardware fp32 peak %.1f GFLOP/s (independent %d-bit FMAs on %d cores); best sgemm %.1f GFLOP/s (2048³, %d threads), %.0f%% of it",
+                         hardware, Processor.current.vectorBits, cores, sgemm, cores, 100 * sgemm / hardware))
+            print("'of hw' is of the hardware peak, 'of sgemm' of the sgemm peak measured just before and after the case (the larger; ! when they differ by more than 10 %)")
+            print(trained.map { "trained: \($0.description); 'trained/fresh' is its step time over the fresh model's" } ?? "trained: none (--train-epochs 0)")
             print("")
-            print("training step (\(encoderKind.rawValue) encoder, Bernoulli decoder, " + (layers == 1 ? "784-200-200-50" : "two stochastic layers 784-200-200-100-100-100-50") + ", Adam)")
-            print(" B    K  mode              ms/step  examples/s  GFLOP/s  of peak   peak GFLOP/s (moved)   gemm (decoder)  elementwise  sampling  covariance  rest")
+            print("training step (\(configuration.encoder.rawValue) encoder, Bernoulli decoder, \(architecture), Adam)")
+            print(" B    K  mode              ms/step  examples/s  GFLOP/s  of hw  of sgemm   trained ms  trained/fresh   gemm (decoder)  elementwise  sampling  covariance  rest")
         }
         let (images, mean) = benchmarkImages(count: max(batchList.max()!, 1))
         for batch in batchList {
             for k in kList {
                 let (t, peak) = try bracketedByPeak {
-                    var best: StepTiming?
-                    for workers in Set([1, cores]).sorted() {
-                        let timing = try timeTrainingStep(batch: batch, k: k, workers: workers, seconds: seconds, images: images,
-                                                          mean: mean, configuration: configuration)
-                        if best == nil || timing.secondsPerStep < best!.secondsPerStep { best = timing }
+                    try fastestLayout(cores: cores) { workers in
+                        try timeTrainingStep(batch: batch, k: k, workers: workers, seconds: seconds, images: images,
+                                             model: freshModel(configuration, mean: mean))
                     }
-                    return best!
+                }
+                let trainedTiming = try trained.map { trained in
+                    try timeTrainingStep(batch: batch, k: k, workers: t.workers, seconds: seconds, images: images, model: try trained.load())
                 }
                 let gflops = t.flops / t.secondsPerStep / 1e9
-                let row: [(String, Any)] = [
-                    ("case", "train_step"), ("layers", layers), ("encoder", encoderKind.rawValue), ("batch", batch), ("k", k), ("mode", t.mode),
+                let ratio = trainedTiming.map { $0.secondsPerStep / t.secondsPerStep }
+                var row: [(String, Any)] = [
+                    ("case", "train_step"), ("layers", configuration.stochasticLayers), ("encoder", configuration.encoder.rawValue),
+                    ("batch", batch), ("k", k), ("mode", t.mode),
                     ("ms_per_step", t.secondsPerStep * 1e3), ("examples_per_s", Double(batch) / t.secondsPerStep),
-                    ("gflops", gflops), ("peak_gflops", peak.gflops), ("peak_fraction", gflops / peak.gflops),
+                    ("gflops", gflops), ("hardware_peak_gflops", hardware), ("hardware_fraction", gflops / hardware),
+                    ("peak_gflops", peak.gflops), ("peak_fraction", gflops / peak.gflops),
                     ("peak_before_gflops", peak.before), ("peak_after_gflops", peak.after), ("peak_moved", peak.moved),
                     ("gemm_fraction", t.phases[0] + t.phases[1]), ("decoder_gemm_fraction", t.phases[1]),
                     ("elementwise_fraction", t.phases[2]), ("sampling_fraction", t.phases[3]),
                     ("covariance_fraction", t.phases[4]), ("rest_fraction", max(0, 1 - t.phases.reduce(0, +))),
                 ]
+                if let trainedTiming, let ratio {
+                    row += [("trained_ms_per_step", trainedTiming.secondsPerStep * 1e3), ("trained_ratio", ratio)]
+                }
                 rows.append(row)
                 if !json {
-                    print(String(format: "%3d %4d  ", batch, k) + t.mode.padding(toLength: 15, withPad: " ", startingAt: 0) + String(format: "%8.3f %11.0f %8.1f %7.1f%%   %7.1f (%4.1f%%)%@  %5.0f%% (%3.0f%%) %11.0f%% %8.0f%% %10.0f%% %5.0f%%",
-                                 t.secondsPerStep * 1e3, Double(batch) / t.secondsPerStep, gflops,
-                                 100 * gflops / peak.gflops, peak.gflops, 100 * peak.moved, (peak.moved > 0.1 ? "!" : " ") as NSString,
-                                 100 * (t.phases[0] + t.phases[1]), 100 * t.phases[1], 100 * t.phases[2],
-                                 100 * t.phases[3], 100 * t.phases[4], 100 * max(0, 1 - t.phases.reduce(0, +))))
+                    let trainedColumns = trainedTiming.map { String(format: "%11.3f  %13.2f", $0.secondsPerStep * 1e3, ratio!) }
+                        ?? String(repeating: " ", count: 26)
+                    print(String(format: "%3d %4d  ", batch, k) + t.mode.padding(toLength: 15, withPad: " ", startingAt: 0)
+                          + String(format: "%8.3f %11.0f %8.1f %5.1f%%   %5.1f%%%@ ", t.secondsPerStep * 1e3, Double(batch) / t.secondsPerStep,
+                                   gflops, 100 * gflops / hardware, 100 * gflops / peak.gflops, (peak.moved > 0.1 ? "!" : " ") as NSString)
+                          + trainedColumns
+                          + String(format: "  %7.0f%% (%3.0f%%) %11.0f%% %8.0f%% %10.0f%% %5.0f%%",
+                                   100 * (t.phases[0] + t.phases[1]), 100 * t.phases[1], 100 * t.phases[2],
+                                   100 * t.phases[3], 100 * t.phases[4], 100 * max(0, 1 - t.phases.reduce(0, +))))
                 }
             }
         }
         if evalImages > 0 {
-            let (e, peak) = try bracketedByPeak { try timeEvaluation(images: evalImages, k: evalK) }
+            let (e, peak) = try bracketedByPeak { try timeEvaluation(images: evalImages, k: evalK, model: freshModel(configuration, mean: mean)) }
+            let trainedEvaluation = try trained.map { try timeEvaluation(images: evalImages, k: evalK, model: try $0.load()) }
             let gflops = e.flops / e.seconds / 1e9
-            rows.append([("case", "evaluate"), ("batch", evalImages), ("k", evalK), ("mode", "workers=\(cores)"),
+            var row: [(String, Any)] = [("case", "evaluate"), ("batch", evalImages), ("k", evalK), ("mode", "workers=\(cores)"),
                          ("seconds", e.seconds), ("examples_per_s", Double(evalImages) / e.seconds), ("gflops", gflops),
+                         ("hardware_peak_gflops", hardware), ("hardware_fraction", gflops / hardware),
                          ("peak_gflops", peak.gflops), ("peak_fraction", gflops / peak.gflops),
                          ("peak_before_gflops", peak.before), ("peak_after_gflops", peak.after), ("peak_moved", peak.moved),
-                         ("peak_memory_mb", e.peakMemoryMB)])
+                         ("peak_memory_mb", e.peakMemoryMB)]
+            if let trainedEvaluation { row += [("trained_seconds", trainedEvaluation.seconds), ("trained_ratio", trainedEvaluation.seconds / e.seconds)] }
+            rows.append(row)
             if !json {
                 print("")
-                print(String(format: "evaluation, k=%d on %d test images (iwae evaluate, whole process): %.2f s, %.1f GFLOP/s (%.1f%% of a peak of %.1f, moved %.1f%%%@), peak memory %.0f MB",
-                             evalK, evalImages, e.seconds, gflops, 100 * gflops / peak.gflops, peak.gflops, 100 * peak.moved,
-                             (peak.moved > 0.1 ? " !" : "") as NSString, e.peakMemoryMB))
+                print(String(format: "evaluation, k=%d on %d test images (iwae evaluate, whole process): %.2f s, %.1f GFLOP/s (%.1f%% of the hardware peak, %.1f%% of an sgemm peak of %.1f, moved %.1f%%%@), peak memory %.0f MB",
+                             evalK, evalImages, e.seconds, gflops, 100 * gflops / hardware, 100 * gflops / peak.gflops, peak.gflops, 100 * peak.moved,
+                             (peak.moved > 0.1 ? " !" : "") as NSString, e.peakMemoryMB)
+                      + (trainedEvaluation.map { String(format: "; trained model %.2f s (trained/fresh %.2f)", $0.seconds, $0.seconds / e.seconds) } ?? ""))
             }
         }
         let (c, peak) = bracketedByPeak { timeCholesky(batch: 100, n: 50) }
         rows.append([("case", "cholesky"), ("batch", 100), ("k", 50), ("mode", "potrf"), ("ms_per_batch", c.seconds * 1e3),
-                     ("gflops", c.flops / c.seconds / 1e9), ("peak_gflops", peak.gflops), ("peak_fraction", c.flops / c.seconds / 1e9 / peak.gflops)])
+                     ("gflops", c.flops / c.seconds / 1e9), ("hardware_peak_gflops", hardware),
+                     ("hardware_fraction", c.flops / c.seconds / 1e9 / hardware),
+                     ("peak_gflops", peak.gflops), ("peak_fraction", c.flops / c.seconds / 1e9 / peak.gflops)])
         if !json {
             print(String(format: "batched Cholesky, 100 factorizations of 50×50 (LAPACKE spotrf): %.3f ms per batch, %.2f GFLOP/s",
                          c.seconds * 1e3, c.flops / c.seconds / 1e9))
@@ -89,6 +119,70 @@ struct Speed: ParsableCommand {
             for row in rows { print(jsonLine(row)) }
         }
     }
+
+    private var batchesValues: [Int] { batches.values }
+}
+
+/// A fresh model of `configuration` (seed 1), its output bias at the logit of the pixel means.
+func freshModel(_ configuration: ModelConfiguration, mean: [Float]) -> VariationalAutoencoder<Float> {
+    let model = VariationalAutoencoder<Float>(configuration, seed: 1)
+    if configuration.dataDimension == mean.count { model.initializeOutputBias(dataMean: mean) }
+    return model
+}
+
+/// The faster of one worker with all cores in BLAS and one worker per core
+/// (training's own layout), timed on fresh models.
+func fastestLayout(cores: Int, _ time: (Int) throws -> StepTiming) rethrows -> StepTiming {
+    var best: StepTiming?
+    for workers in Set([1, cores]).sorted() {
+        let timing = try time(workers)
+        if best == nil || timing.secondsPerStep < best!.secondsPerStep { best = timing }
+    }
+    return best!
+}
+
+/// The trained model `iwae-bench speed` times beside a fresh one: a
+/// checkpoint given with --model, or one trained here on Fashion-MNIST.
+struct TrainedModel {
+    var checkpoint: String
+    var description: String
+    var configuration: ModelConfiguration
+    /// Whether `checkpoint` is a directory made here, removed by `removeIfMadeHere`.
+    private var madeHere = false
+
+    /// nil when there is nothing to train on or `epochs` is 0.
+    init?(directory: String?, configuration: ModelConfiguration, epochs: Int, quiet: Bool) throws {
+        if let directory {
+            let loaded = try Checkpoint.load(from: directory)
+            guard loaded.model.configuration.dataDimension == 784 else {
+                throw IWAEError.invalidArgument("--model must be a model of 784-pixel images, got \(loaded.model.configuration.dataDimension)")
+            }
+            checkpoint = directory
+            self.configuration = loaded.model.configuration
+            description = "\(directory) (" + (loaded.training.map { "\($0.options.objective.rawValue), K = \($0.options.samplesPerExample)" } ?? "no training record")
+                + (loaded.trainingState.map { ", \($0.step) steps" } ?? "") + ")"
+            return
+        }
+        guard epochs > 0, let train = try? MNISTFormatDataset.load("fashion-mnist", split: .train) else { return nil }
+        let path = NSTemporaryDirectory() + "iwae-bench-trained-\(getpid())"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        let model = VariationalAutoencoder<Float>(configuration, seed: 1)
+        model.initializeOutputBias(dataMean: train.pixelMean)
+        let options = TrainingOptions(objective: .iwae, samplesPerExample: 5, epochs: epochs, batchSize: 100, learningRate: 1e-3, seed: 1)
+        let start = now()
+        try Trainer(model: model, options: options, validation: nil).train(train)
+        try Checkpoint(model: model, data: .files("fashion-mnist")).save(to: path)
+        checkpoint = path
+        madeHere = true
+        self.configuration = configuration
+        description = String(format: "IWAE, K = 5, %d epoch(s) of %d Fashion-MNIST images, batch 100, Adam 10⁻³, seed 1, here (%.1f s)",
+                              epochs, train.count, now() - start)
+    }
+
+    func removeIfMadeHere() { if madeHere { try? FileManager.default.removeItem(atPath: checkpoint) } }
+
+    /// A new copy of the trained model, for one timing.
+    func load() throws -> VariationalAutoencoder<Float> { try Checkpoint.load(from: checkpoint).model }
 }
 
 /// The sgemm peak measured just before and just after a case.
@@ -110,18 +204,18 @@ func bracketedByPeak<T>(_ body: () throws -> T) rethrows -> (T, BracketingPeak) 
 
 struct StepTiming {
     var mode: String
+    var workers: Int
     var secondsPerStep: Double
     var flops: Double
     /// Fractions of the workers' time in each `PhaseProfiler.Phase`.
     var phases: [Double]
 }
 
-/// Times whole training steps (gradient and Adam update) for about `seconds`,
-/// then runs as many again with profilers attached for the phase breakdown.
-func timeTrainingStep(batch: Int, k: Int, workers: Int, seconds: Double, images: Tensor<Float>, mean: [Float],
-                      configuration: ModelConfiguration) throws -> StepTiming {
-    let model = VariationalAutoencoder<Float>(configuration, seed: 1)
-    model.initializeOutputBias(dataMean: mean)
+/// Times whole training steps (gradient and Adam update) of `model` for
+/// about `seconds`, then runs as many again with profilers attached for the
+/// phase breakdown.
+func timeTrainingStep(batch: Int, k: Int, workers: Int, seconds: Double, images: Tensor<Float>,
+                      model: VariationalAutoencoder<Float>) throws -> StepTiming {
     BLASLibrary.threads = workers == 1 ? ProcessInfo.processInfo.activeProcessorCount : 1
     let pool = ModelWorkers(model: model, workers: workers, seed: 2)
     let adam = Adam<Float>(count: model.store.values.count, learningRate: 1e-4)
@@ -142,18 +236,16 @@ func timeTrainingStep(batch: Int, k: Int, workers: Int, seconds: Double, images:
     let profiledWall = (now() - profiledStart) * Double(workers)
     let phases = PhaseProfiler.Phase.allCases.map { phase in profilers.reduce(0) { $0 + $1.seconds(phase) } / profiledWall }
     let mode = workers == 1 ? "blas-threads=\(BLASLibrary.threads)" : "workers=\(workers)"
-    return StepTiming(mode: mode, secondsPerStep: perStep, flops: model.gemmFlopsPerStep(examples: batch, samplesPerExample: k), phases: phases)
+    return StepTiming(mode: mode, workers: workers, secondsPerStep: perStep, flops: model.gemmFlopsPerStep(examples: batch, samplesPerExample: k),
+                      phases: phases)
 }
 
-/// Runs `iwae evaluate` on a freshly initialized model as a child process and
-/// reads its wall time and peak resident memory.
-func timeEvaluation(images: Int, k: Int) throws -> (seconds: Double, flops: Double, peakMemoryMB: Double) {
+/// Runs `iwae evaluate` on `model` as a child process and reads its wall
+/// time and peak resident memory.
+func timeEvaluation(images: Int, k: Int, model: VariationalAutoencoder<Float>) throws -> (seconds: Double, flops: Double, peakMemoryMB: Double) {
     let directory = NSTemporaryDirectory() + "iwae-bench-\(getpid())"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: 784), seed: 1)
-    let (_, mean) = benchmarkImages(count: 1)
-    model.initializeOutputBias(dataMean: mean)
     try Checkpoint(model: model, data: .files("fashion-mnist")).save(to: directory)
     let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("iwae")
     guard FileManager.default.isExecutableFile(atPath: executable.path) else {

@@ -8,9 +8,12 @@ struct IWAECommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "iwae",
         abstract: "Train and evaluate variational and importance-weighted autoencoders on OpenBLAS.",
-        subcommands: [Train.self, Evaluate.self, Sample.self, GradStats.self])
+        subcommands: [Train.self, Evaluate.self, Sample.self, GradStats.self, Kernels.self])
 
-    static func main() { ProcessRanks.run(IWAECommand.self, tool: "iwae") }
+    static func main() {
+        relaunchWithBestBLASKernels()
+        ProcessRanks.run(IWAECommand.self, tool: "iwae")
+    }
 }
 
 /// Options naming the data a command reads.

@@ -10,19 +10,6 @@ final class ExamplesTests: XCTestCase {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
-
     func values(_ output: String) throws -> [String: Double] {
         var result = [String: Double]()
         for line in output.split(separator: "\n") {
@@ -33,14 +20,25 @@ final class ExamplesTests: XCTestCase {
     }
 
     func testExamplesPackageBuildsAndItsNumbersHold() throws {
+        try checkExamples(configuration: "debug")
+    }
+
+    /// Users ship release builds: Swift 6.3.1's optimizer once turned
+    /// `elboEstimate` into a function that returned 0.
+    func testExamplesPackageInReleaseBuild() throws {
+        try checkExamples(configuration: "release")
+    }
+
+    func checkExamples(configuration: String) throws {
         let package = ExamplesTests.repository.appendingPathComponent("Examples").path
         // A fresh build folder each time: SwiftPM's incremental build of a path
         // dependency can miss a changed struct layout (seen here: a crash in a
         // stale binary after a field was added to ModelConfiguration).
         let scratch = temporaryDirectory(self)
-        let build = try run("/usr/bin/env", ["swift", "build", "--package-path", package, "--scratch-path", scratch])
+        let build = try runProcess("/usr/bin/env", ["swift", "build", "-c", configuration, "--package-path", package,
+                                                    "--scratch-path", scratch])
         XCTAssertEqual(build.status, 0, "Examples did not build: \(build.stdout.suffix(1500)) \(build.stderr.suffix(1500))")
-        let executable = scratch + "/debug/iwae-examples"
+        let executable = scratch + "/\(configuration)/iwae-examples"
 
         // A small trained model whose log p(x) the example computes too.
         let data = temporaryDirectory(self), out = temporaryDirectory(self) + "/run"
@@ -48,7 +46,7 @@ final class ExamplesTests: XCTestCase {
         let train = try runIWAE(["train", "--data", data, "--k", "3", "--epochs", "1", "--batch", "20", "--hidden", "12",
                                  "--latent", "3", "--validation-examples", "20", "--out", out])
         XCTAssertEqual(train.status, 0, train.stderr)
-        let result = try run(executable, [out, "20", "300"])
+        let result = try runProcess(executable, [out, "20", "300"])
         XCTAssertEqual(result.status, 0, result.stderr)
         let v = try values(result.stdout)
 

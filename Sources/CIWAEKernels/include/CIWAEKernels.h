@@ -79,6 +79,34 @@ void iwae_adam_sum_f32(float *theta, float *const *g, long sources, float *m, fl
 void iwae_adam_sum_f64(double *theta, double *const *g, long sources, double *m, double *v, long n,
                        double beta1, double beta2, double step_size, double eps);
 
+
+/// What the CPU offers (CPUID), each feature counted only when the operating
+/// system saves its registers (XGETBV).
+typedef struct {
+    int vendor;        ///< 1 Intel, 2 AMD, 0 other
+    int family;        ///< display family (base + extended)
+    int model;         ///< display model (base + extended)
+    int avx2_fma;      ///< AVX2 and FMA
+    int avx512;        ///< AVX-512 F, DQ, CD, BW and VL
+    int avx512_bf16;   ///< AVX512-BF16 dot products
+    int amx_bf16;      ///< AMX tiles with BF16
+} iwae_cpu_features;
+
+iwae_cpu_features iwae_cpu_probe(void);
+
+/// Sets flush-to-zero and denormals-are-zero in this thread's MXCSR and
+/// returns the previous MXCSR, for `iwae_flush_subnormals_end`.
+unsigned iwae_flush_subnormals_begin(void);
+void iwae_flush_subnormals_end(unsigned previous);
+/// 1 when this thread flushes subnormal results and inputs to zero.
+int iwae_flushes_subnormals(void);
+
+/// The hardware's fp32 peak loop: `rounds` rounds of 12 independent
+/// multiply-adds on vectors of `width` bits (512: AVX-512 FMA, 256: AVX2 FMA,
+/// else SSE multiply and add; the caller checks the CPU has them). Returns
+/// the floating-point operations done; `sink` receives their sum.
+double iwae_fma_peak_loop(long rounds, int width, float *sink);
+
 #ifdef __cplusplus
 }
 #endif

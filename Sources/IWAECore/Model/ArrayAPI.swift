@@ -40,18 +40,32 @@ public func choleskyFactor(_ covariance: [Double], dimension k: Int) throws -> [
     return l
 }
 
-/// `values` as a one-row matrix, for the engine's functions over (rows, columns).
-private func withRow<R>(_ values: [Double], _ body: (MatrixView<Double>) -> R) -> R {
-    var row = values
-    return row.withUnsafeMutableBufferPointer { body(MatrixView($0.baseAddress!, rows: 1, columns: $0.count)) }
+/// One value computed by an engine function over (rows, columns) views:
+/// `body` gets `values` as a one-row matrix and a one-element output buffer
+/// it must write, and the buffer's value is returned.
+///
+/// The output is a buffer this function owns and reads back itself, never a
+/// caller's local passed as `&result` from inside a closure: Swift 6.3.1 at
+/// `-O` drops such a write and returned the initial 0.0 (`elboEstimate`
+/// printed 0 for −2.5 in a release build).
+private func scalar(over values: [Double], _ body: (MatrixView<Double>, UnsafeMutablePointer<Double>) -> Void) -> Double {
+    withUnsafeTemporaryAllocation(of: Double.self, capacity: values.count + 1) { storage in
+        let row = storage.baseAddress!, result = row + values.count
+        _ = UnsafeMutableBufferPointer(start: row, count: values.count).initialize(from: values)
+        result.initialize(to: .nan)
+        body(MatrixView(row, rows: 1, columns: values.count), result)
+        return result.pointee
+    }
 }
 
 /// log q(z) for q = N(μ, L Lᵀ) (full covariance), by `fullGaussianLogDensity`.
 public func gaussianLogDensity(_ z: [Double], mean: [Double], choleskyFactor l: [Double]) -> Double {
     precondition(mean.count == z.count && l.count == z.count * z.count, "shapes: z (k), μ (k), L (k·k)")
-    var result = 0.0
-    withRow(z) { fullGaussianLogDensity($0, mean: mean, factor: l, into: &result) }
-    return result
+    return mean.withUnsafeBufferPointer { mean in
+        l.withUnsafeBufferPointer { l in
+            scalar(over: z) { fullGaussianLogDensity($0, mean: mean.baseAddress!, factor: l.baseAddress!, into: $1) }
+        }
+    }
 }
 
 /// log q(z) for q = N(μ, diag(s²)) (the diagonal encoder), by
@@ -65,46 +79,47 @@ public func gaussianLogDensity(_ z: [Double], mean: [Double], standardDeviation 
 /// (λ₁ = 0, λ₂ = 1: the standard normal).
 public func priorLogDensity(_ z: [Double], mean: [Double], variance: [Double]) -> Double {
     precondition(mean.count == z.count && variance.count == z.count, "shapes: z, λ₁ and λ₂ all (k)")
-    var result = 0.0
     let logVariance = variance.map { Double.log($0) }
-    withRow(z) { diagonalGaussianLogDensity($0, mean: mean, logVariance: logVariance, into: &result) }
-    return result
+    return mean.withUnsafeBufferPointer { mean in
+        logVariance.withUnsafeBufferPointer { logVariance in
+            scalar(over: z) { diagonalGaussianLogDensity($0, mean: mean.baseAddress!, logVariance: logVariance.baseAddress!, into: $1) }
+        }
+    }
 }
 
 /// log p(x|z) of the Bernoulli likelihood with logits ℓ = f(z), by the
 /// engine's Bernoulli kernel: Σ_d x_d ℓ_d − softplus(ℓ_d).
 public func bernoulliLogLikelihood(_ x: [Double], logits: [Double]) -> Double {
     precondition(x.count == logits.count, "x and the logits must have the same length")
-    var result = 0.0
-    Double.bernoulliLogLikelihood(logits: logits, bias: nil, targets: x, rows: 1, dim: x.count, repeat: 1,
-                                  logLikelihood: &result, residuals: nil)
-    return result
+    return x.withUnsafeBufferPointer { x in
+        scalar(over: logits) { logits, result in
+            Double.bernoulliLogLikelihood(logits: logits.pointer, bias: nil, targets: x.baseAddress!, rows: 1, dim: x.count,
+                                          repeat: 1, logLikelihood: result, residuals: nil)
+        }
+    }
 }
 
 /// log p(x|z) of the Gaussian likelihood N(f(z), σ² I), by `gaussianLogLikelihood`.
 public func gaussianLogLikelihood(_ x: [Double], mean f: [Double], variance: Double) -> Double {
     precondition(x.count == f.count, "x and the mean must have the same length")
-    var result = 0.0
-    withRow(x) { targets in
-        withRow(f) { gaussianLogLikelihood(mean: $0, targets: targets, samplesPerExample: 1, variance: variance, into: &result) }
+    return x.withUnsafeBufferPointer { x in
+        scalar(over: f) { mean, result in
+            let targets = MatrixView(UnsafeMutablePointer(mutating: x.baseAddress!), rows: 1, columns: x.count)
+            gaussianLogLikelihood(mean: mean, targets: targets, samplesPerExample: 1, variance: variance, into: result)
+        }
     }
-    return result
 }
 
 /// L_K = logmeanexp(log w) of one example's K log weights, by `iwaeBound`.
 public func iwaeBound(logWeights: [Double]) -> Double {
     precondition(!logWeights.isEmpty, "at least one log weight")
-    var result = 0.0
-    withRow(logWeights) { iwaeBound(logWeights: $0, into: &result) }
-    return result
+    return scalar(over: logWeights) { iwaeBound(logWeights: $0, into: $1) }
 }
 
 /// The Monte Carlo ELBO (1/K) Σ log w of one example's K log weights, by `elboEstimate`.
 public func elboEstimate(logWeights: [Double]) -> Double {
     precondition(!logWeights.isEmpty, "at least one log weight")
-    var result = 0.0
-    withRow(logWeights) { elboEstimate(logWeights: $0, into: &result) }
-    return result
+    return scalar(over: logWeights) { elboEstimate(logWeights: $0, into: $1) }
 }
 
 extension VariationalAutoencoder where Scalar == Float {

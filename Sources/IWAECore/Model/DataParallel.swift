@@ -49,6 +49,7 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         clean = [false] + [Bool](repeating: true, count: count - 1)   // the model's gradients are the caller's
         generators = (0..<count).map { [firstWorker] in Xoshiro256(seed: ModelWorkers.seed(of: firstWorker + $0, base: seed)) }
         if totalWorkerCount > 1 { BLASLibrary.threads = 1 }
+        BLASLibrary.warnIfFallback()
     }
 
     deinit { exchange.deallocate() }
@@ -149,6 +150,8 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         let out = bounds.pointer
         let errors = WorkerErrors(count: workerCount)
         let run = { (j: Int) in
+            let flushing = SubnormalFlushing.begin()
+            defer { flushing.end() }
             let rows = self.rows(ofLocal: j, in: n)
             if rows.isEmpty { return }
             let replica = self.replicas[j]
@@ -207,6 +210,8 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         results.withUnsafeMutableBufferPointer { slots in
             let slotBase = slots.baseAddress!
             DispatchQueue.concurrentPerform(iterations: active) { w in
+                let flushing = SubnormalFlushing.begin()
+                defer { flushing.end() }
                 let rows = self.block(w, of: x.rows, workers: active)
                 do {
                     slotBase[w] = try self.replicas[w].estimateLogLikelihood(
@@ -230,6 +235,8 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         let sums = exchangeWords(totalWorkerCount)
         let errors = WorkerErrors(count: workerCount)
         let run = { (j: Int) in
+            let flushing = SubnormalFlushing.begin()
+            defer { flushing.end() }
             let rows = self.rows(ofLocal: j, in: x.rows)
             if rows.isEmpty { return }
             do {

@@ -1,0 +1,87 @@
+import Foundation
+import IWAE
+import XCTest
+
+/// The kernels a process computes with: OpenBLAS's choice checked against
+/// the CPU's features, the relaunch that fixes a fallback, and flush-to-zero
+/// in every thread that computes.
+final class ProcessorTests: XCTestCase {
+    let xeon = Processor(vendor: .intel, family: 6, model: 207, hasAVX2: true, hasAVX512: true, hasAVX512BF16: true, hasAMXBF16: true)
+    let skylake = Processor(vendor: .intel, family: 6, model: 85, hasAVX2: true, hasAVX512: true)
+    let zen3 = Processor(vendor: .amd, family: 25, model: 1, hasAVX2: true, hasAVX512: false)
+    let zen4 = Processor(vendor: .amd, family: 25, model: 17, hasAVX2: true, hasAVX512: true, hasAVX512BF16: true)
+    let old = Processor(vendor: .intel, family: 6, model: 23, hasAVX2: false, hasAVX512: false)
+
+    func testFallbackKernelsAreRecognizedAndReplacedByFeatures() {
+        // (core OpenBLAS loaded, CPU) → the core type to relaunch with, or nil.
+        let cases: [(String, Processor, String?)] = [
+            ("Prescott", xeon, "Cooperlake"),    // the Xeon of this machine kind, unknown to OpenBLAS 0.3.21
+            ("Core2", skylake, "SkylakeX"),
+            ("Prescott", zen3, "Haswell"),
+            ("Cooperlake", xeon, nil),           // already right
+            ("Zen", zen3, nil),
+            ("Haswell", zen4, nil),              // OpenBLAS's own tuning on an AVX-512 CPU is kept
+            ("Prescott", old, nil),              // nothing better to have
+        ]
+        for (core, processor, expected) in cases {
+            let choice = KernelChoice(coreName: core, processor: processor)
+            XCTAssertEqual(BLASLibrary.relaunchCoreType(environment: [:], choice: choice), expected, "\(core) on \(processor)")
+            XCTAssertEqual(choice.isFallback, expected != nil, "\(core) on \(processor)")
+        }
+        // A user's own OPENBLAS_CORETYPE, even an empty one, is respected.
+        let fallback = KernelChoice(coreName: "Prescott", processor: xeon)
+        XCTAssertNil(BLASLibrary.relaunchCoreType(environment: ["OPENBLAS_CORETYPE": "Prescott"], choice: fallback))
+        XCTAssertNil(BLASLibrary.relaunchCoreType(environment: ["OPENBLAS_CORETYPE": ""], choice: fallback))
+    }
+
+    func testThisProcessRunsKernelsThatFitTheCPU() {
+        let choice = BLASLibrary.kernels
+        if ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil {
+            // The test process is a library user: no relaunch, so say plainly when it would need one.
+            XCTAssertEqual(BLASLibrary.warnIfFallback() != nil, choice.isFallback)
+        }
+        XCTAssertEqual(Processor.current.vectorBits >= 256, Processor.current.hasAVX2)
+    }
+
+    /// `iwae` relaunches itself with OPENBLAS_CORETYPE set when OpenBLAS
+    /// loaded a fallback; the fault variable makes any kernel count as one.
+    func testIWAERelaunchesItselfOnAFallbackKernel() throws {
+        guard let recommended = BLASLibrary.kernels.recommendedCoreType else { throw XCTSkip("no AVX2 on this CPU") }
+        let plain = try runIWAE(["kernels", "--json"])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        let relaunched = try runIWAE(["kernels", "--json"], environment: ["IWAE_FAULT_FALLBACK_KERNEL": "1"])
+        XCTAssertEqual(relaunched.status, 0, relaunched.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(relaunched.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(json["openblas_coretype_env"] as? String, recommended)
+        XCTAssertEqual((json["openblas_core"] as? String)?.lowercased(), recommended.lowercased())
+        XCTAssertEqual(json["workers_flush_subnormals"] as? Bool, true)
+        XCTAssertEqual(relaunched.stderr, "", "a relaunch is silent")
+    }
+
+    /// FTZ/DAZ between begin and end, restored after; and OpenBLAS's own
+    /// threads once their pool is restarted from a flushing thread: a
+    /// 2-thread sgemm whose inputs are subnormal gives subnormal products
+    /// without it and exact zeros with it, in every row (each thread's share).
+    func testSubnormalsAreFlushedInTheCallerAndInOpenBLASThreads() {
+        XCTAssertFalse(subnormalsAreFlushed, "the test thread starts in the default mode")
+        withSubnormalsFlushed { XCTAssertTrue(subnormalsAreFlushed) }
+        XCTAssertFalse(subnormalsAreFlushed, "the caller's mode is restored")
+
+        let saved = BLASLibrary.threads
+        defer { BLASLibrary.threads = saved }
+        BLASLibrary.threads = 2
+        let n = 512
+        let a = Tensor<Float>(shape: [n, n]), b = Tensor<Float>(shape: [n, n]), c = Tensor<Float>(shape: [n, n])
+        a.fill(Float.leastNormalMagnitude / 4)   // subnormal
+        b.fill(1)
+        gemm(c.matrix, a.matrix, .none, b.matrix, .none)
+        XCTAssertEqual(c[0], Float.leastNormalMagnitude / 4 * Float(n), "without flushing the subnormal inputs count")
+        withSubnormalsFlushed { gemm(c.matrix, a.matrix, .none, b.matrix, .none) }
+        let unflushed = c.array.filter { $0 != 0 }.count
+        XCTAssert(unflushed < c.count, "the calling thread's share is flushed")
+        // OpenBLAS's pool keeps the mode its threads were made with; restarted from a flushing thread, it flushes.
+        BLASLibrary.flushSubnormalsInThreads()
+        withSubnormalsFlushed { gemm(c.matrix, a.matrix, .none, b.matrix, .none) }
+        XCTAssertEqual(c.array.filter { $0 != 0 }.count, 0, "with FTZ/DAZ every row, whichever thread computed it, is 0")
+    }
+}
