@@ -23,7 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
     ],
     targets: [
-        // MARK: - C libraries (only IWAELinearAlgebra imports CBLAS and the kernels)
+        // MARK: - C libraries (only IWAELinearAlgebra imports CBLAS, CDNNL and the kernels)
         .systemLibrary(
             name: "CBLAS",
             path: "CBLAS",
@@ -34,6 +34,11 @@ let package = Package(
             name: "CZlib",
             path: "CZlib",
             providers: [.apt(["zlib1g-dev"])]
+        ),
+        .systemLibrary(
+            name: "CDNNL",
+            path: "CDNNL",
+            providers: [.apt(["libdnnl-dev"])]
         ),
         .target(name: "CIWAEKernels"),
         .systemLibrary(
@@ -46,7 +51,7 @@ let package = Package(
         // MARK: - Engine
         .target(
             name: "IWAELinearAlgebra",
-            dependencies: ["CBLAS", "CIWAEKernels", .product(name: "RealModule", package: "swift-numerics")]
+            dependencies: ["CBLAS", "CDNNL", "CIWAEKernels", .product(name: "RealModule", package: "swift-numerics")]
         ),
         .target(
             name: "IWAEData",

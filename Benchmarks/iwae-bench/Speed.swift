@@ -18,6 +18,8 @@ struct Speed: ParsableCommand {
     @Option(help: "A trained model (training output directory) to time beside a fresh one of its architecture. Default: one trained here for --train-epochs on Fashion-MNIST (IWAE, K = 5, batch 100).")
     var model: String?
     @Option(help: "Epochs of the model trained here when --model is not given (0: time fresh models only).") var trainEpochs = 1
+    @Option(help: "Library of the products: auto (the faster per product, as training plans them), openblas or onednn.")
+    var gemm = GEMMChoice.auto
     @Flag(help: "One JSON object per measured case instead of a table.") var json = false
 
     func run() throws {
@@ -46,22 +48,24 @@ struct Speed: ParsableCommand {
             print(" B    K  mode              ms/step  examples/s  GFLOP/s  of hw  of sgemm   trained ms  trained/fresh   gemm (decoder)  elementwise  sampling  covariance  rest")
         }
         let (images, mean) = benchmarkImages(count: max(batchList.max()!, 1))
+        var shownPlan: GEMMPlan?
         for batch in batchList {
             for k in kList {
                 let (t, peak) = try bracketedByPeak {
                     try fastestLayout(cores: cores) { workers in
                         try timeTrainingStep(batch: batch, k: k, workers: workers, seconds: seconds, images: images,
-                                             model: freshModel(configuration, mean: mean))
+                                             model: freshModel(configuration, mean: mean), gemm: gemm)
                     }
                 }
                 let trainedTiming = try trained.map { trained in
-                    try timeTrainingStep(batch: batch, k: k, workers: t.workers, seconds: seconds, images: images, model: try trained.load())
+                    try timeTrainingStep(batch: batch, k: k, workers: t.workers, seconds: seconds, images: images, model: try trained.load(),
+                                         gemm: gemm)
                 }
                 let gflops = t.flops / t.secondsPerStep / 1e9
                 let ratio = trainedTiming.map { $0.secondsPerStep / t.secondsPerStep }
                 var row: [(String, Any)] = [
                     ("case", "train_step"), ("layers", configuration.stochasticLayers), ("encoder", configuration.encoder.rawValue),
-                    ("batch", batch), ("k", k), ("mode", t.mode),
+                    ("batch", batch), ("k", k), ("mode", t.mode), ("gemm_plan", t.plan.summary),
                     ("ms_per_step", t.secondsPerStep * 1e3), ("examples_per_s", Double(batch) / t.secondsPerStep),
                     ("gflops", gflops), ("hardware_peak_gflops", hardware), ("hardware_fraction", gflops / hardware),
                     ("peak_gflops", peak.gflops), ("peak_fraction", gflops / peak.gflops),
@@ -74,6 +78,10 @@ struct Speed: ParsableCommand {
                     row += [("trained_ms_per_step", trainedTiming.secondsPerStep * 1e3), ("trained_ratio", ratio)]
                 }
                 rows.append(row)
+                if !json && t.plan != shownPlan {
+                    print("    products (\(gemm.rawValue)): \(t.plan.summary)")
+                    shownPlan = t.plan
+                }
                 if !json {
                     let trainedColumns = trainedTiming.map { String(format: "%11.3f  %13.2f", $0.secondsPerStep * 1e3, ratio!) }
                         ?? String(repeating: " ", count: 26)
@@ -205,6 +213,8 @@ func bracketedByPeak<T>(_ body: () throws -> T) rethrows -> (T, BracketingPeak) 
 struct StepTiming {
     var mode: String
     var workers: Int
+    /// The products' libraries.
+    var plan: GEMMPlan
     var secondsPerStep: Double
     var flops: Double
     /// Fractions of the workers' time in each `PhaseProfiler.Phase`.
@@ -215,9 +225,12 @@ struct StepTiming {
 /// about `seconds`, then runs as many again with profilers attached for the
 /// phase breakdown.
 func timeTrainingStep(batch: Int, k: Int, workers: Int, seconds: Double, images: Tensor<Float>,
-                      model: VariationalAutoencoder<Float>) throws -> StepTiming {
+                      model: VariationalAutoencoder<Float>, gemm: GEMMChoice) throws -> StepTiming {
     BLASLibrary.threads = workers == 1 ? ProcessInfo.processInfo.activeProcessorCount : 1
     let pool = ModelWorkers(model: model, workers: workers, seed: 2)
+    // The plan a training run of this shape makes (`Trainer`).
+    let plan = model.gemmPlan(gemm, examples: (batch + workers - 1) / workers, samplesPerExample: k, threads: BLASLibrary.threads)
+    pool.gemmPlan = plan
     let adam = Adam<Float>(count: model.store.values.count, learningRate: 1e-4)
     let x = MatrixView(images.pointer, rows: batch, columns: 784)
     func step() throws {
@@ -236,7 +249,7 @@ func timeTrainingStep(batch: Int, k: Int, workers: Int, seconds: Double, images:
     let profiledWall = (now() - profiledStart) * Double(workers)
     let phases = PhaseProfiler.Phase.allCases.map { phase in profilers.reduce(0) { $0 + $1.seconds(phase) } / profiledWall }
     let mode = workers == 1 ? "blas-threads=\(BLASLibrary.threads)" : "workers=\(workers)"
-    return StepTiming(mode: mode, workers: workers, secondsPerStep: perStep, flops: model.gemmFlopsPerStep(examples: batch, samplesPerExample: k),
+    return StepTiming(mode: mode, workers: workers, plan: plan, secondsPerStep: perStep, flops: model.gemmFlopsPerStep(examples: batch, samplesPerExample: k),
                       phases: phases)
 }
 

@@ -170,17 +170,23 @@ public struct Checkpoint {
 
     // MARK: Reading
 
-    /// Loads and validates a checkpoint from a directory or file.
+    /// Loads and validates a checkpoint from a directory or file. The model
+    /// gets the plan of product libraries it was trained with
+    /// (`gemmPlan`), so that it computes as it trained. (Any backend reads
+    /// any checkpoint: the tensors do not depend on it.)
     public static func load(from location: String) throws -> Checkpoint {
         let path = path(for: location)
         guard FileManager.default.fileExists(atPath: path) else {
             throw IWAEError.invalidCheckpoint("no checkpoint at \(location) (expected \(path))")
         }
+        let checkpoint: Checkpoint
         do {
-            return try Checkpoint(try SafetensorsFile(parsing: try readFile(path), name: path), name: path)
+            checkpoint = try Checkpoint(try SafetensorsFile(parsing: try readFile(path), name: path), name: path)
         } catch let error as DataError {
             throw IWAEError.invalidCheckpoint(error.description)
         }
+        if let plan = checkpoint.trainingState?.gemmPlan { checkpoint.model.gemmPlan = plan }
+        return checkpoint
     }
 
     /// Rebuilds the model and the run from parsed safetensors, checking

@@ -10,6 +10,17 @@ public enum Transpose: Sendable {
     case transposed
 }
 
+extension BLASScalar {
+    public static func gemm(
+        backend: GEMMBackend, threads: Int, transposeA: Transpose, transposeB: Transpose, m: Int, n: Int, kk: Int,
+        alpha: Self, a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
+        beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int
+    ) {
+        gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, kk: kk, alpha: alpha, a: a, lda: lda,
+             b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    }
+}
+
 /// A floating-point type the engine computes in: `Float` for training and
 /// evaluation, `Double` for finite-difference checks and references.
 ///
@@ -20,6 +31,16 @@ public enum Transpose: Sendable {
 public protocol BLASScalar: BinaryFloatingPoint, Real, Sendable where Self.RawSignificand: FixedWidthInteger {
     /// `C ← α·op(A)·op(B) + β·C` with `op(A)` of shape (m, kk), `op(B)` (kk, n), `C` (m, n).
     static func gemm(
+        transposeA: Transpose, transposeB: Transpose,
+        m: Int, n: Int, kk: Int,
+        alpha: Self, a: UnsafePointer<Self>, lda: Int,
+        b: UnsafePointer<Self>, ldb: Int,
+        beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+
+    /// The same product computed by `backend`. Double has only OpenBLAS
+    /// (the default implementation ignores `backend`); Float has oneDNN too.
+    static func gemm(
+        backend: GEMMBackend, threads: Int,
         transposeA: Transpose, transposeB: Transpose,
         m: Int, n: Int, kk: Int,
         alpha: Self, a: UnsafePointer<Self>, lda: Int,

@@ -1,6 +1,7 @@
 import RealModule
 import CBLAS
 import CIWAEKernels
+import CDNNL
 
 extension Float: BLASScalar {
     public static func gemm(
@@ -10,6 +11,20 @@ extension Float: BLASScalar {
     ) {
         cblas_sgemm(CblasRowMajor, transposeA.cblas, transposeB.cblas, Int32(m), Int32(n), Int32(kk),
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+    public static func gemm(
+        backend: GEMMBackend, threads: Int, transposeA: Transpose, transposeB: Transpose, m: Int, n: Int, kk: Int,
+        alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        switch backend {
+        case .openblas:
+            gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, kk: kk, alpha: alpha, a: a, lda: lda,
+                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        case .onednn:
+            let status = iwae_dnnl_sgemm(Int32(threads), transposeA.letter, transposeB.letter, m, n, kk, alpha, a, lda, b, ldb, beta, c, ldc)
+            precondition(status == dnnl_success, "oneDNN sgemm failed (status \(status.rawValue)) on \(m)×\(n)×\(kk)")
+        }
     }
     public static func gemv(
         transpose: Transpose, m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
@@ -80,4 +95,6 @@ extension Float: BLASScalar {
 
 extension Transpose {
     var cblas: CBLAS_TRANSPOSE { self == .none ? CblasNoTrans : CblasTrans }
+    /// oneDNN's and LAPACK's letter: N or T.
+    var letter: CChar { CChar(UInt8(ascii: self == .none ? "N" : "T")) }
 }

@@ -6,12 +6,13 @@ import RealModule
 ///     C ← α · op(A) · op(B) + β · C
 ///
 /// `op(A)` is (m, kk), `op(B)` is (kk, n), `C` is (m, n); `β = 1` accumulates.
+/// `backend` computes it (oneDNN with as many threads as OpenBLAS is set to use).
 @inlinable
 public func gemm<Scalar: BLASScalar>(
     _ c: MatrixView<Scalar>,
     _ a: MatrixView<Scalar>, _ transposeA: Transpose = .none,
     _ b: MatrixView<Scalar>, _ transposeB: Transpose = .none,
-    alpha: Scalar = 1, beta: Scalar = 0
+    alpha: Scalar = 1, beta: Scalar = 0, backend: GEMMBackend = .openblas
 ) {
     let m = transposeA == .none ? a.rows : a.columns
     let kk = transposeA == .none ? a.columns : a.rows
@@ -25,10 +26,16 @@ public func gemm<Scalar: BLASScalar>(
         for i in 0..<m { for j in 0..<n { c[i, j] = beta == 0 ? 0 : beta * c[i, j] } }
         return
     }
-    Scalar.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, kk: kk,
-                alpha: alpha, a: a.pointer, lda: max(a.rowStride, 1),
-                b: b.pointer, ldb: max(b.rowStride, 1),
-                beta: beta, c: c.pointer, ldc: max(c.rowStride, 1))
+    if backend == .openblas {
+        Scalar.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, kk: kk,
+                    alpha: alpha, a: a.pointer, lda: max(a.rowStride, 1),
+                    b: b.pointer, ldb: max(b.rowStride, 1),
+                    beta: beta, c: c.pointer, ldc: max(c.rowStride, 1))
+    } else {
+        Scalar.gemm(backend: backend, threads: BLASLibrary.threads, transposeA: transposeA, transposeB: transposeB,
+                    m: m, n: n, kk: kk, alpha: alpha, a: a.pointer, lda: max(a.rowStride, 1),
+                    b: b.pointer, ldb: max(b.rowStride, 1), beta: beta, c: c.pointer, ldc: max(c.rowStride, 1))
+    }
 }
 
 /// Batched matrix product over a leading batch dimension:

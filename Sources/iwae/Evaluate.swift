@@ -14,6 +14,8 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Seed of the importance samples.") var seed: UInt64 = LogLikelihoodEstimate.standardSeed
     @Flag(help: "Print one JSON object instead of a table.") var json = false
     @Option(help: "Worker threads (default: all active cores).") var threads: Int?
+    @Option(help: "Library of the products: auto (the faster on this machine, per product), openblas or onednn. Default: the plan the checkpoint was trained with, else auto.")
+    var gemm: GEMMChoice?
 
     func run() throws {
         guard (1...10_000_000).contains(samples) else { throw IWAEError.invalidArgument("k must be between 1 and 10,000,000, got \(samples)") }
@@ -28,8 +30,14 @@ struct Evaluate: ParsableCommand {
         if let n = testExamples { test = test.prefix(n) }
         let binary = model.evaluationImages(test)
         let x = Tensor<Float>(shape: [binary.count, binary.dimension], values: binary.pixels)
-        let started = Date()
         let workers = ModelWorkers(model: model, workers: threads, seed: seed)
+        if gemm != nil || loaded.trainingState?.gemmPlan == nil {
+            // One example's k draws per pass and worker (`estimateLogLikelihood`'s rows).
+            let draws = Swift.min(samples, 1000)
+            workers.gemmPlan = model.gemmPlan(gemm ?? .auto, examples: Swift.max(1, 1000 / draws), samplesPerExample: draws,
+                                              threads: workers.workerCount > 1 ? 1 : BLASLibrary.threads)
+        }
+        let started = Date()
         let estimate = try workers.estimateLogLikelihood(x.matrix, samples: samples, seed: seed) { done in
             let elapsed = Date().timeIntervalSince(started)
             ProgressBar.draw("evaluating k=\(samples)", done: done, total: binary.count,

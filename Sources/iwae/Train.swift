@@ -51,6 +51,8 @@ struct Train: ParsableCommand {
     var reducer: GradientReducer = .ordered
     @Option(help: "Under mpirun: seconds one exchange may wait for the other ranks before every rank is stopped (a rank that hangs).")
     var rankTimeout: Double = 600
+    @Option(help: "Library of the products: auto (each product by the faster of OpenBLAS and oneDNN on this machine, timed once and kept in a cache), openblas or onednn. The plan is recorded in the checkpoint and kept on --resume.")
+    var gemm: GEMMChoice = trainingDefaults.gemm
     @Option(help: "Output directory.") var out: String = ""
     @Option(help: "Also write a checkpoint every N training steps within an epoch (default: at each epoch's end only).")
     var checkpointEvery: Int?
@@ -89,7 +91,7 @@ struct Train: ParsableCommand {
         let options = TrainingOptions(objective: objective, samplesPerExample: samples, epochs: epochs, batchSize: batch,
                                       learningRate: learningRate, schedule: schedule, adamEpsilon: adamEpsilon,
                                       estimator: estimator, baseline: baseline, outputInitialization: outputInit, seed: seed,
-                                      workers: threads ?? ProcessRanks.defaultWorkers)
+                                      workers: threads ?? ProcessRanks.defaultWorkers, gemm: gemm)
         try options.validate()
         let source = try synthetic.source(dataOptions)
         if source.isRealValued && likelihood == .bernoulli {

@@ -53,7 +53,9 @@ struct TrainingRun {
                                     validationExamples: validationExamples, threads: trainer.workers.totalWorkerCount,
                                     trainCount: split.train.count, validationCount: split.validation.count)
         let imageSize = Checkpoint.ImageSize(width: images.width, height: images.height)
-        let across = ranks.count > 1 ? " on \(ranks.count) ranks × \(trainer.workers.workerCount) threads" : ""
+        let counts = trainer.gemmPlan.counts
+        let across = (ranks.count > 1 ? " on \(ranks.count) ranks × \(trainer.workers.workerCount) threads" : "")
+            + "; products by oneDNN at \(counts[.onednn] ?? 0) and OpenBLAS at \(counts[.openblas] ?? 0) of \(trainer.gemmPlan.backends.count) sites (--gemm \(options.gemm.rawValue))"
         if let state = checkpoint?.trainingState {
             ProgressBar.log("resuming \(directory) at epoch \(state.epoch), step \(state.step) (\(options.epochs) epochs in all)\(across)")
         } else {

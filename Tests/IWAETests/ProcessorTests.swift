@@ -83,5 +83,10 @@ final class ProcessorTests: XCTestCase {
         BLASLibrary.flushSubnormalsInThreads()
         withSubnormalsFlushed { gemm(c.matrix, a.matrix, .none, b.matrix, .none) }
         XCTAssertEqual(c.array.filter { $0 != 0 }.count, 0, "with FTZ/DAZ every row, whichever thread computed it, is 0")
+
+        // oneDNN's OpenMP team (its threads keep the mode they were made with; the engine sets theirs).
+        c.fill(1)
+        withSubnormalsFlushed { gemm(c.matrix, a.matrix, .none, b.matrix, .none, backend: .onednn) }
+        XCTAssertEqual(c.array.filter { $0 != 0 }.count, 0, "oneDNN with FTZ/DAZ: every row is 0")
     }
 }

@@ -11,6 +11,8 @@ public struct Linear: Sendable {
     public let outputSize: Int
     public let weight: ParameterSlot
     public let bias: ParameterSlot
+    /// The layer's three products, whose backends the store's `gemmPlan` gives.
+    public var productSites: [ProductSite] { ProductSite.sites(inputs: inputSize, outputs: outputSize) }
 
     /// Registers `name.weight` (out, in) and `name.bias` (out) in `layout`.
     public init(_ inputSize: Int, _ outputSize: Int, name: String, layout: inout ParameterLayout) {
@@ -39,7 +41,7 @@ public struct Linear: Sendable {
             let b = store.value(bias)
             for r in 0..<y.rows { (y.pointer + r * y.rowStride).update(from: b, count: outputSize) }
         }
-        gemm(y, x, .none, store.valueMatrix(weight), .transposed, beta: addBias ? 1 : 0)
+        gemm(y, x, .none, store.valueMatrix(weight), .transposed, beta: addBias ? 1 : 0, backend: backend(.forward, store))
     }
 
     /// Accumulates `dW += dyᵀ x`, `db += Σ_rows dy`, and, when `dx` is given,
@@ -48,10 +50,16 @@ public struct Linear: Sendable {
         dx: MatrixView<Scalar>?, dy: MatrixView<Scalar>, x: MatrixView<Scalar>,
         _ store: ParameterStore<Scalar>, ones: UnsafePointer<Scalar>, accumulateInput: Bool = false
     ) {
-        gemm(store.gradientMatrix(weight), dy, .transposed, x, .none, beta: 1)
+        gemm(store.gradientMatrix(weight), dy, .transposed, x, .none, beta: 1, backend: backend(.weightGradient, store))
         sumRows(dy, ones: ones, into: store.gradient(bias))
         if let dx {
-            gemm(dx, dy, .none, store.valueMatrix(weight), .none, beta: accumulateInput ? 1 : 0)
+            gemm(dx, dy, .none, store.valueMatrix(weight), .none, beta: accumulateInput ? 1 : 0, backend: backend(.inputGradient, store))
         }
+    }
+
+    /// The library `store`'s plan computes `product` with.
+    @inline(__always)
+    func backend<Scalar>(_ product: ProductSite.Product, _ store: ParameterStore<Scalar>) -> GEMMBackend {
+        store.gemmPlan.backend(for: ProductSite(product, inputs: inputSize, outputs: outputSize))
     }
 }

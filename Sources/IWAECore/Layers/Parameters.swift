@@ -52,6 +52,9 @@ public final class ParameterStore<Scalar: BLASScalar> {
     public let layout: ParameterLayout
     public let values: Tensor<Scalar>
     public let gradients: Tensor<Scalar>
+    /// The library of each affine layer's products (`Linear` reads it).
+    /// Set it before computing, never while this store's worker computes.
+    public var gemmPlan = GEMMPlan()
 
     public init(layout: ParameterLayout) {
         self.layout = layout
@@ -65,6 +68,7 @@ public final class ParameterStore<Scalar: BLASScalar> {
         layout = other.layout
         values = other.values
         gradients = Tensor(shape: [layout.count])
+        gemmPlan = other.gemmPlan
     }
 
     public func zeroGradients() { gradients.zero() }

@@ -57,6 +57,13 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     /// The sampling seed of global worker `g`.
     static func seed(of g: Int, base: UInt64) -> UInt64 { base &+ 0x9E37_79B9 &* UInt64(g) }
 
+    /// The plan of product libraries of the model and every replica. Set it
+    /// between steps, never while the workers compute.
+    public var gemmPlan: GEMMPlan {
+        get { model.gemmPlan }
+        set { for replica in replicas { replica.gemmPlan = newValue } }
+    }
+
     /// This process's workers (W).
     public var workerCount: Int { replicas.count }
 

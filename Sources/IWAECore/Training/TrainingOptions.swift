@@ -65,11 +65,15 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// Cores to split each batch over (default: all active cores). Results
     /// are reproducible for a given seed and worker count.
     public var workers: Int?
+    /// The library of the Float products; the plan it gives is made once
+    /// and recorded in `TrainingState.gemmPlan`.
+    public var gemm = GEMMChoice.auto
 
     public init(objective: Objective = .iwae, samplesPerExample: Int = 5, epochs: Int = 5, batchSize: Int = 100,
                 learningRate: Double = 1e-3, schedule: LearningRateSchedule = .constant, adamEpsilon: Double = 1e-4,
                 estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none,
-                outputInitialization: OutputInitialization = .glorot, seed: UInt64 = 1, workers: Int? = nil) {
+                outputInitialization: OutputInitialization = .glorot, seed: UInt64 = 1, workers: Int? = nil,
+                gemm: GEMMChoice = .auto) {
         self.objective = objective
         self.samplesPerExample = samplesPerExample
         self.epochs = epochs
@@ -82,10 +86,11 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         self.outputInitialization = outputInitialization
         self.seed = seed
         self.workers = workers
+        self.gemm = gemm
     }
 
     /// Decodes a record; one written before `outputInitialization` existed
-    /// reads as `.glorot`, which is what that run did.
+    /// reads as `.glorot`, one before `gemm` as `.openblas`: what those runs did.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         objective = try c.decode(Objective.self, forKey: .objective)
@@ -100,6 +105,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         outputInitialization = try c.decodeIfPresent(OutputInitialization.self, forKey: .outputInitialization) ?? .glorot
         seed = try c.decode(UInt64.self, forKey: .seed)
         workers = try c.decodeIfPresent(Int.self, forKey: .workers)
+        gemm = try c.decodeIfPresent(GEMMChoice.self, forKey: .gemm) ?? .openblas
     }
 
     /// The most worker threads a run may ask for (each holds a model replica).
@@ -193,6 +199,9 @@ public struct TrainingState: Codable, Sendable, Equatable {
     /// States of the shuffling/binarization generator and of each worker's sampler.
     public var generator: [UInt64] = []
     public var workerGenerators: [[UInt64]] = []
+    /// The library of each product site, made at the run's start and kept
+    /// to its end (nil in states saved before plans existed: all OpenBLAS).
+    public var gemmPlan: GEMMPlan?
 
     public init() {}
 }
