@@ -5,10 +5,8 @@ let package = Package(
     name: "IWAE",
     // MARK: - Public API
     products: [
-        .library(name: "IWAELinearAlgebra", targets: ["IWAELinearAlgebra"]),
-        .library(name: "IWAEData", targets: ["IWAEData"]),
-        .library(name: "IWAECore", targets: ["IWAECore"]),
-        // Everything in one import: the three modules above and checkpoints.
+        // The one library: `import IWAE` re-exports the engine's modules
+        // (IWAELinearAlgebra, IWAECore, IWAEData) and adds checkpoints.
         .library(name: "IWAE", targets: ["IWAE"]),
         .executable(name: "iwae", targets: ["iwae"]),
         .executable(name: "iwae-bench", targets: ["iwae-bench"]),

@@ -42,7 +42,7 @@ struct Speed: ParsableCommand {
             print(String(format: "hardware fp32 peak %.1f GFLOP/s (independent %d-bit FMAs on %d cores); best sgemm %.1f GFLOP/s (2048³, %d threads), %.0f%% of it",
                          hardware, Processor.current.vectorBits, cores, sgemm, cores, 100 * sgemm / hardware))
             print("'of hw' is of the hardware peak, 'of sgemm' of the sgemm peak measured just before and after the case (the larger; ! when they differ by more than 10 %)")
-            print(trained.map { "trained: \($0.description); 'trained/fresh' is its step time over the fresh model's" } ?? "trained: none (--train-epochs 0)")
+            print(trained.map { "trained: \($0.description); 'trained/fresh' is its step time over a fresh model's, best of 3 alternating rounds each" } ?? "trained: none (--train-epochs 0)")
             print("")
             print("training step (\(configuration.encoder.rawValue) encoder, Bernoulli decoder, \(architecture), Adam)")
             print(" B    K  mode              ms/step  examples/s  GFLOP/s  of hw  of sgemm   trained ms  trained/fresh   gemm (decoder)  elementwise  sampling  covariance  rest")
@@ -57,12 +57,13 @@ struct Speed: ParsableCommand {
                                              model: freshModel(configuration, mean: mean), gemm: gemm)
                     }
                 }
-                let trainedTiming = try trained.map { trained in
-                    try timeTrainingStep(batch: batch, k: k, workers: t.workers, seconds: seconds, images: images, model: try trained.load(),
-                                         gemm: gemm)
+                // Fresh against trained, alternating, at the faster layout.
+                let pair = try trained.map { trained in
+                    try timeFreshAndTrained(batch: batch, k: k, workers: t.workers, seconds: seconds, images: images,
+                                            fresh: freshModel(configuration, mean: mean), trained: try trained.load(), gemm: gemm)
                 }
                 let gflops = t.flops / t.secondsPerStep / 1e9
-                let ratio = trainedTiming.map { $0.secondsPerStep / t.secondsPerStep }
+                let ratio = pair.map { $0.trained / $0.fresh }
                 var row: [(String, Any)] = [
                     ("case", "train_step"), ("layers", configuration.stochasticLayers), ("encoder", configuration.encoder.rawValue),
                     ("batch", batch), ("k", k), ("mode", t.mode), ("gemm_plan", t.plan.summary),
@@ -74,16 +75,17 @@ struct Speed: ParsableCommand {
                     ("elementwise_fraction", t.phases[2]), ("sampling_fraction", t.phases[3]),
                     ("covariance_fraction", t.phases[4]), ("rest_fraction", max(0, 1 - t.phases.reduce(0, +))),
                 ]
-                if let trainedTiming, let ratio {
-                    row += [("trained_ms_per_step", trainedTiming.secondsPerStep * 1e3), ("trained_ratio", ratio)]
+                if let pair, let ratio {
+                    row += [("fresh_alternating_ms_per_step", pair.fresh * 1e3), ("trained_ms_per_step", pair.trained * 1e3),
+                            ("trained_ratio", ratio)]
                 }
                 rows.append(row)
                 if !json && t.plan != shownPlan {
-                    print("    products (\(gemm.rawValue)): \(t.plan.summary)")
+                    print("    products (--gemm \(gemm.rawValue)): \(t.plan.grouped)")
                     shownPlan = t.plan
                 }
                 if !json {
-                    let trainedColumns = trainedTiming.map { String(format: "%11.3f  %13.2f", $0.secondsPerStep * 1e3, ratio!) }
+                    let trainedColumns = pair.map { String(format: "%11.3f  %13.2f", $0.trained * 1e3, ratio!) }
                         ?? String(repeating: " ", count: 26)
                     print(String(format: "%3d %4d  ", batch, k) + t.mode.padding(toLength: 15, withPad: " ", startingAt: 0)
                           + String(format: "%8.3f %11.0f %8.1f %5.1f%%   %5.1f%%%@ ", t.secondsPerStep * 1e3, Double(batch) / t.secondsPerStep,
@@ -221,36 +223,84 @@ struct StepTiming {
     var phases: [Double]
 }
 
-/// Times whole training steps (gradient and Adam update) of `model` for
-/// about `seconds`, then runs as many again with profilers attached for the
-/// phase breakdown.
-func timeTrainingStep(batch: Int, k: Int, workers: Int, seconds: Double, images: Tensor<Float>,
-                      model: VariationalAutoencoder<Float>, gemm: GEMMChoice) throws -> StepTiming {
-    BLASLibrary.threads = workers == 1 ? ProcessInfo.processInfo.activeProcessorCount : 1
-    let pool = ModelWorkers(model: model, workers: workers, seed: 2)
-    // The plan a training run of this shape makes (`Trainer`).
-    let plan = model.gemmPlan(gemm, examples: (batch + workers - 1) / workers, samplesPerExample: k, threads: BLASLibrary.threads)
-    pool.gemmPlan = plan
-    let adam = Adam<Float>(count: model.store.values.count, learningRate: 1e-4)
-    let x = MatrixView(images.pointer, rows: batch, columns: 784)
+/// Whole training steps (gradient and Adam update) of one model on a fixed
+/// batch, with the plan of product libraries a training run of this shape
+/// makes (`Trainer`), ready to be timed again and again.
+final class StepTimer {
+    let pool: ModelWorkers<Float>
+    let adam: Adam<Float>
+    let x: MatrixView<Float>
+    let k: Int
+    let workers: Int
+
+    init(batch: Int, k: Int, workers: Int, images: Tensor<Float>, model: VariationalAutoencoder<Float>, gemm: GEMMChoice) throws {
+        BLASLibrary.threads = workers == 1 ? ProcessInfo.processInfo.activeProcessorCount : 1
+        pool = ModelWorkers(model: model, workers: workers, seed: 2)
+        pool.gemmPlan = model.gemmPlan(gemm, examples: (batch + workers - 1) / workers, samplesPerExample: k, threads: BLASLibrary.threads)
+        adam = Adam<Float>(count: model.store.values.count, learningRate: 1e-4)
+        x = MatrixView(images.pointer, rows: batch, columns: 784)
+        self.k = k
+        self.workers = workers
+        for _ in 0..<3 { try step() }
+    }
+
     func step() throws {
         try pool.stepGradient(x, objective: .iwae, samplesPerExample: k)
         pool.updateParameters(with: adam)
     }
-    for _ in 0..<3 { try step() }
-    var steps = 0
-    let start = now()
-    while now() - start < seconds || steps < 5 { try step(); steps += 1 }
-    let perStep = (now() - start) / Double(steps)
-    let profilers = pool.replicas.map { _ in PhaseProfiler() }
-    for (replica, profiler) in zip(pool.replicas, profilers) { replica.profiler = profiler }
-    let profiledStart = now()
-    for _ in 0..<steps { try step() }
-    let profiledWall = (now() - profiledStart) * Double(workers)
-    let phases = PhaseProfiler.Phase.allCases.map { phase in profilers.reduce(0) { $0 + $1.seconds(phase) } / profiledWall }
-    let mode = workers == 1 ? "blas-threads=\(BLASLibrary.threads)" : "workers=\(workers)"
-    return StepTiming(mode: mode, workers: workers, plan: plan, secondsPerStep: perStep, flops: model.gemmFlopsPerStep(examples: batch, samplesPerExample: k),
-                      phases: phases)
+
+    /// Seconds per step over about `seconds` (at least 5 steps), and the step count.
+    func time(seconds: Double) throws -> (perStep: Double, steps: Int) {
+        BLASLibrary.threads = workers == 1 ? ProcessInfo.processInfo.activeProcessorCount : 1
+        var steps = 0
+        let start = now()
+        while now() - start < seconds || steps < 5 { try step(); steps += 1 }
+        return ((now() - start) / Double(steps), steps)
+    }
+
+    /// Fractions of the workers' time in each `PhaseProfiler.Phase` over `steps` steps.
+    func phases(steps: Int) throws -> [Double] {
+        let profilers = pool.replicas.map { _ in PhaseProfiler() }
+        for (replica, profiler) in zip(pool.replicas, profilers) { replica.profiler = profiler }
+        defer { for replica in pool.replicas { replica.profiler = nil } }
+        let start = now()
+        for _ in 0..<steps { try step() }
+        let wall = (now() - start) * Double(workers)
+        return PhaseProfiler.Phase.allCases.map { phase in profilers.reduce(0) { $0 + $1.seconds(phase) } / wall }
+    }
+
+    var timing: (Double, Int, [Double]) -> StepTiming {
+        { perStep, workers, phases in
+            StepTiming(mode: workers == 1 ? "blas-threads=\(BLASLibrary.threads)" : "workers=\(workers)", workers: workers,
+                       plan: self.pool.gemmPlan, secondsPerStep: perStep,
+                       flops: self.pool.model.gemmFlopsPerStep(examples: self.x.rows, samplesPerExample: self.k), phases: phases)
+        }
+    }
+}
+
+/// Times whole training steps of `model` for about `seconds`, then runs as
+/// many again with profilers attached for the phase breakdown.
+func timeTrainingStep(batch: Int, k: Int, workers: Int, seconds: Double, images: Tensor<Float>,
+                      model: VariationalAutoencoder<Float>, gemm: GEMMChoice) throws -> StepTiming {
+    let timer = try StepTimer(batch: batch, k: k, workers: workers, images: images, model: model, gemm: gemm)
+    let (perStep, steps) = try timer.time(seconds: seconds)
+    return timer.timing(perStep, workers, try timer.phases(steps: steps))
+}
+
+/// A fresh and a trained model's step time at the same shape, timed in
+/// `rounds` alternating rounds (fresh, trained, fresh, …) of `seconds /
+/// rounds` each; the best round of each, so that the machine's drift does
+/// not pass for a difference between the models.
+func timeFreshAndTrained(batch: Int, k: Int, workers: Int, seconds: Double, images: Tensor<Float>,
+                         fresh: VariationalAutoencoder<Float>, trained: VariationalAutoencoder<Float>, gemm: GEMMChoice,
+                         rounds: Int = 3) throws -> (fresh: Double, trained: Double) {
+    let timers = [try StepTimer(batch: batch, k: k, workers: workers, images: images, model: fresh, gemm: gemm),
+                  try StepTimer(batch: batch, k: k, workers: workers, images: images, model: trained, gemm: gemm)]
+    var best = [Double.infinity, Double.infinity]
+    for _ in 0..<rounds {
+        for (i, timer) in timers.enumerated() { best[i] = Swift.min(best[i], try timer.time(seconds: seconds / Double(rounds)).perStep) }
+    }
+    return (best[0], best[1])
 }
 
 /// Runs `iwae evaluate` on `model` as a child process and reads its wall

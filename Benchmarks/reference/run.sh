@@ -11,6 +11,6 @@ cd "$(dirname "$0")/../.."
 venv=${IWAE_REFERENCE_VENV:-$HOME/.cache/iwae-reference}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c "import torch, jax, numpy" 2>/dev/null || "$venv/bin/pip" install torch "jax[cpu]" numpy
-(dpkg -s libopenblas-dev liblapacke-dev zlib1g-dev pkg-config dataset-fashion-mnist >/dev/null 2>&1 || (apt-get update && apt-get install -y libopenblas-dev liblapacke-dev zlib1g-dev pkg-config dataset-fashion-mnist))
+(dpkg -s libopenblas-dev liblapacke-dev libdnnl-dev zlib1g-dev pkg-config dataset-fashion-mnist >/dev/null 2>&1 || (apt-get update && apt-get install -y libopenblas-dev liblapacke-dev libdnnl-dev zlib1g-dev pkg-config dataset-fashion-mnist))
 swift build -c release
 exec "$venv/bin/python" Benchmarks/reference/side_by_side.py "$@"

@@ -80,6 +80,16 @@ public struct GEMMPlan: Codable, Equatable, Sendable {
         backends.keys.sorted().map { "\($0): \(backends[$0]!.rawValue)" }.joined(separator: ", ")
     }
 
+    /// "oneDNN at 12 of 15 (OpenBLAS: weight-gradient 200→784, …)": the
+    /// smaller group named.
+    public var grouped: String {
+        let onednn = backends.keys.filter { backends[$0] == .onednn }.sorted()
+        let openblas = backends.keys.filter { backends[$0] == .openblas }.sorted()
+        let (few, name) = onednn.count <= openblas.count ? (onednn, "oneDNN") : (openblas, "OpenBLAS")
+        return "oneDNN at \(onednn.count) of \(backends.count) sites"
+            + (few.isEmpty ? "" : " (\(name): " + few.map(\.description).joined(separator: ", ") + ")")
+    }
+
     /// How many sites each backend computes.
     public var counts: [GEMMBackend: Int] { Dictionary(grouping: backends.values, by: { $0 }).mapValues(\.count) }
 

@@ -78,7 +78,14 @@ final class ExamplesTests: XCTestCase {
         let evaluate = try runIWAE(["evaluate", out, "--k", "300", "--test-examples", "20", "--json"])
         XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
         let json = try JSONSerialization.jsonObject(with: Data(evaluate.stdout.utf8)) as! [String: Any]
-        XCTAssertEqual(v["nll"]!, json["nll"] as! Double, accuracy: 1e-5)
-        XCTAssertEqual(v["nll_stderr"]!, json["nll_stderr"] as! Double, accuracy: 1e-5)
+        // Same draws, same plan of product libraries, but not always the same
+        // OpenBLAS kernels: `iwae` relaunches itself with the CPU's best ones
+        // where OpenBLAS fell back to generic ones (the Intel Xeon), and a
+        // library user's process keeps what it loaded. Kernels round
+        // differently: allow ~100 Float roundings (u = 6·10⁻⁸) relative, far
+        // below the estimate's own standard error.
+        let nll = json["nll"] as! Double, stderr = json["nll_stderr"] as! Double
+        XCTAssertEqual(v["nll"]!, nll, accuracy: 1e-5 + 1e-5 * abs(nll))
+        XCTAssertEqual(v["nll_stderr"]!, stderr, accuracy: 1e-5 + 1e-4 * abs(stderr))
     }
 }
