@@ -59,9 +59,11 @@ public struct OptimizerState: Equatable, Sendable {
 public struct Checkpoint {
     public static let fileName = "model.safetensors"
     public static let formatName = "iwae-checkpoint"
-    /// 2: typed JSON metadata. Version 1 (string fields) is still read, for
-    /// evaluation and sampling only.
-    public static let formatVersion = 2
+    /// 3: typed JSON metadata with named keys throughout (`docs/CHECKPOINT.md`
+    /// is the schema). Version 2 (the same, but a data source in Swift's
+    /// synthesized form) is read and resumed; version 1 (string fields) is
+    /// read for evaluation and sampling only.
+    public static let formatVersion = 3
 
     public var model: VariationalAutoencoder<Float>
     /// The data set the model was trained on, when known.
@@ -200,8 +202,8 @@ public struct Checkpoint {
             try self.init(version1: file, fail: fail)
             return
         }
-        guard version == Checkpoint.formatVersion else {
-            throw fail("format version \(version) is not supported (this build reads versions 1 and \(Checkpoint.formatVersion))")
+        guard version == 2 || version == Checkpoint.formatVersion else {
+            throw fail("format version \(version) is not supported (this build reads versions 1 to \(Checkpoint.formatVersion))")
         }
         guard let stored = m["checksum_crc32"], let storedMetadata = m["metadata_crc32"] else { throw fail("missing checksums") }
         guard String(Checkpoint.checksum(file.entries)) == stored else { throw fail("checksum mismatch: the file is corrupt") }

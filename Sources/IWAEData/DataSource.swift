@@ -48,3 +48,67 @@ public enum DataSource: Sendable, Codable, Equatable {
         }
     }
 }
+
+// The checkpoint's JSON for a data source, with named keys (format 3):
+//
+//     {"kind": "files", "name": "fashion-mnist"}
+//     {"kind": "mnist", "directory": null}
+//     {"kind": "linear-gaussian", "generator": {…}, "trainExamples": 10000, "testExamples": 1000}
+//
+// Format 2 wrote Swift's synthesized form ({"files": {"_0": "fashion-mnist"}},
+// {"mnist": {"directory": …}}, {"linearGaussian": {"_0": {…}, "trainExamples": …,
+// "testExamples": …}}); it still decodes.
+extension DataSource {
+    private enum Keys: String, CodingKey { case kind, name, directory, generator, trainExamples, testExamples }
+    private enum LegacyCase: String, CodingKey { case files, mnist, linearGaussian }
+    private enum LegacyKeys: String, CodingKey { case _0, directory, trainExamples, testExamples }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        switch self {
+        case .files(let name):
+            try c.encode("files", forKey: .kind)
+            try c.encode(name, forKey: .name)
+        case .mnist(let directory):
+            try c.encode("mnist", forKey: .kind)
+            try c.encode(directory, forKey: .directory)   // null when not given
+        case .linearGaussian(let generator, let train, let test):
+            try c.encode("linear-gaussian", forKey: .kind)
+            try c.encode(generator, forKey: .generator)
+            try c.encode(train, forKey: .trainExamples)
+            try c.encode(test, forKey: .testExamples)
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        guard c.contains(.kind) else { try self.init(legacy: decoder); return }
+        switch try c.decode(String.self, forKey: .kind) {
+        case "files": self = .files(try c.decode(String.self, forKey: .name))
+        case "mnist": self = .mnist(directory: try c.decodeIfPresent(String.self, forKey: .directory))
+        case "linear-gaussian":
+            self = .linearGaussian(try c.decode(LinearGaussianData.self, forKey: .generator),
+                                   trainExamples: try c.decode(Int.self, forKey: .trainExamples),
+                                   testExamples: try c.decode(Int.self, forKey: .testExamples))
+        case let kind:
+            throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown data kind '\(kind)' (files, mnist or linear-gaussian)")
+        }
+    }
+
+    /// Format 2's synthesized form.
+    private init(legacy decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: LegacyCase.self)
+        guard c.allKeys.count == 1, let which = c.allKeys.first else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a data source needs a 'kind'"))
+        }
+        let values = try c.nestedContainer(keyedBy: LegacyKeys.self, forKey: which)
+        switch which {
+        case .files: self = .files(try values.decode(String.self, forKey: ._0))
+        case .mnist: self = .mnist(directory: try values.decodeIfPresent(String.self, forKey: .directory))
+        case .linearGaussian:
+            self = .linearGaussian(try values.decode(LinearGaussianData.self, forKey: ._0),
+                                   trainExamples: try values.decode(Int.self, forKey: .trainExamples),
+                                   testExamples: try values.decode(Int.self, forKey: .testExamples))
+        }
+    }
+}
