@@ -59,7 +59,7 @@ public struct OptimizerState: Equatable, Sendable {
 public struct Checkpoint {
     public static let fileName = "model.safetensors"
     public static let formatName = "iwae-checkpoint"
-    /// 3: typed JSON metadata with named keys throughout (`docs/CHECKPOINT.md`
+    /// 3: typed JSON metadata with named keys throughout (the `CheckpointFormat` article
     /// is the schema). Version 2 (the same, but a data source in Swift's
     /// synthesized form) is read and resumed; version 1 (string fields) is
     /// read for evaluation and sampling only.

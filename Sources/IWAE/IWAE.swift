@@ -45,7 +45,7 @@ extension VariationalAutoencoder where Scalar == Float {
         configuration.likelihood == .bernoulli ? images.binarizedForEvaluation() : images
     }
 
-    /// log p(x) ≈ L_k (MATH.md §5) for each image, as `iwae evaluate`
+    /// log p(x) ≈ L_k (Mathematics §5) for each image, as `iwae evaluate`
     /// computes it: the evaluation binarization, k samples per image.
     public func logLikelihood(of images: ImageSet, samples k: Int = LogLikelihoodEstimate.standardSamples,
                               seed: UInt64 = LogLikelihoodEstimate.standardSeed,

@@ -63,7 +63,7 @@ public struct ImageSet: Sendable {
     }
 
     /// Draws binary images: pixel d of image `indices[r]` is 1 with
-    /// probability equal to its intensity (dynamic binarization, MATH.md §5).
+    /// probability equal to its intensity (dynamic binarization, Mathematics §5).
     /// Writes (indices.count, dimension) values into `out`.
     public func binarize(_ indices: some Collection<Int>, into out: UnsafeMutablePointer<Float>, using rng: Xoshiro256) {
         var r = 0

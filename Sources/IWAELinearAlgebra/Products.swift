@@ -89,7 +89,7 @@ public func batchedCholesky<Scalar: BLASScalar>(
 }
 
 /// Backward through one Cholesky factorization `Σ = L Lᵀ` (Murray 2016,
-/// "Differentiation of the Cholesky decomposition"), MATH.md §4:
+/// "Differentiation of the Cholesky decomposition"), Mathematics §4:
 ///
 ///     P  = Φ(Lᵀ L̄)            Φ: lower triangle, diagonal halved
 ///     Σ̄  = sym(L⁻ᵀ P L⁻¹)     sym(X) = ½(X + Xᵀ)

@@ -83,7 +83,7 @@ final class CheckpointFormatTests: XCTestCase {
 
     /// Every key of every metadata document, as the engine writes them for a
     /// rich model (two stochastic layers, full covariance, learned prior and
-    /// σ, mid-epoch state) and for image data, is named in docs/CHECKPOINT.md.
+    /// σ, mid-epoch state) and for image data, is named in the CheckpointFormat article.
     func testSchemaDocumentNamesEveryKey() throws {
         let (data, root) = try smallTrainingFixture(self)
         let synthetic = root + "/lg", images = root + "/images"
@@ -94,7 +94,7 @@ final class CheckpointFormatTests: XCTestCase {
                                    environment: ["IWAE_FAULT_INTERRUPT_AT_STEP": "5"]).status, 130)
         XCTAssertEqual(try runIWAE(["train", "--data", data, "--k", "2", "--epochs", "1", "--batch", "20", "--hidden", "8",
                                     "--latent", "2", "--validation-examples", "40", "--out", images]).status, 0)
-        let document = try String(contentsOf: CheckpointFormatTests.repository.appendingPathComponent("docs/CHECKPOINT.md"), encoding: .utf8)
+        let document = try String(contentsOf: CheckpointFormatTests.repository.appendingPathComponent("Sources/IWAE/IWAE.docc/CheckpointFormat.md"), encoding: .utf8)
         var documented = Set<String>()
         let pattern = try NSRegularExpression(pattern: "`([A-Za-z_][A-Za-z0-9_.]*)`")
         for match in pattern.matches(in: document, range: NSRange(document.startIndex..., in: document)) {
@@ -124,16 +124,16 @@ final class CheckpointFormatTests: XCTestCase {
             }
         }
         XCTAssertTrue(found.contains("batchInEpoch") && found.contains("upperDimension") && found.contains("learnSigma"))
-        XCTAssertEqual(found.subtracting(documented), [], "keys a checkpoint holds that docs/CHECKPOINT.md does not name")
+        XCTAssertEqual(found.subtracting(documented), [], "keys a checkpoint holds that the CheckpointFormat article does not name")
     }
 
-    /// The Python snippet of docs/CHECKPOINT.md, run on a checkpoint where
+    /// The Python snippet of the CheckpointFormat article, run on a checkpoint where
     /// python3 has numpy and safetensors: shapes and a sum of parameters as
     /// Swift reads them.
     func testPythonSnippetReadsACheckpoint() throws {
         let probe = try runProcess("/usr/bin/env", ["python3", "-c", "import numpy, safetensors"])
         guard probe.status == 0 else { throw XCTSkip("python3 with numpy and safetensors is not installed (pip install safetensors numpy)") }
-        let document = try String(contentsOf: CheckpointFormatTests.repository.appendingPathComponent("docs/CHECKPOINT.md"), encoding: .utf8)
+        let document = try String(contentsOf: CheckpointFormatTests.repository.appendingPathComponent("Sources/IWAE/IWAE.docc/CheckpointFormat.md"), encoding: .utf8)
         let section = document.components(separatedBy: "## Reading a checkpoint from Python")[1]
         let code = section.components(separatedBy: "```python\n")[1].components(separatedBy: "```")[0]
         let (data, root) = try smallTrainingFixture(self)

@@ -1,7 +1,7 @@
 import IWAELinearAlgebra
 import RealModule
 
-/// The prior r_λ(z) = N(λ₁, diag(λ₂)) over k units (MATH.md §1): the
+/// The prior r_λ(z) = N(λ₁, diag(λ₂)) over k units (Mathematics §1): the
 /// standard normal (λ₁ = 0, λ₂ = 1, fixed) or learned, with λ₂ = exp(ρ).
 ///
 /// Parameters (learned only): `prior.mean` λ₁ (k), `prior.log_variance` ρ (k).

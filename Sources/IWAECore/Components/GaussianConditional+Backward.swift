@@ -105,7 +105,7 @@ extension GaussianConditional {
         }
     }
 
-    /// L̄ → Σ̄ (Murray, MATH.md §4) → Ā = 2 Σ̄ A, d̄ = diag(Σ̄) ⊙ σ(d).
+    /// L̄ → Σ̄ (Murray, Mathematics §4) → Ā = 2 Σ̄ A, d̄ = diag(Σ̄) ⊙ σ(d).
     private func covarianceBackward() {
         let k = dimension, kk = k * k
         for b in 0..<examples {

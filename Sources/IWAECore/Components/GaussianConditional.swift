@@ -2,7 +2,7 @@ import IWAELinearAlgebra
 import RealModule
 
 /// A Gaussian conditional N(μ(h), Σ(h)) whose parameters come from a network
-/// of the conditioning value h (MATH.md §1): the encoder q_φ(z|x), and later
+/// of the conditioning value h (Mathematics §1): the encoder q_φ(z|x), and later
 /// q(z₂|z₁) or p(z₁|z₂) of a deeper model.
 ///
 ///     h (B, in) → trunk (tanh …) → μ (B, k)

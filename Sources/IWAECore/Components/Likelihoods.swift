@@ -2,7 +2,7 @@ import IWAELinearAlgebra
 import RealModule
 
 /// p_θ(x|z) with Bernoulli pixels: logits ℓ = f_θ(z) from the decoder network
-/// (k → H … → D, identity output), MATH.md §1:
+/// (k → H … → D, identity output), Mathematics §1:
 ///
 ///     log p(x|z) = Σ_d x_d ℓ_d − softplus(ℓ_d),     ∂log p/∂ℓ = x − σ(ℓ)
 ///
@@ -50,7 +50,7 @@ public final class BernoulliLikelihood<Scalar: BLASScalar> {
     public var bufferBytes: Int { decoder.bufferBytes }
 }
 
-/// p_θ(x|z) = N(f_θ(z), σ² I) (MATH.md §1), σ fixed or learned as
+/// p_θ(x|z) = N(f_θ(z), σ² I) (Mathematics §1), σ fixed or learned as
 /// `decoder.log_variance` = log σ² (1):
 ///
 ///     log p(x|z) = −‖x − f‖²/(2σ²) − (D/2) log(2πσ²)

@@ -1,7 +1,7 @@
 import IWAELinearAlgebra
 import RealModule
 
-// The formulas of MATH.md §1–2 on plain arrays, for code that does not want
+// The formulas of Mathematics §1–2 on plain arrays, for code that does not want
 // the engine's buffers: each calls the same function the model uses. Vectors
 // are [Double]; a k×k matrix is k·k values, row-major.
 

@@ -1,7 +1,7 @@
 import RealModule
 import IWAELinearAlgebra
 
-/// The architecture of a model (MATH.md §1): what a checkpoint must carry to
+/// The architecture of a model (Mathematics §1): what a checkpoint must carry to
 /// rebuild it.
 public struct ModelConfiguration: Codable, Equatable, Sendable {
     /// D, the data dimension (784 for 28×28 images).
@@ -144,7 +144,7 @@ public struct StochasticLayer: Codable, Equatable, Sendable {
     }
 }
 
-/// Which bound a training step climbs (MATH.md §2).
+/// Which bound a training step climbs (Mathematics §2).
 public enum Objective: String, Codable, Sendable, CaseIterable {
     /// Monte Carlo ELBO, `(1/K) Σ_k log w_k`.
     case elbo
@@ -154,7 +154,7 @@ public enum Objective: String, Codable, Sendable, CaseIterable {
     case elboAnalytic = "elbo-analytic"
 }
 
-/// The covariance of a Gaussian conditional such as the encoder (MATH.md §1).
+/// The covariance of a Gaussian conditional such as the encoder (Mathematics §1).
 public enum CovarianceKind: String, Codable, Sendable, CaseIterable {
     /// `diag(s²)` from a log-standard-deviation head.
     case diagonal
@@ -162,7 +162,7 @@ public enum CovarianceKind: String, Codable, Sendable, CaseIterable {
     case full
 }
 
-/// The prior r_λ(z) (MATH.md §1).
+/// The prior r_λ(z) (Mathematics §1).
 public enum PriorKind: String, Codable, Sendable, CaseIterable {
     /// N(0, I), fixed.
     case standard
@@ -170,7 +170,7 @@ public enum PriorKind: String, Codable, Sendable, CaseIterable {
     case learned
 }
 
-/// The decoder's likelihood p_θ(x|z) (MATH.md §1).
+/// The decoder's likelihood p_θ(x|z) (Mathematics §1).
 public enum LikelihoodKind: String, Codable, Sendable, CaseIterable {
     /// Bernoulli with logits f_θ(z), for binary images.
     case bernoulli

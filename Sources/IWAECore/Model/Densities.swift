@@ -1,7 +1,7 @@
 import IWAELinearAlgebra
 import RealModule
 
-// The log densities of MATH.md §1 and the bounds of §2, one function each.
+// The log densities of Mathematics §1 and the bounds of §2, one function each.
 // Shapes: B examples, K samples per example, k latent units; sample rows are
 // example-major (row b·K + j is sample j of example b).
 
@@ -12,7 +12,7 @@ func gaussianNormalizer<Scalar: BLASScalar>(_ k: Int) -> Scalar {
 }
 
 /// Log density of the Gaussian encoder at its own reparameterized sample
-/// `z = μ + L ε`, per sample row (MATH.md §1):
+/// `z = μ + L ε`, per sample row (Mathematics §1):
 ///
 ///     log q(z|x) = −½‖L⁻¹(z − μ)‖² − ½ log det Σ − (k/2) log 2π,   L⁻¹(z − μ) = ε
 ///
@@ -115,7 +115,7 @@ func gaussianLogLikelihood<Scalar: BLASScalar>(
 }
 
 /// Closed-form KL between the encoder N(μ, Σ) and the prior N(λ₁, diag(λ₂))
-/// (MATH.md §2; the sign is +½):
+/// (Mathematics §2; the sign is +½):
 ///
 ///     KL = ½ [ tr(diag(λ₂)⁻¹ Σ) + (λ₁ − μ)ᵀ diag(λ₂)⁻¹ (λ₁ − μ) − k + Σᵢ log λ₂ᵢ − log det Σ ]
 ///

@@ -1,7 +1,7 @@
 import IWAELinearAlgebra
 import RealModule
 
-/// The test log-likelihood estimate of MATH.md §5 and what comes with it.
+/// The test log-likelihood estimate of Mathematics §5 and what comes with it.
 public struct LogLikelihoodEstimate: Sendable {
     /// The protocol's defaults (Burda et al. 2015): k = 5000 importance
     /// samples per example, drawn from seed 1.

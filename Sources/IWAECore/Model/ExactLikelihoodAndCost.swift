@@ -11,7 +11,7 @@ extension VariationalAutoencoder {
     }
 
     /// The exact log marginal likelihood of each row of `x` (N, D) under a
-    /// linear-Gaussian model (MATH.md §2, tightness): the top prior
+    /// linear-Gaussian model (Mathematics §2, tightness): the top prior
     /// N(λ₁, diag λ₂) pushed down the chain, each linear layer mapping
     ///
     ///     (m, C) → (W m + b, W C Wᵀ + diag(s²)),   and at the bottom   p(x) = N(x; V m + c, V C Vᵀ + σ² I)

@@ -2,7 +2,7 @@ import IWAELinearAlgebra
 import RealModule
 
 // The backward of a training step: the generative side, then each encoder by
-// the chosen estimator (MATH.md §3).
+// the chosen estimator (Mathematics §3).
 extension VariationalAutoencoder {
     /// Accumulates into `store.gradients` the gradient of
     ///
@@ -10,7 +10,7 @@ extension VariationalAutoencoder {
     ///     loss = −scale · [ Σ_b Σ_j ω_bj · log p(x_b|z_bj) − Σ_b KL_b ]  (elbo-analytic)
     ///
     /// where ω (B, K) is ∂bound/∂ log w; with ω from `boundWeights` and
-    /// scale = 1/B this is the gradient of −mean bound (MATH.md §3): θ and λ
+    /// scale = 1/B this is the gradient of −mean bound (Mathematics §3): θ and λ
     /// through the generative terms with g = −scale·ω, φ by `estimator`.
     ///
     /// The generative side runs first and leaves ∂loss/∂z_l (its paths) in

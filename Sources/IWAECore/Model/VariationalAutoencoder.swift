@@ -1,7 +1,7 @@
 import IWAELinearAlgebra
 import RealModule
 
-/// The model of MATH.md §1, composed of its components, with L ≥ 1
+/// The model of Mathematics §1, composed of its components, with L ≥ 1
 /// stochastic layers z₁ … z_L (Burda et al.'s second architecture has L = 2):
 ///
 ///     encoders[0]           q_φ(z₁|x)          GaussianConditional (diagonal or full covariance)

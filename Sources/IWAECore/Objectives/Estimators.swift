@@ -1,7 +1,7 @@
 import IWAELinearAlgebra
 import RealModule
 
-/// How the encoder's gradient is estimated (MATH.md §3). θ and λ always take
+/// How the encoder's gradient is estimated (Mathematics §3). θ and λ always take
 /// the normalized-weight gradient.
 public enum GradientEstimator: String, Codable, Sendable, CaseIterable {
     /// Pathwise (reparameterization): total derivative through z = μ + L ε.
@@ -45,7 +45,7 @@ public enum ScoreBaseline: String, Codable, Sendable, CaseIterable {
 }
 
 /// The score-function coefficients a_bj = −scale · c_bj of ∇_φ log q(z_bj|x_b)
-/// (MATH.md §3, z fixed), into `result` (B·K):
+/// (Mathematics §3, z fixed), into `result` (B·K):
 ///
 ///     IWAE: c_j = (L_K − b_j) − w̃_j           ELBO: c_j = (log w_j − b_j)/K − 1/K
 ///

@@ -2,7 +2,7 @@ import IWAELinearAlgebra
 import RealModule
 
 /// The log importance weights of one forward pass over B examples with K
-/// draws each, and what the bounds and the backward read (MATH.md §2):
+/// draws each, and what the bounds and the backward read (Mathematics §2):
 ///
 ///     log w_bj = log p(x_b|z_bj) + log r(z_bj) − log q(z_bj|x_b)
 ///
@@ -79,7 +79,7 @@ public func elboEstimate<Scalar: BLASScalar>(logWeights: MatrixView<Scalar>, int
     }
 }
 
-/// How each log weight enters the gradient of the bound (MATH.md §3):
+/// How each log weight enters the gradient of the bound (Mathematics §3):
 ///
 ///     ∂L_K/∂ log w_k = w̃_k = softmax_k(log w)     (IWAE)
 ///     ∂L_ELBO/∂ log w_k = 1/K                     (ELBO)
