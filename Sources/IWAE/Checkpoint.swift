@@ -73,6 +73,10 @@ public struct Checkpoint {
     /// How the model was trained (nil for a bare model or a version-1 file).
     public var training: TrainingRecord?
     public var optimizer: OptimizerState?
+    /// Why the optimizer state was left out (its moments or step were
+    /// damaged), or nil. The parameters are still read: `evaluate` and
+    /// `sample` work, and only `--resume` is refused, with this reason.
+    public var optimizerDamage: String?
     /// Where the run stands, for resuming.
     public var trainingState: TrainingState?
 
@@ -221,15 +225,17 @@ public struct Checkpoint {
                   training: try decode(TrainingRecord.self, "training"))
         if let m1 = file.entry("optimizer.first_moment"), let m2 = file.entry("optimizer.second_moment") {
             let count = model.store.values.count
-            guard m1.dtype == "F32", m2.dtype == "F32", m1.shape == [count], m2.shape == m1.shape,
-                  let step = m["optimizer_step"].flatMap(Int.init), (0...TrainingState.maximumCount).contains(step) else {
-                throw fail("malformed optimizer state")
+            if m1.dtype == "F32", m2.dtype == "F32", m1.shape == [count], m2.shape == m1.shape,
+               let step = m["optimizer_step"].flatMap(Int.init), (0...TrainingState.maximumCount).contains(step) {
+                let state = OptimizerState(step: step, firstMoment: m1.floatValues, secondMoment: m2.floatValues)
+                if state.firstMoment.allSatisfy({ $0.isFinite }), state.secondMoment.allSatisfy({ $0.isFinite && $0 >= 0 }) {
+                    optimizer = state
+                } else {
+                    optimizerDamage = "the optimizer's moments contain NaN, infinity or a negative second moment"
+                }
+            } else {
+                optimizerDamage = "malformed optimizer state"
             }
-            let state = OptimizerState(step: step, firstMoment: m1.floatValues, secondMoment: m2.floatValues)
-            guard state.firstMoment.allSatisfy({ $0.isFinite }), state.secondMoment.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
-                throw fail("the optimizer's moments contain NaN, infinity or a negative second moment")
-            }
-            optimizer = state
         }
         if var state = try decode(TrainingState.self, "state") {
             guard state.epoch >= 0, state.step >= 0, state.batchInEpoch >= 0, state.seen >= 0, state.generator.count == 4,

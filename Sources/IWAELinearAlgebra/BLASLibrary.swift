@@ -40,20 +40,18 @@ public enum BLASLibrary {
     /// The kernels running and what this CPU could run instead.
     public static var kernels: KernelChoice { KernelChoice(coreName: coreName, processor: .current) }
 
-    /// The one line a process on a fallback kernel prints (nil when the
-    /// kernels fit the CPU), once per process.
+    /// The one line a process on a fallback kernel prints to stderr, once
+    /// (nil, and nothing printed, when the kernels fit the CPU).
     @discardableResult
-    public static func warnIfFallback() -> String? {
-        warning.message
-    }
+    public static func warnIfFallback() -> String? { fallbackWarning }
 
-    private static let warning: (message: String?, printed: Void) = {
+    private static let fallbackWarning: String? = {
         let choice = kernels
-        guard choice.isFallback, let better = choice.recommendedCoreType else { return (nil, ()) }
+        guard choice.isFallback, let better = choice.recommendedCoreType else { return nil }
         let line = "iwae: warning: OpenBLAS runs its generic \(choice.coreName) kernels on this CPU, about 10× slower than it can; "
             + "set OPENBLAS_CORETYPE=\(better) in the environment before the process starts"
         FileHandle.standardError.write(Data((line + "\n").utf8))
-        return (line, ())
+        return line
     }()
 
     /// The environment variable that, set before the process starts, gives

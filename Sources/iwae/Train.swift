@@ -133,6 +133,9 @@ struct Train: ParsableCommand {
             }
         }
         let checkpoint = try Checkpoint.load(from: directory)
+        if let damage = checkpoint.optimizerDamage {
+            throw IWAEError.invalidCheckpoint("\(Checkpoint.path(for: directory)): cannot resume: \(damage) (the parameters are intact: evaluate and sample still read them)")
+        }
         guard let record = checkpoint.training, let data = checkpoint.data, checkpoint.optimizer != nil,
               checkpoint.trainingState != nil else {
             throw IWAEError.invalidCheckpoint("\(Checkpoint.path(for: directory)) has no training state to resume from")

@@ -183,6 +183,14 @@ final class HostileInputTests: XCTestCase {
             try assertOneLineError(["train", "--resume", directory], fragment, label)
             XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: directory + "/model.safetensors")), before, "\(label): the checkpoint changed")
         }
+        // A damaged optimizer state stops only --resume: the parameters still evaluate and sample.
+        for directory in [adamStep, nanMoment] {
+            let evaluate = try runIWAE(["evaluate", directory, "--k", "3", "--json"])
+            XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
+            let sample = try runIWAE(["sample", directory, "--out", directory + "/grid.png", "--rows", "2"])
+            XCTAssertEqual(sample.status, 0, sample.stderr)
+            XCTAssertTrue(try runIWAE(["train", "--resume", directory]).stderr.contains("parameters are intact"))
+        }
     }
 
     /// Divergence never writes a non-finite checkpoint: the last finite one stays and loads.
