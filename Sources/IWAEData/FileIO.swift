@@ -71,16 +71,24 @@ public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
 }
 
 /// Creates `path` (and its parents) if needed and checks that it is a
-/// writable directory, with a one-line error otherwise.
-public func prepareOutputDirectory(_ path: String) throws {
-    var isDirectory: ObjCBool = false
-    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
-        guard isDirectory.boolValue else { throw DataError.writeFailed("output \(path) exists and is not a directory") }
-    } else {
-        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+/// writable directory, with a one-line error otherwise. Returns true when
+/// this call made `path` itself: by one `mkdir`, so that of two processes
+/// racing to create it exactly one is told it did (the other sees `EEXIST`).
+@discardableResult
+public func prepareOutputDirectory(_ path: String) throws -> Bool {
+    let parent = (path as NSString).deletingLastPathComponent
+    if !parent.isEmpty && !FileManager.default.fileExists(atPath: parent) {
+        do { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
         catch { throw DataError.writeFailed("cannot create output directory \(path)") }
+    }
+    let created = mkdir(path, 0o755) == 0
+    if !created && errno != EEXIST { throw DataError.writeFailed("cannot create output directory \(path) (\(String(cString: strerror(errno))))") }
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw DataError.writeFailed("output \(path) exists and is not a directory")
     }
     guard access(path, W_OK | X_OK) == 0 else {
         throw DataError.writeFailed("output directory \(path) is not writable")
     }
+    return created
 }

@@ -73,19 +73,22 @@ struct Train: ParsableCommand {
         }
         guard !out.isEmpty else { throw IWAEError.invalidArgument("missing --out DIR (or --resume DIR)") }
         let writes = ranks.rank == 0
-        let created = writes && !FileManager.default.fileExists(atPath: out)
+        var created = false
         do {
-            let (run, images) = try ranks.together { try prepareNewRun(writesDirectory: writes) }
+            let (run, images) = try ranks.together { try prepareNewRun(writesDirectory: writes, created: &created) }
             try run.train(images: images, resuming: nil)
         } catch {
-            if created { RunDirectory.removeIfUnused(out) }
+            // Only the process that made the directory and holds its lock may
+            // take it back: a racing run that lost either leaves it alone.
+            if created && RunDirectory.holdsLock(out) { RunDirectory.removeIfUnused(out) }
             throw error
         }
     }
 
-    /// A new run: the options checked, the `--out` directory prepared (by the
-    /// writing rank), the training images loaded.
-    private func prepareNewRun(writesDirectory: Bool) throws -> (TrainingRun, ImageSet) {
+    /// A new run: the options checked, the `--out` directory created (or
+    /// found) and locked by the writing rank (`created` says whether this
+    /// process made it), the training images loaded.
+    private func prepareNewRun(writesDirectory: Bool, created: inout Bool) throws -> (TrainingRun, ImageSet) {
         if learnSigma && likelihood != .gaussian { throw IWAEError.invalidArgument("--learn-sigma needs --likelihood gaussian") }
         if let n = trainExamples, n < 1 { throw IWAEError.invalidArgument("--train-examples must be at least 1, got \(n)") }
         let options = TrainingOptions(objective: objective, samplesPerExample: samples, epochs: epochs, batchSize: batch,
@@ -98,7 +101,8 @@ struct Train: ParsableCommand {
             throw IWAEError.invalidArgument("\(source.name) is real-valued: use --likelihood gaussian")
         }
         if writesDirectory {
-            try prepareOutputDirectory(out)
+            created = try prepareOutputDirectory(out)
+            try RunDirectory.lock(out)
             if FileManager.default.fileExists(atPath: out + "/" + Checkpoint.fileName) {
                 throw IWAEError.invalidArgument("\(out) already holds a checkpoint: continue it with --resume \(out), or choose another --out")
             }

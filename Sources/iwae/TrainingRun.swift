@@ -138,6 +138,9 @@ enum RunDirectory {
         held[directory] = fd
     }
 
+    /// Whether this process holds `directory`'s lock.
+    static func holdsLock(_ directory: String) -> Bool { held[directory] != nil }
+
     /// Removes temporary checkpoint files (`.model.safetensors.tmp-PID`)
     /// whose writer is no longer alive, as a SIGKILL leaves them.
     static func removeOrphanedTemporaries(in directory: String) {

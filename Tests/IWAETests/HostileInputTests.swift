@@ -193,6 +193,38 @@ final class HostileInputTests: XCTestCase {
         }
     }
 
+    /// Two `iwae train --out NEW` started together, 50 times: each time one
+    /// trains to the end and the other refuses in one line, and the winner's
+    /// directory, lock and checkpoint stay whole (the loser never removes
+    /// what it did not create and lock).
+    func testTwoRunsRacingForOneNewDirectory() throws {
+        let executable = productsDirectory.appendingPathComponent("iwae").path
+        for attempt in 0..<50 {
+            let out = root + "/race-\(attempt)"
+            let processes = (0..<2).map { _ -> (Process, Pipe) in
+                let process = Process(), err = Pipe()
+                process.executableURL = URL(fileURLWithPath: executable)
+                process.arguments = train(out) + ["--epochs", "1"]
+                process.standardOutput = FileHandle.nullDevice
+                process.standardError = err
+                return (process, err)
+            }
+            for (process, _) in processes { try process.run() }
+            var outcomes = [(Int32, String)]()
+            for (process, err) in processes {
+                let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                process.waitUntilExit()
+                outcomes.append((process.terminationStatus, text))
+            }
+            XCTAssertEqual(outcomes.map(\.0).sorted(), [0, 1], "attempt \(attempt): \(outcomes)")
+            if let loser = outcomes.first(where: { $0.0 != 0 }) {
+                XCTAssertEqual(loser.1.split(separator: "\n").count, 1, loser.1)
+                XCTAssertTrue(loser.1.contains("another iwae train is running") || loser.1.contains("already holds a checkpoint"), loser.1)
+            }
+            XCTAssertNoThrow(try Checkpoint.load(from: out), "attempt \(attempt)")
+        }
+    }
+
     /// Divergence never writes a non-finite checkpoint: the last finite one stays and loads.
     func testDivergenceKeepsTheLastFiniteCheckpoint() throws {
         let out = root + "/diverge"
