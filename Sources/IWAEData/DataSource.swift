@@ -87,9 +87,10 @@ extension DataSource {
         case "files": self = .files(try c.decode(String.self, forKey: .name))
         case "mnist": self = .mnist(directory: try c.decodeIfPresent(String.self, forKey: .directory))
         case "linear-gaussian":
-            self = .linearGaussian(try c.decode(LinearGaussianData.self, forKey: .generator),
-                                   trainExamples: try c.decode(Int.self, forKey: .trainExamples),
-                                   testExamples: try c.decode(Int.self, forKey: .testExamples))
+            // Through the command line's own checks: a file's sizes are no more trusted than a user's.
+            self = try DataSource(name: "linear-gaussian", generator: try c.decode(LinearGaussianData.self, forKey: .generator),
+                                  trainExamples: try c.decode(Int.self, forKey: .trainExamples),
+                                  testExamples: try c.decode(Int.self, forKey: .testExamples))
         case let kind:
             throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown data kind '\(kind)' (files, mnist or linear-gaussian)")
         }
@@ -106,9 +107,9 @@ extension DataSource {
         case .files: self = .files(try values.decode(String.self, forKey: ._0))
         case .mnist: self = .mnist(directory: try values.decodeIfPresent(String.self, forKey: .directory))
         case .linearGaussian:
-            self = .linearGaussian(try values.decode(LinearGaussianData.self, forKey: ._0),
-                                   trainExamples: try values.decode(Int.self, forKey: .trainExamples),
-                                   testExamples: try values.decode(Int.self, forKey: .testExamples))
+            self = try DataSource(name: "linear-gaussian", generator: try values.decode(LinearGaussianData.self, forKey: ._0),
+                                  trainExamples: try values.decode(Int.self, forKey: .trainExamples),
+                                  testExamples: try values.decode(Int.self, forKey: .testExamples))
         }
     }
 }

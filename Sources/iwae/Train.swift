@@ -120,6 +120,7 @@ struct Train: ParsableCommand {
                                                likelihood: likelihood, sigma: sigma, learnSigma: learnSigma)
         configuration.upperLayers = upperLayer.map(\.layer)
         try configuration.validate()
+        try checkModelMemory(configuration, workers: options.workers)
         let run = TrainingRun(directory: out, configuration: configuration, options: options, data: source,
                               trainExamplesLimit: trainExamples, validationExamples: validationExamples,
                               checkpointEvery: checkpointEvery)
@@ -152,6 +153,12 @@ struct Train: ParsableCommand {
         options.workers = record.threads / ranks
         if arguments.contains(where: { $0 == "--epochs" || $0.hasPrefix("--epochs=") }) { options.epochs = epochs }
         try options.validate()
+        // A resumed run gets the checks a new run gets.
+        let configuration = checkpoint.model.configuration
+        try checkModelMemory(configuration, workers: options.workers)
+        try checkMemory(samples: options.samplesPerExample, batch: options.batchSize, dimension: configuration.dataDimension,
+                        hidden: ([configuration.latentDimension] + configuration.encoderHidden + configuration.decoderHidden
+                                 + configuration.upperLayers.flatMap { [$0.dimension] + $0.encoderHidden + $0.decoderHidden }).max()!)
         let run = TrainingRun(directory: directory, configuration: checkpoint.model.configuration, options: options, data: data,
                               trainExamplesLimit: record.trainExamplesLimit, validationExamples: record.validationExamples,
                               checkpointEvery: checkpointEvery)
@@ -188,9 +195,17 @@ func checkMemory(samples: Int, batch: Int, dimension: Int, hidden: Int) throws {
     // 4 bytes × (3 D + 4 H + 64) per sample row, by checked arithmetic (the sizes come from the command line).
     let perRow = CheckedSize.sumOfProducts([[3, dimension], [4, hidden], [64]]).flatMap { CheckedSize.product([4, $0]) }
     let bytes = perRow.flatMap { CheckedSize.product([samples, batch, $0]) }
-    let available = Int(ProcessInfo.processInfo.physicalMemory)
-    if bytes == nil || bytes! > available / 2 {
-        let need = bytes.map { "\($0 / (1 << 20)) MiB" } ?? "more than 2^63 bytes"
-        throw IWAEError.invalidArgument("k=\(samples) × batch=\(batch) would need \(need) of buffers; this machine has \(available / (1 << 20)) MiB")
-    }
+    do { try MemoryBudget.check(bytes, for: "k=\(samples) × batch=\(batch) buffers", fraction: 0.5) }
+    catch let error as MemoryBudgetError { throw IWAEError.invalidArgument(error.message) }
+}
+
+/// Refuses up front a model whose parameters would not fit: 4 bytes each
+/// for the values, Adam's two moments, and one gradient per worker (new and
+/// resumed runs alike; the sizes come from the command line or a checkpoint).
+func checkModelMemory(_ configuration: ModelConfiguration, workers: Int?) throws {
+    let copies = 3 + Swift.max(1, workers ?? ProcessInfo.processInfo.activeProcessorCount)
+    let bytes = configuration.parameterCount.flatMap { CheckedSize.product([4, copies, $0]) }
+    let count = configuration.parameterCount.map(String.init) ?? "too many"
+    do { try MemoryBudget.check(bytes, for: "the model's \(count) parameters (values, gradients, Adam)") }
+    catch let error as MemoryBudgetError { throw IWAEError.invalidArgument(error.message) }
 }

@@ -193,6 +193,27 @@ final class HostileInputTests: XCTestCase {
         }
     }
 
+    /// Under a 4 GiB address-space limit (`ulimit -v`), a model of 1.6·10⁹
+    /// parameters is refused in one line before anything is allocated, and
+    /// no directory is left behind; so is a checkpoint whose data document
+    /// asks for 10⁹-dimensional synthetic data (its checksums recomputed).
+    func testSizesAreCheckedAgainstTheProcessLimits() throws {
+        let out = root + "/huge"
+        let command = "ulimit -v 4194304; exec '\(productsDirectory.appendingPathComponent("iwae").path)' train --data '\(data)' "
+            + "--encoder-hidden 40000,40000 --decoder-hidden none --epochs 1 --out '\(out)'"
+        let result = try runProcess("/bin/sh", ["-c", command])
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("would need") && result.stderr.contains("ulimit -v"), result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "the refused run's directory stays behind")
+
+        let forgedData = try forged("huge-data") { file in
+            let generator = #"{"dimension":1000000000,"latentDimension":5,"noise":0.5,"seed":1}"#
+            file.metadata["data"] = #"{"generator":\#(generator),"kind":"linear-gaussian","testExamples":1000,"trainExamples":10000}"#
+        }
+        try assertOneLineError(["evaluate", forgedData, "--k", "3"], "data", "a 10⁹-dimensional data document")
+    }
+
     /// Two `iwae train --out NEW` started together, 50 times: each time one
     /// trains to the end and the other refuses in one line, and the winner's
     /// directory, lock and checkpoint stay whole (the loser never removes
