@@ -275,7 +275,7 @@ final class HostileInputTests: XCTestCase {
         let deadline = Date().addingTimeInterval(20)
         while !FileManager.default.fileExists(atPath: out + "/model.safetensors") && Date() < deadline { usleep(20_000) }
         try assertOneLineError(["train", "--resume", out], "another iwae train is running", "concurrent --resume")
-        try assertOneLineError(train(out), "already holds a checkpoint", "concurrent --out")
+        try assertOneLineError(train(out), "another iwae train is running", "concurrent --out")
         first.interrupt()
         first.waitUntilExit()
         XCTAssertEqual(first.terminationStatus, 130)

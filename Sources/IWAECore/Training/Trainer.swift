@@ -63,7 +63,7 @@ public final class Trainer {
                 try ranks.agree(IWAEError.invalidArgument("every rank needs the same number of worker threads; the ranks have \(counts.map(String.init).joined(separator: ", "))"))
             }
         }
-        state.gemmPlan = try Trainer.agreedPlan(model: model, options: options, workers: workers)
+        state.gemmPlan = Trainer.agreedPlan(model: model, options: options, workers: workers)
         workers.gemmPlan = state.gemmPlan!
         batchBuffer = Tensor(shape: [options.batchSize, model.configuration.dataDimension])
         validationImages = validation.map { v in
@@ -77,7 +77,7 @@ public final class Trainer {
     /// share of a batch: made by rank 0 and sent to every rank, which all
     /// compute with it.
     private static func agreedPlan(model: VariationalAutoencoder<Float>, options: TrainingOptions,
-                                   workers: ModelWorkers<Float>) throws -> GEMMPlan {
+                                   workers: ModelWorkers<Float>) -> GEMMPlan {
         let examples = (options.batchSize + workers.totalWorkerCount - 1) / workers.totalWorkerCount
         let threads = workers.totalWorkerCount > 1 ? 1 : BLASLibrary.threads
         let sites = model.productSites(examples: examples, samplesPerExample: options.samplesPerExample).keys.sorted()
