@@ -31,7 +31,7 @@ struct Speed: ParsableCommand {
         let trained = try TrainedModel(directory: model, configuration: configuration, epochs: trainEpochs, quiet: json)
         if let trained { configuration = trained.configuration }
         defer { trained?.removeIfMadeHere() }
-        let batchList = batchesValues, kList = ks.values
+        let batchList = batches.values, kList = ks.values
         let cores = ProcessInfo.processInfo.activeProcessorCount
         var rows = [[(String, Any)]]()
         let hardware = measureHardwarePeak()
@@ -129,8 +129,6 @@ struct Speed: ParsableCommand {
             for row in rows { print(jsonLine(row)) }
         }
     }
-
-    private var batchesValues: [Int] { batches.values }
 }
 
 /// A fresh model of `configuration` (seed 1), its output bias at the logit of the pixel means.
@@ -269,12 +267,11 @@ final class StepTimer {
         return PhaseProfiler.Phase.allCases.map { phase in profilers.reduce(0) { $0 + $1.seconds(phase) } / wall }
     }
 
-    var timing: (Double, Int, [Double]) -> StepTiming {
-        { perStep, workers, phases in
-            StepTiming(mode: workers == 1 ? "blas-threads=\(BLASLibrary.threads)" : "workers=\(workers)", workers: workers,
-                       plan: self.pool.gemmPlan, secondsPerStep: perStep,
-                       flops: self.pool.model.gemmFlopsPerStep(examples: self.x.rows, samplesPerExample: self.k), phases: phases)
-        }
+    /// The figures of one timing: `perStep` seconds, `phases` as `phases(steps:)` gives them.
+    func timing(perStep: Double, phases: [Double]) -> StepTiming {
+        StepTiming(mode: workers == 1 ? "blas-threads=\(BLASLibrary.threads)" : "workers=\(workers)", workers: workers,
+                   plan: pool.gemmPlan, secondsPerStep: perStep,
+                   flops: pool.model.gemmFlopsPerStep(examples: x.rows, samplesPerExample: k), phases: phases)
     }
 }
 
@@ -284,7 +281,7 @@ func timeTrainingStep(batch: Int, k: Int, workers: Int, seconds: Double, images:
                       model: VariationalAutoencoder<Float>, gemm: GEMMChoice) throws -> StepTiming {
     let timer = try StepTimer(batch: batch, k: k, workers: workers, images: images, model: model, gemm: gemm)
     let (perStep, steps) = try timer.time(seconds: seconds)
-    return timer.timing(perStep, workers, try timer.phases(steps: steps))
+    return timer.timing(perStep: perStep, phases: try timer.phases(steps: steps))
 }
 
 /// A fresh and a trained model's step time at the same shape, timed in

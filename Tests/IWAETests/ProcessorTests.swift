@@ -34,13 +34,27 @@ final class ProcessorTests: XCTestCase {
         XCTAssertNil(BLASLibrary.relaunchCoreType(environment: ["OPENBLAS_CORETYPE": ""], choice: fallback))
     }
 
-    func testThisProcessRunsKernelsThatFitTheCPU() {
-        let choice = BLASLibrary.kernels
-        if ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil {
-            // The test process is a library user: no relaunch, so say plainly when it would need one.
-            XCTAssertEqual(BLASLibrary.warnIfFallback() != nil, choice.isFallback)
+    /// The CPUID probe against the kernel's own reading of the CPU
+    /// (/proc/cpuinfo: family, model and feature flags).
+    func testProcessorProbeAgreesWithProcCPUInfo() throws {
+        let text = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        func field(_ name: String) -> String? {
+            text.split(separator: "\n").first { $0.split(separator: ":").first?.trimmingCharacters(in: .whitespaces) == name }
+                .map { $0.split(separator: ":", maxSplits: 1)[1].trimmingCharacters(in: .whitespaces) }
         }
-        XCTAssertEqual(Processor.current.vectorBits >= 256, Processor.current.hasAVX2)
+        let flags = Set((field("flags") ?? "").split(separator: " ").map(String.init))
+        let p = Processor.current
+        XCTAssertEqual(p.family, field("cpu family").flatMap(Int.init))
+        XCTAssertEqual(p.model, field("model").flatMap(Int.init))
+        XCTAssertEqual(p.hasAVX2, flags.isSuperset(of: ["avx2", "fma"]))
+        XCTAssertEqual(p.hasAVX512, flags.isSuperset(of: ["avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl"]))
+        XCTAssertEqual(p.hasAVX512BF16, p.hasAVX512 && flags.contains("avx512_bf16"))
+        XCTAssertEqual(p.hasAMXBF16, flags.isSuperset(of: ["amx_bf16", "amx_tile"]))
+        XCTAssertEqual(p.vendor, field("vendor_id") == "GenuineIntel" ? .intel : field("vendor_id") == "AuthenticAMD" ? .amd : .other)
+        if ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil {
+            // The test process is a library user (no relaunch): it warns exactly when it runs a fallback.
+            XCTAssertEqual(BLASLibrary.warnIfFallback() != nil, BLASLibrary.kernels.isFallback)
+        }
     }
 
     /// `iwae` relaunches itself with OPENBLAS_CORETYPE set when OpenBLAS
