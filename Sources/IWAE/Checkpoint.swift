@@ -154,7 +154,7 @@ public struct Checkpoint {
 
     /// `file` with both checksums recomputed: for tools (and fuzzers) that
     /// change a checkpoint on purpose and want its contents checked, not its sums.
-    public static func resealed(_ file: SafetensorsFile) -> SafetensorsFile {
+    package static func resealed(_ file: SafetensorsFile) -> SafetensorsFile {
         var file = file
         file.metadata["checksum_crc32"] = String(checksum(file.entries))
         file.metadata["metadata_crc32"] = String(metadataChecksum(file.metadata))

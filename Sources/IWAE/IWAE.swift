@@ -6,8 +6,12 @@
 @_exported import IWAELinearAlgebra
 
 extension ImageSet: TrainingExamples {
-    public func write(_ indices: ArraySlice<Int>, binarize: Bool, using rng: Xoshiro256, into out: UnsafeMutablePointer<Float>) {
-        if binarize { self.binarize(indices, into: out, using: rng) } else { copy(indices, into: out) }
+    public func write(_ indices: ArraySlice<Int>, binarize: Bool, using rng: Xoshiro256, into out: inout MutableSpan<Float>) {
+        precondition(out.count == indices.count * dimension, "\(out.count) values for \(indices.count) rows of \(dimension)")
+        out.withUnsafeMutableBufferPointer { out in
+            guard let out = out.baseAddress else { return }
+            if binarize { self.binarize(indices, into: out, using: rng) } else { copy(indices, into: out) }
+        }
     }
 
     public func firstNonFiniteRow() -> Int? { pixels.firstIndex { !$0.isFinite }.map { $0 / Swift.max(dimension, 1) } }

@@ -75,7 +75,7 @@ public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
 /// this call made `path` itself: by one `mkdir`, so that of two processes
 /// racing to create it exactly one is told it did (the other sees `EEXIST`).
 @discardableResult
-public func prepareOutputDirectory(_ path: String) throws -> Bool {
+package func prepareOutputDirectory(_ path: String) throws -> Bool {
     let parent = (path as NSString).deletingLastPathComponent
     if !parent.isEmpty && !FileManager.default.fileExists(atPath: parent) {
         do { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }

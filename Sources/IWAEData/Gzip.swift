@@ -82,7 +82,7 @@ public func crc32Checksum(_ bytes: ArraySlice<UInt8>) -> UInt32 {
 }
 
 /// Continues a CRC-32 over more bytes.
-public func crc32Continue(_ crc: UInt32, _ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
+package func crc32Continue(_ crc: UInt32, _ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
     UInt32(crc32(uLong(crc), bytes.baseAddress, uInt(bytes.count)))
 }
 

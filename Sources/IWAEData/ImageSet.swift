@@ -65,7 +65,7 @@ public struct ImageSet: Sendable {
     /// Draws binary images: pixel d of image `indices[r]` is 1 with
     /// probability equal to its intensity (dynamic binarization, Mathematics §5).
     /// Writes (indices.count, dimension) values into `out`.
-    public func binarize(_ indices: some Collection<Int>, into out: UnsafeMutablePointer<Float>, using rng: Xoshiro256) {
+    package func binarize(_ indices: some Collection<Int>, into out: UnsafeMutablePointer<Float>, using rng: Xoshiro256) {
         var r = 0
         pixels.withUnsafeBufferPointer { source in
             for i in indices {
@@ -79,7 +79,7 @@ public struct ImageSet: Sendable {
     }
 
     /// Copies the images at `indices` as they are into `out` (indices.count, dimension).
-    public func copy(_ indices: some Collection<Int>, into out: UnsafeMutablePointer<Float>) {
+    package func copy(_ indices: some Collection<Int>, into out: UnsafeMutablePointer<Float>) {
         var r = 0
         pixels.withUnsafeBufferPointer { source in
             for i in indices {

@@ -16,7 +16,7 @@ public struct SafetensorsEntry: Equatable, Sendable {
         self.bytes = bytes
     }
 
-    public init(name: String, shape: [Int], values: UnsafeBufferPointer<Float>) {
+    package init(name: String, shape: [Int], values: UnsafeBufferPointer<Float>) {
         self.init(name: name, dtype: "F32", shape: shape, bytes: Array(UnsafeRawBufferPointer(values)))
     }
 

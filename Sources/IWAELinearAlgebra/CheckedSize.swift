@@ -1,9 +1,9 @@
 /// Sizes computed from numbers that came from outside (files, command
 /// lines, checkpoints): the one place where they are multiplied and added,
 /// with overflow reported as nil instead of a trap.
-public enum CheckedSize {
+package enum CheckedSize {
     /// Π values, or nil when a value is negative or the product overflows.
-    public static func product(_ values: [Int]) -> Int? {
+    package static func product(_ values: [Int]) -> Int? {
         var result = 1
         for v in values {
             guard v >= 0 else { return nil }
@@ -15,7 +15,7 @@ public enum CheckedSize {
     }
 
     /// Σ values, or nil when a value is negative or the sum overflows.
-    public static func sum(_ values: [Int]) -> Int? {
+    package static func sum(_ values: [Int]) -> Int? {
         var result = 0
         for v in values {
             guard v >= 0 else { return nil }
@@ -27,7 +27,7 @@ public enum CheckedSize {
     }
 
     /// Σ_i Π factors[i], or nil on overflow.
-    public static func sumOfProducts(_ factors: [[Int]]) -> Int? {
+    package static func sumOfProducts(_ factors: [[Int]]) -> Int? {
         var terms = [Int]()
         for f in factors {
             guard let p = product(f) else { return nil }

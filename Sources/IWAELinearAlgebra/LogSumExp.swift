@@ -8,7 +8,7 @@ import RealModule
 /// Exact for +large entries (no overflow), −∞ when every entry is −∞, +∞ if
 /// any entry is +∞, NaN if any entry is NaN.
 @inlinable
-public func logSumExp<Scalar: BLASScalar>(_ x: UnsafePointer<Scalar>, count: Int) -> Scalar {
+package func logSumExp<Scalar: BLASScalar>(_ x: UnsafePointer<Scalar>, count: Int) -> Scalar {
     var m = -Scalar.infinity
     for i in 0..<count {
         if x[i].isNaN { return .nan }
@@ -20,9 +20,22 @@ public func logSumExp<Scalar: BLASScalar>(_ x: UnsafePointer<Scalar>, count: Int
     return m + Scalar.log(s)
 }
 
+/// `log Σᵢ exp(xᵢ)` over an array, by the same function (−∞ for an empty array).
+public func logSumExp<Scalar: BLASScalar>(_ x: [Scalar]) -> Scalar {
+    x.withUnsafeBufferPointer { x in x.baseAddress.map { logSumExp($0, count: x.count) } ?? -.infinity }
+}
+
+/// Row-wise log-sum-exp of a (rows, columns) matrix (rows values).
+public func logSumExpRows<Scalar: BLASScalar>(_ x: MatrixView<Scalar>) -> [Scalar] {
+    [Scalar](unsafeUninitializedCapacity: x.rows) { result, initialized in
+        if let base = result.baseAddress { logSumExpRows(x, into: base) }
+        initialized = x.rows
+    }
+}
+
 /// Row-wise log-sum-exp of a (rows, columns) matrix into `result` (rows).
 @inlinable
-public func logSumExpRows<Scalar: BLASScalar>(_ x: MatrixView<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
+package func logSumExpRows<Scalar: BLASScalar>(_ x: MatrixView<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
     for r in 0..<x.rows { result[r] = logSumExp(x.pointer + r * x.rowStride, count: x.columns) }
 }
 

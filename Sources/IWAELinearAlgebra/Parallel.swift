@@ -4,7 +4,7 @@ import Foundation
 /// (a single call when `count` is below `minimumPerCore` per core).
 /// For memory-bound flat loops (optimizer updates, gradient sums); each
 /// chunk runs with subnormals flushed (`withSubnormalsFlushed`).
-public func forEachChunk(count: Int, minimumPerCore: Int = 65536, _ body: (Range<Int>) -> Void) {
+package func forEachChunk(count: Int, minimumPerCore: Int = 65536, _ body: (Range<Int>) -> Void) {
     let cores = ProcessInfo.processInfo.activeProcessorCount
     let chunks = Swift.max(1, Swift.min(cores, count / Swift.max(minimumPerCore, 1)))
     if chunks == 1 { withSubnormalsFlushed { body(0..<count) }; return }

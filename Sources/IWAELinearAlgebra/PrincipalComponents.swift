@@ -29,7 +29,7 @@ public struct PrincipalComponents: Sendable {
 
     /// The components of the `count` rows of `rows` (count, dimension), or nil
     /// when LAPACK does not converge (never seen for finite data) or `count` is 0.
-    public init?(rows: UnsafeBufferPointer<Float>, count: Int, dimension d: Int, binarized: Bool) {
+    package init?(rows: UnsafeBufferPointer<Float>, count: Int, dimension d: Int, binarized: Bool) {
         precondition(rows.count == count * d && d > 0)
         guard count > 0 else { return nil }
         let blasThreads = BLASLibrary.threads

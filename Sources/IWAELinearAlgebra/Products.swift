@@ -64,7 +64,7 @@ public func batchedGEMM<Scalar: BLASScalar>(
 /// `result ← β·result + Σ_r a[r, :]`, by one BLAS `gemv` with a ones vector
 /// that the caller owns (length ≥ rows).
 @inlinable
-public func sumRows<Scalar: BLASScalar>(
+package func sumRows<Scalar: BLASScalar>(
     _ a: MatrixView<Scalar>, ones: UnsafePointer<Scalar>, into result: UnsafeMutablePointer<Scalar>, beta: Scalar = 1
 ) {
     if a.rows == 0 || a.columns == 0 { return }
@@ -78,7 +78,7 @@ public func sumRows<Scalar: BLASScalar>(
 /// Returns nil on success, or the first failing matrix index and LAPACK's
 /// `info` (the order of the leading minor that is not positive definite).
 @inlinable
-public func batchedCholesky<Scalar: BLASScalar>(
+package func batchedCholesky<Scalar: BLASScalar>(
     _ matrices: UnsafeMutablePointer<Scalar>, batch: Int, n: Int
 ) -> (index: Int, info: Int)? {
     for i in 0..<batch {
@@ -98,7 +98,7 @@ public func batchedCholesky<Scalar: BLASScalar>(
 /// `factor` is L (n, n, lower triangle read), `factorGradient` is L̄ (lower
 /// triangle read), `result` receives Σ̄ (n, n, symmetric); `work` holds n·n.
 @inlinable
-public func choleskyBackward<Scalar: BLASScalar>(
+package func choleskyBackward<Scalar: BLASScalar>(
     factor: UnsafePointer<Scalar>, factorGradient: UnsafePointer<Scalar>, n: Int,
     into result: UnsafeMutablePointer<Scalar>, work: UnsafeMutablePointer<Scalar>
 ) {

@@ -58,20 +58,35 @@ public final class Xoshiro256: RandomNumberGenerator {
     }
 
     /// Fills `out[0..<count]` with uniform values in [0, 1).
-    public func fillUniform(_ out: UnsafeMutablePointer<Float>, count: Int) {
+    package func fillUniform(_ out: UnsafeMutablePointer<Float>, count: Int) {
         var local = state
         for i in 0..<count { out[i] = Float(Xoshiro256.step(&local) >> 40) * 0x1.0p-24 }
         state = local
     }
 
     /// Fills `out[0..<count]` with independent standard normals.
-    public func fillStandardNormal<Scalar: BLASScalar>(_ out: UnsafeMutablePointer<Scalar>, count: Int) {
+    package func fillStandardNormal<Scalar: BLASScalar>(_ out: UnsafeMutablePointer<Scalar>, count: Int) {
         Scalar.fillStandardNormal(out, count: count, using: self)
+    }
+
+    /// `count` independent standard normals, the same values (and the same
+    /// generator state afterwards) as the engine's own draws of ε.
+    public func standardNormals<Scalar: BLASScalar>(count: Int, _: Scalar.Type = Scalar.self) -> [Scalar] {
+        precondition(count >= 0, "count must be non-negative, got \(count)")
+        return [Scalar](unsafeUninitializedCapacity: count) { values, initialized in
+            if let base = values.baseAddress { fillStandardNormal(base, count: count) }
+            initialized = count
+        }
+    }
+
+    /// Fills `tensor` with independent standard normals (`standardNormals`).
+    public func fillStandardNormal<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>) {
+        fillStandardNormal(tensor.pointer, count: tensor.count)
     }
 
     /// `count` fresh random words in the generator's scratch buffer, valid
     /// until the next call. Used by the bulk fills of the conformances.
-    public func scratchWords(count: Int) -> UnsafeMutablePointer<UInt64> {
+    package func scratchWords(count: Int) -> UnsafeMutablePointer<UInt64> {
         if count > scratchCapacity {
             scratch.deallocate()
             scratchCapacity = max(count, 2 * scratchCapacity)

@@ -7,7 +7,7 @@ import RealModule
 public final class Tensor<Scalar: BLASScalar> {
     public private(set) var shape: [Int]
     public private(set) var capacity: Int
-    public private(set) var pointer: UnsafeMutablePointer<Scalar>
+    package private(set) var pointer: UnsafeMutablePointer<Scalar>
 
     /// A zero tensor of `shape` (each extent ≥ 0).
     public init(shape: [Int]) {
@@ -38,15 +38,16 @@ public final class Tensor<Scalar: BLASScalar> {
     }
 
     public var count: Int { shape.reduce(1, *) }
-    public var buffer: UnsafeMutableBufferPointer<Scalar> { .init(start: pointer, count: count) }
+    package var buffer: UnsafeMutableBufferPointer<Scalar> { .init(start: pointer, count: count) }
     public var array: [Scalar] { Array(buffer) }
 
     public func fill(_ value: Scalar) { pointer.update(repeating: value, count: count) }
     public func zero() { fill(0) }
 
+    /// Element `i` of the row-major storage, 0 ≤ i < count.
     public subscript(i: Int) -> Scalar {
-        get { pointer[i] }
-        set { pointer[i] = newValue }
+        get { precondition(i >= 0 && i < capacity, "index \(i) outside a tensor of \(capacity)"); return pointer[i] }
+        set { precondition(i >= 0 && i < capacity, "index \(i) outside a tensor of \(capacity)"); pointer[i] = newValue }
     }
 
     /// The tensor as a matrix: the last extent is the columns, the rest the rows.
@@ -59,32 +60,49 @@ public final class Tensor<Scalar: BLASScalar> {
 /// A row-major matrix window onto memory owned elsewhere: `rows × columns`
 /// with `rowStride` elements between row starts.
 public struct MatrixView<Scalar: BLASScalar> {
-    public let pointer: UnsafeMutablePointer<Scalar>
+    @usableFromInline package let pointer: UnsafeMutablePointer<Scalar>
     public let rows: Int
     public let columns: Int
     public let rowStride: Int
 
     @inlinable
-    public init(_ pointer: UnsafeMutablePointer<Scalar>, rows: Int, columns: Int, rowStride: Int? = nil) {
+    package init(_ pointer: UnsafeMutablePointer<Scalar>, rows: Int, columns: Int, rowStride: Int? = nil) {
         self.pointer = pointer
         self.rows = rows
         self.columns = columns
         self.rowStride = rowStride ?? columns
     }
 
+    /// The element at (row, column); both must be inside the view.
     @inlinable public subscript(row: Int, column: Int) -> Scalar {
-        get { pointer[row * rowStride + column] }
-        nonmutating set { pointer[row * rowStride + column] = newValue }
+        get {
+            precondition(row >= 0 && row < rows && column >= 0 && column < columns, "(\(row), \(column)) outside a \(rows) × \(columns) view")
+            return pointer[row * rowStride + column]
+        }
+        nonmutating set {
+            precondition(row >= 0 && row < rows && column >= 0 && column < columns, "(\(row), \(column)) outside a \(rows) × \(columns) view")
+            pointer[row * rowStride + column] = newValue
+        }
     }
 
-    /// Rows `range` of this matrix.
+    /// Rows `range` of this matrix (inside 0..<rows).
     @inlinable public func rows(_ range: Range<Int>) -> MatrixView {
-        MatrixView(pointer + range.lowerBound * rowStride, rows: range.count, columns: columns, rowStride: rowStride)
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows, "rows \(range) outside 0..<\(rows)")
+        return MatrixView(pointer + range.lowerBound * rowStride, rows: range.count, columns: columns, rowStride: rowStride)
     }
 
-    /// Columns `range` of this matrix (a strided view).
+    /// Columns `range` of this matrix (a strided view; inside 0..<columns).
     @inlinable public func columns(_ range: Range<Int>) -> MatrixView {
-        MatrixView(pointer + range.lowerBound, rows: rows, columns: range.count, rowStride: rowStride)
+        precondition(range.lowerBound >= 0 && range.upperBound <= columns, "columns \(range) outside 0..<\(columns)")
+        return MatrixView(pointer + range.lowerBound, rows: rows, columns: range.count, rowStride: rowStride)
+    }
+
+    /// The values, row by row (rows × columns).
+    public var array: [Scalar] {
+        var values: [Scalar] = []
+        values.reserveCapacity(count)
+        for r in 0..<rows { for c in 0..<columns { values.append(pointer[r * rowStride + c]) } }
+        return values
     }
 
     @inlinable public var isContiguous: Bool { rowStride == columns }

@@ -134,7 +134,11 @@ public final class MPIRanks: RankGroup {
         return watchdog.guarding(exchange)
     }
 
-    public func sum(_ values: UnsafeMutableBufferPointer<Float>) {
+    public func sum(_ values: inout MutableSpan<Float>) {
+        values.withUnsafeMutableBufferPointer { sum(buffer: $0) }
+    }
+
+    private func sum(buffer values: UnsafeMutableBufferPointer<Float>) {
         let start = DispatchTime.now().uptimeNanoseconds
         defer { exchangeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         guarded {
@@ -176,7 +180,11 @@ public final class MPIRanks: RankGroup {
                        iwae_mpi_comm_world())
     }
 
-    public func merge(_ words: UnsafeMutableBufferPointer<UInt64>) {
+    public func merge(_ words: inout MutableSpan<UInt64>) {
+        words.withUnsafeMutableBufferPointer { merge(buffer: $0) }
+    }
+
+    private func merge(buffer words: UnsafeMutableBufferPointer<UInt64>) {
         let start = DispatchTime.now().uptimeNanoseconds
         defer { exchangeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         _ = guarded {

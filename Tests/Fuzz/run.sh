@@ -21,6 +21,9 @@ objects=$(find "$bin"/IWAE.build "$bin"/IWAEData.build "$bin"/IWAECore.build "$b
                "$bin"/RealModule.build "$bin"/_NumericsShims.build -name '*.o' 2>/dev/null | tr '\n' ' ')
 includes=(-I "$bin/Modules" -I CBLAS -I CZlib -Xcc -fmodule-map-file="$bin/CIWAEKernels.build/module.modulemap"
           -Xcc -I/usr/include/x86_64-linux-gnu/openblas-pthread -I "$scratch/checkouts/swift-numerics/Sources/_NumericsShims/include")
+# The fuzz targets call `package` API (Checkpoint.resealed): they join the
+# package under the name SwiftPM gave it (read from the build manifest).
+package_name=$(grep '"-module-name","IWAE",' "$scratch/debug.yaml" | head -1 | grep -o '"-package-name","[^"]*"' | cut -d'"' -f4)
 mkdir -p "$scratch/fuzz/corpus-IDX" "$scratch/fuzz/corpus-Checkpoint" "$scratch/fuzz/corpus-ResealedCheckpoint" "$scratch/fuzz/seed-data"
 # Seeds: small IDX files (plain and gzip) and a real checkpoint of a tiny model.
 python3 - "$scratch/fuzz" <<'PY'
@@ -51,7 +54,7 @@ cp "$scratch/fuzz/seed-run-mid/model.safetensors" "$scratch/fuzz/corpus-Resealed
 export SWIFT_BACKTRACE=enable=no
 for target in ${FUZZ_TARGETS:-IDX Checkpoint ResealedCheckpoint}; do
     exe="$scratch/fuzz/fuzz-$target"
-    swiftc -sanitize=fuzzer,address -parse-as-library -module-name Fuzz$target "${includes[@]}" \
+    swiftc -sanitize=fuzzer,address -parse-as-library -module-name Fuzz$target -package-name "$package_name" "${includes[@]}" \
         Tests/Fuzz/Fuzz$target.swift $objects -lz -lopenblas -llapacke -o "$exe" 2> "$scratch/fuzz/link-$target.log"
     corpus="$scratch/fuzz/corpus-$target"
     mkdir -p "$corpus"

@@ -73,6 +73,13 @@ final class ExamplesTests: XCTestCase {
         XCTAssertEqual(v["iwae_bound"]!, Double.log(weights.map { Double.exp($0) }.reduce(0, +) / 4), accuracy: 1e-12)
         XCTAssertEqual(v["elbo"]!, -2.5, accuracy: 1e-15)
         XCTAssertGreaterThan(v["iwae_bound"]!, v["elbo"]!)
+        // A TrainingExamples of the example's own trains to the same bits as an ImageSet of its values.
+        XCTAssertEqual(v["own_examples_match_image_set"], 1)
+        // The same in Float, within its rounding.
+        XCTAssertEqual(v["iwae_bound_float"]!, Double.log(weights.map { Double.exp($0) }.reduce(0, +) / 4), accuracy: 1e-6)
+        XCTAssertEqual(v["elbo_float"]!, -2.5, accuracy: 1e-7)
+        XCTAssertEqual(v["logsumexp_float"]!, Double.log(weights.map { Double.exp($0) }.reduce(0, +)), accuracy: 1e-6)
+        XCTAssertEqual(v["sigmoid_float"]!, sigmoid(2), accuracy: 1e-7)
 
         // log p(x) through the library equals `iwae evaluate` (same seed, k and images).
         let evaluate = try runIWAE(["evaluate", out, "--k", "300", "--test-examples", "20", "--json"])

@@ -65,8 +65,8 @@ final class ThreadRanks {
             self.group = group
         }
 
-        func sum(_ values: UnsafeMutableBufferPointer<Float>) { group.exchange(rank, values, +) }
-        func merge(_ words: UnsafeMutableBufferPointer<UInt64>) { group.exchange(rank, words, |) }
+        func sum(_ values: inout MutableSpan<Float>) { values.withUnsafeMutableBufferPointer { group.exchange(rank, $0, +) } }
+        func merge(_ words: inout MutableSpan<UInt64>) { words.withUnsafeMutableBufferPointer { group.exchange(rank, $0, |) } }
     }
 }
 

@@ -10,7 +10,40 @@ func emit(_ name: String, _ value: Double) {
     print("{\"quantity\": \"\(name)\", \"value\": \(String(format: "%.17g", value))}")
 }
 
+/// Training examples of one's own: rows of a flat array, written into the
+/// span the trainer hands over (the protocol's whole contract).
+struct Rows: TrainingExamples {
+    let values: [Float]          // count × dimension, row by row
+    let count: Int, dimension: Int
+    func write(_ indices: ArraySlice<Int>, binarize: Bool, using rng: Xoshiro256, into out: inout MutableSpan<Float>) {
+        for (r, i) in indices.enumerated() {
+            for d in 0..<dimension {
+                let v = values[i * dimension + d]
+                out[r * dimension + d] = binarize ? (rng.uniform(Float.self) < v ? 1 : 0) : v
+            }
+        }
+    }
+    func firstNonFiniteRow() -> Int? { values.firstIndex { !$0.isFinite }.map { $0 / dimension } }
+}
+
+/// The parameters after two epochs on `examples` (a small Gaussian model, fixed seeds).
+func trainedParameters(_ examples: some TrainingExamples) throws -> [Float] {
+    let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: 4, latentDimension: 2, encoderHidden: [8],
+                                                                 decoderHidden: [8], likelihood: .gaussian), seed: 1)
+    var options = TrainingOptions()
+    options.epochs = 2
+    options.batchSize = 20
+    try Trainer(model: model, options: options, validation: nil).train(examples)
+    return model.store.values.array
+}
+
 do {
+    // One's own examples train the same model, to the bit, as an ImageSet of the same values.
+    let values = (0..<400).map { Float(($0 * 37) % 11) / 11 }
+    let own = try trainedParameters(Rows(values: values, count: 100, dimension: 4))
+    let images = try trainedParameters(ImageSet(count: 100, width: 2, height: 2, pixels: values, labels: [UInt8](repeating: 0, count: 100)))
+    emit("own_examples_match_image_set", own == images && own.allSatisfy(\.isFinite) ? 1 : 0)
+
     // KL(N(μ, Σ) ‖ N(λ₁, diag λ₂)) for a correlated 2-d Gaussian, from Σ and from its Cholesky factor.
     let mean = [0.5, -1.0], covariance = [2.0, 0.6, 0.6, 1.0]
     let priorMean = [0.0, 0.5], priorVariance = [1.0, 2.0]
@@ -31,6 +64,12 @@ do {
     let logWeights = [-3.0, -1.0, -2.0, -4.0]
     emit("iwae_bound", iwaeBound(logWeights: logWeights))
     emit("elbo", elboEstimate(logWeights: logWeights))
+    // The same functions in Float, the engine's training precision.
+    let floatWeights: [Float] = [-3, -1, -2, -4]
+    emit("iwae_bound_float", Double(iwaeBound(logWeights: floatWeights)))
+    emit("elbo_float", Double(elboEstimate(logWeights: floatWeights)))
+    emit("logsumexp_float", Double(logSumExp(floatWeights)))
+    emit("sigmoid_float", Double(sigmoid([Float(2)])[0]))
 
     // log p(x) of a trained model on test images, as `iwae evaluate` computes it.
     let arguments = CommandLine.arguments

@@ -31,7 +31,7 @@ public final class DiagonalGaussianPrior<Scalar: BLASScalar> {
 
     /// log r(z) per row of z (N, k), by `standardNormalLogDensity` or
     /// `diagonalGaussianLogDensity`.
-    public func logDensity(_ z: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
+    package func logDensity(_ z: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
         precondition(z.columns == dimension)
         if let meanSlot, let logVarianceSlot {
             diagonalGaussianLogDensity(z, mean: store.value(meanSlot), logVariance: store.value(logVarianceSlot), into: result)
@@ -47,7 +47,7 @@ public final class DiagonalGaussianPrior<Scalar: BLASScalar> {
     /// weighted by `g`, and, when `path` is given, adds the path through z,
     /// `path_r · ∂log r/∂z = −path_r (z − λ₁)/λ₂`, to `dz` (N, k). The
     /// doubly reparameterized estimator passes a path weight other than g.
-    public func backward(_ z: MatrixView<Scalar>, weights g: UnsafePointer<Scalar>, path: UnsafePointer<Scalar>?,
+    package func backward(_ z: MatrixView<Scalar>, weights g: UnsafePointer<Scalar>, path: UnsafePointer<Scalar>?,
                          sampleGradient dz: UnsafeMutablePointer<Scalar>, _ store: ParameterStore<Scalar>) {
         let k = dimension, rows = z.rows
         let dMean = meanSlot.map { store.gradient($0) }, dLogVariance = logVarianceSlot.map { store.gradient($0) }

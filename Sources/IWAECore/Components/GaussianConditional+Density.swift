@@ -9,7 +9,7 @@ extension GaussianConditional {
     /// `forward` (y is (N, k)), by `diagonalGaussianLogDensity`'s formula:
     ///
     ///     log p(y) = −½ Σᵢ ((yᵢ − μᵢ)/sᵢ)² − Σᵢ log sᵢ − (k/2) log 2π
-    public func logDensity(at y: MatrixView<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
+    package func logDensity(at y: MatrixView<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
         precondition(covariance == .diagonal && y.rows == examples && y.columns == dimension)
         let k = dimension, normalizer: Scalar = gaussianNormalizer(k)
         for r in 0..<examples {
@@ -28,7 +28,7 @@ extension GaussianConditional {
     ///
     /// into the parameters, `pointGradient` (N, k, added to) and `dx`
     /// (∂/∂h, added to); either may be nil.
-    public func densityBackward(at y: MatrixView<Scalar>, weights g: UnsafePointer<Scalar>,
+    package func densityBackward(at y: MatrixView<Scalar>, weights g: UnsafePointer<Scalar>,
                                 pointGradient dy: UnsafeMutablePointer<Scalar>?, _ store: ParameterStore<Scalar>,
                                 dx: MatrixView<Scalar>?) {
         precondition(covariance == .diagonal && y.rows == examples)

@@ -245,7 +245,7 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     }
 
     /// KL(N(μ_b, Σ_b) ‖ prior) per example in closed form (`klDivergence`), (B).
-    public func klDivergence(to prior: DiagonalGaussianPrior<Scalar>, _ store: ParameterStore<Scalar>,
+    package func klDivergence(to prior: DiagonalGaussianPrior<Scalar>, _ store: ParameterStore<Scalar>,
                              into result: UnsafeMutablePointer<Scalar>) {
         let k = dimension
         for b in 0..<examples {
@@ -294,7 +294,7 @@ public final class GaussianConditional<Scalar: BLASScalar> {
 
     /// log q(z_j | h_b) of the draws of the last `sample`, (B·K), by
     /// `reparameterizedLogDensity` (ε is L⁻¹(z − μ) exactly).
-    public func logDensityOfSamples(samplesPerExample K: Int, into result: UnsafeMutablePointer<Scalar>) {
+    package func logDensityOfSamples(samplesPerExample K: Int, into result: UnsafeMutablePointer<Scalar>) {
         reparameterizedLogDensity(epsilon: epsilonView(K), halfLogDeterminant: halfLogDet.pointer,
                                   samplesPerExample: K, into: result)
     }

@@ -17,7 +17,7 @@ public final class BernoulliLikelihood<Scalar: BLASScalar> {
     /// log p(x|z) per row into `result`. The output bias is folded into the
     /// kernel's pass over the logits; with `keepForBackward` the same pass
     /// writes x − σ(ℓ) into the decoder's output-gradient buffer.
-    public func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+    package func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
                               keepForBackward: Bool, _ store: ParameterStore<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
         let logits = decoder.forward(z, store, deferOutputBias: true)
         let t = profiler.start()
@@ -30,7 +30,7 @@ public final class BernoulliLikelihood<Scalar: BLASScalar> {
     /// The backward of `Σ_r g_r log p(x|z_r)`: ∂/∂ℓ = g (x − σ(ℓ)), the
     /// forward's residuals scaled row by row in place, then through the
     /// decoder into its parameters and, when given, `dz` (B·K, k).
-    public func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+    package func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
                          _ store: ParameterStore<Scalar>, dz: MatrixView<Scalar>?) {
         let dOut = decoder.outputGradient
         let t = profiler.start()
@@ -40,7 +40,7 @@ public final class BernoulliLikelihood<Scalar: BLASScalar> {
     }
 
     /// The mean of p(x|z), σ(f(z)), for rows of z (N, k) into `out` (N, D).
-    public func mean(_ z: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, into out: UnsafeMutablePointer<Scalar>) {
+    package func mean(_ z: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, into out: UnsafeMutablePointer<Scalar>) {
         let f = decoder.forward(z, store)
         Scalar.sigmoid(f.pointer, out, count: f.count)
     }
@@ -81,14 +81,14 @@ public final class GaussianLikelihood<Scalar: BLASScalar> {
 
     /// log p(x|z) per row into `result` (`gaussianLogLikelihood`); f(z) stays
     /// in the decoder's output buffer for the backward.
-    public func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+    package func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
                               _ store: ParameterStore<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
         let f = decoder.forward(z, store)
         gaussianLogLikelihood(mean: f, targets: x, samplesPerExample: K, variance: variance(store), into: result)
     }
 
     /// The backward of `Σ_r g_r log p(x|z_r)` into the decoder, σ² and `dz`.
-    public func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+    package func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
                          _ store: ParameterStore<Scalar>, dz: MatrixView<Scalar>?) {
         let dOut = decoder.outputGradient, d = decoder.outputSize
         let v = variance(store), o = decoder.output.pointer
@@ -110,7 +110,7 @@ public final class GaussianLikelihood<Scalar: BLASScalar> {
     }
 
     /// The mean of p(x|z), f(z), for rows of z (N, k) into `out` (N, D).
-    public func mean(_ z: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, into out: UnsafeMutablePointer<Scalar>) {
+    package func mean(_ z: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, into out: UnsafeMutablePointer<Scalar>) {
         let f = decoder.forward(z, store)
         out.update(from: f.pointer, count: f.count)
     }

@@ -17,7 +17,7 @@ public enum Activation: String, Sendable, CaseIterable, Codable {
     /// `y[r, c] ← f(y[r, c] + bias[c])` over a contiguous (rows, columns)
     /// matrix: the layer's bias and nonlinearity in one sweep (fused in one
     /// kernel for tanh).
-    public func forward<Scalar: BLASScalar>(_ y: MatrixView<Scalar>, bias: UnsafePointer<Scalar>) {
+    package func forward<Scalar: BLASScalar>(_ y: MatrixView<Scalar>, bias: UnsafePointer<Scalar>) {
         precondition(y.isContiguous)
         if self == .tanh {
             Scalar.biasTanh(y.pointer, bias: bias, rows: y.rows, columns: y.columns)

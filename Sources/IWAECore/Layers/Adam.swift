@@ -54,7 +54,7 @@ public final class Adam<Scalar: BLASScalar> {
     /// left to right), which are zero afterwards: the sum, the update and the
     /// clearing of the next step in one pass over memory instead of three.
     @_specialize(exported: true, where Scalar == Float)
-    public func update(_ store: ParameterStore<Scalar>, summingAndClearing sources: ArraySlice<UnsafeMutablePointer<Scalar>>) {
+    package func update(_ store: ParameterStore<Scalar>, summingAndClearing sources: ArraySlice<UnsafeMutablePointer<Scalar>>) {
         precondition(!sources.isEmpty)
         let (stepSize, eps, b1, b2) = nextStep()
         let theta = store.values.pointer

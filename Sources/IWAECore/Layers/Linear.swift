@@ -46,7 +46,7 @@ public struct Linear: Sendable {
 
     /// Accumulates `dW += dyᵀ x`, `db += Σ_rows dy`, and, when `dx` is given,
     /// `dx ← dy W` (or `dx += dy W` with `accumulateInput`).
-    public func backward<Scalar: BLASScalar>(
+    package func backward<Scalar: BLASScalar>(
         dx: MatrixView<Scalar>?, dy: MatrixView<Scalar>, x: MatrixView<Scalar>,
         _ store: ParameterStore<Scalar>, ones: UnsafePointer<Scalar>, accumulateInput: Bool = false
     ) {

@@ -86,7 +86,7 @@ public final class MLP<Scalar: BLASScalar> {
     }
 
     /// The last layer's bias (out), for consumers of a `deferOutputBias` forward.
-    public func outputBias(_ store: ParameterStore<Scalar>) -> UnsafePointer<Scalar> {
+    package func outputBias(_ store: ParameterStore<Scalar>) -> UnsafePointer<Scalar> {
         UnsafePointer(store.value(layers.last!.bias))
     }
 
@@ -116,5 +116,5 @@ public final class MLP<Scalar: BLASScalar> {
     }
 
     /// The ones vector (≥ N entries) for bias gradients of heads attached to this stack.
-    public var onesVector: UnsafePointer<Scalar> { UnsafePointer(ones.pointer) }
+    package var onesVector: UnsafePointer<Scalar> { UnsafePointer(ones.pointer) }
 }

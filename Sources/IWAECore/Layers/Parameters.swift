@@ -73,8 +73,8 @@ public final class ParameterStore<Scalar: BLASScalar> {
 
     public func zeroGradients() { gradients.zero() }
 
-    public func value(_ slot: ParameterSlot) -> UnsafeMutablePointer<Scalar> { values.pointer + slot.offset }
-    public func gradient(_ slot: ParameterSlot) -> UnsafeMutablePointer<Scalar> { gradients.pointer + slot.offset }
+    package func value(_ slot: ParameterSlot) -> UnsafeMutablePointer<Scalar> { values.pointer + slot.offset }
+    package func gradient(_ slot: ParameterSlot) -> UnsafeMutablePointer<Scalar> { gradients.pointer + slot.offset }
 
     /// The slot as an (out, in) matrix, or a 1×n row for vectors.
     public func valueMatrix(_ slot: ParameterSlot) -> MatrixView<Scalar> {

@@ -105,7 +105,7 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     /// any rank is thrown on all (`RankGroup.agree`).
     @discardableResult
     @_specialize(exported: true, where Scalar == Float)
-    public func accumulateGradient(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int,
+    package func accumulateGradient(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int,
                                    estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none)
         throws -> UnsafeMutableBufferPointer<Scalar>
     {
@@ -120,7 +120,7 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     /// stay apart, to be added inside the optimizer's pass. Returns the B bounds.
     @discardableResult
     @_specialize(exported: true, where Scalar == Float)
-    public func stepGradient(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int,
+    package func stepGradient(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int,
                              estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none)
         throws -> UnsafeMutableBufferPointer<Scalar>
     {

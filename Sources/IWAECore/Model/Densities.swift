@@ -37,7 +37,7 @@ func reparameterizedLogDensity<Scalar: BLASScalar>(
 ///     log q(z) = −½‖L⁻¹(z − μ)‖² − Σᵢ log L_ii − (k/2) log 2π
 ///
 /// z is (N, k), mean (k), factor L (k, k) lower triangular; result (N).
-public func fullGaussianLogDensity<Scalar: BLASScalar>(
+package func fullGaussianLogDensity<Scalar: BLASScalar>(
     _ z: MatrixView<Scalar>, mean: UnsafePointer<Scalar>, factor: UnsafePointer<Scalar>, into result: UnsafeMutablePointer<Scalar>
 ) {
     let k = z.columns, n = z.rows

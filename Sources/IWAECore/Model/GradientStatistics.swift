@@ -13,7 +13,7 @@ public final class GradientMoments {
     }
 
     /// Adds one draw (`count` values).
-    public func add<Scalar: BLASScalar>(_ g: UnsafePointer<Scalar>) {
+    package func add<Scalar: BLASScalar>(_ g: UnsafePointer<Scalar>) {
         draws += 1
         let n = Double(draws)
         for i in 0..<mean.count {

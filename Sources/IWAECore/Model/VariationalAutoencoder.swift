@@ -244,7 +244,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     /// per-example bounds (B), valid until the next call.
     @discardableResult
     @_specialize(exported: true, where Scalar == Float)
-    public func accumulateGradient(
+    package func accumulateGradient(
         _ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, using rng: Xoshiro256,
         lossScale: Scalar? = nil, estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none
     ) throws -> UnsafeMutableBufferPointer<Scalar> {
@@ -263,7 +263,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
 
     /// The decoder's mean for latent rows z (N, k) into `out` (N, D):
     /// σ(f_θ(z)) for a Bernoulli likelihood, f_θ(z) for a Gaussian one.
-    public func decodeMeans(_ z: MatrixView<Scalar>, into out: UnsafeMutablePointer<Scalar>) {
+    package func decodeMeans(_ z: MatrixView<Scalar>, into out: UnsafeMutablePointer<Scalar>) {
         precondition(z.columns == configuration.latentDimension)
         likelihood.mean(z, store, into: out)
     }

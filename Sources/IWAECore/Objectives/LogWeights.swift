@@ -12,9 +12,9 @@ public struct LogWeights<Scalar: BLASScalar> {
     /// log w (B, K).
     public let values: MatrixView<Scalar>
     /// log p(x|z) per draw (B·K).
-    public let logLikelihood: UnsafeBufferPointer<Scalar>
+    package let logLikelihood: UnsafeBufferPointer<Scalar>
     /// KL(q(·|x_b) ‖ r) per example, in closed form (B).
-    public let klDivergence: UnsafeBufferPointer<Scalar>
+    package let klDivergence: UnsafeBufferPointer<Scalar>
     /// x (B, D), the examples.
     public let input: MatrixView<Scalar>
 
@@ -28,7 +28,7 @@ public struct LogWeights<Scalar: BLASScalar> {
     ///     iwae:          L_K = logmeanexp_j(log w_bj)
     ///     elbo:          (1/K) Σ_j log w_bj
     ///     elbo-analytic: (1/K) Σ_j log p(x_b|z_bj) − KL_b
-    public func bound(_ objective: Objective, into result: UnsafeMutablePointer<Scalar>) {
+    package func bound(_ objective: Objective, into result: UnsafeMutablePointer<Scalar>) {
         switch objective {
         case .iwae:
             iwaeBound(logWeights: values, into: result)
@@ -41,6 +41,14 @@ public struct LogWeights<Scalar: BLASScalar> {
                 for j in 0..<K { sum += logLikelihood[b * K + j] }
                 result[b] = sum / Scalar(K) - klDivergence[b]
             }
+        }
+    }
+
+    /// The per-example bound of `objective` (B values): see `bound(_:into:)`.
+    public func bound(_ objective: Objective) -> [Scalar] {
+        [Scalar](unsafeUninitializedCapacity: examples) { result, initialized in
+            if let base = result.baseAddress { bound(objective, into: base) }
+            initialized = examples
         }
     }
 
@@ -63,7 +71,7 @@ public func logMeanExp<Scalar: BLASScalar>(logSum: Scalar, count K: Int) -> Scal
 ///     L_K = logsumexp_k(log w_k) − log K
 ///
 /// Always by log-sum-exp; L_1 is the one-sample ELBO.
-public func iwaeBound<Scalar: BLASScalar>(logWeights: MatrixView<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
+package func iwaeBound<Scalar: BLASScalar>(logWeights: MatrixView<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
     logSumExpRows(logWeights, into: result)
     for b in 0..<logWeights.rows { result[b] = logMeanExp(logSum: result[b], count: logWeights.columns) }
 }
@@ -71,7 +79,7 @@ public func iwaeBound<Scalar: BLASScalar>(logWeights: MatrixView<Scalar>, into r
 /// The Monte Carlo ELBO per example from its K log weights (B, K):
 ///
 ///     L_ELBO = (1/K) Σ_k log w_k
-public func elboEstimate<Scalar: BLASScalar>(logWeights: MatrixView<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
+package func elboEstimate<Scalar: BLASScalar>(logWeights: MatrixView<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
     for b in 0..<logWeights.rows {
         var sum: Scalar = 0
         for j in 0..<logWeights.columns { sum += logWeights[b, j] }

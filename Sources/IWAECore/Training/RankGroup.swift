@@ -15,13 +15,27 @@ public protocol RankGroup: AnyObject {
     /// the same bits. The default reducer adds in rank order,
     /// ((g₀ + g₁) + g₂) + …, the order in which one process adds its
     /// workers' gradients.
-    func sum(_ values: UnsafeMutableBufferPointer<Float>)
+    func sum(_ values: inout MutableSpan<Float>)
 
     /// Bitwise OR over the ranks, in place. For words that are non-zero on
     /// at most one rank (each rank fills its own slots), every rank ends up
     /// with all of them: an exact all-gather of floats, flags and generator
     /// states by their bit patterns.
-    func merge(_ words: UnsafeMutableBufferPointer<UInt64>)
+    func merge(_ words: inout MutableSpan<UInt64>)
+}
+
+package extension RankGroup {
+    /// `sum` over a buffer the package owns.
+    func sum(_ values: UnsafeMutableBufferPointer<Float>) {
+        var span = values.mutableSpan
+        sum(&span)
+    }
+
+    /// `merge` over a buffer the package owns.
+    func merge(_ words: UnsafeMutableBufferPointer<UInt64>) {
+        var span = words.mutableSpan
+        merge(&span)
+    }
 }
 
 extension RankGroup {
@@ -100,6 +114,6 @@ public final class SingleRank: RankGroup {
     public init() {}
     public var rank: Int { 0 }
     public var count: Int { 1 }
-    public func sum(_ values: UnsafeMutableBufferPointer<Float>) {}
-    public func merge(_ words: UnsafeMutableBufferPointer<UInt64>) {}
+    public func sum(_ values: inout MutableSpan<Float>) {}
+    public func merge(_ words: inout MutableSpan<UInt64>) {}
 }

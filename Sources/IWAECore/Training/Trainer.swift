@@ -8,12 +8,21 @@ public protocol TrainingExamples {
     var count: Int { get }
     /// D.
     var dimension: Int { get }
-    /// Writes the rows `indices` into `out` (indices.count, D), in order.
-    /// With `binarize`, each value v becomes 1 with probability v (drawn from
-    /// `rng`, in row-major order), else 0; otherwise the values are copied.
-    func write(_ indices: ArraySlice<Int>, binarize: Bool, using rng: Xoshiro256, into out: UnsafeMutablePointer<Float>)
+    /// Writes the rows `indices` into `out` (indices.count × D values, row
+    /// by row, in order). With `binarize`, each value v becomes 1 with
+    /// probability v (drawn from `rng`, in row-major order), else 0;
+    /// otherwise the values are copied.
+    func write(_ indices: ArraySlice<Int>, binarize: Bool, using rng: Xoshiro256, into out: inout MutableSpan<Float>)
     /// The index of the first row holding a NaN or infinity, or nil.
     func firstNonFiniteRow() -> Int?
+}
+
+package extension TrainingExamples {
+    /// `write` into a buffer the package owns, of indices.count × D values.
+    func write(_ indices: ArraySlice<Int>, binarize: Bool, using rng: Xoshiro256, into out: UnsafeMutablePointer<Float>) {
+        var span = UnsafeMutableBufferPointer(start: out, count: indices.count * dimension).mutableSpan
+        write(indices, binarize: binarize, using: rng, into: &span)
+    }
 }
 
 /// Trains a model with Adam on minibatches (see `TrainingOptions`),
