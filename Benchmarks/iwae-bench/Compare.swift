@@ -24,6 +24,8 @@ struct Compare: ParsableCommand {
     @Option(help: "Decoder output weights at the start: glorot, or pca (the training images' principal directions at Glorot's scale).")
     var outputInit = OutputInitialization.glorot
     @Option(help: "Seed of every model (same for all).") var seed: UInt64 = 1
+    @Option(help: "Inputs of the products in training and evaluation: fp32, or bf16 (rounded to bfloat16, accumulated in fp32).")
+    var precision = Precision.fp32
     @Option(help: "Use only the first N training images (default: all; 10000 with --quick).") var trainExamples: Int?
     @Option(help: "Test images for the NLL (default 1000; 200 with --quick).") var testExamples: Int?
     @Option(help: "Training images for the train NLL of the gap (default 1000; 200 with --quick).") var trainEvalExamples: Int?
@@ -76,7 +78,7 @@ struct Compare: ParsableCommand {
                 let options = TrainingOptions(objective: objective, samplesPerExample: k, epochs: epochCount, batchSize: batch,
                                               learningRate: learningRate, schedule: schedule,
                                               estimator: objective == .iwae ? iwaeEstimator : .reparam,
-                                              outputInitialization: outputInit, seed: seed)
+                                              outputInitialization: outputInit, seed: seed, precision: precision)
                 let trainer = try Trainer(model: model, options: options, validation: nil)
                 let label = "\(architecture)-layer \(objective.rawValue) K=\(k)"
                 let start = now()
@@ -107,7 +109,7 @@ struct Compare: ParsableCommand {
                 rows.append(row)
                 let paper = data == "mnist" ? PaperTable1.entry(layers: architecture, objective: objective, k: k) : nil
                 if json {
-                    var fields: [(String, Any)] = [("architecture", "\(architecture)-layer"), ("objective", row.objective), ("k", row.k),
+                    var fields: [(String, Any)] = [("architecture", "\(architecture)-layer"), ("objective", row.objective), ("k", row.k), ("precision", precision.rawValue),
                                                    ("nll", row.nll), ("nll_stderr", row.nllStderr), ("train_nll", row.trainNLL),
                                                    ("gap", row.nll - row.trainNLL), ("active_units", row.activeUnits.reduce(0, +)),
                                                    ("active_units_per_layer", row.activeUnits),

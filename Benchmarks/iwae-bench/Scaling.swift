@@ -58,7 +58,7 @@ struct Scaling: ParsableCommand {
             for batch in batches.values {
                 for k in ks.values {
                     let t = try timeTrainingStep(batch: batch, k: k, workers: ranks, seconds: seconds, images: images,
-                                                 model: freshModel(configuration, mean: mean), gemm: .openblas)
+                                                 model: freshModel(configuration, mean: mean), gemm: .openblas, precision: .fp32)
                     single["\(batch)/\(k)", default: []].append(t.secondsPerStep)
                 }
             }

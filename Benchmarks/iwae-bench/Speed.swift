@@ -20,6 +20,8 @@ struct Speed: ParsableCommand {
     @Option(help: "Epochs of the model trained here when --model is not given (0: time fresh models only).") var trainEpochs = 1
     @Option(help: "Library of the products: auto (the faster per product, as training plans them), openblas or onednn.")
     var gemm = GEMMChoice.auto
+    @Option(help: "Inputs of the products: fp32, or bf16 (rounded to bfloat16, accumulated in fp32).")
+    var precision = Precision.fp32
     @Flag(help: "One JSON object per measured case instead of a table.") var json = false
 
     func run() throws {
@@ -54,19 +56,20 @@ struct Speed: ParsableCommand {
                 let (t, peak) = try bracketedByPeak {
                     try fastestLayout(cores: cores) { workers in
                         try timeTrainingStep(batch: batch, k: k, workers: workers, seconds: seconds, images: images,
-                                             model: freshModel(configuration, mean: mean), gemm: gemm)
+                                             model: freshModel(configuration, mean: mean), gemm: gemm, precision: precision)
                     }
                 }
                 // Fresh against trained, alternating, at the faster layout.
                 let pair = try trained.map { trained in
                     try timeFreshAndTrained(batch: batch, k: k, workers: t.workers, seconds: seconds, images: images,
-                                            fresh: freshModel(configuration, mean: mean), trained: try trained.load(), gemm: gemm)
+                                            fresh: freshModel(configuration, mean: mean), trained: try trained.load(), gemm: gemm,
+                                            precision: precision)
                 }
                 let gflops = t.flops / t.secondsPerStep / 1e9
                 let ratio = pair.map { $0.trained / $0.fresh }
                 var row: [(String, Any)] = [
                     ("case", "train_step"), ("layers", configuration.stochasticLayers), ("encoder", configuration.encoder.rawValue),
-                    ("batch", batch), ("k", k), ("mode", t.mode), ("gemm_plan", t.plan.summary),
+                    ("batch", batch), ("k", k), ("mode", t.mode), ("gemm_plan", t.plan.summary), ("precision", precision.rawValue),
                     ("ms_per_step", t.secondsPerStep * 1e3), ("examples_per_s", Double(batch) / t.secondsPerStep),
                     ("gflops", gflops), ("hardware_peak_gflops", hardware), ("hardware_fraction", gflops / hardware),
                     ("peak_gflops", peak.gflops), ("peak_fraction", gflops / peak.gflops),
@@ -98,8 +101,8 @@ struct Speed: ParsableCommand {
             }
         }
         if evalImages > 0 {
-            let (e, peak) = try bracketedByPeak { try timeEvaluation(images: evalImages, k: evalK, model: freshModel(configuration, mean: mean)) }
-            let trainedEvaluation = try trained.map { try timeEvaluation(images: evalImages, k: evalK, model: try $0.load()) }
+            let (e, peak) = try bracketedByPeak { try timeEvaluation(images: evalImages, k: evalK, model: freshModel(configuration, mean: mean), precision: precision) }
+            let trainedEvaluation = try trained.map { try timeEvaluation(images: evalImages, k: evalK, model: try $0.load(), precision: precision) }
             let gflops = e.flops / e.seconds / 1e9
             var row: [(String, Any)] = [("case", "evaluate"), ("batch", evalImages), ("k", evalK), ("mode", "workers=\(cores)"),
                          ("seconds", e.seconds), ("examples_per_s", Double(evalImages) / e.seconds), ("gflops", gflops),
@@ -231,8 +234,10 @@ final class StepTimer {
     let k: Int
     let workers: Int
 
-    init(batch: Int, k: Int, workers: Int, images: Tensor<Float>, model: VariationalAutoencoder<Float>, gemm: GEMMChoice) throws {
+    init(batch: Int, k: Int, workers: Int, images: Tensor<Float>, model: VariationalAutoencoder<Float>, gemm: GEMMChoice,
+         precision: Precision) throws {
         BLASLibrary.threads = workers == 1 ? ProcessInfo.processInfo.activeProcessorCount : 1
+        model.precision = precision
         pool = ModelWorkers(model: model, workers: workers, seed: 2)
         pool.gemmPlan = model.gemmPlan(gemm, examples: (batch + workers - 1) / workers, samplesPerExample: k, threads: BLASLibrary.threads)
         adam = Adam<Float>(count: model.store.values.count, learningRate: 1e-4)
@@ -278,8 +283,8 @@ final class StepTimer {
 /// Times whole training steps of `model` for about `seconds`, then runs as
 /// many again with profilers attached for the phase breakdown.
 func timeTrainingStep(batch: Int, k: Int, workers: Int, seconds: Double, images: Tensor<Float>,
-                      model: VariationalAutoencoder<Float>, gemm: GEMMChoice) throws -> StepTiming {
-    let timer = try StepTimer(batch: batch, k: k, workers: workers, images: images, model: model, gemm: gemm)
+                      model: VariationalAutoencoder<Float>, gemm: GEMMChoice, precision: Precision) throws -> StepTiming {
+    let timer = try StepTimer(batch: batch, k: k, workers: workers, images: images, model: model, gemm: gemm, precision: precision)
     let (perStep, steps) = try timer.time(seconds: seconds)
     return timer.timing(perStep: perStep, phases: try timer.phases(steps: steps))
 }
@@ -290,9 +295,9 @@ func timeTrainingStep(batch: Int, k: Int, workers: Int, seconds: Double, images:
 /// not pass for a difference between the models.
 func timeFreshAndTrained(batch: Int, k: Int, workers: Int, seconds: Double, images: Tensor<Float>,
                          fresh: VariationalAutoencoder<Float>, trained: VariationalAutoencoder<Float>, gemm: GEMMChoice,
-                         rounds: Int = 3) throws -> (fresh: Double, trained: Double) {
-    let timers = [try StepTimer(batch: batch, k: k, workers: workers, images: images, model: fresh, gemm: gemm),
-                  try StepTimer(batch: batch, k: k, workers: workers, images: images, model: trained, gemm: gemm)]
+                         precision: Precision, rounds: Int = 3) throws -> (fresh: Double, trained: Double) {
+    let timers = [try StepTimer(batch: batch, k: k, workers: workers, images: images, model: fresh, gemm: gemm, precision: precision),
+                  try StepTimer(batch: batch, k: k, workers: workers, images: images, model: trained, gemm: gemm, precision: precision)]
     var best = [Double.infinity, Double.infinity]
     for _ in 0..<rounds {
         for (i, timer) in timers.enumerated() { best[i] = Swift.min(best[i], try timer.time(seconds: seconds / Double(rounds)).perStep) }
@@ -302,7 +307,7 @@ func timeFreshAndTrained(batch: Int, k: Int, workers: Int, seconds: Double, imag
 
 /// Runs `iwae evaluate` on `model` as a child process and reads its wall
 /// time and peak resident memory.
-func timeEvaluation(images: Int, k: Int, model: VariationalAutoencoder<Float>) throws -> (seconds: Double, flops: Double, peakMemoryMB: Double) {
+func timeEvaluation(images: Int, k: Int, model: VariationalAutoencoder<Float>, precision: Precision) throws -> (seconds: Double, flops: Double, peakMemoryMB: Double) {
     let directory = NSTemporaryDirectory() + "iwae-bench-\(getpid())"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -313,7 +318,7 @@ func timeEvaluation(images: Int, k: Int, model: VariationalAutoencoder<Float>) t
     }
     let process = Process()
     process.executableURL = executable
-    process.arguments = ["evaluate", directory, "--k", "\(k)", "--test-examples", "\(images)", "--json"]
+    process.arguments = ["evaluate", directory, "--k", "\(k)", "--test-examples", "\(images)", "--json", "--precision", precision.rawValue]
     let out = Pipe()
     process.standardOutput = out
     process.standardError = FileHandle.nullDevice

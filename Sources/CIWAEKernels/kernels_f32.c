@@ -244,6 +244,34 @@ BODY void iwae_scale_rows_f32_body(float *y, const float *scale, long rows, long
     }
 }
 
+/// bfloat16 bits of x, rounded to nearest, ties to even (NaN stays a quiet NaN).
+BODY uint16_t bf16_bits(float x) {
+    bits32 b = {.f = x};
+    uint32_t rounded = b.u + 0x7fffu + ((b.u >> 16) & 1u);
+    uint32_t nan = (b.u | 0x00400000u);
+    uint32_t u = ((b.u & 0x7fffffffu) > 0x7f800000u) ? nan : rounded;
+    return (uint16_t)(u >> 16);
+}
+
+BODY void iwae_round_bf16_f32_body(const float *x, long ldx, float *y, long rows, long columns) {
+    for (long r = 0; r < rows; r++) {
+        const float *restrict in = x + r * ldx;
+        float *restrict out = y + r * columns;
+        for (long c = 0; c < columns; c++) {
+            bits32 b = {.u = (uint32_t)bf16_bits(in[c]) << 16};
+            out[c] = b.f;
+        }
+    }
+}
+
+BODY void iwae_to_bf16_body(const float *x, long ldx, uint16_t *y, long rows, long columns) {
+    for (long r = 0; r < rows; r++) {
+        const float *restrict in = x + r * ldx;
+        uint16_t *restrict out = y + r * columns;
+        for (long c = 0; c < columns; c++) out[c] = bf16_bits(in[c]);
+    }
+}
+
 /// (cos 2πu, sin 2πu) for u ∈ [0, 1): reduce to an octant, Cephes polynomials on [−π/4, π/4].
 static inline void sincos_turns(float u, float *c, float *s) {
     float t = u - floorf(u + 0.5f);           // [-0.5, 0.5]
@@ -319,6 +347,8 @@ MULTIVERSION(iwae_bernoulli_loglik_f32,
              (const float *logits, const float *bias, const float *x, long rows, long dim, long repeat, float *logp, float *residual),
              (logits, bias, x, rows, dim, repeat, logp, residual))
 MULTIVERSION(iwae_bias_tanh_f32, (float *y, const float *bias, long rows, long columns), (y, bias, rows, columns))
+MULTIVERSION(iwae_round_bf16_f32, (const float *x, long ldx, float *y, long rows, long columns), (x, ldx, y, rows, columns))
+MULTIVERSION(iwae_to_bf16, (const float *x, long ldx, uint16_t *y, long rows, long columns), (x, ldx, y, rows, columns))
 MULTIVERSION(iwae_scale_rows_f32, (float *y, const float *scale, long rows, long columns), (y, scale, rows, columns))
 MULTIVERSION(iwae_box_muller_f32, (const uint32_t *bits, float *out, long pairs), (bits, out, pairs))
 MULTIVERSION(iwae_adam_sum_f32,

@@ -192,6 +192,7 @@ public struct Checkpoint {
             throw IWAEError.invalidCheckpoint(error.description)
         }
         if let plan = checkpoint.trainingState?.gemmPlan { checkpoint.model.gemmPlan = plan }
+        if let precision = checkpoint.training?.options.precision { checkpoint.model.precision = precision }
         return checkpoint
     }
 

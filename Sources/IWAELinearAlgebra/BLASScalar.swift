@@ -44,6 +44,7 @@ public final class BLASRoutines<Scalar: BLASScalar>: Sendable {
     @usableFromInline package let adamStep: @Sendable (MutablePointer, Pointer, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void
     @usableFromInline package let adamStepSummingAndClearing: @Sendable (MutablePointer, UnsafePointer<MutablePointer?>, Int, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void
     @usableFromInline package let fillStandardNormal: @Sendable (MutablePointer, Int, Xoshiro256) -> Void
+    @usableFromInline package let roundToBFloat16: @Sendable (Pointer, Int, MutablePointer, Int, Int) -> Void
 
     package init(
         gemm: @escaping @Sendable (GEMMBackend, Int, Transpose, Transpose, Int, Int, Int, Scalar, Pointer, Int, Pointer, Int, Scalar, MutablePointer, Int) -> Void,
@@ -58,7 +59,8 @@ public final class BLASRoutines<Scalar: BLASScalar>: Sendable {
         bernoulliLogLikelihood: @escaping @Sendable (Pointer, Pointer?, Pointer, Int, Int, Int, MutablePointer, MutablePointer?) -> Void,
         adamStep: @escaping @Sendable (MutablePointer, Pointer, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void,
         adamStepSummingAndClearing: @escaping @Sendable (MutablePointer, UnsafePointer<MutablePointer?>, Int, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void,
-        fillStandardNormal: @escaping @Sendable (MutablePointer, Int, Xoshiro256) -> Void
+        fillStandardNormal: @escaping @Sendable (MutablePointer, Int, Xoshiro256) -> Void,
+        roundToBFloat16: @escaping @Sendable (Pointer, Int, MutablePointer, Int, Int) -> Void
     ) {
         self.gemm = gemm; self.gemv = gemv; self.triangularSolve = triangularSolve; self.axpy = axpy
         self.choleskyLower = choleskyLower
@@ -66,6 +68,7 @@ public final class BLASRoutines<Scalar: BLASScalar>: Sendable {
         self.biasTanh = biasTanh; self.scaleRows = scaleRows; self.bernoulliLogLikelihood = bernoulliLogLikelihood
         self.adamStep = adamStep; self.adamStepSummingAndClearing = adamStepSummingAndClearing
         self.fillStandardNormal = fillStandardNormal
+        self.roundToBFloat16 = roundToBFloat16
     }
 }
 
@@ -199,5 +202,13 @@ package extension BLASScalar {
     @inlinable
     static func fillStandardNormal(_ out: UnsafeMutablePointer<Self>, count: Int, using generator: Xoshiro256) {
         routines.fillStandardNormal(out, count, generator)
+    }
+
+    /// `out[r][c] ← bf16(x[r][c])` over (rows, columns), `x` read `rowStride`
+    /// apart and `out` written contiguously: rounded to the nearest bfloat16,
+    /// ties to even (Double goes through Float first).
+    @inlinable
+    static func roundToBFloat16(_ x: UnsafePointer<Self>, rowStride: Int, into out: UnsafeMutablePointer<Self>, rows: Int, columns: Int) {
+        routines.roundToBFloat16(x, rowStride, out, rows, columns)
     }
 }

@@ -41,6 +41,11 @@ extension Double: BLASScalar {
                 }
                 out[count - 1] = tail.0
             }
+        },
+        roundToBFloat16: { x, rowStride, out, rows, columns in
+            for r in 0..<rows {
+                for c in 0..<columns { out[r * columns + c] = Double(roundedToBFloat16(Float(x[r * rowStride + c]))) }
+            }
         }
     )
 }

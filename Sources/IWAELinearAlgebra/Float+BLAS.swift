@@ -48,7 +48,8 @@ extension Float: BLASScalar {
                 }
                 out[count - 1] = tail.0
             }
-        }
+        },
+        roundToBFloat16: { iwae_round_bf16_f32($0, $1, $2, $3, $4) }
     )
 }
 

@@ -7,13 +7,23 @@ import RealModule
 ///
 /// `op(A)` is (m, kk), `op(B)` is (kk, n), `C` is (m, n); `β = 1` accumulates.
 /// `backend` computes it (oneDNN with as many threads as OpenBLAS is set to use).
+/// With `precision: .bf16`, A and B are rounded to bfloat16 first (into
+/// `workspace`, or a temporary one) and the product is accumulated in fp32:
+///
+///     C ← α · op(bf16(A)) · op(bf16(B)) + β · C
 @inlinable
 public func gemm<Scalar: BLASScalar>(
     _ c: MatrixView<Scalar>,
     _ a: MatrixView<Scalar>, _ transposeA: Transpose = .none,
     _ b: MatrixView<Scalar>, _ transposeB: Transpose = .none,
-    alpha: Scalar = 1, beta: Scalar = 0, backend: GEMMBackend = .openblas
+    alpha: Scalar = 1, beta: Scalar = 0, backend: GEMMBackend = .openblas,
+    precision: Precision = .fp32, workspace: ProductWorkspace<Scalar>? = nil
 ) {
+    if precision == .bf16 {
+        gemmWithBFloat16Inputs(c, a, transposeA, b, transposeB, alpha: alpha, beta: beta, backend: backend,
+                               workspace: workspace ?? ProductWorkspace())
+        return
+    }
     let m = transposeA == .none ? a.rows : a.columns
     let kk = transposeA == .none ? a.columns : a.rows
     let kb = transposeB == .none ? b.rows : b.columns
@@ -36,6 +46,18 @@ public func gemm<Scalar: BLASScalar>(
                     m: m, n: n, kk: kk, alpha: alpha, a: a.pointer, lda: max(a.rowStride, 1),
                     b: b.pointer, ldb: max(b.rowStride, 1), beta: beta, c: c.pointer, ldc: max(c.rowStride, 1))
     }
+}
+
+/// `gemm` on operands rounded to bfloat16 (emulated: the rounded values in
+/// fp32, then the fp32 product; see `BFloat16Products`).
+@usableFromInline
+package func gemmWithBFloat16Inputs<Scalar: BLASScalar>(
+    _ c: MatrixView<Scalar>, _ a: MatrixView<Scalar>, _ transposeA: Transpose, _ b: MatrixView<Scalar>, _ transposeB: Transpose,
+    alpha: Scalar, beta: Scalar, backend: GEMMBackend, workspace: ProductWorkspace<Scalar>
+) {
+    let (roundedA, roundedB) = workspace.buffers(a.count, b.count)
+    gemm(c, roundToBFloat16(a, into: roundedA), transposeA, roundToBFloat16(b, into: roundedB), transposeB,
+         alpha: alpha, beta: beta, backend: backend)
 }
 
 /// Batched matrix product over a leading batch dimension:

@@ -16,6 +16,8 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Worker threads (default: all active cores).") var threads: Int?
     @Option(help: "Library of the products: auto (the faster on this machine, per product), openblas or onednn. Default: the plan the checkpoint was trained with, else auto.")
     var gemm: GEMMChoice?
+    @Option(help: "Inputs of the products: fp32 or bf16 (default: the precision the checkpoint was trained with).")
+    var precision: Precision?
 
     func run() throws {
         guard (1...10_000_000).contains(samples) else { throw IWAEError.invalidArgument("k must be between 1 and 10,000,000, got \(samples)") }
@@ -37,6 +39,8 @@ struct Evaluate: ParsableCommand {
             workers.gemmPlan = model.gemmPlan(gemm ?? .auto, examples: Swift.max(1, 1000 / draws), samplesPerExample: draws,
                                               threads: workers.workerCount > 1 ? 1 : BLASLibrary.threads)
         }
+        if let precision { workers.precision = precision }
+        if workers.precision == .bf16 { FileHandle.standardError.write(Data("iwae: \(Precision.bf16Products.notice)\n".utf8)) }
         let started = Date()
         let estimate = try workers.estimateLogLikelihood(x.matrix, samples: samples, seed: seed) { done in
             let elapsed = Date().timeIntervalSince(started)
@@ -55,7 +59,7 @@ struct Evaluate: ParsableCommand {
                 ("nll", jsonNumber(estimate.negativeLogLikelihood)), ("nll_stderr", jsonNumber(estimate.standardError)),
                 ("active_units", String(estimate.activeUnits)), ("elbo", jsonNumber(estimate.meanELBO)),
                 ("reconstruction", jsonNumber(estimate.meanReconstruction)), ("kl", jsonNumber(estimate.meanKL)),
-                ("k", String(samples)), ("examples", String(estimate.examples)),
+                ("k", String(samples)), ("examples", String(estimate.examples)), ("precision", "\"\(workers.precision.rawValue)\""),
                 ("latent_dimension", String(model.configuration.latentDimension)),
                 ("active_units_per_layer", "[" + estimate.activeUnitsPerLayer.map(String.init).joined(separator: ", ") + "]"),
                 ("latent_dimensions", "[" + model.configuration.latentDimensions.map(String.init).joined(separator: ", ") + "]"),

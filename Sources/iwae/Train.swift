@@ -53,6 +53,8 @@ struct Train: ParsableCommand {
     var rankTimeout: Double = 600
     @Option(help: "Library of the products: auto (each product by the faster of OpenBLAS and oneDNN on this machine, timed once and kept in a cache), openblas or onednn. The plan is recorded in the checkpoint and kept on --resume.")
     var gemm: GEMMChoice = trainingDefaults.gemm
+    @Option(help: "Inputs of the layers' products: fp32, or bf16 (rounded to bfloat16, accumulated in fp32; parameters, Adam and every reduction stay fp32). Recorded in the checkpoint and kept on --resume.")
+    var precision: Precision = trainingDefaults.precision
     @Option(help: "Output directory.") var out: String = ""
     @Option(help: "Also write a checkpoint every N training steps within an epoch (default: at each epoch's end only).")
     var checkpointEvery: Int?
@@ -94,7 +96,7 @@ struct Train: ParsableCommand {
         let options = TrainingOptions(objective: objective, samplesPerExample: samples, epochs: epochs, batchSize: batch,
                                       learningRate: learningRate, schedule: schedule, adamEpsilon: adamEpsilon,
                                       estimator: estimator, baseline: baseline, outputInitialization: outputInit, seed: seed,
-                                      workers: threads ?? ProcessRanks.defaultWorkers, gemm: gemm)
+                                      workers: threads ?? ProcessRanks.defaultWorkers, gemm: gemm, precision: precision)
         try options.validate()
         let source = try synthetic.source(dataOptions)
         if source.isRealValued && likelihood == .bernoulli {

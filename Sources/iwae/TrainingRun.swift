@@ -56,6 +56,8 @@ struct TrainingRun {
         let counts = trainer.gemmPlan.counts
         let across = (ranks.count > 1 ? " on \(ranks.count) ranks × \(trainer.workers.workerCount) threads" : "")
             + "; products by oneDNN at \(counts[.onednn] ?? 0) and OpenBLAS at \(counts[.openblas] ?? 0) of \(trainer.gemmPlan.backends.count) sites (--gemm \(options.gemm.rawValue))"
+            + (options.precision == .bf16 ? ", bf16 inputs" : "")
+        if options.precision == .bf16 { ProgressBar.log(Precision.bf16Products.notice) }
         if let state = checkpoint?.trainingState {
             ProgressBar.log("resuming \(directory) at epoch \(state.epoch), step \(state.step) (\(options.epochs) epochs in all)\(across)")
         } else {

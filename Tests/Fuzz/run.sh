@@ -19,7 +19,7 @@ swift build --scratch-path "$scratch" --target IWAE "${flags[@]}" >/dev/null
 bin="$scratch/debug"
 objects=$(find "$bin"/IWAE.build "$bin"/IWAEData.build "$bin"/IWAECore.build "$bin"/IWAELinearAlgebra.build "$bin"/CIWAEKernels.build \
                "$bin"/RealModule.build "$bin"/_NumericsShims.build -name '*.o' 2>/dev/null | tr '\n' ' ')
-includes=(-I "$bin/Modules" -I CBLAS -I CZlib -Xcc -fmodule-map-file="$bin/CIWAEKernels.build/module.modulemap"
+includes=(-I "$bin/Modules" -I CBLAS -I CZlib -I CDNNL -Xcc -fmodule-map-file="$bin/CIWAEKernels.build/module.modulemap"
           -Xcc -I/usr/include/x86_64-linux-gnu/openblas-pthread -I "$scratch/checkouts/swift-numerics/Sources/_NumericsShims/include")
 # The fuzz targets call `package` API (Checkpoint.resealed): they join the
 # package under the name SwiftPM gave it (read from the build manifest).
@@ -55,7 +55,7 @@ export SWIFT_BACKTRACE=enable=no
 for target in ${FUZZ_TARGETS:-IDX Checkpoint ResealedCheckpoint}; do
     exe="$scratch/fuzz/fuzz-$target"
     swiftc -sanitize=fuzzer,address -parse-as-library -module-name Fuzz$target -package-name "$package_name" "${includes[@]}" \
-        Tests/Fuzz/Fuzz$target.swift $objects -lz -lopenblas -llapacke -o "$exe" 2> "$scratch/fuzz/link-$target.log"
+        Tests/Fuzz/Fuzz$target.swift $objects -lz -lopenblas -llapacke -ldnnl -lgomp -o "$exe" 2> "$scratch/fuzz/link-$target.log"
     corpus="$scratch/fuzz/corpus-$target"
     mkdir -p "$corpus"
     echo "fuzzing $target for $runs executions"

@@ -56,6 +56,14 @@ void iwae_bias_tanh_f64(double *y, const double *bias, long rows, long columns);
 void iwae_scale_rows_f32(float *y, const float *scale, long rows, long columns);
 void iwae_scale_rows_f64(double *y, const double *scale, long rows, long columns);
 
+/// bfloat16 rounding of a (rows, columns) block read `ldx` apart, written
+/// contiguously: to nearest, ties to even, NaN kept (a quiet NaN), ±∞ kept,
+/// values past the largest bfloat16 to ±∞. `iwae_round_bf16_f32` writes the
+/// rounded values as floats (their low 16 bits zero); `iwae_to_bf16` writes
+/// the 16-bit patterns.
+void iwae_round_bf16_f32(const float *x, long ldx, float *y, long rows, long columns);
+void iwae_to_bf16(const float *x, long ldx, uint16_t *y, long rows, long columns);
+
 /// Box–Muller transform of 2·pairs uniform random words into 2·pairs
 /// independent standard normals: out[i] = r cos θ, out[pairs + i] = r sin θ,
 /// r = √(−2 log u₁), θ = 2π u₂, u₁ ∈ (0, 1] from bits[2i], u₂ ∈ [0, 1) from bits[2i+1].

@@ -41,7 +41,8 @@ public struct Linear: Sendable {
             let b = store.value(bias)
             for r in 0..<y.rows { (y.pointer + r * y.rowStride).update(from: b, count: outputSize) }
         }
-        gemm(y, x, .none, store.valueMatrix(weight), .transposed, beta: addBias ? 1 : 0, backend: backend(.forward, store))
+        gemm(y, x, .none, store.valueMatrix(weight), .transposed, beta: addBias ? 1 : 0, backend: backend(.forward, store),
+             precision: store.precision, workspace: store.productWorkspace)
     }
 
     /// Accumulates `dW += dyᵀ x`, `db += Σ_rows dy`, and, when `dx` is given,
@@ -50,10 +51,12 @@ public struct Linear: Sendable {
         dx: MatrixView<Scalar>?, dy: MatrixView<Scalar>, x: MatrixView<Scalar>,
         _ store: ParameterStore<Scalar>, ones: UnsafePointer<Scalar>, accumulateInput: Bool = false
     ) {
-        gemm(store.gradientMatrix(weight), dy, .transposed, x, .none, beta: 1, backend: backend(.weightGradient, store))
+        gemm(store.gradientMatrix(weight), dy, .transposed, x, .none, beta: 1, backend: backend(.weightGradient, store),
+             precision: store.precision, workspace: store.productWorkspace)
         sumRows(dy, ones: ones, into: store.gradient(bias))
         if let dx {
-            gemm(dx, dy, .none, store.valueMatrix(weight), .none, beta: accumulateInput ? 1 : 0, backend: backend(.inputGradient, store))
+            gemm(dx, dy, .none, store.valueMatrix(weight), .none, beta: accumulateInput ? 1 : 0, backend: backend(.inputGradient, store),
+                 precision: store.precision, workspace: store.productWorkspace)
         }
     }
 

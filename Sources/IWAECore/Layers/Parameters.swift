@@ -55,6 +55,11 @@ public final class ParameterStore<Scalar: BLASScalar> {
     /// The library of each affine layer's products (`Linear` reads it).
     /// Set it before computing, never while this store's worker computes.
     public var gemmPlan = GEMMPlan()
+    /// The inputs of the affine layers' products (`Linear` reads it). Set
+    /// it like `gemmPlan`.
+    public var precision = Precision.fp32
+    /// This store's worker's rounded operands, for bf16 products.
+    public let productWorkspace = ProductWorkspace<Scalar>()
 
     public init(layout: ParameterLayout) {
         self.layout = layout
@@ -69,6 +74,7 @@ public final class ParameterStore<Scalar: BLASScalar> {
         values = other.values
         gradients = Tensor(shape: [layout.count])
         gemmPlan = other.gemmPlan
+        precision = other.precision
     }
 
     public func zeroGradients() { gradients.zero() }

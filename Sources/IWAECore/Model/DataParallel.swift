@@ -64,6 +64,13 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         set { for replica in replicas { replica.gemmPlan = newValue } }
     }
 
+    /// The products' inputs, fp32 or bf16, of the model and every replica.
+    /// Set it between steps, never while the workers compute.
+    public var precision: Precision {
+        get { model.precision }
+        set { for replica in replicas { replica.precision = newValue } }
+    }
+
     /// This process's workers (W).
     public var workerCount: Int { replicas.count }
 

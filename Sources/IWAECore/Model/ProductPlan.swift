@@ -19,6 +19,14 @@ extension VariationalAutoencoder {
         set { store.gemmPlan = newValue }
     }
 
+    /// The inputs of the model's products, fp32 or bf16 (its store's; a
+    /// replica made afterwards copies it). `ModelWorkers.precision` sets it
+    /// on every replica.
+    public var precision: Precision {
+        get { store.precision }
+        set { store.precision = newValue }
+    }
+
     /// Every affine layer's three product sites, with the rows each sees in
     /// a training step of `examples` examples with K draws each: the first
     /// encoder reads the B examples, every other layer the B·K draws. (Each

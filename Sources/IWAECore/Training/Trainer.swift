@@ -74,6 +74,7 @@ public final class Trainer {
         }
         state.gemmPlan = Trainer.agreedPlan(model: model, options: options, workers: workers)
         workers.gemmPlan = state.gemmPlan!
+        workers.precision = options.precision
         batchBuffer = Tensor(shape: [options.batchSize, model.configuration.dataDimension])
         validationImages = validation.map { v in
             let t = Tensor<Float>(shape: [v.count, v.dimension])

@@ -68,12 +68,15 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// The library of the Float products; the plan it gives is made once
     /// and recorded in `TrainingState.gemmPlan`.
     public var gemm = GEMMChoice.auto
+    /// The inputs of the layers' products: fp32, or bf16 with fp32
+    /// accumulation (`Precision`). Recorded in checkpoints; a resumed run keeps it.
+    public var precision = Precision.fp32
 
     public init(objective: Objective = .iwae, samplesPerExample: Int = 5, epochs: Int = 5, batchSize: Int = 100,
                 learningRate: Double = 1e-3, schedule: LearningRateSchedule = .constant, adamEpsilon: Double = 1e-4,
                 estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none,
                 outputInitialization: OutputInitialization = .glorot, seed: UInt64 = 1, workers: Int? = nil,
-                gemm: GEMMChoice = .auto) {
+                gemm: GEMMChoice = .auto, precision: Precision = .fp32) {
         self.objective = objective
         self.samplesPerExample = samplesPerExample
         self.epochs = epochs
@@ -87,10 +90,12 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         self.seed = seed
         self.workers = workers
         self.gemm = gemm
+        self.precision = precision
     }
 
     /// Decodes a record; one written before `outputInitialization` existed
-    /// reads as `.glorot`, one before `gemm` as `.openblas`: what those runs did.
+    /// reads as `.glorot`, one before `gemm` as `.openblas`, one before
+    /// `precision` as `.fp32`: what those runs did.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         objective = try c.decode(Objective.self, forKey: .objective)
@@ -106,6 +111,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         seed = try c.decode(UInt64.self, forKey: .seed)
         workers = try c.decodeIfPresent(Int.self, forKey: .workers)
         gemm = try c.decodeIfPresent(GEMMChoice.self, forKey: .gemm) ?? .openblas
+        precision = try c.decodeIfPresent(Precision.self, forKey: .precision) ?? .fp32
     }
 
     /// The most worker threads a run may ask for (each holds a model replica).
