@@ -84,8 +84,11 @@ final class RankTests: XCTestCase {
                                            likelihood: .gaussian)
     let data = LinearGaussianData(dimension: 6, latentDimension: 2, noise: 0.5, seed: 3)
 
+    var precision = Precision.fp32
+
     func options(workers: Int) -> TrainingOptions {
         var options = TrainingOptions()
+        options.precision = precision
         options.batchSize = 15   // 45 examples: 3 batches; the last batches leave some workers idle below
         options.epochs = 2
         options.samplesPerExample = 4
@@ -143,6 +146,19 @@ final class RankTests: XCTestCase {
         let four = try trainInOneProcess(workers: 4, train: train, validation: validation)
         let grouped = try trainOnThreadRanks(2, workers: 2, train: [train, train], validation: validation)[0].get()
         assertClose(grouped.map(Double.init), four.map(Double.init), rtol: 1e-4, atol: 1e-6)
+    }
+
+    /// The same in bf16: R ranks × 1 worker ≡ one process with R workers, to the bit.
+    func testRanksGiveTheBitsOfOneProcessInBFloat16() throws {
+        precision = .bf16
+        let train = data.examples(45, sampleSeed: 1)
+        let validation = data.examples(7, sampleSeed: 2)
+        let expected = try trainInOneProcess(workers: 2, train: train, validation: validation)
+        for (r, result) in trainOnThreadRanks(2, workers: 1, train: [train, train], validation: validation).enumerated() {
+            XCTAssertEqual(try result.get(), expected, "rank \(r) of 2, bf16")
+        }
+        precision = .fp32
+        XCTAssertNotEqual(try trainInOneProcess(workers: 2, train: train, validation: validation), expected, "bf16 is not fp32")
     }
 
     /// A failure on one rank stops all of them: rank 0 reports the failing

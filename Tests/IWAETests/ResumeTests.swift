@@ -46,6 +46,24 @@ final class ResumeTests: XCTestCase {
         }
     }
 
+    /// bf16 training resumes bit for bit too (the rounding is a pure
+    /// function of the operands), and the resumed run keeps bf16.
+    func testBFloat16RunResumesBitForBit() throws {
+        let bf16 = { (out: String) in self.arguments(out) + ["--precision", "bf16"] }
+        let reference = root + "/bf16-reference"
+        XCTAssertEqual(try run(bf16(reference)).status, 0)
+        let out = root + "/bf16-killed"
+        XCTAssertEqual(try run(bf16(out), environment: ["IWAE_FAULT_KILL_AT_STEP": "19"]).reason, .uncaughtSignal)
+        let resumed = try run(["train", "--resume", out])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try trainedBytes(out), try trainedBytes(reference))
+        XCTAssertEqual(try Checkpoint.load(from: out).training?.options.precision, .bf16)
+        // And bf16 is not fp32: the same run in fp32 ends elsewhere.
+        let fp32 = root + "/fp32-reference"
+        XCTAssertEqual(try run(arguments(fp32)).status, 0)
+        XCTAssertNotEqual(try trainedBytes(fp32), try trainedBytes(reference))
+    }
+
     /// The two-layer model and its resumed run end with the same bytes too.
     func testTwoLayerRunResumesBitForBit() throws {
         let twoLayer = { (out: String) in self.arguments(out) + ["--upper-layer", "3@8", "--estimator", "dreg"] }

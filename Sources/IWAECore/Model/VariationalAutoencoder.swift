@@ -238,6 +238,25 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
                           klDivergence: UnsafeBufferPointer(start: klDivergences.pointer, count: x.rows), input: x)
     }
 
+    /// `accumulateGradient` for code outside the package: accumulates one
+    /// training step's gradient ∇(−lossScale · Σ_b bound_b) into
+    /// `store.gradients` and returns the per-example bounds (B).
+    @discardableResult
+    public func trainingStepGradient(
+        _ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, using rng: Xoshiro256,
+        lossScale: Scalar? = nil, estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none
+    ) throws -> [Scalar] {
+        try estimator.validate(objective: objective, samplesPerExample: K, baseline: baseline)
+        if objective == .elboAnalytic && encoders.count != 1 {
+            throw IWAEError.invalidArgument("elbo-analytic needs one stochastic layer")
+        }
+        guard x.columns == configuration.dataDimension else {
+            throw IWAEError.invalidArgument("examples have dimension \(x.columns) but the model expects \(configuration.dataDimension)")
+        }
+        return Array(try accumulateGradient(x, objective: objective, samplesPerExample: K, using: rng, lossScale: lossScale,
+                                            estimator: estimator, baseline: baseline))
+    }
+
     /// One training-step gradient: encode, K draws, log weights, bound and
     /// backward. Accumulates ∇(−lossScale · Σ_b bound_b) into
     /// `store.gradients` (lossScale defaults to 1/B: the mean) and returns the

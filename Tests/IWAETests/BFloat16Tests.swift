@@ -1,0 +1,145 @@
+import Foundation
+import IWAE
+import XCTest
+
+/// bf16 products: the rounding, the product's error bound, a training
+/// step's gradients against fp32, and bf16 training's reproducibility
+/// (resume and ranks are in `ResumeTests` and `RankTests`).
+final class BFloat16Tests: XCTestCase {
+    /// The nearest bfloat16 of x computed in Double: the two bfloat16
+    /// neighbours of x by their bit patterns, the nearer kept, a tie to the
+    /// even pattern.
+    func nearestBFloat16(_ x: Float) -> Float {
+        if x.isNaN || x.isInfinite { return x }
+        let bits = x.bitPattern
+        let down = Float(bitPattern: bits & 0xFFFF_0000)
+        let up = Float(bitPattern: (bits & 0xFFFF_0000) &+ 0x1_0000)   // away from zero (may be ±∞)
+        let dDown = abs(Double(x) - Double(down))
+        let dUp = up.isInfinite ? abs(Double(x) - Double(sign: x.sign, exponent: 128, significand: 1)) : abs(Double(x) - Double(up))
+        if dDown < dUp { return down }
+        if dUp < dDown { return up }
+        return (bits >> 16) & 1 == 0 ? down : up
+    }
+
+    func testRoundingIsToNearestTiesToEven() {
+        let rng = Xoshiro256(seed: 3)
+        var cases: [Float] = [0, -0, 1, -1, .pi, .greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNormalMagnitude,
+                              .leastNonzeroMagnitude, Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000),
+                              Float(bitPattern: 0x3F80_8001), Float(bitPattern: 0x7F7F_8000), Float(bitPattern: 0x7F7F_7FFF),
+                              .infinity, -.infinity]
+        for _ in 0..<100_000 { cases.append(Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()))) }
+        for x in cases {
+            let rounded = roundedToBFloat16(x)
+            if x.isNaN {
+                XCTAssertTrue(rounded.isNaN, "NaN stays NaN")
+                continue
+            }
+            XCTAssertEqual(rounded.bitPattern, nearestBFloat16(x).bitPattern, "bf16(\(x)) (bits \(String(x.bitPattern, radix: 16)))")
+            XCTAssertEqual(rounded.bitPattern & 0xFFFF, 0)
+        }
+        // Ties: 1 + 2⁻⁸ lies halfway between 1 and 1 + 2⁻⁷ and goes to the even 1; 1 + 3·2⁻⁸ goes up to 1 + 2⁻⁶.
+        XCTAssertEqual(roundedToBFloat16(1 + 0x1p-8), 1)
+        XCTAssertEqual(roundedToBFloat16(1 + 3 * 0x1p-8), 1 + 0x1p-6)
+        XCTAssertEqual(roundedToBFloat16(Float(bitPattern: 0x7F7F_8000)), .infinity, "past the largest bfloat16")
+    }
+
+    /// A naive Double product of the fp32 operands is the oracle:
+    ///
+    ///     |Ĉ − AB| ≤ ((1 + u)² − 1 + γ_n (1 + u)²) · |A||B|,   u = 2⁻⁸, γ_n = n·2⁻²⁴ / (1 − n·2⁻²⁴)
+    ///
+    /// (each operand rounded once to bfloat16, their products exact in fp32,
+    /// n = kk terms summed in fp32), and the rounding must show: the error
+    /// against the fp32 product is of bf16's size, not fp32's.
+    func testProductAgainstNaiveDoubleWithinTheBFloat16Bound() {
+        let rng = Xoshiro256(seed: 11)
+        let u = Precision.bfloat16UnitRoundoff
+        for backend in GEMMBackend.allCases {
+            for (m, n, kk, tA, tB) in [(37, 29, 53, .none, .none), (24, 200, 784, .none, .transposed), (50, 31, 7, .transposed, .none),
+                                       (5, 9, 300, .transposed, .transposed)] as [(Int, Int, Int, Transpose, Transpose)] {
+                let a = Tensor<Float>(shape: tA == .none ? [m, kk] : [kk, m], values: (0..<m * kk).map { _ in rng.uniform(Float.self) * 4 - 2 })
+                let b = Tensor<Float>(shape: tB == .none ? [kk, n] : [n, kk], values: (0..<kk * n).map { _ in rng.uniform(Float.self) * 4 - 2 })
+                let start = (0..<m * n).map { _ in rng.uniform(Float.self) - 0.5 }
+                for beta: Float in [0, 1] {
+                    let c = Tensor<Float>(shape: [m, n], values: start)
+                    gemm(c.matrix, a.matrix, tA, b.matrix, tB, beta: beta, backend: backend, precision: .bf16, workspace: ProductWorkspace())
+                    let gamma = Double(kk + 1) * 0x1p-24 / (1 - Double(kk + 1) * 0x1p-24)
+                    let av = a.array.map(Double.init), bv = b.array.map(Double.init), cv = c.array
+                    var largestRelative = 0.0
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            var exact = Double(beta) * Double(start[i * n + j]), magnitude = abs(exact)
+                            for l in 0..<kk {
+                                let x = tA == .none ? av[i * kk + l] : av[l * m + i], y = tB == .none ? bv[l * n + j] : bv[j * kk + l]
+                                exact += x * y
+                                magnitude += abs(x * y)
+                            }
+                            let error = abs(Double(cv[i * n + j]) - exact)
+                            XCTAssertLessThanOrEqual(error, ((1 + u) * (1 + u) - 1 + gamma * (1 + u) * (1 + u)) * magnitude,
+                                                     "\(backend) \(m)×\(n)×\(kk) β=\(beta) at (\(i), \(j))")
+                            largestRelative = max(largestRelative, error / magnitude)
+                        }
+                    }
+                    // fp32 products of these sizes are good to about 1e-6 of |A||B|; bf16 inputs leave ~1e-3.
+                    XCTAssertGreaterThan(largestRelative, 0x1p-12, "\(backend) \(m)×\(n)×\(kk): the operands were rounded")
+                }
+            }
+        }
+    }
+
+    /// One training step's gradient in bf16 against fp32, same seed and
+    /// batch: ‖g_bf16 − g_fp32‖ / ‖g_fp32‖ < 2 %, per layer's weights and
+    /// over all parameters. (Each product input moves by at most 2⁻⁸ ≈ 0.4 %
+    /// relative; the forward pass carries it through four products and the
+    /// backward through as many again, so a few times 0.4 % is expected.)
+    func testTrainingStepGradientsAgreeWithFP32() throws {
+        let configuration = ModelConfiguration(dataDimension: 60, latentDimension: 8, encoderHidden: [40, 40], decoderHidden: [40, 40])
+        let rng = Xoshiro256(seed: 4)
+        let x = Tensor<Float>(shape: [32, 60], values: (0..<32 * 60).map { _ in rng.uniform(Float.self) < 0.3 ? 1 : 0 })
+        func gradient(_ precision: Precision, objective: Objective) throws -> [Float] {
+            let model = VariationalAutoencoder<Float>(configuration, seed: 9)
+            model.precision = precision
+            try model.trainingStepGradient(x.matrix, objective: objective, samplesPerExample: 5, using: Xoshiro256(seed: 21))
+            return model.store.gradients.array
+        }
+        for objective in [Objective.iwae, .elbo] {
+            let reference = try gradient(.fp32, objective: objective), bf16 = try gradient(.bf16, objective: objective)
+            func norm(_ v: [Float]) -> Double { v.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
+            let model = VariationalAutoencoder<Float>(configuration, seed: 9)
+            var worst = 0.0
+            for slot in model.parameterSlots where slot.shape.count == 2 {
+                let range = slot.offset..<(slot.offset + slot.count)
+                let relative = norm(zip(bf16[range], reference[range]).map { $0 - $1 }) / norm(Array(reference[range]))
+                XCTAssertLessThan(relative, 0.02, "\(objective) \(slot.name)")
+                worst = max(worst, relative)
+            }
+            let overall = norm(zip(bf16, reference).map { $0 - $1 }) / norm(reference)
+            XCTAssertLessThan(overall, 0.02, "\(objective)")
+            XCTAssertGreaterThan(overall, 1e-4, "\(objective): bf16 changed the products")
+            print("bf16 gradient, \(objective): relative difference \(overall) overall, \(worst) in the worst layer")
+        }
+    }
+
+    /// The precision travels with the model: checkpoints record it, loading
+    /// restores it, replicas copy it.
+    func testPrecisionIsRecordedAndRestored() throws {
+        let (data, root) = try smallTrainingFixture(self)
+        let out = root + "/bf16"
+        let train = try runIWAE(["train", "--data", data, "--k", "2", "--epochs", "1", "--batch", "20", "--hidden", "8", "--latent", "2",
+                                 "--validation-examples", "20", "--precision", "bf16", "--out", out])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        XCTAssertTrue(train.stdout.contains("bf16 inputs"), train.stdout)
+        let checkpoint = try Checkpoint.load(from: out)
+        XCTAssertEqual(checkpoint.training?.options.precision, .bf16)
+        XCTAssertEqual(checkpoint.model.precision, .bf16)
+        XCTAssertEqual(ModelWorkers(model: checkpoint.model, workers: 2, seed: 1).precision, .bf16)
+        for (flag, expected) in [([String](), "bf16"), (["--precision", "fp32"], "fp32")] {
+            let evaluate = try runIWAE(["evaluate", out, "--k", "20", "--test-examples", "10", "--json"] + flag)
+            XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
+            let json = try JSONSerialization.jsonObject(with: Data(evaluate.stdout.utf8)) as! [String: Any]
+            XCTAssertEqual(json["precision"] as? String, expected)
+        }
+        let bad = try runIWAE(["train", "--data", data, "--precision", "fp16", "--out", root + "/fp16"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1, bad.stderr)
+    }
+}
