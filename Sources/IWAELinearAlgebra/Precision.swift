@@ -1,4 +1,6 @@
+import CDNNL
 import CIWAEKernels
+import Foundation
 
 /// The number format of the inputs of the layers' matrix products
 /// (Mathematics §9).
@@ -24,23 +26,92 @@ public enum Precision: String, Codable, CaseIterable, Sendable {
 
 /// How bf16 products run on this CPU.
 public enum BFloat16Products: String, Sendable {
+    /// oneDNN's bf16 matmul on the CPU's bfloat16 units (AMX-BF16 tiles or
+    /// AVX512-BF16 dot products): operands converted to bfloat16 bit
+    /// patterns, sums in fp32.
+    case onednn
     /// Rounded operands, then the fp32 product of the backend the plan
     /// chose: the numbers of bf16 (each product of two bfloat16 values is
     /// exact in fp32, the sums are fp32) at fp32 speed. On CPUs without
-    /// bf16 instructions.
+    /// bf16 instructions, when `IWAE_BF16=emulate` is set, or when oneDNN's
+    /// bf16 matmul failed its check.
     case emulated
 
-    /// What this process does: always emulated in this version (the
-    /// one-line notice says so).
-    static let current: BFloat16Products = .emulated
+    /// What this process does, decided at the first bf16 product: oneDNN on
+    /// a CPU with AVX512-BF16 or AMX-BF16 when its bf16 matmul agrees with
+    /// the emulation on a test product (to fp32's rounding of the sums),
+    /// else emulated.
+    public static let current: BFloat16Products = {
+        let cpu = Processor.current
+        guard cpu.hasAVX512BF16 || cpu.hasAMXBF16 else { return .emulated }
+        if ProcessInfo.processInfo.environment["IWAE_BF16"] == "emulate" { return .emulated }
+        return oneDNNPassesCheck() ? .onednn : .emulated
+    }()
+
+    /// Why the products are emulated on a CPU with bf16 units, if they are.
+    nonisolated(unsafe) package static var checkFailure: String?
 
     /// One line for the user when bf16 is asked for.
     public var notice: String {
+        let cpu = Processor.current
+        let units = cpu.hasAMXBF16 ? "AMX-BF16" : cpu.hasAVX512BF16 ? "AVX512-BF16" : "no bf16 instructions"
         switch self {
+        case .onednn:
+            return "bf16 products by oneDNN on this CPU's \(units) units (sums in fp32)"
         case .emulated:
-            let cpu = Processor.current
-            let units = cpu.hasAMXBF16 ? "AMX-BF16" : cpu.hasAVX512BF16 ? "AVX512-BF16" : "no bf16 instructions"
-            return "bf16 products are emulated (operands rounded to bfloat16, products in fp32) on this CPU (\(units)): bf16's numbers at fp32's speed"
+            let why = BFloat16Products.checkFailure.map { ": oneDNN's bf16 matmul \($0)" } ?? ""
+            return "bf16 products are emulated (operands rounded to bfloat16, products in fp32) on this CPU (\(units)\(why)): bf16's numbers at fp32's speed"
+        }
+    }
+
+    /// oneDNN's bf16 product of a 67×131 by a 131×45 matrix (both transposes
+    /// of A, accumulating onto C) against the emulated product: equal to
+    /// fp32's rounding of the sums, 2·γ₁₃₂·(|C| + |Ã||B̃|).
+    package static func oneDNNPassesCheck() -> Bool {
+        let m = 67, n = 45, k = 131
+        let rng = Xoshiro256(seed: 0xBF16)
+        let a = (0..<m * k).map { _ in rng.uniform(Float.self) * 2 - 1 }, b = (0..<k * n).map { _ in rng.uniform(Float.self) * 2 - 1 }
+        let c0 = (0..<m * n).map { _ in rng.uniform(Float.self) - 0.5 }
+        let ra = a.map(roundedToBFloat16), rb = b.map(roundedToBFloat16)
+        var expected = c0
+        gemmFloat(ra, rb, into: &expected, m: m, n: n, k: k)
+        for transposeA in [false, true] {
+            // A stored as given (m × k) or as its transpose (k × m).
+            let stored = transposeA ? (0..<k * m).map { i in a[(i % m) * k + i / m] } : a
+            var bitsA = [UInt16](repeating: 0, count: m * k), bitsB = [UInt16](repeating: 0, count: k * n)
+            stored.withUnsafeBufferPointer { iwae_to_bf16($0.baseAddress!, transposeA ? m : k, &bitsA, transposeA ? k : m, transposeA ? m : k) }
+            b.withUnsafeBufferPointer { iwae_to_bf16($0.baseAddress!, n, &bitsB, k, n) }
+            var c = c0
+            let status = iwae_dnnl_bf16_gemm(1, CChar(UInt8(ascii: transposeA ? "T" : "N")), CChar(UInt8(ascii: "N")), m, n, k,
+                                             bitsA, transposeA ? m : k, bitsB, n, 1, &c, n)
+            guard status == dnnl_success else {
+                checkFailure = "is not available (oneDNN status \(status.rawValue))"
+                return false
+            }
+            let gamma = Double(k + 1) * 0x1p-24 / (1 - Double(k + 1) * 0x1p-24)
+            for i in 0..<m {
+                for j in 0..<n {
+                    var magnitude = Double(abs(c0[i * n + j]))
+                    for l in 0..<k { magnitude += abs(Double(ra[i * k + l]) * Double(rb[l * n + j])) }
+                    if abs(Double(c[i * n + j]) - Double(expected[i * n + j])) > 2 * gamma * magnitude + 1e-30 {
+                        checkFailure = "disagreed with the emulation at (\(i), \(j)): \(c[i * n + j]) against \(expected[i * n + j])"
+                        return false
+                    }
+                }
+            }
+        }
+        return true
+    }
+
+    /// C += A B in fp32 by OpenBLAS (row-major, no transposes).
+    private static func gemmFloat(_ a: [Float], _ b: [Float], into c: inout [Float], m: Int, n: Int, k: Int) {
+        a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                c.withUnsafeMutableBufferPointer { c in
+                    Float.gemm(transposeA: .none, transposeB: .none, m: m, n: n, kk: k, alpha: 1, a: a.baseAddress!, lda: k,
+                               b: b.baseAddress!, ldb: n, beta: 1, c: c.baseAddress!, ldc: n)
+                }
+            }
         }
     }
 }

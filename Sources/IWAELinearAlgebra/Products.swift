@@ -1,4 +1,6 @@
 import RealModule
+import CDNNL
+import CIWAEKernels
 /// Matrix products on `MatrixView`s, checked for shape and forwarded to BLAS.
 
 /// General matrix product, the workhorse of every layer.
@@ -19,11 +21,6 @@ public func gemm<Scalar: BLASScalar>(
     alpha: Scalar = 1, beta: Scalar = 0, backend: GEMMBackend = .openblas,
     precision: Precision = .fp32, workspace: ProductWorkspace<Scalar>? = nil
 ) {
-    if precision == .bf16 {
-        gemmWithBFloat16Inputs(c, a, transposeA, b, transposeB, alpha: alpha, beta: beta, backend: backend,
-                               workspace: workspace ?? ProductWorkspace())
-        return
-    }
     let m = transposeA == .none ? a.rows : a.columns
     let kk = transposeA == .none ? a.columns : a.rows
     let kb = transposeB == .none ? b.rows : b.columns
@@ -34,6 +31,11 @@ public func gemm<Scalar: BLASScalar>(
     if kk == 0 {
         // BLAS leaves C untouched for kk = 0 only when β = 1; scale explicitly.
         for i in 0..<m { for j in 0..<n { c[i, j] = beta == 0 ? 0 : beta * c[i, j] } }
+        return
+    }
+    if precision == .bf16 {
+        gemmWithBFloat16Inputs(c, a, transposeA, b, transposeB, alpha: alpha, beta: beta, backend: backend,
+                               workspace: workspace ?? ProductWorkspace())
         return
     }
     if backend == .openblas {
@@ -56,6 +58,22 @@ package func gemmWithBFloat16Inputs<Scalar: BLASScalar>(
     alpha: Scalar, beta: Scalar, backend: GEMMBackend, workspace: ProductWorkspace<Scalar>
 ) {
     let (roundedA, roundedB) = workspace.buffers(a.count, b.count)
+    if Scalar.self == Float.self, alpha == 1, BFloat16Products.current == .onednn {
+        // The bit patterns, two bytes each, in the first half of each buffer.
+        let bitsA = UnsafeMutableRawPointer(roundedA).assumingMemoryBound(to: UInt16.self)
+        let bitsB = UnsafeMutableRawPointer(roundedB).assumingMemoryBound(to: UInt16.self)
+        let floatA = UnsafeRawPointer(a.pointer).assumingMemoryBound(to: Float.self)
+        let floatB = UnsafeRawPointer(b.pointer).assumingMemoryBound(to: Float.self)
+        iwae_to_bf16(floatA, a.rowStride, bitsA, a.rows, a.columns)
+        iwae_to_bf16(floatB, b.rowStride, bitsB, b.rows, b.columns)
+        let m = transposeA == .none ? a.rows : a.columns, kk = transposeA == .none ? a.columns : a.rows
+        let n = transposeB == .none ? b.columns : b.rows
+        let status = iwae_dnnl_bf16_gemm(Int32(BLASLibrary.threads), transposeA.letter, transposeB.letter, m, n, kk,
+                                         bitsA, Swift.max(a.columns, 1), bitsB, Swift.max(b.columns, 1), Float(beta),
+                                         UnsafeMutableRawPointer(c.pointer).assumingMemoryBound(to: Float.self), Swift.max(c.rowStride, 1))
+        precondition(status == dnnl_success, "oneDNN bf16 matmul failed (status \(status.rawValue)) on \(m)×\(n)×\(kk)")
+        return
+    }
     gemm(c, roundToBFloat16(a, into: roundedA), transposeA, roundToBFloat16(b, into: roundedB), transposeB,
          alpha: alpha, beta: beta, backend: backend)
 }

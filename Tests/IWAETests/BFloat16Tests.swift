@@ -119,6 +119,26 @@ final class BFloat16Tests: XCTestCase {
         }
     }
 
+    /// How bf16 products run: oneDNN only on a CPU with bf16 units and only
+    /// when its matmul agrees with the emulation; a reason whenever a CPU
+    /// with units emulates. oneDNN's path is run here on every CPU: on one
+    /// without bf16 units it must report itself unavailable, not crash.
+    func testBFloat16ProductsAreChosenByTheCPUAndChecked() {
+        let cpu = Processor.current
+        let works = BFloat16Products.oneDNNPassesCheck()
+        if cpu.hasAVX512BF16 || cpu.hasAMXBF16 {
+            XCTAssertTrue(BFloat16Products.current == .onednn || BFloat16Products.checkFailure != nil)
+            print("bf16 units (\(cpu.hasAMXBF16 ? "AMX-BF16" : "AVX512-BF16")): oneDNN's bf16 matmul \(works ? "passes" : "fails") its check; products \(BFloat16Products.current.rawValue)")
+        } else {
+            XCTAssertEqual(BFloat16Products.current, .emulated)
+            if !cpu.hasAVX512 {   // (oneDNN may emulate bf16 on AVX-512 without the bf16 instructions)
+                XCTAssertFalse(works, "oneDNN has no bf16 matmul on AVX2")
+                XCTAssertNotNil(BFloat16Products.checkFailure)
+            }
+            XCTAssertTrue(Precision.bf16Products.notice.contains("emulated"), Precision.bf16Products.notice)
+        }
+    }
+
     /// The precision travels with the model: checkpoints record it, loading
     /// restores it, replicas copy it.
     func testPrecisionIsRecordedAndRestored() throws {
