@@ -27,6 +27,10 @@ DATA_DIMENSION = 784
 HIDDEN = 200
 LATENT = 50
 ADAM_EPSILON = 1e-4
+# The inputs of the products: fp32, or bf16 (`side_by_side.py --precision bf16`
+# sets it for its children): PyTorch under CPU autocast, JAX with bfloat16
+# matmul inputs and float32 results.
+PRECISION = os.environ.get("IWAE_REFERENCE_PRECISION", "fp32")
 LOG_2PI = math.log(2 * math.pi)
 
 

@@ -1,4 +1,4 @@
-"""The engine's one-layer IWAE in JAX (jit-compiled step, float32, CPU): the
+"""The engine's one-layer IWAE in JAX (jit-compiled step, float32 or bf16 matmul inputs, CPU): the
 model, protocol and initialization of common.py. Adam is written out (no
 optax): the same update as torch.optim.Adam and the engine."""
 import math
@@ -13,7 +13,11 @@ import common
 
 
 def linear(p, x):
+    """x Wᵀ + b; with common.PRECISION "bf16" the product takes bfloat16
+    inputs and returns float32 (preferred_element_type)."""
     w, b = p
+    if common.PRECISION == "bf16":
+        return jnp.matmul(x.astype(jnp.bfloat16), w.T.astype(jnp.bfloat16), preferred_element_type=jnp.float32) + b
     return x @ w.T + b
 
 

@@ -1,5 +1,8 @@
 """The engine's one-layer IWAE in PyTorch (eager, float32, 2 threads): the
-model, protocol and initialization of common.py."""
+model, protocol and initialization of common.py. With common.PRECISION
+"bf16" the forward pass runs under torch.autocast("cpu", dtype=torch.bfloat16)
+(what PyTorch offers for bf16 on the CPU: its linear layers take bf16 inputs,
+through oneDNN), and the log weights are cast back to float32 for the bound."""
 import math
 
 import torch
@@ -23,6 +26,10 @@ class IWAE(torch.nn.Module):
 
     def log_weights(self, x, k):
         """log w (B, K) for binary x (B, D)."""
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=common.PRECISION == "bf16"):
+            return self.log_weights_in_precision(x, k).float()
+
+    def log_weights_in_precision(self, x, k):
         L = self.layers
         h = torch.tanh(L["enc1"](torch.tanh(L["enc0"](x))))
         mu, log_sigma = L["mu"](h), L["log_sigma"](h)

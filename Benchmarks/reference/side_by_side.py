@@ -90,6 +90,9 @@ def main():
     parser.add_argument("--test-images", type=int, default=1000)
     parser.add_argument("--eval-k", type=int, default=5000)
     parser.add_argument("--skip-nll", action="store_true")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="inputs of the products: bf16 runs the engine with --precision bf16, PyTorch under CPU autocast "
+                             "and JAX with bfloat16 matmul inputs and float32 results")
     parser.add_argument("--time", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     parser.add_argument("--train", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     parser.add_argument("--directory", help=argparse.SUPPRESS)
@@ -100,6 +103,7 @@ def main():
     if args.train:
         return train_reference(args.train, args.directory, args.epochs, 100, args.k, args.eval_k)
 
+    os.environ["IWAE_REFERENCE_PRECISION"] = args.precision   # for the children, read by common.py
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     bench, iwae = os.path.join(args.engine, "iwae-bench"), os.path.join(args.engine, "iwae")
     with tempfile.TemporaryDirectory() as directory:
@@ -108,7 +112,7 @@ def main():
         for round in range(args.rounds):
             for batch, k in shapes:
                 out = subprocess.run([bench, "speed", "--batches", str(batch), "--ks", str(k), "--eval-images", "0",
-                                      "--seconds", str(args.seconds), "--json"], check=True, capture_output=True, text=True).stdout
+                                      "--seconds", str(args.seconds), "--json", "--precision", args.precision], check=True, capture_output=True, text=True).stdout
                 row = next(json.loads(l) for l in out.splitlines() if '"train_step"' in l)
                 times.setdefault(("engine", batch, k), []).append(row["ms_per_step"])
                 for name in FRAMEWORKS:
@@ -116,7 +120,7 @@ def main():
                                "--seconds", str(args.seconds)])
                     times.setdefault((name, batch, k), []).append(r["ms"])
             print(f"round {round + 1}/{args.rounds} done", file=sys.stderr)
-        print(f"ms per training step (gradient + Adam), 784-200-200-50 IWAE, 2 threads each, medians of {args.rounds} alternating rounds")
+        print(f"ms per training step (gradient + Adam), 784-200-200-50 IWAE, 2 threads each, {args.precision} products, medians of {args.rounds} alternating rounds")
         print("   B    K    engine       JAX   PyTorch   JAX/engine   PyTorch/engine")
         for batch, k in shapes:
             e, j, t = (statistics.median(times[(n, batch, k)]) for n in ("engine", "jax", "torch"))
@@ -129,7 +133,7 @@ def main():
         with tempfile.TemporaryDirectory() as run:
             start = time.perf_counter()
             subprocess.run([iwae, "train", "--data", directory, "--objective", "iwae", "--k", str(args.k), "--epochs",
-                            str(args.epochs), "--batch", "100", "--validation-examples", "0", "--seed", "1", "--out", run],
+                            str(args.epochs), "--batch", "100", "--validation-examples", "0", "--seed", "1", "--precision", args.precision, "--out", run],
                            check=True, capture_output=True)
             train_s = time.perf_counter() - start
             start = time.perf_counter()
