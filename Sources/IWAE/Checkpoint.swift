@@ -25,6 +25,26 @@ public struct TrainingRecord: Codable, Equatable, Sendable {
         self.trainCount = trainCount
         self.validationCount = validationCount
     }
+
+    /// Checks every value as the command line checks it (the options by
+    /// `TrainingOptions.validate`, the data source when it was decoded) and
+    /// the counts against each other; throws a one-line error naming the bad one.
+    public func validate() throws {
+        try options.validate()
+        if let n = trainExamplesLimit, !(1...TrainingState.maximumCount).contains(n) {
+            throw IWAEError.invalidArgument("--train-examples must be at least 1, got \(n)")
+        }
+        guard (0...TrainingState.maximumCount).contains(validationExamples) else {
+            throw IWAEError.invalidArgument("--validation-examples must be at least 0, got \(validationExamples)")
+        }
+        guard (1...TrainingOptions.maximumWorkers).contains(threads) else {
+            throw IWAEError.invalidArgument("threads must be between 1 and \(TrainingOptions.maximumWorkers), got \(threads)")
+        }
+        guard (1...TrainingState.maximumCount).contains(trainCount), (0...validationExamples).contains(validationCount),
+              trainCount <= (trainExamplesLimit ?? TrainingState.maximumCount) else {
+            throw IWAEError.invalidArgument("the run's example counts do not fit together (\(trainCount) trained, \(validationCount) held out of \(validationExamples) requested, limit \(trainExamplesLimit.map(String.init) ?? "none"))")
+        }
+    }
 }
 
 /// Adam's step and moments, for resuming.
@@ -73,10 +93,11 @@ public struct Checkpoint {
     /// How the model was trained (nil for a bare model or a version-1 file).
     public var training: TrainingRecord?
     public var optimizer: OptimizerState?
-    /// Why the optimizer state was left out (its moments or step were
-    /// damaged), or nil. The parameters are still read: `evaluate` and
-    /// `sample` work, and only `--resume` is refused, with this reason.
-    public var optimizerDamage: String?
+    /// Why the run cannot be resumed from this checkpoint although its
+    /// parameters load (the optimizer state, the training state or the
+    /// training record is damaged or forged; that part is left out), or nil.
+    /// `evaluate` and `sample` work, and only `--resume` is refused, with this reason.
+    public var resumeDamage: String?
     /// Where the run stands, for resuming.
     public var trainingState: TrainingState?
 
@@ -84,6 +105,13 @@ public struct Checkpoint {
         public var width: Int
         public var height: Int
         public init(width: Int, height: Int) { self.width = width; self.height = height }
+
+        /// Checks that the images are `dimension` pixels, width × height.
+        public func validate(dimension: Int) throws {
+            guard width >= 1, height >= 1, CheckedSize.product([width, height]) == dimension else {
+                throw IWAEError.invalidArgument("an image of \(width) × \(height) pixels does not hold the model's \(dimension) values")
+            }
+        }
     }
 
     public init(model: VariationalAutoencoder<Float>, data: DataSource? = nil, imageSize: ImageSize? = nil,
@@ -215,15 +243,36 @@ public struct Checkpoint {
         guard String(Checkpoint.metadataChecksum(m)) == storedMetadata else {
             throw fail("metadata checksum mismatch: the file is corrupt")
         }
-        func decode<T: Decodable>(_ type: T.Type, _ key: String) throws -> T? {
+        func decode<T: Codable>(_ type: T.Type, _ key: String) throws -> T? {
             guard let text = m[key] else { return nil }
-            do { return try JSONDecoder().decode(T.self, from: Data(text.utf8)) }
+            let value: T
+            do { value = try JSONDecoder().decode(T.self, from: Data(text.utf8)) }
+            catch let error as IWAEError { throw fail("\(key) metadata: \(error)") }
             catch { throw fail("bad \(key) metadata") }
+            if version >= 3, let unknown = Checkpoint.unknownKey(in: text, decodedAs: value) {
+                throw fail("\(key) metadata has a key this version does not know: \(unknown) (written by a newer version, or altered)")
+            }
+            return value
+        }
+        func checked(_ key: String, _ check: () throws -> Void) throws {
+            do { try check() } catch { throw fail("\(key) metadata: \(error)") }
         }
         guard let configuration = try decode(ModelConfiguration.self, "model") else { throw fail("missing model metadata") }
         let model = try Checkpoint.model(configuration, from: file, fail: fail)
-        self.init(model: model, data: try decode(DataSource.self, "data"), imageSize: try decode(ImageSize.self, "image"),
-                  training: try decode(TrainingRecord.self, "training"))
+        let imageSize = try decode(ImageSize.self, "image")
+        // The record is needed only to resume: a damaged one leaves the parameters readable.
+        var training: TrainingRecord?, recordDamage: String?
+        do {
+            training = try decode(TrainingRecord.self, "training")
+            try checked("training") { try training?.validate() }
+        } catch let error as IWAEError {
+            guard case .invalidCheckpoint(let message) = error else { throw error }
+            recordDamage = String(message.dropFirst(name.count + 2))
+        }
+        if let imageSize { try checked("image") { try imageSize.validate(dimension: configuration.dataDimension) } }
+        self.init(model: model, data: try decode(DataSource.self, "data"), imageSize: imageSize,
+                  training: recordDamage == nil ? training : nil)
+        resumeDamage = recordDamage
         if let m1 = file.entry("optimizer.first_moment"), let m2 = file.entry("optimizer.second_moment") {
             let count = model.store.values.count
             if m1.dtype == "F32", m2.dtype == "F32", m1.shape == [count], m2.shape == m1.shape,
@@ -232,26 +281,61 @@ public struct Checkpoint {
                 if state.firstMoment.allSatisfy({ $0.isFinite }), state.secondMoment.allSatisfy({ $0.isFinite && $0 >= 0 }) {
                     optimizer = state
                 } else {
-                    optimizerDamage = "the optimizer's moments contain NaN, infinity or a negative second moment"
+                    resumeDamage = "the optimizer's moments contain NaN, infinity or a negative second moment"
                 }
             } else {
-                optimizerDamage = "malformed optimizer state"
+                resumeDamage = "malformed optimizer state"
             }
         }
-        if var state = try decode(TrainingState.self, "state") {
-            guard state.epoch >= 0, state.step >= 0, state.batchInEpoch >= 0, state.seen >= 0, state.generator.count == 4,
-                  state.workerGenerators.allSatisfy({ $0.count == 4 }) else { throw fail("malformed training state") }
-            if state.batchInEpoch > 0 {
-                guard let order = file.entry("trainer.order"), order.dtype == "I32", order.shape.count == 1 else {
-                    throw fail("training state mid-epoch without trainer.order")
+        do {
+            if var state = try decode(TrainingState.self, "state") {
+                guard state.epoch >= 0, state.step >= 0, state.batchInEpoch >= 0, state.seen >= 0, state.generator.count == 4,
+                      state.workerGenerators.allSatisfy({ $0.count == 4 }) else { throw fail("malformed training state") }
+                if state.batchInEpoch > 0 {
+                    guard let order = file.entry("trainer.order"), order.dtype == "I32", order.shape.count == 1 else {
+                        throw fail("training state mid-epoch without trainer.order")
+                    }
+                    state.order = order.bytes.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
+                    var present = [Bool](repeating: false, count: state.order.count)
+                    for i in state.order {
+                        guard i >= 0, Int(i) < present.count, !present[Int(i)] else { throw fail("trainer.order is not a permutation") }
+                        present[Int(i)] = true
+                    }
                 }
-                state.order = order.bytes.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
-                guard state.order.allSatisfy({ $0 >= 0 && Int($0) < state.order.count }) else {
-                    throw fail("trainer.order is not a permutation")
+                if let training = self.training {
+                    try checked("state") { try state.validate(batchSize: training.options.batchSize, trainCount: training.trainCount, optimizerStep: optimizer?.step) }
+                }
+                trainingState = state
+            }
+        } catch let error as IWAEError {
+            // Only a resumed run needs the state: the parameters stay readable.
+            guard case .invalidCheckpoint(let message) = error else { throw error }
+            resumeDamage = resumeDamage ?? String(message.dropFirst(name.count + 2))
+        }
+    }
+
+    /// The first key of the JSON `text` that `value`, the document decoded
+    /// from it, does not encode again: a field this version does not read
+    /// (nulls aside, which stand for absent optional fields). Nil when
+    /// every key was read.
+    static func unknownKey<T: Encodable>(in text: String, decodedAs value: T) -> String? {
+        guard let input = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]),
+              let encoded = try? JSONEncoder().encode(value),
+              let canonical = try? JSONSerialization.jsonObject(with: encoded, options: [.fragmentsAllowed]) else { return nil }
+        func search(_ input: Any, _ canonical: Any, _ path: String) -> String? {
+            if let input = input as? [String: Any], let canonical = canonical as? [String: Any] {
+                for key in input.keys.sorted() where !(input[key] is NSNull) {
+                    guard let next = canonical[key] else { return path.isEmpty ? key : path + "." + key }
+                    if let found = search(input[key]!, next, path.isEmpty ? key : path + "." + key) { return found }
+                }
+            } else if let input = input as? [Any], let canonical = canonical as? [Any] {
+                for (i, (a, b)) in zip(input, canonical).enumerated() {
+                    if let found = search(a, b, "\(path)[\(i)]") { return found }
                 }
             }
-            trainingState = state
+            return nil
         }
+        return search(input, canonical, "")
     }
 
     /// A model of `configuration` with its parameters read from `file`.

@@ -52,7 +52,7 @@ struct GradStats: ParsableCommand {
         }
         if cells.isEmpty, let first = skipped.first { throw first.1 }
         if !json { for (what, why) in skipped { print("skipping \(what): \(why)") } }
-        try checkMemory(samples: kList.max()!, batch: batch, dimension: 784, hidden: 200)
+        try TrainingOptions.checkBufferMemory(samples: kList.max()!, batch: batch, dimension: 784, hidden: 200)
 
         let model: VariationalAutoencoder<Float>
         let test: ImageSet

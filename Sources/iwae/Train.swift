@@ -112,7 +112,7 @@ struct Train: ParsableCommand {
         var images = try source.load(.train)
         let encoderWidths = encoderHidden?.values ?? hidden.values
         let decoderWidths = decoderHidden?.values ?? hidden.values.reversed()
-        try checkMemory(samples: samples, batch: batch, dimension: images.dimension,
+        try TrainingOptions.checkBufferMemory(samples: samples, batch: batch, dimension: images.dimension,
                         hidden: (hidden.values + encoderWidths + decoderWidths + [latent]
                                  + upperLayer.flatMap { [$0.layer.dimension] + $0.layer.encoderHidden + $0.layer.decoderHidden }).max()!)
         if let n = trainExamples { images = images.prefix(n) }
@@ -122,7 +122,7 @@ struct Train: ParsableCommand {
                                                likelihood: likelihood, sigma: sigma, learnSigma: learnSigma)
         configuration.upperLayers = upperLayer.map(\.layer)
         try configuration.validate()
-        try checkModelMemory(configuration, workers: options.workers)
+        try TrainingOptions.checkModelMemory(configuration, workers: options.workers)
         let run = TrainingRun(directory: out, configuration: configuration, options: options, data: source,
                               trainExamplesLimit: trainExamples, validationExamples: validationExamples,
                               checkpointEvery: checkpointEvery)
@@ -140,7 +140,7 @@ struct Train: ParsableCommand {
             }
         }
         let checkpoint = try Checkpoint.load(from: directory)
-        if let damage = checkpoint.optimizerDamage {
+        if let damage = checkpoint.resumeDamage {
             throw IWAEError.invalidCheckpoint("\(Checkpoint.path(for: directory)): cannot resume: \(damage) (the parameters are intact: evaluate and sample still read them)")
         }
         guard let record = checkpoint.training, let data = checkpoint.data, checkpoint.optimizer != nil,
@@ -156,11 +156,7 @@ struct Train: ParsableCommand {
         if arguments.contains(where: { $0 == "--epochs" || $0.hasPrefix("--epochs=") }) { options.epochs = epochs }
         try options.validate()
         // A resumed run gets the checks a new run gets.
-        let configuration = checkpoint.model.configuration
-        try checkModelMemory(configuration, workers: options.workers)
-        try checkMemory(samples: options.samplesPerExample, batch: options.batchSize, dimension: configuration.dataDimension,
-                        hidden: ([configuration.latentDimension] + configuration.encoderHidden + configuration.decoderHidden
-                                 + configuration.upperLayers.flatMap { [$0.dimension] + $0.encoderHidden + $0.decoderHidden }).max()!)
+        try options.checkMemory(for: checkpoint.model.configuration)
         let run = TrainingRun(directory: directory, configuration: checkpoint.model.configuration, options: options, data: data,
                               trainExamplesLimit: record.trainExamplesLimit, validationExamples: record.validationExamples,
                               checkpointEvery: checkpointEvery)
@@ -191,23 +187,3 @@ struct SyntheticOptions: ParsableArguments {
     }
 }
 
-/// Refuses up front a K or batch whose buffers would not fit in memory,
-/// saying how much they would need.
-func checkMemory(samples: Int, batch: Int, dimension: Int, hidden: Int) throws {
-    // 4 bytes × (3 D + 4 H + 64) per sample row, by checked arithmetic (the sizes come from the command line).
-    let perRow = CheckedSize.sumOfProducts([[3, dimension], [4, hidden], [64]]).flatMap { CheckedSize.product([4, $0]) }
-    let bytes = perRow.flatMap { CheckedSize.product([samples, batch, $0]) }
-    do { try MemoryBudget.check(bytes, for: "k=\(samples) × batch=\(batch) buffers", fraction: 0.5) }
-    catch let error as MemoryBudgetError { throw IWAEError.invalidArgument(error.message) }
-}
-
-/// Refuses up front a model whose parameters would not fit: 4 bytes each
-/// for the values, Adam's two moments, and one gradient per worker (new and
-/// resumed runs alike; the sizes come from the command line or a checkpoint).
-func checkModelMemory(_ configuration: ModelConfiguration, workers: Int?) throws {
-    let copies = 3 + Swift.max(1, workers ?? ProcessInfo.processInfo.activeProcessorCount)
-    let bytes = configuration.parameterCount.flatMap { CheckedSize.product([4, copies, $0]) }
-    let count = configuration.parameterCount.map(String.init) ?? "too many"
-    do { try MemoryBudget.check(bytes, for: "the model's \(count) parameters (values, gradients, Adam)") }
-    catch let error as MemoryBudgetError { throw IWAEError.invalidArgument(error.message) }
-}

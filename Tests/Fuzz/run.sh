@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the IDX reader, the checkpoint reader, and the checkpoint reader
+# Fuzzes the IDX reader, the checkpoint reader, the typed metadata documents
+# inside a checkpoint (structural edits: FuzzTypedMetadata.swift), and the checkpoint reader
 # with its checksums recomputed after each mutation (so that mutations reach
 # the typed metadata and the resumed training state) with libFuzzer, for a
 # fixed number of executions each (not part of the default test run):
@@ -24,7 +25,7 @@ includes=(-I "$bin/Modules" -I CBLAS -I CZlib -I CDNNL -Xcc -fmodule-map-file="$
 # The fuzz targets call `package` API (Checkpoint.resealed): they join the
 # package under the name SwiftPM gave it (read from the build manifest).
 package_name=$(grep '"-module-name","IWAE",' "$scratch/debug.yaml" | head -1 | grep -o '"-package-name","[^"]*"' | cut -d'"' -f4)
-mkdir -p "$scratch/fuzz/corpus-IDX" "$scratch/fuzz/corpus-Checkpoint" "$scratch/fuzz/corpus-ResealedCheckpoint" "$scratch/fuzz/seed-data"
+mkdir -p "$scratch/fuzz/corpus-IDX" "$scratch/fuzz/corpus-Checkpoint" "$scratch/fuzz/corpus-ResealedCheckpoint" "$scratch/fuzz/corpus-TypedMetadata" "$scratch/fuzz/seed-data"
 # Seeds: small IDX files (plain and gzip) and a real checkpoint of a tiny model.
 python3 - "$scratch/fuzz" <<'PY'
 import gzip, os, struct, sys
@@ -52,7 +53,8 @@ IWAE_FAULT_INTERRUPT_AT_STEP=2 .build/release/iwae train --data "$scratch/fuzz/s
     --batch 10 --validation-examples 5 --out "$scratch/fuzz/seed-run-mid" >/dev/null 2>&1 || true
 cp "$scratch/fuzz/seed-run-mid/model.safetensors" "$scratch/fuzz/corpus-ResealedCheckpoint/checkpoint-mid"
 export SWIFT_BACKTRACE=enable=no
-for target in ${FUZZ_TARGETS:-IDX Checkpoint ResealedCheckpoint}; do
+export IWAE_FUZZ_CHECKPOINT="$PWD/$scratch/fuzz/seed-run-mid/model.safetensors"
+for target in ${FUZZ_TARGETS:-IDX Checkpoint ResealedCheckpoint TypedMetadata}; do
     exe="$scratch/fuzz/fuzz-$target"
     swiftc -sanitize=fuzzer,address -parse-as-library -module-name Fuzz$target -package-name "$package_name" "${includes[@]}" \
         Tests/Fuzz/Fuzz$target.swift $objects -lz -lopenblas -llapacke -ldnnl -lgomp -o "$exe" 2> "$scratch/fuzz/link-$target.log"

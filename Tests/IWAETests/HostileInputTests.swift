@@ -175,7 +175,7 @@ final class HostileInputTests: XCTestCase {
             file.entries[index].bytes.replaceSubrange(0..<4, with: [0, 0, 0xc0, 0x7f])
         }
         for (label, directory, fragment) in [("order of zeros", zeroOrder, "not a permutation"), ("short order", shortOrder, "not a permutation"),
-                                            ("position past the epoch", past, "past the epoch"), ("step Int.max", step, "out of range"),
+                                            ("position past the epoch", past, "is at batch 900 of an epoch of"), ("step Int.max", step, "out of range"),
                                             ("all-zero generator", zeroGenerator, "all-zero generator"),
                                             ("Adam step Int.max", adamStep, "malformed optimizer state"),
                                             ("NaN Adam moment", nanMoment, "moments contain NaN")] {
@@ -191,6 +191,71 @@ final class HostileInputTests: XCTestCase {
             XCTAssertEqual(sample.status, 0, sample.stderr)
             XCTAssertTrue(try runIWAE(["train", "--resume", directory]).stderr.contains("parameters are intact"))
         }
+    }
+
+    /// The checkpoint's `metadata[key]` JSON changed by `change` (checksums recomputed).
+    func forgedDocument(_ name: String, _ key: String, _ change: @escaping (inout [String: Any]) -> Void) throws -> String {
+        try forged(name) { file in
+            var document = try JSONSerialization.jsonObject(with: Data(file.metadata[key]!.utf8)) as! [String: Any]
+            change(&document)
+            file.metadata[key] = String(decoding: try JSONSerialization.data(withJSONObject: document), as: UTF8.self)
+        }
+    }
+
+    /// Every typed document of a checkpoint, forged with out-of-range values
+    /// or keys this version does not know (checksums recomputed), gives one
+    /// line: `evaluate` refuses what it reads (the model, the image size, the
+    /// data source); a forged training record or state refuses only
+    /// `--resume`, and the parameters still evaluate.
+    func testForgedDocumentsAreRefusedInOneLine() throws {
+        let mid = root + "/mid-documents"
+        XCTAssertEqual(try runIWAE(train(mid) + ["--epochs", "1"], environment: ["IWAE_FAULT_INTERRUPT_AT_STEP": "2"]).status, 130)
+        run = mid
+        func options(_ change: @escaping (inout [String: Any]) -> Void) -> (inout [String: Any]) -> Void {
+            { record in
+                var options = record["options"] as! [String: Any]
+                change(&options)
+                record["options"] = options
+            }
+        }
+        // Read by evaluate: the whole checkpoint is refused.
+        let unreadable: [(String, String, (inout [String: Any]) -> Void, String)] = [
+            ("model", "negative-latent", { $0["latentDimension"] = -3 }, "latent dimension must be at least 1"),
+            ("model", "huge-hidden", { $0["encoderHidden"] = [1 << 40] }, "too large"),
+            ("model", "unknown-model-key", { $0["dropout"] = 0.5 }, "does not know: dropout"),
+            ("image", "negative-width", { $0["width"] = -8 }, "does not hold the model's"),
+            ("image", "wrong-size", { $0["width"] = 9; $0["height"] = 9 }, "does not hold the model's"),
+            ("data", "unknown-data-key", { $0["mirror"] = "https://example.org" }, "does not know: mirror"),
+        ]
+        for (key, name, change, fragment) in unreadable {
+            let directory = try forgedDocument(name, key, change)
+            try assertOneLineError(["evaluate", directory, "--k", "3"], fragment, name)
+            try assertOneLineError(["train", "--resume", directory], fragment, name)
+        }
+        // Needed only to resume: evaluate reads the parameters, --resume says what is wrong.
+        let resumeOnly: [(String, String, (inout [String: Any]) -> Void, String)] = [
+            ("training", "negative-limit", { $0["trainExamplesLimit"] = -5 }, "--train-examples must be at least 1"),
+            ("training", "zero-threads", { $0["threads"] = 0 }, "threads must be between 1 and"),
+            ("training", "negative-validation", { $0["validationExamples"] = -1 }, "--validation-examples must be at least 0"),
+            ("training", "count-past-limit", { $0["trainCount"] = 1 << 41 }, "do not fit together"),
+            ("training", "zero-batch", options { $0["batchSize"] = 0 }, "batch must be at least 1"),
+            ("training", "negative-k", options { $0["samplesPerExample"] = -2 }, "k must be at least 1"),
+            ("training", "nan-rate", options { $0["learningRate"] = -1.0 }, "learning rate must be finite and positive"),
+            ("training", "unknown-option", options { $0["warmup"] = 100 }, "does not know: options.warmup"),
+            ("state", "forged-seen", { $0["seen"] = 1 }, "examples seen in the epoch"),
+            ("state", "forged-step", { $0["step"] = 7 }, "does not match epoch"),
+            ("state", "unknown-state-key", { $0["ema"] = [1, 2] }, "does not know: ema"),
+        ]
+        for (key, name, change, fragment) in resumeOnly {
+            let directory = try forgedDocument(name, key, change)
+            let evaluate = try runIWAE(["evaluate", directory, "--k", "3", "--json"])
+            XCTAssertEqual(evaluate.status, 0, "\(name): \(evaluate.stderr)")
+            try assertOneLineError(["train", "--resume", directory], fragment, name)
+            XCTAssertTrue(try runIWAE(["train", "--resume", directory]).stderr.contains("the parameters are intact"), name)
+        }
+        // The unforged checkpoint resumes (the checks accept what the trainer writes).
+        let resumed = try runIWAE(["train", "--resume", mid])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
     }
 
     /// Under a 4 GiB address-space limit (`ulimit -v`), a model of 1.6·10⁹

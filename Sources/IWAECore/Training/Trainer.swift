@@ -53,6 +53,7 @@ public final class Trainer {
     public init(model: VariationalAutoencoder<Float>, options: TrainingOptions, validation: (any TrainingExamples)?,
                 ranks: RankGroup = SingleRank()) throws {
         try options.validate()
+        try options.checkMemory(for: model.configuration)
         if options.objective == .elboAnalytic && model.configuration.stochasticLayers > 1 {
             throw IWAEError.invalidArgument("elbo-analytic needs one stochastic layer (the KL of a stack has no closed form); use elbo or iwae")
         }

@@ -210,5 +210,34 @@ public struct TrainingState: Codable, Sendable, Equatable {
     public var gemmPlan: GEMMPlan?
 
     public init() {}
+
+    /// Checks the state against the run it belongs to: counters in range,
+    /// the order a permutation of the training examples, and what derives
+    /// from them (the examples seen in the epoch, the step count, Adam's
+    /// step) equal to what the trainer would have made. Throws one line.
+    public func validate(batchSize: Int, trainCount: Int, optimizerStep: Int?) throws {
+        guard (0...TrainingState.maximumCount).contains(step), (0...TrainingState.maximumCount).contains(epoch),
+              (0...TrainingState.maximumCount).contains(seen), boundSum.isFinite, batchSize >= 1, trainCount >= 1 else {
+            throw IWAEError.invalidArgument("the training state's counters are out of range")
+        }
+        let batches = (trainCount + batchSize - 1) / batchSize
+        guard batchInEpoch >= 0, batchInEpoch < batches, batchInEpoch == 0 || epoch >= 1 else {
+            throw IWAEError.invalidArgument("the training state is at batch \(batchInEpoch) of an epoch of \(batches)")
+        }
+        if batchInEpoch > 0, order.count != trainCount {
+            throw IWAEError.invalidArgument("the epoch's order holds \(order.count) examples, the run trains on \(trainCount)")
+        }
+        let expectedSeen = batchInEpoch > 0 ? batchInEpoch * batchSize : (epoch == 0 ? 0 : trainCount)
+        guard seen == expectedSeen else {
+            throw IWAEError.invalidArgument("the training state counts \(seen) examples seen in the epoch; its position (batch \(batchInEpoch) of \(batchSize) examples) says \(expectedSeen)")
+        }
+        let completed = batchInEpoch > 0 ? epoch - 1 : epoch
+        guard completed <= TrainingState.maximumCount / batches, completed * batches + batchInEpoch == step else {
+            throw IWAEError.invalidArgument("the training state's step \(step) does not match epoch \(epoch), batch \(batchInEpoch) (\(batches) batches per epoch)")
+        }
+        if let optimizerStep, optimizerStep != step {
+            throw IWAEError.invalidArgument("Adam has taken \(optimizerStep) steps but the training state \(step)")
+        }
+    }
 }
 
