@@ -88,14 +88,6 @@ public func fuzzTypedMetadata(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int3
     guard let checkpoint = try? Checkpoint(Checkpoint.resealed(file), name: "fuzz") else { return 0 }
     // What evaluate reads, and what --resume does before its first step.
     _ = checkpoint.model.configuration.parameterCount
-    guard checkpoint.resumeDamage == nil, let record = checkpoint.training, let state = checkpoint.trainingState else { return 0 }
-    var options = record.options
-    options.workers = record.threads
-    options.epochs = 0
-    options.gemm = .openblas   // no timing of products per input
-    guard (try? options.validate()) != nil,
-          let trainer = try? Trainer(model: checkpoint.model, options: options, validation: nil) else { return 0 }
-    guard (try? trainer.restore(state)) != nil else { return 0 }
-    _ = try? trainer.checkResumedState(trainCount: record.trainCount)
+    exerciseResume(checkpoint)
     return 0
 }

@@ -46,34 +46,33 @@ final class ResumeTests: XCTestCase {
         }
     }
 
+    /// Runs `arguments(out) + extra` to its end, and again killed at step
+    /// 19 and resumed; asserts both end with the same bytes and returns the
+    /// resumed run's directory.
+    func assertKilledRunResumesBitForBit(_ name: String, extra: [String]) throws -> String {
+        let reference = root + "/\(name)-reference", out = root + "/\(name)-killed"
+        XCTAssertEqual(try run(arguments(reference) + extra).status, 0)
+        XCTAssertEqual(try run(arguments(out) + extra, environment: ["IWAE_FAULT_KILL_AT_STEP": "19"]).reason, .uncaughtSignal)
+        let resumed = try run(["train", "--resume", out])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try trainedBytes(out), try trainedBytes(reference), name)
+        return out
+    }
+
     /// bf16 training resumes bit for bit too (the rounding is a pure
     /// function of the operands), and the resumed run keeps bf16.
     func testBFloat16RunResumesBitForBit() throws {
-        let bf16 = { (out: String) in self.arguments(out) + ["--precision", "bf16"] }
-        let reference = root + "/bf16-reference"
-        XCTAssertEqual(try run(bf16(reference)).status, 0)
-        let out = root + "/bf16-killed"
-        XCTAssertEqual(try run(bf16(out), environment: ["IWAE_FAULT_KILL_AT_STEP": "19"]).reason, .uncaughtSignal)
-        let resumed = try run(["train", "--resume", out])
-        XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        XCTAssertEqual(try trainedBytes(out), try trainedBytes(reference))
+        let out = try assertKilledRunResumesBitForBit("bf16", extra: ["--precision", "bf16"])
         XCTAssertEqual(try Checkpoint.load(from: out).training?.options.precision, .bf16)
         // And bf16 is not fp32: the same run in fp32 ends elsewhere.
         let fp32 = root + "/fp32-reference"
         XCTAssertEqual(try run(arguments(fp32)).status, 0)
-        XCTAssertNotEqual(try trainedBytes(fp32), try trainedBytes(reference))
+        XCTAssertNotEqual(try trainedBytes(fp32), try trainedBytes(out))
     }
 
     /// The two-layer model and its resumed run end with the same bytes too.
     func testTwoLayerRunResumesBitForBit() throws {
-        let twoLayer = { (out: String) in self.arguments(out) + ["--upper-layer", "3@8", "--estimator", "dreg"] }
-        let reference = root + "/two-reference"
-        XCTAssertEqual(try run(twoLayer(reference)).status, 0)
-        let out = root + "/two-killed"
-        XCTAssertEqual(try run(twoLayer(out), environment: ["IWAE_FAULT_KILL_AT_STEP": "19"]).reason, .uncaughtSignal)
-        let resumed = try run(["train", "--resume", out])
-        XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        XCTAssertEqual(try trainedBytes(out), try trainedBytes(reference))
+        let out = try assertKilledRunResumesBitForBit("two", extra: ["--upper-layer", "3@8", "--estimator", "dreg"])
         XCTAssertEqual(try Checkpoint.load(from: out).model.configuration.upperLayers,
                        [StochasticLayer(dimension: 3, encoderHidden: [8], decoderHidden: [8])])
     }
