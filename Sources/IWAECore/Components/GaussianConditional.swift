@@ -233,35 +233,6 @@ public final class GaussianConditional<Scalar: BLASScalar> {
         }
     }
 
-    /// Σ_ii of example b: s_i², or Σ_{j ≤ i} L_ij².
-    @inline(__always) func varianceEntry(_ b: Int, _ i: Int) -> Scalar {
-        let k = dimension
-        if isFull {
-            var s: Scalar = 0
-            for j in 0...i { let l = scale[b * k * k + i * k + j]; s += l * l }
-            return s
-        }
-        return scale[b * k + i] * scale[b * k + i]
-    }
-
-    /// KL(N(μ_b, Σ_b) ‖ prior) per example in closed form (`klDivergence`), (B).
-    package func klDivergence(to prior: DiagonalGaussianPrior<Scalar>, _ store: ParameterStore<Scalar>,
-                             into result: UnsafeMutablePointer<Scalar>) {
-        let k = dimension
-        for b in 0..<examples {
-            var trace: Scalar = 0, quadratic: Scalar = 0, logPriorDet: Scalar = 0
-            for i in 0..<k {
-                let (m, v) = prior.parameters(i, store)
-                trace += varianceEntry(b, i) / v
-                let diff = m - mean[b * k + i]
-                quadratic += diff * diff / v
-                logPriorDet += Scalar.log(v)
-            }
-            result[b] = IWAECore.klDivergence(trace: trace, quadratic: quadratic, dimension: k,
-                                              logPriorDeterminant: logPriorDet, logDeterminant: 2 * halfLogDet[b])
-        }
-    }
-
     /// Reparameterized draws: ε ~ N(0, I), z = μ + L ε (L = diag(s) for the
     /// diagonal case); z is (B·K, k), valid until the next `sample`.
     @discardableResult
@@ -290,13 +261,6 @@ public final class GaussianConditional<Scalar: BLASScalar> {
             }
         }
         return samplesView(K)
-    }
-
-    /// log q(z_j | h_b) of the draws of the last `sample`, (B·K), by
-    /// `reparameterizedLogDensity` (ε is L⁻¹(z − μ) exactly).
-    package func logDensityOfSamples(samplesPerExample K: Int, into result: UnsafeMutablePointer<Scalar>) {
-        reparameterizedLogDensity(epsilon: epsilonView(K), halfLogDeterminant: halfLogDet.pointer,
-                                  samplesPerExample: K, into: result)
     }
 
     // MARK: Views

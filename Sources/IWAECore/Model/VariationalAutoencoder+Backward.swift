@@ -1,9 +1,52 @@
 import IWAELinearAlgebra
 import RealModule
 
-// The backward of a training step: the generative side, then each encoder by
-// the chosen estimator (Mathematics §3).
+// A training step's gradient: the forward to the bound, then the backward
+// through the generative side and each encoder by the chosen estimator
+// (Mathematics §3).
 extension VariationalAutoencoder {
+    /// `accumulateGradient` for code outside the package: accumulates one
+    /// training step's gradient ∇(−lossScale · Σ_b bound_b) into
+    /// `store.gradients` and returns the per-example bounds (B).
+    @discardableResult
+    public func trainingStepGradient(
+        _ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, using rng: Xoshiro256,
+        lossScale: Scalar? = nil, estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none
+    ) throws -> [Scalar] {
+        try estimator.validate(objective: objective, samplesPerExample: K, baseline: baseline)
+        if objective == .elboAnalytic && encoders.count != 1 {
+            throw IWAEError.invalidArgument("elbo-analytic needs one stochastic layer")
+        }
+        guard x.columns == configuration.dataDimension else {
+            throw IWAEError.invalidArgument("examples have dimension \(x.columns) but the model expects \(configuration.dataDimension)")
+        }
+        return Array(try accumulateGradient(x, objective: objective, samplesPerExample: K, using: rng, lossScale: lossScale,
+                                            estimator: estimator, baseline: baseline))
+    }
+
+    /// One training-step gradient: encode, K draws, log weights, bound and
+    /// backward. Accumulates ∇(−lossScale · Σ_b bound_b) into
+    /// `store.gradients` (lossScale defaults to 1/B: the mean) and returns the
+    /// per-example bounds (B), valid until the next call.
+    @discardableResult
+    @_specialize(exported: true, where Scalar == Float)
+    package func accumulateGradient(
+        _ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, using rng: Xoshiro256,
+        lossScale: Scalar? = nil, estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none
+    ) throws -> UnsafeMutableBufferPointer<Scalar> {
+        precondition(estimator.unsupported(objective: objective, samplesPerExample: K, baseline: baseline) == nil,
+                     "estimator options are validated by TrainingOptions.validate")
+        precondition(objective != .elboAnalytic || encoders.count == 1, "elbo-analytic needs one stochastic layer")
+        let encoded = try encode(x)
+        let lw = try logWeights(encoded, samplesPerExample: K, using: rng)
+        lw.bound(objective, into: bounds.pointer)
+        let omega = MatrixView(boundWeightValues.pointer, rows: x.rows, columns: K)
+        lw.boundWeights(objective, into: omega)
+        backward(lw, boundWeights: omega, scale: lossScale ?? 1 / Scalar(x.rows), objective: objective,
+                 estimator: estimator, baseline: baseline)
+        return UnsafeMutableBufferPointer(start: bounds.pointer, count: x.rows)
+    }
+
     /// Accumulates into `store.gradients` the gradient of
     ///
     ///     loss = −scale · Σ_b Σ_j ω_bj · log w_bj                       (ω held fixed)

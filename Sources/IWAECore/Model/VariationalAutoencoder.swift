@@ -238,48 +238,6 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
                           klDivergence: UnsafeBufferPointer(start: klDivergences.pointer, count: x.rows), input: x)
     }
 
-    /// `accumulateGradient` for code outside the package: accumulates one
-    /// training step's gradient ∇(−lossScale · Σ_b bound_b) into
-    /// `store.gradients` and returns the per-example bounds (B).
-    @discardableResult
-    public func trainingStepGradient(
-        _ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, using rng: Xoshiro256,
-        lossScale: Scalar? = nil, estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none
-    ) throws -> [Scalar] {
-        try estimator.validate(objective: objective, samplesPerExample: K, baseline: baseline)
-        if objective == .elboAnalytic && encoders.count != 1 {
-            throw IWAEError.invalidArgument("elbo-analytic needs one stochastic layer")
-        }
-        guard x.columns == configuration.dataDimension else {
-            throw IWAEError.invalidArgument("examples have dimension \(x.columns) but the model expects \(configuration.dataDimension)")
-        }
-        return Array(try accumulateGradient(x, objective: objective, samplesPerExample: K, using: rng, lossScale: lossScale,
-                                            estimator: estimator, baseline: baseline))
-    }
-
-    /// One training-step gradient: encode, K draws, log weights, bound and
-    /// backward. Accumulates ∇(−lossScale · Σ_b bound_b) into
-    /// `store.gradients` (lossScale defaults to 1/B: the mean) and returns the
-    /// per-example bounds (B), valid until the next call.
-    @discardableResult
-    @_specialize(exported: true, where Scalar == Float)
-    package func accumulateGradient(
-        _ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, using rng: Xoshiro256,
-        lossScale: Scalar? = nil, estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none
-    ) throws -> UnsafeMutableBufferPointer<Scalar> {
-        precondition(estimator.unsupported(objective: objective, samplesPerExample: K, baseline: baseline) == nil,
-                     "estimator options are validated by TrainingOptions.validate")
-        precondition(objective != .elboAnalytic || encoders.count == 1, "elbo-analytic needs one stochastic layer")
-        let encoded = try encode(x)
-        let lw = try logWeights(encoded, samplesPerExample: K, using: rng)
-        lw.bound(objective, into: bounds.pointer)
-        let omega = MatrixView(boundWeightValues.pointer, rows: x.rows, columns: K)
-        lw.boundWeights(objective, into: omega)
-        backward(lw, boundWeights: omega, scale: lossScale ?? 1 / Scalar(x.rows), objective: objective,
-                 estimator: estimator, baseline: baseline)
-        return UnsafeMutableBufferPointer(start: bounds.pointer, count: x.rows)
-    }
-
     /// The decoder's mean for latent rows z (N, k) into `out` (N, D):
     /// σ(f_θ(z)) for a Bernoulli likelihood, f_θ(z) for a Gaussian one.
     package func decodeMeans(_ z: MatrixView<Scalar>, into out: UnsafeMutablePointer<Scalar>) {
