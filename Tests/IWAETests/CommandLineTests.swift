@@ -20,16 +20,6 @@ final class CommandLineTests: XCTestCase {
          "--latent", "4", "--validation-examples", "40", "--out", out]
     }
 
-    func assertFailsCleanly(_ arguments: [String], mentioning fragment: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let result = try runIWAE(arguments)
-        XCTAssertNotEqual(result.status, 0, "exit status for \(arguments)", file: file, line: line)
-        XCTAssertLessThan(result.status, 128, "killed by a signal: \(result.stderr)", file: file, line: line)
-        let lines = result.stderr.split(separator: "\n", omittingEmptySubsequences: true)
-        XCTAssertEqual(lines.count, 1, "stderr: \(result.stderr)", file: file, line: line)
-        XCTAssertTrue(result.stderr.hasPrefix("iwae: error: "), "stderr: \(result.stderr)", file: file, line: line)
-        XCTAssertTrue(result.stderr.contains(fragment), "'\(result.stderr)' lacks '\(fragment)'", file: file, line: line)
-    }
-
     func testTrainEvaluateSample() throws {
         let out = runDirectory + "/run"
         let train = try runIWAE(small(out))
@@ -75,72 +65,72 @@ final class CommandLineTests: XCTestCase {
 
     func testBadArguments() throws {
         let out = runDirectory + "/bad"
-        try assertFailsCleanly(small(out) + ["--k", "0"], mentioning: "k must be at least 1")
-        try assertFailsCleanly(small(out) + ["--batch", "0"], mentioning: "batch must be at least 1")
+        try assertOneLineError(small(out) + ["--k", "0"], mentioning: "k must be at least 1")
+        try assertOneLineError(small(out) + ["--batch", "0"], mentioning: "batch must be at least 1")
         for rate in ["nan", "inf", "0", "-0.001"] {
-            try assertFailsCleanly(small(out) + ["--learning-rate=\(rate)"], mentioning: "learning rate must be finite and positive")
+            try assertOneLineError(small(out) + ["--learning-rate=\(rate)"], mentioning: "learning rate must be finite and positive")
         }
-        try assertFailsCleanly(small(out) + ["--objective", "best"], mentioning: "'best' is invalid for '--objective")
-        try assertFailsCleanly(small(out) + ["--hidden", "16,x"], mentioning: "--hidden")
-        try assertFailsCleanly(small(out) + ["--latent", "0"], mentioning: "latent dimension must be at least 1")
-        try assertFailsCleanly(small(out) + ["--validation-examples", "300"], mentioning: "must be fewer")
-        try assertFailsCleanly(small(out) + ["--k", "1000000000000"], mentioning: "would need")
-        try assertFailsCleanly(small(out) + ["--k", "many"], mentioning: "k")
-        try assertFailsCleanly(["train", "--data", data], mentioning: "--out")
-        try assertFailsCleanly(["frobnicate"], mentioning: "frobnicate")
+        try assertOneLineError(small(out) + ["--objective", "best"], mentioning: "'best' is invalid for '--objective")
+        try assertOneLineError(small(out) + ["--hidden", "16,x"], mentioning: "--hidden")
+        try assertOneLineError(small(out) + ["--latent", "0"], mentioning: "latent dimension must be at least 1")
+        try assertOneLineError(small(out) + ["--validation-examples", "300"], mentioning: "must be fewer")
+        try assertOneLineError(small(out) + ["--k", "1000000000000"], mentioning: "would need")
+        try assertOneLineError(small(out) + ["--k", "many"], mentioning: "k")
+        try assertOneLineError(["train", "--data", data], mentioning: "--out")
+        try assertOneLineError(["frobnicate"], mentioning: "frobnicate")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
     }
 
     func testBadData() throws {
         let out = runDirectory + "/bad"
-        try assertFailsCleanly(["train", "--data", runDirectory + "/nowhere", "--out", out], mentioning: "does not exist")
-        try assertFailsCleanly(["train", "--out", out], mentioning: "no data set")
+        try assertOneLineError(["train", "--data", runDirectory + "/nowhere", "--out", out], mentioning: "does not exist")
+        try assertOneLineError(["train", "--out", out], mentioning: "no data set")
         let broken = temporaryDirectory(self)
         try writeSyntheticIDX(to: broken, train: 20, test: 10, side: 4)
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: broken + "/train-images-idx3-ubyte")))
         bytes[2] = 0x0b
         try Data(bytes).write(to: URL(fileURLWithPath: broken + "/train-images-idx3-ubyte"))
-        try assertFailsCleanly(["train", "--data", broken, "--out", out], mentioning: "unsupported IDX element type")
+        try assertOneLineError(["train", "--data", broken, "--out", out], mentioning: "unsupported IDX element type")
         bytes[0] = 0x42; bytes[2] = 8
         try Data(bytes).write(to: URL(fileURLWithPath: broken + "/train-images-idx3-ubyte"))
-        try assertFailsCleanly(["train", "--data", broken, "--out", out], mentioning: "not an IDX file")
+        try assertOneLineError(["train", "--data", broken, "--out", out], mentioning: "not an IDX file")
         bytes[0] = 0
         try Data(bytes.dropLast(3)).write(to: URL(fileURLWithPath: broken + "/train-images-idx3-ubyte"))
-        try assertFailsCleanly(["train", "--data", broken, "--out", out], mentioning: "truncated")
+        try assertOneLineError(["train", "--data", broken, "--out", out], mentioning: "truncated")
         try Data(bytes).write(to: URL(fileURLWithPath: broken + "/train-images-idx3-ubyte"))
         try Data(IDXArray(shape: [19], values: [UInt8](repeating: 1, count: 19)).encoded)
             .write(to: URL(fileURLWithPath: broken + "/train-labels-idx1-ubyte"))
-        try assertFailsCleanly(["train", "--data", broken, "--out", out], mentioning: "20 images but 19 labels")
+        try assertOneLineError(["train", "--data", broken, "--out", out], mentioning: "20 images but 19 labels")
         try Data([0x1f, 0x8b, 1, 2, 3]).write(to: URL(fileURLWithPath: broken + "/train-labels-idx1-ubyte"))
-        try assertFailsCleanly(["train", "--data", broken, "--out", out], mentioning: "gzip")
+        try assertOneLineError(["train", "--data", broken, "--out", out], mentioning: "gzip")
     }
 
     func testBadOutputAndCheckpoints() throws {
         // An output directory that cannot be created or written.
-        try assertFailsCleanly(small("/proc/iwae-cannot-write-here"), mentioning: "cannot create output directory")
+        try assertOneLineError(small("/proc/iwae-cannot-write-here"), mentioning: "cannot create output directory")
         let file = runDirectory + "/plain-file"
         _ = FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
-        try assertFailsCleanly(small(file), mentioning: "not a directory")
+        try assertOneLineError(small(file), mentioning: "not a directory")
 
         let out = runDirectory + "/run"
         XCTAssertEqual(try runIWAE(small(out, epochs: 1)).status, 0)
-        try assertFailsCleanly(["evaluate", runDirectory + "/none"], mentioning: "no checkpoint")
-        try assertFailsCleanly(["evaluate", out, "--k", "0"], mentioning: "k must be between 1")
+        try assertOneLineError(["evaluate", runDirectory + "/none"], mentioning: "no checkpoint")
+        try assertOneLineError(["evaluate", out, "--k", "0"], mentioning: "k must be between 1")
         // Data whose dimension does not match the checkpoint.
         let other = temporaryDirectory(self)
         try writeSyntheticIDX(to: other, train: 20, test: 10, side: 5)
-        try assertFailsCleanly(["evaluate", out, "--data", other], mentioning: "dimension 25")
-        try assertFailsCleanly(["sample", out, "--data", other, "--out", runDirectory + "/g.png"], mentioning: "dimension 25")
+        try assertOneLineError(["evaluate", out, "--data", other], mentioning: "dimension 25")
+        try assertOneLineError(["sample", out, "--data", other, "--out", runDirectory + "/g.png"], mentioning: "dimension 25")
         // A corrupt and a truncated checkpoint.
         let path = out + "/model.safetensors"
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         bytes[bytes.count - 7] ^= 0x01
         try Data(bytes).write(to: URL(fileURLWithPath: path))
-        try assertFailsCleanly(["evaluate", out], mentioning: "checksum mismatch")
+        try assertOneLineError(["evaluate", out], mentioning: "checksum mismatch")
         try Data(bytes.prefix(bytes.count / 2)).write(to: URL(fileURLWithPath: path))
-        try assertFailsCleanly(["evaluate", out], mentioning: "truncated")
+        try assertOneLineError(["evaluate", out], mentioning: "truncated")
         try Data("not a checkpoint at all".utf8).write(to: URL(fileURLWithPath: path))
-        try assertFailsCleanly(["sample", out, "--out", runDirectory + "/g.png"], mentioning: "model.safetensors")
+        try assertOneLineError(["sample", out, "--out", runDirectory + "/g.png"], mentioning: "model.safetensors")
         XCTAssertFalse(FileManager.default.fileExists(atPath: runDirectory + "/g.png"))
     }
 
@@ -180,14 +170,14 @@ final class CommandLineTests: XCTestCase {
 
     func testFullModelBadOptions() throws {
         let out = runDirectory + "/bad"
-        try assertFailsCleanly(small(out) + ["--encoder", "banded"], mentioning: "'banded' is invalid for '--encoder")
-        try assertFailsCleanly(small(out) + ["--prior", "uniform"], mentioning: "'uniform' is invalid for '--prior")
-        try assertFailsCleanly(small(out) + ["--likelihood", "poisson"], mentioning: "'poisson' is invalid for '--likelihood")
-        try assertFailsCleanly(small(out) + ["--learn-sigma"], mentioning: "--learn-sigma needs --likelihood gaussian")
-        try assertFailsCleanly(small(out) + ["--likelihood", "gaussian", "--sigma", "0"], mentioning: "sigma must be finite and positive")
-        try assertFailsCleanly(small(out) + ["--decoder-hidden", "0"], mentioning: "--decoder-hidden")
-        try assertFailsCleanly(["train", "--data", "linear-gaussian", "--out", out], mentioning: "use --likelihood gaussian")
-        try assertFailsCleanly(["train", "--data", "linear-gaussian", "--likelihood", "gaussian", "--synthetic-dimension", "0", "--out", out],
+        try assertOneLineError(small(out) + ["--encoder", "banded"], mentioning: "'banded' is invalid for '--encoder")
+        try assertOneLineError(small(out) + ["--prior", "uniform"], mentioning: "'uniform' is invalid for '--prior")
+        try assertOneLineError(small(out) + ["--likelihood", "poisson"], mentioning: "'poisson' is invalid for '--likelihood")
+        try assertOneLineError(small(out) + ["--learn-sigma"], mentioning: "--learn-sigma needs --likelihood gaussian")
+        try assertOneLineError(small(out) + ["--likelihood", "gaussian", "--sigma", "0"], mentioning: "sigma must be finite and positive")
+        try assertOneLineError(small(out) + ["--decoder-hidden", "0"], mentioning: "--decoder-hidden")
+        try assertOneLineError(["train", "--data", "linear-gaussian", "--out", out], mentioning: "use --likelihood gaussian")
+        try assertOneLineError(["train", "--data", "linear-gaussian", "--likelihood", "gaussian", "--synthetic-dimension", "0", "--out", out],
                                mentioning: "synthetic-dimension must be a positive integer")
     }
 
@@ -213,7 +203,7 @@ final class CommandLineTests: XCTestCase {
         XCTAssertNil(loaded.training)
         let evaluate = try runIWAE(["evaluate", out, "--k", "3", "--test-examples", "5"])
         XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
-        try assertFailsCleanly(["train", "--resume", out], mentioning: "no training state to resume from")
+        try assertOneLineError(["train", "--resume", out], mentioning: "no training state to resume from")
     }
 
     func testGradStats() throws {
@@ -236,11 +226,11 @@ final class CommandLineTests: XCTestCase {
         // θ takes the same gradient whatever the encoder estimator.
         XCTAssertEqual(value("stl", 8, "decoder_snr"), value("dreg", 8, "decoder_snr"), accuracy: 0.5)
         XCTAssertEqual(Array([UInt8](try Data(contentsOf: URL(fileURLWithPath: plot))).prefix(4)), [0x89, 0x50, 0x4e, 0x47])
-        try assertFailsCleanly(["grad-stats", out, "--estimators", "dreg", "--objective", "elbo"], mentioning: "dreg is for the IWAE bound")
-        try assertFailsCleanly(["grad-stats", out, "--estimators", "score-vimco", "--ks", "1"], mentioning: "vimco needs k > 1")
-        try assertFailsCleanly(["grad-stats", out, "--estimators", "magic"], mentioning: "unknown estimator")
-        try assertFailsCleanly(["grad-stats"], mentioning: "--fresh")
-        try assertFailsCleanly(["grad-stats", out, "--draws", "1"], mentioning: "--draws must be at least 2")
+        try assertOneLineError(["grad-stats", out, "--estimators", "dreg", "--objective", "elbo"], mentioning: "dreg is for the IWAE bound")
+        try assertOneLineError(["grad-stats", out, "--estimators", "score-vimco", "--ks", "1"], mentioning: "vimco needs k > 1")
+        try assertOneLineError(["grad-stats", out, "--estimators", "magic"], mentioning: "unknown estimator")
+        try assertOneLineError(["grad-stats"], mentioning: "--fresh")
+        try assertOneLineError(["grad-stats", out, "--draws", "1"], mentioning: "--draws must be at least 2")
     }
 
     /// The two-layer model through the CLI: training, evaluation with active
@@ -259,8 +249,8 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(json["latent_dimensions"] as! [Int], [4, 3])
         let stats = try runIWAE(["grad-stats", out, "--estimators", "reparam,dreg", "--ks", "2", "--draws", "5", "--batch", "4", "--json"])
         XCTAssertEqual(stats.status, 0, stats.stderr)
-        try assertFailsCleanly(small(runDirectory + "/a") + ["--upper-layer", "3@8", "--objective", "elbo-analytic"], mentioning: "one stochastic layer")
-        try assertFailsCleanly(small(runDirectory + "/b") + ["--upper-layer", "x@8"], mentioning: "--upper-layer")
+        try assertOneLineError(small(runDirectory + "/a") + ["--upper-layer", "3@8", "--objective", "elbo-analytic"], mentioning: "one stochastic layer")
+        try assertOneLineError(small(runDirectory + "/b") + ["--upper-layer", "x@8"], mentioning: "--upper-layer")
         // A linear-Gaussian chain and a model of its form: evaluate reports the exact NLL.
         let chain = runDirectory + "/chain"
         let fit = try runIWAE(["train", "--data", "linear-gaussian", "--synthetic-dimension", "6", "--synthetic-latent", "3",
@@ -281,16 +271,16 @@ final class CommandLineTests: XCTestCase {
             XCTAssertEqual(result.status, 0, "\(extra): \(result.stderr)")
             XCTAssertEqual(try Checkpoint.load(from: out).training?.options.estimator.rawValue, extra[1])
         }
-        try assertFailsCleanly(small(runDirectory + "/x") + ["--estimator", "dreg", "--objective", "elbo"], mentioning: "dreg is for the IWAE bound")
-        try assertFailsCleanly(small(runDirectory + "/x") + ["--estimator", "telepathy"], mentioning: "'telepathy' is invalid for '--estimator")
-        try assertFailsCleanly(small(runDirectory + "/x") + ["--baseline", "vimco"], mentioning: "--baseline vimco goes with --estimator score")
+        try assertOneLineError(small(runDirectory + "/x") + ["--estimator", "dreg", "--objective", "elbo"], mentioning: "dreg is for the IWAE bound")
+        try assertOneLineError(small(runDirectory + "/x") + ["--estimator", "telepathy"], mentioning: "'telepathy' is invalid for '--estimator")
+        try assertOneLineError(small(runDirectory + "/x") + ["--baseline", "vimco"], mentioning: "--baseline vimco goes with --estimator score")
     }
 
     /// A diverging run stops with an error naming the step; its last good
     /// checkpoint stays and loads; an existing run is never overwritten.
     func testDivergenceStopsAndKeepsTheLastCheckpoint() throws {
         let out = runDirectory + "/run"
-        try assertFailsCleanly(small(out, epochs: 1) + ["--learning-rate", "1e30"], mentioning: "non-finite")
+        try assertOneLineError(small(out, epochs: 1) + ["--learning-rate", "1e30"], mentioning: "non-finite")
         let checkpoint = try Checkpoint.load(from: out)
         XCTAssertEqual(checkpoint.trainingState?.step, 0)
         XCTAssertTrue(checkpoint.model.store.values.buffer.allSatisfy { $0.isFinite })
@@ -300,7 +290,7 @@ final class CommandLineTests: XCTestCase {
         let done = runDirectory + "/done"
         XCTAssertEqual(try runIWAE(small(done, epochs: 1)).status, 0)
         let before = try Data(contentsOf: URL(fileURLWithPath: done + "/model.safetensors"))
-        try assertFailsCleanly(small(done, epochs: 1) + ["--learning-rate", "1e30"], mentioning: "already holds a checkpoint")
+        try assertOneLineError(small(done, epochs: 1) + ["--learning-rate", "1e30"], mentioning: "already holds a checkpoint")
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: done + "/model.safetensors")), before)
     }
 }

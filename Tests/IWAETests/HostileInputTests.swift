@@ -47,16 +47,6 @@ final class HostileInputTests: XCTestCase {
         }
     }
 
-    func assertOneLineError(_ arguments: [String], _ fragment: String, _ label: String,
-                            file: StaticString = #filePath, line: UInt = #line) throws {
-        let result = try runIWAE(arguments)
-        XCTAssertNotEqual(result.status, 0, "\(label): exit 0", file: file, line: line)
-        XCTAssertLessThan(result.status, 128, "\(label): killed by a signal", file: file, line: line)
-        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "\(label): stderr \(result.stderr)", file: file, line: line)
-        XCTAssertTrue(result.stderr.hasPrefix("iwae: error: ") && result.stderr.contains(fragment),
-                      "\(label): '\(result.stderr)' lacks '\(fragment)'", file: file, line: line)
-    }
-
     func testHostileCommandLinesAndFiles() throws {
         let out = root + "/out"
         let huge = "9223372036854775807"
@@ -143,7 +133,7 @@ final class HostileInputTests: XCTestCase {
             ("newline in a tensor name", ["evaluate", newlineTensor], "not part of this model"),
         ]
         for (label, arguments, fragment) in cases {
-            try assertOneLineError(arguments, fragment, label)
+            try assertOneLineError(arguments, mentioning: fragment, label)
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(label) left \(out)")
         }
         print("hostile input: \(cases.count) command-line and file cases, each a one-line error and a non-zero exit")
@@ -180,7 +170,7 @@ final class HostileInputTests: XCTestCase {
                                             ("Adam step Int.max", adamStep, "malformed optimizer state"),
                                             ("NaN Adam moment", nanMoment, "moments contain NaN")] {
             let before = try Data(contentsOf: URL(fileURLWithPath: directory + "/model.safetensors"))
-            try assertOneLineError(["train", "--resume", directory], fragment, label)
+            try assertOneLineError(["train", "--resume", directory], mentioning: fragment, label)
             XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: directory + "/model.safetensors")), before, "\(label): the checkpoint changed")
         }
         // A damaged optimizer state stops only --resume: the parameters still evaluate and sample.
@@ -229,8 +219,8 @@ final class HostileInputTests: XCTestCase {
         ]
         for (key, name, change, fragment) in unreadable {
             let directory = try forgedDocument(name, key, change)
-            try assertOneLineError(["evaluate", directory, "--k", "3"], fragment, name)
-            try assertOneLineError(["train", "--resume", directory], fragment, name)
+            try assertOneLineError(["evaluate", directory, "--k", "3"], mentioning: fragment, name)
+            try assertOneLineError(["train", "--resume", directory], mentioning: fragment, name)
         }
         // Needed only to resume: evaluate reads the parameters, --resume says what is wrong.
         let resumeOnly: [(String, String, (inout [String: Any]) -> Void, String)] = [
@@ -250,7 +240,7 @@ final class HostileInputTests: XCTestCase {
             let directory = try forgedDocument(name, key, change)
             let evaluate = try runIWAE(["evaluate", directory, "--k", "3", "--json"])
             XCTAssertEqual(evaluate.status, 0, "\(name): \(evaluate.stderr)")
-            try assertOneLineError(["train", "--resume", directory], fragment, name)
+            try assertOneLineError(["train", "--resume", directory], mentioning: fragment, name)
             XCTAssertTrue(try runIWAE(["train", "--resume", directory]).stderr.contains("the parameters are intact"), name)
         }
         // The unforged checkpoint resumes (the checks accept what the trainer writes).
@@ -276,7 +266,7 @@ final class HostileInputTests: XCTestCase {
             let generator = #"{"dimension":1000000000,"latentDimension":5,"noise":0.5,"seed":1}"#
             file.metadata["data"] = #"{"generator":\#(generator),"kind":"linear-gaussian","testExamples":1000,"trainExamples":10000}"#
         }
-        try assertOneLineError(["evaluate", forgedData, "--k", "3"], "data", "a 10⁹-dimensional data document")
+        try assertOneLineError(["evaluate", forgedData, "--k", "3"], mentioning: "data", "a 10⁹-dimensional data document")
     }
 
     /// Two `iwae train --out NEW` started together, 50 times: each time one
@@ -322,7 +312,7 @@ final class HostileInputTests: XCTestCase {
         XCTAssertTrue(kept.model.store.values.buffer.allSatisfy { $0.isFinite })
         XCTAssertEqual(try runIWAE(["evaluate", out, "--k", "3"]).status, 0)
         // Resuming diverges again (same learning rate): the same clear error, and the file stays finite.
-        try assertOneLineError(["train", "--resume", out], "kept", "resume of a diverged run")
+        try assertOneLineError(["train", "--resume", out], mentioning: "kept", "resume of a diverged run")
         XCTAssertTrue(try Checkpoint.load(from: out).model.store.values.buffer.allSatisfy { $0.isFinite })
     }
 
@@ -339,8 +329,8 @@ final class HostileInputTests: XCTestCase {
         // Wait until the first run holds the lock and has written its checkpoint.
         let deadline = Date().addingTimeInterval(20)
         while !FileManager.default.fileExists(atPath: out + "/model.safetensors") && Date() < deadline { usleep(20_000) }
-        try assertOneLineError(["train", "--resume", out], "another iwae train is running", "concurrent --resume")
-        try assertOneLineError(train(out), "another iwae train is running", "concurrent --out")
+        try assertOneLineError(["train", "--resume", out], mentioning: "another iwae train is running", "concurrent --resume")
+        try assertOneLineError(train(out), mentioning: "another iwae train is running", "concurrent --out")
         first.interrupt()
         first.waitUntilExit()
         XCTAssertEqual(first.terminationStatus, 130)

@@ -91,6 +91,20 @@ func trainedBytes(_ directory: String) throws -> [String: [UInt8]] {
     return result
 }
 
+/// Runs `iwae arguments` and asserts it fails as bad input must: a non-zero
+/// exit (not a signal) and exactly one line on stderr, `iwae: error: …`,
+/// containing `fragment`.
+func assertOneLineError(_ arguments: [String], mentioning fragment: String, _ label: String = "",
+                        file: StaticString = #filePath, line: UInt = #line) throws {
+    let result = try runIWAE(arguments)
+    let what = label.isEmpty ? "\(arguments)" : label
+    XCTAssertNotEqual(result.status, 0, "\(what): exit 0", file: file, line: line)
+    XCTAssertLessThan(result.status, 128, "\(what): killed by a signal: \(result.stderr)", file: file, line: line)
+    XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "\(what): stderr \(result.stderr)", file: file, line: line)
+    XCTAssertTrue(result.stderr.hasPrefix("iwae: error: ") && result.stderr.contains(fragment),
+                  "\(what): '\(result.stderr)' lacks '\(fragment)'", file: file, line: line)
+}
+
 /// Runs `executable` to its end; stdout goes to `stdout` when given (a
 /// device, say), else it is captured. Returns status, how it ended, and both streams.
 func runProcess(_ executable: String, _ arguments: [String], environment: [String: String] = [:], stdout: FileHandle? = nil)
