@@ -71,8 +71,8 @@ package func gemmWithBFloat16Inputs<Scalar: BLASScalar>(
         let status = iwae_dnnl_bf16_gemm(Int32(BLASLibrary.threads), transposeA.letter, transposeB.letter, m, n, kk,
                                          bitsA, Swift.max(a.columns, 1), bitsB, Swift.max(b.columns, 1), Float(beta),
                                          UnsafeMutableRawPointer(c.pointer).assumingMemoryBound(to: Float.self), Swift.max(c.rowStride, 1))
-        precondition(status == dnnl_success, "oneDNN bf16 matmul failed (status \(status.rawValue)) on \(m)×\(n)×\(kk)")
-        return
+        if status == dnnl_success { return }
+        // A shape oneDNN refuses (it passed the check on others): the emulation computes the same numbers.
     }
     gemm(c, roundToBFloat16(a, into: roundedA), transposeA, roundToBFloat16(b, into: roundedB), transposeB,
          alpha: alpha, beta: beta, backend: backend)
