@@ -64,5 +64,5 @@ for target in ${FUZZ_TARGETS:-IDX Checkpoint ResealedCheckpoint TypedMetadata}; 
     corpus="$scratch/fuzz/corpus-$target"
     mkdir -p "$corpus"
     echo "fuzzing $target for $runs executions"
-    "$exe" -runs="$runs" ${FUZZ_SECONDS:+-max_total_time="$FUZZ_SECONDS"} -max_len=4096 -print_final_stats=1 "$corpus" 2>&1 | grep -E "stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Done" || true
+    "$exe" -runs="$runs" ${FUZZ_SECONDS:+-max_total_time="$FUZZ_SECONDS"} -artifact_prefix="$scratch/fuzz/artifacts-$target-" -max_len=4096 -print_final_stats=1 "$corpus" 2>&1 | grep -E "stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Done" || true
 done
