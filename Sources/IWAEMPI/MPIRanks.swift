@@ -38,14 +38,17 @@ public enum GradientReducer: String, CaseIterable, Sendable {
 /// longer than `timeout` seconds: a rank that hangs without dying (stopped,
 /// stuck in I/O) would otherwise keep the others polling forever. It prints
 /// one line and leaves without finishing MPI, which makes mpirun stop every
-/// rank; the last checkpoint stays as it was written.
+/// rank; the last checkpoint stays as it was written. A rank that was told
+/// to stop (`stopRequested`: mpirun stopping every rank after another one
+/// failed, or the user) leaves silently instead: the rank that found the
+/// hang has said so, once.
 public final class ExchangeWatchdog: @unchecked Sendable {
     public let timeout: Double
     private let lock = NSLock()
     /// When the exchange under way began (uptime ns), or 0 between exchanges.
     private var since: UInt64 = 0
 
-    public init(timeout: Double, rank: Int, tool: String) {
+    public init(timeout: Double, rank: Int, tool: String, stopRequested: @escaping @Sendable () -> Bool = { false }) {
         precondition(timeout > 0)
         self.timeout = timeout
         let line = "\(tool): error: rank \(rank): no exchange with the other ranks completed within \(Int(timeout.rounded())) s (a rank stopped or hangs); stopping every rank\n"
@@ -56,7 +59,7 @@ public final class ExchangeWatchdog: @unchecked Sendable {
                 let started = since
                 lock.unlock()
                 if started != 0 && Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 > timeout {
-                    FileHandle.standardError.write(Data(line.utf8))
+                    if !stopRequested() { FileHandle.standardError.write(Data(line.utf8)) }
                     _exit(1)
                 }
             }

@@ -28,7 +28,8 @@ enum ProcessRanks {
         #if MPI
         if let group = current as? MPIRanks {
             group.reducer = reducer
-            if group.watchdog == nil { group.watchdog = ExchangeWatchdog(timeout: timeout, rank: group.rank, tool: "iwae") }
+            if group.watchdog == nil { group.watchdog = ExchangeWatchdog(timeout: timeout, rank: group.rank, tool: "iwae",
+                                                                 stopRequested: { SignalFlag.signal != 0 }) }
         }
         #endif
     }
