@@ -36,19 +36,23 @@ struct Compare: ParsableCommand {
     @Flag(help: "One JSON object per model instead of the table.") var json = false
 
     func run() throws {
-        let objectiveList = try objectives.split(separator: ",", omittingEmptySubsequences: false).map { name -> Objective in
-            guard let o = Objective(rawValue: String(name)) else {
+        let boundList = try objectives.split(separator: ",", omittingEmptySubsequences: false).map { name -> BoundKind in
+            guard let o = BoundKind(rawValue: String(name)) else {
                 throw IWAEError.invalidArgument("unknown objective '\(name)' in --objectives (expected elbo, iwae or elbo-analytic)")
             }
             return o
         }
-        let kList = ks.values
+        // Every row's objective, checked before the first one trains.
+        let objectiveRows = try boundList.map { bound in
+            try ks.values.map { k in try Objective(bound, samplesPerExample: k, estimator: bound == .iwae ? iwaeEstimator : .reparam) }
+        }
         let epochCount = epochs ?? (quick ? 1 : schedule.totalEpochs ?? 10)
         let testCount = testExamples ?? (quick ? 200 : 1000)
         let trainEvalCount = trainEvalExamples ?? (quick ? 200 : 1000)
-        guard epochCount >= 1, testCount >= 1, trainEvalCount >= 1, evalK >= 1 else {
-            throw IWAEError.invalidArgument("epochs, test examples, train-eval examples and eval k must be at least 1")
+        guard epochCount >= 1, testCount >= 1, trainEvalCount >= 1 else {
+            throw IWAEError.invalidArgument("epochs, test examples and train-eval examples must be at least 1")
         }
+        let evaluationSamples = try EvaluationSamples(evalK)
         guard chart.hasSuffix(".png") else { throw IWAEError.invalidArgument("--chart must name a .png file") }
         if let out { try prepareOutputDirectory(out) }
 
@@ -69,18 +73,18 @@ struct Compare: ParsableCommand {
         }
         var rows = [Row]()
         for architecture in architectures {
-        for objective in objectiveList {
-            for k in kList {
+        for objectivesOfBound in objectiveRows {
+            for objective in objectivesOfBound {
+                let k = objective.samplesPerExample
                 let configuration = architecture == 1 ? ModelConfiguration(dataDimension: train.dimension)
                                                       : ModelConfiguration.twoLayer(dataDimension: train.dimension)
                 let model = VariationalAutoencoder<Float>(configuration, seed: seed)
                 try model.initializeOutputLayer(from: train, outputInit)
-                let options = TrainingOptions(objective: objective, samplesPerExample: k, epochs: epochCount, batchSize: batch,
+                let options = TrainingOptions(objective: objective, epochs: epochCount, batchSize: batch,
                                               learningRate: learningRate, schedule: schedule,
-                                              estimator: objective == .iwae ? iwaeEstimator : .reparam,
                                               outputInitialization: outputInit, seed: seed, precision: precision)
                 let trainer = try Trainer(model: model, options: options, validation: nil)
-                let label = "\(architecture)-layer \(objective.rawValue) K=\(k)"
+                let label = "\(architecture)-layer \(objective.bound.rawValue) K=\(k)"
                 let start = now()
                 try trainer.train(train, onProgress: { p in
                     ProgressBar.draw("\(label) epoch \(p.epoch)/\(p.epochs)", done: p.batch, total: p.batches,
@@ -89,25 +93,25 @@ struct Compare: ParsableCommand {
                 let trainSeconds = now() - start
                 ProgressBar.finishLine()
                 if let out {
-                    let directory = out + "/\(architecture)layer-\(objective.rawValue)-k\(k)"
+                    let directory = out + "/\(architecture)layer-\(objective.bound.rawValue)-k\(k)"
                     try prepareOutputDirectory(directory)
                     try Checkpoint(model: model, data: source,
                                    imageSize: Checkpoint.ImageSize(width: train.width, height: train.height)).save(to: directory)
                 }
                 ProgressBar.draw("\(label) evaluating k=\(evalK)", done: 0, total: 2, detail: "")
-                let testEstimate = try trainer.workers.estimateLogLikelihood(testImages.matrix, samples: evalK, seed: 11)
+                let testEstimate = try trainer.workers.estimateLogLikelihood(testImages.matrix, samples: evaluationSamples, seed: 11)
                 ProgressBar.draw("\(label) evaluating k=\(evalK)", done: 1, total: 2, detail: "")
-                let trainEstimate = try trainer.workers.estimateLogLikelihood(trainImages.matrix, samples: evalK, seed: 12)
+                let trainEstimate = try trainer.workers.estimateLogLikelihood(trainImages.matrix, samples: evaluationSamples, seed: 12)
                 ProgressBar.finishLine()
                 if !json && rows.isEmpty {
                     print("layers  objective     K   test NLL   ± stderr   train NLL    gap   active units   train examples/s   train seconds   paper NLL   paper active")
                 }
-                let row = Row(architecture: architecture, objective: objective.rawValue, k: k, nll: testEstimate.negativeLogLikelihood,
+                let row = Row(architecture: architecture, objective: objective.bound.rawValue, k: k, nll: testEstimate.negativeLogLikelihood,
                               nllStderr: testEstimate.standardError, trainNLL: trainEstimate.negativeLogLikelihood,
                               activeUnits: testEstimate.activeUnitsPerLayer,
                               examplesPerSecond: Double(train.count * epochCount) / trainSeconds, trainSeconds: trainSeconds)
                 rows.append(row)
-                let paper = data == "mnist" ? PaperTable1.entry(layers: architecture, objective: objective, k: k) : nil
+                let paper = data == "mnist" ? PaperTable1.entry(layers: architecture, bound: objective.bound, k: k) : nil
                 if json {
                     var fields: [(String, Any)] = [("architecture", "\(architecture)-layer"), ("objective", row.objective), ("k", row.k), ("precision", precision.rawValue),
                                                    ("nll", row.nll), ("nll_stderr", row.nllStderr), ("train_nll", row.trainNLL),
@@ -170,14 +174,14 @@ struct Compare: ParsableCommand {
 /// Burda et al. (2015), Table 1, MNIST: test NLL (k = 5000) and active units
 /// per stochastic layer after 3,280 passes (the paper's figures, for comparison).
 enum PaperTable1 {
-    static func entry(layers: Int, objective: Objective, k: Int) -> (nll: Double, active: [Int])? {
+    static func entry(layers: Int, bound: BoundKind, k: Int) -> (nll: Double, active: [Int])? {
         let table: [String: (Double, [Int])] = [
             "1 elbo 1": (86.76, [19]), "1 elbo 5": (86.47, [20]), "1 elbo 50": (86.35, [20]),
             "1 iwae 1": (86.76, [19]), "1 iwae 5": (85.54, [22]), "1 iwae 50": (84.78, [25]),
             "2 elbo 1": (85.33, [16, 5]), "2 elbo 5": (85.01, [17, 5]), "2 elbo 50": (84.78, [17, 5]),
             "2 iwae 1": (85.33, [16, 5]), "2 iwae 5": (83.89, [21, 5]), "2 iwae 50": (82.90, [26, 7]),
         ]
-        return table["\(layers) \(objective.rawValue) \(k)"].map { (nll: $0.0, active: $0.1) }
+        return table["\(layers) \(bound.rawValue) \(k)"].map { (nll: $0.0, active: $0.1) }
     }
 }
 

@@ -161,8 +161,9 @@ struct Scaling: ParsableCommand {
                 let pool = ModelWorkers(model: model, workers: workers, seed: 2, ranks: group)
                 let adam = Adam<Float>(count: model.store.values.count, learningRate: 1e-4)
                 let x = MatrixView(images.pointer, rows: batch, columns: 784)
+                let objective = try Objective(.iwae, samplesPerExample: k)
                 func step() throws {
-                    try pool.stepGradient(x, objective: .iwae, samplesPerExample: k)
+                    try pool.stepGradient(x, objective: objective)
                     pool.updateParameters(with: adam)
                     _ = group.anyRank(false)   // the training loop's stop check
                 }

@@ -170,7 +170,8 @@ struct TrainedModel {
             }
             checkpoint = directory
             self.configuration = loaded.model.configuration
-            description = "\(directory) (" + (loaded.training.map { "\($0.options.objective.rawValue), K = \($0.options.samplesPerExample)" } ?? "no training record")
+            let objective = loaded.training?.options.objective
+            description = "\(directory) (" + (objective.map { "\($0.bound.rawValue), K = \($0.samplesPerExample)" } ?? "no training record")
                 + (loaded.trainingState.map { ", \($0.step) steps" } ?? "") + ")"
             return
         }
@@ -179,7 +180,7 @@ struct TrainedModel {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         let model = VariationalAutoencoder<Float>(configuration, seed: 1)
         model.initializeOutputBias(dataMean: train.pixelMean)
-        let options = TrainingOptions(objective: .iwae, samplesPerExample: 5, epochs: epochs, batchSize: 100, learningRate: 1e-3, seed: 1)
+        let options = TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 5), epochs: epochs, batchSize: 100, learningRate: 1e-3, seed: 1)
         let start = now()
         try Trainer(model: model, options: options, validation: nil).train(train)
         try Checkpoint(model: model, data: .files("fashion-mnist")).save(to: path)
@@ -231,7 +232,7 @@ final class StepTimer {
     let pool: ModelWorkers<Float>
     let adam: Adam<Float>
     let x: MatrixView<Float>
-    let k: Int
+    let objective: Objective
     let workers: Int
 
     init(batch: Int, k: Int, workers: Int, images: Tensor<Float>, model: VariationalAutoencoder<Float>, gemm: GEMMChoice,
@@ -242,13 +243,13 @@ final class StepTimer {
         pool.gemmPlan = model.gemmPlan(gemm, examples: (batch + workers - 1) / workers, samplesPerExample: k, threads: BLASLibrary.threads)
         adam = Adam<Float>(count: model.store.values.count, learningRate: 1e-4)
         x = MatrixView(images.pointer, rows: batch, columns: 784)
-        self.k = k
+        objective = try Objective(.iwae, samplesPerExample: k)
         self.workers = workers
         for _ in 0..<3 { try step() }
     }
 
     func step() throws {
-        try pool.stepGradient(x, objective: .iwae, samplesPerExample: k)
+        try pool.stepGradient(x, objective: objective)
         pool.updateParameters(with: adam)
     }
 
@@ -276,7 +277,7 @@ final class StepTimer {
     func timing(perStep: Double, phases: [Double]) -> StepTiming {
         StepTiming(mode: workers == 1 ? "blas-threads=\(BLASLibrary.threads)" : "workers=\(workers)", workers: workers,
                    plan: pool.gemmPlan, secondsPerStep: perStep,
-                   flops: pool.model.gemmFlopsPerStep(examples: x.rows, samplesPerExample: k), phases: phases)
+                   flops: pool.model.gemmFlopsPerStep(examples: x.rows, samplesPerExample: objective.samplesPerExample), phases: phases)
     }
 }
 

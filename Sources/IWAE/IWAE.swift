@@ -51,13 +51,13 @@ extension VariationalAutoencoder where Scalar == Float {
 
     /// log p(x) ≈ L_k (Mathematics §5) for each image, as `iwae evaluate`
     /// computes it: the evaluation binarization, k samples per image.
-    public func logLikelihood(of images: ImageSet, samples k: Int = LogLikelihoodEstimate.standardSamples,
+    public func logLikelihood(of images: ImageSet, samples: EvaluationSamples = .standard,
                               seed: UInt64 = LogLikelihoodEstimate.standardSeed,
                               threads: Int? = nil) throws -> LogLikelihoodEstimate {
         guard images.dimension == configuration.dataDimension else {
             throw IWAEError.invalidArgument("images have dimension \(images.dimension) but the model expects \(configuration.dataDimension)")
         }
         let x = evaluationImages(images)
-        return try logLikelihood(of: x.pixels, examples: x.count, samples: k, seed: seed, threads: threads)
+        return try logLikelihood(of: x.pixels, examples: x.count, samples: samples, seed: seed, threads: threads)
     }
 }

@@ -4,7 +4,7 @@ import IWAE
 
 // The engine's option types parse straight from the command line: a bad
 // value is refused by ArgumentParser with the list of valid ones.
-extension Objective: ExpressibleByArgument {}
+extension BoundKind: ExpressibleByArgument {}
 extension CovarianceKind: ExpressibleByArgument {}
 extension PriorKind: ExpressibleByArgument {}
 extension LikelihoodKind: ExpressibleByArgument {}

@@ -9,7 +9,7 @@ struct Evaluate: ParsableCommand {
 
     @Argument(help: "Training output directory (or a model.safetensors file).") var checkpoint: String
     @OptionGroup var dataOptions: DataOptions
-    @Option(name: .customLong("k"), help: "Importance samples per test image.") var samples: Int = LogLikelihoodEstimate.standardSamples
+    @Option(help: "Importance samples per test image.") var k: Int = EvaluationSamples.standard.perExample
     @Option(help: "Evaluate the first N test images (default: all).") var testExamples: Int?
     @Option(help: "Seed of the importance samples.") var seed: UInt64 = LogLikelihoodEstimate.standardSeed
     @Flag(help: "Print one JSON object instead of a table.") var json = false
@@ -20,7 +20,7 @@ struct Evaluate: ParsableCommand {
     var precision: Precision?
 
     func run() throws {
-        guard (1...10_000_000).contains(samples) else { throw IWAEError.invalidArgument("k must be between 1 and 10,000,000, got \(samples)") }
+        let samples = try EvaluationSamples(k)
         if let t = threads, !(1...TrainingOptions.maximumWorkers).contains(t) {
             throw IWAEError.invalidArgument("--threads must be between 1 and \(TrainingOptions.maximumWorkers), got \(t)")
         }
@@ -35,7 +35,7 @@ struct Evaluate: ParsableCommand {
         let workers = ModelWorkers(model: model, workers: threads, seed: seed)
         if gemm != nil || loaded.trainingState?.gemmPlan == nil {
             // One example's k draws per pass and worker (`estimateLogLikelihood`'s rows).
-            let draws = Swift.min(samples, 1000)
+            let draws = Swift.min(k, 1000)
             workers.gemmPlan = model.gemmPlan(gemm ?? .auto, examples: Swift.max(1, 1000 / draws), samplesPerExample: draws,
                                               threads: workers.workerCount > 1 ? 1 : BLASLibrary.threads)
         }
@@ -44,7 +44,7 @@ struct Evaluate: ParsableCommand {
         let started = Date()
         let estimate = try workers.estimateLogLikelihood(x.matrix, samples: samples, seed: seed) { done in
             let elapsed = Date().timeIntervalSince(started)
-            ProgressBar.draw("evaluating k=\(samples)", done: done, total: binary.count,
+            ProgressBar.draw("evaluating k=\(k)", done: done, total: binary.count,
                              detail: "\(formatted(Double(done) / max(elapsed, 1e-9), 1)) images/s")
         }
         let seconds = Date().timeIntervalSince(started)
@@ -59,7 +59,7 @@ struct Evaluate: ParsableCommand {
                 ("nll", jsonNumber(estimate.negativeLogLikelihood)), ("nll_stderr", jsonNumber(estimate.standardError)),
                 ("active_units", String(estimate.activeUnits)), ("elbo", jsonNumber(estimate.meanELBO)),
                 ("reconstruction", jsonNumber(estimate.meanReconstruction)), ("kl", jsonNumber(estimate.meanKL)),
-                ("k", String(samples)), ("examples", String(estimate.examples)), ("precision", "\"\(workers.precision.rawValue)\""),
+                ("k", String(k)), ("examples", String(estimate.examples)), ("precision", "\"\(workers.precision.rawValue)\""),
                 ("latent_dimension", String(model.configuration.latentDimension)),
                 ("active_units_per_layer", "[" + estimate.activeUnitsPerLayer.map(String.init).joined(separator: ", ") + "]"),
                 ("latent_dimensions", "[" + model.configuration.latentDimensions.map(String.init).joined(separator: ", ") + "]"),
@@ -69,7 +69,7 @@ struct Evaluate: ParsableCommand {
             print("{" + (fields + exactFields).map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
         } else {
             print("test images        \(estimate.examples) (\(dataName))")
-            print("log p(x) ≈ L_\(samples)  \(formatted(estimate.meanBound)) ± \(formatted(estimate.standardError)) nats")
+            print("log p(x) ≈ L_\(k)  \(formatted(estimate.meanBound)) ± \(formatted(estimate.standardError)) nats")
             print("NLL                \(formatted(estimate.negativeLogLikelihood)) nats")
             if model.configuration.stochasticLayers == 1 {
                 print("ELBO               \(formatted(estimate.meanELBO)) nats = reconstruction \(formatted(estimate.meanReconstruction)) − KL \(formatted(estimate.meanKL)) (KL in closed form; Monte Carlo ELBO shown)")

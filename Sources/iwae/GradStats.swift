@@ -15,7 +15,7 @@ struct GradStats: ParsableCommand {
     @Option(help: "K values, comma-separated.") var ks = PositiveIntegers([1, 10, 100])
     @Option(help: "Independent gradient draws per estimator and K.") var draws = 100
     @Option(help: "Examples in the fixed batch (the first test images).") var batch = 20
-    @Option(help: "Bound whose gradient is estimated: iwae or elbo.") var objective = Objective.iwae
+    @Option(help: "Bound whose gradient is estimated: iwae or elbo.") var objective = BoundKind.iwae
     @Option(help: "Seed of the draws (and of --fresh initialization).") var seed: UInt64 = 1
     @Option(help: "Write a PNG plot of SNR against K.") var plot: String?
     @Flag(help: "One JSON object per estimator and K instead of the table.") var json = false
@@ -24,27 +24,20 @@ struct GradStats: ParsableCommand {
         guard objective != .elboAnalytic else { throw IWAEError.invalidArgument("--objective must be iwae or elbo, got elbo-analytic") }
         let kList = ks.values
         guard !estimators.isEmpty else { throw IWAEError.invalidArgument("--estimators must name at least one estimator") }
-        let estimatorList = try estimators.split(separator: ",", omittingEmptySubsequences: false).map { name -> (String, GradientEstimator, ScoreBaseline) in
-            switch name {
-            case "score-vimco", "vimco": return (String(name), .score, .vimco)
-            default:
-                guard let e = GradientEstimator(rawValue: String(name)) else {
-                    throw IWAEError.invalidArgument("unknown estimator '\(name)' (expected reparam, score, score-vimco, stl or dreg)")
-                }
-                return (String(name), e, .none)
-            }
+        let estimatorList = try estimators.split(separator: ",", omittingEmptySubsequences: false).map { name in
+            let (estimator, baseline) = try Objective.estimator(named: String(name))
+            return (String(name), estimator, baseline)
         }
         guard draws >= 2 else { throw IWAEError.invalidArgument("--draws must be at least 2, got \(draws)") }
         guard batch >= 1 else { throw IWAEError.invalidArgument("--batch must be at least 1, got \(batch)") }
         if let plot, !plot.hasSuffix(".png") { throw IWAEError.invalidArgument("--plot must name a .png file, got \(plot)") }
         // Combinations an estimator does not support (VIMCO at K = 1) are skipped; none at all is an error.
-        var cells = [(name: String, estimator: GradientEstimator, baseline: ScoreBaseline, k: Int)]()
+        var cells = [(name: String, objective: Objective)]()
         var skipped = [(String, Error)]()
         for (name, e, b) in estimatorList {
             for k in kList {
                 do {
-                    try e.validate(objective: objective, samplesPerExample: k, baseline: b)
-                    cells.append((name, e, b, k))
+                    cells.append((name, try Objective(objective, samplesPerExample: k, estimator: e, baseline: b)))
                 } catch {
                     skipped.append(("\(name) at K=\(k)", error))
                 }
@@ -78,14 +71,14 @@ struct GradStats: ParsableCommand {
             print("gradient statistics: \(objective.rawValue) bound, batch of \(x.matrix.rows) test images, \(draws) draws each; SNR = mean over parameters of |E g| / std g")
             print("estimator        K   encoder SNR   decoder SNR   encoder variance   decoder variance   ‖E g_enc‖   ‖E g_dec‖")
         }
-        for (name, estimator, baseline, k) in cells {
+        for (name, cellObjective) in cells {
+            let k = cellObjective.samplesPerExample
             do {
                 let workers = ModelWorkers(model: model, seed: seed &+ UInt64(k))
                 let moments = GradientMoments(count: model.store.values.count)
                 for draw in 0..<draws {
-                    model.store.zeroGradients()
-                    try workers.accumulateGradient(x.matrix, objective: objective, samplesPerExample: k,
-                                                   estimator: estimator, baseline: baseline)
+                    try workers.stepGradient(x.matrix, objective: cellObjective)
+                    workers.collectGradient()
                     moments.add(model.store.gradients.pointer)
                     ProgressBar.draw("\(name) K=\(k)", done: draw + 1, total: draws, detail: "")
                 }

@@ -13,9 +13,7 @@ struct Train: ParsableCommand {
         abstract: "Train a VAE (--objective elbo) or an IWAE (--objective iwae); writes DIR/model.safetensors and DIR/metrics.jsonl.")
 
     @OptionGroup var dataOptions: DataOptions
-    @Option(help: "Bound to maximize (elbo-analytic: the ELBO with its KL in closed form).")
-    var objective: Objective = trainingDefaults.objective
-    @Option(name: .customLong("k"), help: "Importance samples per example (K).") var samples: Int = trainingDefaults.samplesPerExample
+    @OptionGroup var objectiveOptions: ObjectiveOptions
     @Option(help: "Passes over the training set.") var epochs: Int = trainingDefaults.epochs
     @Option(help: "Examples per minibatch.") var batch: Int = trainingDefaults.batchSize
     @Option(help: "Adam learning rate (the base rate of a schedule).") var learningRate: Double = trainingDefaults.learningRate
@@ -42,8 +40,6 @@ struct Train: ParsableCommand {
     var likelihood: LikelihoodKind = modelDefaults.likelihood
     @Option(help: "σ of the Gaussian likelihood (its start value with --learn-sigma).") var sigma: Double = modelDefaults.sigma
     @Flag(help: "Train σ² of the Gaussian likelihood.") var learnSigma = false
-    @Option(help: "Encoder gradient estimator.") var estimator: GradientEstimator = trainingDefaults.estimator
-    @Option(help: "Score-function baseline.") var baseline: ScoreBaseline = trainingDefaults.baseline
     @OptionGroup var synthetic: SyntheticOptions
     @Option(help: "Hidden nonlinearity.") var activation: Activation = modelDefaults.activation
     @Option(help: "Worker threads (default: all active cores, shared among the ranks on a machine); results depend on seed and the thread count over all ranks.") var threads: Int?
@@ -93,9 +89,9 @@ struct Train: ParsableCommand {
     private func prepareNewRun(writesDirectory: Bool, created: inout Bool) throws -> (TrainingRun, ImageSet) {
         if learnSigma && likelihood != .gaussian { throw IWAEError.invalidArgument("--learn-sigma needs --likelihood gaussian") }
         if let n = trainExamples, n < 1 { throw IWAEError.invalidArgument("--train-examples must be at least 1, got \(n)") }
-        let options = TrainingOptions(objective: objective, samplesPerExample: samples, epochs: epochs, batchSize: batch,
+        let options = TrainingOptions(objective: try objectiveOptions.objective(), epochs: epochs, batchSize: batch,
                                       learningRate: learningRate, schedule: schedule, adamEpsilon: adamEpsilon,
-                                      estimator: estimator, baseline: baseline, outputInitialization: outputInit, seed: seed,
+                                      outputInitialization: outputInit, seed: seed,
                                       workers: threads ?? ProcessRanks.defaultWorkers, gemm: gemm, precision: precision)
         try options.validate()
         let source = try synthetic.source(dataOptions)
@@ -112,7 +108,7 @@ struct Train: ParsableCommand {
         var images = try source.load(.train)
         let encoderWidths = encoderHidden?.values ?? hidden.values
         let decoderWidths = decoderHidden?.values ?? hidden.values.reversed()
-        try TrainingOptions.checkBufferMemory(samples: samples, batch: batch, dimension: images.dimension,
+        try TrainingOptions.checkBufferMemory(samples: options.objective.samplesPerExample, batch: batch, dimension: images.dimension,
                         hidden: (hidden.values + encoderWidths + decoderWidths + [latent]
                                  + upperLayer.flatMap { [$0.layer.dimension] + $0.layer.encoderHidden + $0.layer.decoderHidden }).max()!)
         if let n = trainExamples { images = images.prefix(n) }
@@ -164,6 +160,19 @@ struct Train: ParsableCommand {
         if let n = record.trainExamplesLimit { images = images.prefix(n) }
         return (run, images, checkpoint)
     }
+}
+
+/// The objective's four options; `objective()` makes the one value that
+/// carries them, checked there.
+struct ObjectiveOptions: ParsableArguments {
+    private static let defaults = Objective.standard
+    @Option(name: .customLong("objective"), help: "Bound to maximize (elbo-analytic: the ELBO with its KL in closed form).")
+    var bound: BoundKind = defaults.bound
+    @Option(help: "Importance samples per example (K).") var k: Int = defaults.samplesPerExample
+    @Option(help: "Encoder gradient estimator.") var estimator: GradientEstimator = defaults.estimator
+    @Option(help: "Score-function baseline.") var baseline: ScoreBaseline = defaults.baseline
+
+    func objective() throws -> Objective { try Objective(bound, samplesPerExample: k, estimator: estimator, baseline: baseline) }
 }
 
 /// Options of the synthetic `--data linear-gaussian` source.

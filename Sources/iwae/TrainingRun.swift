@@ -61,7 +61,7 @@ struct TrainingRun {
         if let state = checkpoint?.trainingState {
             ProgressBar.log("resuming \(directory) at epoch \(state.epoch), step \(state.step) (\(options.epochs) epochs in all)\(across)")
         } else {
-            ProgressBar.log("training \(options.objective.rawValue) K=\(options.samplesPerExample) on \(split.train.count) images (\(split.validation.count) held out), batch \(options.batchSize), \(options.epochs) epochs, \(model.store.values.count) parameters\(across)")
+            ProgressBar.log("training \(options.objective.bound.rawValue) K=\(options.objective.samplesPerExample) on \(split.train.count) images (\(split.validation.count) held out), batch \(options.batchSize), \(options.epochs) epochs, \(model.store.values.count) parameters\(across)")
         }
         // Fault injection for the multi-rank tests: the faulty rank's
         // checkpoint write fails from this step on (IWAE_FAULT_RANK picks it).

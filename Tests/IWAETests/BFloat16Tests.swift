@@ -98,10 +98,10 @@ final class BFloat16Tests: XCTestCase {
         func gradient(_ precision: Precision, objective: Objective) throws -> [Float] {
             let model = VariationalAutoencoder<Float>(configuration, seed: 9)
             model.precision = precision
-            try model.trainingStepGradient(x.matrix, objective: objective, samplesPerExample: 5, using: Xoshiro256(seed: 21))
+            try model.trainingStepGradient(x.matrix, objective: objective, using: Xoshiro256(seed: 21))
             return model.store.gradients.array
         }
-        for objective in [Objective.iwae, .elbo] {
+        for objective in [try Objective(.iwae, samplesPerExample: 5), try Objective(.elbo, samplesPerExample: 5)] {
             let reference = try gradient(.fp32, objective: objective), bf16 = try gradient(.bf16, objective: objective)
             func norm(_ v: [Float]) -> Double { v.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
             let model = VariationalAutoencoder<Float>(configuration, seed: 9)
@@ -144,8 +144,7 @@ final class BFloat16Tests: XCTestCase {
     func testPrecisionIsRecordedAndRestored() throws {
         let (data, root) = try smallTrainingFixture(self)
         let out = root + "/bf16"
-        let train = try runIWAE(["train", "--data", data, "--k", "2", "--epochs", "1", "--batch", "20", "--hidden", "8", "--latent", "2",
-                                 "--validation-examples", "20", "--precision", "bf16", "--out", out])
+        let train = try runIWAE(smallTrainArguments(data: data, out: out, validation: 20) + ["--precision", "bf16"])
         XCTAssertEqual(train.status, 0, train.stderr)
         XCTAssertTrue(train.stdout.contains("bf16 inputs"), train.stdout)
         let checkpoint = try Checkpoint.load(from: out)

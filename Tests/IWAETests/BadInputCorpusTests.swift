@@ -57,7 +57,7 @@ final class BadInputCorpusTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         try writeSyntheticIDX(to: data, train: 120, test: 20, side: 4)
         let out = root + "/out"
-        let base = ["train", "--data", data, "--hidden", "8", "--latent", "2", "--validation-examples", "10", "--epochs", "1", "--batch", "20"]
+        let base = smallTrainArguments(data: data, out: nil, validation: 10)
         var cases = try corruptDataSets(in: root).map { Case(name: "data: \($0.0)", arguments: ["train", "--data", $0.1, "--out", out], fragment: $0.2) }
         cases += [
             Case(name: "k = 0", arguments: base + ["--k", "0", "--out", out], fragment: "k must be at least 1"),

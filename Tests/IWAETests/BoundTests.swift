@@ -25,7 +25,7 @@ final class BoundTests: XCTestCase {
         func meanBound(_ K: Int) -> (mean: Double, standardError: Double) {
             var perDraw = [Double]()
             for seed in 0..<8 {
-                perDraw.append(try! model.meanBound(x.matrix, objective: .iwae, samplesPerExample: K, seed: UInt64(100 + seed)))
+                perDraw.append(try! model.meanBound(x.matrix, objective: Objective(.iwae, samplesPerExample: K), seed: UInt64(100 + seed)))
             }
             let m = perDraw.reduce(0, +) / Double(perDraw.count)
             let v = perDraw.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(perDraw.count - 1)
@@ -52,7 +52,7 @@ final class BoundTests: XCTestCase {
         let k = 300
         // rowsPerPass 300: one pass of 300 samples per example; 70: passes of 70, 70, 70, 70, 20.
         for (rowsPerPass, chunks) in [(300, [300]), (70, [70, 70, 70, 70, 20])] {
-            let estimate = try model.estimateLogLikelihood(rows, samples: k, seed: 3, rowsPerPass: rowsPerPass)
+            let estimate = try model.estimateLogLikelihood(rows, samples: EvaluationSamples(k), seed: 3, rowsPerPass: rowsPerPass)
             let rng = Xoshiro256(seed: 3)
             var expected = [Double]()
             for b in 0..<rows.rows {
@@ -115,7 +115,7 @@ final class BoundTests: XCTestCase {
         XCTAssertLessThan(model.bufferBytes, 1 << 16)
         _ = try model.encode(x.matrix.rows(0..<200))
         XCTAssertLessThan(model.bufferBytes, 200 * 1024)
-        try model.accumulateGradient(x.matrix.rows(0..<200), objective: .iwae, samplesPerExample: 5, using: Xoshiro256(seed: 1))
+        try model.accumulateGradient(x.matrix.rows(0..<200), objective: Objective(.iwae, samplesPerExample: 5), using: Xoshiro256(seed: 1))
         XCTAssertGreaterThan(model.bufferBytes, 200 * 5 * 20 * 4)
     }
 }

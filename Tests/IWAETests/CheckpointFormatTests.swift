@@ -92,8 +92,7 @@ final class CheckpointFormatTests: XCTestCase {
                                     "--hidden", "8", "--upper-layer", "2@none", "--epochs", "1", "--batch", "20", "--k", "3",
                                     "--validation-examples", "40", "--train-examples", "200", "--threads", "1", "--out", synthetic],
                                    environment: ["IWAE_FAULT_INTERRUPT_AT_STEP": "5"]).status, 130)
-        XCTAssertEqual(try runIWAE(["train", "--data", data, "--k", "2", "--epochs", "1", "--batch", "20", "--hidden", "8",
-                                    "--latent", "2", "--validation-examples", "40", "--out", images]).status, 0)
+        XCTAssertEqual(try runIWAE(smallTrainArguments(data: data, out: images)).status, 0)
         let document = try String(contentsOf: CheckpointFormatTests.repository.appendingPathComponent("Sources/IWAE/IWAE.docc/CheckpointFormat.md"), encoding: .utf8)
         var documented = Set<String>()
         let pattern = try NSRegularExpression(pattern: "`([A-Za-z_][A-Za-z0-9_.]*)`")
@@ -139,8 +138,7 @@ final class CheckpointFormatTests: XCTestCase {
         let (data, root) = try smallTrainingFixture(self)
         let out = root + "/run", script = root + "/read_checkpoint.py"
         try code.write(toFile: script, atomically: true, encoding: .utf8)
-        XCTAssertEqual(try runIWAE(["train", "--data", data, "--k", "2", "--epochs", "1", "--batch", "20", "--hidden", "8",
-                                    "--latent", "2", "--validation-examples", "40", "--out", out]).status, 0)
+        XCTAssertEqual(try runIWAE(smallTrainArguments(data: data, out: out)).status, 0)
         let result = try runProcess("/usr/bin/env", ["python3", script, out + "/model.safetensors"])
         XCTAssertEqual(result.status, 0, result.stderr)
         let read = try json(result.stdout)

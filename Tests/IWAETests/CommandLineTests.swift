@@ -16,8 +16,7 @@ final class CommandLineTests: XCTestCase {
 
     /// Common arguments of a small, fast training run.
     func small(_ out: String, epochs: Int = 2) -> [String] {
-        ["train", "--data", data, "--k", "3", "--epochs", "\(epochs)", "--batch", "20", "--hidden", "16",
-         "--latent", "4", "--validation-examples", "40", "--out", out]
+        smallTrainArguments(data: data, out: out, k: 3, epochs: epochs, hidden: 16, latent: 4)
     }
 
     func testTrainEvaluateSample() throws {
@@ -269,7 +268,7 @@ final class CommandLineTests: XCTestCase {
             let out = runDirectory + "/" + extra.joined(separator: "-")
             let result = try runIWAE(small(out, epochs: 1) + extra)
             XCTAssertEqual(result.status, 0, "\(extra): \(result.stderr)")
-            XCTAssertEqual(try Checkpoint.load(from: out).training?.options.estimator.rawValue, extra[1])
+            XCTAssertEqual(try Checkpoint.load(from: out).training?.options.objective.estimator.rawValue, extra[1])
         }
         try assertOneLineError(small(runDirectory + "/x") + ["--estimator", "dreg", "--objective", "elbo"], mentioning: "dreg is for the IWAE bound")
         try assertOneLineError(small(runDirectory + "/x") + ["--estimator", "telepathy"], mentioning: "'telepathy' is invalid for '--estimator")

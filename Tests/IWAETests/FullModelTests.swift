@@ -162,7 +162,7 @@ final class FullModelTests: XCTestCase {
         }
         // Through two workers the example index is the batch's, not the worker's.
         let pool = ModelWorkers(model: model, workers: 2, seed: 1)
-        XCTAssertThrowsError(try pool.accumulateGradient(x.matrix, objective: .iwae, samplesPerExample: 2)) { error in
+        XCTAssertThrowsError(try pool.stepGradient(x.matrix, objective: Objective(.iwae, samplesPerExample: 2))) { error in
             XCTAssertTrue("\(error)".contains("example 0 in the batch"), "\(error)")
         }
         // Only the second block fails: its first example is example 3 of the batch.
@@ -170,9 +170,9 @@ final class FullModelTests: XCTestCase {
         model.store.value(d).update(repeating: 0.5, count: 3)
         let mixed = Tensor<Float>(shape: [6, 4], values: [Float](repeating: 0, count: 12) + [Float](repeating: 1, count: 12))
         let w = model.store.layout.slot(named: "encoder.cov_diag.weight")!
-        _ = try healthy.accumulateGradient(mixed.matrix, objective: .iwae, samplesPerExample: 2)
+        _ = try healthy.stepGradient(mixed.matrix, objective: Objective(.iwae, samplesPerExample: 2))
         model.store.value(w).update(repeating: -100, count: w.count)   // only inputs of ones drive d to −∞
-        XCTAssertThrowsError(try healthy.accumulateGradient(mixed.matrix, objective: .iwae, samplesPerExample: 2)) { error in
+        XCTAssertThrowsError(try healthy.stepGradient(mixed.matrix, objective: Objective(.iwae, samplesPerExample: 2))) { error in
             XCTAssertTrue("\(error)".contains("example 3 in the batch"), "\(error)")
         }
     }

@@ -21,8 +21,7 @@ final class HostileInputTests: XCTestCase {
     }
 
     func train(_ out: String) -> [String] {
-        ["train", "--data", data, "--hidden", "8", "--latent", "2", "--validation-examples", "10", "--batch", "20", "--k", "2",
-         "--threads", "2", "--out", out]
+        smallTrainArguments(data: data, out: out, validation: 10) + ["--threads", "2"]
     }
 
     /// The checkpoint of `run`, changed by `change`, checksums recomputed (as a careful forger would), in a new directory.
@@ -229,6 +228,8 @@ final class HostileInputTests: XCTestCase {
             ("training", "negative-validation", { $0["validationExamples"] = -1 }, "--validation-examples must be at least 0"),
             ("training", "count-past-limit", { $0["trainCount"] = 1 << 41 }, "do not fit together"),
             ("training", "zero-batch", options { $0["batchSize"] = 0 }, "batch must be at least 1"),
+            // Found by the typed-metadata fuzzer: ⌈count / batch⌉ overflowed (a trap) for a batch near Int.max.
+            ("training", "huge-batch", options { $0["batchSize"] = Int.max }, "of an epoch of 1"),
             ("training", "negative-k", options { $0["samplesPerExample"] = -2 }, "k must be at least 1"),
             ("training", "nan-rate", options { $0["learningRate"] = -1.0 }, "learning rate must be finite and positive"),
             ("training", "unknown-option", options { $0["warmup"] = 100 }, "does not know: options.warmup"),

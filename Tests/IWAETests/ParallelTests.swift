@@ -11,8 +11,8 @@ final class ParallelTests: XCTestCase {
         let rng = Xoshiro256(seed: 2)
         let x = Tensor<Double>(shape: [7, 12], values: (0..<84).map { _ in Double(rng.next() % 2) })
         let pool = ModelWorkers(model: model, workers: 2, seed: 9)
-        model.store.zeroGradients()
-        let bounds = Array(try pool.accumulateGradient(x.matrix, objective: .iwae, samplesPerExample: 4))
+        let bounds = Array(try pool.stepGradient(x.matrix, objective: Objective(.iwae, samplesPerExample: 4)))
+        pool.collectGradient()
         let parallel = model.store.gradients.array
 
         // The same blocks (4 + 3 rows) on a fresh model with the workers' seeds.
@@ -21,12 +21,42 @@ final class ParallelTests: XCTestCase {
         reference.store.zeroGradients()
         var expectedBounds = [Double]()
         for (w, rows) in [0..<4, 4..<7].enumerated() {
-            let b = try reference.accumulateGradient(x.matrix.rows(rows), objective: .iwae, samplesPerExample: 4,
+            let b = try reference.accumulateGradient(x.matrix.rows(rows), objective: Objective(.iwae, samplesPerExample: 4),
                                                  using: references.generators[w], lossScale: 1.0 / 7)
             expectedBounds += Array(b)
         }
         assertClose(bounds, expectedBounds, rtol: 1e-12)
         assertClose(parallel, reference.store.gradients.array, rtol: 1e-10, atol: 1e-14)
+    }
+
+    /// The one way to a gradient, two ways to use it: Adam's pass fused with
+    /// the sum of the replicas' gradients (`updateParameters`) takes the
+    /// same step, bit for bit, as the sum collected first (`collectGradient`)
+    /// and a plain Adam update; over several steps, so that the buffers'
+    /// clearing between steps is exercised too (a batch of 5 leaves the third
+    /// worker idle in the last step).
+    func testFusedUpdateEqualsCollectedGradientAndAdam() throws {
+        let configuration = ModelConfiguration(dataDimension: 12, latentDimension: 3, encoderHidden: [8], decoderHidden: [8])
+        let rng = Xoshiro256(seed: 2)
+        let x = Tensor<Float>(shape: [7, 12], values: (0..<84).map { _ in Float(rng.next() % 2) })
+        let fusedModel = VariationalAutoencoder<Float>(configuration, seed: 1)
+        let plainModel = VariationalAutoencoder<Float>(configuration, seed: 1)
+        let fused = ModelWorkers(model: fusedModel, workers: 3, seed: 9), plain = ModelWorkers(model: plainModel, workers: 3, seed: 9)
+        let fusedAdam = Adam<Float>(count: fusedModel.store.values.count, learningRate: 1e-2)
+        let plainAdam = Adam<Float>(count: plainModel.store.values.count, learningRate: 1e-2)
+        let objective = try Objective(.iwae, samplesPerExample: 3)
+        for rows in [0..<7, 0..<7, 2..<7] {
+            let a = Array(try fused.stepGradient(x.matrix.rows(rows), objective: objective))
+            fused.updateParameters(with: fusedAdam)
+            let b = Array(try plain.stepGradient(x.matrix.rows(rows), objective: objective))
+            plain.collectGradient()
+            XCTAssertTrue(plainModel.store.gradients.array.contains { $0 != 0 })
+            plainAdam.update(plainModel.store)
+            plainModel.store.zeroGradients()
+            XCTAssertEqual(a, b)
+            XCTAssertEqual(fusedModel.store.values.array, plainModel.store.values.array)
+        }
+        XCTAssertTrue(fusedModel.store.gradients.array.allSatisfy { $0 == 0 }, "the fused pass leaves the gradients zero")
     }
 
     func testParallelEstimateMergesBlocks() throws {

@@ -91,7 +91,7 @@ final class RankTests: XCTestCase {
         options.precision = precision
         options.batchSize = 15   // 45 examples: 3 batches; the last batches leave some workers idle below
         options.epochs = 2
-        options.samplesPerExample = 4
+        options.objective = try! Objective(.iwae, samplesPerExample: 4)
         options.workers = workers
         return options
     }

@@ -14,8 +14,7 @@ final class ResumeTests: XCTestCase {
     }
 
     func arguments(_ out: String) -> [String] {
-        ["train", "--data", data, "--k", "3", "--epochs", "3", "--batch", "20", "--hidden", "16", "--latent", "4",
-         "--validation-examples", "40", "--checkpoint-every", "4", "--threads", "2", "--out", out]
+        smallTrainArguments(data: data, out: out, k: 3, epochs: 3, hidden: 16, latent: 4) + ["--checkpoint-every", "4", "--threads", "2"]
     }
 
     func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, reason: Process.TerminationReason, stderr: String) {

@@ -35,6 +35,16 @@ func smallTrainingFixture(_ test: XCTestCase) throws -> (data: String, root: Str
     return (data, temporaryDirectory(test))
 }
 
+/// The arguments of a small, fast `iwae train` run on `data` into `out`
+/// (nil: none given): hidden width 8, latent 2, K = 2, one epoch of batches
+/// of 20, `validation` images held out. Options appended after these
+/// override them (the last value of an option wins).
+func smallTrainArguments(data: String, out: String?, k: Int = 2, epochs: Int = 1, hidden: Int = 8, latent: Int = 2,
+                         validation: Int = 40) -> [String] {
+    ["train", "--data", data, "--k", "\(k)", "--epochs", "\(epochs)", "--batch", "20", "--hidden", "\(hidden)",
+     "--latent", "\(latent)", "--validation-examples", "\(validation)"] + (out.map { ["--out", $0] } ?? [])
+}
+
 func temporaryDirectory(_ test: XCTestCase) -> String {
     let path = NSTemporaryDirectory() + "iwae-test-\(UUID().uuidString)"
     try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -145,15 +155,14 @@ func tightnessGaps(_ model: VariationalAutoencoder<Float>, train: ImageSet, test
                    ks: [Int] = [1, 5, 50]) throws -> [Double] {
     model.initializeOutputBias(dataMean: train.pixelMean)
     var options = TrainingOptions()
-    options.objective = .elbo
-    options.samplesPerExample = 5
+    options.objective = try Objective(.elbo, samplesPerExample: 5)
     options.epochs = epochs
     options.batchSize = 50
     options.learningRate = 3e-3
     try Trainer(model: model, options: options, validation: nil).train(train)
     let x = Tensor<Float>(shape: [test.count, test.dimension], values: test.pixels)
     let exact = try model.exactLogLikelihood(x.matrix).reduce(0, +) / Double(test.count)
-    return try ks.map { k in exact - (try model.estimateLogLikelihood(x.matrix, samples: k, seed: 9, rowsPerPass: 4000).meanBound) }
+    return try ks.map { k in exact - (try model.estimateLogLikelihood(x.matrix, samples: EvaluationSamples(k), seed: 9, rowsPerPass: 4000).meanBound) }
 }
 
 /// Central differences (f(v + h) − f(v − h)) / 2h of `f` with respect to
@@ -171,12 +180,12 @@ func centralDifferences(_ values: UnsafeMutablePointer<Double>, _ indices: Range
     }
 }
 
-/// −mean_b bound_b of `objective` on x with K draws whose noise is fixed by
+/// −mean_b bound_b of kind `bound` on x with K draws whose noise is fixed by
 /// `seed`: the function whose central differences the gradient tests take.
-func loss(_ model: VariationalAutoencoder<Double>, _ x: Tensor<Double>, _ objective: Objective, K: Int, seed: UInt64) -> Double {
+func loss(_ model: VariationalAutoencoder<Double>, _ x: Tensor<Double>, _ bound: BoundKind, K: Int, seed: UInt64) -> Double {
     let encoded = try! model.encode(x.matrix)
     let lw = try! model.logWeights(encoded, samplesPerExample: K, using: Xoshiro256(seed: seed), keepForBackward: false)
     var bounds = [Double](repeating: 0, count: x.matrix.rows)
-    lw.bound(objective, into: &bounds)
+    lw.bound(bound, into: &bounds)
     return -bounds.reduce(0, +) / Double(bounds.count)
 }

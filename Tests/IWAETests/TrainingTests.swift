@@ -20,15 +20,15 @@ final class TrainingTests: XCTestCase {
         let configuration = ModelConfiguration(dataDimension: 784, latentDimension: 10, encoderHidden: [64], decoderHidden: [64])
         let model = VariationalAutoencoder<Float>(configuration, seed: 1)
         model.initializeOutputBias(dataMean: slice.train.pixelMean)
-        let before = try model.meanBound(x.matrix, objective: .iwae, samplesPerExample: 5, seed: 3)
+        let before = try model.meanBound(x.matrix, objective: Objective(.iwae, samplesPerExample: 5), seed: 3)
         var options = TrainingOptions()
         options.epochs = 3
         options.batchSize = 50
-        options.samplesPerExample = 5
+        options.objective = try Objective(.iwae, samplesPerExample: 5)
         var epochs = [EpochMetrics]()
         let trainer = try Trainer(model: model, options: options, validation: validation)
         try trainer.train(slice.train, onEpoch: { metrics, _ in epochs.append(metrics) })
-        let after = try model.meanBound(x.matrix, objective: .iwae, samplesPerExample: 5, seed: 3)
+        let after = try model.meanBound(x.matrix, objective: Objective(.iwae, samplesPerExample: 5), seed: 3)
         XCTAssertEqual(epochs.count, 3)
         XCTAssertEqual(trainer.step, 3 * 40)
         // From the data-mean decoder (about −450 nats) the bound climbs by tens of nats.

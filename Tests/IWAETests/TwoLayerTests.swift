@@ -67,14 +67,14 @@ final class TwoLayerTests: XCTestCase {
     func testPathwiseGradientOfEveryParameter() throws {
         for encoder in CovarianceKind.allCases {
             for (prior, likelihood, upper) in [(PriorKind.standard, LikelihoodKind.bernoulli, [3]), (.learned, .gaussian, []), (.learned, .bernoulli, [3, 2])] {
-                for objective in [Objective.iwae, .elbo] {
+                for bound in [BoundKind.iwae, .elbo] {
                     let model = model(encoder: encoder, prior: prior, likelihood: likelihood, upperHidden: upper)
                     XCTAssertEqual(model.store.layout.slot(named: "decoder2.log_std") != nil, upper.isEmpty)
                     let x = batch(likelihood)
                     model.store.zeroGradients()
-                    try model.accumulateGradient(x.matrix, objective: objective, samplesPerExample: 3, using: Xoshiro256(seed: 7))
-                    let numeric = finiteDifferences(model, 0..<model.store.values.count) { loss(model, x, objective, K: 3, seed: 7) }
-                    assertClose(model.store.gradients.array, numeric, rtol: 1e-5, atol: 1e-7, "\(encoder) \(prior) \(likelihood) \(objective)")
+                    try model.accumulateGradient(x.matrix, objective: Objective(bound, samplesPerExample: 3), using: Xoshiro256(seed: 7))
+                    let numeric = finiteDifferences(model, 0..<model.store.values.count) { loss(model, x, bound, K: 3, seed: 7) }
+                    assertClose(model.store.gradients.array, numeric, rtol: 1e-5, atol: 1e-7, "\(encoder) \(prior) \(likelihood) \(bound)")
                 }
             }
         }
@@ -84,16 +84,16 @@ final class TwoLayerTests: XCTestCase {
     /// finite difference of the bound with the draws fixed. (φ's estimators
     /// are checked in expectation below.)
     func testGenerativeGradientUnderEveryEstimator() throws {
-        for (estimator, baseline, objective) in [(GradientEstimator.score, ScoreBaseline.none, Objective.iwae), (.score, .vimco, .elbo),
+        for (estimator, baseline, bound) in [(GradientEstimator.score, ScoreBaseline.none, BoundKind.iwae), (.score, .vimco, .elbo),
                                                  (.stl, .none, .elbo), (.stl, .none, .iwae), (.dreg, .none, .iwae)] {
             let model = model(prior: .learned)
             let x = batch()
             model.store.zeroGradients()
-            try model.accumulateGradient(x.matrix, objective: objective, samplesPerExample: 3, using: Xoshiro256(seed: 9),
-                                         estimator: estimator, baseline: baseline)
+            try model.accumulateGradient(x.matrix, objective: Objective(bound, samplesPerExample: 3, estimator: estimator, baseline: baseline),
+                                         using: Xoshiro256(seed: 9))
             let theta = model.encoderParameters.upperBound..<model.store.values.count
-            let numeric = finiteDifferences(model, theta) { loss(model, x, objective, K: 3, seed: 9) }
-            assertClose(Array(model.store.gradients.array[theta]), numeric, rtol: 1e-5, atol: 1e-7, "\(estimator) \(baseline) \(objective)")
+            let numeric = finiteDifferences(model, theta) { loss(model, x, bound, K: 3, seed: 9) }
+            assertClose(Array(model.store.gradients.array[theta]), numeric, rtol: 1e-5, atol: 1e-7, "\(estimator) \(baseline) \(bound)")
         }
     }
 
@@ -103,28 +103,28 @@ final class TwoLayerTests: XCTestCase {
         let model = model(seed: 11)
         let x = Tensor<Double>(shape: [2, 5], values: [1, 0, 1, 1, 0, 0, 1, 1, 0, 1])
         let phi = model.encoderParameters
-        func moments(_ objective: Objective, _ estimator: GradientEstimator, _ baseline: ScoreBaseline = .none,
+        func moments(_ bound: BoundKind, _ estimator: GradientEstimator, _ baseline: ScoreBaseline = .none,
                      draws: Int, seed: UInt64) throws -> GradientMoments {
             let m = GradientMoments(count: model.store.values.count), rng = Xoshiro256(seed: seed)
+            let objective = try Objective(bound, samplesPerExample: 4, estimator: estimator, baseline: baseline)
             for _ in 0..<draws {
                 model.store.zeroGradients()
-                try model.accumulateGradient(x.matrix, objective: objective, samplesPerExample: 4, using: rng,
-                                             estimator: estimator, baseline: baseline)
+                try model.accumulateGradient(x.matrix, objective: objective, using: rng)
                 m.add(model.store.gradients.pointer)
             }
             return m
         }
-        for objective in [Objective.iwae, .elbo] {
-            let reference = try moments(objective, .reparam, draws: 30_000, seed: 1)
-            var candidates = [("score+vimco", try moments(objective, .score, .vimco, draws: 30_000, seed: 3))]
-            candidates.append(objective == .iwae ? ("dreg", try moments(objective, .dreg, draws: 20_000, seed: 4))
-                                                 : ("stl", try moments(objective, .stl, draws: 20_000, seed: 5)))
+        for bound in [BoundKind.iwae, .elbo] {
+            let reference = try moments(bound, .reparam, draws: 30_000, seed: 1)
+            var candidates = [("score+vimco", try moments(bound, .score, .vimco, draws: 30_000, seed: 3))]
+            candidates.append(bound == .iwae ? ("dreg", try moments(bound, .dreg, draws: 20_000, seed: 4))
+                                             : ("stl", try moments(bound, .stl, draws: 20_000, seed: 5)))
             for (name, m) in candidates {
                 let bad = phi.filter { i in
                     let se = (m.variance(i) / Double(m.draws) + reference.variance(i) / Double(reference.draws)).squareRoot()
                     return abs(m.mean[i] - reference.mean[i]) > 4.5 * se + 1e-9
                 }
-                XCTAssertTrue(bad.isEmpty, "\(objective) \(name): parameters \(bad)")
+                XCTAssertTrue(bad.isEmpty, "\(bound) \(name): parameters \(bad)")
                 // The check has power: the estimates are not all zero.
                 XCTAssertGreaterThan(m.summary(phi).meanNorm, 0.01)
             }

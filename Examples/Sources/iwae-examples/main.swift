@@ -77,7 +77,7 @@ do {
         let checkpoint = try Checkpoint.load(from: arguments[1])
         guard let data = checkpoint.data else { throw IWAEError.invalidCheckpoint("the checkpoint does not record its data set") }
         let images = try data.load(.test).prefix(count)
-        let estimate = try checkpoint.model.logLikelihood(of: images, samples: k, seed: 1)
+        let estimate = try checkpoint.model.logLikelihood(of: images, samples: EvaluationSamples(k), seed: 1)
         emit("nll", estimate.negativeLogLikelihood)
         emit("nll_stderr", estimate.standardError)
     }

@@ -137,14 +137,13 @@ extension VariationalAutoencoder where Scalar == Float {
     /// log p(x) ≈ L_k for each of `examples` rows of `pixels` (row-major,
     /// D values each, as the model sees them: already binary for a Bernoulli
     /// likelihood), on `threads` cores (default: all).
-    public func logLikelihood(of pixels: [Float], examples n: Int, samples k: Int = LogLikelihoodEstimate.standardSamples,
+    public func logLikelihood(of pixels: [Float], examples n: Int, samples: EvaluationSamples = .standard,
                               seed: UInt64 = LogLikelihoodEstimate.standardSeed,
                               threads: Int? = nil) throws -> LogLikelihoodEstimate {
         guard n >= 1, pixels.count == n * configuration.dataDimension else {
             throw IWAEError.invalidArgument("expected \(n) × \(configuration.dataDimension) values, got \(pixels.count)")
         }
-        guard k >= 1 else { throw IWAEError.invalidArgument("k must be at least 1, got \(k)") }
         let x = Tensor<Float>(shape: [n, configuration.dataDimension], values: pixels)
-        return try ModelWorkers(model: self, workers: threads, seed: seed).estimateLogLikelihood(x.matrix, samples: k, seed: seed)
+        return try ModelWorkers(model: self, workers: threads, seed: seed).estimateLogLikelihood(x.matrix, samples: samples, seed: seed)
     }
 }

@@ -144,16 +144,6 @@ public struct StochasticLayer: Codable, Equatable, Sendable {
     }
 }
 
-/// Which bound a training step climbs (Mathematics §2).
-public enum Objective: String, Codable, Sendable, CaseIterable {
-    /// Monte Carlo ELBO, `(1/K) Σ_k log w_k`.
-    case elbo
-    /// IWAE bound, `logsumexp_k(log w_k) − log K`.
-    case iwae
-    /// ELBO with the closed-form KL, `(1/K) Σ_k log p(x|z_k) − KL(q ‖ r)`.
-    case elboAnalytic = "elbo-analytic"
-}
-
 /// The covariance of a Gaussian conditional such as the encoder (Mathematics §1).
 public enum CovarianceKind: String, Codable, Sendable, CaseIterable {
     /// `diag(s²)` from a log-standard-deviation head.

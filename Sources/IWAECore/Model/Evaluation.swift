@@ -3,9 +3,7 @@ import RealModule
 
 /// The test log-likelihood estimate of Mathematics §5 and what comes with it.
 public struct LogLikelihoodEstimate: Sendable {
-    /// The protocol's defaults (Burda et al. 2015): k = 5000 importance
-    /// samples per example, drawn from seed 1.
-    public static let standardSamples = 5000
+    /// The seed of the protocol's draws (its k is `EvaluationSamples.standard`).
     public static let standardSeed: UInt64 = 1
 
     /// k, the number of importance samples per example.
@@ -87,10 +85,11 @@ extension VariationalAutoencoder {
     /// (k = 5000 on 1,000 images: 10.1 s and 86 MB against 10.5 s and 131 MB
     /// at 4,000 rows).
     public func estimateLogLikelihood(
-        _ x: MatrixView<Scalar>, samples k: Int, seed: UInt64, rowsPerPass: Int = 1000,
+        _ x: MatrixView<Scalar>, samples: EvaluationSamples, seed: UInt64, rowsPerPass: Int = 1000,
         progress: ((Int) -> Void)? = nil
     ) throws -> LogLikelihoodEstimate {
-        precondition(k >= 1 && x.columns == configuration.dataDimension)
+        precondition(x.columns == configuration.dataDimension)
+        let k = samples.perExample
         defer { releaseBuffers() }
         let rng = Xoshiro256(seed: seed)
         let samplesPerPass = Swift.min(k, Swift.max(1, rowsPerPass))
@@ -161,10 +160,11 @@ extension VariationalAutoencoder {
                                      layerMeanSums: [muSum] + upperSums, layerMeanSquareSums: [muSquares] + upperSquares)
     }
 
-    /// The mean `objective` bound with K samples over the rows of `x` (N, D),
-    /// forward only, in batches of 500 examples; the buffers are released at the end.
-    public func meanBound(_ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int,
-                          seed: UInt64) throws -> Double {
+    /// The mean bound of `objective` (its kind, with its K draws) over the
+    /// rows of `x` (N, D), forward only, in batches of 500 examples; the
+    /// buffers are released at the end.
+    public func meanBound(_ x: MatrixView<Scalar>, objective: Objective, seed: UInt64) throws -> Double {
+        let K = objective.samplesPerExample
         defer { releaseBuffers() }
         let batch = 500
         let rng = Xoshiro256(seed: seed)
@@ -175,7 +175,7 @@ extension VariationalAutoencoder {
         while start < x.rows {
             let n = Swift.min(batch, x.rows - start)
             let encoded = try encode(x.rows(start..<start + n))
-            try logWeights(encoded, samplesPerExample: K, using: rng, keepForBackward: false).bound(objective, into: scratch)
+            try logWeights(encoded, samplesPerExample: K, using: rng, keepForBackward: false).bound(objective.bound, into: scratch)
             for b in 0..<n { total += Double(scratch[b]) }
             start += n
         }

@@ -10,40 +10,31 @@ extension VariationalAutoencoder {
     /// `store.gradients` and returns the per-example bounds (B).
     @discardableResult
     public func trainingStepGradient(
-        _ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, using rng: Xoshiro256,
-        lossScale: Scalar? = nil, estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none
+        _ x: MatrixView<Scalar>, objective: Objective, using rng: Xoshiro256, lossScale: Scalar? = nil
     ) throws -> [Scalar] {
-        try estimator.validate(objective: objective, samplesPerExample: K, baseline: baseline)
-        if objective == .elboAnalytic && encoders.count != 1 {
-            throw IWAEError.invalidArgument("elbo-analytic needs one stochastic layer")
-        }
+        try objective.check(for: configuration)
         guard x.columns == configuration.dataDimension else {
             throw IWAEError.invalidArgument("examples have dimension \(x.columns) but the model expects \(configuration.dataDimension)")
         }
-        return Array(try accumulateGradient(x, objective: objective, samplesPerExample: K, using: rng, lossScale: lossScale,
-                                            estimator: estimator, baseline: baseline))
+        return Array(try accumulateGradient(x, objective: objective, using: rng, lossScale: lossScale))
     }
 
-    /// One training-step gradient: encode, K draws, log weights, bound and
-    /// backward. Accumulates ∇(−lossScale · Σ_b bound_b) into
+    /// One training-step gradient of `objective` (checked when it was made,
+    /// and against the model by the trainer): encode, K draws, log weights,
+    /// bound and backward. Accumulates ∇(−lossScale · Σ_b bound_b) into
     /// `store.gradients` (lossScale defaults to 1/B: the mean) and returns the
     /// per-example bounds (B), valid until the next call.
     @discardableResult
-    @_specialize(exported: true, where Scalar == Float)
     package func accumulateGradient(
-        _ x: MatrixView<Scalar>, objective: Objective, samplesPerExample K: Int, using rng: Xoshiro256,
-        lossScale: Scalar? = nil, estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none
+        _ x: MatrixView<Scalar>, objective: Objective, using rng: Xoshiro256, lossScale: Scalar? = nil
     ) throws -> UnsafeMutableBufferPointer<Scalar> {
-        precondition(estimator.unsupported(objective: objective, samplesPerExample: K, baseline: baseline) == nil,
-                     "estimator options are validated by TrainingOptions.validate")
-        precondition(objective != .elboAnalytic || encoders.count == 1, "elbo-analytic needs one stochastic layer")
+        let K = objective.samplesPerExample
         let encoded = try encode(x)
         let lw = try logWeights(encoded, samplesPerExample: K, using: rng)
-        lw.bound(objective, into: bounds.pointer)
+        lw.bound(objective.bound, into: bounds.pointer)
         let omega = MatrixView(boundWeightValues.pointer, rows: x.rows, columns: K)
-        lw.boundWeights(objective, into: omega)
-        backward(lw, boundWeights: omega, scale: lossScale ?? 1 / Scalar(x.rows), objective: objective,
-                 estimator: estimator, baseline: baseline)
+        lw.boundWeights(objective.bound, into: omega)
+        backward(lw, boundWeights: omega, scale: lossScale ?? 1 / Scalar(x.rows), objective: objective)
         return UnsafeMutableBufferPointer(start: bounds.pointer, count: x.rows)
     }
 
@@ -54,19 +45,20 @@ extension VariationalAutoencoder {
     ///
     /// where ω (B, K) is ∂bound/∂ log w; with ω from `boundWeights` and
     /// scale = 1/B this is the gradient of −mean bound (Mathematics §3): θ and λ
-    /// through the generative terms with g = −scale·ω, φ by `estimator`.
+    /// through the generative terms with g = −scale·ω, φ by the objective's
+    /// estimator (K is `lw`'s).
     ///
     /// The generative side runs first and leaves ∂loss/∂z_l (its paths) in
     /// each encoder's `sampleGradient`; the encoders then run top-down, each
     /// adding its path into the layer below.
     public func backward(_ lw: LogWeights<Scalar>, boundWeights omega: MatrixView<Scalar>, scale lossScale: Scalar,
-                         objective: Objective, estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none) {
-        let K = lw.samplesPerExample, rows = lw.examples * K
+                         objective: Objective) {
+        let K = lw.samplesPerExample, rows = lw.examples * K, estimator = objective.estimator, bound = objective.bound
         precondition(omega.rows == lw.examples && omega.columns == K && omega.isContiguous)
         let g = lossWeights.pointer
         for b in 0..<lw.examples { for j in 0..<K { g[b * K + j] = -lossScale * omega[b, j] } }
-        generativeBackward(lw, weights: g, paths: estimator != .score, prior: objective != .elboAnalytic)
-        if objective == .elboAnalytic {
+        generativeBackward(lw, weights: g, paths: estimator != .score, prior: bound != .elboAnalytic)
+        if bound == .elboAnalytic {
             encoder.backward(samplesPerExample: K, directScale: nil, klPrior: prior, klScale: lossScale, store)
             return
         }
@@ -111,7 +103,7 @@ extension VariationalAutoencoder {
             // z fixed: a_j ∇_φ log q(z_j), with ∇_μ log q = v and ∇_L log q = lower(v εᵀ) − diag(1/L_ii):
             // M_j = a_j v_j and direct scale −a_j, in every layer, with no path between layers.
             let a = scoreWeights.pointer
-            scoreCoefficients(lw, boundWeights: omega, scale: lossScale, objective: objective, baseline: baseline, into: a)
+            scoreCoefficients(lw, boundWeights: omega, scale: lossScale, objective: objective, into: a)
             for l in encoders.indices {
                 let k = encoders[l].dimension, m = dz(l), v = encoders[l].whiten(samplesPerExample: drawsPerInput(ofLayer: l, samplesPerExample: K))
                 for r in 0..<rows { for i in 0..<k { m[r * k + i] = a[r] * v[r * k + i] } }

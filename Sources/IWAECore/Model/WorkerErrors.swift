@@ -2,17 +2,17 @@ import Foundation
 
 /// The errors of concurrent workers, by worker (recorded under a lock:
 /// ThreadSanitizer caught two workers writing the same Swift arrays).
-final class WorkerErrors: @unchecked Sendable {
+package final class WorkerErrors: @unchecked Sendable {
     private var slots: [Error?]
     private var offsets: [Int]
     private let lock = NSLock()
 
-    init(count: Int) {
+    package init(count: Int) {
         slots = [Error?](repeating: nil, count: count)
         offsets = [Int](repeating: 0, count: count)
     }
 
-    func record(_ error: Error, worker: Int, firstRow: Int) {
+    package func record(_ error: Error, worker: Int, firstRow: Int) {
         lock.lock()
         defer { lock.unlock() }
         slots[worker] = error
@@ -20,13 +20,13 @@ final class WorkerErrors: @unchecked Sendable {
     }
 
     /// The error `rethrow` throws, or nil.
-    var first: Error? {
+    package var first: Error? {
         do { try rethrow(); return nil } catch { return error }
     }
 
     /// Rethrows the first worker's error, with an example index counted
     /// from the start of the whole batch.
-    func rethrow() throws {
+    package func rethrow() throws {
         for (error, offset) in zip(slots, offsets) {
             guard let error else { continue }
             if let error = error as? IWAEError { throw error.shifted(by: offset) }

@@ -14,27 +14,6 @@ public enum GradientEstimator: String, Codable, Sendable, CaseIterable {
     /// Doubly reparameterized (Tucker et al. 2018), for the IWAE bound:
     /// Σ_k w̃_k² ∂log w_k/∂z_k ∂z_k/∂φ.
     case dreg
-
-    /// Why the estimator does not apply to `objective` with K draws and
-    /// `baseline`, or nil when it does.
-    public func unsupported(objective: Objective, samplesPerExample K: Int, baseline: ScoreBaseline) -> String? {
-        if objective == .elboAnalytic && self != .reparam {
-            return "estimator \(rawValue) does not apply to elbo-analytic (its KL is differentiated in closed form); use reparam"
-        }
-        if self == .dreg && objective != .iwae { return "estimator dreg is for the IWAE bound: use --objective iwae" }
-        if baseline == .vimco {
-            guard self == .score else { return "--baseline vimco goes with --estimator score" }
-            guard K > 1 else { return "--baseline vimco needs k > 1 (leave-one-out)" }
-        }
-        return nil
-    }
-
-    /// Throws `IWAEError.invalidArgument` with `unsupported`'s reason.
-    public func validate(objective: Objective, samplesPerExample K: Int, baseline: ScoreBaseline) throws {
-        if let why = unsupported(objective: objective, samplesPerExample: K, baseline: baseline) {
-            throw IWAEError.invalidArgument(why)
-        }
-    }
 }
 
 /// The control variate of the score-function estimator.
@@ -49,22 +28,22 @@ public enum ScoreBaseline: String, Codable, Sendable, CaseIterable {
 ///
 ///     IWAE: c_j = (L_K − b_j) − w̃_j           ELBO: c_j = (log w_j − b_j)/K − 1/K
 ///
-/// b_j = 0, or VIMCO's leave-one-out: L_K with log w_j replaced by the mean
+/// b_j = 0, or (the objective's baseline) VIMCO's leave-one-out: L_K with log w_j replaced by the mean
 /// of the others (IWAE), the mean of the other log w (ELBO). ω (B, K) are
 /// the bound weights. The rows of `logWeights` are restored after use.
 func scoreCoefficients<Scalar: BLASScalar>(
     _ logWeights: LogWeights<Scalar>, boundWeights omega: MatrixView<Scalar>, scale: Scalar, objective: Objective,
-    baseline: ScoreBaseline, into a: UnsafeMutablePointer<Scalar>
+    into a: UnsafeMutablePointer<Scalar>
 ) {
-    let K = logWeights.samplesPerExample, lw = logWeights.values
+    let K = logWeights.samplesPerExample, lw = logWeights.values, baseline = objective.baseline, iwae = objective.bound == .iwae
     for b in 0..<logWeights.examples {
         let row = lw.pointer + b * lw.rowStride
         var sum: Scalar = 0
         for j in 0..<K { sum += row[j] }
-        let bound = objective == .iwae ? logMeanExp(logSum: logSumExp(row, count: K), count: K) : sum / Scalar(K)
+        let bound = iwae ? logMeanExp(logSum: logSumExp(row, count: K), count: K) : sum / Scalar(K)
         for j in 0..<K {
             var signal: Scalar
-            if objective == .iwae {
+            if iwae {
                 signal = bound
                 if baseline == .vimco {
                     let saved = row[j]

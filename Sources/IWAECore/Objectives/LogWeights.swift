@@ -23,13 +23,13 @@ public struct LogWeights<Scalar: BLASScalar> {
     /// K.
     public var samplesPerExample: Int { values.columns }
 
-    /// The per-example bound of `objective` (B):
+    /// The per-example bound of kind `bound` (B):
     ///
     ///     iwae:          L_K = logmeanexp_j(log w_bj)
     ///     elbo:          (1/K) Σ_j log w_bj
     ///     elbo-analytic: (1/K) Σ_j log p(x_b|z_bj) − KL_b
-    package func bound(_ objective: Objective, into result: UnsafeMutablePointer<Scalar>) {
-        switch objective {
+    package func bound(_ bound: BoundKind, into result: UnsafeMutablePointer<Scalar>) {
+        switch bound {
         case .iwae:
             iwaeBound(logWeights: values, into: result)
         case .elbo:
@@ -44,17 +44,17 @@ public struct LogWeights<Scalar: BLASScalar> {
         }
     }
 
-    /// The per-example bound of `objective` (B values): see `bound(_:into:)`.
-    public func bound(_ objective: Objective) -> [Scalar] {
+    /// The per-example bound of kind `bound` (B values): see `bound(_:into:)`.
+    public func bound(_ bound: BoundKind) -> [Scalar] {
         [Scalar](unsafeUninitializedCapacity: examples) { result, initialized in
-            if let base = result.baseAddress { bound(objective, into: base) }
+            if let base = result.baseAddress { self.bound(bound, into: base) }
             initialized = examples
         }
     }
 
-    /// ω = ∂bound/∂ log w (B, K) of `objective` (`boundWeights`).
-    public func boundWeights(_ objective: Objective, into result: MatrixView<Scalar>) {
-        IWAECore.boundWeights(objective, logWeights: values, into: result)
+    /// ω = ∂bound/∂ log w (B, K) of kind `bound` (`boundWeights`).
+    public func boundWeights(_ bound: BoundKind, into result: MatrixView<Scalar>) {
+        IWAECore.boundWeights(bound, logWeights: values, into: result)
     }
 }
 
@@ -94,9 +94,9 @@ package func elboEstimate<Scalar: BLASScalar>(logWeights: MatrixView<Scalar>, in
 ///
 /// logWeights and result are (B, K).
 public func boundWeights<Scalar: BLASScalar>(
-    _ objective: Objective, logWeights: MatrixView<Scalar>, into result: MatrixView<Scalar>
+    _ bound: BoundKind, logWeights: MatrixView<Scalar>, into result: MatrixView<Scalar>
 ) {
-    switch objective {
+    switch bound {
     case .iwae: softmaxRows(logWeights, into: result)
     case .elbo, .elboAnalytic:
         let w = 1 / Scalar(logWeights.columns)

@@ -54,9 +54,7 @@ public final class Trainer {
                 ranks: RankGroup = SingleRank()) throws {
         try options.validate()
         try options.checkMemory(for: model.configuration)
-        if options.objective == .elboAnalytic && model.configuration.stochasticLayers > 1 {
-            throw IWAEError.invalidArgument("elbo-analytic needs one stochastic layer (the KL of a stack has no closed form); use elbo or iwae")
-        }
+        try options.objective.check(for: model.configuration)
         if let validation, validation.dimension != model.configuration.dataDimension {
             throw IWAEError.invalidArgument("validation data has dimension \(validation.dimension) but the model expects \(model.configuration.dataDimension)")
         }
@@ -91,10 +89,10 @@ public final class Trainer {
                                    workers: ModelWorkers<Float>) -> GEMMPlan {
         let examples = (options.batchSize + workers.totalWorkerCount - 1) / workers.totalWorkerCount
         let threads = workers.totalWorkerCount > 1 ? 1 : BLASLibrary.threads
-        let sites = model.productSites(examples: examples, samplesPerExample: options.samplesPerExample).keys.sorted()
+        let sites = model.productSites(examples: examples, samplesPerExample: options.objective.samplesPerExample).keys.sorted()
         let ranks = workers.ranks
         var plan = ranks.rank == 0 || options.gemm != .auto
-            ? model.gemmPlan(options.gemm, examples: examples, samplesPerExample: options.samplesPerExample, threads: threads)
+            ? model.gemmPlan(options.gemm, examples: examples, samplesPerExample: options.objective.samplesPerExample, threads: threads)
             : GEMMPlan()
         if ranks.count > 1 {
             var words = sites.map { ranks.rank == 0 && plan.backend(for: $0) == .onednn ? UInt64(1) : 0 }
@@ -186,7 +184,7 @@ public final class Trainer {
             try checkResumedState(trainCount: train.count)
         }
         let d = model.configuration.dataDimension
-        let batches = (train.count + options.batchSize - 1) / options.batchSize
+        let batches = TrainingOptions.batchesPerEpoch(examples: train.count, batchSize: options.batchSize)
         while state.batchInEpoch > 0 || state.epoch < options.epochs {
             if state.batchInEpoch == 0 {
                 state.epoch += 1
@@ -207,9 +205,7 @@ public final class Trainer {
                 train.write(order[lo..<hi], binarize: model.configuration.likelihood == .bernoulli, using: rng,
                             into: batchBuffer.pointer)
                 let x = MatrixView(batchBuffer.pointer, rows: n, columns: d)
-                let bounds = try workers.stepGradient(x, objective: options.objective,
-                                                      samplesPerExample: options.samplesPerExample,
-                                                      estimator: options.estimator, baseline: options.baseline)
+                let bounds = try workers.stepGradient(x, objective: options.objective)
                 var batchSum = 0.0
                 for b in bounds { batchSum += Double(b) }
                 guard batchSum.isFinite else {   // the same on every rank: all agree and stop
@@ -243,14 +239,13 @@ public final class Trainer {
             var validationBound: Double?
             if let v = validationImages, v.count > 0 {
                 validationBound = try workers.meanBound(v.matrix, objective: options.objective,
-                                                        samplesPerExample: options.samplesPerExample,
                                                         seed: SeedStreams.validationBound)
                 guard validationBound!.isFinite else {
                     try ranks.failTogether(IWAEError.numerical("non-finite validation bound after epoch \(state.epoch), step \(state.step); the last checkpoint is kept"))
                 }
             }
-            let metrics = EpochMetrics(epoch: state.epoch, step: state.step, objective: options.objective.rawValue,
-                                       k: options.samplesPerExample, trainBound: state.boundSum / Double(state.seen),
+            let metrics = EpochMetrics(epoch: state.epoch, step: state.step, objective: options.objective.bound.rawValue,
+                                       k: options.objective.samplesPerExample, trainBound: state.boundSum / Double(state.seen),
                                        validationBound: validationBound,
                                        examplesPerSecond: Double(state.seen - seenAtStart) / seconds,
                                        seconds: seconds, learningRate: optimizer.learningRate)
@@ -266,7 +261,7 @@ public final class Trainer {
     /// checks it before the first step.
     public func checkResumedState(trainCount: Int) throws {
         guard state.batchInEpoch > 0 else { return }
-        let batches = (trainCount + options.batchSize - 1) / options.batchSize
+        let batches = TrainingOptions.batchesPerEpoch(examples: trainCount, batchSize: options.batchSize)
         guard order.count == trainCount else {
             throw IWAEError.invalidCheckpoint("the saved epoch covers \(order.count) examples but the training set has \(trainCount)")
         }

@@ -46,16 +46,12 @@ public enum OutputInitialization: String, Codable, Sendable, CaseIterable {
 /// What a training run does. The defaults here are the only ones: the
 /// command-line tools take theirs from `TrainingOptions()`.
 public struct TrainingOptions: Codable, Equatable, Sendable {
-    public var objective: Objective = .iwae
-    /// K, importance samples per example.
-    public var samplesPerExample = 5
+    /// The bound, K, the estimator and its baseline, checked together when made.
+    public var objective = Objective.standard
     public var epochs = 5
     public var batchSize = 100
     public var learningRate = 1e-3
     public var schedule = LearningRateSchedule.constant
-    /// The encoder's gradient estimator, and the score function's baseline.
-    public var estimator = GradientEstimator.reparam
-    public var baseline = ScoreBaseline.none
     /// Adam's ε (the IWAE paper uses 10⁻⁴).
     public var adamEpsilon = 1e-4
     /// The decoder's output weights at the start of a run.
@@ -72,20 +68,16 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// accumulation (`Precision`). Recorded in checkpoints; a resumed run keeps it.
     public var precision = Precision.fp32
 
-    public init(objective: Objective = .iwae, samplesPerExample: Int = 5, epochs: Int = 5, batchSize: Int = 100,
+    public init(objective: Objective = .standard, epochs: Int = 5, batchSize: Int = 100,
                 learningRate: Double = 1e-3, schedule: LearningRateSchedule = .constant, adamEpsilon: Double = 1e-4,
-                estimator: GradientEstimator = .reparam, baseline: ScoreBaseline = .none,
                 outputInitialization: OutputInitialization = .glorot, seed: UInt64 = 1, workers: Int? = nil,
                 gemm: GEMMChoice = .auto, precision: Precision = .fp32) {
         self.objective = objective
-        self.samplesPerExample = samplesPerExample
         self.epochs = epochs
         self.batchSize = batchSize
         self.learningRate = learningRate
         self.schedule = schedule
         self.adamEpsilon = adamEpsilon
-        self.estimator = estimator
-        self.baseline = baseline
         self.outputInitialization = outputInitialization
         self.seed = seed
         self.workers = workers
@@ -93,19 +85,27 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         self.precision = precision
     }
 
-    /// Decodes a record; one written before `outputInitialization` existed
-    /// reads as `.glorot`, one before `gemm` as `.openblas`, one before
-    /// `precision` as `.fp32`: what those runs did.
+    /// The record's keys. The objective's four fields sit beside the others
+    /// (`objective` names its bound), as checkpoints have always held them.
+    enum CodingKeys: String, CodingKey {
+        case objective, samplesPerExample, estimator, baseline
+        case epochs, batchSize, learningRate, schedule, adamEpsilon, outputInitialization, seed, workers, gemm, precision
+    }
+
+    /// Decodes a record, the objective through its checking initializer;
+    /// one written before `outputInitialization` existed reads as `.glorot`,
+    /// one before `gemm` as `.openblas`, one before `precision` as `.fp32`:
+    /// what those runs did.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        objective = try c.decode(Objective.self, forKey: .objective)
-        samplesPerExample = try c.decode(Int.self, forKey: .samplesPerExample)
+        objective = try Objective(c.decode(BoundKind.self, forKey: .objective),
+                                  samplesPerExample: c.decode(Int.self, forKey: .samplesPerExample),
+                                  estimator: c.decode(GradientEstimator.self, forKey: .estimator),
+                                  baseline: c.decode(ScoreBaseline.self, forKey: .baseline))
         epochs = try c.decode(Int.self, forKey: .epochs)
         batchSize = try c.decode(Int.self, forKey: .batchSize)
         learningRate = try c.decode(Double.self, forKey: .learningRate)
         schedule = try c.decode(LearningRateSchedule.self, forKey: .schedule)
-        estimator = try c.decode(GradientEstimator.self, forKey: .estimator)
-        baseline = try c.decode(ScoreBaseline.self, forKey: .baseline)
         adamEpsilon = try c.decode(Double.self, forKey: .adamEpsilon)
         outputInitialization = try c.decodeIfPresent(OutputInitialization.self, forKey: .outputInitialization) ?? .glorot
         seed = try c.decode(UInt64.self, forKey: .seed)
@@ -114,21 +114,44 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         precision = try c.decodeIfPresent(Precision.self, forKey: .precision) ?? .fp32
     }
 
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(objective.bound, forKey: .objective)
+        try c.encode(objective.samplesPerExample, forKey: .samplesPerExample)
+        try c.encode(objective.estimator, forKey: .estimator)
+        try c.encode(objective.baseline, forKey: .baseline)
+        try c.encode(epochs, forKey: .epochs)
+        try c.encode(batchSize, forKey: .batchSize)
+        try c.encode(learningRate, forKey: .learningRate)
+        try c.encode(schedule, forKey: .schedule)
+        try c.encode(adamEpsilon, forKey: .adamEpsilon)
+        try c.encode(outputInitialization, forKey: .outputInitialization)
+        try c.encode(seed, forKey: .seed)
+        try c.encodeIfPresent(workers, forKey: .workers)
+        try c.encode(gemm, forKey: .gemm)
+        try c.encode(precision, forKey: .precision)
+    }
+
+    /// Batches of an epoch over `examples`: ⌈examples / batchSize⌉, the last
+    /// one short. Never overflows, whatever the sizes a file holds.
+    public static func batchesPerEpoch(examples: Int, batchSize: Int) -> Int {
+        examples / batchSize + (examples % batchSize == 0 ? 0 : 1)
+    }
+
     /// The most worker threads a run may ask for (each holds a model replica).
     public static let maximumWorkers = 256
 
     /// The run's named random streams, all derived from `seed`.
     public var seeds: SeedStreams { SeedStreams(seed: seed) }
 
-    /// Checks every value; throws a one-line error naming the bad one.
+    /// Checks every value (the objective was checked when it was made);
+    /// throws a one-line error naming the bad one.
     public func validate() throws {
-        guard samplesPerExample >= 1 else { throw IWAEError.invalidArgument("k must be at least 1, got \(samplesPerExample)") }
         guard batchSize >= 1 else { throw IWAEError.invalidArgument("batch must be at least 1, got \(batchSize)") }
         guard epochs >= 0 else { throw IWAEError.invalidArgument("epochs must be at least 0, got \(epochs)") }
         guard learningRate.isFinite, learningRate > 0 else {
             throw IWAEError.invalidArgument("learning rate must be finite and positive, got \(learningRate)")
         }
-        try estimator.validate(objective: objective, samplesPerExample: samplesPerExample, baseline: baseline)
         if let workers, !(1...TrainingOptions.maximumWorkers).contains(workers) {
             throw IWAEError.invalidArgument("threads must be between 1 and \(TrainingOptions.maximumWorkers), got \(workers)")
         }
@@ -220,7 +243,7 @@ public struct TrainingState: Codable, Sendable, Equatable {
               (0...TrainingState.maximumCount).contains(seen), boundSum.isFinite, batchSize >= 1, trainCount >= 1 else {
             throw IWAEError.invalidArgument("the training state's counters are out of range")
         }
-        let batches = (trainCount + batchSize - 1) / batchSize
+        let batches = TrainingOptions.batchesPerEpoch(examples: trainCount, batchSize: batchSize)
         guard batchInEpoch >= 0, batchInEpoch < batches, batchInEpoch == 0 || epoch >= 1 else {
             throw IWAEError.invalidArgument("the training state is at batch \(batchInEpoch) of an epoch of \(batches)")
         }

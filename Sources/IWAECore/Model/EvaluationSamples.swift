@@ -1,0 +1,34 @@
+/// k of the log-likelihood estimate L_k (Mathematics §5): importance samples
+/// per test example. Its own type, not the training objective's K: an
+/// evaluation has no estimator and takes up to 10⁷ draws, streamed in chunks.
+/// Checked once, when made.
+public struct EvaluationSamples: Equatable, Sendable, CustomStringConvertible {
+    /// k.
+    public let perExample: Int
+
+    /// The values `iwae evaluate --k` accepts.
+    public static let range = 1...10_000_000
+    /// The protocol's k (Burda et al. 2015).
+    public static let standard = EvaluationSamples(checked: 5000)
+
+    /// Throws one line unless `k` is in `range`.
+    public init(_ k: Int) throws {
+        guard EvaluationSamples.range.contains(k) else {
+            throw IWAEError.invalidArgument("k must be between 1 and 10,000,000, got \(k)")
+        }
+        perExample = k
+    }
+
+    private init(checked k: Int) { perExample = k }
+
+    public var description: String { String(perExample) }
+}
+
+extension EvaluationSamples: ExpressibleByIntegerLiteral {
+    /// A k written in code (`samples: 50`); a literal out of `range` is a
+    /// programming error and stops the program.
+    public init(integerLiteral k: Int) {
+        precondition(EvaluationSamples.range.contains(k), "k must be between 1 and 10,000,000, got \(k)")
+        perExample = k
+    }
+}

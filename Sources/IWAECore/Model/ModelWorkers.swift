@@ -1,0 +1,173 @@
+import Foundation
+import IWAELinearAlgebra
+
+/// Runs a model's per-example work on several cores at once: the examples of
+/// a batch are split into contiguous blocks, one per worker (`WorkerPool`),
+/// each worker a `replica` of the model (shared parameters, own buffers and
+/// gradients) with its own random stream (`WorkerStreams`); OpenBLAS runs
+/// single-threaded inside each worker. Their gradients are added by a
+/// `GradientReducer`.
+///
+/// Across processes (a `RankGroup` of R ranks with W workers each) the
+/// workers are numbered globally: worker g takes the same block of the batch
+/// and draws from the same stream as worker g of one process with R·W
+/// workers. Results depend on the seed and the worker count, and on nothing else.
+///
+/// A gradient is computed one way: `stepGradient`, then either
+/// `updateParameters(with:)` (a training step: the sum fused into Adam's
+/// pass) or `collectGradient()` (the sum in `model.store.gradients`, to read).
+public final class ModelWorkers<Scalar: BLASScalar> {
+    public let model: VariationalAutoencoder<Scalar>
+    /// This process's workers; replicas[0] is `model` itself, and its
+    /// gradients receive the others'.
+    public let replicas: [VariationalAutoencoder<Scalar>]
+    /// The processes that share each batch.
+    public let ranks: RankGroup
+    /// How the rows of a batch are split among the workers.
+    package let pool: WorkerPool
+    /// The workers' random streams.
+    public let streams: WorkerStreams
+    private let reducer: GradientReducer<Scalar>
+    private let bounds = Tensor<Scalar>(shape: [0])
+
+    /// `workers` (per rank) defaults to the number of active cores. With more
+    /// than one worker in all, OpenBLAS is set to one thread per call. Every
+    /// rank must have the same number of workers (`Trainer` checks it).
+    public init(model: VariationalAutoencoder<Scalar>, workers: Int? = nil, seed: UInt64, ranks: RankGroup = SingleRank()) {
+        let count = Swift.max(1, workers ?? ProcessInfo.processInfo.activeProcessorCount)
+        self.model = model
+        self.ranks = ranks
+        pool = WorkerPool(count: count, rank: ranks.rank, ranks: ranks.count)
+        replicas = [model] + (1..<count).map { _ in model.replica() }
+        streams = WorkerStreams(base: seed, pool: pool)
+        reducer = GradientReducer(replicas: replicas, ranks: ranks)
+        if pool.total > 1 { BLASLibrary.threads = 1 }
+        BLASLibrary.warnIfFallback()
+    }
+
+    /// The plan of product libraries of the model and every replica. Set it
+    /// between steps, never while the workers compute.
+    public var gemmPlan: GEMMPlan {
+        get { model.gemmPlan }
+        set { for replica in replicas { replica.gemmPlan = newValue } }
+    }
+
+    /// The products' inputs, fp32 or bf16, of the model and every replica.
+    /// Set it between steps, never while the workers compute.
+    public var precision: Precision {
+        get { model.precision }
+        set { for replica in replicas { replica.precision = newValue } }
+    }
+
+    /// This process's workers (W).
+    public var workerCount: Int { pool.count }
+    /// Workers over all ranks (R·W).
+    public var totalWorkerCount: Int { pool.total }
+    /// The global index of this process's first worker.
+    public var firstWorker: Int { pool.first }
+    /// The workers' random streams (worker `firstWorker + j` is `generators[j]`).
+    public var generators: [Xoshiro256] { streams.generators }
+
+    /// A training step's gradient of ∇(−mean_b bound_b) over all B rows of
+    /// `x`, each local worker's block on its replica. In one process the
+    /// replicas' gradients stay apart, for `updateParameters(with:)` or
+    /// `collectGradient()`; across ranks they are added, and the sum
+    /// exchanged, so that every rank leaves with the same summed gradient and
+    /// all B bounds. An error on any rank is thrown on all
+    /// (`RankGroup.agree`). Returns the B bounds.
+    @discardableResult
+    @_specialize(exported: true, where Scalar == Float)
+    package func stepGradient(_ x: MatrixView<Scalar>, objective: Objective) throws -> UnsafeMutableBufferPointer<Scalar> {
+        let n = x.rows
+        if bounds.capacity < n { bounds.replace(shape: [n]) }
+        let busy = pool.busyWorkers(in: n)
+        let scale = 1 / Scalar(n)
+        let out = bounds.pointer
+        reducer.beginStep()
+        let errors = WorkerPool.run(busy, firstRow: { self.pool.rows(ofLocal: $0, in: n).lowerBound }) { j in
+            let rows = self.pool.rows(ofLocal: j, in: n)
+            if rows.isEmpty { return }   // a rank whose workers all sit out a short batch
+            self.reducer.prepare(replica: j)
+            let b = try self.replicas[j].accumulateGradient(x.rows(rows), objective: objective,
+                                                            using: self.streams.generators[j], lossScale: scale)
+            (out + rows.lowerBound).update(from: b.baseAddress!, count: rows.count)
+        }
+        reducer.finishStep(busy: busy, sum: ranks.count > 1)
+        if ranks.count > 1 {
+            try exchangeAcrossRanks(bounds: out, count: n, errors: errors)
+        } else {
+            try errors.rethrow()
+        }
+        return UnsafeMutableBufferPointer(start: out, count: n)
+    }
+
+    /// The Adam step after `stepGradient`: the replicas' gradients (or,
+    /// across ranks, their summed gradient) added, applied and cleared in one
+    /// pass, the gradients left zero for the next step. The sum is added left
+    /// to right as `collectGradient` adds it: the same bits.
+    @_specialize(exported: true, where Scalar == Float)
+    public func updateParameters(with optimizer: Adam<Scalar>) {
+        reducer.update(model.store, with: optimizer)
+    }
+
+    /// The gradient of the last `stepGradient`, summed into
+    /// `model.store.gradients` (for reading it: a training step fuses the sum
+    /// into `updateParameters`).
+    package func collectGradient() {
+        reducer.collect()
+    }
+
+    /// The cross-rank half of a step: one exchange of the bounds and the
+    /// failure flags, then (with no failure) the gradient sum.
+    private func exchangeAcrossRanks(bounds out: UnsafeMutablePointer<Scalar>, count n: Int, errors: WorkerErrors) throws {
+        var words = [UInt64](repeating: 0, count: n + ranks.count)
+        for i in pool.rowsOfThisProcess(in: n) { words[i] = Double(out[i]).bitPattern }
+        let failure = errors.first
+        if failure != nil { words[n + ranks.rank] = 1 }
+        words.withUnsafeMutableBufferPointer { ranks.merge($0) }
+        if (0..<ranks.count).contains(where: { words[n + $0] != 0 }) { try ranks.agree(failure) }
+        for i in 0..<n { out[i] = Scalar(Double(bitPattern: words[i])) }
+        reducer.sumAcrossRanks()
+    }
+
+    /// Data-parallel `estimateLogLikelihood`: worker w takes a contiguous
+    /// block of the rows of `x` with seed `seed + w`.
+    @_specialize(exported: true, where Scalar == Float)
+    public func estimateLogLikelihood(_ x: MatrixView<Scalar>, samples: EvaluationSamples, seed: UInt64,
+                                      progress: ((Int) -> Void)? = nil) throws -> LogLikelihoodEstimate {
+        let active = Swift.max(1, Swift.min(workerCount, x.rows))
+        var results = [LogLikelihoodEstimate?](repeating: nil, count: active)
+        let errors = results.withUnsafeMutableBufferPointer { slots in
+            let slotBase = slots.baseAddress!
+            return WorkerPool.run(active, firstRow: { WorkerPool.block($0, of: x.rows, workers: active).lowerBound }) { w in
+                let rows = WorkerPool.block(w, of: x.rows, workers: active)
+                slotBase[w] = try self.replicas[w].estimateLogLikelihood(
+                    x.rows(rows), samples: samples, seed: seed &+ UInt64(w),
+                    progress: w == 0 ? progress.map { report in { done in report(Swift.min(x.rows, done * active)) } } : nil)
+            }
+        }
+        try errors.rethrow()
+        return results.dropFirst().reduce(results[0]!) { $0.merged(with: $1!) }
+    }
+
+    /// Data-parallel `meanBound` (forward only), over all ranks: global
+    /// worker g takes its block with seed `seed + g`, and the workers' sums
+    /// are added in worker order on every rank.
+    @_specialize(exported: true, where Scalar == Float)
+    public func meanBound(_ x: MatrixView<Scalar>, objective: Objective, seed: UInt64) throws -> Double {
+        let busy = pool.busyWorkers(in: x.rows)
+        var sums = [UInt64](repeating: 0, count: pool.total)
+        let errors = sums.withUnsafeMutableBufferPointer { sums in
+            let base = sums.baseAddress!
+            return WorkerPool.run(busy, firstRow: { self.pool.rows(ofLocal: $0, in: x.rows).lowerBound }) { j in
+                let rows = self.pool.rows(ofLocal: j, in: x.rows)
+                if rows.isEmpty { return }
+                let mean = try self.replicas[j].meanBound(x.rows(rows), objective: objective, seed: seed &+ UInt64(self.pool.first + j))
+                base[self.pool.first + j] = (Double(rows.count) * mean).bitPattern
+            }
+        }
+        try ranks.agree(errors.first)
+        sums.withUnsafeMutableBufferPointer { ranks.merge($0) }
+        return sums.reduce(0.0) { $0 + Double(bitPattern: $1) } / Double(Swift.max(x.rows, 1))
+    }
+}
