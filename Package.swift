@@ -69,10 +69,10 @@ let package = Package(
         ),
 
         // MARK: - Command-line tools
-        // What the two executables share: progress display and line-buffered output.
+        // What the two executables share: progress display, line-buffered output, option types.
         .target(
             name: "IWAEConsole",
-            dependencies: ["IWAE", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["IWAE", "IWAEMPI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "iwae",

@@ -53,17 +53,3 @@ func benchmarkImages(count: Int) -> (images: Tensor<Float>, mean: [Float]) {
     return (t, [Float](repeating: 1.0 / 3, count: 784))
 }
 
-func jsonLine(_ fields: [(String, Any)]) -> String {
-    "{" + fields.map { key, value in
-        let v: String
-        switch value {
-        case let d as Double: v = d.isFinite ? String(format: "%.6g", d) : "null"
-        case let i as Int: v = String(i)
-        case let s as String: v = "\"\(s)\""
-        case let a as [Int]: v = "[" + a.map(String.init).joined(separator: ", ") + "]"
-        case let a as [Double]: v = "[" + a.map { String(format: "%.6g", $0) }.joined(separator: ", ") + "]"
-        default: v = "\"\(value)\""
-        }
-        return "\"\(key)\": \(v)"
-    }.joined(separator: ", ") + "}"
-}

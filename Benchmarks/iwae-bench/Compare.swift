@@ -13,7 +13,7 @@ struct Compare: ParsableCommand {
     @Option(help: "mnist (Burda et al.'s data), fashion-mnist or a directory of MNIST-format files.") var data = "fashion-mnist"
     @Option(help: "Stochastic layers of the architectures to compare, comma-separated: 1 (784-200-200-50) and 2 (…-100-100-50). Default: 1,2 on mnist, 1 otherwise.")
     var layers: PositiveIntegers?
-    @Option(help: "Objectives, comma-separated.") var objectives = "elbo,iwae"
+    @Option(help: "Objectives, comma-separated.") var objectives = CommaSeparated<BoundKind>([.elbo, .iwae])
     @Option(help: "K values, comma-separated.") var ks = PositiveIntegers([1, 5, 50])
     @Option(help: "Epochs per model (default 10; 3280 with --schedule paper; 1 with --quick).") var epochs: Int?
     @Option(help: "constant, or paper (3^i passes at rate·10^(-i/7)).") var schedule = LearningRateSchedule.constant
@@ -36,14 +36,8 @@ struct Compare: ParsableCommand {
     @Flag(help: "One JSON object per model instead of the table.") var json = false
 
     func run() throws {
-        let boundList = try objectives.split(separator: ",", omittingEmptySubsequences: false).map { name -> BoundKind in
-            guard let o = BoundKind(rawValue: String(name)) else {
-                throw IWAEError.invalidArgument("unknown objective '\(name)' in --objectives (expected elbo, iwae or elbo-analytic)")
-            }
-            return o
-        }
         // Every row's objective, checked before the first one trains.
-        let objectiveRows = try boundList.map { bound in
+        let objectiveRows = try objectives.values.map { bound in
             try ks.values.map { k in try Objective(bound, samplesPerExample: k, estimator: bound == .iwae ? iwaeEstimator : .reparam) }
         }
         let epochCount = epochs ?? (quick ? 1 : schedule.totalEpochs ?? 10)
@@ -113,7 +107,7 @@ struct Compare: ParsableCommand {
                 rows.append(row)
                 let paper = data == "mnist" ? PaperTable1.entry(layers: architecture, bound: objective.bound, k: k) : nil
                 if json {
-                    var fields: [(String, Any)] = [("architecture", "\(architecture)-layer"), ("objective", row.objective), ("k", row.k), ("precision", precision.rawValue),
+                    var fields: [(String, any JSONField)] = [("architecture", "\(architecture)-layer"), ("objective", row.objective), ("k", row.k), ("precision", precision.rawValue),
                                                    ("nll", row.nll), ("nll_stderr", row.nllStderr), ("train_nll", row.trainNLL),
                                                    ("gap", row.nll - row.trainNLL), ("active_units", row.activeUnits.reduce(0, +)),
                                                    ("active_units_per_layer", row.activeUnits),

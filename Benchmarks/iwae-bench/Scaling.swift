@@ -20,7 +20,7 @@ struct Scaling: ParsableCommand {
     @Option(help: "Batch sizes.") var batches = PositiveIntegers([100])
     @Option(help: "K values.") var ks = PositiveIntegers([5, 50])
     @Option(help: "Ranks (and the one process's workers).") var ranks = 2
-    @Option(help: "Reducers to time, comma-separated.") var reducers = "ordered,allreduce"
+    @Option(help: "Reducers to time, comma-separated.") var reducers = CommaSeparated<GradientReducer>([.ordered, .allreduce])
     @Option(help: "Seconds to time each case in each round.") var seconds: Double = 3
     @Option(help: "Rounds, alternating the two layouts; medians are reported.") var rounds = 3
     @Option(help: "Stochastic layers: 1 or 2.") var layers = 1
@@ -30,12 +30,7 @@ struct Scaling: ParsableCommand {
 
     func run() throws {
         guard layers == 1 || layers == 2 else { throw IWAEError.invalidArgument("--layers must be 1 or 2, got \(layers)") }
-        let reducerList = try reducers.split(separator: ",").map { name in
-            guard let r = GradientReducer(rawValue: String(name)) else {
-                throw IWAEError.invalidArgument("unknown reducer '\(name)' (ordered, allreduce)")
-            }
-            return r
-        }
+        let reducerList = reducers.values
         guard ranks >= 2 else { throw IWAEError.invalidArgument("--ranks must be at least 2, got \(ranks)") }
         guard ProcessLaunch.supportsMPI else {
             throw IWAEError.invalidArgument("scaling needs MPI: build with 'swift build -c release --traits MPI' (Debian: libopenmpi-dev openmpi-bin)")
@@ -85,7 +80,7 @@ struct Scaling: ParsableCommand {
                     let step = median(rows.map(\.secondsPerStep))
                     let exchange = median(rows.map(\.exchangeSecondsPerStep))
                     let alone = median(rows.map(\.sumAloneSeconds))
-                    let fields: [(String, Any)] = [
+                    let fields: [(String, any JSONField)] = [
                         ("case", "scaling"), ("layers", layers), ("batch", batch), ("k", k), ("ranks", ranks), ("reducer", reducer.rawValue),
                         ("single_ms_per_step", one * 1e3), ("ranks_ms_per_step", step * 1e3), ("ratio", one / step),
                         ("exchange_ms_per_step", exchange * 1e3), ("exchange_share", exchange / step), ("sum_alone_ms", alone * 1e3),
@@ -103,7 +98,7 @@ struct Scaling: ParsableCommand {
             guard let row = spread.first(where: { $0.key.hasSuffix("/" + reducer.rawValue) })?.value.last else { continue }
             let sizes = row.sumSizes, times = row.sumSeconds.map { $0 * 1e3 }
             let fit = fitLatencyBandwidth(bytes: sizes.map { Double($0 * 4) }, seconds: row.sumSeconds)
-            let fields: [(String, Any)] = [("case", "sum_cost"), ("ranks", ranks), ("reducer", reducer.rawValue),
+            let fields: [(String, any JSONField)] = [("case", "sum_cost"), ("ranks", ranks), ("reducer", reducer.rawValue),
                                            ("floats", sizes), ("ms", times),
                                            ("latency_us", fit.latency * 1e6), ("gb_per_s", 1 / fit.secondsPerByte / 1e9)]
             if json { print(jsonLine(fields)) } else {

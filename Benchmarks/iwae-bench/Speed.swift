@@ -35,7 +35,7 @@ struct Speed: ParsableCommand {
         defer { trained?.removeIfMadeHere() }
         let batchList = batches.values, kList = ks.values
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        var rows = [[(String, Any)]]()
+        var rows = [[(String, any JSONField)]]()
         let hardware = measureHardwarePeak()
         let sgemm = measureSGEMMPeak(repetitions: 3)   // also wakes OpenBLAS's threads: the first case's "before" is not a cold start
         let architecture = layers == 1 ? "784-200-200-50" : "two stochastic layers 784-200-200-100-100-100-50"
@@ -67,7 +67,7 @@ struct Speed: ParsableCommand {
                 }
                 let gflops = t.flops / t.secondsPerStep / 1e9
                 let ratio = pair.map { $0.trained / $0.fresh }
-                var row: [(String, Any)] = [
+                var row: [(String, any JSONField)] = [
                     ("case", "train_step"), ("layers", configuration.stochasticLayers), ("encoder", configuration.encoder.rawValue),
                     ("batch", batch), ("k", k), ("mode", t.mode), ("gemm_plan", t.plan.summary), ("precision", precision.rawValue),
                     ("ms_per_step", t.secondsPerStep * 1e3), ("examples_per_s", Double(batch) / t.secondsPerStep),
@@ -104,7 +104,7 @@ struct Speed: ParsableCommand {
             let (e, peak) = try bracketedByPeak { try timeEvaluation(images: evalImages, k: evalK, model: freshModel(configuration, mean: mean), precision: precision) }
             let trainedEvaluation = try trained.map { try timeEvaluation(images: evalImages, k: evalK, model: try $0.load(), precision: precision) }
             let gflops = e.flops / e.seconds / 1e9
-            var row: [(String, Any)] = [("case", "evaluate"), ("batch", evalImages), ("k", evalK), ("mode", "workers=\(cores)"),
+            var row: [(String, any JSONField)] = [("case", "evaluate"), ("batch", evalImages), ("k", evalK), ("mode", "workers=\(cores)"),
                          ("seconds", e.seconds), ("examples_per_s", Double(evalImages) / e.seconds), ("gflops", gflops),
                          ("hardware_peak_gflops", hardware), ("hardware_fraction", gflops / hardware),
                          ("peak_gflops", peak.gflops), ("peak_fraction", gflops / peak.gflops),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import IWAE
+import IWAEMPI
 
 // The engine's option types parse straight from the command line: a bad
 // value is refused by ArgumentParser with the list of valid ones.
@@ -10,6 +11,7 @@ extension PriorKind: ExpressibleByArgument {}
 extension LikelihoodKind: ExpressibleByArgument {}
 extension GradientEstimator: ExpressibleByArgument {}
 extension ScoreBaseline: ExpressibleByArgument {}
+extension GradientReducer: ExpressibleByArgument {}
 extension LearningRateSchedule: ExpressibleByArgument {}
 extension OutputInitialization: ExpressibleByArgument {}
 extension GEMMChoice: ExpressibleByArgument {}
@@ -66,6 +68,26 @@ public struct PositiveIntegers: ExpressibleByArgument, Equatable, Sendable {
     }
 
     public var defaultValueDescription: String { values.map(String.init).joined(separator: ",") }
+}
+
+/// A comma-separated list of an option's values (`--objectives elbo,iwae`),
+/// each parsed as `Element` parses one: a misspelt value is the argument
+/// parser's one-line error, naming the option.
+public struct CommaSeparated<Element: ExpressibleByArgument>: ExpressibleByArgument {
+    public var values: [Element]
+
+    public init(_ values: [Element]) { self.values = values }
+
+    public init?(argument: String) {
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false)
+            .map { Element(argument: $0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { return nil }
+        values = parts.map { $0! }
+    }
+
+    public var defaultValueDescription: String { values.map(\.defaultValueDescription).joined(separator: ",") }
+
+    public static var allValueStrings: [String] { Element.allValueStrings }
 }
 
 /// One process of a command that runs as several MPI ranks: its rank, and

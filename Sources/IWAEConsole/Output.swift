@@ -53,10 +53,55 @@ public func lineBufferStandardOutput() {
 /// `x` with `digits` decimals.
 public func formatted(_ x: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", x) }
 
-/// A JSON string literal, escaped.
-public func jsonString(_ s: String) -> String {
-    String(decoding: (try? JSONEncoder().encode(s)) ?? Data("\"\"".utf8), as: UTF8.self)
+/// A value of the tools' JSON output (`jsonLine`).
+public protocol JSONField {
+    /// The value as JSON text.
+    var jsonText: String { get }
 }
 
-/// A JSON number, or null for NaN and infinities.
-public func jsonNumber(_ x: Double) -> String { x.isFinite ? String(format: "%.6f", x) : "null" }
+extension Double: JSONField {
+    /// Swift's shortest text that reads back as the same Double (as
+    /// `JSONEncoder` writes it); NaN and infinities as null.
+    public var jsonText: String { isFinite ? "\(self)" : "null" }
+}
+
+extension Int: JSONField {
+    public var jsonText: String { String(self) }
+}
+
+extension Bool: JSONField {
+    public var jsonText: String { self ? "true" : "false" }
+}
+
+extension String: JSONField {
+    /// A string literal: quotes, backslashes and control characters escaped.
+    public var jsonText: String {
+        var out = "\""
+        for scalar in unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
+
+extension Array: JSONField where Element: JSONField {
+    public var jsonText: String { "[" + map(\.jsonText).joined(separator: ", ") + "]" }
+}
+
+extension Optional: JSONField where Wrapped: JSONField {
+    public var jsonText: String { map(\.jsonText) ?? "null" }
+}
+
+/// One JSON object on one line, its keys in the order given: the one writer
+/// of every JSON row `iwae` and `iwae-bench` print (`--json`).
+public func jsonLine(_ fields: [(String, any JSONField)]) -> String {
+    "{" + fields.map { "\($0.0.jsonText): \($0.1.jsonText)" }.joined(separator: ", ") + "}"
+}

@@ -55,18 +55,17 @@ struct Evaluate: ParsableCommand {
         let exact = model.isLinearGaussian ? try model.exactLogLikelihood(x.matrix) : nil
         let exactNLL = exact.map { -$0.reduce(0, +) / Double($0.count) }
         if json {
-            let fields: [(String, String)] = [
-                ("nll", jsonNumber(estimate.negativeLogLikelihood)), ("nll_stderr", jsonNumber(estimate.standardError)),
-                ("active_units", String(estimate.activeUnits)), ("elbo", jsonNumber(estimate.meanELBO)),
-                ("reconstruction", jsonNumber(estimate.meanReconstruction)), ("kl", jsonNumber(estimate.meanKL)),
-                ("k", String(k)), ("examples", String(estimate.examples)), ("precision", "\"\(workers.precision.rawValue)\""),
-                ("latent_dimension", String(model.configuration.latentDimension)),
-                ("active_units_per_layer", "[" + estimate.activeUnitsPerLayer.map(String.init).joined(separator: ", ") + "]"),
-                ("latent_dimensions", "[" + model.configuration.latentDimensions.map(String.init).joined(separator: ", ") + "]"),
-                ("seconds", jsonNumber(seconds)), ("data", jsonString(dataName)),
+            let fields: [(String, any JSONField)] = [
+                ("nll", estimate.negativeLogLikelihood), ("nll_stderr", estimate.standardError),
+                ("active_units", estimate.activeUnits), ("elbo", estimate.meanELBO),
+                ("reconstruction", estimate.meanReconstruction), ("kl", estimate.meanKL),
+                ("k", k), ("examples", estimate.examples), ("precision", workers.precision.rawValue),
+                ("latent_dimension", model.configuration.latentDimension),
+                ("active_units_per_layer", estimate.activeUnitsPerLayer),
+                ("latent_dimensions", model.configuration.latentDimensions),
+                ("seconds", seconds), ("data", dataName),
             ]
-            let exactFields = exactNLL.map { [("exact_nll", jsonNumber($0))] } ?? []
-            print("{" + (fields + exactFields).map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
+            print(jsonLine(fields + (exactNLL.map { [("exact_nll", $0)] } ?? [])))
         } else {
             print("test images        \(estimate.examples) (\(dataName))")
             print("log p(x) ≈ L_\(k)  \(formatted(estimate.meanBound)) ± \(formatted(estimate.standardError)) nats")

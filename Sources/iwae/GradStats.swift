@@ -86,10 +86,9 @@ struct GradStats: ParsableCommand {
                 let e = moments.summary(encoderRange), d = moments.summary(decoderRange)
                 rows.append((name, k, (e.snr, e.totalVariance, e.meanNorm), (d.snr, d.totalVariance, d.meanNorm)))
                 if json {
-                    print("{\"estimator\": \"\(name)\", \"k\": \(k), \"draws\": \(draws), \"encoder_snr\": \(jsonNumber(e.snr)), "
-                          + "\"decoder_snr\": \(jsonNumber(d.snr)), \"encoder_variance\": \(jsonNumber(e.totalVariance)), "
-                          + "\"decoder_variance\": \(jsonNumber(d.totalVariance)), \"encoder_mean_norm\": \(jsonNumber(e.meanNorm)), "
-                          + "\"decoder_mean_norm\": \(jsonNumber(d.meanNorm))}")
+                    print(jsonLine([("estimator", name), ("k", k), ("draws", draws), ("encoder_snr", e.snr), ("decoder_snr", d.snr),
+                                    ("encoder_variance", e.totalVariance), ("decoder_variance", d.totalVariance),
+                                    ("encoder_mean_norm", e.meanNorm), ("decoder_mean_norm", d.meanNorm)]))
                 } else {
                     print(name.padding(toLength: 12, withPad: " ", startingAt: 0)
                           + String(format: " %5d %13.4f %13.4f %18.4g %18.4g %11.4g %11.4g", k, e.snr, d.snr, e.totalVariance,

@@ -17,16 +17,14 @@ struct Kernels: ParsableCommand {
         let coreType = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"]
         let flushed = withSubnormalsFlushed { subnormalsAreFlushed }
         if json {
-            let fields: [(String, String)] = [
-                ("cpu", jsonString(Processor.modelName ?? processor.vendor.rawValue)), ("family", String(processor.family)),
-                ("model", String(processor.model)), ("avx2", String(processor.hasAVX2)), ("avx512", String(processor.hasAVX512)),
-                ("avx512_bf16", String(processor.hasAVX512BF16)), ("amx_bf16", String(processor.hasAMXBF16)),
-                ("openblas_core", jsonString(choice.coreName)), ("openblas_fallback", String(choice.isFallback)),
-                ("recommended_core", choice.recommendedCoreType.map(jsonString) ?? "null"),
-                ("openblas_coretype_env", coreType.map(jsonString) ?? "null"),
-                ("workers_flush_subnormals", String(flushed)),
-            ]
-            print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
+            print(jsonLine([
+                ("cpu", Processor.modelName ?? processor.vendor.rawValue), ("family", processor.family),
+                ("model", processor.model), ("avx2", processor.hasAVX2), ("avx512", processor.hasAVX512),
+                ("avx512_bf16", processor.hasAVX512BF16), ("amx_bf16", processor.hasAMXBF16),
+                ("openblas_core", choice.coreName), ("openblas_fallback", choice.isFallback),
+                ("recommended_core", choice.recommendedCoreType), ("openblas_coretype_env", coreType),
+                ("workers_flush_subnormals", flushed),
+            ]))
         } else {
             print("CPU                 \(processor.summary)")
             print("OpenBLAS kernels    \(choice.coreName)" + (choice.isFallback ? " (a generic fallback: set OPENBLAS_CORETYPE=\(choice.recommendedCoreType ?? "?"))" : "")

@@ -4,8 +4,6 @@ import IWAE
 import IWAEConsole
 import IWAEMPI
 
-extension GradientReducer: ExpressibleByArgument {}
-
 /// The processes this `iwae` belongs to: itself alone, or, under `mpirun`
 /// in a build with `--traits MPI`, the ranks of `MPI_COMM_WORLD`. Only
 /// `iwae train` runs across ranks.
@@ -47,8 +45,8 @@ enum ProcessRanks {
         guard ProcessLaunch.supportsMPI else {
             refuse("mpirun started \(launched) processes but this \(tool) was built without MPI: build it with 'swift build -c release --traits MPI'")
         }
-        guard CommandLine.arguments.dropFirst().first == "train" else {
-            refuse("only '\(tool) train' runs across MPI ranks; run other commands without mpirun")
+        guard ["train", "resume"].contains(CommandLine.arguments.dropFirst().first) else {
+            refuse("only '\(tool) train' and '\(tool) resume' run across MPI ranks; run other commands without mpirun")
         }
         #if MPI
         let group = MPIRanks()

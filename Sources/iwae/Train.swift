@@ -57,7 +57,7 @@ struct Train: ParsableCommand {
     @Option(help: "Continue the run in DIR from its last checkpoint (options come from the checkpoint; --epochs and --checkpoint-every may be given).")
     var resume: String?
 
-    /// Options that may accompany --resume.
+    /// Options that may accompany --resume: those of `iwae resume`.
     static let resumeOptions: Set<String> = ["--resume", "--epochs", "--checkpoint-every", "--reducer", "--rank-timeout"]
 
     func run() throws {
@@ -66,19 +66,28 @@ struct Train: ParsableCommand {
         ProcessRanks.configure(reducer: reducer, timeout: rankTimeout)
         if let n = checkpointEvery, n < 1 { throw IWAEError.invalidArgument("--checkpoint-every must be at least 1, got \(n)") }
         if let resume {
-            let (run, images, checkpoint) = try ranks.together { try prepareResumedRun(resume) }
-            return try run.train(images: images, resuming: checkpoint)
+            // `iwae resume DIR` under its older spelling: the run's options come from its checkpoint.
+            let arguments = Array(CommandLine.arguments.drop { $0 != "train" }.dropFirst())
+            for argument in arguments where argument.hasPrefix("--") {
+                let name = String(argument.split(separator: "=", maxSplits: 1)[0])
+                guard Train.resumeOptions.contains(name) else {
+                    throw IWAEError.invalidArgument("\(name) cannot be combined with --resume: the run's options come from its checkpoint (only --epochs, --checkpoint-every, --reducer and --rank-timeout may be given)")
+                }
+            }
+            let epochsGiven = arguments.contains { $0 == "--epochs" || $0.hasPrefix("--epochs=") }
+            return try Resume.resume(resume, epochs: epochsGiven ? epochs : nil, checkpointEvery: checkpointEvery)
         }
         guard !out.isEmpty else { throw IWAEError.invalidArgument("missing --out DIR (or --resume DIR)") }
-        let writes = ranks.rank == 0
         var created = false
         do {
-            let (run, images) = try ranks.together { try prepareNewRun(writesDirectory: writes, created: &created) }
-            try run.train(images: images, resuming: nil)
+            let (run, images) = try ranks.together { try prepareNewRun(writesDirectory: ranks.rank == 0, created: &created) }
+            let stop = SignalFlag.install()
+            try run.train(images: images, resuming: nil, ranks: ranks, shouldStop: { stop.isSet }, events: .console,
+                          faults: .fromEnvironment(rank: ranks.rank))
         } catch {
             // Only the process that made the directory and holds its lock may
             // take it back: a racing run that lost either leaves it alone.
-            if created && RunDirectory.holdsLock(out) { RunDirectory.removeIfUnused(out) }
+            RunDirectory.removeIfUnused(out, created: created)
             throw error
         }
     }
@@ -99,7 +108,7 @@ struct Train: ParsableCommand {
             throw IWAEError.invalidArgument("\(source.name) is real-valued: use --likelihood gaussian")
         }
         if writesDirectory {
-            created = try prepareOutputDirectory(out)
+            created = try RunDirectory.create(out)
             try RunDirectory.lock(out)
             if FileManager.default.fileExists(atPath: out + "/" + Checkpoint.fileName) {
                 throw IWAEError.invalidArgument("\(out) already holds a checkpoint: continue it with --resume \(out), or choose another --out")
@@ -123,42 +132,6 @@ struct Train: ParsableCommand {
                               trainExamplesLimit: trainExamples, validationExamples: validationExamples,
                               checkpointEvery: checkpointEvery)
         return (run, images)
-    }
-
-    /// The run in `directory`, to be continued with the options its
-    /// checkpoint records; with R ranks, each takes 1/R of its workers.
-    private func prepareResumedRun(_ directory: String) throws -> (TrainingRun, ImageSet, Checkpoint) {
-        let arguments = Array(CommandLine.arguments.drop { $0 != "train" }.dropFirst())
-        for argument in arguments where argument.hasPrefix("--") {
-            let name = String(argument.split(separator: "=", maxSplits: 1)[0])
-            guard Train.resumeOptions.contains(name) else {
-                throw IWAEError.invalidArgument("\(name) cannot be combined with --resume: the run's options come from its checkpoint (only --epochs, --checkpoint-every, --reducer and --rank-timeout may be given)")
-            }
-        }
-        let checkpoint = try Checkpoint.load(from: directory)
-        if let damage = checkpoint.resumeDamage {
-            throw IWAEError.invalidCheckpoint("\(Checkpoint.path(for: directory)): cannot resume: \(damage) (the parameters are intact: evaluate and sample still read them)")
-        }
-        guard let record = checkpoint.training, let data = checkpoint.data, checkpoint.optimizer != nil,
-              checkpoint.trainingState != nil else {
-            throw IWAEError.invalidCheckpoint("\(Checkpoint.path(for: directory)) has no training state to resume from")
-        }
-        let ranks = ProcessRanks.current.count
-        guard record.threads % ranks == 0 else {
-            throw IWAEError.invalidArgument("the run used \(record.threads) worker threads in all; resume it on a number of ranks that divides \(record.threads), not \(ranks)")
-        }
-        var options = record.options
-        options.workers = record.threads / ranks
-        if arguments.contains(where: { $0 == "--epochs" || $0.hasPrefix("--epochs=") }) { options.epochs = epochs }
-        try options.validate()
-        // A resumed run gets the checks a new run gets.
-        try options.checkMemory(for: checkpoint.model.configuration)
-        let run = TrainingRun(directory: directory, configuration: checkpoint.model.configuration, options: options, data: data,
-                              trainExamplesLimit: record.trainExamplesLimit, validationExamples: record.validationExamples,
-                              checkpointEvery: checkpointEvery)
-        var images = try data.load(.train)
-        if let n = record.trainExamplesLimit { images = images.prefix(n) }
-        return (run, images, checkpoint)
     }
 }
 

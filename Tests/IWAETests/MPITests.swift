@@ -83,7 +83,7 @@ final class MPITests: XCTestCase {
         XCTAssertNotEqual(killed.status, 124, "mpirun hung after a rank was killed")
         XCTAssertLessThan(Date().timeIntervalSince(started), 60)
         XCTAssertEqual(try Checkpoint.load(from: out).trainingState?.step, 20)
-        let resumed = try mpirun(2, ["train", "--resume", out])
+        let resumed = try mpirun(2, ["resume", out])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertEqual(try runIWAE(arguments(reference, threads: 2)).status, 0)
         XCTAssertEqual(try trainedBytes(out), try trainedBytes(reference))
@@ -104,12 +104,12 @@ final class MPITests: XCTestCase {
         XCTAssertEqual(try Checkpoint.load(from: out).trainingState?.step, 8)
     }
 
-    func testOnlyTrainRunsAcrossRanks() throws {
+    func testOnlyTrainAndResumeRunAcrossRanks() throws {
         let out = root + "/run"
         XCTAssertEqual(try runIWAE(arguments(out, threads: 1) + ["--epochs", "1"]).status, 0)
         let run = try mpirun(2, ["evaluate", out, "--k", "2"])
         XCTAssertEqual(run.status, 1)
-        XCTAssertEqual(errorLines(run.stderr), ["iwae: error: only 'iwae train' runs across MPI ranks; run other commands without mpirun"])
+        XCTAssertEqual(errorLines(run.stderr), ["iwae: error: only 'iwae train' and 'iwae resume' run across MPI ranks; run other commands without mpirun"])
     }
     #else
     /// A build without the trait refuses, in one line, to be one of several ranks.

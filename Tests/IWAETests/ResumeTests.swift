@@ -36,7 +36,8 @@ final class ResumeTests: XCTestCase {
             let saved = try Checkpoint.load(from: out)
             XCTAssertLessThan(saved.trainingState!.step, killStep)
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.contains(".tmp") }, [])
-            let resumed = try run(["train", "--resume", out])
+            // Both spellings: `iwae resume DIR` and the older `iwae train --resume DIR`.
+            let resumed = try run(killStep == 13 ? ["train", "--resume", out] : ["resume", out])
             XCTAssertEqual(resumed.status, 0, resumed.stderr)
             let actual = try trainedBytes(out)
             XCTAssertEqual(Set(actual.keys), Set(expected.keys))
@@ -52,7 +53,7 @@ final class ResumeTests: XCTestCase {
         let reference = root + "/\(name)-reference", out = root + "/\(name)-killed"
         XCTAssertEqual(try run(arguments(reference) + extra).status, 0)
         XCTAssertEqual(try run(arguments(out) + extra, environment: ["IWAE_FAULT_KILL_AT_STEP": "19"]).reason, .uncaughtSignal)
-        let resumed = try run(["train", "--resume", out])
+        let resumed = try run(["resume", out])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertEqual(try trainedBytes(out), try trainedBytes(reference), name)
         return out
@@ -82,14 +83,16 @@ final class ResumeTests: XCTestCase {
         let out = root + "/interrupted"
         let stopped = try run(arguments(out), environment: ["IWAE_FAULT_INTERRUPT_AT_STEP": "17"])
         XCTAssertEqual(stopped.status, 130, stopped.stderr)
-        XCTAssertTrue(stopped.stderr.contains("iwae train --resume \(out)"), stopped.stderr)
+        XCTAssertTrue(stopped.stderr.contains("continue with: iwae resume \(out)"), stopped.stderr)
         XCTAssertEqual(try Checkpoint.load(from: out).trainingState?.step, 17)
-        let resumed = try run(["train", "--resume", out])
+        let resumed = try run(["resume", out])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertEqual(try trainedBytes(out), try trainedBytes(reference))
         // More epochs on a finished run continue it.
-        XCTAssertEqual(try run(["train", "--resume", out, "--epochs", "4"]).status, 0)
+        XCTAssertEqual(try run(["resume", out, "--epochs", "4"]).status, 0)
         XCTAssertEqual(try Checkpoint.load(from: out).trainingState?.epoch, 4)
+        XCTAssertEqual(try run(["train", "--resume", out, "--epochs", "5"]).status, 0)
+        XCTAssertEqual(try Checkpoint.load(from: out).trainingState?.epoch, 5)
     }
 
     func testResumeRefusesContradictoryOptionsAndBadCheckpoints() throws {
@@ -98,6 +101,9 @@ final class ResumeTests: XCTestCase {
         let conflict = try run(["train", "--resume", out, "--k", "5"])
         XCTAssertEqual(conflict.status, 1)
         XCTAssertTrue(conflict.stderr.contains("--k cannot be combined with --resume"), conflict.stderr)
+        // `iwae resume` has no --k at all: its parser refuses it in one line.
+        try assertOneLineError(["resume", out, "--k", "5"], mentioning: "--k")
+        try assertOneLineError(["resume", out, "--checkpoint-every", "0"], mentioning: "--checkpoint-every must be at least 1")
         XCTAssertEqual(try run(["train", "--resume", root + "/nothing"]).status, 1)
         // A truncated and a bit-flipped checkpoint are refused, never half-loaded.
         let path = out + "/model.safetensors"

@@ -4,6 +4,37 @@ import XCTest
 
 /// Training on a slice of real data lowers the bound.
 final class TrainingTests: XCTestCase {
+    /// The run as a library user drives it (`TrainingRun`, no command line):
+    /// one epoch, then `TrainingRun.resuming` to a second, ends with the
+    /// bytes of two epochs straight; the events report the run and each epoch.
+    func testTrainingRunInTheLibraryResumesBitForBit() throws {
+        let (data, root) = try smallTrainingFixture(self)
+        let source = try DataSource(name: data)
+        let images = try source.load(.train)
+        var options = TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 2), epochs: 2, batchSize: 20,
+                                      workers: 2, gemm: .openblas)
+        let configuration = ModelConfiguration(dataDimension: images.dimension, latentDimension: 2, encoderHidden: [8], decoderHidden: [8])
+        func run(_ name: String, epochs: Int) throws -> TrainingRun {
+            options.epochs = epochs
+            XCTAssertTrue(try RunDirectory.create(root + "/" + name))
+            return TrainingRun(directory: root + "/" + name, configuration: configuration, options: options, data: source,
+                               validationExamples: 20)
+        }
+        var lines = [String]()
+        try run("straight", epochs: 2).train(images: images, resuming: nil, events: .init(log: { lines.append($0) }))
+        XCTAssertTrue(lines.first!.hasPrefix("training iwae K=2 on 280 images (20 held out), batch 20, 2 epochs"), lines[0])
+        XCTAssertEqual(lines.filter { $0.hasPrefix("epoch ") }.count, 2)
+        XCTAssertTrue(lines.last!.hasPrefix("done in"), lines.last!)
+        try run("resumed", epochs: 1).train(images: images, resuming: nil)
+        XCTAssertEqual(try Checkpoint.load(from: root + "/resumed").trainingState?.epoch, 1)
+        let (again, againImages, checkpoint) = try TrainingRun.resuming(root + "/resumed", epochs: 2)
+        XCTAssertEqual(again.options.epochs, 2)
+        try again.train(images: againImages, resuming: checkpoint)
+        XCTAssertEqual(try trainedBytes(root + "/resumed"), try trainedBytes(root + "/straight"))
+        // A run directory another run holds is refused in one line.
+        XCTAssertFalse(try RunDirectory.create(root + "/straight"), "found, not created")
+    }
+
     func testShortRunOnFashionMNISTImprovesTheValidationBound() throws {
         guard hasFashionMNIST else {
             if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("CI must install dataset-fashion-mnist") }

@@ -5,8 +5,8 @@ import IWAELinearAlgebra
 /// a batch are split into contiguous blocks, one per worker (`WorkerPool`),
 /// each worker a `replica` of the model (shared parameters, own buffers and
 /// gradients) with its own random stream (`WorkerStreams`); OpenBLAS runs
-/// single-threaded inside each worker. Their gradients are added by a
-/// `GradientReducer`.
+/// single-threaded inside each worker. Their gradients are added by
+/// `ReplicaGradients`.
 ///
 /// Across processes (a `RankGroup` of R ranks with W workers each) the
 /// workers are numbered globally: worker g takes the same block of the batch
@@ -27,7 +27,7 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     package let pool: WorkerPool
     /// The workers' random streams.
     public let streams: WorkerStreams
-    private let reducer: GradientReducer<Scalar>
+    private let gradients: ReplicaGradients<Scalar>
     private let bounds = Tensor<Scalar>(shape: [0])
 
     /// `workers` (per rank) defaults to the number of active cores. With more
@@ -40,7 +40,7 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         pool = WorkerPool(count: count, rank: ranks.rank, ranks: ranks.count)
         replicas = [model] + (1..<count).map { _ in model.replica() }
         streams = WorkerStreams(base: seed, pool: pool)
-        reducer = GradientReducer(replicas: replicas, ranks: ranks)
+        gradients = ReplicaGradients(replicas: replicas, ranks: ranks)
         if pool.total > 1 { BLASLibrary.threads = 1 }
         BLASLibrary.warnIfFallback()
     }
@@ -83,16 +83,16 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         let busy = pool.busyWorkers(in: n)
         let scale = 1 / Scalar(n)
         let out = bounds.pointer
-        reducer.beginStep()
+        gradients.beginStep()
         let errors = WorkerPool.run(busy, firstRow: { self.pool.rows(ofLocal: $0, in: n).lowerBound }) { j in
             let rows = self.pool.rows(ofLocal: j, in: n)
             if rows.isEmpty { return }   // a rank whose workers all sit out a short batch
-            self.reducer.prepare(replica: j)
+            self.gradients.prepare(replica: j)
             let b = try self.replicas[j].accumulateGradient(x.rows(rows), objective: objective,
                                                             using: self.streams.generators[j], lossScale: scale)
             (out + rows.lowerBound).update(from: b.baseAddress!, count: rows.count)
         }
-        reducer.finishStep(busy: busy, sum: ranks.count > 1)
+        gradients.finishStep(busy: busy, sum: ranks.count > 1)
         if ranks.count > 1 {
             try exchangeAcrossRanks(bounds: out, count: n, errors: errors)
         } else {
@@ -107,14 +107,14 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     /// to right as `collectGradient` adds it: the same bits.
     @_specialize(exported: true, where Scalar == Float)
     public func updateParameters(with optimizer: Adam<Scalar>) {
-        reducer.update(model.store, with: optimizer)
+        gradients.update(model.store, with: optimizer)
     }
 
     /// The gradient of the last `stepGradient`, summed into
     /// `model.store.gradients` (for reading it: a training step fuses the sum
     /// into `updateParameters`).
     package func collectGradient() {
-        reducer.collect()
+        gradients.collect()
     }
 
     /// The cross-rank half of a step: one exchange of the bounds and the
@@ -127,7 +127,7 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         words.withUnsafeMutableBufferPointer { ranks.merge($0) }
         if (0..<ranks.count).contains(where: { words[n + $0] != 0 }) { try ranks.agree(failure) }
         for i in 0..<n { out[i] = Scalar(Double(bitPattern: words[i])) }
-        reducer.sumAcrossRanks()
+        gradients.sumAcrossRanks()
     }
 
     /// Data-parallel `estimateLogLikelihood`: worker w takes a contiguous

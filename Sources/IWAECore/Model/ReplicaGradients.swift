@@ -1,15 +1,15 @@
 import IWAELinearAlgebra
 
-/// Adds the workers' gradients. Each replica of the model computes its
-/// block's gradient into its own buffer; the reducer adds them into the
+/// The workers' gradients, and their sum. Each replica of the model computes
+/// its block's gradient into its own buffer; they are added into the
 /// model's buffer in worker order, 0 + 1 + 2 + …, and then across ranks
 /// (`RankGroup.sum`, in rank order): the order of one process with all the
-/// ranks' workers. For a training step it can instead leave them apart, to be
+/// ranks' workers. For a training step they can instead stay apart, to be
 /// added inside Adam's pass (`update(_:with:)`), one pass over memory fewer.
 ///
 /// It also knows which buffers hold only zeros, so that a step clears only
 /// those that need it.
-final class GradientReducer<Scalar: BLASScalar> {
+final class ReplicaGradients<Scalar: BLASScalar> {
     private let replicas: [VariationalAutoencoder<Scalar>]
     private let ranks: RankGroup
     /// The replicas' gradient buffers (replica j's at j).

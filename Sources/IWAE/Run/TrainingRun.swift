@@ -1,0 +1,175 @@
+import Foundation
+
+/// One training run in its output directory, as `iwae train` and
+/// `iwae resume` run it: the directory's lock, the model made from the seed
+/// or restored from the checkpoint, the trainer, the checkpoints (with the
+/// typed `TrainingRecord` that a resume reads back), `metrics.jsonl`, and
+/// stop requests. The command line parses options, builds a run, and prints
+/// what `TrainingRun.Events` reports.
+///
+///     let run = TrainingRun(directory: "runs/a", configuration: configuration, options: options,
+///                           data: .files("fashion-mnist"))
+///     try run.train(images: try run.data.load(.train), resuming: nil)
+///     let (again, images, checkpoint) = try TrainingRun.resuming("runs/a")
+///     try again.train(images: images, resuming: checkpoint)
+public struct TrainingRun {
+    public var directory: String
+    public var configuration: ModelConfiguration
+    public var options: TrainingOptions
+    public var data: DataSource
+    /// The first N training images only, or all.
+    public var trainExamplesLimit: Int?
+    /// Training images held out for the per-epoch validation bound.
+    public var validationExamples: Int
+    /// Also a checkpoint every N steps within an epoch (nil: at epoch ends only).
+    public var checkpointEvery: Int?
+
+    public init(directory: String, configuration: ModelConfiguration, options: TrainingOptions, data: DataSource,
+                trainExamplesLimit: Int? = nil, validationExamples: Int = 5000, checkpointEvery: Int? = nil) {
+        self.directory = directory
+        self.configuration = configuration
+        self.options = options
+        self.data = data
+        self.trainExamplesLimit = trainExamplesLimit
+        self.validationExamples = validationExamples
+        self.checkpointEvery = checkpointEvery
+    }
+
+    /// What a run reports as it goes; the command line prints it.
+    public struct Events {
+        /// A line for the log (what the run does, each epoch's summary).
+        public var log: (String) -> Void
+        /// Progress within an epoch, a few times a second.
+        public var progress: (TrainingProgress) -> Void
+
+        public init(log: @escaping (String) -> Void = { _ in }, progress: @escaping (TrainingProgress) -> Void = { _ in }) {
+            self.log = log
+            self.progress = progress
+        }
+    }
+
+    /// The run in `directory`, to be continued with the options its
+    /// checkpoint records (`epochs` may extend it), on `ranks` processes
+    /// that share its worker threads: the checkpoint loaded and checked (a
+    /// damaged training state or optimizer refuses here, in one line), the
+    /// memory checked as for a new run, the training images loaded.
+    public static func resuming(_ directory: String, epochs: Int? = nil, checkpointEvery: Int? = nil,
+                                ranks: Int = 1) throws -> (run: TrainingRun, images: ImageSet, checkpoint: Checkpoint) {
+        let checkpoint = try Checkpoint.load(from: directory)
+        if let damage = checkpoint.resumeDamage {
+            throw IWAEError.invalidCheckpoint("\(Checkpoint.path(for: directory)): cannot resume: \(damage) (the parameters are intact: evaluate and sample still read them)")
+        }
+        guard let record = checkpoint.training, let data = checkpoint.data, checkpoint.optimizer != nil,
+              checkpoint.trainingState != nil else {
+            throw IWAEError.invalidCheckpoint("\(Checkpoint.path(for: directory)) has no training state to resume from")
+        }
+        guard record.threads % ranks == 0 else {
+            throw IWAEError.invalidArgument("the run used \(record.threads) worker threads in all; resume it on a number of ranks that divides \(record.threads), not \(ranks)")
+        }
+        if let n = checkpointEvery, n < 1 { throw IWAEError.invalidArgument("--checkpoint-every must be at least 1, got \(n)") }
+        var options = record.options
+        options.workers = record.threads / ranks
+        if let epochs { options.epochs = epochs }
+        try options.validate()
+        // A resumed run gets the checks a new run gets.
+        try options.checkMemory(for: checkpoint.model.configuration)
+        let run = TrainingRun(directory: directory, configuration: checkpoint.model.configuration, options: options, data: data,
+                              trainExamplesLimit: record.trainExamplesLimit, validationExamples: record.validationExamples,
+                              checkpointEvery: checkpointEvery)
+        var images = try data.load(.train)
+        if let n = record.trainExamplesLimit { images = images.prefix(n) }
+        return (run, images, checkpoint)
+    }
+
+    /// Trains on `images`: a new run (the model initialized from the seed, a
+    /// first checkpoint written), or, from `checkpoint`, the continuation of
+    /// one, bit for bit (same seed streams, order and position). When
+    /// `shouldStop` turns true (a signal) a checkpoint is written and
+    /// `IWAEError.interrupted` thrown.
+    ///
+    /// Across ranks every rank runs this with the same arguments; rank 0
+    /// alone holds the directory's lock and writes checkpoints and metrics.
+    /// Each phase that can fail on one rank only ends in an agreement
+    /// (`RankGroup.together`), so all ranks stop together.
+    public func train(images: ImageSet, resuming checkpoint: Checkpoint?, ranks: RankGroup = SingleRank(),
+                      shouldStop: @escaping () -> Bool = { false }, events: Events = Events(),
+                      faults: FaultInjection = .none) throws {
+        let writes = ranks.rank == 0
+        let seeds = options.seeds
+        let (model, split, heldOut) = try ranks.together {
+            if writes {
+                try RunDirectory.lock(directory)
+                RunDirectory.removeOrphanedTemporaries(in: directory)
+            }
+            let split = try images.splitValidation(count: validationExamples, seed: seeds.validationSplit)
+            let model = VariationalAutoencoder<Float>(configuration, seed: seeds.initialization)
+            // A resumed run takes every parameter from its checkpoint below.
+            if checkpoint == nil { try model.initializeOutputLayer(from: split.train, options.outputInitialization) }
+            let heldOut = split.validation.count > 0 ? model.evaluationImages(split.validation) : nil
+            return (model, split, heldOut)
+        }
+        let trainer = try Trainer(model: model, options: options, validation: heldOut, ranks: ranks)
+        try ranks.together {
+            guard let checkpoint else { return }
+            guard let saved = checkpoint.optimizer, let state = checkpoint.trainingState,
+                  saved.firstMoment.count == model.store.values.count else {
+                throw IWAEError.invalidCheckpoint("the checkpoint in \(directory) does not match its own training record")
+            }
+            model.store.values.pointer.update(from: checkpoint.model.store.values.pointer, count: model.store.values.count)
+            trainer.optimizer.restore(step: saved.step, firstMoment: saved.firstMoment, secondMoment: saved.secondMoment)
+            try trainer.restore(state)
+        }
+        let record = TrainingRecord(options: options, data: data, trainExamplesLimit: trainExamplesLimit,
+                                    validationExamples: validationExamples, threads: trainer.workers.totalWorkerCount,
+                                    trainCount: split.train.count, validationCount: split.validation.count)
+        let imageSize = Checkpoint.ImageSize(width: images.width, height: images.height)
+        if options.precision == .bf16 { events.log(Precision.bf16Products.notice) }
+        events.log(startLine(trainer, split: split, resumed: checkpoint?.trainingState, ranks: ranks))
+
+        func save(_ state: TrainingState) throws {
+            try faults.checkSave(at: state.step)
+            // Never replace a good checkpoint with values that are no longer finite.
+            let finite = { (t: Tensor<Float>) in t.buffer.allSatisfy { $0.isFinite } }
+            guard finite(model.store.values), finite(trainer.optimizer.firstMoment), finite(trainer.optimizer.secondMoment) else {
+                throw IWAEError.numerical("the parameters or Adam's moments are not finite at epoch \(state.epoch), step \(state.step) (diverged: try a smaller --learning-rate); the last finite checkpoint in \(directory) is kept")
+            }
+            guard writes else { return }
+            try Checkpoint(model: model, data: data, imageSize: imageSize, training: record, optimizer: trainer.optimizer,
+                           trainingState: state).save(to: directory)
+        }
+        if checkpoint == nil {
+            let state = trainer.currentState
+            try ranks.together { try save(state) }
+        }
+        let metricsPath = directory + "/metrics.jsonl"
+        let started = Date()
+        do {
+            try trainer.train(split.train, checkpointEvery: checkpointEvery, shouldStop: shouldStop, afterStep: faults.afterStep,
+                              onCheckpoint: save, onProgress: events.progress, onEpoch: { m, state in
+                try save(state)
+                guard writes else { return }
+                try RunDirectory.appendLine(Checkpoint.json(m), to: metricsPath)
+                let validation = m.validationBound.map { String(format: "  validation %.2f", $0) } ?? ""
+                events.log(String(format: "epoch %d/%d  train %.2f", m.epoch, options.epochs, m.trainBound) + validation
+                           + String(format: "  %d ex/s  %.1f s", Int(m.examplesPerSecond), m.seconds))
+            })
+        } catch IWAEError.interrupted(let message) {
+            throw IWAEError.interrupted("\(message); checkpoint saved in \(directory); continue with: iwae resume \(directory)")
+        }
+        events.log(String(format: "done in %.1f s; checkpoint %@/%@", Date().timeIntervalSince(started), directory, Checkpoint.fileName))
+    }
+
+    /// The log's first line: what is trained, or where it resumes, and how.
+    private func startLine(_ trainer: Trainer, split: (train: ImageSet, validation: ImageSet), resumed: TrainingState?,
+                           ranks: RankGroup) -> String {
+        let counts = trainer.gemmPlan.counts
+        let how = (ranks.count > 1 ? " on \(ranks.count) ranks × \(trainer.workers.workerCount) threads" : "")
+            + "; products by oneDNN at \(counts[.onednn] ?? 0) and OpenBLAS at \(counts[.openblas] ?? 0) of \(trainer.gemmPlan.backends.count) sites (--gemm \(options.gemm.rawValue))"
+            + (options.precision == .bf16 ? ", bf16 inputs" : "")
+        if let state = resumed {
+            return "resuming \(directory) at epoch \(state.epoch), step \(state.step) (\(options.epochs) epochs in all)\(how)"
+        }
+        let objective = options.objective
+        return "training \(objective.bound.rawValue) K=\(objective.samplesPerExample) on \(split.train.count) images (\(split.validation.count) held out), batch \(options.batchSize), \(options.epochs) epochs, \(trainer.model.store.values.count) parameters\(how)"
+    }
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import IWAE
+import IWAEConsole
+import IWAEMPI
+
+struct Resume: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Continue the training run in DIR from its last checkpoint, bit for bit (its options come from the checkpoint; also spelled 'iwae train --resume DIR').")
+
+    @Argument(help: "The run's output directory.") var directory: String
+    @Option(help: "Train to this many epochs in all (default: the run's own).") var epochs: Int?
+    @Option(help: "Also write a checkpoint every N training steps within an epoch (default: at each epoch's end only).")
+    var checkpointEvery: Int?
+    @Option(help: "Under mpirun: how the ranks sum gradients (ordered: the bits of one process; allreduce: MPI_Allreduce, faster, other bits).")
+    var reducer: GradientReducer = .ordered
+    @Option(help: "Under mpirun: seconds one exchange may wait for the other ranks before every rank is stopped.")
+    var rankTimeout: Double = 600
+
+    func run() throws {
+        guard rankTimeout > 0 else { throw IWAEError.invalidArgument("--rank-timeout must be positive, got \(rankTimeout)") }
+        ProcessRanks.configure(reducer: reducer, timeout: rankTimeout)
+        try Resume.resume(directory, epochs: epochs, checkpointEvery: checkpointEvery)
+    }
+
+    /// Continues the run in `directory` on this process's ranks, printing
+    /// as `iwae train` prints.
+    static func resume(_ directory: String, epochs: Int?, checkpointEvery: Int?) throws {
+        let ranks = ProcessRanks.current
+        let (run, images, checkpoint) = try ranks.together {
+            try TrainingRun.resuming(directory, epochs: epochs, checkpointEvery: checkpointEvery, ranks: ranks.count)
+        }
+        let stop = SignalFlag.install()
+        try run.train(images: images, resuming: checkpoint, ranks: ranks, shouldStop: { stop.isSet }, events: .console,
+                      faults: .fromEnvironment(rank: ranks.rank))
+    }
+}
+
+extension TrainingRun.Events {
+    /// The run's log and progress bar on the terminal (`ProgressBar`).
+    static var console: TrainingRun.Events {
+        TrainingRun.Events(log: { ProgressBar.log($0) }, progress: { p in
+            ProgressBar.draw("epoch \(p.epoch)/\(p.epochs)", done: p.batch, total: p.batches,
+                             detail: "bound \(formatted(p.runningBound))  \(Int(p.examplesPerSecond)) ex/s")
+        })
+    }
+}
