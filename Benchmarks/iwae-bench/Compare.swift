@@ -13,12 +13,15 @@ struct Compare: ParsableCommand {
     @Option(help: "mnist (Burda et al.'s data), fashion-mnist or a directory of MNIST-format files.") var data = "fashion-mnist"
     @Option(help: "Stochastic layers of the architectures to compare, comma-separated: 1 (784-200-200-50) and 2 (…-100-100-50). Default: 1,2 on mnist, 1 otherwise.")
     var layers: PositiveIntegers?
-    @Option(help: "Objectives, comma-separated.") var objectives = CommaSeparated<BoundKind>([.elbo, .iwae])
-    @Option(help: "K values, comma-separated.") var ks = PositiveIntegers([1, 5, 50])
+    @Option(help: "Objectives, comma-separated: elbo, iwae, elbo-analytic, miwae, ciwae, piwae.")
+    var objectives = CommaSeparated<BoundKind>([.elbo, .iwae])
+    @Option(help: "K values, comma-separated (per group for miwae and piwae).") var ks = PositiveIntegers([1, 5, 50])
+    @Option(help: "miwae, piwae rows: M groups of K draws.") var m = 1
+    @Option(help: "ciwae rows: β, the ELBO's share.") var beta = 0.5
     @Option(help: "Epochs per model (default 10; 3280 with --schedule paper; 1 with --quick).") var epochs: Int?
     @Option(help: "constant, or paper (3^i passes at rate·10^(-i/7)).") var schedule = LearningRateSchedule.constant
     @Option(help: "Examples per minibatch.") var batch = 100
-    @Option(help: "Encoder gradient estimator of the IWAE rows (reparam: the paper's; dreg: Tucker et al.'s, the same gradient with less variance). VAE rows use reparam.")
+    @Option(help: "Encoder gradient estimator of the IWAE, MIWAE and PIWAE rows (reparam: the paper's; dreg: Tucker et al.'s, the same gradient with less variance). The other rows use reparam.")
     var iwaeEstimator = GradientEstimator.reparam
     @Option(help: "Adam learning rate.") var learningRate = 1e-3
     @Option(help: "Decoder output weights at the start: glorot, or pca (the training images' principal directions at Glorot's scale).")
@@ -38,7 +41,10 @@ struct Compare: ParsableCommand {
     func run() throws {
         // Every row's objective, checked before the first one trains.
         let objectiveRows = try objectives.values.map { bound in
-            try ks.values.map { k in try Objective(bound, samplesPerExample: k, estimator: bound == .iwae ? iwaeEstimator : .reparam) }
+            try ks.values.map { k in
+                try Objective(bound, samplesPerExample: k, estimator: [.iwae, .miwae, .piwae].contains(bound) ? iwaeEstimator : .reparam,
+                              groups: bound == .miwae || bound == .piwae ? m : 1, beta: bound == .ciwae ? beta : nil)
+            }
         }
         let epochCount = epochs ?? (quick ? 1 : schedule.totalEpochs ?? 10)
         let testCount = testExamples ?? (quick ? 200 : 1000)
@@ -78,7 +84,7 @@ struct Compare: ParsableCommand {
                                               learningRate: learningRate, schedule: schedule,
                                               outputInitialization: outputInit, seed: seed, precision: precision)
                 let trainer = try Trainer(model: model, options: options, validation: nil)
-                let label = "\(architecture)-layer \(objective.bound.rawValue) K=\(k)"
+                let label = "\(architecture)-layer \(objective.label) K=\(k)"
                 let start = now()
                 try trainer.train(train, onProgress: { p in
                     ProgressBar.draw("\(label) epoch \(p.epoch)/\(p.epochs)", done: p.batch, total: p.batches,
@@ -87,7 +93,8 @@ struct Compare: ParsableCommand {
                 let trainSeconds = now() - start
                 ProgressBar.finishLine()
                 if let out {
-                    let directory = out + "/\(architecture)layer-\(objective.bound.rawValue)-k\(k)"
+                    let variant = (objective.groups > 1 ? "-m\(objective.groups)" : "") + (objective.beta.map { "-beta\($0)" } ?? "")
+                    let directory = out + "/\(architecture)layer-\(objective.bound.rawValue)\(variant)-k\(k)"
                     try prepareOutputDirectory(directory)
                     try Checkpoint(model: model, data: source,
                                    imageSize: Checkpoint.ImageSize(width: train.width, height: train.height)).save(to: directory)
@@ -100,7 +107,7 @@ struct Compare: ParsableCommand {
                 if !json && rows.isEmpty {
                     print("layers  objective     K   test NLL   ± stderr   train NLL    gap   active units   train examples/s   train seconds   paper NLL   paper active")
                 }
-                let row = Row(architecture: architecture, objective: objective.bound.rawValue, k: k, nll: testEstimate.negativeLogLikelihood,
+                let row = Row(architecture: architecture, objective: objective.label, k: k, nll: testEstimate.negativeLogLikelihood,
                               nllStderr: testEstimate.standardError, trainNLL: trainEstimate.negativeLogLikelihood,
                               activeUnits: testEstimate.activeUnitsPerLayer,
                               examplesPerSecond: Double(train.count * epochCount) / trainSeconds, trainSeconds: trainSeconds)

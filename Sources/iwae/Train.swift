@@ -117,7 +117,7 @@ struct Train: ParsableCommand {
         var images = try source.load(.train)
         let encoderWidths = encoderHidden?.values ?? hidden.values
         let decoderWidths = decoderHidden?.values ?? hidden.values.reversed()
-        try TrainingOptions.checkBufferMemory(samples: options.objective.samplesPerExample, batch: batch, dimension: images.dimension,
+        try TrainingOptions.checkBufferMemory(samples: options.objective.drawsPerExample, batch: batch, dimension: images.dimension,
                         hidden: (hidden.values + encoderWidths + decoderWidths + [latent]
                                  + upperLayer.flatMap { [$0.layer.dimension] + $0.layer.encoderHidden + $0.layer.decoderHidden }).max()!)
         if let n = trainExamples { images = images.prefix(n) }
@@ -141,11 +141,15 @@ struct ObjectiveOptions: ParsableArguments {
     private static let defaults = Objective.standard
     @Option(name: .customLong("objective"), help: "Bound to maximize (elbo-analytic: the ELBO with its KL in closed form).")
     var bound: BoundKind = defaults.bound
-    @Option(help: "Importance samples per example (K).") var k: Int = defaults.samplesPerExample
+    @Option(help: "Importance samples per example (K; per group with --m).") var k: Int = defaults.samplesPerExample
+    @Option(help: "miwae, piwae: groups of K draws (M), M·K draws per example.") var m: Int = defaults.groups
+    @Option(help: "ciwae: the ELBO's share β in β·ELBO + (1−β)·IWAE-K.") var beta: Double?
     @Option(help: "Encoder gradient estimator.") var estimator: GradientEstimator = defaults.estimator
     @Option(help: "Score-function baseline.") var baseline: ScoreBaseline = defaults.baseline
 
-    func objective() throws -> Objective { try Objective(bound, samplesPerExample: k, estimator: estimator, baseline: baseline) }
+    func objective() throws -> Objective {
+        try Objective(bound, samplesPerExample: k, estimator: estimator, baseline: baseline, groups: m, beta: beta)
+    }
 }
 
 /// Options of the synthetic `--data linear-gaussian` source.

@@ -231,6 +231,9 @@ final class HostileInputTests: XCTestCase {
             // Found by the typed-metadata fuzzer: ⌈count / batch⌉ overflowed (a trap) for a batch near Int.max.
             ("training", "huge-batch", options { $0["batchSize"] = Int.max }, "of an epoch of 1"),
             ("training", "negative-k", options { $0["samplesPerExample"] = -2 }, "k must be at least 1"),
+            ("training", "huge-groups", options { $0["objective"] = "miwae"; $0["groups"] = 1 << 62 }, "m × k overflows"),
+            ("training", "beta-not-ciwae", options { $0["beta"] = 0.5 }, "--beta is for ciwae, not iwae"),
+            ("training", "ciwae-beta-nan", options { $0["objective"] = "ciwae"; $0["beta"] = 2.5 }, "--beta must be in [0, 1]"),
             ("training", "nan-rate", options { $0["learningRate"] = -1.0 }, "learning rate must be finite and positive"),
             ("training", "unknown-option", options { $0["warmup"] = 100 }, "does not know: options.warmup"),
             ("state", "forged-seen", { $0["seen"] = 1 }, "examples seen in the epoch"),

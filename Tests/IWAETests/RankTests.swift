@@ -85,13 +85,14 @@ final class RankTests: XCTestCase {
     let data = LinearGaussianData(dimension: 6, latentDimension: 2, noise: 0.5, seed: 3)
 
     var precision = Precision.fp32
+    var objective = try! Objective(.iwae, samplesPerExample: 4)
 
     func options(workers: Int) -> TrainingOptions {
         var options = TrainingOptions()
         options.precision = precision
         options.batchSize = 15   // 45 examples: 3 batches; the last batches leave some workers idle below
         options.epochs = 2
-        options.objective = try! Objective(.iwae, samplesPerExample: 4)
+        options.objective = objective
         options.workers = workers
         return options
     }
@@ -159,6 +160,21 @@ final class RankTests: XCTestCase {
         }
         precision = .fp32
         XCTAssertNotEqual(try trainInOneProcess(workers: 2, train: train, validation: validation), expected, "bf16 is not fp32")
+    }
+
+    /// The tighter bounds too: MIWAE, CIWAE and PIWAE (its two passes) on two
+    /// ranks give the bits of one process with two workers.
+    func testRanksGiveTheBitsOfOneProcessWithTheTighterBounds() throws {
+        let train = data.examples(45, sampleSeed: 1)
+        for tighter in [try Objective(.miwae, samplesPerExample: 2, groups: 3), try Objective(.ciwae, samplesPerExample: 4, beta: 0.5),
+                        try Objective(.piwae, samplesPerExample: 2, estimator: .dreg, groups: 3)] {
+            objective = tighter
+            let expected = try trainInOneProcess(workers: 2, train: train, validation: nil)
+            for (r, result) in trainOnThreadRanks(2, workers: 1, train: [train, train], validation: nil).enumerated() {
+                XCTAssertEqual(try result.get(), expected, "rank \(r) of 2, \(tighter.label)")
+            }
+        }
+        objective = try Objective(.iwae, samplesPerExample: 4)
     }
 
     /// A failure on one rank stops all of them: rank 0 reports the failing

@@ -70,6 +70,16 @@ final class ResumeTests: XCTestCase {
         XCTAssertNotEqual(try trainedBytes(fp32), try trainedBytes(out))
     }
 
+    /// PIWAE (its two passes, its M recorded in the checkpoint) resumes bit
+    /// for bit, and its metrics name it.
+    func testPIWAERunResumesBitForBit() throws {
+        let out = try assertKilledRunResumesBitForBit("piwae", extra: ["--objective", "piwae", "--m", "2", "--k", "2"])
+        let objective = try XCTUnwrap(Checkpoint.load(from: out).training?.options.objective)
+        XCTAssertEqual(objective, try Objective(.piwae, samplesPerExample: 2, groups: 2))
+        let metrics = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8)
+        XCTAssertTrue(metrics.contains("\"objective\":\"piwae(2,2)\""), metrics)
+    }
+
     /// The two-layer model and its resumed run end with the same bytes too.
     func testTwoLayerRunResumesBitForBit() throws {
         let out = try assertKilledRunResumesBitForBit("two", extra: ["--upper-layer", "3@8", "--estimator", "dreg"])

@@ -180,12 +180,13 @@ func centralDifferences(_ values: UnsafeMutablePointer<Double>, _ indices: Range
     }
 }
 
-/// −mean_b bound_b of kind `bound` on x with K draws whose noise is fixed by
-/// `seed`: the function whose central differences the gradient tests take.
-func loss(_ model: VariationalAutoencoder<Double>, _ x: Tensor<Double>, _ bound: BoundKind, K: Int, seed: UInt64) -> Double {
+/// −mean_b bound_b of `objective` on x with its M·K draws, whose noise is
+/// fixed by `seed`: the function whose central differences the gradient tests take.
+func loss(_ model: VariationalAutoencoder<Double>, _ x: Tensor<Double>, _ objective: Objective, seed: UInt64) -> Double {
     let encoded = try! model.encode(x.matrix)
-    let lw = try! model.logWeights(encoded, samplesPerExample: K, using: Xoshiro256(seed: seed), keepForBackward: false)
+    let lw = try! model.logWeights(encoded, samplesPerExample: objective.drawsPerExample, using: Xoshiro256(seed: seed),
+                                   keepForBackward: false)
     var bounds = [Double](repeating: 0, count: x.matrix.rows)
-    lw.bound(bound, into: &bounds)
+    lw.bound(objective, into: &bounds)
     return -bounds.reduce(0, +) / Double(bounds.count)
 }

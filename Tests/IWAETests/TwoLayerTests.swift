@@ -72,8 +72,9 @@ final class TwoLayerTests: XCTestCase {
                     XCTAssertEqual(model.store.layout.slot(named: "decoder2.log_std") != nil, upper.isEmpty)
                     let x = batch(likelihood)
                     model.store.zeroGradients()
-                    try model.accumulateGradient(x.matrix, objective: Objective(bound, samplesPerExample: 3), using: Xoshiro256(seed: 7))
-                    let numeric = finiteDifferences(model, 0..<model.store.values.count) { loss(model, x, bound, K: 3, seed: 7) }
+                    let objective = try Objective(bound, samplesPerExample: 3)
+                    try model.accumulateGradient(x.matrix, objective: objective, using: Xoshiro256(seed: 7))
+                    let numeric = finiteDifferences(model, 0..<model.store.values.count) { loss(model, x, objective, seed: 7) }
                     assertClose(model.store.gradients.array, numeric, rtol: 1e-5, atol: 1e-7, "\(encoder) \(prior) \(likelihood) \(bound)")
                 }
             }
@@ -89,10 +90,10 @@ final class TwoLayerTests: XCTestCase {
             let model = model(prior: .learned)
             let x = batch()
             model.store.zeroGradients()
-            try model.accumulateGradient(x.matrix, objective: Objective(bound, samplesPerExample: 3, estimator: estimator, baseline: baseline),
-                                         using: Xoshiro256(seed: 9))
+            let objective = try Objective(bound, samplesPerExample: 3, estimator: estimator, baseline: baseline)
+            try model.accumulateGradient(x.matrix, objective: objective, using: Xoshiro256(seed: 9))
             let theta = model.encoderParameters.upperBound..<model.store.values.count
-            let numeric = finiteDifferences(model, theta) { loss(model, x, bound, K: 3, seed: 9) }
+            let numeric = finiteDifferences(model, theta) { loss(model, x, objective, seed: 9) }
             assertClose(Array(model.store.gradients.array[theta]), numeric, rtol: 1e-5, atol: 1e-7, "\(estimator) \(baseline) \(bound)")
         }
     }

@@ -170,6 +170,6 @@ public struct TrainingRun {
             return "resuming \(directory) at epoch \(state.epoch), step \(state.step) (\(options.epochs) epochs in all)\(how)"
         }
         let objective = options.objective
-        return "training \(objective.bound.rawValue) K=\(objective.samplesPerExample) on \(split.train.count) images (\(split.validation.count) held out), batch \(options.batchSize), \(options.epochs) epochs, \(trainer.model.store.values.count) parameters\(how)"
+        return "training \(objective.label) K=\(objective.samplesPerExample) on \(split.train.count) images (\(split.validation.count) held out), batch \(options.batchSize), \(options.epochs) epochs, \(trainer.model.store.values.count) parameters\(how)"
     }
 }

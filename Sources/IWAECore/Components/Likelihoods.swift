@@ -12,6 +12,9 @@ public final class BernoulliLikelihood<Scalar: BLASScalar> {
     public let decoder: MLP<Scalar>
     public var profiler: PhaseProfiler? { didSet { decoder.profiler = profiler; decoder.gemmPhase = .decoderGemm } }
 
+    /// A copy of the residuals x − σ(ℓ), for a second backward (PIWAE).
+    let keptResiduals = Tensor<Scalar>(shape: [0])
+
     public init(decoder: MLP<Scalar>) { self.decoder = decoder }
 
     /// log p(x|z) per row into `result`. The output bias is folded into the
@@ -45,9 +48,12 @@ public final class BernoulliLikelihood<Scalar: BLASScalar> {
         Scalar.sigmoid(f.pointer, out, count: f.count)
     }
 
-    public func releaseBuffers() { decoder.releaseBuffers() }
+    public func releaseBuffers() {
+        decoder.releaseBuffers()
+        keptResiduals.replace(shape: [0])
+    }
 
-    public var bufferBytes: Int { decoder.bufferBytes }
+    public var bufferBytes: Int { decoder.bufferBytes + keptResiduals.capacity * MemoryLayout<Scalar>.stride }
 }
 
 /// p_θ(x|z) = N(f_θ(z), σ² I) (Mathematics §1), σ fixed or learned as
@@ -164,6 +170,26 @@ public enum Likelihood<Scalar: BLASScalar> {
         switch self {
         case .bernoulli(let p): p.backward(weights: g, targets: x, samplesPerExample: K, store, dz: dz)
         case .gaussian(let p): p.backward(weights: g, targets: x, samplesPerExample: K, store, dz: dz)
+        }
+    }
+
+    /// The backward of `Σ_r c_r log p(x|z_r)` into the parameters and `dz`,
+    /// then of `Σ_r d_r log p(x|z_r)` into the parameters only: parameters
+    /// weighted by c + d, paths by c (PIWAE). The Bernoulli likelihood's
+    /// residuals, scaled in place by a backward, are kept for the second.
+    func backward(weights c: UnsafePointer<Scalar>, then d: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>,
+                  samplesPerExample K: Int, _ store: ParameterStore<Scalar>, dz: MatrixView<Scalar>) {
+        switch self {
+        case .bernoulli(let p):
+            let residuals = p.decoder.outputGradient, count = residuals.rows * residuals.columns
+            if p.keptResiduals.capacity < count { p.keptResiduals.replace(shape: [count]) }
+            p.keptResiduals.pointer.update(from: residuals.pointer, count: count)
+            p.backward(weights: c, targets: x, samplesPerExample: K, store, dz: dz)
+            residuals.pointer.update(from: p.keptResiduals.pointer, count: count)
+            p.backward(weights: d, targets: x, samplesPerExample: K, store, dz: nil)
+        case .gaussian(let p):
+            p.backward(weights: c, targets: x, samplesPerExample: K, store, dz: dz)
+            p.backward(weights: d, targets: x, samplesPerExample: K, store, dz: nil)
         }
     }
 

@@ -164,7 +164,7 @@ extension VariationalAutoencoder {
     /// rows of `x` (N, D), forward only, in batches of 500 examples; the
     /// buffers are released at the end.
     public func meanBound(_ x: MatrixView<Scalar>, objective: Objective, seed: UInt64) throws -> Double {
-        let K = objective.samplesPerExample
+        let K = objective.drawsPerExample
         defer { releaseBuffers() }
         let batch = 500
         let rng = Xoshiro256(seed: seed)
@@ -175,7 +175,7 @@ extension VariationalAutoencoder {
         while start < x.rows {
             let n = Swift.min(batch, x.rows - start)
             let encoded = try encode(x.rows(start..<start + n))
-            try logWeights(encoded, samplesPerExample: K, using: rng, keepForBackward: false).bound(objective.bound, into: scratch)
+            try logWeights(encoded, samplesPerExample: K, using: rng, keepForBackward: false).bound(objective, into: scratch)
             for b in 0..<n { total += Double(scratch[b]) }
             start += n
         }

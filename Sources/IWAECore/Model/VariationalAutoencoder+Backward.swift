@@ -28,12 +28,12 @@ extension VariationalAutoencoder {
     package func accumulateGradient(
         _ x: MatrixView<Scalar>, objective: Objective, using rng: Xoshiro256, lossScale: Scalar? = nil
     ) throws -> UnsafeMutableBufferPointer<Scalar> {
-        let K = objective.samplesPerExample
+        let draws = objective.drawsPerExample
         let encoded = try encode(x)
-        let lw = try logWeights(encoded, samplesPerExample: K, using: rng)
-        lw.bound(objective.bound, into: bounds.pointer)
-        let omega = MatrixView(boundWeightValues.pointer, rows: x.rows, columns: K)
-        lw.boundWeights(objective.bound, into: omega)
+        let lw = try logWeights(encoded, samplesPerExample: draws, using: rng)
+        lw.bound(objective, into: bounds.pointer)
+        let omega = MatrixView(boundWeightValues.pointer, rows: x.rows, columns: draws)
+        lw.boundWeights(objective, into: omega)
         backward(lw, boundWeights: omega, scale: lossScale ?? 1 / Scalar(x.rows), objective: objective)
         return UnsafeMutableBufferPointer(start: bounds.pointer, count: x.rows)
     }
@@ -46,7 +46,11 @@ extension VariationalAutoencoder {
     /// where ω (B, K) is ∂bound/∂ log w; with ω from `boundWeights` and
     /// scale = 1/B this is the gradient of −mean bound (Mathematics §3): θ and λ
     /// through the generative terms with g = −scale·ω, φ by the objective's
-    /// estimator (K is `lw`'s).
+    /// estimator (K is `lw`'s: all M·K draws). For PIWAE, φ takes the
+    /// encoder's ω_φ (MIWAE's, `encoderBoundWeights`) instead: the
+    /// generative side runs once with g − g_φ without paths, then with g_φ
+    /// and its paths, so θ and λ get g and the encoder g_φ (θ's gradient is
+    /// linear in its weights).
     ///
     /// The generative side runs first and leaves ∂loss/∂z_l (its paths) in
     /// each encoder's `sampleGradient`; the encoders then run top-down, each
@@ -55,9 +59,25 @@ extension VariationalAutoencoder {
                          objective: Objective) {
         let K = lw.samplesPerExample, rows = lw.examples * K, estimator = objective.estimator, bound = objective.bound
         precondition(omega.rows == lw.examples && omega.columns == K && omega.isContiguous)
+        var omega = omega
         let g = lossWeights.pointer
         for b in 0..<lw.examples { for j in 0..<K { g[b * K + j] = -lossScale * omega[b, j] } }
-        generativeBackward(lw, weights: g, paths: estimator != .score, prior: bound != .elboAnalytic)
+        if bound == .piwae {
+            // θ, λ take g (IWAE-(M·K)); the paths into the encoder take c = −scale·ω_φ (MIWAE).
+            let encoderOmega = MatrixView(encoderBoundWeightValues.pointer, rows: lw.examples, columns: K)
+            encoderBoundWeights(objective, logWeights: lw.values, into: encoderOmega)
+            let c = pathWeights.pointer   // free until DReG's pass, which reads g only
+            for r in 0..<rows { c[r] = -lossScale * encoderOmega.pointer[r] }
+            if estimator == .score {
+                generativeBackward(lw, weights: g, paths: false, prior: true)
+            } else {
+                generativePathsBackward(lw, weights: g, pathWeights: c)
+            }
+            g.update(from: c, count: rows)   // from here on, the encoder's weights
+            omega = encoderOmega
+        } else {
+            generativeBackward(lw, weights: g, paths: estimator != .score, prior: bound != .elboAnalytic)
+        }
         if bound == .elboAnalytic {
             encoder.backward(samplesPerExample: K, directScale: nil, klPrior: prior, klScale: lossScale, store)
             return
@@ -73,8 +93,15 @@ extension VariationalAutoencoder {
             // Path terms only (Roeder et al.); DReG weights every φ path once more by w̃ (Tucker et al.).
             var c = g
             if estimator == .dreg {
-                // ω is (B, K) contiguous: draw r's weight is ω.pointer[r].
-                let path = pathWeights.pointer, w = omega.pointer
+                // ω is (B, K) contiguous: draw r's weight is ω.pointer[r], w̃ = M·ω within its group
+                // (M = 1: ω itself, untouched).
+                let path = pathWeights.pointer
+                var w = omega.pointer
+                if objective.groups > 1 {
+                    let normalized = encoderBoundWeightValues.pointer
+                    for r in 0..<rows { normalized[r] = Scalar(objective.groups) * w[r] }
+                    w = normalized
+                }
                 for r in 0..<rows { path[r] = g[r] * w[r] }
                 for l in encoders.indices { Scalar.scaleRows(dz(l), by: w, rows: rows, columns: encoders[l].dimension) }
                 c = path
@@ -133,6 +160,29 @@ extension VariationalAutoencoder {
             conditional.densityBackward(at: latentSamples(l, samplesPerExample: K), weights: g,
                                         pointGradient: paths ? encoders[l].sampleGradient.pointer : nil, store,
                                         dx: paths ? encoders[l + 1].sampleGradientView(1) : nil)
+        }
+    }
+
+    /// `generativeBackward` with paths, when the paths take other weights
+    /// than the parameters (PIWAE): θ and λ get g, each z_l's path c. Each
+    /// generative part runs with c (parameters and paths), then again with
+    /// g − c for its parameters only (their gradient is linear in the
+    /// weights); the prior takes both at once.
+    private func generativePathsBackward(_ lw: LogWeights<Scalar>, weights g: UnsafeMutablePointer<Scalar>,
+                                         pathWeights c: UnsafeMutablePointer<Scalar>) {
+        let K = lw.samplesPerExample, top = encoders.count - 1, rows = lw.examples * K
+        let difference = scoreWeights.pointer   // free until the score estimator's pass
+        for r in 0..<rows { difference[r] = g[r] - c[r] }
+        for upper in encoders.dropFirst() { upper.sampleGradient.pointer.update(repeating: 0, count: upper.samplesView(1).count) }
+        likelihood.backward(weights: c, then: difference, targets: lw.input, samplesPerExample: K, store,
+                            dz: encoder.sampleGradientView(K))
+        prior.backward(latentSamples(top, samplesPerExample: K), weights: g, path: UnsafePointer(c),
+                       sampleGradient: encoders[top].sampleGradient.pointer, store)
+        for (l, conditional) in conditionalPriors.enumerated() {
+            let at = latentSamples(l, samplesPerExample: K)
+            conditional.densityBackward(at: at, weights: c, pointGradient: encoders[l].sampleGradient.pointer, store,
+                                        dx: encoders[l + 1].sampleGradientView(1))
+            conditional.densityBackward(at: at, weights: difference, pointGradient: nil, store, dx: nil)
         }
     }
 

@@ -49,6 +49,8 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     let logWeightValues = Tensor<Scalar>(shape: [0])
     /// ω = ∂bound/∂ log w.
     let boundWeightValues = Tensor<Scalar>(shape: [0])
+    /// The encoder's ω where it differs (PIWAE: MIWAE's), or DReG's w̃ = M·ω of a MIWAE group.
+    let encoderBoundWeightValues = Tensor<Scalar>(shape: [0])
     /// g = ∂loss/∂ log w = −scale · ω.
     let lossWeights = Tensor<Scalar>(shape: [0])
     /// Path weights of the doubly reparameterized estimator, g ⊙ ω.
@@ -142,8 +144,8 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     /// The model's own buffers: one value per example (B), one per draw (B·K).
     private var perExample: [Tensor<Scalar>] { [klDivergences, bounds] }
     private var perDraw: [Tensor<Scalar>] {
-        [logLikelihood, logPrior, logPosterior, logWeightValues, boundWeightValues, lossWeights, pathWeights, scoreWeights,
-         layerLogDensity]
+        [logLikelihood, logPrior, logPosterior, logWeightValues, boundWeightValues, encoderBoundWeightValues, lossWeights,
+         pathWeights, scoreWeights, layerLogDensity]
     }
 
     private func reserve(examples b: Int, draws rows: Int) {

@@ -24,39 +24,52 @@ public enum ScoreBaseline: String, Codable, Sendable, CaseIterable {
 }
 
 /// The score-function coefficients a_bj = −scale · c_bj of ∇_φ log q(z_bj|x_b)
-/// (Mathematics §3, z fixed), into `result` (B·K):
+/// (Mathematics §3, z fixed), into `result` (B·MK). Draw j's coefficient
+/// takes only the part of the bound that depends on z_j:
 ///
-///     IWAE: c_j = (L_K − b_j) − w̃_j           ELBO: c_j = (log w_j − b_j)/K − 1/K
+///     IWAE:  c_j = (L_K − b_j) − ω_j                 ELBO: c_j = (log w_j − b_j)/K − ω_j
+///     MIWAE (and PIWAE's encoder), j in group m:     c_j = (L_K(group m) − b_j)/M − ω_j
+///     CIWAE: c_j = β · log w_j/K + (1 − β) · L_K − ω_j
 ///
-/// b_j = 0, or (the objective's baseline) VIMCO's leave-one-out: L_K with log w_j replaced by the mean
-/// of the others (IWAE), the mean of the other log w (ELBO). ω (B, K) are
-/// the bound weights. The rows of `logWeights` are restored after use.
+/// b_j = 0, or (the objective's baseline) VIMCO's leave-one-out: L_K of the
+/// group with log w_j replaced by the mean of the others (IWAE, MIWAE), the
+/// mean of the other log w (ELBO). ω (B, MK) are the encoder's bound weights.
+/// The rows of `logWeights` are restored after use.
 func scoreCoefficients<Scalar: BLASScalar>(
     _ logWeights: LogWeights<Scalar>, boundWeights omega: MatrixView<Scalar>, scale: Scalar, objective: Objective,
     into a: UnsafeMutablePointer<Scalar>
 ) {
-    let K = logWeights.samplesPerExample, lw = logWeights.values, baseline = objective.baseline, iwae = objective.bound == .iwae
+    let draws = logWeights.samplesPerExample, lw = logWeights.values, baseline = objective.baseline
+    let M = objective.bound == .elbo || objective.bound == .elboAnalytic || objective.bound == .ciwae ? 1 : objective.groups
+    let K = draws / M
     for b in 0..<logWeights.examples {
-        let row = lw.pointer + b * lw.rowStride
-        var sum: Scalar = 0
-        for j in 0..<K { sum += row[j] }
-        let bound = iwae ? logMeanExp(logSum: logSumExp(row, count: K), count: K) : sum / Scalar(K)
-        for j in 0..<K {
-            var signal: Scalar
-            if iwae {
-                signal = bound
-                if baseline == .vimco {
-                    let saved = row[j]
-                    row[j] = (sum - row[j]) / Scalar(K - 1)
-                    signal -= logMeanExp(logSum: logSumExp(row, count: K), count: K)
-                    row[j] = saved
+        for m in 0..<M {
+            let row = lw.pointer + b * lw.rowStride + m * K
+            var sum: Scalar = 0
+            for j in 0..<K { sum += row[j] }
+            let groupBound = logMeanExp(logSum: logSumExp(row, count: K), count: K)
+            for j in 0..<K {
+                var signal: Scalar
+                switch objective.bound {
+                case .iwae, .miwae, .piwae:
+                    signal = groupBound
+                    if baseline == .vimco {
+                        let saved = row[j]
+                        row[j] = (sum - row[j]) / Scalar(K - 1)
+                        signal -= logMeanExp(logSum: logSumExp(row, count: K), count: K)
+                        row[j] = saved
+                    }
+                    signal /= Scalar(M)
+                case .elbo, .elboAnalytic:
+                    signal = row[j]
+                    if baseline == .vimco { signal -= (sum - row[j]) / Scalar(K - 1) }
+                    signal /= Scalar(K)
+                case .ciwae:
+                    let beta = Scalar(objective.beta!)
+                    signal = beta * (row[j] / Scalar(K)) + (1 - beta) * groupBound
                 }
-            } else {
-                signal = row[j]
-                if baseline == .vimco { signal -= (sum - row[j]) / Scalar(K - 1) }
-                signal /= Scalar(K)
+                a[b * draws + m * K + j] = -scale * (signal - omega[b, m * K + j])
             }
-            a[b * K + j] = -scale * (signal - omega[b, j])
         }
     }
 }

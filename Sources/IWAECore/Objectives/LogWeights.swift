@@ -23,14 +23,20 @@ public struct LogWeights<Scalar: BLASScalar> {
     /// K.
     public var samplesPerExample: Int { values.columns }
 
-    /// The per-example bound of kind `bound` (B):
+    /// The per-example bound of `objective` (B) from its M·K draws per
+    /// example (group m: draws mK ..< (m+1)K):
     ///
     ///     iwae:          L_K = logmeanexp_j(log w_bj)
     ///     elbo:          (1/K) Σ_j log w_bj
     ///     elbo-analytic: (1/K) Σ_j log p(x_b|z_bj) − KL_b
-    package func bound(_ bound: BoundKind, into result: UnsafeMutablePointer<Scalar>) {
-        switch bound {
-        case .iwae:
+    ///     miwae:         (1/M) Σ_m L_K(group m)
+    ///     ciwae:         β · (1/K) Σ_j log w_bj + (1 − β) · L_K
+    ///     piwae:         L_{MK} over all M·K draws (the decoder's bound; the
+    ///                    encoder climbs MIWAE(M, K), `encoderBoundWeights`)
+    package func bound(_ objective: Objective, into result: UnsafeMutablePointer<Scalar>) {
+        precondition(samplesPerExample == objective.drawsPerExample, "log weights of M·K draws per example")
+        switch objective.bound {
+        case .iwae, .piwae:
             iwaeBound(logWeights: values, into: result)
         case .elbo:
             elboEstimate(logWeights: values, into: result)
@@ -41,20 +47,57 @@ public struct LogWeights<Scalar: BLASScalar> {
                 for j in 0..<K { sum += logLikelihood[b * K + j] }
                 result[b] = sum / Scalar(K) - klDivergence[b]
             }
+        case .miwae:
+            miwaeBound(logWeights: values, groups: objective.groups, into: result)
+        case .ciwae:
+            ciwaeBound(logWeights: values, beta: Scalar(objective.beta!), into: result)
         }
     }
 
-    /// The per-example bound of kind `bound` (B values): see `bound(_:into:)`.
-    public func bound(_ bound: BoundKind) -> [Scalar] {
+    /// The per-example bound of `objective` (B values): see `bound(_:into:)`.
+    public func bound(_ objective: Objective) -> [Scalar] {
         [Scalar](unsafeUninitializedCapacity: examples) { result, initialized in
-            if let base = result.baseAddress { self.bound(bound, into: base) }
+            if let base = result.baseAddress { bound(objective, into: base) }
             initialized = examples
         }
     }
 
-    /// ω = ∂bound/∂ log w (B, K) of kind `bound` (`boundWeights`).
-    public func boundWeights(_ bound: BoundKind, into result: MatrixView<Scalar>) {
-        IWAECore.boundWeights(bound, logWeights: values, into: result)
+    /// ω = ∂bound/∂ log w (B, M·K) of `objective` (`boundWeights`): for
+    /// PIWAE the decoder's, IWAE-(M·K).
+    public func boundWeights(_ objective: Objective, into result: MatrixView<Scalar>) {
+        IWAECore.boundWeights(objective, logWeights: values, into: result)
+    }
+}
+
+/// MIWAE(M, K) per example from its M·K log weights (B, M·K), group m the
+/// columns mK ..< (m+1)K (Rainforth et al. 2018):
+///
+///     MIWAE = (1/M) Σ_m [logsumexp_k(log w_mk) − log K]
+///
+/// MIWAE(1, K) is L_K; MIWAE(M, 1) is the ELBO over M draws.
+package func miwaeBound<Scalar: BLASScalar>(logWeights: MatrixView<Scalar>, groups M: Int, into result: UnsafeMutablePointer<Scalar>) {
+    let K = logWeights.columns / M
+    precondition(K * M == logWeights.columns, "M groups of K columns")
+    for b in 0..<logWeights.rows {
+        let row = logWeights.pointer + b * logWeights.rowStride
+        var sum: Scalar = 0
+        for m in 0..<M { sum += logMeanExp(logSum: logSumExp(row + m * K, count: K), count: K) }
+        result[b] = sum / Scalar(M)
+    }
+}
+
+/// CIWAE_β per example from its K log weights (B, K) (Rainforth et al. 2018):
+///
+///     CIWAE_β = β · (1/K) Σ_k log w_k + (1 − β) · [logsumexp_k(log w_k) − log K]
+///
+/// CIWAE₀ is L_K, CIWAE₁ the ELBO.
+package func ciwaeBound<Scalar: BLASScalar>(logWeights: MatrixView<Scalar>, beta: Scalar, into result: UnsafeMutablePointer<Scalar>) {
+    for b in 0..<logWeights.rows {
+        let row = logWeights.pointer + b * logWeights.rowStride, K = logWeights.columns
+        var sum: Scalar = 0
+        for j in 0..<K { sum += row[j] }
+        let iwae = logMeanExp(logSum: logSumExp(row, count: K), count: K)
+        result[b] = beta * (sum / Scalar(K)) + (1 - beta) * iwae
     }
 }
 
@@ -89,19 +132,47 @@ package func elboEstimate<Scalar: BLASScalar>(logWeights: MatrixView<Scalar>, in
 
 /// How each log weight enters the gradient of the bound (Mathematics §3):
 ///
-///     ∂L_K/∂ log w_k = w̃_k = softmax_k(log w)     (IWAE)
-///     ∂L_ELBO/∂ log w_k = 1/K                     (ELBO)
+///     ∂L_K/∂ log w_k = w̃_k = softmax_k(log w)              (IWAE; PIWAE's decoder, over all M·K)
+///     ∂L_ELBO/∂ log w_k = 1/K                              (ELBO)
+///     ∂MIWAE/∂ log w_mk = (1/M) softmax_k(log w_m·)         (MIWAE: within group m)
+///     ∂CIWAE/∂ log w_k = β/K + (1 − β) w̃_k                  (CIWAE)
 ///
-/// logWeights and result are (B, K).
+/// logWeights and result are (B, M·K).
 public func boundWeights<Scalar: BLASScalar>(
-    _ bound: BoundKind, logWeights: MatrixView<Scalar>, into result: MatrixView<Scalar>
+    _ objective: Objective, logWeights: MatrixView<Scalar>, into result: MatrixView<Scalar>
 ) {
-    switch bound {
-    case .iwae: softmaxRows(logWeights, into: result)
+    switch objective.bound {
+    case .iwae, .piwae: softmaxRows(logWeights, into: result)
     case .elbo, .elboAnalytic:
         let w = 1 / Scalar(logWeights.columns)
         for b in 0..<result.rows { for j in 0..<result.columns { result[b, j] = w } }
+    case .miwae:
+        groupBoundWeights(logWeights, groups: objective.groups, into: result)
+    case .ciwae:
+        softmaxRows(logWeights, into: result)
+        let beta = Scalar(objective.beta!), uniform = beta / Scalar(logWeights.columns)
+        for b in 0..<result.rows { for j in 0..<result.columns { result[b, j] = uniform + (1 - beta) * result[b, j] } }
     }
+}
+
+/// The encoder's ω of `objective`: MIWAE(M, K)'s for PIWAE, the bound's
+/// own (`boundWeights`) for the others.
+package func encoderBoundWeights<Scalar: BLASScalar>(
+    _ objective: Objective, logWeights: MatrixView<Scalar>, into result: MatrixView<Scalar>
+) {
+    if objective.bound == .piwae { groupBoundWeights(logWeights, groups: objective.groups, into: result) }
+    else { boundWeights(objective, logWeights: logWeights, into: result) }
+}
+
+/// MIWAE's ω: (1/M) softmax within each of the M groups of K columns.
+private func groupBoundWeights<Scalar: BLASScalar>(_ logWeights: MatrixView<Scalar>, groups M: Int, into result: MatrixView<Scalar>) {
+    let K = logWeights.columns / M
+    for m in 0..<M {
+        let columns = m * K..<(m + 1) * K
+        softmaxRows(logWeights.columns(columns), into: result.columns(columns))
+    }
+    let scale = 1 / Scalar(M)
+    for b in 0..<result.rows { for j in 0..<result.columns { result[b, j] *= scale } }
 }
 
 /// Log importance weights, per draw:

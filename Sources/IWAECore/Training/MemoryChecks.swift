@@ -8,7 +8,7 @@ extension TrainingOptions {
     /// from a command line or a checkpoint; the arithmetic is checked.
     public func checkMemory(for configuration: ModelConfiguration) throws {
         try TrainingOptions.checkModelMemory(configuration, workers: workers)
-        try TrainingOptions.checkBufferMemory(samples: objective.samplesPerExample, batch: batchSize, dimension: configuration.dataDimension,
+        try TrainingOptions.checkBufferMemory(samples: objective.drawsPerExample, batch: batchSize, dimension: configuration.dataDimension,
                                               hidden: configuration.widestLayer)
     }
 

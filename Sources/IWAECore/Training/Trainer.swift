@@ -89,10 +89,10 @@ public final class Trainer {
                                    workers: ModelWorkers<Float>) -> GEMMPlan {
         let examples = (options.batchSize + workers.totalWorkerCount - 1) / workers.totalWorkerCount
         let threads = workers.totalWorkerCount > 1 ? 1 : BLASLibrary.threads
-        let sites = model.productSites(examples: examples, samplesPerExample: options.objective.samplesPerExample).keys.sorted()
+        let sites = model.productSites(examples: examples, samplesPerExample: options.objective.drawsPerExample).keys.sorted()
         let ranks = workers.ranks
         var plan = ranks.rank == 0 || options.gemm != .auto
-            ? model.gemmPlan(options.gemm, examples: examples, samplesPerExample: options.objective.samplesPerExample, threads: threads)
+            ? model.gemmPlan(options.gemm, examples: examples, samplesPerExample: options.objective.drawsPerExample, threads: threads)
             : GEMMPlan()
         if ranks.count > 1 {
             var words = sites.map { ranks.rank == 0 && plan.backend(for: $0) == .onednn ? UInt64(1) : 0 }
@@ -244,7 +244,7 @@ public final class Trainer {
                     try ranks.failTogether(IWAEError.numerical("non-finite validation bound after epoch \(state.epoch), step \(state.step); the last checkpoint is kept"))
                 }
             }
-            let metrics = EpochMetrics(epoch: state.epoch, step: state.step, objective: options.objective.bound.rawValue,
+            let metrics = EpochMetrics(epoch: state.epoch, step: state.step, objective: options.objective.label,
                                        k: options.objective.samplesPerExample, trainBound: state.boundSum / Double(state.seen),
                                        validationBound: validationBound,
                                        examplesPerSecond: Double(state.seen - seenAtStart) / seconds,

@@ -85,10 +85,11 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         self.precision = precision
     }
 
-    /// The record's keys. The objective's four fields sit beside the others
-    /// (`objective` names its bound), as checkpoints have always held them.
+    /// The record's keys. The objective's fields sit beside the others
+    /// (`objective` names its bound), as checkpoints have always held them;
+    /// `groups` (M) and `beta` (β) are written only for the bounds that have them.
     enum CodingKeys: String, CodingKey {
-        case objective, samplesPerExample, estimator, baseline
+        case objective, samplesPerExample, estimator, baseline, groups, beta
         case epochs, batchSize, learningRate, schedule, adamEpsilon, outputInitialization, seed, workers, gemm, precision
     }
 
@@ -101,7 +102,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         objective = try Objective(c.decode(BoundKind.self, forKey: .objective),
                                   samplesPerExample: c.decode(Int.self, forKey: .samplesPerExample),
                                   estimator: c.decode(GradientEstimator.self, forKey: .estimator),
-                                  baseline: c.decode(ScoreBaseline.self, forKey: .baseline))
+                                  baseline: c.decode(ScoreBaseline.self, forKey: .baseline),
+                                  groups: c.decodeIfPresent(Int.self, forKey: .groups) ?? 1,
+                                  beta: c.decodeIfPresent(Double.self, forKey: .beta))
         epochs = try c.decode(Int.self, forKey: .epochs)
         batchSize = try c.decode(Int.self, forKey: .batchSize)
         learningRate = try c.decode(Double.self, forKey: .learningRate)
@@ -120,6 +123,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         try c.encode(objective.samplesPerExample, forKey: .samplesPerExample)
         try c.encode(objective.estimator, forKey: .estimator)
         try c.encode(objective.baseline, forKey: .baseline)
+        if objective.groups != 1 { try c.encode(objective.groups, forKey: .groups) }
+        try c.encodeIfPresent(objective.beta, forKey: .beta)
         try c.encode(epochs, forKey: .epochs)
         try c.encode(batchSize, forKey: .batchSize)
         try c.encode(learningRate, forKey: .learningRate)
