@@ -185,7 +185,3 @@ enum PaperTable1 {
         return table["\(layers) \(bound.rawValue) \(k)"].map { (nll: $0.0, active: $0.1) }
     }
 }
-
-extension String {
-    func leftPadded(_ width: Int) -> String { String(repeating: " ", count: Swift.max(0, width - count)) + self }
-}

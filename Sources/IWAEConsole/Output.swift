@@ -50,6 +50,11 @@ public func lineBufferStandardOutput() {
     setvbuf(stdout, nil, _IOLBF, 0)
 }
 
+extension String {
+    /// The string right-aligned in `width` columns (spaces before it), for tables.
+    public func leftPadded(_ width: Int) -> String { String(repeating: " ", count: Swift.max(0, width - count)) + self }
+}
+
 /// `x` with `digits` decimals.
 public func formatted(_ x: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", x) }
 

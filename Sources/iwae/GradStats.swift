@@ -6,23 +6,24 @@ import IWAEConsole
 struct GradStats: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "grad-stats",
-        abstract: "Signal-to-noise ratio and variance of the gradient estimators (Rainforth et al. 2018) on a fixed batch.")
+        abstract: "Signal-to-noise ratio and variance of the gradient estimators (Rainforth et al. 2018) on a fixed batch, per parameter group, and the slope of log SNR against log K.")
 
     @Argument(help: "Training output directory (or model.safetensors); omit with --fresh.") var checkpoint: String?
     @Flag(help: "Use a freshly initialized model of the default architecture instead of a checkpoint.") var fresh = false
     @OptionGroup var dataOptions: DataOptions
     @Option(help: "Estimators, comma-separated: reparam, score, score-vimco, stl, dreg.") var estimators = "reparam,score,stl,dreg"
-    @Option(help: "K values, comma-separated.") var ks = PositiveIntegers([1, 10, 100])
+    @Option(help: "K values, comma-separated (per group with --ms).") var ks = PositiveIntegers([1, 10, 100])
+    @Option(help: "miwae, piwae: M values, comma-separated (one series of K per M).") var ms = PositiveIntegers([1])
     @Option(help: "Independent gradient draws per estimator and K.") var draws = 100
     @Option(help: "Examples in the fixed batch (the first test images).") var batch = 20
-    @Option(help: "Bound whose gradient is estimated: iwae or elbo.") var objective = BoundKind.iwae
+    @Option(help: "Bound whose gradient is estimated: iwae, elbo, miwae, ciwae or piwae.") var objective = BoundKind.iwae
+    @Option(help: "ciwae: β, the ELBO's share.") var beta: Double?
     @Option(help: "Seed of the draws (and of --fresh initialization).") var seed: UInt64 = 1
     @Option(help: "Write a PNG plot of SNR against K.") var plot: String?
-    @Flag(help: "One JSON object per estimator and K instead of the table.") var json = false
+    @Flag(help: "One JSON object per estimator, M, parameter group and K instead of the tables.") var json = false
 
     func run() throws {
-        guard objective != .elboAnalytic else { throw IWAEError.invalidArgument("--objective must be iwae or elbo, got elbo-analytic") }
-        let kList = ks.values
+        guard objective != .elboAnalytic else { throw IWAEError.invalidArgument("--objective must not be elbo-analytic (its encoder gradient is in closed form)") }
         guard !estimators.isEmpty else { throw IWAEError.invalidArgument("--estimators must name at least one estimator") }
         let estimatorList = try estimators.split(separator: ",", omittingEmptySubsequences: false).map { name in
             let (estimator, baseline) = try Objective.estimator(named: String(name))
@@ -32,20 +33,22 @@ struct GradStats: ParsableCommand {
         guard batch >= 1 else { throw IWAEError.invalidArgument("--batch must be at least 1, got \(batch)") }
         if let plot, !plot.hasSuffix(".png") { throw IWAEError.invalidArgument("--plot must name a .png file, got \(plot)") }
         // Combinations an estimator does not support (VIMCO at K = 1) are skipped; none at all is an error.
-        var cells = [(name: String, objective: Objective)]()
+        var series = [SNRSeries]()
         var skipped = [(String, Error)]()
         for (name, e, b) in estimatorList {
-            for k in kList {
-                do {
-                    cells.append((name, try Objective(objective, samplesPerExample: k, estimator: e, baseline: b)))
-                } catch {
-                    skipped.append(("\(name) at K=\(k)", error))
+            for m in ms.values {
+                var cells = [Objective]()
+                for k in ks.values {
+                    do { cells.append(try Objective(objective, samplesPerExample: k, estimator: e, baseline: b, groups: m, beta: beta)) }
+                    catch { skipped.append(("\(name) at M=\(m), K=\(k)", error)) }
                 }
+                if !cells.isEmpty { series.append(SNRSeries(name: name, groups: m, objectives: cells)) }
             }
         }
-        if cells.isEmpty, let first = skipped.first { throw first.1 }
+        if series.isEmpty, let first = skipped.first { throw first.1 }
         if !json { for (what, why) in skipped { print("skipping \(what): \(why)") } }
-        try TrainingOptions.checkBufferMemory(samples: kList.max()!, batch: batch, dimension: 784, hidden: 200)
+        let largest = series.flatMap(\.objectives).map(\.drawsPerExample).max()!
+        try TrainingOptions.checkBufferMemory(samples: largest, batch: batch, dimension: 784, hidden: 200)
 
         let model: VariationalAutoencoder<Float>
         let test: ImageSet
@@ -61,55 +64,83 @@ struct GradStats: ParsableCommand {
             model = loaded.model
             test = try loadTestSet(dataOptions, checkpoint: loaded).images
         }
-        let examples = test.prefix(batch)
-        let binary = model.evaluationImages(examples)
+        let binary = model.evaluationImages(test.prefix(batch))
         let x = Tensor<Float>(shape: [binary.count, binary.dimension], values: binary.pixels)
-        let encoderRange = model.encoderParameters, decoderRange = model.decoderParameters
+        let groups = ParameterGroup.allCases.filter { !model.parameters(of: $0).joined().isEmpty }
 
-        var rows = [(name: String, k: Int, encoder: (Double, Double, Double), decoder: (Double, Double, Double))]()
         if !json {
             print("gradient statistics: \(objective.rawValue) bound, batch of \(x.matrix.rows) test images, \(draws) draws each; SNR = mean over parameters of |E g| / std g")
-            print("estimator        K   encoder SNR   decoder SNR   encoder variance   decoder variance   ‖E g_enc‖   ‖E g_dec‖")
+            let snrHeaders: [String] = groups.map { group in "\(group.rawValue) SNR".leftPadded(13) }
+            let varianceHeaders: [String] = groups.map { group in "\(group.rawValue) variance".leftPadded(18) }
+            print("estimator      M     K  " + snrHeaders.joined(separator: " ") + "  " + varianceHeaders.joined(separator: " "))
         }
-        for (name, cellObjective) in cells {
-            let k = cellObjective.samplesPerExample
-            do {
+        for index in series.indices {
+            for objective in series[index].objectives {
+                let k = objective.samplesPerExample
                 let workers = ModelWorkers(model: model, seed: seed &+ UInt64(k))
                 let moments = GradientMoments(count: model.store.values.count)
                 for draw in 0..<draws {
-                    try workers.stepGradient(x.matrix, objective: cellObjective)
+                    try workers.stepGradient(x.matrix, objective: objective)
                     workers.collectGradient()
                     moments.add(model.store.gradients.pointer)
-                    ProgressBar.draw("\(name) K=\(k)", done: draw + 1, total: draws, detail: "")
+                    ProgressBar.draw("\(series[index].name) M=\(objective.groups) K=\(k)", done: draw + 1, total: draws, detail: "")
                 }
                 ProgressBar.finishLine()
-                let e = moments.summary(encoderRange), d = moments.summary(decoderRange)
-                rows.append((name, k, (e.snr, e.totalVariance, e.meanNorm), (d.snr, d.totalVariance, d.meanNorm)))
+                let summaries = groups.map { moments.summary(model.parameters(of: $0)) }
+                series[index].points.append(summaries)
+                if !json {
+                    print(series[index].name.padding(toLength: 11, withPad: " ", startingAt: 0)
+                          + String(format: " %3d %5d  ", objective.groups, k)
+                          + summaries.map { String(format: "%13.4f", $0.snr) }.joined(separator: " ") + "  "
+                          + summaries.map { String(format: "%18.4g", $0.totalVariance) }.joined(separator: " "))
+                }
+            }
+        }
+        // The slope of log SNR against log K, per series and group.
+        if !json { print("slope of log SNR against log K (± standard error; Rainforth et al. predict −0.5 for the IWAE encoder, +0.5 for its decoder):") }
+        for s in series {
+            let ks = s.objectives.map(\.samplesPerExample)
+            for (g, group) in groups.enumerated() {
+                let snr = s.points.map { $0[g].snr }
+                let fit = logLogSlope(ks: ks, snr: snr)
                 if json {
-                    print(jsonLine([("estimator", name), ("k", k), ("draws", draws), ("encoder_snr", e.snr), ("decoder_snr", d.snr),
-                                    ("encoder_variance", e.totalVariance), ("decoder_variance", d.totalVariance),
-                                    ("encoder_mean_norm", e.meanNorm), ("decoder_mean_norm", d.meanNorm)]))
+                    for (i, k) in ks.enumerated() {
+                        let summary = s.points[i][g]
+                        print(jsonLine([("estimator", s.name), ("objective", self.objective.rawValue), ("m", s.groups), ("group", group.rawValue),
+                                        ("k", k), ("snr", summary.snr), ("slope", fit.slope), ("slope_stderr", fit.standardError),
+                                        ("draws", draws), ("variance", summary.totalVariance), ("mean_norm", summary.meanNorm)]))
+                    }
                 } else {
-                    print(name.padding(toLength: 12, withPad: " ", startingAt: 0)
-                          + String(format: " %5d %13.4f %13.4f %18.4g %18.4g %11.4g %11.4g", k, e.snr, d.snr, e.totalVariance,
-                                   d.totalVariance, e.meanNorm, d.meanNorm))
+                    print("  " + s.name.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: " M=%-3d ", s.groups)
+                          + group.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
+                          + String(format: " %+.3f ± %.3f", fit.slope, fit.standardError))
                 }
             }
         }
         if let plot {
-            func series(_ pick: @escaping (((Double, Double, Double), (Double, Double, Double))) -> Double) -> [ChartSeries] {
-                estimatorList.enumerated().map { i, entry in
-                    ChartSeries(name: entry.0.uppercased(), points: rows.filter { $0.name == entry.0 }.map { (Double($0.k), pick(($0.encoder, $0.decoder))) },
-                                color: LineChart.palette[i % LineChart.palette.count])
-                }
+            let palette = LineChart.palette
+            let charts = groups.enumerated().map { g, group in
+                LineChart(title: "\(group.rawValue.uppercased()) SNR", xLabel: "K", yLabel: "SNR", logX: true, logY: true,
+                          series: series.enumerated().map { i, s in
+                              ChartSeries(name: (s.name + (s.groups > 1 ? " M\(s.groups)" : "")).uppercased(),
+                                          points: zip(s.objectives, s.points).map { (Double($0.samplesPerExample), $1[g].snr) },
+                                          color: palette[i % palette.count])
+                          }).render()
             }
-            let encoderChart = LineChart(title: "ENCODER SNR", xLabel: "K", yLabel: "SNR", logX: true, logY: true, series: series { $0.0.0 }).render()
-            let decoderChart = LineChart(title: "DECODER SNR", xLabel: "K", yLabel: "SNR", logX: true, logY: true, series: series { $0.1.0 }).render()
-            var image = RGBImage(width: encoderChart.width + decoderChart.width, height: encoderChart.height)
-            image.draw(encoderChart, at: 0, 0)
-            image.draw(decoderChart, at: encoderChart.width, 0)
+            var image = RGBImage(width: charts.map(\.width).reduce(0, +), height: charts.map(\.height).max()!)
+            var left = 0
+            for chart in charts { image.draw(chart, at: left, 0); left += chart.width }
             try writeFileAtomically(try image.png(), to: plot)
             if !json { print("plot: \(plot)") }
         }
     }
+}
+
+/// One line of the SNR figure: an estimator at one M, its objectives in
+/// increasing K, and each one's summary per parameter group.
+private struct SNRSeries {
+    var name: String
+    var groups: Int
+    var objectives: [Objective]
+    var points: [[(meanNorm: Double, totalVariance: Double, snr: Double)]] = []
 }

@@ -1,5 +1,6 @@
 import Foundation
 import IWAE
+import RealModule
 import XCTest
 
 /// The `iwae` tool end to end on a small synthetic data set, and every bad
@@ -213,17 +214,22 @@ final class CommandLineTests: XCTestCase {
                                   "--draws", "20", "--batch", "5", "--json", "--plot", plot])
         XCTAssertEqual(result.status, 0, result.stderr)
         let rows = try result.stdout.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
-        XCTAssertEqual(rows.count, 10)
+        // 5 estimators × 2 K × 2 groups (encoder, decoder: the standard prior has no parameters).
+        XCTAssertEqual(rows.count, 20)
         for row in rows {
-            for key in ["estimator", "k", "encoder_snr", "decoder_snr", "encoder_variance", "decoder_variance"] { XCTAssertNotNil(row[key], key) }
+            for key in ["estimator", "group", "k", "snr", "slope", "slope_stderr", "variance"] { XCTAssertNotNil(row[key], key) }
         }
-        func value(_ estimator: String, _ k: Int, _ key: String) -> Double {
-            rows.first { $0["estimator"] as? String == estimator && $0["k"] as? Int == k }![key] as! Double
+        func value(_ estimator: String, _ group: String, _ k: Int, _ key: String) -> Double {
+            rows.first { $0["estimator"] as? String == estimator && $0["group"] as? String == group && $0["k"] as? Int == k }![key] as! Double
         }
         // The score function's encoder variance is orders of magnitude above the pathwise one.
-        XCTAssertGreaterThan(value("score", 8, "encoder_variance"), 100 * value("reparam", 8, "encoder_variance"))
+        XCTAssertGreaterThan(value("score", "encoder", 8, "variance"), 100 * value("reparam", "encoder", 8, "variance"))
         // θ takes the same gradient whatever the encoder estimator.
-        XCTAssertEqual(value("stl", 8, "decoder_snr"), value("dreg", 8, "decoder_snr"), accuracy: 0.5)
+        XCTAssertEqual(value("stl", "decoder", 8, "snr"), value("dreg", "decoder", 8, "snr"), accuracy: 0.5)
+        // The slope through two points is the line through them; its standard error needs a third.
+        let expected = Double.log(value("reparam", "encoder", 8, "snr") / value("reparam", "encoder", 2, "snr")) / Double.log(4)
+        XCTAssertEqual(value("reparam", "encoder", 2, "slope"), expected, accuracy: 1e-12)
+        XCTAssertTrue(rows[0]["slope_stderr"] is NSNull)
         XCTAssertEqual(Array([UInt8](try Data(contentsOf: URL(fileURLWithPath: plot))).prefix(4)), [0x89, 0x50, 0x4e, 0x47])
         try assertOneLineError(["grad-stats", out, "--estimators", "dreg", "--objective", "elbo"], mentioning: "dreg is for the IWAE bound")
         try assertOneLineError(["grad-stats", out, "--estimators", "score-vimco", "--ks", "1"], mentioning: "vimco needs k > 1")

@@ -1,4 +1,5 @@
 import IWAELinearAlgebra
+import RealModule
 
 /// Running mean and variance of gradient draws, per parameter (Welford), in
 /// Double: memory O(parameters) whatever the number of draws.
@@ -31,8 +32,13 @@ public final class GradientMoments {
     /// total variance Σ Var, and the mean signal-to-noise ratio
     /// |E g| / std g (Rainforth et al. 2018) over parameters with nonzero variance.
     public func summary(_ range: Range<Int>) -> (meanNorm: Double, totalVariance: Double, snr: Double) {
+        summary([range])
+    }
+
+    /// `summary` over the parameters of several ranges (a parameter group).
+    public func summary(_ ranges: [Range<Int>]) -> (meanNorm: Double, totalVariance: Double, snr: Double) {
         var norm = 0.0, total = 0.0, snr = 0.0, counted = 0
-        for i in range {
+        for i in ranges.joined() {
             norm += mean[i] * mean[i]
             let v = variance(i)
             total += v
@@ -40,4 +46,52 @@ public final class GradientMoments {
         }
         return (norm.squareRoot(), total, counted > 0 ? snr / Double(counted) : 0)
     }
+}
+
+/// The parameter groups whose gradients Rainforth et al. (2018) follow
+/// separately: the inference network φ, the generative network θ, the prior λ.
+public enum ParameterGroup: String, CaseIterable, Sendable {
+    case encoder, decoder, prior
+}
+
+extension VariationalAutoencoder {
+    /// The positions of a group's parameters in the flat buffer: the encoders
+    /// (φ), the likelihood's decoder and σ² (θ), the top prior and the
+    /// conditional priors p(z_l|z_{l+1}) of the layers above (λ; empty for a
+    /// standard prior on one layer).
+    public func parameters(of group: ParameterGroup) -> [Range<Int>] {
+        switch group {
+        case .encoder: return [encoderParameters]
+        case .decoder: return [decoderParameters]
+        case .prior:
+            let encoder = encoderParameters, decoder = decoderParameters
+            return store.layout.slots.map { $0.offset..<$0.offset + $0.count }
+                .filter { !encoder.overlaps($0) && !decoder.overlaps($0) && !$0.isEmpty }
+        }
+    }
+}
+
+/// The least-squares line through (log K, log SNR), the SNR's power law in K
+/// (Rainforth et al. 2018 predict slopes −½ for the IWAE encoder and +½ for
+/// its decoder):
+///
+///     slope = Σ (x − x̄)(y − ȳ) / Σ (x − x̄)²,   x = log K, y = log SNR
+///     stderr = √( Σ r² / (n − 2) / Σ (x − x̄)² ),  r the residuals
+///
+/// The standard error is NaN with fewer than three points; the slope is NaN
+/// with fewer than two distinct K or a non-positive SNR.
+public func logLogSlope(ks: [Int], snr: [Double]) -> (slope: Double, standardError: Double) {
+    precondition(ks.count == snr.count)
+    guard ks.count >= 2, snr.allSatisfy({ $0 > 0 && $0.isFinite }) else { return (.nan, .nan) }
+    let x = ks.map { Double.log(Double($0)) }, y = snr.map { Double.log($0) }
+    let n = Double(x.count), xMean = x.reduce(0, +) / n, yMean = y.reduce(0, +) / n
+    let sxx = x.reduce(0) { $0 + ($1 - xMean) * ($1 - xMean) }
+    guard sxx > 0 else { return (.nan, .nan) }
+    let slope = zip(x, y).reduce(0) { $0 + ($1.0 - xMean) * ($1.1 - yMean) } / sxx
+    guard x.count >= 3 else { return (slope, .nan) }
+    let residuals = zip(x, y).reduce(0) { sum, point in
+        let r = point.1 - (yMean + slope * (point.0 - xMean))
+        return sum + r * r
+    }
+    return (slope, (residuals / (n - 2) / sxx).squareRoot())
 }
