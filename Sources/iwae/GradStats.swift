@@ -78,15 +78,11 @@ struct GradStats: ParsableCommand {
             for objective in series[index].objectives {
                 let k = objective.samplesPerExample
                 let workers = ModelWorkers(model: model, seed: seed &+ UInt64(k))
-                let moments = GradientMoments(count: model.store.values.count)
-                for draw in 0..<draws {
-                    try workers.stepGradient(x.matrix, objective: objective)
-                    workers.collectGradient()
-                    moments.add(model.store.gradients.pointer)
-                    ProgressBar.draw("\(series[index].name) M=\(objective.groups) K=\(k)", done: draw + 1, total: draws, detail: "")
+                let statistics = try workers.gradientStatistics(x.matrix, objective: objective, draws: draws) { done in
+                    ProgressBar.draw("\(series[index].name) M=\(objective.groups) K=\(k)", done: done, total: draws, detail: "")
                 }
                 ProgressBar.finishLine()
-                let summaries = groups.map { moments.summary(model.parameters(of: $0)) }
+                let summaries = groups.map { statistics[$0]! }
                 series[index].points.append(summaries)
                 if !json {
                     print(series[index].name.padding(toLength: 11, withPad: " ", startingAt: 0)

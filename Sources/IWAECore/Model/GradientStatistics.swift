@@ -95,3 +95,28 @@ public func logLogSlope(ks: [Int], snr: [Double]) -> (slope: Double, standardErr
     }
     return (slope, (residuals / (n - 2) / sxx).squareRoot())
 }
+
+extension ModelWorkers where Scalar == Float {
+    /// The statistics of `draws` independent training-step gradients of
+    /// `objective` on the rows of `x` (the workers' streams go on from one
+    /// draw to the next), summarized per parameter group of the model:
+    /// ‖E g‖, Σ Var g and the mean SNR |E g| / std g (`GradientMoments`).
+    /// The model's gradients hold the last draw afterwards.
+    public func gradientStatistics(_ x: MatrixView<Float>, objective: Objective, draws: Int,
+                                   progress: ((Int) -> Void)? = nil) throws
+        -> [ParameterGroup: (meanNorm: Double, totalVariance: Double, snr: Double)]
+    {
+        let moments = GradientMoments(count: model.store.values.count)
+        for draw in 0..<draws {
+            try stepGradient(x, objective: objective)
+            collectGradient()
+            moments.add(model.store.gradients.pointer)
+            progress?(draw + 1)
+        }
+        var result = [ParameterGroup: (meanNorm: Double, totalVariance: Double, snr: Double)]()
+        for group in ParameterGroup.allCases where !model.parameters(of: group).joined().isEmpty {
+            result[group] = moments.summary(model.parameters(of: group))
+        }
+        return result
+    }
+}
