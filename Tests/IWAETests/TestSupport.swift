@@ -165,6 +165,29 @@ func tightnessGaps(_ model: VariationalAutoencoder<Float>, train: ImageSet, test
     return try ks.map { k in exact - (try model.estimateLogLikelihood(x.matrix, samples: EvaluationSamples(k), seed: 9, rowsPerPass: 4000).meanBound) }
 }
 
+/// Mean and variance per parameter of `draws` independent gradients of
+/// `objective` on x (the draws' noise from one stream seeded by `seed`): the
+/// oracle of the tests that compare estimators in expectation.
+func gradientMoments(_ model: VariationalAutoencoder<Double>, _ x: Tensor<Double>, _ objective: Objective, draws: Int,
+                     seed: UInt64) throws -> GradientMoments {
+    let m = GradientMoments(count: model.store.values.count), rng = Xoshiro256(seed: seed)
+    for _ in 0..<draws {
+        model.store.zeroGradients()
+        try model.accumulateGradient(x.matrix, objective: objective, using: rng)
+        m.add(model.store.gradients.pointer)
+    }
+    return m
+}
+
+/// The parameters among `indices` whose two estimates disagree by more
+/// than 4.5 standard errors of their difference.
+func disagreements(_ a: GradientMoments, _ b: GradientMoments, _ indices: Range<Int>) -> [Int] {
+    indices.filter { i in
+        let se = (a.variance(i) / Double(a.draws) + b.variance(i) / Double(b.draws)).squareRoot()
+        return abs(a.mean[i] - b.mean[i]) > 4.5 * se + 1e-9
+    }
+}
+
 /// Central differences (f(v + h) − f(v − h)) / 2h of `f` with respect to
 /// `values[i]`, for every i in `indices` (the oracle of every gradient test).
 func centralDifferences(_ values: UnsafeMutablePointer<Double>, _ indices: Range<Int>, h: Double = 1e-6,

@@ -172,13 +172,7 @@ final class TighterBoundsTests: XCTestCase {
         let model = model(layers: 1, seed: 11)
         let phi = model.encoderParameters
         func moments(_ objective: Objective, draws: Int, seed: UInt64) throws -> GradientMoments {
-            let m = GradientMoments(count: model.store.values.count), rng = Xoshiro256(seed: seed)
-            for _ in 0..<draws {
-                model.store.zeroGradients()
-                try model.accumulateGradient(x.matrix, objective: objective, using: rng)
-                m.add(model.store.gradients.pointer)
-            }
-            return m
+            try gradientMoments(model, x, objective, draws: draws, seed: seed)
         }
         for (bound, groups, beta) in [(BoundKind.miwae, 2, Double?.none), (.ciwae, 1, 0.4)] {
             func objective(_ estimator: GradientEstimator, _ baseline: ScoreBaseline = .none) throws -> Objective {
@@ -191,10 +185,7 @@ final class TighterBoundsTests: XCTestCase {
                 candidates.append(("dreg", try moments(objective(.dreg), draws: 20_000, seed: 4)))
             }
             for (name, m) in candidates {
-                let bad = phi.filter { i in
-                    let se = (m.variance(i) / Double(m.draws) + reference.variance(i) / Double(reference.draws)).squareRoot()
-                    return abs(m.mean[i] - reference.mean[i]) > 4.5 * se + 1e-9
-                }
+                let bad = disagreements(m, reference, phi)
                 XCTAssertTrue(bad.isEmpty, "\(bound) \(name): parameters \(bad)")
                 XCTAssertGreaterThan(m.summary(phi).meanNorm, 0.01)
             }

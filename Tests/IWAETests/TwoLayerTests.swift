@@ -106,14 +106,8 @@ final class TwoLayerTests: XCTestCase {
         let phi = model.encoderParameters
         func moments(_ bound: BoundKind, _ estimator: GradientEstimator, _ baseline: ScoreBaseline = .none,
                      draws: Int, seed: UInt64) throws -> GradientMoments {
-            let m = GradientMoments(count: model.store.values.count), rng = Xoshiro256(seed: seed)
-            let objective = try Objective(bound, samplesPerExample: 4, estimator: estimator, baseline: baseline)
-            for _ in 0..<draws {
-                model.store.zeroGradients()
-                try model.accumulateGradient(x.matrix, objective: objective, using: rng)
-                m.add(model.store.gradients.pointer)
-            }
-            return m
+            try gradientMoments(model, x, Objective(bound, samplesPerExample: 4, estimator: estimator, baseline: baseline),
+                                draws: draws, seed: seed)
         }
         for bound in [BoundKind.iwae, .elbo] {
             let reference = try moments(bound, .reparam, draws: 30_000, seed: 1)
@@ -121,10 +115,7 @@ final class TwoLayerTests: XCTestCase {
             candidates.append(bound == .iwae ? ("dreg", try moments(bound, .dreg, draws: 20_000, seed: 4))
                                              : ("stl", try moments(bound, .stl, draws: 20_000, seed: 5)))
             for (name, m) in candidates {
-                let bad = phi.filter { i in
-                    let se = (m.variance(i) / Double(m.draws) + reference.variance(i) / Double(reference.draws)).squareRoot()
-                    return abs(m.mean[i] - reference.mean[i]) > 4.5 * se + 1e-9
-                }
+                let bad = disagreements(m, reference, phi)
                 XCTAssertTrue(bad.isEmpty, "\(bound) \(name): parameters \(bad)")
                 // The check has power: the estimates are not all zero.
                 XCTAssertGreaterThan(m.summary(phi).meanNorm, 0.01)
