@@ -19,8 +19,16 @@ scratch=.build-fuzz
 flags=(-Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address)
 swift build --scratch-path "$scratch" --target IWAE "${flags[@]}" >/dev/null
 bin="$scratch/debug"
-objects=$(find "$bin"/IWAE.build "$bin"/IWAEData.build "$bin"/IWAECore.build "$bin"/IWAELinearAlgebra.build "$bin"/CIWAEKernels.build \
-               "$bin"/RealModule.build "$bin"/_NumericsShims.build -name '*.o' 2>/dev/null | tr '\n' ' ')
+# The objects of the sources that exist now: a renamed or deleted Swift file
+# leaves its old object behind in the build directory, which would link twice.
+objects=$(for o in $(find "$bin"/IWAE.build "$bin"/IWAEData.build "$bin"/IWAECore.build "$bin"/IWAELinearAlgebra.build "$bin"/CIWAEKernels.build \
+                          "$bin"/RealModule.build "$bin"/_NumericsShims.build -name '*.o' 2>/dev/null); do
+              source=$(basename "$o" .o)
+              case "$source" in
+                  *.swift) [ -n "$(find Sources "$scratch/checkouts/swift-numerics/Sources" -name "$source" -print -quit)" ] && echo "$o" ;;
+                  *) echo "$o" ;;
+              esac
+          done | tr '\n' ' ')
 includes=(-I "$bin/Modules" -I CBLAS -I CZlib -I CDNNL -Xcc -fmodule-map-file="$bin/CIWAEKernels.build/module.modulemap"
           -Xcc -I/usr/include/x86_64-linux-gnu/openblas-pthread -I "$scratch/checkouts/swift-numerics/Sources/_NumericsShims/include")
 # The fuzz targets call `package` API (Checkpoint.resealed): they join the
@@ -60,7 +68,8 @@ export IWAE_FUZZ_CHECKPOINT="$PWD/$scratch/fuzz/seed-run-mid/model.safetensors"
 for target in ${FUZZ_TARGETS:-IDX Checkpoint ResealedCheckpoint TypedMetadata}; do
     exe="$scratch/fuzz/fuzz-$target"
     swiftc -sanitize=fuzzer,address -parse-as-library -module-name Fuzz$target -package-name "$package_name" "${includes[@]}" \
-        Tests/Fuzz/Fuzz$target.swift Tests/Fuzz/Resume.swift $objects -lz -lopenblas -llapacke -ldnnl -lgomp -o "$exe" 2> "$scratch/fuzz/link-$target.log"
+        Tests/Fuzz/Fuzz$target.swift Tests/Fuzz/Resume.swift $objects -lz -lopenblas -llapacke -ldnnl -lgomp -o "$exe" 2> "$scratch/fuzz/link-$target.log" \
+        || { echo "cannot build fuzz-$target: see $scratch/fuzz/link-$target.log" >&2; exit 1; }
     corpus="$scratch/fuzz/corpus-$target"
     mkdir -p "$corpus"
     echo "fuzzing $target for $runs executions"

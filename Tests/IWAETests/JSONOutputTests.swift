@@ -9,7 +9,7 @@ import XCTest
 final class JSONOutputTests: XCTestCase {
     func testRowsReadBackExactly() throws {
         let awkward = "a \"quoted\" \\path\\\n\ttab \u{1} é ✓"
-        let values: [Double] = [0.1, -243.41234567891234, 1e-300, 6.02214076e23, 5e-324, -0.0]
+        let values: [Double] = [0.1, -243.41234567891234, 1e-300, 6.02214076e23, .leastNonzeroMagnitude, -0.0]
         let line = jsonLine([("text", awkward), ("doubles", values), ("int", Int.min), ("flag", true),
                              ("missing", String?.none), ("nan", Double.nan), ("inf", -Double.infinity), ("nested", [[1, 2], [3]])])
         XCTAssertFalse(line.contains("\n"), "one line")
