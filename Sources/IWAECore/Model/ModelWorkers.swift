@@ -29,6 +29,9 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     public let streams: WorkerStreams
     private let gradients: ReplicaGradients<Scalar>
     private let bounds = Tensor<Scalar>(shape: [0])
+    /// Bounds and failure flags in transit between ranks, by bit pattern
+    /// (kept from step to step: a step allocates nothing).
+    private var exchange = [UInt64]()
 
     /// `workers` (per rank) defaults to the number of active cores. With more
     /// than one worker in all, OpenBLAS is set to one thread per call. Every
@@ -120,13 +123,18 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     /// The cross-rank half of a step: one exchange of the bounds and the
     /// failure flags, then (with no failure) the gradient sum.
     private func exchangeAcrossRanks(bounds out: UnsafeMutablePointer<Scalar>, count n: Int, errors: WorkerErrors) throws {
-        var words = [UInt64](repeating: 0, count: n + ranks.count)
-        for i in pool.rowsOfThisProcess(in: n) { words[i] = Double(out[i]).bitPattern }
-        let failure = errors.first
-        if failure != nil { words[n + ranks.rank] = 1 }
-        words.withUnsafeMutableBufferPointer { ranks.merge($0) }
-        if (0..<ranks.count).contains(where: { words[n + $0] != 0 }) { try ranks.agree(failure) }
-        for i in 0..<n { out[i] = Scalar(Double(bitPattern: words[i])) }
+        let count = n + ranks.count
+        if exchange.count < count { exchange = [UInt64](repeating: 0, count: count) }
+        try exchange.withUnsafeMutableBufferPointer { buffer in
+            let words = UnsafeMutableBufferPointer(rebasing: buffer[0..<count])
+            words.update(repeating: 0)
+            for i in pool.rowsOfThisProcess(in: n) { words[i] = Double(out[i]).bitPattern }
+            let failure = errors.first
+            if failure != nil { words[n + ranks.rank] = 1 }
+            ranks.merge(words)
+            if (0..<ranks.count).contains(where: { words[n + $0] != 0 }) { try ranks.agree(failure) }
+            for i in 0..<n { out[i] = Scalar(Double(bitPattern: words[i])) }
+        }
         gradients.sumAcrossRanks()
     }
 

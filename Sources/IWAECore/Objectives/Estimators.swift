@@ -47,7 +47,9 @@ func scoreCoefficients<Scalar: BLASScalar>(
             let row = lw.pointer + b * lw.rowStride + m * K
             var sum: Scalar = 0
             for j in 0..<K { sum += row[j] }
-            let groupBound = logMeanExp(logSum: logSumExp(row, count: K), count: K)
+            // L_K of the group, for the bounds whose coefficients read it (not the ELBO's).
+            let groupBound = objective.bound == .elbo || objective.bound == .elboAnalytic
+                ? 0 : logMeanExp(logSum: logSumExp(row, count: K), count: K)
             for j in 0..<K {
                 var signal: Scalar
                 switch objective.bound {
