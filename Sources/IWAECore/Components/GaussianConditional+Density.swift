@@ -43,19 +43,21 @@ extension GaussianConditional {
     }
 
     /// log N(y_r; μ_r, diag(s_r²)) for one point y_r per row of the last
-    /// `forward` (y is (N, k)), by `diagonalGaussianLogDensity`'s formula:
+    /// `forward` (y is (N, k)), by `gaussianLogDensity` with uᵢ = (yᵢ − μᵢ)/sᵢ:
     ///
     ///     log p(y) = −½ Σᵢ ((yᵢ − μᵢ)/sᵢ)² − Σᵢ log sᵢ − (k/2) log 2π
     package func logDensity(at y: MatrixView<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
         precondition(covariance == .diagonal && y.rows == examples && y.columns == dimension)
         let k = dimension, normalizer: Scalar = gaussianNormalizer(k)
+        let t = profiler.start()
+        defer { profiler.stop(.elementwise, t) }
         for r in 0..<examples {
             var squares: Scalar = 0
             for i in 0..<k {
                 let u = (y[r, i] - mean[r * k + i]) / scale[r * k + i]
                 squares += u * u
             }
-            result[r] = -0.5 * squares - halfLogDet[r] - normalizer
+            result[r] = gaussianLogDensity(squaredResidual: squares, halfLogDeterminant: halfLogDet[r], normalizer: normalizer)
         }
     }
 

@@ -11,6 +11,21 @@ func gaussianNormalizer<Scalar: BLASScalar>(_ k: Int) -> Scalar {
     Scalar(Double(k) * 0.5 * Double.log(2 * Double.pi))
 }
 
+/// The log density of a k-dimensional Gaussian N(μ, Σ), Σ = L Lᵀ, at a
+/// point y, from its standardized residual u = L⁻¹(y − μ) (Mathematics §1):
+///
+///     log N(y; μ, Σ) = −½‖u‖² − ½ log det Σ − (k/2) log 2π,   ½ log det Σ = Σᵢ log L_ii
+///
+/// The one place the formula is written: every Gaussian of the model (the
+/// encoders' q at their own draws or at any point, the prior r, the
+/// conditional priors p(z_l|z_{l+1}), the Gaussian likelihood) standardizes
+/// its point its own way (ε, a triangular solve, (y − μ)/s, (x − f)/σ) and
+/// passes ‖u‖², ½ log det Σ and `gaussianNormalizer(k)`.
+@inline(__always)
+func gaussianLogDensity<Scalar: BLASScalar>(squaredResidual: Scalar, halfLogDeterminant: Scalar, normalizer: Scalar) -> Scalar {
+    -0.5 * squaredResidual - halfLogDeterminant - normalizer
+}
+
 /// Log density of the Gaussian encoder at its own reparameterized sample
 /// `z = μ + L ε`, per sample row (Mathematics §1):
 ///
@@ -28,7 +43,7 @@ func reparameterizedLogDensity<Scalar: BLASScalar>(
     for r in 0..<epsilon.rows {
         var squares: Scalar = 0
         for i in 0..<k { squares += epsilon[r, i] * epsilon[r, i] }
-        result[r] = -0.5 * squares - halfLogDeterminant[r / K] - normalizer
+        result[r] = gaussianLogDensity(squaredResidual: squares, halfLogDeterminant: halfLogDeterminant[r / K], normalizer: normalizer)
     }
 }
 
@@ -52,7 +67,7 @@ package func fullGaussianLogDensity<Scalar: BLASScalar>(
     for r in 0..<n {
         var squares: Scalar = 0
         for i in 0..<k { squares += centered[r * k + i] * centered[r * k + i] }
-        result[r] = -0.5 * squares - halfLogDet - normalizer
+        result[r] = gaussianLogDensity(squaredResidual: squares, halfLogDeterminant: halfLogDet, normalizer: normalizer)
     }
 }
 
@@ -66,15 +81,17 @@ func standardNormalLogDensity<Scalar: BLASScalar>(_ z: MatrixView<Scalar>, into 
     for r in 0..<z.rows {
         var squares: Scalar = 0
         for i in 0..<z.columns { squares += z[r, i] * z[r, i] }
-        result[r] = -0.5 * squares - normalizer
+        result[r] = gaussianLogDensity(squaredResidual: squares, halfLogDeterminant: 0, normalizer: normalizer)
     }
 }
 
-/// Log density of the learned prior N(λ₁, diag(λ₂)), λ₂ = exp(ρ), per row:
+/// Log density of the learned prior N(λ₁, diag(λ₂)), λ₂ = exp(ρ), per row,
+/// by `gaussianLogDensity` with uᵢ = (zᵢ − λ₁ᵢ)/√λ₂ᵢ:
 ///
 ///     log r(z) = −½ Σᵢ (zᵢ − λ₁ᵢ)²/λ₂ᵢ − ½ Σᵢ log λ₂ᵢ − (k/2) log 2π
 ///
 /// z is (rows, k), mean λ₁ and logVariance ρ are (k), result is (rows).
+/// ‖u‖² is summed unit by unit over all rows in `result` (one λ per pass).
 func diagonalGaussianLogDensity<Scalar: BLASScalar>(
     _ z: MatrixView<Scalar>, mean: UnsafePointer<Scalar>, logVariance: UnsafePointer<Scalar>,
     into result: UnsafeMutablePointer<Scalar>
@@ -82,20 +99,22 @@ func diagonalGaussianLogDensity<Scalar: BLASScalar>(
     let k = z.columns
     var logDet: Scalar = 0
     for i in 0..<k { logDet += logVariance[i] }
-    let constant = -0.5 * logDet - gaussianNormalizer(k)
-    for r in 0..<z.rows { result[r] = constant }
+    result.update(repeating: 0, count: z.rows)
     for i in 0..<k {
         let m = mean[i], inverseVariance = Scalar.exp(-logVariance[i])
         for r in 0..<z.rows {
             let d = z[r, i] - m
-            result[r] -= 0.5 * d * d * inverseVariance
+            result[r] += d * d * inverseVariance
         }
     }
+    let normalizer: Scalar = gaussianNormalizer(k)
+    for r in 0..<z.rows { result[r] = gaussianLogDensity(squaredResidual: result[r], halfLogDeterminant: 0.5 * logDet, normalizer: normalizer) }
 }
 
-/// Gaussian log-likelihood of the decoder, per sample row:
+/// Gaussian log-likelihood of the decoder, per sample row, by
+/// `gaussianLogDensity` with u = (x − f(z))/σ and ½ log det Σ = (D/2) log σ²:
 ///
-///     log p(x|z) = −‖x − f(z)‖²/(2σ²) − (D/2) log(2πσ²)
+///     log p(x|z) = −‖x − f(z)‖²/(2σ²) − (D/2) log σ² − (D/2) log 2π
 ///
 /// mean f is (B·K, D), targets x is (B, D) (row b serves samples b·K…b·K+K−1).
 func gaussianLogLikelihood<Scalar: BLASScalar>(
@@ -103,14 +122,14 @@ func gaussianLogLikelihood<Scalar: BLASScalar>(
     into result: UnsafeMutablePointer<Scalar>
 ) {
     let d = f.columns
-    let normalizer = Scalar(d) / 2 * Scalar.log(2 * Scalar.pi * variance)
+    let normalizer: Scalar = gaussianNormalizer(d), halfLogDeterminant = Scalar(d) / 2 * Scalar.log(variance)
     for r in 0..<f.rows {
         var squares: Scalar = 0
         for i in 0..<d {
             let diff = x[r / K, i] - f[r, i]
             squares += diff * diff
         }
-        result[r] = -squares / (2 * variance) - normalizer
+        result[r] = gaussianLogDensity(squaredResidual: squares / variance, halfLogDeterminant: halfLogDeterminant, normalizer: normalizer)
     }
 }
 

@@ -142,48 +142,57 @@ extension VariationalAutoencoder {
         }
     }
 
-    /// θ and λ: the likelihood, the conditional priors and (unless its KL is
+    /// θ and λ: each layer's generative side and (unless its KL is
     /// differentiated in closed form) the top prior, weighted by g. With
     /// `paths`, their gradients with respect to each z_l go to
     /// `encoders[l].sampleGradient` (overwritten); without, z is held fixed.
     private func generativeBackward(_ lw: LogWeights<Scalar>, weights g: UnsafeMutablePointer<Scalar>, paths: Bool,
                                     prior includePrior: Bool) {
-        let K = lw.samplesPerExample, top = encoders.count - 1
-        // z₁'s gradient is written by the likelihood; the layers above only accumulate.
-        for upper in encoders.dropFirst() where paths { upper.sampleGradient.pointer.update(repeating: 0, count: upper.samplesView(1).count) }
-        likelihood.backward(weights: g, targets: lw.input, samplesPerExample: K, store, dz: paths ? encoder.sampleGradientView(K) : nil)
-        if includePrior {
-            prior.backward(latentSamples(top, samplesPerExample: K), weights: g, path: paths ? UnsafePointer(g) : nil,
-                           sampleGradient: encoders[top].sampleGradient.pointer, store)
-        }
-        for (l, conditional) in conditionalPriors.enumerated() {
-            conditional.densityBackward(at: latentSamples(l, samplesPerExample: K), weights: g,
-                                        pointGradient: paths ? encoders[l].sampleGradient.pointer : nil, store,
-                                        dx: paths ? encoders[l + 1].sampleGradientView(1) : nil)
+        generativeBackward(lw, paths: paths) { l, layer, y, repeats, dy, dz in
+            layer.generative.backward(weights: g, of: y, repeats: repeats, store, targetGradient: dy, conditionGradient: dz)
+            if l == 0 && includePrior { priorBackward(lw, weights: g, paths: paths ? g : nil) }
         }
     }
 
     /// `generativeBackward` with paths, when the paths take other weights
     /// than the parameters (PIWAE): θ and λ get g, each z_l's path c. Each
-    /// generative part runs with c (parameters and paths), then again with
+    /// layer's generative side runs with c (parameters and paths), then with
     /// g − c for its parameters only (their gradient is linear in the
     /// weights); the prior takes both at once.
     private func generativePathsBackward(_ lw: LogWeights<Scalar>, weights g: UnsafeMutablePointer<Scalar>,
                                          pathWeights c: UnsafeMutablePointer<Scalar>) {
-        let K = lw.samplesPerExample, top = encoders.count - 1, rows = lw.examples * K
         let difference = scoreWeights.pointer   // free until the score estimator's pass
-        for r in 0..<rows { difference[r] = g[r] - c[r] }
-        for upper in encoders.dropFirst() { upper.sampleGradient.pointer.update(repeating: 0, count: upper.samplesView(1).count) }
-        likelihood.backward(weights: c, then: difference, targets: lw.input, samplesPerExample: K, store,
-                            dz: encoder.sampleGradientView(K))
-        prior.backward(latentSamples(top, samplesPerExample: K), weights: g, path: UnsafePointer(c),
-                       sampleGradient: encoders[top].sampleGradient.pointer, store)
-        for (l, conditional) in conditionalPriors.enumerated() {
-            let at = latentSamples(l, samplesPerExample: K)
-            conditional.densityBackward(at: at, weights: c, pointGradient: encoders[l].sampleGradient.pointer, store,
-                                        dx: encoders[l + 1].sampleGradientView(1))
-            conditional.densityBackward(at: at, weights: difference, pointGradient: nil, store, dx: nil)
+        for r in 0..<lw.examples * lw.samplesPerExample { difference[r] = g[r] - c[r] }
+        generativeBackward(lw, paths: true) { l, layer, y, repeats, dy, dz in
+            layer.generative.backward(weights: c, then: difference, of: y, repeats: repeats, store, targetGradient: dy,
+                                      conditionGradient: dz)
+            if l == 0 { priorBackward(lw, weights: g, paths: c) }
         }
+    }
+
+    /// The walk of both: layer by layer bottom up, each generative side given
+    /// its target y (x, then z_{l−1}), its repeats and, with `paths`, where
+    /// its gradients go: z₁'s is written by the likelihood, the prior and
+    /// the layers above add theirs (the layers above z₁ start from zero).
+    private func generativeBackward(
+        _ lw: LogWeights<Scalar>, paths: Bool,
+        _ body: (Int, LayerDistributions<Scalar>, MatrixView<Scalar>, Int, UnsafeMutablePointer<Scalar>?, MatrixView<Scalar>?) -> Void
+    ) {
+        let K = lw.samplesPerExample
+        for upper in encoders.dropFirst() where paths { upper.sampleGradient.pointer.update(repeating: 0, count: upper.samplesView(1).count) }
+        for (l, layer) in layers.enumerated() {
+            body(l, layer, l == 0 ? lw.input : latentSamples(l - 1, samplesPerExample: K), l == 0 ? K : 1,
+                 paths && l > 0 ? encoders[l - 1].sampleGradient.pointer : nil,
+                 paths ? encoders[l].sampleGradientView(drawsPerInput(ofLayer: l, samplesPerExample: K)) : nil)
+        }
+    }
+
+    /// log r(z_L)'s backward: λ weighted by g, and z_L's path weighted by
+    /// `paths` when given.
+    private func priorBackward(_ lw: LogWeights<Scalar>, weights g: UnsafePointer<Scalar>, paths: UnsafePointer<Scalar>?) {
+        let top = encoders.count - 1
+        prior.backward(latentSamples(top, samplesPerExample: lw.samplesPerExample), weights: g, path: paths,
+                       sampleGradient: encoders[top].sampleGradient.pointer, store)
     }
 
     /// Encoder l's backward from its `sampleGradient`, adding its input path

@@ -19,7 +19,7 @@ import RealModule
 /// A training step reads top-down:
 ///
 ///     let encoded = try model.encode(x)                            q(z|x) for B examples, KL
-///     let lw = try model.logWeights(encoded, samplesPerExample: K, using: rng)   z (B·K, k), log w (B, K)
+///     let lw = try model.logWeights(encoded, samplesPerExample: K, using: rng)   z (B·K, k), log w (B, K): a loop over `layers`
 ///     lw.bound(objective, into:), lw.boundWeights(objective, into: ω)
 ///     model.backward(lw, boundWeights: ω, …)                       into store.gradients
 ///
@@ -34,6 +34,9 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     public let conditionalPriors: [GaussianConditional<Scalar>]
     public let prior: DiagonalGaussianPrior<Scalar>
     public let likelihood: Likelihood<Scalar>
+    /// The stochastic layers, bottom up: `encoders[l]` with the likelihood
+    /// (l = 0) or `conditionalPriors[l − 1]`.
+    public let layers: [LayerDistributions<Scalar>]
     /// q(z₁|x).
     public var encoder: GaussianConditional<Scalar> { encoders[0] }
 
@@ -43,8 +46,9 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     let klDivergences = Tensor<Scalar>(shape: [0])
     let bounds = Tensor<Scalar>(shape: [0])
     // Per draw (B·K).
+    /// log p(x|z₁).
     let logLikelihood = Tensor<Scalar>(shape: [0])
-    let logPrior = Tensor<Scalar>(shape: [0])
+    /// log q(z_l|z_{l−1}) of one layer at a time.
     let logPosterior = Tensor<Scalar>(shape: [0])
     let logWeightValues = Tensor<Scalar>(shape: [0])
     /// ω = ∂bound/∂ log w.
@@ -57,7 +61,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     let pathWeights = Tensor<Scalar>(shape: [0])
     /// Score-function coefficients.
     let scoreWeights = Tensor<Scalar>(shape: [0])
-    /// One log density per draw, added into the log weights (upper layers).
+    /// log p(z_l|z_{l+1}) of one upper layer at a time.
     let layerLogDensity = Tensor<Scalar>(shape: [0])
 
     /// Optional timing of the step's phases (GEMM, elementwise, sampling, covariance).
@@ -98,12 +102,17 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         }
         self.encoders = encoders
         prior = DiagonalGaussianPrior(c.prior, dimension: c.topDimension, layout: &layout)
-        conditionalPriors = c.upperLayers.enumerated().map { l, layer in
-            GaussianConditional(inputDimension: layer.dimension, hidden: layer.decoderHidden, dimension: dimensions[l],
+        let conditionalPriors = c.upperLayers.enumerated().map { l, layer in
+            GaussianConditional<Scalar>(inputDimension: layer.dimension, hidden: layer.decoderHidden, dimension: dimensions[l],
                                 activation: c.activation, covariance: .diagonal, name: "decoder\(l + 2)",
                                 varianceDependsOnInput: !layer.decoderHidden.isEmpty, layout: &layout)
         }
-        likelihood = Likelihood(c, inputDimension: c.latentDimension, layout: &layout)
+        self.conditionalPriors = conditionalPriors
+        let likelihood = Likelihood<Scalar>(c, inputDimension: c.latentDimension, layout: &layout)
+        self.likelihood = likelihood
+        layers = encoders.indices.map { l in
+            LayerDistributions(encoder: encoders[l], generative: l == 0 ? .likelihood(likelihood) : .conditionalPrior(conditionalPriors[l - 1]))
+        }
         store = shared.map { ParameterStore(sharingValuesOf: $0) } ?? ParameterStore(layout: layout)
     }
 
@@ -144,7 +153,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     /// The model's own buffers: one value per example (B), one per draw (B·K).
     private var perExample: [Tensor<Scalar>] { [klDivergences, bounds] }
     private var perDraw: [Tensor<Scalar>] {
-        [logLikelihood, logPrior, logPosterior, logWeightValues, boundWeightValues, encoderBoundWeightValues, lossWeights,
+        [logLikelihood, logPosterior, logWeightValues, boundWeightValues, encoderBoundWeightValues, lossWeights,
          pathWeights, scoreWeights, layerLogDensity]
     }
 
@@ -203,8 +212,11 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     }
 
     /// K draws per example from q(z|x) of `encoded`, the decoder forward and
-    /// `log w = log p(x|z) + log r(z) − log q(z|x)` (B, K). With
-    /// `keepForBackward` the likelihood keeps what its backward needs.
+    /// the log weights (B, K), a loop over the stochastic layers (z₀ = x):
+    ///
+    ///     log w = log r(z_L) + Σ_l [ log p(z_{l−1} | z_l) − log q(z_l | z_{l−1}) ]
+    ///
+    /// With `keepForBackward` the likelihood keeps what its backward needs.
     public func logWeights(_ encoded: EncodedBatch<Scalar>, samplesPerExample K: Int, using rng: Xoshiro256,
                            keepForBackward: Bool = true) throws -> LogWeights<Scalar> {
         precondition(encoded.examples == encoder.examples, "logWeights of a batch that is not the last encoded one")
@@ -217,25 +229,22 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
             catch IWAEError.notPositiveDefinite(let row, let info) { throw IWAEError.notPositiveDefinite(example: row / K, info: info) }
             encoders[l].sample(samplesPerExample: 1, using: rng)
         }
-        likelihood.logLikelihood(latentSamples(0, samplesPerExample: K), targets: x, samplesPerExample: K,
-                                 keepForBackward: keepForBackward, store, into: logLikelihood.pointer)
-        for (l, conditional) in conditionalPriors.enumerated() {
-            try conditional.forward(latentSamples(l + 1, samplesPerExample: K), store)
+        let lw = logWeightValues.pointer
+        var t = profiler.start()
+        prior.logDensity(latentSamples(layers.count - 1, samplesPerExample: K), store, into: lw)
+        profiler.stop(.elementwise, t)
+        for (l, layer) in layers.enumerated() {
+            // log p(x | z₁) stays apart (the ELBO's reconstruction term).
+            let p = l == 0 ? logLikelihood.pointer : layerLogDensity.pointer, q = logPosterior.pointer
+            try layer.generative.logDensity(of: l == 0 ? x : latentSamples(l - 1, samplesPerExample: K), repeats: l == 0 ? K : 1,
+                                            given: latentSamples(l, samplesPerExample: K), keepForBackward: keepForBackward,
+                                            store, into: p)
+            t = profiler.start()
+            layer.encoder.logDensityOfSamples(samplesPerExample: drawsPerInput(ofLayer: l, samplesPerExample: K), into: q)
+            for r in 0..<rows { lw[r] = lw[r] + p[r] - q[r] }
+            profiler.stop(.elementwise, t)
         }
-        let t = profiler.start()
-        defer { profiler.stop(.elementwise, t) }
-        prior.logDensity(latentSamples(encoders.count - 1, samplesPerExample: K), store, into: logPrior.pointer)
-        encoder.logDensityOfSamples(samplesPerExample: K, into: logPosterior.pointer)
-        logImportanceWeights(logLikelihood: logLikelihood.pointer, logPrior: logPrior.pointer,
-                             logPosterior: logPosterior.pointer, count: rows, into: logWeightValues.pointer)
-        let lw = logWeightValues.pointer, density = layerLogDensity.pointer
-        for (l, conditional) in conditionalPriors.enumerated() {
-            conditional.logDensity(at: latentSamples(l, samplesPerExample: K), into: density)
-            for r in 0..<rows { lw[r] += density[r] }
-            encoders[l + 1].logDensityOfSamples(samplesPerExample: 1, into: density)
-            for r in 0..<rows { lw[r] -= density[r] }
-        }
-        return LogWeights(values: MatrixView(logWeightValues.pointer, rows: x.rows, columns: K),
+        return LogWeights(values: MatrixView(lw, rows: x.rows, columns: K),
                           logLikelihood: UnsafeBufferPointer(start: logLikelihood.pointer, count: rows),
                           klDivergence: UnsafeBufferPointer(start: klDivergences.pointer, count: x.rows), input: x)
     }

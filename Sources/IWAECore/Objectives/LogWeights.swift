@@ -174,13 +174,3 @@ private func groupBoundWeights<Scalar: BLASScalar>(_ logWeights: MatrixView<Scal
     let scale = 1 / Scalar(M)
     for b in 0..<result.rows { for j in 0..<result.columns { result[b, j] *= scale } }
 }
-
-/// Log importance weights, per draw:
-///
-///     log w = log p_θ(x|z) + log r(z) − log q_φ(z|x)
-func logImportanceWeights<Scalar: BLASScalar>(
-    logLikelihood: UnsafePointer<Scalar>, logPrior: UnsafePointer<Scalar>, logPosterior: UnsafePointer<Scalar>,
-    count: Int, into result: UnsafeMutablePointer<Scalar>
-) {
-    for r in 0..<count { result[r] = logLikelihood[r] + logPrior[r] - logPosterior[r] }
-}

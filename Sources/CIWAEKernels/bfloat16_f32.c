@@ -1,0 +1,35 @@
+// bfloat16 rounding of fp32 arrays (to nearest, ties to even): as fp32
+// values (the emulated bf16 products) or as bfloat16 bit patterns (oneDNN's
+// operands).
+#include "kernels_f32.h"
+
+/// bfloat16 bits of x, rounded to nearest, ties to even (NaN stays a quiet NaN).
+BODY uint16_t bf16_bits(float x) {
+    bits32 b = {.f = x};
+    uint32_t rounded = b.u + 0x7fffu + ((b.u >> 16) & 1u);
+    uint32_t nan = (b.u | 0x00400000u);
+    uint32_t u = ((b.u & 0x7fffffffu) > 0x7f800000u) ? nan : rounded;
+    return (uint16_t)(u >> 16);
+}
+
+BODY void iwae_round_bf16_f32_body(const float *x, long ldx, float *y, long rows, long columns) {
+    for (long r = 0; r < rows; r++) {
+        const float *restrict in = x + r * ldx;
+        float *restrict out = y + r * columns;
+        for (long c = 0; c < columns; c++) {
+            bits32 b = {.u = (uint32_t)bf16_bits(in[c]) << 16};
+            out[c] = b.f;
+        }
+    }
+}
+
+BODY void iwae_to_bf16_body(const float *x, long ldx, uint16_t *y, long rows, long columns) {
+    for (long r = 0; r < rows; r++) {
+        const float *restrict in = x + r * ldx;
+        uint16_t *restrict out = y + r * columns;
+        for (long c = 0; c < columns; c++) out[c] = bf16_bits(in[c]);
+    }
+}
+
+MULTIVERSION(iwae_round_bf16_f32, (const float *x, long ldx, float *y, long rows, long columns), (x, ldx, y, rows, columns))
+MULTIVERSION(iwae_to_bf16, (const float *x, long ldx, uint16_t *y, long rows, long columns), (x, ldx, y, rows, columns))
