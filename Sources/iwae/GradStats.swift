@@ -72,7 +72,7 @@ struct GradStats: ParsableCommand {
             print("gradient statistics: \(objective.rawValue) bound, batch of \(x.matrix.rows) test images, \(draws) draws each; SNR = mean over parameters of |E g| / std g")
             let snrHeaders: [String] = groups.map { group in "\(group.rawValue) SNR".leftPadded(13) }
             let varianceHeaders: [String] = groups.map { group in "\(group.rawValue) variance".leftPadded(18) }
-            print("estimator      M     K  " + snrHeaders.joined(separator: " ") + "  " + varianceHeaders.joined(separator: " "))
+            print("estimator      M     K  ESS/K  " + snrHeaders.joined(separator: " ") + "  " + varianceHeaders.joined(separator: " "))
         }
         for index in series.indices {
             for objective in series[index].objectives {
@@ -84,9 +84,12 @@ struct GradStats: ParsableCommand {
                 ProgressBar.finishLine()
                 let summaries = groups.map { statistics[$0]! }
                 series[index].points.append(summaries)
+                // How far these K draws are from the asymptotic regime (ESS/K near 1).
+                let ess = try model.effectiveSampleFraction(x.matrix, samplesPerExample: k, repeats: 20, seed: seed &+ UInt64(k))
+                series[index].effectiveSampleFractions.append(ess)
                 if !json {
                     print(series[index].name.padding(toLength: 11, withPad: " ", startingAt: 0)
-                          + String(format: " %3d %5d  ", objective.groups, k)
+                          + String(format: " %3d %5d  %5.3f  ", objective.groups, k, ess)
                           + summaries.map { String(format: "%13.4f", $0.snr) }.joined(separator: " ") + "  "
                           + summaries.map { String(format: "%18.4g", $0.totalVariance) }.joined(separator: " "))
                 }
@@ -104,7 +107,8 @@ struct GradStats: ParsableCommand {
                         let summary = s.points[i][g]
                         print(jsonLine([("estimator", s.name), ("objective", self.objective.rawValue), ("m", s.groups), ("group", group.rawValue),
                                         ("k", k), ("snr", summary.snr), ("slope", fit.slope), ("slope_stderr", fit.standardError),
-                                        ("draws", draws), ("variance", summary.totalVariance), ("mean_norm", summary.meanNorm)]))
+                                        ("draws", draws), ("variance", summary.totalVariance), ("mean_norm", summary.meanNorm),
+                                        ("ess_fraction", s.effectiveSampleFractions[i])]))
                     }
                 } else {
                     print("  " + s.name.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: " M=%-3d ", s.groups)
@@ -139,4 +143,6 @@ private struct SNRSeries {
     var groups: Int
     var objectives: [Objective]
     var points: [[(meanNorm: Double, totalVariance: Double, snr: Double)]] = []
+    /// Mean ESS / K of one group's K draws, per objective.
+    var effectiveSampleFractions: [Double] = []
 }

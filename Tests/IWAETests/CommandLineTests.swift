@@ -217,7 +217,9 @@ final class CommandLineTests: XCTestCase {
         // 5 estimators × 2 K × 2 groups (encoder, decoder: the standard prior has no parameters).
         XCTAssertEqual(rows.count, 20)
         for row in rows {
-            for key in ["estimator", "group", "k", "snr", "slope", "slope_stderr", "variance"] { XCTAssertNotNil(row[key], key) }
+            for key in ["estimator", "group", "k", "snr", "slope", "slope_stderr", "variance", "ess_fraction"] { XCTAssertNotNil(row[key], key) }
+            let ess = try XCTUnwrap(row["ess_fraction"] as? Double)
+            XCTAssertTrue(ess > 0 && ess <= 1 + 1e-12, "ESS/K = \(ess)")
         }
         func value(_ estimator: String, _ group: String, _ k: Int, _ key: String) -> Double {
             rows.first { $0["estimator"] as? String == estimator && $0["group"] as? String == group && $0["k"] as? Int == k }![key] as! Double

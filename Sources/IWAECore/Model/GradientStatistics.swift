@@ -96,6 +96,24 @@ public func logLogSlope(ks: [Int], snr: [Double]) -> (slope: Double, standardErr
     return (slope, (residuals / (n - 2) / sxx).squareRoot())
 }
 
+extension VariationalAutoencoder {
+    /// The mean over the rows of x (B, D) and over `repeats` sets of K draws
+    /// from q of ESS / K, the weights' effective sample size per draw
+    /// (`effectiveSampleSizes`): near 1 where Rainforth et al.'s asymptotic
+    /// rates apply, far below where a few draws carry the weight.
+    public func effectiveSampleFraction(_ x: MatrixView<Scalar>, samplesPerExample K: Int, repeats: Int, seed: UInt64) throws -> Double {
+        precondition(K >= 1 && repeats >= 1 && x.columns == configuration.dataDimension)
+        defer { releaseBuffers() }
+        let rng = Xoshiro256(seed: seed)
+        var total = 0.0
+        for _ in 0..<repeats {
+            let lw = try logWeights(try encode(x), samplesPerExample: K, using: rng, keepForBackward: false)
+            total += effectiveSampleSizes(logWeights: lw.values).reduce(0, +)
+        }
+        return total / Double(repeats * x.rows * K)
+    }
+}
+
 extension ModelWorkers where Scalar == Float {
     /// The statistics of `draws` independent training-step gradients of
     /// `objective` on the rows of `x` (the workers' streams go on from one

@@ -174,3 +174,25 @@ private func groupBoundWeights<Scalar: BLASScalar>(_ logWeights: MatrixView<Scal
     let scale = 1 / Scalar(M)
     for b in 0..<result.rows { for j in 0..<result.columns { result[b, j] *= scale } }
 }
+
+/// The effective sample size of each example's K importance weights (Kong
+/// 1992), in Double from the log weights (B, K):
+///
+///     ESS = (Σ_j w_j)² / Σ_j w_j² = 1 / Σ_j w̃_j²,   w̃ = softmax(log w)
+///
+/// K when the weights are equal, 1 when one draw carries them all. Rainforth
+/// et al.'s rates in K hold once ESS is close to K.
+package func effectiveSampleSizes<Scalar: BLASScalar>(logWeights: MatrixView<Scalar>) -> [Double] {
+    (0..<logWeights.rows).map { b in
+        var top = -Double.infinity
+        for j in 0..<logWeights.columns { top = Swift.max(top, Double(logWeights[b, j])) }
+        guard top.isFinite else { return .nan }
+        var sum = 0.0, squares = 0.0
+        for j in 0..<logWeights.columns {
+            let w = Double.exp(Double(logWeights[b, j]) - top)
+            sum += w
+            squares += w * w
+        }
+        return sum * sum / squares
+    }
+}
