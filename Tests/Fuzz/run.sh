@@ -19,13 +19,13 @@ scratch=.build-fuzz
 flags=(-Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address)
 swift build --scratch-path "$scratch" --target IWAE "${flags[@]}" >/dev/null
 bin="$scratch/debug"
-# The objects of the sources that exist now: a renamed or deleted Swift file
+# The objects of the sources that exist now: a renamed or deleted Swift or C file
 # leaves its old object behind in the build directory, which would link twice.
 objects=$(for o in $(find "$bin"/IWAE.build "$bin"/IWAEData.build "$bin"/IWAECore.build "$bin"/IWAELinearAlgebra.build "$bin"/CIWAEKernels.build \
                           "$bin"/RealModule.build "$bin"/_NumericsShims.build -name '*.o' 2>/dev/null); do
               source=$(basename "$o" .o)
               case "$source" in
-                  *.swift) [ -n "$(find Sources "$scratch/checkouts/swift-numerics/Sources" -name "$source" -print -quit)" ] && echo "$o" ;;
+                  *.swift|*.c) [ -n "$(find Sources "$scratch/checkouts/swift-numerics/Sources" -name "$source" -print -quit)" ] && echo "$o" ;;
                   *) echo "$o" ;;
               esac
           done | tr '\n' ' ')
