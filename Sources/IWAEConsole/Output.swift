@@ -1,4 +1,5 @@
 import Foundation
+import IWAE
 
 /// Progress of long runs for a person watching: on a terminal a one-line bar
 /// on stderr, redrawn in place; off a terminal (a pipe, a log file) a plain
@@ -56,6 +57,21 @@ extension String {
 }
 
 /// `x` with `digits` decimals.
+/// Checks, before any work, that a file can be written at `path` (its
+/// directory exists and is writable, the path is not a directory), with a
+/// one-line error naming `option` otherwise: a long run must not end in a
+/// write that fails.
+public func checkWritableFile(_ path: String, option: String) throws {
+    let directory = (path as NSString).deletingLastPathComponent
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+        throw IWAEError.invalidArgument("\(option) \(path) is a directory")
+    }
+    guard access(directory.isEmpty ? "." : directory, W_OK) == 0 else {
+        throw IWAEError.invalidArgument("\(option) \(path): cannot write in \(directory.isEmpty ? "." : directory) (\(String(cString: strerror(errno))))")
+    }
+}
+
 public func formatted(_ x: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", x) }
 
 /// A value of the tools' JSON output (`jsonLine`).

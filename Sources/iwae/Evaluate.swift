@@ -18,6 +18,8 @@ struct Evaluate: ParsableCommand {
     var gemm: GEMMChoice?
     @Option(help: "Inputs of the products: fp32 or bf16 (default: the precision the checkpoint was trained with).")
     var precision: Precision?
+    @Option(help: "Also write each test image's L_k and Monte Carlo ELBO to this file, one JSON object per line (for paired comparisons of models on the same images).")
+    var perExample: String?
 
     func run() throws {
         let samples = try EvaluationSamples(k)
@@ -25,6 +27,7 @@ struct Evaluate: ParsableCommand {
             throw IWAEError.invalidArgument("--threads must be between 1 and \(TrainingOptions.maximumWorkers), got \(t)")
         }
         if let n = testExamples, n < 1 { throw IWAEError.invalidArgument("--test-examples must be at least 1, got \(n)") }
+        if let perExample { try checkWritableFile(perExample, option: "--per-example") }
         let loaded = try Checkpoint.load(from: checkpoint)
         let model = loaded.model
         let (dataName, testSet) = try loadTestSet(dataOptions, checkpoint: loaded)
@@ -51,6 +54,12 @@ struct Evaluate: ParsableCommand {
         ProgressBar.finishLine()
         guard estimate.meanBound.isFinite else {
             throw IWAEError.numerical("the log-likelihood estimate is not finite (\(estimate.meanBound))")
+        }
+        if let perExample {
+            let lines = zip(estimate.bounds, estimate.elbos).enumerated().map { i, values in
+                jsonLine([("index", i), ("bound", values.0), ("elbo", values.1)]) + "\n"
+            }
+            try writeFileAtomically(Array(lines.joined().utf8), to: perExample)
         }
         let exact = model.isLinearGaussian ? try model.exactLogLikelihood(x.matrix) : nil
         let exactNLL = exact.map { -$0.reduce(0, +) / Double($0.count) }

@@ -46,6 +46,19 @@ final class CommandLineTests: XCTestCase {
         XCTAssertLessThanOrEqual(nll, -elbo)      // L_200 ≥ ELBO
         XCTAssertNotNil(json["nll_stderr"] as? Double)
         XCTAssertNotNil(json["active_units"] as? Int)
+        // Per image: the same estimate (same seed), the mean of whose bounds and ELBOs is the summary's.
+        let perExample = runDirectory + "/per-example.jsonl"
+        let withRows = try runIWAE(["evaluate", out, "--k", "200", "--test-examples", "30", "--json", "--per-example", perExample])
+        XCTAssertEqual(withRows.status, 0, withRows.stderr)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(withRows.stdout.utf8)) as! [String: Any])["nll"] as? Double, nll)
+        let rows = try String(contentsOfFile: perExample, encoding: .utf8).split(separator: "\n").map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
+        XCTAssertEqual(rows.map { $0["index"] as? Int }, (0..<30).map { $0 })
+        XCTAssertEqual(-rows.map { $0["bound"] as! Double }.reduce(0, +) / 30, nll, accuracy: 1e-9 * nll)
+        XCTAssertEqual(rows.map { $0["elbo"] as! Double }.reduce(0, +) / 30, elbo, accuracy: 1e-9 * abs(elbo))
+        try assertOneLineError(["evaluate", out, "--per-example", runDirectory + "/missing/rows.jsonl"], mentioning: "--per-example")
+        try assertOneLineError(["evaluate", out, "--per-example", runDirectory], mentioning: "is a directory")
         let table = try runIWAE(["evaluate", out, "--k", "10", "--test-examples", "5"])
         XCTAssertTrue(table.stdout.contains("NLL"), table.stdout)
 
