@@ -74,6 +74,7 @@ struct GradStats: ParsableCommand {
             let varianceHeaders: [String] = groups.map { group in "\(group.rawValue) variance".leftPadded(18) }
             print("estimator      M     K  ESS/K  " + snrHeaders.joined(separator: " ") + "  " + varianceHeaders.joined(separator: " "))
         }
+        var effectiveSampleFractions = [Int: Double]()
         for index in series.indices {
             for objective in series[index].objectives {
                 let k = objective.samplesPerExample
@@ -84,8 +85,10 @@ struct GradStats: ParsableCommand {
                 ProgressBar.finishLine()
                 let summaries = groups.map { statistics[$0]! }
                 series[index].points.append(summaries)
-                // How far these K draws are from the asymptotic regime (ESS/K near 1).
-                let ess = try model.effectiveSampleFraction(x.matrix, samplesPerExample: k, repeats: 20, seed: seed &+ UInt64(k))
+                // How far these K draws are from the asymptotic regime (ESS/K near 1): of the model, not the estimator.
+                let ess = try effectiveSampleFractions[k] ?? model.effectiveSampleFraction(x.matrix, samplesPerExample: k, repeats: 20,
+                                                                                           seed: seed &+ UInt64(k))
+                effectiveSampleFractions[k] = ess
                 series[index].effectiveSampleFractions.append(ess)
                 if !json {
                     print(series[index].name.padding(toLength: 11, withPad: " ", startingAt: 0)

@@ -241,6 +241,9 @@ final class CommandLineTests: XCTestCase {
         XCTAssertGreaterThan(value("score", "encoder", 8, "variance"), 100 * value("reparam", "encoder", 8, "variance"))
         // θ takes the same gradient whatever the encoder estimator.
         XCTAssertEqual(value("stl", "decoder", 8, "snr"), value("dreg", "decoder", 8, "snr"), accuracy: 0.5)
+        // ESS/K is the model's at each K, whatever the estimator.
+        for k in [2, 8] { XCTAssertEqual(value("reparam", "encoder", k, "ess_fraction"), value("dreg", "decoder", k, "ess_fraction")) }
+        XCTAssertGreaterThan(value("reparam", "encoder", 2, "ess_fraction"), value("reparam", "encoder", 8, "ess_fraction"))
         // The slope through two points is the line through them; its standard error needs a third.
         let expected = Double.log(value("reparam", "encoder", 8, "snr") / value("reparam", "encoder", 2, "snr")) / Double.log(4)
         XCTAssertEqual(value("reparam", "encoder", 2, "slope"), expected, accuracy: 1e-12)
