@@ -17,34 +17,142 @@ extension ImageSet: TrainingExamples {
     public func firstNonFiniteRow() -> Int? { pixels.firstIndex { !$0.isFinite }.map { $0 / Swift.max(dimension, 1) } }
 }
 
-extension VariationalAutoencoder where Scalar == Float {
-    /// Starts the decoder's output layer from the training images: its bias
-    /// at their pixel means (`initializeOutputBias`) and, with `.pca`, its
-    /// weights along their principal directions
-    /// (`initializeOutputWeights(principalComponents:)`), computed from the
-    /// images as training draws them (binarized for a Bernoulli likelihood).
-    public func initializeOutputLayer(from train: ImageSet, _ kind: OutputInitialization) throws {
-        guard train.dimension == configuration.dataDimension else {
-            throw IWAEError.invalidArgument("images have dimension \(train.dimension) but the model expects \(configuration.dataDimension)")
+extension DataTable: TrainingExamples {
+    public func write(_ indices: ArraySlice<Int>, binarize: Bool, using rng: Xoshiro256, into out: inout MutableSpan<Float>) {
+        precondition(out.count == indices.count * dimension, "\(out.count) values for \(indices.count) rows of \(dimension)")
+        out.withUnsafeMutableBufferPointer { out in
+            guard let out = out.baseAddress else { return }
+            write(rows: indices, into: out)
+            if binarize {
+                for r in 0..<indices.count { binarizeRow(out + r * dimension, into: out + r * dimension, count: dimension, using: rng) }
+            }
         }
-        initializeOutputBias(dataMean: train.pixelMean)
+    }
+}
+
+extension Examples: TrainingExamples {
+    public func write(_ indices: ArraySlice<Int>, binarize: Bool, using rng: Xoshiro256, into out: inout MutableSpan<Float>) {
+        switch self {
+        case .images(let i): i.write(indices, binarize: binarize, using: rng, into: &out)
+        case .table(let t): t.write(indices, binarize: binarize, using: rng, into: &out)
+        }
+    }
+
+    public func firstNonFiniteRow() -> Int? {
+        switch self {
+        case .images(let i): return i.firstNonFiniteRow()
+        case .table(let t): return t.firstNonFiniteRow()
+        }
+    }
+
+    /// Splits off `validationCount` examples chosen by a seeded permutation
+    /// (`ImageSet.splitValidation`'s): (training, validation), each in order.
+    public func splitValidation(count validationCount: Int, seed: UInt64) throws -> (train: Examples, validation: Examples) {
+        switch self {
+        case .images(let i):
+            let (train, validation) = try i.splitValidation(count: validationCount, seed: seed)
+            return (.images(train), .images(validation))
+        case .table(let t):
+            let (train, validation) = try validationSplit(count: t.count, validation: validationCount, seed: seed)
+            return (.table(t.rows(train)), .table(t.rows(validation)))
+        }
+    }
+
+    /// The mean of each feature as the model sees it (before binarization),
+    /// summed in Double in row order (the bits of `ImageSet.pixelMean`).
+    public var featureMean: [Float] {
+        if case .images(let i) = self { return i.pixelMean }
+        var sum = [Double](repeating: 0, count: dimension)
+        forEachChunk { rows, n in
+            for r in 0..<n { for d in 0..<dimension { sum[d] += Double(rows[r * dimension + d]) } }
+        }
+        return sum.map { Float($0 / Double(count)) }
+    }
+
+    /// Calls `body` with consecutive chunks of at most 1,024 rows (encoded, not binarized).
+    func forEachChunk(_ body: (UnsafePointer<Float>, Int) -> Void) {
+        let chunk = Swift.min(1024, count)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: Swift.max(1, chunk * dimension)) { buffer in
+            var start = 0
+            while start < count {
+                let n = Swift.min(chunk, count - start)
+                write(rows: start..<start + n, into: buffer.baseAddress!)
+                body(buffer.baseAddress!, n)
+                start += n
+            }
+        }
+    }
+
+    /// The examples as images (a table's when its rows are images: a
+    /// 3-dimensional array), or a one-line error.
+    public func images() throws -> ImageSet {
+        switch self {
+        case .images(let i): return i
+        case .table(let t):
+            guard let shape = t.imageShape else {
+                throw IWAEError.invalidArgument("\(t.raw.name): rows of \(t.dimension) features are not images (a 3-dimensional array, N × height × width, is)")
+            }
+            var pixels = [Float](repeating: 0, count: t.count * t.dimension)
+            pixels.withUnsafeMutableBufferPointer { write(rows: 0..<t.count, into: $0.baseAddress!) }
+            return ImageSet(count: t.count, width: shape.width, height: shape.height, pixels: pixels,
+                            labels: [UInt8](repeating: 0, count: t.count))
+        }
+    }
+
+    /// Writes the rows `range` (encoded, not binarized) into `out`.
+    func write(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        switch self {
+        case .images(let i): i.copy(range, into: out)
+        case .table(let t): t.write(rows: range, into: out)
+        }
+    }
+}
+
+extension VariationalAutoencoder where Scalar == Float {
+    /// Starts the decoder's output layer from the training examples: its
+    /// bias at their feature means (`initializeOutputBias`) and, with
+    /// `.pca`, its weights along their principal directions
+    /// (`initializeOutputWeights(principalComponents:)`), computed from the
+    /// examples as training draws them (binarized for a Bernoulli likelihood).
+    public func initializeOutputLayer(from train: Examples, _ kind: OutputInitialization) throws {
+        guard train.dimension == configuration.dataDimension else {
+            throw IWAEError.invalidArgument("the data have dimension \(train.dimension) but the model expects \(configuration.dataDimension)")
+        }
+        initializeOutputBias(dataMean: train.featureMean)
         guard kind == .pca else { return }
         guard train.dimension <= OutputInitialization.largestPCADimension else {
             throw IWAEError.invalidArgument("--output-init pca factors a D × D covariance: D = \(train.dimension) is above \(OutputInitialization.largestPCADimension); use --output-init glorot")
         }
-        let components = train.pixels.withUnsafeBufferPointer {
-            PrincipalComponents(rows: $0, count: train.count, dimension: train.dimension,
-                                binarized: configuration.likelihood == .bernoulli)
+        let components = PrincipalComponents(count: train.count, dimension: train.dimension,
+                                             binarized: configuration.likelihood == .bernoulli) { range, out in
+            train.write(rows: range, into: out)
         }
         guard let components else {
-            throw IWAEError.numerical("the principal directions of the \(train.count) training images could not be computed (LAPACK dsyevd did not converge)")
+            throw IWAEError.numerical("the principal directions of the \(train.count) training examples could not be computed (LAPACK dsyevd did not converge)")
         }
         initializeOutputWeights(principalComponents: components)
     }
 
-    /// The images as this model sees them at evaluation: binarized once with
-    /// the fixed evaluation stream (`ImageSet.binarizedForEvaluation`) for a
-    /// Bernoulli likelihood, as they are for a Gaussian one.
+    /// Images as `initializeOutputLayer(from: Examples, _:)` reads them.
+    public func initializeOutputLayer(from train: ImageSet, _ kind: OutputInitialization) throws {
+        try initializeOutputLayer(from: .images(train), kind)
+    }
+
+    /// The rows as this model sees them at evaluation, in memory (N, D):
+    /// encoded, then for a Bernoulli likelihood binarized once, row r (counting
+    /// from `firstRow`) from its own stream (`binarizeForEvaluation`).
+    public func evaluationRows(_ examples: Examples, firstRow: Int = 0) -> Tensor<Float> {
+        let x = Tensor<Float>(shape: [examples.count, examples.dimension])
+        examples.write(rows: 0..<examples.count, into: x.pointer)
+        if configuration.likelihood == .bernoulli {
+            binarizeForEvaluation(x.pointer, rows: examples.count, dimension: examples.dimension, firstRow: firstRow)
+        }
+        return x
+    }
+
+    /// The images as this model sees them at evaluation: binarized once
+    /// (`ImageSet.binarizedForEvaluation`) for a Bernoulli likelihood, as
+    /// they are for a Gaussian one.
     public func evaluationImages(_ images: ImageSet) -> ImageSet {
         configuration.likelihood == .bernoulli ? images.binarizedForEvaluation() : images
     }

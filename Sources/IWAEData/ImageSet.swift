@@ -69,10 +69,7 @@ public struct ImageSet: Sendable {
         var r = 0
         pixels.withUnsafeBufferPointer { source in
             for i in indices {
-                let row = source.baseAddress! + i * dimension
-                let target = out + r * dimension
-                rng.fillUniform(target, count: dimension)
-                for d in 0..<dimension { target[d] = target[d] < row[d] ? 1 : 0 }
+                binarizeRow(source.baseAddress! + i * dimension, into: out + r * dimension, count: dimension, using: rng)
                 r += 1
             }
         }
@@ -97,14 +94,41 @@ public struct ImageSet: Sendable {
         return ImageSet(count: count, width: width, height: height, pixels: out, labels: labels)
     }
 
-    /// The seed of the one-time binarization of test and validation images
-    /// (`binarizedForEvaluation`), the same in `iwae`, `iwae-bench` and the library.
+    /// The seed of the evaluation binarization of test and validation rows
+    /// (`binarizeForEvaluation`), the same in `iwae`, `iwae-bench` and the library.
     public static let evaluationBinarizationSeed: UInt64 = 0x7E57
 
-    /// The fixed binarization every evaluation uses: pixel i of image n is 1
-    /// with probability equal to its intensity, drawn from the stream
-    /// `evaluationBinarizationSeed`, so every evaluation sees the same binary images.
-    public func binarizedForEvaluation() -> ImageSet { binarizedOnce(seed: ImageSet.evaluationBinarizationSeed) }
+    /// The fixed binarization every evaluation uses: pixel d of image n is 1
+    /// with probability equal to its intensity, drawn from row n's own stream
+    /// (`binarizeForEvaluation`), so every evaluation sees the same binary
+    /// images, and an image the same binary image whatever others are with it.
+    public func binarizedForEvaluation() -> ImageSet {
+        var out = pixels
+        out.withUnsafeMutableBufferPointer { binarizeForEvaluation($0.baseAddress!, rows: count, dimension: dimension) }
+        return ImageSet(count: count, width: width, height: height, pixels: out, labels: labels)
+    }
+}
+
+/// Dynamic binarization of one row (Mathematics §5): value d becomes 1 with
+/// probability `source[d]` (a uniform u from `rng` and 1 when u < source[d]),
+/// else 0, into `target` (which may be `source`).
+@inline(__always)
+package func binarizeRow(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>, count d: Int, using rng: Xoshiro256) {
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: d) { u in
+        rng.fillUniform(u.baseAddress!, count: d)
+        for j in 0..<d { target[j] = u[j] < source[j] ? 1 : 0 }
+    }
+}
+
+/// The evaluation binarization of `rows` rows of `dimension` values in
+/// place, row r (counting from `firstRow`) from its own stream
+/// `Xoshiro256.rowSeed(ImageSet.evaluationBinarizationSeed, row:)`.
+public func binarizeForEvaluation(_ values: UnsafeMutablePointer<Float>, rows: Int, dimension: Int, firstRow: Int = 0) {
+    let rng = Xoshiro256(seed: 0)
+    for r in 0..<rows {
+        rng.reseed(Xoshiro256.rowSeed(ImageSet.evaluationBinarizationSeed, row: firstRow + r))
+        binarizeRow(values + r * dimension, into: values + r * dimension, count: dimension, using: rng)
+    }
 }
 
 /// The four MNIST-format files of a data set: training and test images and labels.
@@ -171,15 +195,20 @@ extension ImageSet {
     /// Splits off `validationCount` images chosen by a seeded permutation:
     /// returns (training, validation), each in the original order.
     public func splitValidation(count validationCount: Int, seed: UInt64) throws -> (train: ImageSet, validation: ImageSet) {
-        guard validationCount >= 0 else { throw DataError.invalidArgument("validation examples must be at least 0, got \(validationCount)") }
-        guard validationCount < count else {
-            throw DataError.invalidArgument("validation examples (\(validationCount)) must be fewer than the \(count) training images")
-        }
-        var order = Array(0..<count)
-        var rng = Xoshiro256(seed: seed)
-        order.shuffle(using: &rng)
-        let validation = order[0..<validationCount].sorted()
-        let train = order[validationCount...].sorted()
+        let (train, validation) = try validationSplit(count: count, validation: validationCount, seed: seed)
         return (subset(train), subset(validation))
     }
+}
+
+/// The positions of a validation split of `n` examples: `validation` of them
+/// chosen by a permutation seeded with `seed`, and the rest, each sorted.
+public func validationSplit(count n: Int, validation validationCount: Int, seed: UInt64) throws -> (train: [Int], validation: [Int]) {
+    guard validationCount >= 0 else { throw DataError.invalidArgument("validation examples must be at least 0, got \(validationCount)") }
+    guard validationCount < n else {
+        throw DataError.invalidArgument("validation examples (\(validationCount)) must be fewer than the \(n) training examples (--validation-examples)")
+    }
+    var order = Array(0..<n)
+    var rng = Xoshiro256(seed: seed)
+    order.shuffle(using: &rng)
+    return (order[validationCount...].sorted(), order[0..<validationCount].sorted())
 }

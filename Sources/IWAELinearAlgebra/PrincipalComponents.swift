@@ -31,32 +31,51 @@ public struct PrincipalComponents: Sendable {
     /// when LAPACK does not converge (never seen for finite data) or `count` is 0.
     package init?(rows: UnsafeBufferPointer<Float>, count: Int, dimension d: Int, binarized: Bool) {
         precondition(rows.count == count * d && d > 0)
+        self.init(count: count, dimension: d, binarized: binarized) { range, out in
+            out.update(from: rows.baseAddress! + range.lowerBound * d, count: range.count * d)
+        }
+    }
+
+    /// The components of `count` rows that `rows(range, out)` writes, a
+    /// chunk of at most 1,024 rows at a time (twice over): rows that are
+    /// never all in memory at once.
+    package init?(count: Int, dimension d: Int, binarized: Bool, rows: (Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
+        precondition(d > 0)
         guard count > 0 else { return nil }
+        let chunkRows = Swift.min(count, 1024)
+        let floats = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * d)
+        defer { floats.deallocate() }
         let blasThreads = BLASLibrary.threads
         BLASLibrary.threads = 1
         defer { BLASLibrary.threads = blasThreads }
         dimension = d
         var mean = [Double](repeating: 0, count: d)
         var bernoulli = [Double](repeating: 0, count: d)
-        for n in 0..<count {
-            for j in 0..<d {
-                let x = Double(rows[n * d + j])
-                mean[j] += x
-                bernoulli[j] += x * (1 - x)
+        var first = 0
+        while first < count {
+            let rowsHere = Swift.min(chunkRows, count - first)
+            rows(first..<first + rowsHere, floats)
+            for n in 0..<rowsHere {
+                for j in 0..<d {
+                    let x = Double(floats[n * d + j])
+                    mean[j] += x
+                    bernoulli[j] += x * (1 - x)
+                }
             }
+            first += rowsHere
         }
         for j in 0..<d { mean[j] /= Double(count); bernoulli[j] /= Double(count) }
         self.mean = mean
 
         // C ← (1/N) Σ_n (x_n − x̄)(x_n − x̄)ᵀ, 1,024 centered rows at a time.
         let covariance = Tensor<Double>(shape: [d, d])
-        let chunkRows = Swift.min(count, 1024)
         let chunk = Tensor<Double>(shape: [chunkRows, d])
         var start = 0
         while start < count {
             let rowsHere = Swift.min(chunkRows, count - start)
+            rows(start..<start + rowsHere, floats)
             for r in 0..<rowsHere {
-                for j in 0..<d { chunk.pointer[r * d + j] = Double(rows[(start + r) * d + j]) - mean[j] }
+                for j in 0..<d { chunk.pointer[r * d + j] = Double(floats[r * d + j]) - mean[j] }
             }
             let centered = MatrixView(chunk.pointer, rows: rowsHere, columns: d)
             gemm(covariance.matrix, centered, .transposed, centered, .none, alpha: 1 / Double(count), beta: 1)

@@ -12,18 +12,38 @@ public final class Xoshiro256: RandomNumberGenerator {
     private var scratchCapacity: Int
 
     public init(seed: UInt64) {
-        var s = seed
-        func splitMix() -> UInt64 {
-            s &+= 0x9E37_79B9_7F4A_7C15
-            var z = s
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        state = (splitMix(), splitMix(), splitMix(), splitMix())
+        state = Xoshiro256.seeded(seed)
         scratchCapacity = 1024
         scratch = .allocate(capacity: scratchCapacity)
     }
+
+    /// The state `init(seed:)` starts from: four SplitMix64 outputs.
+    private static func seeded(_ seed: UInt64) -> (UInt64, UInt64, UInt64, UInt64) {
+        var s = seed
+        func splitMix() -> UInt64 {
+            s &+= 0x9E37_79B9_7F4A_7C15
+            return mix(s)
+        }
+        return (splitMix(), splitMix(), splitMix(), splitMix())
+    }
+
+    /// SplitMix64's output function, a bijection of 64-bit words.
+    @inline(__always) private static func mix(_ word: UInt64) -> UInt64 {
+        var z = word
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Starts again from `init(seed:)`'s state for `seed`, without allocating.
+    public func reseed(_ seed: UInt64) { state = Xoshiro256.seeded(seed) }
+
+    /// The seed of row `row`'s own stream under `seed`: mix(mix(seed) + row).
+    /// For one `seed`, distinct rows get distinct seeds (mix is a bijection).
+    /// An evaluation draws each example's noise and binarization from its
+    /// row's stream, so that its estimate does not depend on the other rows,
+    /// the threads or the chunking.
+    public static func rowSeed(_ seed: UInt64, row: Int) -> UInt64 { mix(mix(seed) &+ UInt64(truncatingIfNeeded: row)) }
 
     deinit { scratch.deallocate() }
 

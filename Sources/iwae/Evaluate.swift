@@ -33,8 +33,7 @@ struct Evaluate: ParsableCommand {
         let (dataName, testSet) = try loadTestSet(dataOptions, checkpoint: loaded)
         var test = testSet
         if let n = testExamples { test = test.prefix(n) }
-        let binary = model.evaluationImages(test)
-        let x = Tensor<Float>(shape: [binary.count, binary.dimension], values: binary.pixels)
+        let x = model.evaluationRows(test)
         let workers = ModelWorkers(model: model, workers: threads, seed: seed)
         if gemm != nil || loaded.trainingState?.gemmPlan == nil {
             // One example's k draws per pass and worker (`estimateLogLikelihood`'s rows).
@@ -45,24 +44,27 @@ struct Evaluate: ParsableCommand {
         if let precision { workers.precision = precision }
         if workers.precision == .bf16 { FileHandle.standardError.write(Data("iwae: \(Precision.bf16Products.notice)\n".utf8)) }
         let started = Date()
-        let estimate = try workers.estimateLogLikelihood(x.matrix, samples: samples, seed: seed) { done in
+        let modelUnits = try workers.estimateLogLikelihood(x.matrix, samples: samples, seed: seed) { done in
             let elapsed = Date().timeIntervalSince(started)
-            ProgressBar.draw("evaluating k=\(k)", done: done, total: binary.count,
-                             detail: "\(formatted(Double(done) / max(elapsed, 1e-9), 1)) images/s")
+            ProgressBar.draw("evaluating k=\(k)", done: done, total: test.count,
+                             detail: "\(formatted(Double(done) / max(elapsed, 1e-9), 1)) \(test.noun)/s")
         }
+        // In the data's own units: + log |dy/dv| of a table's standardization (0 otherwise).
+        let estimate = modelUnits.shifted(by: test.logJacobian)
         let seconds = Date().timeIntervalSince(started)
         ProgressBar.finishLine()
         guard estimate.meanBound.isFinite else {
             throw IWAEError.numerical("the log-likelihood estimate is not finite (\(estimate.meanBound))")
         }
         if let perExample {
-            let lines = zip(estimate.bounds, estimate.elbos).enumerated().map { i, values in
-                jsonLine([("index", i), ("bound", values.0), ("elbo", values.1)]) + "\n"
+            let lines = estimate.bounds.indices.map { i in
+                jsonLine([("index", i), ("bound", estimate.bounds[i]), ("standard_error", estimate.standardErrors[i]),
+                          ("elbo", estimate.elbos[i])]) + "\n"
             }
             try writeFileAtomically(Array(lines.joined().utf8), to: perExample)
         }
         let exact = model.isLinearGaussian ? try model.exactLogLikelihood(x.matrix) : nil
-        let exactNLL = exact.map { -$0.reduce(0, +) / Double($0.count) }
+        let exactNLL = exact.map { -$0.reduce(0, +) / Double($0.count) - test.logJacobian }
         if json {
             let fields: [(String, any JSONField)] = [
                 ("nll", estimate.negativeLogLikelihood), ("nll_stderr", estimate.standardError),
@@ -72,13 +74,16 @@ struct Evaluate: ParsableCommand {
                 ("latent_dimension", model.configuration.latentDimension),
                 ("active_units_per_layer", estimate.activeUnitsPerLayer),
                 ("latent_dimensions", model.configuration.latentDimensions),
-                ("seconds", seconds), ("data", dataName),
+                ("seconds", seconds), ("data", dataName), ("log_jacobian", test.logJacobian),
             ]
             print(jsonLine(fields + (exactNLL.map { [("exact_nll", $0)] } ?? [])))
         } else {
-            print("test images        \(estimate.examples) (\(dataName))")
+            print("test \(test.noun)".padding(toLength: 19, withPad: " ", startingAt: 0) + "\(estimate.examples) (\(dataName))")
             print("log p(x) ≈ L_\(k)  \(formatted(estimate.meanBound)) ± \(formatted(estimate.standardError)) nats")
             print("NLL                \(formatted(estimate.negativeLogLikelihood)) nats")
+            if test.logJacobian != 0 {
+                print("units              the data's own: standardized features' log-likelihood + log|dy/dx| = \(formatted(test.logJacobian))")
+            }
             if model.configuration.stochasticLayers == 1 {
                 print("ELBO               \(formatted(estimate.meanELBO)) nats = reconstruction \(formatted(estimate.meanReconstruction)) − KL \(formatted(estimate.meanKL)) (KL in closed form; Monte Carlo ELBO shown)")
             } else {

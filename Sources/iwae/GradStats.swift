@@ -51,21 +51,20 @@ struct GradStats: ParsableCommand {
         try TrainingOptions.checkBufferMemory(samples: largest, batch: batch, dimension: 784, hidden: 200)
 
         let model: VariationalAutoencoder<Float>
-        let test: ImageSet
+        let test: Examples
         if fresh {
             guard checkpoint == nil else { throw IWAEError.invalidArgument("give a checkpoint or --fresh, not both") }
             let source = try dataOptions.source()
-            test = try source.load(.test)
+            test = .images(try source.load(.test))
             model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: test.dimension), seed: seed)
             model.initializeOutputBias(dataMean: try source.load(.train).pixelMean)
         } else {
             guard let checkpoint else { throw IWAEError.invalidArgument("give a checkpoint directory or --fresh") }
             let loaded = try Checkpoint.load(from: checkpoint)
             model = loaded.model
-            test = try loadTestSet(dataOptions, checkpoint: loaded).images
+            test = try loadTestSet(dataOptions, checkpoint: loaded).examples
         }
-        let binary = model.evaluationImages(test.prefix(batch))
-        let x = Tensor<Float>(shape: [binary.count, binary.dimension], values: binary.pixels)
+        let x = model.evaluationRows(test.prefix(batch))
         let groups = ParameterGroup.allCases.filter { !model.parameters(of: $0).joined().isEmpty }
 
         if !json {

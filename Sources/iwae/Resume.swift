@@ -31,7 +31,7 @@ struct Resume: ParsableCommand {
             try TrainingRun.resuming(directory, epochs: epochs, checkpointEvery: checkpointEvery, ranks: ranks.count)
         }
         let stop = SignalFlag.install()
-        try run.train(images: images, resuming: checkpoint, ranks: ranks, shouldStop: { stop.isSet }, events: .console,
+        try run.train(examples: images, resuming: checkpoint, ranks: ranks, shouldStop: { stop.isSet }, events: .console,
                       faults: .fromEnvironment(rank: ranks.rank))
     }
 }

@@ -18,7 +18,7 @@ struct Sample: ParsableCommand {
         guard out.hasSuffix(".png") else { throw IWAEError.invalidArgument("--out must name a .png file, got \(out)") }
         let loaded = try Checkpoint.load(from: checkpoint)
         let model = loaded.model
-        let (_, testSet) = try loadTestSet(dataOptions, checkpoint: loaded)
+        let testSet = try loadTestSet(dataOptions, checkpoint: loaded).examples.prefix(rows * 5).images()
         let d = model.configuration.dataDimension, k = model.configuration.latentDimension
         let (w, h) = (testSet.width, testSet.height)
         let columns = 10

@@ -23,7 +23,9 @@ struct Train: ParsableCommand {
     @Option(help: "Decoder output weights at the start: glorot (random) or pca (the training images' principal directions, at Glorot's scale).")
     var outputInit: OutputInitialization = trainingDefaults.outputInitialization
     @Option(help: "Seed of initialization, shuffling, binarization and sampling.") var seed: UInt64 = trainingDefaults.seed
-    @Option(help: "Training images held out for the per-epoch validation bound.") var validationExamples: Int = 5000
+    @OptionGroup var tableOptions: TableOptions
+    @Option(help: "Training examples held out for the per-epoch validation bound (default: 5,000; for a table, a tenth of its training rows up to 5,000).")
+    var validationExamples: Int?
     @Option(help: "Use only the first N training images (default: all).") var trainExamples: Int?
     @Option(help: "Latent dimension k.") var latent: Int = modelDefaults.latentDimension
     @Option(help: "Hidden widths of encoder and decoder, comma-separated (the decoder mirrors them).")
@@ -36,10 +38,11 @@ struct Train: ParsableCommand {
     var upperLayer: [UpperLayerArgument] = []
     @Option(help: "Encoder covariance (full: A Aᵀ + diag(softplus(d)), Cholesky).") var encoder: CovarianceKind = modelDefaults.encoder
     @Option(help: "Prior: standard N(0, I) or learned N(λ₁, diag(λ₂)).") var prior: PriorKind = modelDefaults.prior
-    @Option(help: "Likelihood: bernoulli (binarized images) or gaussian (real values).")
-    var likelihood: LikelihoodKind = modelDefaults.likelihood
+    @Option(help: "Likelihood: bernoulli (binarized images) or gaussian (real values). Default: gaussian for real-valued data (linear-gaussian, a continuous table), else bernoulli.")
+    var likelihood: LikelihoodKind?
     @Option(help: "σ of the Gaussian likelihood (its start value with --learn-sigma).") var sigma: Double = modelDefaults.sigma
-    @Flag(help: "Train σ² of the Gaussian likelihood.") var learnSigma = false
+    @Flag(inversion: .prefixedNo, help: "Train σ² of the Gaussian likelihood (default: on for a continuous table, off otherwise).")
+    var learnSigma: Bool?
     @OptionGroup var synthetic: SyntheticOptions
     @Option(help: "Hidden nonlinearity.") var activation: Activation = modelDefaults.activation
     @Option(help: "Worker threads (default: all active cores, shared among the ranks on a machine); results depend on seed and the thread count over all ranks.") var threads: Int?
@@ -82,7 +85,7 @@ struct Train: ParsableCommand {
         do {
             let (run, images) = try ranks.together { try prepareNewRun(writesDirectory: ranks.rank == 0, created: &created) }
             let stop = SignalFlag.install()
-            try run.train(images: images, resuming: nil, ranks: ranks, shouldStop: { stop.isSet }, events: .console,
+            try run.train(examples: images, resuming: nil, ranks: ranks, shouldStop: { stop.isSet }, events: .console,
                           faults: .fromEnvironment(rank: ranks.rank))
         } catch {
             // Only the process that made the directory and holds its lock may
@@ -95,17 +98,23 @@ struct Train: ParsableCommand {
     /// A new run: the options checked, the `--out` directory created (or
     /// found) and locked by the writing rank (`created` says whether this
     /// process made it), the training images loaded.
-    private func prepareNewRun(writesDirectory: Bool, created: inout Bool) throws -> (TrainingRun, ImageSet) {
-        if learnSigma && likelihood != .gaussian { throw IWAEError.invalidArgument("--learn-sigma needs --likelihood gaussian") }
+    private func prepareNewRun(writesDirectory: Bool, created: inout Bool) throws -> (TrainingRun, Examples) {
         if let n = trainExamples, n < 1 { throw IWAEError.invalidArgument("--train-examples must be at least 1, got \(n)") }
         let options = TrainingOptions(objective: try objectiveOptions.objective(), epochs: epochs, batchSize: batch,
                                       learningRate: learningRate, schedule: schedule, adamEpsilon: adamEpsilon,
                                       outputInitialization: outputInit, seed: seed,
                                       workers: threads ?? ProcessRanks.defaultWorkers, gemm: gemm, precision: precision)
         try options.validate()
-        let source = try synthetic.source(dataOptions)
+        let requested = try synthetic.source(dataOptions, tables: tableOptions)
+        let (loaded, source) = try requested.loadTraining()
+        let likelihood = self.likelihood ?? (source.isRealValued ? .gaussian : .bernoulli)
+        let learnSigma = self.learnSigma ?? (likelihood == .gaussian && { if case .table = source { return true } else { return false } }())
+        if learnSigma && likelihood != .gaussian { throw IWAEError.invalidArgument("--learn-sigma needs --likelihood gaussian") }
         if source.isRealValued && likelihood == .bernoulli {
             throw IWAEError.invalidArgument("\(source.name) is real-valued: use --likelihood gaussian")
+        }
+        if case .table(let table) = source {
+            ProgressBar.log(tableSummary(table, rows: loaded, likelihood: likelihood, learnSigma: learnSigma))
         }
         if writesDirectory {
             created = try RunDirectory.create(out)
@@ -114,7 +123,7 @@ struct Train: ParsableCommand {
                 throw IWAEError.invalidArgument("\(out) already holds a checkpoint: continue it with --resume \(out), or choose another --out")
             }
         }
-        var images = try source.load(.train)
+        var images = loaded
         let encoderWidths = encoderHidden?.values ?? hidden.values
         let decoderWidths = decoderHidden?.values ?? hidden.values.reversed()
         try TrainingOptions.checkBufferMemory(samples: options.objective.drawsPerExample, batch: batch, dimension: images.dimension,
@@ -129,7 +138,8 @@ struct Train: ParsableCommand {
         try configuration.validate()
         try TrainingOptions.checkModelMemory(configuration, workers: options.workers)
         let run = TrainingRun(directory: out, configuration: configuration, options: options, data: source,
-                              trainExamplesLimit: trainExamples, validationExamples: validationExamples,
+                              trainExamplesLimit: trainExamples,
+                              validationExamples: validationExamples ?? TrainingRun.defaultValidationExamples(for: images),
                               checkpointEvery: checkpointEvery)
         return (run, images)
     }
@@ -152,6 +162,44 @@ struct ObjectiveOptions: ParsableArguments {
     }
 }
 
+/// What was decided about a table, in one line: its size and type, its
+/// kind and how it is modelled, where the test rows come from.
+private func tableSummary(_ table: TableSource, rows: Examples, likelihood: LikelihoodKind, learnSigma: Bool) -> String {
+    let how: String
+    switch (table.kind, table.encoding) {
+    case (.binary?, _): how = "binary (every value 0 or 1)"
+    case (.intensity?, .intensity(let scale)?): how = "intensities (v/\(Int(scale)), binarized as MNIST)"
+    case (.intensity?, _): how = "intensities in [0, 1] (binarized as MNIST)"
+    default: how = "continuous (standardized per feature; log-likelihoods reported in the data's units)"
+    }
+    let decoder = likelihood == .gaussian ? "Gaussian decoder, \(learnSigma ? "learned" : "fixed") variance" : "Bernoulli decoder"
+    let test = table.testFile.map { "test rows from \($0)" }
+        ?? table.testFraction.map { "\(formatted($0 * 100, 1)) % of the rows held out for testing (seed \(table.splitSeed))" }
+        ?? "no test rows (evaluate with --data FILE)"
+    if case .table(let t) = rows {
+        return "data: \(table.name): \(t.count) training rows × \(t.dimension) features of \(t.raw.elementType.rawValue): \(how); \(decoder) (--data-kind and --likelihood override); \(test)"
+    }
+    return "data: \(table.name)"
+}
+
+/// Options of a table given to `--data`: its columns, its kind, its test rows.
+struct TableOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Columns of a table to read: 0-based indices and ranges (0,2,5-9) or, for a CSV header, names (age,income).", valueName: "list"))
+    var columns: String?
+    @Option(help: "What a table's values are: binary (0/1), intensity (binarized as MNIST) or continuous (a Gaussian on standardized features). Default: decided from the values.")
+    var dataKind: TableKind?
+    @Option(help: "Test rows of a table from this file (same columns): evaluate and score read them.") var testData: String?
+    @Option(help: "The array or tensor of --test-data (.npz, .safetensors).") var testKey: String?
+    @Option(help: "Hold out this fraction of the table's rows for testing (chosen by --split-seed; recorded in the checkpoint).")
+    var testFraction: Double?
+    @Option(help: "Seed of the --test-fraction split.") var splitSeed: UInt64 = 1
+
+    /// Whether any of these was given (they need a table).
+    var given: Bool { columns != nil || dataKind != nil || testData != nil || testKey != nil || testFraction != nil }
+}
+
+extension TableKind: ExpressibleByArgument {}
+
 /// Options of the synthetic `--data linear-gaussian` source.
 struct SyntheticOptions: ParsableArguments {
     private static let defaults = LinearGaussianData()
@@ -163,8 +211,21 @@ struct SyntheticOptions: ParsableArguments {
     @Option(help: "linear-gaussian: seed of the generating model.") var syntheticSeed: UInt64 = defaults.seed
     @Option(help: "linear-gaussian: a second latent layer of this dimension (the chain z₂ → z₁ → x).") var syntheticUpperLatent: Int?
 
-    /// The data source `--data` names, with these settings for linear-gaussian.
-    func source(_ options: DataOptions) throws -> DataSource {
+    /// The data source `--data` names, with these settings for
+    /// linear-gaussian and `tables`' for a table file.
+    func source(_ options: DataOptions, tables: TableOptions) throws -> DataSource {
+        if options.namesTable, let file = options.data {
+            var columns: ColumnSelection?
+            if let text = tables.columns {
+                guard let parsed = ColumnSelection(text) else { throw IWAEError.invalidArgument("--columns takes 0-based indices, ranges (5-9) or names, comma-separated; got '\(text)'") }
+                columns = parsed
+            }
+            return .table(try TableSource(file: file, key: options.dataKey, columns: columns, testFile: tables.testData,
+                                          testKey: tables.testKey, testFraction: tables.testFraction, splitSeed: tables.splitSeed,
+                                          kind: tables.dataKind))
+        }
+        if tables.given { throw IWAEError.invalidArgument("--columns, --data-kind, --test-data, --test-key and --test-fraction are for a table given to --data (.npy, .npz, .csv, .tsv, .safetensors)") }
+        if options.dataKey != nil { throw IWAEError.invalidArgument("--data-key names an array of a .npz or .safetensors --data file") }
         guard let name = options.data else { return try options.source() }
         let generator = LinearGaussianData(dimension: syntheticDimension, latentDimension: syntheticLatent,
                                            noise: syntheticNoise, seed: syntheticSeed, upperDimension: syntheticUpperLatent)

@@ -35,6 +35,14 @@ public struct TrainingRun {
         self.checkpointEvery = checkpointEvery
     }
 
+    /// The validation examples held out when none are asked for: 5,000 of a
+    /// set of images (the paper's protocol), a tenth of a table's training
+    /// rows up to 5,000.
+    public static func defaultValidationExamples(for examples: Examples) -> Int {
+        if case .images = examples { return 5000 }
+        return Swift.min(5000, examples.count / 10)
+    }
+
     /// What a run reports as it goes; the command line prints it.
     public struct Events {
         /// A line for the log (what the run does, each epoch's summary).
@@ -54,7 +62,7 @@ public struct TrainingRun {
     /// damaged training state or optimizer refuses here, in one line), the
     /// memory checked as for a new run, the training images loaded.
     public static func resuming(_ directory: String, epochs: Int? = nil, checkpointEvery: Int? = nil,
-                                ranks: Int = 1) throws -> (run: TrainingRun, images: ImageSet, checkpoint: Checkpoint) {
+                                ranks: Int = 1) throws -> (run: TrainingRun, images: Examples, checkpoint: Checkpoint) {
         let checkpoint = try Checkpoint.load(from: directory)
         if let damage = checkpoint.resumeDamage {
             throw IWAEError.invalidCheckpoint("\(Checkpoint.path(for: directory)): cannot resume: \(damage) (the parameters are intact: evaluate and sample still read them)")
@@ -76,9 +84,9 @@ public struct TrainingRun {
         let run = TrainingRun(directory: directory, configuration: checkpoint.model.configuration, options: options, data: data,
                               trainExamplesLimit: record.trainExamplesLimit, validationExamples: record.validationExamples,
                               checkpointEvery: checkpointEvery)
-        var images = try data.load(.train)
-        if let n = record.trainExamplesLimit { images = images.prefix(n) }
-        return (run, images, checkpoint)
+        var examples = try data.loadTraining().examples
+        if let n = record.trainExamplesLimit { examples = examples.prefix(n) }
+        return (run, examples, checkpoint)
     }
 
     /// Trains on `images`: a new run (the model initialized from the seed, a
@@ -94,6 +102,13 @@ public struct TrainingRun {
     public func train(images: ImageSet, resuming checkpoint: Checkpoint?, ranks: RankGroup = SingleRank(),
                       shouldStop: @escaping () -> Bool = { false }, events: Events = Events(),
                       faults: FaultInjection = .none) throws {
+        try train(examples: .images(images), resuming: checkpoint, ranks: ranks, shouldStop: shouldStop, events: events, faults: faults)
+    }
+
+    /// Trains on `examples` (images or a table's training rows), as `train(images:…)`.
+    public func train(examples images: Examples, resuming checkpoint: Checkpoint?, ranks: RankGroup = SingleRank(),
+                      shouldStop: @escaping () -> Bool = { false }, events: Events = Events(),
+                      faults: FaultInjection = .none) throws {
         let writes = ranks.rank == 0
         let seeds = options.seeds
         let (model, split, heldOut) = try ranks.together {
@@ -105,7 +120,10 @@ public struct TrainingRun {
             let model = VariationalAutoencoder<Float>(configuration, seed: seeds.initialization)
             // A resumed run takes every parameter from its checkpoint below.
             if checkpoint == nil { try model.initializeOutputLayer(from: split.train, options.outputInitialization) }
-            let heldOut = split.validation.count > 0 ? model.evaluationImages(split.validation) : nil
+            let heldOut: DataTable? = split.validation.count > 0
+                ? try DataTable(values: model.evaluationRows(split.validation).array, rows: split.validation.count,
+                                columns: split.validation.dimension, name: "validation rows")
+                : nil
             return (model, split, heldOut)
         }
         let trainer = try Trainer(model: model, options: options, validation: heldOut, ranks: ranks)
@@ -122,7 +140,7 @@ public struct TrainingRun {
         let record = TrainingRecord(options: options, data: data, trainExamplesLimit: trainExamplesLimit,
                                     validationExamples: validationExamples, threads: trainer.workers.totalWorkerCount,
                                     trainCount: split.train.count, validationCount: split.validation.count)
-        let imageSize = Checkpoint.ImageSize(width: images.width, height: images.height)
+        let imageSize = images.imageSize.map { Checkpoint.ImageSize(width: $0.width, height: $0.height) }
         if options.precision == .bf16 { events.log(Precision.bf16Products.notice) }
         events.log(startLine(trainer, split: split, resumed: checkpoint?.trainingState, ranks: ranks))
 
@@ -160,7 +178,7 @@ public struct TrainingRun {
     }
 
     /// The log's first line: what is trained, or where it resumes, and how.
-    private func startLine(_ trainer: Trainer, split: (train: ImageSet, validation: ImageSet), resumed: TrainingState?,
+    private func startLine(_ trainer: Trainer, split: (train: Examples, validation: Examples), resumed: TrainingState?,
                            ranks: RankGroup) -> String {
         let counts = trainer.gemmPlan.counts
         let how = (ranks.count > 1 ? " on \(ranks.count) ranks × \(trainer.workers.workerCount) threads" : "")
@@ -170,6 +188,6 @@ public struct TrainingRun {
             return "resuming \(directory) at epoch \(state.epoch), step \(state.step) (\(options.epochs) epochs in all)\(how)"
         }
         let objective = options.objective
-        return "training \(objective.label) K=\(objective.samplesPerExample) on \(split.train.count) images (\(split.validation.count) held out), batch \(options.batchSize), \(options.epochs) epochs, \(trainer.model.store.values.count) parameters\(how)"
+        return "training \(objective.label) K=\(objective.samplesPerExample) on \(split.train.count) \(split.train.noun) (\(split.validation.count) held out), batch \(options.batchSize), \(options.epochs) epochs, \(trainer.model.store.values.count) parameters\(how)"
     }
 }

@@ -236,13 +236,13 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     /// Reparameterized draws: ε ~ N(0, I), z = μ + L ε (L = diag(s) for the
     /// diagonal case); z is (B·K, k), valid until the next `sample`.
     @discardableResult
-    public func sample(samplesPerExample K: Int, using rng: Xoshiro256) -> MatrixView<Scalar> {
+    public func sample(samplesPerExample K: Int, using noise: Noise) -> MatrixView<Scalar> {
         precondition(K >= 1)
         reserve(examples: examples, samplesPerExample: K)
         let t = profiler.start()
         defer { profiler.stop(.sampling, t) }
         let k = dimension
-        rng.fillStandardNormal(epsilon.pointer, count: examples * K * k)
+        noise.fillStandardNormal(epsilon.pointer, count: examples * K * k)
         let mu = mean.pointer, s = scale.pointer, eps = epsilon.pointer, zp = samples.pointer
         if isFull {
             let tc = profiler.start()

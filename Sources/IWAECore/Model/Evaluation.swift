@@ -8,8 +8,11 @@ public struct LogLikelihoodEstimate: Sendable {
 
     /// k, the number of importance samples per example.
     public var samples: Int
-    /// L_k per example (nats).
+    /// L_k per example (nats): the estimate of log p(x) of each row.
     public var bounds: [Double]
+    /// The Monte Carlo standard error of each L_k (`monteCarloStandardError`;
+    /// NaN for k = 1, where one draw cannot tell its own spread).
+    public var standardErrors: [Double]
     /// Monte Carlo ELBO per example, the mean of its k log weights (nats).
     public var elbos: [Double]
     /// Reconstruction per example, the mean of log p(x|z) over its k samples (nats).
@@ -41,13 +44,26 @@ public struct LogLikelihoodEstimate: Sendable {
     public func merged(with other: LogLikelihoodEstimate) -> LogLikelihoodEstimate {
         precondition(samples == other.samples)
         return LogLikelihoodEstimate(
-            samples: samples, bounds: bounds + other.bounds, elbos: elbos + other.elbos,
+            samples: samples, bounds: bounds + other.bounds, standardErrors: standardErrors + other.standardErrors,
+            elbos: elbos + other.elbos,
             reconstructions: reconstructions + other.reconstructions, kls: kls + other.kls,
             layerMeanSums: zip(layerMeanSums, other.layerMeanSums).map { zip($0, $1).map(+) },
             layerMeanSquareSums: zip(layerMeanSquareSums, other.layerMeanSquareSums).map { zip($0, $1).map(+) })
     }
 
     public var examples: Int { bounds.count }
+
+    /// The estimate of a density in other units: `offset` (a change of
+    /// variables' log |dy/dx|) added to every log-likelihood, ELBO and
+    /// reconstruction; KL and standard errors unchanged.
+    public func shifted(by offset: Double) -> LogLikelihoodEstimate {
+        guard offset != 0 else { return self }
+        var s = self
+        s.bounds = bounds.map { $0 + offset }
+        s.elbos = elbos.map { $0 + offset }
+        s.reconstructions = reconstructions.map { $0 + offset }
+        return s
+    }
     /// Mean L_k: the log-likelihood estimate.
     public var meanBound: Double { bounds.reduce(0, +) / Double(max(bounds.count, 1)) }
     /// NLL = −mean L_k.
@@ -73,29 +89,33 @@ public struct LogLikelihoodEstimate: Sendable {
 // for Float); called directly from another module they run generic.
 extension VariationalAutoencoder {
     /// Estimates `log p(x) ≈ L_k` for each row of `x` (N, D) with k samples,
-    /// in chunks of about `rowsPerPass` decoder rows and a running
-    /// log-sum-exp per example, so memory does not grow with k:
+    /// in passes of `examplesPerPass(k, rowsPerPass)` examples and about
+    /// `rowsPerPass` decoder rows, with a running log-sum-exp per example, so
+    /// memory does not grow with k:
     ///
     ///     L_k = logmeanexp over all k draws = log Σ_chunks exp(logsumexp_chunk(log w)) − log k
     ///
-    /// A NaN log weight makes that example's L_k NaN. The buffers are
-    /// released at the end. `progress` is called with the number of examples done.
-    /// The chunking changes neither the draws nor the result, only speed and
-    /// memory: 1,000 rows (3 MB of logits at D = 784) stay in the caches
-    /// (k = 5000 on 1,000 images: 10.1 s and 86 MB against 10.5 s and 131 MB
-    /// at 4,000 rows).
+    /// Row b draws its noise from its own stream, `Xoshiro256.rowSeed(seed,
+    /// row: firstRow + b)`: its estimate does not depend on the other rows
+    /// (up to the products' rounding, which can depend on the rows of a pass:
+    /// passes start at multiples of examplesPerPass from `firstRow`, so a
+    /// caller that cuts rows there gets the same bits). A NaN log weight
+    /// makes that example's L_k NaN. The buffers are released at the end.
+    /// `progress` is called with the number of examples done. 1,000 rows a
+    /// pass (3 MB of logits at D = 784) stay in the caches (k = 5000 on 1,000
+    /// images: 10.1 s and 86 MB against 10.5 s and 131 MB at 4,000 rows).
     public func estimateLogLikelihood(
-        _ x: MatrixView<Scalar>, samples: EvaluationSamples, seed: UInt64, rowsPerPass: Int = 1000,
+        _ x: MatrixView<Scalar>, samples: EvaluationSamples, seed: UInt64, firstRow: Int = 0, rowsPerPass: Int = 1000,
         progress: ((Int) -> Void)? = nil
     ) throws -> LogLikelihoodEstimate {
         precondition(x.columns == configuration.dataDimension)
         let k = samples.perExample
         defer { releaseBuffers() }
-        let rng = Xoshiro256(seed: seed)
         let samplesPerPass = Swift.min(k, Swift.max(1, rowsPerPass))
-        let examplesPerPass = Swift.max(1, rowsPerPass / samplesPerPass)
+        let examplesPerPass = samples.examplesPerPass(rowsPerPass: rowsPerPass)
+        let streams = (0..<examplesPerPass).map { _ in Xoshiro256(seed: 0) }
         let latent = configuration.latentDimension, dimensions = configuration.latentDimensions
-        var bounds = [Double](), elbos = [Double](), reconstructions = [Double](), kls = [Double]()
+        var bounds = [Double](), elbos = [Double](), reconstructions = [Double](), kls = [Double](), errors = [Double]()
         bounds.reserveCapacity(x.rows)
         elbos.reserveCapacity(x.rows)
         var muSum = [Double](repeating: 0, count: latent), muSquares = [Double](repeating: 0, count: latent)
@@ -103,11 +123,14 @@ extension VariationalAutoencoder {
         // Per example of the pass, Σ over draws of μ_l(z_{l−1}) for each upper layer.
         var upperDrawSums = dimensions.dropFirst().map { [Double](repeating: 0, count: examplesPerPass * $0) }
         var running = [Double](repeating: 0, count: examplesPerPass)
+        var runningSquares = [Double](repeating: 0, count: examplesPerPass)
         var logWeightSum = [Double](repeating: 0, count: examplesPerPass)
         var logLikelihoodSum = [Double](repeating: 0, count: examplesPerPass)
         var start = 0
         while start < x.rows {
             let n = Swift.min(examplesPerPass, x.rows - start)
+            for b in 0..<n { streams[b].reseed(Xoshiro256.rowSeed(seed, row: firstRow + start + b)) }
+            let noise = Noise.perExample(Array(streams[0..<n]))
             let encoded = try encode(x.rows(start..<start + n))
             let means = encoder.means
             for b in 0..<n {
@@ -117,6 +140,7 @@ extension VariationalAutoencoder {
                     muSquares[u] += mu * mu
                 }
                 running[b] = -.infinity
+                runningSquares[b] = -.infinity
                 logWeightSum[b] = 0
                 logLikelihoodSum[b] = 0
                 kls.append(Double(klDivergences[b]))
@@ -125,10 +149,11 @@ extension VariationalAutoencoder {
             var done = 0
             while done < k {
                 let s = Swift.min(samplesPerPass, k - done)
-                let lw = try logWeights(encoded, samplesPerExample: s, using: rng, keepForBackward: false)
+                let lw = try logWeights(encoded, samplesPerExample: s, noise: noise, keepForBackward: false)
                 for b in 0..<n {
                     let row = lw.values.pointer + b * lw.values.rowStride
                     running[b] = logAddExp(running[b], Double(logSumExp(row, count: s)))
+                    runningSquares[b] = logAddExp(runningSquares[b], logSumExpOfDoubled(row, count: s))
                     for j in 0..<s {
                         logWeightSum[b] += Double(row[j])
                         logLikelihoodSum[b] += Double(lw.logLikelihood[b * s + j])
@@ -152,11 +177,13 @@ extension VariationalAutoencoder {
                 bounds.append(logMeanExp(logSum: running[b], count: k))
                 elbos.append(logWeightSum[b] / Double(k))
                 reconstructions.append(logLikelihoodSum[b] / Double(k))
+                errors.append(monteCarloStandardError(logSum: running[b], logSumOfSquares: runningSquares[b], count: k))
             }
             start += n
             progress?(start)
         }
-        return LogLikelihoodEstimate(samples: k, bounds: bounds, elbos: elbos, reconstructions: reconstructions, kls: kls,
+        return LogLikelihoodEstimate(samples: k, bounds: bounds, standardErrors: errors, elbos: elbos,
+                                     reconstructions: reconstructions, kls: kls,
                                      layerMeanSums: [muSum] + upperSums, layerMeanSquareSums: [muSquares] + upperSquares)
     }
 

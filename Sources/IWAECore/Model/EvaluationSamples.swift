@@ -22,6 +22,13 @@ public struct EvaluationSamples: Equatable, Sendable, CustomStringConvertible {
     private init(checked k: Int) { perExample = k }
 
     public var description: String { String(perExample) }
+
+    /// Examples an evaluation pass holds: as many as fit `rowsPerPass` rows
+    /// of draws, at least one (one example per pass from k = 1,000 on at the
+    /// default 1,000 rows). Passes start at multiples of it.
+    public func examplesPerPass(rowsPerPass: Int = 1000) -> Int {
+        Swift.max(1, Swift.max(1, rowsPerPass) / Swift.min(perExample, Swift.max(1, rowsPerPass)))
+    }
 }
 
 extension EvaluationSamples: ExpressibleByIntegerLiteral {

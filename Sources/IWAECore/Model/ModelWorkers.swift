@@ -138,19 +138,30 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         gradients.sumAcrossRanks()
     }
 
-    /// Data-parallel `estimateLogLikelihood`: worker w takes a contiguous
-    /// block of the rows of `x` with seed `seed + w`.
+    /// Data-parallel `estimateLogLikelihood` of the rows of `x`, row b
+    /// drawing from stream `firstRow + b`: the passes (examplesPerPass rows,
+    /// from row 0) are cut into contiguous blocks, one per worker. Each row's
+    /// draws are its own and each pass holds the same rows whatever the
+    /// worker count, so the result is the same on any number of threads, and
+    /// the same for rows cut into calls at multiples of examplesPerPass
+    /// (`firstRow` saying where each call starts).
     @_specialize(exported: true, where Scalar == Float)
-    public func estimateLogLikelihood(_ x: MatrixView<Scalar>, samples: EvaluationSamples, seed: UInt64,
+    public func estimateLogLikelihood(_ x: MatrixView<Scalar>, samples: EvaluationSamples, seed: UInt64, firstRow: Int = 0,
                                       progress: ((Int) -> Void)? = nil) throws -> LogLikelihoodEstimate {
-        let active = Swift.max(1, Swift.min(workerCount, x.rows))
+        let perPass = samples.examplesPerPass()
+        let passes = (x.rows + perPass - 1) / perPass
+        let active = Swift.max(1, Swift.min(workerCount, passes))
+        func rows(_ w: Int) -> Range<Int> {
+            let p = WorkerPool.block(w, of: passes, workers: active)
+            return Swift.min(x.rows, p.lowerBound * perPass)..<Swift.min(x.rows, p.upperBound * perPass)
+        }
         var results = [LogLikelihoodEstimate?](repeating: nil, count: active)
         let errors = results.withUnsafeMutableBufferPointer { slots in
             let slotBase = slots.baseAddress!
-            return WorkerPool.run(active, firstRow: { WorkerPool.block($0, of: x.rows, workers: active).lowerBound }) { w in
-                let rows = WorkerPool.block(w, of: x.rows, workers: active)
+            return WorkerPool.run(active, firstRow: { rows($0).lowerBound }) { w in
+                let block = rows(w)
                 slotBase[w] = try self.replicas[w].estimateLogLikelihood(
-                    x.rows(rows), samples: samples, seed: seed &+ UInt64(w),
+                    x.rows(block), samples: samples, seed: seed, firstRow: firstRow + block.lowerBound,
                     progress: w == 0 ? progress.map { report in { done in report(Swift.min(x.rows, done * active)) } } : nil)
             }
         }

@@ -219,15 +219,22 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     /// With `keepForBackward` the likelihood keeps what its backward needs.
     public func logWeights(_ encoded: EncodedBatch<Scalar>, samplesPerExample K: Int, using rng: Xoshiro256,
                            keepForBackward: Bool = true) throws -> LogWeights<Scalar> {
+        try logWeights(encoded, samplesPerExample: K, noise: .shared(rng), keepForBackward: keepForBackward)
+    }
+
+    /// `logWeights` with ε from `noise`: one generator for the batch, or one
+    /// per example (each example's draws at every layer from its own).
+    public func logWeights(_ encoded: EncodedBatch<Scalar>, samplesPerExample K: Int, noise: Noise,
+                           keepForBackward: Bool = true) throws -> LogWeights<Scalar> {
         precondition(encoded.examples == encoder.examples, "logWeights of a batch that is not the last encoded one")
         let x = encoded.input, rows = x.rows * K
         reserve(examples: x.rows, draws: rows)
         // z₁ (B·K), then one z_{l+1} per z_l up the stack.
-        encoder.sample(samplesPerExample: K, using: rng)
+        encoder.sample(samplesPerExample: K, using: noise)
         for l in encoders.indices.dropFirst() {
             do { try encoders[l].forward(latentSamples(l - 1, samplesPerExample: K), store) }
             catch IWAEError.notPositiveDefinite(let row, let info) { throw IWAEError.notPositiveDefinite(example: row / K, info: info) }
-            encoders[l].sample(samplesPerExample: 1, using: rng)
+            encoders[l].sample(samplesPerExample: 1, using: noise)
         }
         let lw = logWeightValues.pointer
         var t = profiler.start()

@@ -109,6 +109,35 @@ public func logMeanExp<Scalar: BLASScalar>(logSum: Scalar, count K: Int) -> Scal
     logSum - Scalar.log(Scalar(K))
 }
 
+/// The Monte Carlo standard error of L_k = log((1/k) Σ w), by the delta
+/// method, from log Σ w and log Σ w² over the k draws (Mathematics §5):
+///
+///     ESS = (Σ w)² / Σ w²,   se(L_k)² ≈ Var(w) / (k E[w]²) ≈ (k / ESS − 1) / (k − 1)
+///
+/// NaN for k = 1 (one draw says nothing of its spread), 0 when every
+/// weight is equal. Like every delta-method error it is an estimate: with
+/// heavy-tailed weights it is low exactly when L_k is far below log p(x).
+public func monteCarloStandardError(logSum: Double, logSumOfSquares: Double, count k: Int) -> Double {
+    guard k > 1 else { return .nan }
+    let inverseESS = Double.exp(logSumOfSquares - 2 * logSum)   // Σw² / (Σw)²
+    return Swift.max(0, (Double(k) * inverseESS - 1) / Double(k - 1)).squareRoot()
+}
+
+/// log Σ exp(2 x_j) over `count` log weights x, in Double (the log Σ w² of
+/// `monteCarloStandardError`).
+package func logSumExpOfDoubled<Scalar: BLASScalar>(_ x: UnsafePointer<Scalar>, count: Int) -> Double {
+    var m = -Double.infinity
+    for j in 0..<count {
+        let v = 2 * Double(x[j])
+        if v.isNaN { return .nan }
+        m = Swift.max(m, v)
+    }
+    if !m.isFinite { return m }
+    var s = 0.0
+    for j in 0..<count { s += Double.exp(2 * Double(x[j]) - m) }
+    return m + Double.log(s)
+}
+
 /// The IWAE bound per example from its K log weights (B, K):
 ///
 ///     L_K = logsumexp_k(log w_k) − log K

@@ -1,0 +1,68 @@
+import Foundation
+
+/// A regular file mapped read-only into memory: its pages are read from
+/// disk as they are touched and can be dropped again by the kernel, so a
+/// data file larger than memory can still be read row by row. Devices,
+/// FIFOs and directories are refused before anything is read.
+package final class MappedFile: @unchecked Sendable {
+    package let path: String
+    /// The first byte (nil for an empty file).
+    package let bytes: UnsafeRawPointer?
+    package let count: Int
+
+    package init(_ path: String) throws {
+        self.path = path
+        // O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever.
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
+        guard fd >= 0 else { throw DataError.invalidData("cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw DataError.invalidData("cannot stat \(path): \(String(cString: strerror(errno)))") }
+        if (info.st_mode & S_IFMT) == S_IFDIR { throw DataError.invalidData("\(path) is a directory, not a file") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw DataError.invalidData("\(path) is not a regular file") }
+        count = Int(info.st_size)
+        guard count > 0 else { bytes = nil; return }
+        let mapped = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let mapped, mapped != MAP_FAILED else {
+            throw DataError.invalidData("cannot map \(path): \(String(cString: strerror(errno)))")
+        }
+        bytes = UnsafeRawPointer(mapped)
+    }
+
+    deinit { if let bytes { munmap(UnsafeMutableRawPointer(mutating: bytes), count) } }
+
+    /// Bytes `range` as an array (headers, small members).
+    package func copy(_ range: Range<Int>) -> [UInt8] {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count)
+        guard let bytes, !range.isEmpty else { return [] }
+        return Array(UnsafeRawBufferPointer(start: bytes + range.lowerBound, count: range.count))
+    }
+
+    /// Tells the kernel the pages will be read in order (training epochs read rows in shuffled order: left alone).
+    package func adviseSequential() { if let bytes { madvise(UnsafeMutableRawPointer(mutating: bytes), count, MADV_SEQUENTIAL) } }
+}
+
+/// Where a table's bytes live: a mapped file (read in place) or memory the
+/// reader filled (a deflated `.npz` member, parsed CSV).
+package enum TableBytes: @unchecked Sendable {
+    case mapped(MappedFile, offset: Int)
+    case owned(UnsafeMutableRawBufferPointer.Owner, offset: Int)
+
+    package var base: UnsafeRawPointer? {
+        switch self {
+        case .mapped(let file, let offset): return file.bytes.map { $0 + offset }
+        case .owned(let owner, let offset): return UnsafeRawPointer(owner.buffer.baseAddress!) + offset
+        }
+    }
+}
+
+extension UnsafeMutableRawBufferPointer {
+    /// Memory a table owns, freed with the last table that holds it.
+    package final class Owner: @unchecked Sendable {
+        package let buffer: UnsafeMutableRawBufferPointer
+        package init(byteCount: Int) {
+            buffer = .allocate(byteCount: Swift.max(byteCount, 1), alignment: 16)
+        }
+        deinit { buffer.deallocate() }
+    }
+}
