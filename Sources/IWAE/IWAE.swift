@@ -83,6 +83,14 @@ extension Examples: TrainingExamples {
         }
     }
 
+    /// The examples at positions `range`, in order.
+    public func rows(_ range: Range<Int>) -> Examples {
+        switch self {
+        case .images(let i): return .images(i.subset(range))
+        case .table(let t): return .table(t.rows(Array(range)))
+        }
+    }
+
     /// The examples as images (a table's when its rows are images: a
     /// 3-dimensional array), or a one-line error.
     public func images() throws -> ImageSet {

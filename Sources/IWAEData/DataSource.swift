@@ -1,3 +1,4 @@
+import Foundation
 import IWAELinearAlgebra
 
 /// Where examples come from: MNIST-format files, or synthetic
@@ -17,7 +18,14 @@ public enum DataSource: Sendable, Codable, Equatable {
     public init(name: String, generator: LinearGaussianData = LinearGaussianData(),
                 trainExamples: Int = 10_000, testExamples: Int = 1_000, mnistDirectory: String? = nil) throws {
         if name == "mnist" { self = .mnist(directory: mnistDirectory); return }
-        guard name == "linear-gaussian" else { self = .files(name); return }
+        guard name == "linear-gaussian" else {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: name, isDirectory: &isDirectory), !isDirectory.boolValue {
+                throw DataError.invalidArgument("\(name): unknown kind of data file (.npy, .npz, .csv, .tsv and .safetensors files are read, and directories of IDX files)")
+            }
+            self = .files(name)
+            return
+        }
         try generator.validate()
         guard trainExamples >= 1, testExamples >= 1 else {
             throw DataError.invalidArgument("synthetic-examples and synthetic-test-examples must be positive integers")

@@ -42,32 +42,64 @@ public func readFile(_ path: String, limit: Int = maximumFileSize) throws -> [UI
 /// written, flushed to disk and renamed over `path`, so a crash leaves either
 /// the old file or the new one, never a half-written one.
 public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
-    let directory = (path as NSString).deletingLastPathComponent
-    let temporary = (directory.isEmpty ? "." : directory) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else { throw DataError.writeFailed("cannot write \(path): \(String(cString: strerror(errno)))") }
-    var failure: String?
-    bytes.withUnsafeBytes { raw in
-        var offset = 0
-        while offset < raw.count {
-            let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                failure = String(cString: strerror(errno))
-                return
-            }
-            offset += n
+    let file = try AtomicFile(path)
+    try file.append(bytes)
+    try file.commit()
+}
+
+/// A file written in pieces that appears at `path` whole or not at all: the
+/// pieces go to a temporary file beside it, `commit` flushes it to disk and
+/// renames it over `path`; dropped without `commit` (an error, a signal),
+/// the temporary file is removed and `path` is untouched.
+public final class AtomicFile {
+    public let path: String
+    private let temporary: String
+    private var fd: Int32
+    private var committed = false
+
+    public init(_ path: String) throws {
+        self.path = path
+        let directory = (path as NSString).deletingLastPathComponent
+        temporary = (directory.isEmpty ? "." : directory) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
+        fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw DataError.writeFailed("cannot write \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit {
+        if !committed {
+            if fd >= 0 { close(fd) }
+            unlink(temporary)
         }
     }
-    if failure == nil && fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
-    if close(fd) != 0 && failure == nil { failure = String(cString: strerror(errno)) }
-    if failure == nil && rename(temporary, path) != 0 { failure = String(cString: strerror(errno)) }
-    if let failure {
-        unlink(temporary)
-        throw DataError.writeFailed("cannot write \(path): \(failure)")
+
+    /// Appends `bytes`.
+    public func append(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw DataError.writeFailed("cannot write \(path): \(String(cString: strerror(errno)))")
+                }
+                offset += n
+            }
+        }
     }
-    let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY)
-    if dirFD >= 0 { fsync(dirFD); close(dirFD) }
+
+    /// Flushes the file to disk and puts it at `path`.
+    public func commit() throws {
+        var failure: String?
+        if fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
+        if close(fd) != 0 && failure == nil { failure = String(cString: strerror(errno)) }
+        fd = -1
+        if failure == nil && rename(temporary, path) != 0 { failure = String(cString: strerror(errno)) }
+        if let failure { throw DataError.writeFailed("cannot write \(path): \(failure)") }
+        committed = true
+        let directory = (path as NSString).deletingLastPathComponent
+        let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY)
+        if dirFD >= 0 { fsync(dirFD); close(dirFD) }
+    }
 }
 
 /// Creates `path` (and its parents) if needed and checks that it is a

@@ -123,7 +123,7 @@ package func binarizeRow(_ source: UnsafePointer<Float>, into target: UnsafeMuta
 /// The evaluation binarization of `rows` rows of `dimension` values in
 /// place, row r (counting from `firstRow`) from its own stream
 /// `Xoshiro256.rowSeed(ImageSet.evaluationBinarizationSeed, row:)`.
-public func binarizeForEvaluation(_ values: UnsafeMutablePointer<Float>, rows: Int, dimension: Int, firstRow: Int = 0) {
+package func binarizeForEvaluation(_ values: UnsafeMutablePointer<Float>, rows: Int, dimension: Int, firstRow: Int = 0) {
     let rng = Xoshiro256(seed: 0)
     for r in 0..<rows {
         rng.reseed(Xoshiro256.rowSeed(ImageSet.evaluationBinarizationSeed, row: firstRow + r))

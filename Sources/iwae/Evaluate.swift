@@ -34,15 +34,7 @@ struct Evaluate: ParsableCommand {
         var test = testSet
         if let n = testExamples { test = test.prefix(n) }
         let x = model.evaluationRows(test)
-        let workers = ModelWorkers(model: model, workers: threads, seed: seed)
-        if gemm != nil || loaded.trainingState?.gemmPlan == nil {
-            // One example's k draws per pass and worker (`estimateLogLikelihood`'s rows).
-            let draws = Swift.min(k, 1000)
-            workers.gemmPlan = model.gemmPlan(gemm ?? .auto, examples: Swift.max(1, 1000 / draws), samplesPerExample: draws,
-                                              threads: workers.workerCount > 1 ? 1 : BLASLibrary.threads)
-        }
-        if let precision { workers.precision = precision }
-        if workers.precision == .bf16 { FileHandle.standardError.write(Data("iwae: \(Precision.bf16Products.notice)\n".utf8)) }
+        let workers = evaluationWorkers(loaded, samples: samples, seed: seed, threads: threads, gemm: gemm, precision: precision)
         let started = Date()
         let modelUnits = try workers.estimateLogLikelihood(x.matrix, samples: samples, seed: seed) { done in
             let elapsed = Date().timeIntervalSince(started)
@@ -98,3 +90,21 @@ struct Evaluate: ParsableCommand {
     }
 }
 
+
+/// The workers of an evaluation (`evaluate`, `score`): the checkpoint's
+/// model on `threads` cores, with the plan of products it was trained with
+/// (or `gemm`'s, timed for the evaluation's passes) and its precision (or `precision`).
+func evaluationWorkers(_ loaded: Checkpoint, samples: EvaluationSamples, seed: UInt64, threads: Int?, gemm: GEMMChoice?,
+                       precision: Precision?) -> ModelWorkers<Float> {
+    let model = loaded.model
+    let workers = ModelWorkers(model: model, workers: threads, seed: seed)
+    if gemm != nil || loaded.trainingState?.gemmPlan == nil {
+        // A pass's examples and draws (`estimateLogLikelihood`'s rows).
+        let draws = Swift.min(samples.perExample, 1000)
+        workers.gemmPlan = model.gemmPlan(gemm ?? .auto, examples: samples.examplesPerPass(), samplesPerExample: draws,
+                                          threads: workers.workerCount > 1 ? 1 : BLASLibrary.threads)
+    }
+    if let precision { workers.precision = precision }
+    if workers.precision == .bf16 { FileHandle.standardError.write(Data("iwae: \(Precision.bf16Products.notice)\n".utf8)) }
+    return workers
+}

@@ -8,7 +8,7 @@ struct IWAECommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "iwae",
         abstract: "Train and evaluate variational and importance-weighted autoencoders on OpenBLAS.",
-        subcommands: [Train.self, Resume.self, Evaluate.self, Sample.self, GradStats.self, Kernels.self])
+        subcommands: [Train.self, Resume.self, Evaluate.self, Score.self, Sample.self, GradStats.self, Kernels.self])
 
     static func main() {
         relaunchWithBestBLASKernels()
@@ -70,7 +70,7 @@ func loadTestSet(_ option: DataOptions, checkpoint: Checkpoint) throws -> (name:
     }
     let expected = checkpoint.model.configuration.dataDimension
     guard examples.dimension == expected else {
-        throw IWAEError.invalidArgument("\(name) has \(examples.dimension) features per row but the checkpoint's model expects \(expected)")
+        throw IWAEError.invalidArgument("\(name) has dimension \(examples.dimension) (features per row) but the checkpoint's model expects \(expected)")
     }
     return (name, examples)
 }

@@ -38,7 +38,7 @@ struct Train: ParsableCommand {
     var upperLayer: [UpperLayerArgument] = []
     @Option(help: "Encoder covariance (full: A Aᵀ + diag(softplus(d)), Cholesky).") var encoder: CovarianceKind = modelDefaults.encoder
     @Option(help: "Prior: standard N(0, I) or learned N(λ₁, diag(λ₂)).") var prior: PriorKind = modelDefaults.prior
-    @Option(help: "Likelihood: bernoulli (binarized images) or gaussian (real values). Default: gaussian for real-valued data (linear-gaussian, a continuous table), else bernoulli.")
+    @Option(help: "Likelihood: bernoulli (binarized images) or gaussian (real values). Default: gaussian for a continuous table, else bernoulli.")
     var likelihood: LikelihoodKind?
     @Option(help: "σ of the Gaussian likelihood (its start value with --learn-sigma).") var sigma: Double = modelDefaults.sigma
     @Flag(inversion: .prefixedNo, help: "Train σ² of the Gaussian likelihood (default: on for a continuous table, off otherwise).")
@@ -107,8 +107,10 @@ struct Train: ParsableCommand {
         try options.validate()
         let requested = try synthetic.source(dataOptions, tables: tableOptions)
         let (loaded, source) = try requested.loadTraining()
-        let likelihood = self.likelihood ?? (source.isRealValued ? .gaussian : .bernoulli)
-        let learnSigma = self.learnSigma ?? (likelihood == .gaussian && { if case .table = source { return true } else { return false } }())
+        // A table says what it is; the other sources keep the Bernoulli default.
+        let isTable: Bool = { if case .table = source { return true } else { return false } }()
+        let likelihood = self.likelihood ?? (isTable && source.isRealValued ? .gaussian : modelDefaults.likelihood)
+        let learnSigma = self.learnSigma ?? (isTable && likelihood == .gaussian)
         if learnSigma && likelihood != .gaussian { throw IWAEError.invalidArgument("--learn-sigma needs --likelihood gaussian") }
         if source.isRealValued && likelihood == .bernoulli {
             throw IWAEError.invalidArgument("\(source.name) is real-valued: use --likelihood gaussian")

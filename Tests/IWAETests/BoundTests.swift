@@ -43,9 +43,13 @@ final class BoundTests: XCTestCase {
     }
 
     /// L_k from one pass and from chunks of samples combined by a running
-    /// log-sum-exp, each against a direct computation with the same draws:
+    /// log-sum-exp, each against a direct computation with the same draws
+    /// (row b's from its own stream, `Xoshiro256.rowSeed(seed, row: b)`):
     ///
     ///     L_k = log Σ_chunks exp(logsumexp_chunk(log w)) − log k
+    ///
+    /// and its Monte Carlo standard error against the naive delta-method
+    /// formula over the same k weights.
     func testChunkedEstimateMatchesDirectComputation() throws {
         let (model, x) = fixedModel()
         let rows = MatrixView(x.pointer, rows: 6, columns: 20)
@@ -53,9 +57,9 @@ final class BoundTests: XCTestCase {
         // rowsPerPass 300: one pass of 300 samples per example; 70: passes of 70, 70, 70, 70, 20.
         for (rowsPerPass, chunks) in [(300, [300]), (70, [70, 70, 70, 70, 20])] {
             let estimate = try model.estimateLogLikelihood(rows, samples: EvaluationSamples(k), seed: 3, rowsPerPass: rowsPerPass)
-            let rng = Xoshiro256(seed: 3)
-            var expected = [Double]()
+            var expected = [Double](), errors = [Double]()
             for b in 0..<rows.rows {
+                let rng = Xoshiro256(seed: Xoshiro256.rowSeed(3, row: b))
                 let encoded = try model.encode(rows.rows(b..<b + 1))
                 var logWeights = [Double]()
                 for s in chunks {
@@ -65,8 +69,14 @@ final class BoundTests: XCTestCase {
                 // Direct: one log-sum-exp over all k log weights, in Double.
                 let m = logWeights.max()!
                 expected.append(m + Double.log(logWeights.reduce(0) { $0 + Double.exp($1 - m) }) - Double.log(Double(k)))
+                // se² = Var(w) / (k · mean(w)²), Var with k − 1, on w scaled by e^−m.
+                let w = logWeights.map { Double.exp($0 - m) }
+                let mean = w.reduce(0, +) / Double(k)
+                let variance = w.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(k - 1)
+                errors.append((variance / Double(k)).squareRoot() / mean)
             }
             assertClose(estimate.bounds, expected, rtol: 1e-6, "rowsPerPass \(rowsPerPass)")
+            assertClose(estimate.standardErrors, errors, rtol: 1e-6, atol: 1e-9, "standard errors, rowsPerPass \(rowsPerPass)")
         }
     }
 

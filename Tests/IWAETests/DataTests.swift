@@ -103,13 +103,20 @@ final class DataTests: XCTestCase {
             XCTAssertEqual(sums[d] / Double(draws), p, accuracy: 5 * (p * (1 - p) / Double(draws)).squareRoot() + 1e-12)
         }
         // The evaluation binarization against a naive loop over its documented
-        // stream: pixel (n, d) is 1 when the (n·D + d)-th uniform of
-        // Xoshiro256(evaluationBinarizationSeed) is below its intensity.
+        // streams: pixel (n, d) is 1 when the d-th uniform of row n's stream,
+        // Xoshiro256(rowSeed(evaluationBinarizationSeed, row: n)), is below its intensity.
         let images = ImageSet(count: 40, width: 5, height: 1,
                               pixels: (0..<200).map { Float(($0 * 37) % 101) / 100 }, labels: [UInt8](repeating: 0, count: 40))
-        let stream = Xoshiro256(seed: ImageSet.evaluationBinarizationSeed)
-        let expected = images.pixels.map { v -> Float in stream.uniform(Float.self) < v ? 1 : 0 }
+        var expected = [Float]()
+        for n in 0..<40 {
+            let stream = Xoshiro256(seed: Xoshiro256.rowSeed(ImageSet.evaluationBinarizationSeed, row: n))
+            expected += images.pixels[n * 5..<n * 5 + 5].map { v -> Float in stream.uniform(Float.self) < v ? 1 : 0 }
+        }
         XCTAssertEqual(images.binarizedForEvaluation().pixels, expected)
+        // A row's binarization is its own: the last 10 images alone, as rows 30…39, binarize alike.
+        var tail = Array(images.pixels[150...])
+        tail.withUnsafeMutableBufferPointer { binarizeForEvaluation($0.baseAddress!, rows: 10, dimension: 5, firstRow: 30) }
+        XCTAssertEqual(tail, Array(expected[150...]))
         XCTAssertNotEqual(images.binarizedOnce(seed: ImageSet.evaluationBinarizationSeed + 1).pixels, expected)
     }
 

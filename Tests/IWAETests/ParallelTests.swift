@@ -63,20 +63,33 @@ final class ParallelTests: XCTestCase {
         let configuration = ModelConfiguration(dataDimension: 10, latentDimension: 2, encoderHidden: [6], decoderHidden: [6])
         let model = VariationalAutoencoder<Float>(configuration, seed: 3)
         let rng = Xoshiro256(seed: 4)
-        let x = Tensor<Float>(shape: [9, 10], values: (0..<90).map { _ in Float(rng.next() % 2) })
+        let x = Tensor<Float>(shape: [50, 10], values: (0..<500).map { _ in Float(rng.next() % 2) })
         let pool = ModelWorkers(model: model, workers: 2, seed: 0)
+        // k = 50: passes of 20 rows; worker 0 takes passes 0 and 1, worker 1 pass 2.
+        XCTAssertEqual(EvaluationSamples(50).examplesPerPass(), 20)
         let merged = try pool.estimateLogLikelihood(x.matrix, samples: 50, seed: 5)
-        let first = try model.estimateLogLikelihood(x.matrix.rows(0..<5), samples: 50, seed: 5, rowsPerPass: 4000)
-        let second = try model.estimateLogLikelihood(x.matrix.rows(5..<9), samples: 50, seed: 6, rowsPerPass: 4000)
+        let first = try model.estimateLogLikelihood(x.matrix.rows(0..<40), samples: 50, seed: 5)
+        let second = try model.estimateLogLikelihood(x.matrix.rows(40..<50), samples: 50, seed: 5, firstRow: 40)
         XCTAssertEqual(merged.bounds, first.bounds + second.bounds)
-        XCTAssertEqual(merged.examples, 9)
-        // Active-unit moments merge: equal to the variance over all 9 examples.
-        // Not bit for bit: the encoder means of 9 rows come from other GEMM
-        // calls than those of 5 and 4, and a BLAS kernel's rounding depends on
+        XCTAssertEqual(merged.standardErrors, first.standardErrors + second.standardErrors)
+        XCTAssertEqual(merged.examples, 50)
+        // Rows cut into calls at a multiple of a pass give the same bits (how `iwae score` streams).
+        let head = try pool.estimateLogLikelihood(x.matrix.rows(0..<20), samples: 50, seed: 5)
+        let tail = try pool.estimateLogLikelihood(x.matrix.rows(20..<50), samples: 50, seed: 5, firstRow: 20)
+        XCTAssertEqual(head.bounds + tail.bounds, merged.bounds)
+        // Each row's draws are its own: row 7 alone, as row 7, has the same
+        // estimate up to the products' rounding (one row through the encoder
+        // instead of 20).
+        let alone = try model.estimateLogLikelihood(x.matrix.rows(7..<8), samples: 50, seed: 5, firstRow: 7)
+        assertClose(alone.bounds[0], merged.bounds[7], rtol: 1e-5)
+        // Active-unit moments merge: equal to the variance over all 50 examples.
+        // Not bit for bit: the encoder means of 50 rows come from other GEMM
+        // calls than those of 20, 20 and 10, and a BLAS kernel's rounding depends on
         // the rows it is given (the Prescott kernel on an Intel Xeon moved the
         // 8th digit). Each mean is good to a few Float roundings (u = 2⁻²⁴);
-        // the variance of 9 of them, merged in Double, to a few hundred u.
+        // the variance of 50 of them, merged in Double, to a few hundred u.
         let all = try model.estimateLogLikelihood(x.matrix, samples: 1, seed: 1, rowsPerPass: 4000)
+        XCTAssertTrue(all.standardErrors.allSatisfy(\.isNaN), "one draw has no standard error")
         let u = Double(Float.ulpOfOne) / 2
         assertClose(merged.latentActivity, all.latentActivity, rtol: 256 * u, atol: 256 * u)
     }

@@ -29,7 +29,7 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(try Checkpoint.load(from: root + "/resumed").trainingState?.epoch, 1)
         let (again, againImages, checkpoint) = try TrainingRun.resuming(root + "/resumed", epochs: 2)
         XCTAssertEqual(again.options.epochs, 2)
-        try again.train(images: againImages, resuming: checkpoint)
+        try again.train(examples: againImages, resuming: checkpoint)
         XCTAssertEqual(try trainedBytes(root + "/resumed"), try trainedBytes(root + "/straight"))
         // A run directory another run holds is refused in one line.
         XCTAssertFalse(try RunDirectory.create(root + "/straight"), "found, not created")

@@ -57,9 +57,17 @@ public struct DataTable: Sendable {
     /// The first `n` rows.
     public func prefix(_ n: Int) -> DataTable { rows(Array(0..<Swift.min(n, count))) }
 
+    /// The rows at `indices` (positions in this table), encoded: indices.count × D values, row-major.
+    public func values(rows indices: some Collection<Int>) -> [Float] {
+        [Float](unsafeUninitializedCapacity: indices.count * dimension) { buffer, initialized in
+            if let base = buffer.baseAddress { write(rows: indices, into: base) }
+            initialized = indices.count * dimension
+        }
+    }
+
     /// Writes the rows at `indices` (positions in this table), encoded, into
     /// `out` (indices.count × D).
-    public func write(rows indices: some Collection<Int>, into out: UnsafeMutablePointer<Float>) {
+    package func write(rows indices: some Collection<Int>, into out: UnsafeMutablePointer<Float>) {
         let d = dimension
         var k = 0
         switch encoding {

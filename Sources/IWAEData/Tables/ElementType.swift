@@ -65,7 +65,7 @@ public enum ElementType: String, Sendable, Equatable, Codable, CaseIterable {
 
 extension Float {
     /// The value of IEEE 754 binary16 bits (subnormals, infinities and NaN included).
-    init(halfBits h: UInt16) {
+    package init(halfBits h: UInt16) {
         let sign = UInt32(h >> 15) << 31
         let exponent = Int((h >> 10) & 0x1f), fraction = UInt32(h & 0x3ff)
         switch exponent {

@@ -119,13 +119,18 @@ public enum NPY {
     /// A `.npy` (version 1.0, C order, little-endian) of `values` with `shape`.
     public static func encode<T: NPYElement>(_ values: [T], shape: [Int]) -> [UInt8] {
         precondition(shape.reduce(1, *) == values.count, "shape \(shape) does not hold \(values.count) values")
+        var out = header(T.self, shape: shape)
+        values.withUnsafeBytes { out += $0 }
+        return out
+    }
+
+    /// The header of a `.npy` of `shape` elements of `T` (its elements follow, row-major, little-endian).
+    public static func header<T: NPYElement>(_: T.Type, shape: [Int]) -> [UInt8] {
         let dims = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
         var header = "{'descr': '\(T.npyCode)', 'fortran_order': False, 'shape': \(dims), }"
         while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
         header += "\n"
-        var out = magic + [1, 0, UInt8(header.utf8.count & 0xff), UInt8(header.utf8.count >> 8)] + Array(header.utf8)
-        values.withUnsafeBytes { out += $0 }
-        return out
+        return magic + [1, 0, UInt8(header.utf8.count & 0xff), UInt8(header.utf8.count >> 8)] + Array(header.utf8)
     }
 }
 

@@ -83,9 +83,17 @@ public struct RawTable: @unchecked Sendable {
                  imageShape: selection == Array(0..<columns) ? imageShape : nil, fileColumns: selection.map { fileColumns[$0] })
     }
 
+    /// Row `r`'s D values as they are in the file, in Double.
+    public func row(_ r: Int) -> [Double] {
+        [Double](unsafeUninitializedCapacity: columns) { buffer, initialized in
+            if let base = buffer.baseAddress { read(row: r, into: base) }
+            initialized = columns
+        }
+    }
+
     /// Row `r`'s D values into `out`, converted to `Out` (Float or Double).
     @inline(__always)
-    public func read<Out: BinaryFloatingPoint>(row r: Int, into out: UnsafeMutablePointer<Out>) {
+    package func read<Out: BinaryFloatingPoint>(row r: Int, into out: UnsafeMutablePointer<Out>) {
         precondition(r >= 0 && r < rows, "row \(r) of \(rows)")
         guard let base = bytes.base, !featureOffsets.isEmpty else { return }
         let start = base + r * rowStride

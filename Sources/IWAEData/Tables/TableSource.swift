@@ -78,6 +78,8 @@ public struct TableSource: Sendable, Equatable, Codable {
             decided.kind = kind
             decided.encoding = try statistics.encoding(kind, of: raw)
         }
+        // The test file is checked now, not first at evaluation.
+        if let testFile { _ = try decided.table(testFile, key: testKey, encoding: decided.encoding!) }
         return (try DataTable(raw, encoding: decided.encoding!, rows: indices), decided)
     }
 
@@ -102,7 +104,8 @@ public struct TableSource: Sendable, Equatable, Codable {
     /// checked to have the training data's width and no NaN or infinity.
     public func table(_ path: String, key: String?, encoding: TableEncoding) throws -> DataTable {
         let raw = try RawTable(contentsOf: path, key: key, columns: columns)
-        if let width = encoding.width, raw.columns != width {
+        let width = try encoding.width ?? RawTable(contentsOf: file, key: self.key, columns: columns).columns
+        if raw.columns != width {
             throw DataError.invalidArgument("\(raw.name) has \(raw.columns) features but the training data has \(width)")
         }
         let table = try DataTable(raw, encoding: encoding)

@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import IWAE
+import IWAEConsole
+
+/// `iwae score`: each row's log-likelihood estimate, streamed.
+struct Score: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write each row's log-likelihood estimate L_k and its Monte Carlo standard error, in the data's units and the input's row order (.csv, .jsonl or .npy), streamed in bounded memory.")
+
+    @Argument(help: "Training output directory (or a model.safetensors file).") var checkpoint: String
+    @OptionGroup var dataOptions: DataOptions
+    @Option(help: "Importance samples per row.") var k: Int = EvaluationSamples.standard.perExample
+    @Option(help: "The scores: .csv (row,log_likelihood,standard_error), .jsonl (one object per row) or .npy (rows × 2 float64: log-likelihood, standard error).")
+    var out: String
+    @Option(help: "Seed of the importance samples (row r draws from its own stream: the scores do not depend on threads or chunks).")
+    var seed: UInt64 = LogLikelihoodEstimate.standardSeed
+    @Option(help: "Worker threads (default: all active cores).") var threads: Int?
+    @Option(help: "Library of the products: auto, openblas or onednn (default: the checkpoint's plan).") var gemm: GEMMChoice?
+    @Option(help: "Inputs of the products: fp32 or bf16 (default: the checkpoint's precision).") var precision: Precision?
+
+    func run() throws {
+        let samples = try EvaluationSamples(k)
+        if let t = threads, !(1...TrainingOptions.maximumWorkers).contains(t) {
+            throw IWAEError.invalidArgument("--threads must be between 1 and \(TrainingOptions.maximumWorkers), got \(t)")
+        }
+        let format = try ScoreFormat(out)
+        try checkWritableFile(out, option: "--out")
+        let loaded = try Checkpoint.load(from: checkpoint)
+        let (name, rows) = try loadTestSet(dataOptions, checkpoint: loaded)
+        let workers = evaluationWorkers(loaded, samples: samples, seed: seed, threads: threads, gemm: gemm, precision: precision)
+        let file = try AtomicFile(out)
+        try file.append(format.header(rows: rows.count))
+        let stop = SignalFlag.install()
+        // Chunks start at multiples of a pass: the rows of every pass, and so the bits, are `evaluate`'s.
+        let perPass = samples.examplesPerPass()
+        let chunk = perPass * Swift.max(1, 8192 / perPass)
+        let started = Date()
+        var sum = 0.0
+        var start = 0
+        while start < rows.count {
+            let n = Swift.min(chunk, rows.count - start)
+            let x = loaded.model.evaluationRows(rows.rows(start..<start + n), firstRow: start)
+            let done = start
+            let estimate = try workers.estimateLogLikelihood(x.matrix, samples: samples, seed: seed, firstRow: start) { inChunk in
+                let elapsed = Date().timeIntervalSince(started)
+                ProgressBar.draw("scoring k=\(k)", done: done + inChunk, total: rows.count,
+                                 detail: "\(formatted(Double(done + inChunk) / max(elapsed, 1e-9), 1)) rows/s")
+            }.shifted(by: rows.logJacobian)
+            if let bad = estimate.bounds.firstIndex(where: { !$0.isFinite }) {
+                throw IWAEError.numerical("row \(start + bad) of \(name): the log-likelihood estimate is not finite (\(estimate.bounds[bad])); nothing was written")
+            }
+            try file.append(format.lines(estimate, firstRow: start))
+            sum += estimate.bounds.reduce(0, +)
+            start += n
+            if stop.isSet { throw IWAEError.interrupted("scoring stopped at row \(start) of \(rows.count); \(out) was not written") }
+        }
+        try file.commit()
+        ProgressBar.finishLine()
+        let seconds = Date().timeIntervalSince(started)
+        print("scored \(rows.count) rows of \(name) with k=\(k): mean log-likelihood \(formatted(sum / Double(rows.count))) nats\(rows.logJacobian != 0 ? " (the data's units)" : ""); wrote \(out) in \(formatted(seconds, 1)) s")
+    }
+}
+
+/// The file formats of `iwae score`, by the extension of `--out`.
+enum ScoreFormat {
+    case csv, jsonl, npy
+
+    init(_ path: String) throws {
+        let lower = path.lowercased()
+        if lower.hasSuffix(".csv") { self = .csv }
+        else if lower.hasSuffix(".jsonl") { self = .jsonl }
+        else if lower.hasSuffix(".npy") { self = .npy }
+        else { throw IWAEError.invalidArgument("--out \(path): write scores to a .csv, .jsonl or .npy file") }
+    }
+
+    /// What comes before the rows.
+    func header(rows: Int) -> [UInt8] {
+        switch self {
+        case .csv: return Array("row,log_likelihood,standard_error\n".utf8)
+        case .jsonl: return []
+        case .npy: return NPY.header(Double.self, shape: [rows, 2])
+        }
+    }
+
+    /// The rows of `estimate`, numbered from `firstRow`.
+    func lines(_ estimate: LogLikelihoodEstimate, firstRow: Int) -> [UInt8] {
+        switch self {
+        case .npy:
+            var values = [Double]()
+            values.reserveCapacity(2 * estimate.examples)
+            for i in 0..<estimate.examples { values += [estimate.bounds[i], estimate.standardErrors[i]] }
+            return values.withUnsafeBytes { Array($0) }
+        case .csv:
+            return Array(estimate.bounds.indices.map { i in
+                "\(firstRow + i),\(estimate.bounds[i]),\(estimate.standardErrors[i].isFinite ? "\(estimate.standardErrors[i])" : "nan")\n"
+            }.joined().utf8)
+        case .jsonl:
+            return Array(estimate.bounds.indices.map { i in
+                jsonLine([("row", firstRow + i), ("log_likelihood", estimate.bounds[i]), ("standard_error", estimate.standardErrors[i])]) + "\n"
+            }.joined().utf8)
+        }
+    }
+}
