@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the IDX reader, the checkpoint reader, the typed metadata documents
+# Fuzzes the IDX reader, the .npy/.npz reader (FuzzNPY.swift), the CSV/TSV
+# reader (FuzzCSV.swift), the checkpoint reader, the typed metadata documents
 # inside a checkpoint (structural edits: FuzzTypedMetadata.swift), and the checkpoint reader
 # with its checksums recomputed after each mutation (so that mutations reach
 # the typed metadata and the resumed training state) with libFuzzer, for a
@@ -34,7 +35,7 @@ includes=(-I "$bin/Modules" -I CBLAS -I CZlib -I CDNNL -Xcc -fmodule-map-file="$
 # The fuzz targets call `package` API (Checkpoint.resealed): they join the
 # package under the name SwiftPM gave it (read from the build manifest).
 package_name=$(grep '"-module-name","IWAE",' "$scratch/debug.yaml" | head -1 | grep -o '"-package-name","[^"]*"' | cut -d'"' -f4)
-mkdir -p "$scratch/fuzz/corpus-IDX" "$scratch/fuzz/corpus-Checkpoint" "$scratch/fuzz/corpus-ResealedCheckpoint" "$scratch/fuzz/corpus-TypedMetadata" "$scratch/fuzz/seed-data"
+mkdir -p "$scratch/fuzz/corpus-NPY" "$scratch/fuzz/corpus-CSV" "$scratch/fuzz/corpus-IDX" "$scratch/fuzz/corpus-Checkpoint" "$scratch/fuzz/corpus-ResealedCheckpoint" "$scratch/fuzz/corpus-TypedMetadata" "$scratch/fuzz/seed-data"
 # Seeds: small IDX files (plain and gzip) and a real checkpoint of a tiny model.
 python3 - "$scratch/fuzz" <<'PY'
 import gzip, os, struct, sys
@@ -46,6 +47,25 @@ labels = idx([6], [i % 3 for i in range(6)])
 for name, data in [("images", images), ("labels", labels)]:
     open(f"{root}/corpus-IDX/{name}", "wb").write(data)
     open(f"{root}/corpus-IDX/{name}.gz", "wb").write(gzip.compress(data))
+# Tables: .npy of several dtypes and layouts, an .npz (stored), CSV with a header and quotes.
+def npy(descr, shape, payload, fortran=False):
+    header = "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (descr, fortran, "(%s)" % ", ".join(map(str, shape)) + ("," if len(shape) == 1 else ""))
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + payload
+seeds = {"f4": npy("<f4", [3, 2], struct.pack("<6f", 1, 2, 3, 4, 5, 6)),
+         "u1": npy("|u1", [2, 2, 2], bytes(range(8))),
+         "f8be": npy(">f8", [2, 2], struct.pack(">4d", 1, -2, 3.5, 4), fortran=True),
+         "i2": npy("<i2", [4], struct.pack("<4h", 1, -1, 7, 0))}
+for name, data in seeds.items():
+    open(f"{root}/corpus-NPY/{name}", "wb").write(data)
+import io, zipfile
+buffer = io.BytesIO()
+with zipfile.ZipFile(buffer, "w") as z:
+    z.writestr("a.npy", seeds["f4"])
+    z.writestr("train.npy", seeds["u1"], compress_type=zipfile.ZIP_DEFLATED)
+open(f"{root}/corpus-NPY/npz", "wb").write(buffer.getvalue())
+open(f"{root}/corpus-CSV/header", "wb").write(b'a,"b",c\r\n1,2.5,-3e2\n# comment\n\n4,"5",6\n')
+open(f"{root}/corpus-CSV/plain", "wb").write(b"1\t2\n3\t4\n")
 for name in ["train", "t10k"]:
     open(f"{root}/seed-data/{name}-images-idx3-ubyte", "wb").write(idx([40, 3, 3], [(i * 53) % 256 for i in range(360)]))
     open(f"{root}/seed-data/{name}-labels-idx1-ubyte", "wb").write(idx([40], [i % 3 for i in range(40)]))
@@ -65,7 +85,7 @@ export SWIFT_BACKTRACE=enable=no
 # Allocation stacks are not recorded (a third of the time went to them); errors are still caught.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=0}
 export IWAE_FUZZ_CHECKPOINT="$PWD/$scratch/fuzz/seed-run-mid/model.safetensors"
-for target in ${FUZZ_TARGETS:-IDX Checkpoint ResealedCheckpoint TypedMetadata}; do
+for target in ${FUZZ_TARGETS:-IDX NPY CSV Checkpoint ResealedCheckpoint TypedMetadata}; do
     exe="$scratch/fuzz/fuzz-$target"
     swiftc -sanitize=fuzzer,address -parse-as-library -module-name Fuzz$target -package-name "$package_name" "${includes[@]}" \
         Tests/Fuzz/Fuzz$target.swift Tests/Fuzz/Resume.swift $objects -lz -lopenblas -llapacke -ldnnl -lgomp -o "$exe" 2> "$scratch/fuzz/link-$target.log" \

@@ -73,13 +73,18 @@ public struct ColumnSelection: Sendable, Equatable, Codable, CustomStringConvert
 /// lines and lines starting with `#` skipped, RFC 4180 quotes within a line.
 /// Parsed once into Double (only the chosen columns); every defect names
 /// the file, the line and the column.
-enum DelimitedText {
+package enum DelimitedText {
     static func table(_ file: MappedFile, delimiter: UInt8, columns selection: ColumnSelection?) throws -> RawTable {
-        let path = file.path
         guard let base = file.bytes?.assumingMemoryBound(to: UInt8.self), file.count > 0 else {
-            throw DataError.invalidData("\(path): the file is empty")
+            throw DataError.invalidData("\(file.path): the file is empty")
         }
-        let bytes = UnsafeBufferPointer(start: base, count: file.count)
+        return try table(UnsafeBufferPointer(start: base, count: file.count), name: file.path, delimiter: delimiter, columns: selection)
+    }
+
+    /// The table of the text `bytes` (a file's, named `path` in messages).
+    package static func table(_ bytes: UnsafeBufferPointer<UInt8>, name path: String, delimiter: UInt8,
+                              columns selection: ColumnSelection?) throws -> RawTable {
+        guard !bytes.isEmpty else { throw DataError.invalidData("\(path): the file is empty") }
         // An upper bound on the rows, to allocate once.
         var lineCount = 1
         for b in bytes where b == 0x0A { lineCount += 1 }

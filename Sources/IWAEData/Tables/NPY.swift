@@ -92,7 +92,7 @@ public enum NPY {
 
     /// The table of a `.npy` whose bytes are `bytes` (a mapped file or a
     /// member of an `.npz`), `count` bytes long.
-    static func table(_ bytes: TableBytes, count: Int, name: String) throws -> RawTable {
+    package static func table(_ bytes: TableBytes, count: Int, name: String) throws -> RawTable {
         func fail(_ why: String) -> DataError { .invalidData("\(name): \(why)") }
         guard let base = bytes.base, count > 0 else { throw fail("the file is empty") }
         let header = try NPY.header(UnsafeRawBufferPointer(start: base, count: Swift.min(count, 1 << 20)), name: name)
