@@ -10,7 +10,11 @@ struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train VAE (ELBO) and IWAE for several K and architectures with the same seed and budget; report test NLL (k=5000), active units per layer, train/test gap, speed.")
 
-    @Option(help: "mnist (Burda et al.'s data), fashion-mnist or a directory of MNIST-format files.") var data = "fashion-mnist"
+    @Option(help: "mnist (Burda et al.'s data), fashion-mnist, a directory of MNIST-format files, or a table (.npy, .npz, .csv, .tsv, .safetensors; see iwae train).")
+    var data = "fashion-mnist"
+    @Option(help: "A table's array or tensor (.npz, .safetensors).") var dataKey: String?
+    @Option(help: "A table's test rows, from this file.") var testData: String?
+    @Option(help: "A table's test rows: this fraction of its rows, held out (seed 1).") var testFraction: Double?
     @Option(help: "Stochastic layers of the architectures to compare, comma-separated: 1 (784-200-200-50) and 2 (…-100-100-50). Default: 1,2 on mnist, 1 otherwise.")
     var layers: PositiveIntegers?
     @Option(help: "Objectives, comma-separated: elbo, iwae, elbo-analytic, miwae, ciwae, piwae.")
@@ -58,17 +62,32 @@ struct Compare: ParsableCommand {
 
         let architectures = layers?.values ?? (data == "mnist" ? [1, 2] : [1])
         guard architectures.allSatisfy({ $0 == 1 || $0 == 2 }) else { throw IWAEError.invalidArgument("--layers takes 1 and 2") }
-        let source = try DataSource(name: data)
-        var train = try source.load(.train)
+        let requested: DataSource = RawTable.isTableFile(data)
+            ? .table(try TableSource(file: data, key: dataKey, testFile: testData, testFraction: testFraction))
+            : try DataSource(name: data)
+        let (loaded, source) = try requested.loadTraining()
+        var train = loaded
         if let n = trainExamples ?? (quick ? 10_000 : nil) { train = train.prefix(n) }
-        let test = try source.load(.test).prefix(testCount).binarizedForEvaluation()
-        let trainEval = train.prefix(trainEvalCount).binarizedForEvaluation()
-        let testImages = Tensor<Float>(shape: [test.count, test.dimension], values: test.pixels)
-        let trainImages = Tensor<Float>(shape: [trainEval.count, trainEval.dimension], values: trainEval.pixels)
+        guard let testSet = try source.loadTest() else {
+            throw IWAEError.invalidArgument("\(data) has no test rows: give --test-data or --test-fraction")
+        }
+        let test = testSet.prefix(testCount)
+        // A continuous table: a Gaussian decoder with learned variance on its standardized features, NLL in its units.
+        let gaussian = source.isRealValued
+        func configured(_ c: ModelConfiguration) -> ModelConfiguration {
+            var c = c
+            if gaussian { c.likelihood = .gaussian; c.learnSigma = true }
+            return c
+        }
+        let evaluationModel = VariationalAutoencoder<Float>(configured(ModelConfiguration(dataDimension: train.dimension)))
+        let testImages = evaluationModel.evaluationRows(test)
+        let trainImages = evaluationModel.evaluationRows(train.prefix(trainEvalCount))
+        let trainEval = train.prefix(trainEvalCount)
+        let jacobian = test.logJacobian
 
         if !json {
-            print("K comparison on \(data), the same budget for every row: \(train.count) training images, \(epochCount) epochs (\(schedule.rawValue)), batch \(batch), Adam \(learningRate), seed \(seed), IWAE estimator \(iwaeEstimator.rawValue), output init \(outputInit.rawValue);"
-                  + " NLL = −mean L_\(evalK) on \(test.count) test images, gap = test NLL − train NLL on \(trainEval.count) training images"
+            print("K comparison on \(data), the same budget for every row: \(train.count) training \(train.noun), \(epochCount) epochs (\(schedule.rawValue)), batch \(batch), Adam \(learningRate), seed \(seed), IWAE estimator \(iwaeEstimator.rawValue), output init \(outputInit.rawValue);"
+                  + " NLL = −mean L_\(evalK) on \(test.count) test \(test.noun)\(jacobian != 0 ? " (in the data's units)" : ""), gap = test NLL − train NLL on \(trainEval.count) training \(train.noun)"
                   + (data == "mnist" ? "; paper = Burda et al. (2015) Table 1, MNIST, after 3,280 passes" : ""))
         }
         var rows = [Row]()
@@ -76,8 +95,8 @@ struct Compare: ParsableCommand {
         for objectivesOfBound in objectiveRows {
             for objective in objectivesOfBound {
                 let k = objective.samplesPerExample
-                let configuration = architecture == 1 ? ModelConfiguration(dataDimension: train.dimension)
-                                                      : ModelConfiguration.twoLayer(dataDimension: train.dimension)
+                let configuration = configured(architecture == 1 ? ModelConfiguration(dataDimension: train.dimension)
+                                                                 : ModelConfiguration.twoLayer(dataDimension: train.dimension))
                 let model = VariationalAutoencoder<Float>(configuration, seed: seed)
                 try model.initializeOutputLayer(from: train, outputInit)
                 let options = TrainingOptions(objective: objective, epochs: epochCount, batchSize: batch,
@@ -97,12 +116,12 @@ struct Compare: ParsableCommand {
                     let directory = out + "/\(architecture)layer-\(objective.bound.rawValue)\(variant)-k\(k)"
                     try prepareOutputDirectory(directory)
                     try Checkpoint(model: model, data: source,
-                                   imageSize: Checkpoint.ImageSize(width: train.width, height: train.height)).save(to: directory)
+                                   imageSize: train.imageSize.map { Checkpoint.ImageSize(width: $0.width, height: $0.height) }).save(to: directory)
                 }
                 ProgressBar.draw("\(label) evaluating k=\(evalK)", done: 0, total: 2, detail: "")
-                let testEstimate = try trainer.workers.estimateLogLikelihood(testImages.matrix, samples: evaluationSamples, seed: 11)
+                let testEstimate = try trainer.workers.estimateLogLikelihood(testImages.matrix, samples: evaluationSamples, seed: 11).shifted(by: jacobian)
                 ProgressBar.draw("\(label) evaluating k=\(evalK)", done: 1, total: 2, detail: "")
-                let trainEstimate = try trainer.workers.estimateLogLikelihood(trainImages.matrix, samples: evaluationSamples, seed: 12)
+                let trainEstimate = try trainer.workers.estimateLogLikelihood(trainImages.matrix, samples: evaluationSamples, seed: 12).shifted(by: jacobian)
                 ProgressBar.finishLine()
                 if !json && rows.isEmpty {
                     print("layers  objective     K   test NLL   ± stderr   train NLL    gap   active units   train examples/s   train seconds   paper NLL   paper active")

@@ -176,4 +176,20 @@ extension VariationalAutoencoder where Scalar == Float {
         let x = evaluationImages(images)
         return try logLikelihood(of: x.pixels, examples: x.count, samples: samples, seed: seed, threads: threads)
     }
+
+    /// log p(v) ≈ L_k (Mathematics §5) for each row of `table`, in the data's
+    /// own units, as `iwae evaluate` and `iwae score` compute it: the rows
+    /// encoded (`TableEncoding`), binarized once for a Bernoulli model, each
+    /// row drawing from its own stream, the encoding's log-Jacobian added.
+    /// `bounds` holds each row's estimate and `standardErrors` its Monte Carlo error.
+    public func logLikelihood(of table: DataTable, samples: EvaluationSamples = .standard,
+                              seed: UInt64 = LogLikelihoodEstimate.standardSeed,
+                              threads: Int? = nil) throws -> LogLikelihoodEstimate {
+        guard table.dimension == configuration.dataDimension else {
+            throw IWAEError.invalidArgument("\(table.raw.name) has dimension \(table.dimension) but the model expects \(configuration.dataDimension)")
+        }
+        let x = evaluationRows(.table(table))
+        return try ModelWorkers(model: self, workers: threads, seed: seed).estimateLogLikelihood(x.matrix, samples: samples, seed: seed)
+            .shifted(by: table.encoding.logJacobian)
+    }
 }

@@ -9,14 +9,8 @@ public let maximumFileSize = 1 << 32
 /// naming it. Devices (`/dev/zero`), FIFOs and sockets are refused before a
 /// byte is read: they could be endless or block forever.
 public func readFile(_ path: String, limit: Int = maximumFileSize) throws -> [UInt8] {
-    // O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever.
-    let fd = open(path, O_RDONLY | O_NONBLOCK)
-    guard fd >= 0 else { throw DataError.invalidData("cannot read \(path): \(String(cString: strerror(errno)))") }
+    let (fd, info) = try openRegularFile(path)
     defer { close(fd) }
-    var info = stat()
-    guard fstat(fd, &info) == 0 else { throw DataError.invalidData("cannot stat \(path): \(String(cString: strerror(errno)))") }
-    if (info.st_mode & S_IFMT) == S_IFDIR { throw DataError.invalidData("\(path) is a directory, not a file") }
-    guard (info.st_mode & S_IFMT) == S_IFREG else { throw DataError.invalidData("\(path) is not a regular file") }
     guard info.st_size <= limit else {
         throw DataError.invalidData("\(path) has \(info.st_size) bytes, more than the \(limit) this reads")
     }
@@ -36,6 +30,27 @@ public func readFile(_ path: String, limit: Int = maximumFileSize) throws -> [UI
         if bytes.count > limit { throw DataError.invalidData("\(path) grew past \(limit) bytes while it was read") }
     }
     return bytes
+}
+
+/// Opens `path` for reading, with a one-line error naming it, and checks
+/// that it is a regular file: devices (`/dev/zero`), FIFOs and sockets are
+/// refused before a byte is read (they could be endless or block forever).
+/// The caller closes the descriptor.
+package func openRegularFile(_ path: String) throws -> (Int32, stat) {
+    // O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever.
+    let fd = open(path, O_RDONLY | O_NONBLOCK)
+    guard fd >= 0 else { throw DataError.invalidData("cannot read \(path): \(String(cString: strerror(errno)))") }
+    var info = stat()
+    guard fstat(fd, &info) == 0 else {
+        close(fd)
+        throw DataError.invalidData("cannot stat \(path): \(String(cString: strerror(errno)))")
+    }
+    let kind = info.st_mode & S_IFMT
+    guard kind == S_IFREG else {
+        close(fd)
+        throw DataError.invalidData(kind == S_IFDIR ? "\(path) is a directory, not a file" : "\(path) is not a regular file")
+    }
+    return (fd, info)
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it is

@@ -9,23 +9,14 @@ struct Evaluate: ParsableCommand {
 
     @Argument(help: "Training output directory (or a model.safetensors file).") var checkpoint: String
     @OptionGroup var dataOptions: DataOptions
-    @Option(help: "Importance samples per test image.") var k: Int = EvaluationSamples.standard.perExample
+    @OptionGroup var estimation: EstimationOptions
     @Option(help: "Evaluate the first N test images (default: all).") var testExamples: Int?
-    @Option(help: "Seed of the importance samples.") var seed: UInt64 = LogLikelihoodEstimate.standardSeed
     @Flag(help: "Print one JSON object instead of a table.") var json = false
-    @Option(help: "Worker threads (default: all active cores).") var threads: Int?
-    @Option(help: "Library of the products: auto (the faster on this machine, per product), openblas or onednn. Default: the plan the checkpoint was trained with, else auto.")
-    var gemm: GEMMChoice?
-    @Option(help: "Inputs of the products: fp32 or bf16 (default: the precision the checkpoint was trained with).")
-    var precision: Precision?
-    @Option(help: "Also write each test image's L_k and Monte Carlo ELBO to this file, one JSON object per line (for paired comparisons of models on the same images).")
+    @Option(help: "Also write each test image's L_k, its Monte Carlo standard error and the Monte Carlo ELBO to this file, one JSON object per line (for paired comparisons of models on the same images).")
     var perExample: String?
 
     func run() throws {
-        let samples = try EvaluationSamples(k)
-        if let t = threads, !(1...TrainingOptions.maximumWorkers).contains(t) {
-            throw IWAEError.invalidArgument("--threads must be between 1 and \(TrainingOptions.maximumWorkers), got \(t)")
-        }
+        let (samples, k, seed) = (try estimation.samples(), estimation.k, estimation.seed)
         if let n = testExamples, n < 1 { throw IWAEError.invalidArgument("--test-examples must be at least 1, got \(n)") }
         if let perExample { try checkWritableFile(perExample, option: "--per-example") }
         let loaded = try Checkpoint.load(from: checkpoint)
@@ -34,7 +25,7 @@ struct Evaluate: ParsableCommand {
         var test = testSet
         if let n = testExamples { test = test.prefix(n) }
         let x = model.evaluationRows(test)
-        let workers = evaluationWorkers(loaded, samples: samples, seed: seed, threads: threads, gemm: gemm, precision: precision)
+        let workers = try estimation.workers(loaded)
         let started = Date()
         let modelUnits = try workers.estimateLogLikelihood(x.matrix, samples: samples, seed: seed) { done in
             let elapsed = Date().timeIntervalSince(started)
@@ -91,20 +82,39 @@ struct Evaluate: ParsableCommand {
 }
 
 
-/// The workers of an evaluation (`evaluate`, `score`): the checkpoint's
-/// model on `threads` cores, with the plan of products it was trained with
-/// (or `gemm`'s, timed for the evaluation's passes) and its precision (or `precision`).
-func evaluationWorkers(_ loaded: Checkpoint, samples: EvaluationSamples, seed: UInt64, threads: Int?, gemm: GEMMChoice?,
-                       precision: Precision?) -> ModelWorkers<Float> {
-    let model = loaded.model
-    let workers = ModelWorkers(model: model, workers: threads, seed: seed)
-    if gemm != nil || loaded.trainingState?.gemmPlan == nil {
-        // A pass's examples and draws (`estimateLogLikelihood`'s rows).
-        let draws = Swift.min(samples.perExample, 1000)
-        workers.gemmPlan = model.gemmPlan(gemm ?? .auto, examples: samples.examplesPerPass(), samplesPerExample: draws,
-                                          threads: workers.workerCount > 1 ? 1 : BLASLibrary.threads)
+/// The options of an estimate of log p(x) (`evaluate`, `score`): k, the
+/// seed, the threads, and the products' library and precision.
+struct EstimationOptions: ParsableArguments {
+    @Option(help: "Importance samples per row (k of L_k).") var k: Int = EvaluationSamples.standard.perExample
+    @Option(help: "Seed of the importance samples (row r draws from its own stream: estimates do not depend on the other rows or on chunks).")
+    var seed: UInt64 = LogLikelihoodEstimate.standardSeed
+    @Option(help: "Worker threads (default: all active cores).") var threads: Int?
+    @Option(help: "Library of the products: auto (the faster on this machine, per product), openblas or onednn. Default: the plan the checkpoint was trained with, else auto.")
+    var gemm: GEMMChoice?
+    @Option(help: "Inputs of the products: fp32 or bf16 (default: the precision the checkpoint was trained with).")
+    var precision: Precision?
+
+    /// k, checked.
+    func samples() throws -> EvaluationSamples { try EvaluationSamples(k) }
+
+    /// The checkpoint's model on `threads` cores, with the plan of products
+    /// it was trained with (or `gemm`'s, timed for the evaluation's passes)
+    /// and its precision (or `precision`).
+    func workers(_ loaded: Checkpoint) throws -> ModelWorkers<Float> {
+        if let t = threads, !(1...TrainingOptions.maximumWorkers).contains(t) {
+            throw IWAEError.invalidArgument("--threads must be between 1 and \(TrainingOptions.maximumWorkers), got \(t)")
+        }
+        let samples = try self.samples()
+        let model = loaded.model
+        let workers = ModelWorkers(model: model, workers: threads, seed: seed)
+        if gemm != nil || loaded.trainingState?.gemmPlan == nil {
+            // A pass's examples and draws (`estimateLogLikelihood`'s rows).
+            let draws = Swift.min(samples.perExample, 1000)
+            workers.gemmPlan = model.gemmPlan(gemm ?? .auto, examples: samples.examplesPerPass(), samplesPerExample: draws,
+                                              threads: workers.workerCount > 1 ? 1 : BLASLibrary.threads)
+        }
+        if let precision { workers.precision = precision }
+        if workers.precision == .bf16 { FileHandle.standardError.write(Data("iwae: \(Precision.bf16Products.notice)\n".utf8)) }
+        return workers
     }
-    if let precision { workers.precision = precision }
-    if workers.precision == .bf16 { FileHandle.standardError.write(Data("iwae: \(Precision.bf16Products.notice)\n".utf8)) }
-    return workers
 }

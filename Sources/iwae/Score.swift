@@ -10,31 +10,25 @@ struct Score: ParsableCommand {
 
     @Argument(help: "Training output directory (or a model.safetensors file).") var checkpoint: String
     @OptionGroup var dataOptions: DataOptions
-    @Option(help: "Importance samples per row.") var k: Int = EvaluationSamples.standard.perExample
+    @OptionGroup var estimation: EstimationOptions
     @Option(help: "The scores: .csv (row,log_likelihood,standard_error), .jsonl (one object per row) or .npy (rows × 2 float64: log-likelihood, standard error).")
     var out: String
-    @Option(help: "Seed of the importance samples (row r draws from its own stream: the scores do not depend on threads or chunks).")
-    var seed: UInt64 = LogLikelihoodEstimate.standardSeed
-    @Option(help: "Worker threads (default: all active cores).") var threads: Int?
-    @Option(help: "Library of the products: auto, openblas or onednn (default: the checkpoint's plan).") var gemm: GEMMChoice?
-    @Option(help: "Inputs of the products: fp32 or bf16 (default: the checkpoint's precision).") var precision: Precision?
 
     func run() throws {
-        let samples = try EvaluationSamples(k)
-        if let t = threads, !(1...TrainingOptions.maximumWorkers).contains(t) {
-            throw IWAEError.invalidArgument("--threads must be between 1 and \(TrainingOptions.maximumWorkers), got \(t)")
-        }
+        let (samples, k, seed) = (try estimation.samples(), estimation.k, estimation.seed)
         let format = try ScoreFormat(out)
         try checkWritableFile(out, option: "--out")
         let loaded = try Checkpoint.load(from: checkpoint)
         let (name, rows) = try loadTestSet(dataOptions, checkpoint: loaded)
-        let workers = evaluationWorkers(loaded, samples: samples, seed: seed, threads: threads, gemm: gemm, precision: precision)
+        let workers = try estimation.workers(loaded)
         let file = try AtomicFile(out)
         try file.append(format.header(rows: rows.count))
         let stop = SignalFlag.install()
-        // Chunks start at multiples of a pass: the rows of every pass, and so the bits, are `evaluate`'s.
+        // Chunks start at multiples of a pass: the rows of every pass, and so
+        // the bits, are `evaluate`'s. At most 8,192 rows and about 4·10⁶ draws
+        // a chunk: bounded memory, and a stop request is seen within seconds.
         let perPass = samples.examplesPerPass()
-        let chunk = perPass * Swift.max(1, 8192 / perPass)
+        let chunk = perPass * Swift.max(1, Swift.min(8192, (1 << 22) / k) / perPass)
         let started = Date()
         var sum = 0.0
         var start = 0

@@ -12,14 +12,8 @@ package final class MappedFile: @unchecked Sendable {
 
     package init(_ path: String) throws {
         self.path = path
-        // O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever.
-        let fd = open(path, O_RDONLY | O_NONBLOCK)
-        guard fd >= 0 else { throw DataError.invalidData("cannot read \(path): \(String(cString: strerror(errno)))") }
+        let (fd, info) = try openRegularFile(path)
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw DataError.invalidData("cannot stat \(path): \(String(cString: strerror(errno)))") }
-        if (info.st_mode & S_IFMT) == S_IFDIR { throw DataError.invalidData("\(path) is a directory, not a file") }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw DataError.invalidData("\(path) is not a regular file") }
         count = Int(info.st_size)
         guard count > 0 else { bytes = nil; return }
         let mapped = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0)
