@@ -72,11 +72,11 @@ struct Compare: ParsableCommand {
             throw IWAEError.invalidArgument("\(data) has no test rows: give --test-data or --test-fraction")
         }
         let test = testSet.prefix(testCount)
-        // A continuous table: a Gaussian decoder with learned variance on its standardized features, NLL in its units.
+        // A continuous table: a Gaussian decoder with a learned variance per feature on its standardized features, NLL in its units.
         let gaussian = source.isRealValued
         func configured(_ c: ModelConfiguration) -> ModelConfiguration {
             var c = c
-            if gaussian { c.likelihood = .gaussian; c.learnSigma = true }
+            if gaussian { c.likelihood = .gaussian; c.learnSigma = true; c.sigmaPerFeature = true }
             return c
         }
         let evaluationModel = VariationalAutoencoder<Float>(configured(ModelConfiguration(dataDimension: train.dimension)))

@@ -43,6 +43,8 @@ struct Train: ParsableCommand {
     @Option(help: "σ of the Gaussian likelihood (its start value with --learn-sigma).") var sigma: Double = modelDefaults.sigma
     @Flag(inversion: .prefixedNo, help: "Train σ² of the Gaussian likelihood (default: on for a continuous table, off otherwise).")
     var learnSigma: Bool?
+    @Flag(inversion: .prefixedNo, help: "With --learn-sigma: one σ² per feature, N(f(z), diag(σ_d²)) (default: on for a continuous table, off otherwise).")
+    var sigmaPerFeature: Bool?
     @OptionGroup var synthetic: SyntheticOptions
     @Option(help: "Hidden nonlinearity.") var activation: Activation = modelDefaults.activation
     @Option(help: "Worker threads (default: all active cores, shared among the ranks on a machine); results depend on seed and the thread count over all ranks.") var threads: Int?
@@ -112,11 +114,13 @@ struct Train: ParsableCommand {
         let likelihood = self.likelihood ?? (isTable && source.isRealValued ? .gaussian : modelDefaults.likelihood)
         let learnSigma = self.learnSigma ?? (isTable && likelihood == .gaussian)
         if learnSigma && likelihood != .gaussian { throw IWAEError.invalidArgument("--learn-sigma needs --likelihood gaussian") }
+        if sigmaPerFeature == true && !learnSigma { throw IWAEError.invalidArgument("--sigma-per-feature needs a learned σ² (--likelihood gaussian --learn-sigma)") }
+        let perFeature = sigmaPerFeature ?? (isTable && learnSigma)
         if source.isRealValued && likelihood == .bernoulli {
             throw IWAEError.invalidArgument("\(source.name) is real-valued: use --likelihood gaussian")
         }
         if case .table(let table) = source {
-            ProgressBar.log(tableSummary(table, rows: loaded, likelihood: likelihood, learnSigma: learnSigma))
+            ProgressBar.log(tableSummary(table, rows: loaded, likelihood: likelihood, learnSigma: learnSigma, perFeature: perFeature))
         }
         if writesDirectory {
             created = try RunDirectory.create(out)
@@ -137,6 +141,7 @@ struct Train: ParsableCommand {
                                                activation: activation, encoder: encoder, prior: prior,
                                                likelihood: likelihood, sigma: sigma, learnSigma: learnSigma)
         configuration.upperLayers = upperLayer.map(\.layer)
+        configuration.sigmaPerFeature = perFeature
         try configuration.validate()
         try TrainingOptions.checkModelMemory(configuration, workers: options.workers)
         let run = TrainingRun(directory: out, configuration: configuration, options: options, data: source,
@@ -166,7 +171,7 @@ struct ObjectiveOptions: ParsableArguments {
 
 /// What was decided about a table, in one line: its size and type, its
 /// kind and how it is modelled, where the test rows come from.
-private func tableSummary(_ table: TableSource, rows: Examples, likelihood: LikelihoodKind, learnSigma: Bool) -> String {
+private func tableSummary(_ table: TableSource, rows: Examples, likelihood: LikelihoodKind, learnSigma: Bool, perFeature: Bool) -> String {
     let how: String
     switch (table.kind, table.encoding) {
     case (.binary?, _): how = "binary (every value 0 or 1)"
@@ -174,7 +179,7 @@ private func tableSummary(_ table: TableSource, rows: Examples, likelihood: Like
     case (.intensity?, _): how = "intensities in [0, 1] (binarized as MNIST)"
     default: how = "continuous (standardized per feature; log-likelihoods reported in the data's units)"
     }
-    let decoder = likelihood == .gaussian ? "Gaussian decoder, \(learnSigma ? "learned" : "fixed") variance" : "Bernoulli decoder"
+    let decoder = likelihood == .gaussian ? "Gaussian decoder, \(learnSigma ? (perFeature ? "a learned variance per feature" : "learned variance") : "fixed variance")" : "Bernoulli decoder"
     let test = table.testFile.map { "test rows from \($0)" }
         ?? table.testFraction.map { "\(formatted($0 * 100, 1)) % of the rows held out for testing (seed \(table.splitSeed))" }
         ?? "no test rows (evaluate with --data FILE)"

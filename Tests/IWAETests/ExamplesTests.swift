@@ -46,7 +46,8 @@ final class ExamplesTests: XCTestCase {
         let train = try runIWAE(["train", "--data", data, "--k", "3", "--epochs", "1", "--batch", "20", "--hidden", "12",
                                  "--latent", "3", "--validation-examples", "20", "--out", out])
         XCTAssertEqual(train.status, 0, train.stderr)
-        let result = try runProcess(executable, [out, "20", "300"])
+        let rowsFile = temporaryDirectory(self) + "/rows.npy"
+        let result = try runProcess(executable, [out, "20", "300", rowsFile])
         XCTAssertEqual(result.status, 0, result.stderr)
         let v = try values(result.stdout)
 
@@ -94,5 +95,13 @@ final class ExamplesTests: XCTestCase {
         let nll = json["nll"] as! Double, stderr = json["nll_stderr"] as! Double
         XCTAssertEqual(v["nll"]!, nll, accuracy: 1e-5 + 1e-5 * abs(nll))
         XCTAssertEqual(v["nll_stderr"]!, stderr, accuracy: 1e-5 + 1e-4 * abs(stderr))
+        // The same images as a table in the library: the same estimate, and
+        // row 0 as `iwae score` scores it (same kernels caveat).
+        XCTAssertEqual(v["table_nll"]!, v["nll"]!, accuracy: 1e-9 * abs(nll), "a table of the images is the images")
+        let scores = temporaryDirectory(self) + "/scores.csv"
+        XCTAssertEqual(try runIWAE(["score", out, "--data", rowsFile, "--k", "300", "--out", scores]).status, 0)
+        let first = try String(contentsOfFile: scores, encoding: .utf8).split(separator: "\n")[1].split(separator: ",")
+        XCTAssertEqual(v["table_first_row"]!, Double(first[1])!, accuracy: 1e-5 * abs(Double(first[1])!))
+        XCTAssertEqual(v["table_first_row_stderr"]!, Double(first[2])!, accuracy: 1e-4 * Double(first[2])! + 1e-7)
     }
 }

@@ -73,13 +73,25 @@ do {
 
     // log p(x) of a trained model on test images, as `iwae evaluate` computes it.
     let arguments = CommandLine.arguments
-    if arguments.count == 4, let count = Int(arguments[2]), let k = Int(arguments[3]) {
+    if arguments.count >= 4, let count = Int(arguments[2]), let k = Int(arguments[3]) {
         let checkpoint = try Checkpoint.load(from: arguments[1])
         guard let data = checkpoint.data else { throw IWAEError.invalidCheckpoint("the checkpoint does not record its data set") }
         let images = try data.load(.test).prefix(count)
         let estimate = try checkpoint.model.logLikelihood(of: images, samples: EvaluationSamples(k), seed: 1)
         emit("nll", estimate.negativeLogLikelihood)
         emit("nll_stderr", estimate.standardError)
+        // The same rows as a user's table: a .npy of intensities, read back as a
+        // `DataTable`, scored row by row as `iwae score` scores them.
+        if arguments.count == 5 {
+            let rows = try DataTable(values: images.pixels, rows: images.count, columns: images.dimension)
+            let path = arguments[4]
+            try Data(NPY.encode(rows.values(rows: 0..<rows.count), shape: [rows.count, rows.dimension])).write(to: URL(fileURLWithPath: path))
+            let table = try DataTable(contentsOf: path)
+            let scores = try checkpoint.model.logLikelihood(of: table, samples: EvaluationSamples(k), seed: 1)
+            emit("table_nll", scores.negativeLogLikelihood)
+            emit("table_first_row", scores.bounds[0])
+            emit("table_first_row_stderr", scores.standardErrors[0])
+        }
     }
 } catch {
     FileHandle.standardError.write(Data("iwae-examples: error: \(error)\n".utf8))

@@ -57,32 +57,54 @@ public final class BernoulliLikelihood<Scalar: BLASScalar> {
 }
 
 /// p_θ(x|z) = N(f_θ(z), σ² I) (Mathematics §1), σ fixed or learned as
-/// `decoder.log_variance` = log σ² (1):
+/// `decoder.log_variance` = log σ² (1), or with a variance per feature,
+/// N(f_θ(z), diag(σ_d²)), `decoder.log_variance` = log σ_d² (D):
 ///
-///     log p(x|z) = −‖x − f‖²/(2σ²) − (D/2) log(2πσ²)
-///     ∂log p/∂f = (x − f)/σ²,   ∂log p/∂ log σ² = ‖x − f‖²/(2σ²) − D/2
+///     log p(x|z) = −Σ_d (x_d − f_d)²/(2σ_d²) − ½ Σ_d log σ_d² − (D/2) log 2π
+///     ∂log p/∂f_d = (x_d − f_d)/σ_d²,   ∂log p/∂ log σ_d² = (x_d − f_d)²/(2σ_d²) − ½
+///
+/// (one σ²: the sums over d of the last term.)
 public final class GaussianLikelihood<Scalar: BLASScalar> {
     public let decoder: MLP<Scalar>
     /// σ when fixed, its initial value when learned.
     public let sigma: Double
     let logVarianceSlot: ParameterSlot?
+    /// One learned variance per feature.
+    let perFeature: Bool
+    /// σ_d² of the current parameters (per-feature variances only), refreshed by each pass.
+    private let variances: Tensor<Scalar>
     public var profiler: PhaseProfiler? { didSet { decoder.profiler = profiler; decoder.gemmPhase = .decoderGemm } }
 
-    /// Registers `decoder.log_variance` when σ is learned (after the decoder's layers).
-    public init(decoder: MLP<Scalar>, sigma: Double, learned: Bool, layout: inout ParameterLayout) {
+    /// Registers `decoder.log_variance` when σ is learned (after the decoder's layers): one, or one per feature.
+    public init(decoder: MLP<Scalar>, sigma: Double, learned: Bool, perFeature: Bool = false, layout: inout ParameterLayout) {
         self.decoder = decoder
         self.sigma = sigma
-        logVarianceSlot = learned ? layout.register("decoder.log_variance", shape: [1]) : nil
+        self.perFeature = learned && perFeature
+        logVarianceSlot = learned ? layout.register("decoder.log_variance", shape: [self.perFeature ? decoder.outputSize : 1]) : nil
+        variances = Tensor(shape: [self.perFeature ? decoder.outputSize : 0])
     }
 
     public func initialize(_ store: ParameterStore<Scalar>) {
-        if let logVarianceSlot { store.value(logVarianceSlot)[0] = Scalar(2 * Double.log(sigma)) }
+        guard let logVarianceSlot else { return }
+        store.value(logVarianceSlot).update(repeating: Scalar(2 * Double.log(sigma)), count: logVarianceSlot.count)
     }
 
-    /// σ² now.
+    /// σ² now (the first feature's with a variance per feature).
     public func variance(_ store: ParameterStore<Scalar>) -> Scalar {
         if let logVarianceSlot { return Scalar.exp(store.value(logVarianceSlot)[0]) }
         return Scalar(sigma * sigma)
+    }
+
+    /// σ_d² now, for each feature d (D values).
+    public func featureVariances(_ store: ParameterStore<Scalar>) -> [Scalar] {
+        guard perFeature, let logVarianceSlot else { return [Scalar](repeating: variance(store), count: decoder.outputSize) }
+        return (0..<logVarianceSlot.count).map { Scalar.exp(store.value(logVarianceSlot)[$0]) }
+    }
+
+    /// σ_d² into `variances` (a variance per feature).
+    private func refreshVariances(_ store: ParameterStore<Scalar>) {
+        let logVariance = store.value(logVarianceSlot!)
+        for i in 0..<decoder.outputSize { variances[i] = Scalar.exp(logVariance[i]) }
     }
 
     /// log p(x|z) per row into `result` (`gaussianLogLikelihood`); f(z) stays
@@ -90,27 +112,46 @@ public final class GaussianLikelihood<Scalar: BLASScalar> {
     package func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
                               _ store: ParameterStore<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
         let f = decoder.forward(z, store)
-        gaussianLogLikelihood(mean: f, targets: x, samplesPerExample: K, variance: variance(store), into: result)
+        if perFeature {
+            refreshVariances(store)
+            gaussianLogLikelihood(mean: f, targets: x, samplesPerExample: K, variances: variances.pointer, into: result)
+        } else {
+            gaussianLogLikelihood(mean: f, targets: x, samplesPerExample: K, variance: variance(store), into: result)
+        }
     }
 
     /// The backward of `Σ_r g_r log p(x|z_r)` into the decoder, σ² and `dz`.
     package func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
                          _ store: ParameterStore<Scalar>, dz: MatrixView<Scalar>?) {
         let dOut = decoder.outputGradient, d = decoder.outputSize
-        let v = variance(store), o = decoder.output.pointer
+        let o = decoder.output.pointer
         let t = profiler.start()
-        var dLogVariance: Scalar = 0
-        for r in 0..<dOut.rows {
-            let gr = g[r], xr = x.pointer + (r / K) * x.rowStride, fr = o + r * d, dr = dOut.pointer + r * d
-            var squares: Scalar = 0
-            for i in 0..<d {
-                let diff = xr[i] - fr[i]
-                dr[i] = gr * diff / v
-                squares += diff * diff
+        if perFeature {
+            refreshVariances(store)
+            let v = variances.pointer, dLogVariance = store.gradient(logVarianceSlot!)
+            for r in 0..<dOut.rows {
+                let gr = g[r], xr = x.pointer + (r / K) * x.rowStride, fr = o + r * d, dr = dOut.pointer + r * d
+                for i in 0..<d {
+                    let diff = xr[i] - fr[i]
+                    dr[i] = gr * diff / v[i]
+                    dLogVariance[i] += gr * (diff * diff / (2 * v[i]) - Scalar(0.5))
+                }
             }
-            dLogVariance += gr * (squares / (2 * v) - Scalar(d) / 2)
+        } else {
+            let v = variance(store)
+            var dLogVariance: Scalar = 0
+            for r in 0..<dOut.rows {
+                let gr = g[r], xr = x.pointer + (r / K) * x.rowStride, fr = o + r * d, dr = dOut.pointer + r * d
+                var squares: Scalar = 0
+                for i in 0..<d {
+                    let diff = xr[i] - fr[i]
+                    dr[i] = gr * diff / v
+                    squares += diff * diff
+                }
+                dLogVariance += gr * (squares / (2 * v) - Scalar(d) / 2)
+            }
+            if let logVarianceSlot { store.gradient(logVarianceSlot)[0] += dLogVariance }
         }
-        if let logVarianceSlot { store.gradient(logVarianceSlot)[0] += dLogVariance }
         profiler.stop(.elementwise, t)
         decoder.backward(dx: dz, store)
     }
@@ -134,7 +175,8 @@ public enum Likelihood<Scalar: BLASScalar> {
                                   name: "decoder", layout: &layout)
         switch c.likelihood {
         case .bernoulli: self = .bernoulli(BernoulliLikelihood(decoder: decoder))
-        case .gaussian: self = .gaussian(GaussianLikelihood(decoder: decoder, sigma: c.sigma, learned: c.learnSigma, layout: &layout))
+        case .gaussian: self = .gaussian(GaussianLikelihood(decoder: decoder, sigma: c.sigma, learned: c.learnSigma,
+                                                            perFeature: c.sigmaPerFeature, layout: &layout))
         }
     }
 

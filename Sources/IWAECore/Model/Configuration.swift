@@ -24,6 +24,9 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     public var sigma: Double
     /// Whether σ² of the Gaussian likelihood is a trained parameter.
     public var learnSigma: Bool
+    /// With `learnSigma`: one learned variance per feature, N(f(z), diag(σ₁², …, σ_D²)),
+    /// instead of one for all (features whose residual noise differs: a user's table).
+    public var sigmaPerFeature = false
     /// Stochastic layers above z₁ (empty: the one-layer model). Layer l adds
     /// z_{l+1} with q(z_{l+1}|z_l) (covariance `encoder`) and a diagonal
     /// Gaussian p(z_l|z_{l+1}); the prior is over the top layer.
@@ -64,7 +67,24 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case dataDimension, latentDimension, encoderHidden, decoderHidden, activation, encoder, prior, likelihood, sigma,
-             learnSigma, upperLayers
+             learnSigma, sigmaPerFeature, upperLayers
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(dataDimension, forKey: .dataDimension)
+        try c.encode(latentDimension, forKey: .latentDimension)
+        try c.encode(encoderHidden, forKey: .encoderHidden)
+        try c.encode(decoderHidden, forKey: .decoderHidden)
+        try c.encode(activation, forKey: .activation)
+        try c.encode(self.encoder, forKey: .encoder)
+        try c.encode(prior, forKey: .prior)
+        try c.encode(likelihood, forKey: .likelihood)
+        try c.encode(sigma, forKey: .sigma)
+        try c.encode(learnSigma, forKey: .learnSigma)
+        // Written only when set: the checkpoints of every other model keep their bytes.
+        if sigmaPerFeature { try c.encode(true, forKey: .sigmaPerFeature) }
+        try c.encode(upperLayers, forKey: .upperLayers)
     }
 
     public init(from decoder: Decoder) throws {
@@ -79,6 +99,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
                   likelihood: try c.decode(LikelihoodKind.self, forKey: .likelihood),
                   sigma: try c.decode(Double.self, forKey: .sigma), learnSigma: try c.decode(Bool.self, forKey: .learnSigma))
         upperLayers = try c.decodeIfPresent([StochasticLayer].self, forKey: .upperLayers) ?? []
+        sigmaPerFeature = try c.decodeIfPresent(Bool.self, forKey: .sigmaPerFeature) ?? false
     }
 
     /// The number of parameters of the model this configuration builds
@@ -106,7 +127,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         }
         if prior == .learned { terms += [[topDimension], [topDimension]] }
         terms += stack([latentDimension] + decoderHidden + [dataDimension])
-        if likelihood == .gaussian && learnSigma { terms.append([1]) }
+        if likelihood == .gaussian && learnSigma { terms.append([sigmaPerFeature ? dataDimension : 1]) }
         return CheckedSize.sumOfProducts(terms)
     }
 
@@ -121,6 +142,9 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
             throw IWAEError.invalidArgument("latent dimension must be at least 1, got \(layer.dimension)")
         }
         guard sigma.isFinite, sigma > 0 else { throw IWAEError.invalidArgument("sigma must be finite and positive, got \(sigma)") }
+        if sigmaPerFeature && !(likelihood == .gaussian && learnSigma) {
+            throw IWAEError.invalidArgument("a variance per feature needs a Gaussian likelihood with a learned σ² (--likelihood gaussian --learn-sigma)")
+        }
         guard let count = parameterCount, count < 1 << 31 else {
             throw IWAEError.invalidArgument("the model is too large (more than 2^31 parameters)")
         }

@@ -133,6 +133,31 @@ func gaussianLogLikelihood<Scalar: BLASScalar>(
     }
 }
 
+/// Gaussian log-likelihood with a variance per feature, per sample row, by
+/// `gaussianLogDensity` with u_d = (x_d − f_d)/σ_d and ½ log det Σ = ½ Σ_d log σ_d²:
+///
+///     log p(x|z) = −Σ_d (x_d − f_d)²/(2σ_d²) − ½ Σ_d log σ_d² − (D/2) log 2π
+///
+/// `variances` holds σ_d² (D); shapes as `gaussianLogLikelihood(mean:targets:samplesPerExample:variance:into:)`.
+func gaussianLogLikelihood<Scalar: BLASScalar>(
+    mean f: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int, variances v: UnsafePointer<Scalar>,
+    into result: UnsafeMutablePointer<Scalar>
+) {
+    let d = f.columns
+    var halfLogDeterminant: Scalar = 0
+    for i in 0..<d { halfLogDeterminant += Scalar.log(v[i]) }
+    halfLogDeterminant /= 2
+    let normalizer: Scalar = gaussianNormalizer(d)
+    for r in 0..<f.rows {
+        var squares: Scalar = 0
+        for i in 0..<d {
+            let diff = x[r / K, i] - f[r, i]
+            squares += diff * diff / v[i]
+        }
+        result[r] = gaussianLogDensity(squaredResidual: squares, halfLogDeterminant: halfLogDeterminant, normalizer: normalizer)
+    }
+}
+
 /// Closed-form KL between the encoder N(μ, Σ) and the prior N(λ₁, diag(λ₂))
 /// (Mathematics §2; the sign is +½):
 ///

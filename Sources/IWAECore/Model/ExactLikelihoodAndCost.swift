@@ -34,7 +34,7 @@ extension VariationalAutoencoder {
         }
         let d = configuration.dataDimension, layer = likelihood.decoder.layers[0]
         (mean, covariance) = pushForward(mean, covariance, weight: store.value(layer.weight), bias: store.value(layer.bias),
-                                         outputs: d, noise: [Double](repeating: Double(gaussian.variance(store)), count: d))
+                                         outputs: d, noise: gaussian.featureVariances(store).map { Double($0) })
         let info = covariance.withUnsafeMutableBufferPointer { Double.choleskyLower(n: d, a: $0.baseAddress!, lda: d) }
         guard info == 0 else { throw IWAEError.numerical("the marginal covariance is not positive definite (potrf info \(info))") }
         var halfLogDet = 0.0
