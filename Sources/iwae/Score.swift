@@ -19,7 +19,7 @@ struct Score: ParsableCommand {
         let format = try ScoreFormat(out)
         try checkWritableFile(out, option: "--out")
         let loaded = try Checkpoint.load(from: checkpoint)
-        let (name, rows) = try loadTestSet(dataOptions, checkpoint: loaded)
+        let (name, rows) = try ScoreRows.open(dataOptions, checkpoint: loaded)
         let workers = try estimation.workers(loaded)
         let file = try AtomicFile(out)
         try file.append(format.header(rows: rows.count))
@@ -32,15 +32,15 @@ struct Score: ParsableCommand {
         let started = Date()
         var sum = 0.0
         var start = 0
-        while start < rows.count {
-            let n = Swift.min(chunk, rows.count - start)
-            let x = loaded.model.evaluationRows(rows.rows(start..<start + n), firstRow: start)
+        while let part = try rows.next(chunk) {
+            let n = part.count
+            let x = loaded.model.evaluationRows(part, firstRow: start)
             let done = start
             let estimate = try workers.estimateLogLikelihood(x.matrix, samples: samples, seed: seed, firstRow: start) { inChunk in
                 let elapsed = Date().timeIntervalSince(started)
                 ProgressBar.draw("scoring k=\(k)", done: done + inChunk, total: rows.count,
                                  detail: "\(formatted(Double(done + inChunk) / max(elapsed, 1e-9), 1)) rows/s")
-            }.shifted(by: rows.logJacobian)
+            }.shifted(by: part.logJacobian)
             if let bad = estimate.bounds.firstIndex(where: { !$0.isFinite }) {
                 throw IWAEError.numerical("row \(start + bad) of \(name): the log-likelihood estimate is not finite (\(estimate.bounds[bad])); nothing was written")
             }
@@ -49,10 +49,58 @@ struct Score: ParsableCommand {
             start += n
             if stop.isSet { throw IWAEError.interrupted("scoring stopped at row \(start) of \(rows.count); \(out) was not written") }
         }
+        guard start == rows.count else { throw IWAEError.invalidData("\(name) changed while it was read (\(start) rows, not \(rows.count))") }
         try file.commit()
         ProgressBar.finishLine()
         let seconds = Date().timeIntervalSince(started)
-        print("scored \(rows.count) rows of \(name) with k=\(k): mean log-likelihood \(formatted(sum / Double(rows.count))) nats\(rows.logJacobian != 0 ? " (the data's units)" : ""); wrote \(out) in \(formatted(seconds, 1)) s")
+        print("scored \(rows.count) rows of \(name) with k=\(k): mean log-likelihood \(formatted(sum / Double(rows.count))) nats\(rows.inDataUnits ? " (the data's units)" : ""); wrote \(out) in \(formatted(seconds, 1)) s")
+    }
+}
+
+/// The rows `score` reads, a chunk at a time: a CSV or TSV file of a table
+/// run parsed chunk by chunk (memory bounded whatever its length), anything
+/// else sliced from the rows `evaluate` would read (a `.npy` is mapped).
+final class ScoreRows {
+    let count: Int
+    let inDataUnits: Bool
+    private var done = 0
+    private let take: (Int) throws -> Examples?
+
+    private init(count: Int, inDataUnits: Bool, take: @escaping (Int) throws -> Examples?) {
+        self.count = count
+        self.inDataUnits = inDataUnits
+        self.take = take
+    }
+
+    /// The next rows, at most `n` (nil at the end).
+    func next(_ n: Int) throws -> Examples? {
+        guard let part = try take(n) else { return nil }
+        done += part.count
+        return part
+    }
+
+    static func open(_ option: DataOptions, checkpoint: Checkpoint) throws -> (name: String, rows: ScoreRows) {
+        if let path = option.data, [".csv", ".tsv", ".tab"].contains(where: path.lowercased().hasSuffix),
+           case .table(let table)? = checkpoint.data, let encoding = table.encoding {
+            if option.dataKey != nil { throw IWAEError.invalidArgument("--data-key is for .npz and .safetensors files") }
+            let reader = try DelimitedTextReader(contentsOf: path, columns: table.columns)
+            let expected = checkpoint.model.configuration.dataDimension
+            guard reader.columns == expected else {
+                throw IWAEError.invalidArgument("\(path) has \(reader.columns) features but the training data has \(expected)")
+            }
+            let rows = ScoreRows(count: reader.remainingRows(), inDataUnits: encoding.logJacobian != 0) { n in
+                try reader.next(rows: n).map { .table(try DataTable($0, encoding: encoding)) }
+            }
+            return (path, rows)
+        }
+        let (name, examples) = try loadTestSet(option, checkpoint: checkpoint)
+        var start = 0
+        let rows = ScoreRows(count: examples.count, inDataUnits: examples.logJacobian != 0) { n in
+            guard start < examples.count else { return nil }
+            defer { start = Swift.min(examples.count, start + n) }
+            return examples.rows(start..<Swift.min(examples.count, start + n))
+        }
+        return (name, rows)
     }
 }
 

@@ -119,6 +119,41 @@ final class TableTrainingTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/s2.csv"))
     }
 
+    /// A CSV is scored a chunk at a time (838 rows, then 62, at k = 5000), parsed as it
+    /// goes, and still gives the bits of `evaluate --per-example`, which
+    /// reads the whole file; the same for the rows as a `.npy`.
+    func testScoreStreamsTextInChunks() throws {
+        let root = temporaryDirectory(self)
+        let rng = Xoshiro256(seed: 9)
+        func rows(_ n: Int) -> [[Double]] {
+            (0..<n).map { _ in
+                let z = rng.uniform(Double.self) * 4 - 2
+                return [z * 3 + 10, -z + rng.uniform(Double.self), z * z, 100 + rng.uniform(Double.self) * 5]
+            }
+        }
+        func csv(_ rows: [[Double]]) -> [UInt8] {
+            Array(("a,b,c,d\n" + rows.map { $0.map { "\($0)" }.joined(separator: ",") }.joined(separator: "\n") + "\n").utf8)
+        }
+        let test = rows(900)
+        try write(csv(rows(600)), to: root + "/train.csv")
+        try write(csv(test), to: root + "/test.csv")
+        try write(NPY.encode(test.flatMap { $0 }, shape: [900, 4]), to: root + "/test.npy")
+        let run = root + "/run"
+        let train = try runIWAE(["train", "--data", root + "/train.csv", "--test-data", root + "/test.csv", "--hidden", "8",
+                                 "--latent", "2", "--epochs", "2", "--batch", "50", "--k", "2", "--out", run])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        XCTAssertEqual(try runIWAE(["evaluate", run, "--k", "5000", "--per-example", root + "/rows.jsonl"]).status, 0)
+        let expected = try String(contentsOfFile: root + "/rows.jsonl", encoding: .utf8).split(separator: "\n").map { number("bound", in: $0)! }
+        XCTAssertEqual(expected.count, 900)
+        for data in ["test.csv", "test.npy"] {
+            let out = root + "/scores-\(data).csv"
+            let score = try runIWAE(["score", run, "--data", root + "/" + data, "--k", "5000", "--out", out])
+            XCTAssertEqual(score.status, 0, score.stderr)
+            let values = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst().map { Double($0.split(separator: ",")[1])! }
+            XCTAssertEqual(values, expected, data)
+        }
+    }
+
     /// Real-valued features shifted and scaled by known constants: the NLL
     /// is reported in the data's own units. A linear-Gaussian model's exact
     /// log-density of the raw rows, computed here in Double from its
@@ -256,7 +291,9 @@ final class TableTrainingTests: XCTestCase {
         XCTAssertEqual(trained.status, 0, trained.stderr)
         try assertOneLineError(["evaluate", run], mentioning: "without test rows")
         try assertOneLineError(["evaluate", run, "--data", root + "/nan.npy"], mentioning: "has 2 features but the training data has 3")
-        try assertOneLineError(["score", run, "--data", root + "/t.csv", "--out", root + "/x.csv"], mentioning: "'x' is not a number")
+        try assertOneLineError(["score", run, "--data", root + "/t.csv", "--out", root + "/x.csv"], mentioning: "has 2 features but the training data has 3")
+        try assertOneLineError(["score", run, "--data", try text("t3.csv", "a,b,c\n1,2,3\n4,x,6\n"), "--out", root + "/x.csv"],
+                               mentioning: "line 3, column 1 ('b'): 'x' is not a number")
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/x.csv"))
     }
 }
