@@ -86,32 +86,48 @@ public struct TableStatistics: Sendable {
         let d = table.columns
         let n = indices?.count ?? table.rows
         var lo = [Double](repeating: .infinity, count: d), hi = [Double](repeating: -.infinity, count: d)
-        var mean = [Double](repeating: 0, count: d), m2 = [Double](repeating: 0, count: d)
+        // Sums of v − v₀ and (v − v₀)² about the first row's values v₀ (shifted
+        // sums: exact enough in Double whatever the features' offsets).
+        var origin = [Double](repeating: 0, count: d), sum = [Double](repeating: 0, count: d), squares = sum
         var binary = true
-        let row = UnsafeMutablePointer<Double>.allocate(capacity: Swift.max(d, 1))
-        defer { row.deallocate() }
-        for i in 0..<n {
-            let r = indices?[i] ?? i
-            table.read(row: r, into: row)
-            let count = Double(i + 1)
-            for f in 0..<d {
-                let v = row[f]
-                guard v.isFinite else {
-                    throw DataError.invalidData("\(table.name): row \(r), \(table.describe(column: f)): \(v) (NaN and infinities are not data: fill or drop them)")
+        try withUnsafeTemporaryAllocation(of: Double.self, capacity: Swift.max(d, 1)) { row in
+            try lo.withUnsafeMutableBufferPointer { lo in
+            try hi.withUnsafeMutableBufferPointer { hi in
+            try origin.withUnsafeMutableBufferPointer { origin in
+            try sum.withUnsafeMutableBufferPointer { sum in
+            try squares.withUnsafeMutableBufferPointer { squares in
+                for i in 0..<n {
+                    let r = indices?[i] ?? i
+                    table.read(row: r, into: row.baseAddress!)
+                    if i == 0 { for f in 0..<d { origin[f] = row[f].isFinite ? row[f] : 0 } }
+                    var finite = true, rowBinary = true
+                    for f in 0..<d {
+                        let v = row[f]
+                        finite = finite && v.isFinite
+                        lo[f] = Swift.min(lo[f], v)
+                        hi[f] = Swift.max(hi[f], v)
+                        rowBinary = rowBinary && (v == 0 || v == 1)
+                        let shifted = v - origin[f]
+                        sum[f] += shifted
+                        squares[f] += shifted * shifted
+                    }
+                    binary = binary && rowBinary
+                    guard finite else {
+                        let f = (0..<d).first { !row[$0].isFinite }!
+                        throw DataError.invalidData("\(table.name): row \(r), \(table.describe(column: f)): \(row[f]) (NaN and infinities are not data: fill or drop them)")
+                    }
                 }
-                if v < lo[f] { lo[f] = v }
-                if v > hi[f] { hi[f] = v }
-                if v != 0 && v != 1 { binary = false }
-                let delta = v - mean[f]
-                mean[f] += delta / count
-                m2[f] += delta * (v - mean[f])
-            }
+            } } } } }
         }
+        let count = Double(Swift.max(n, 1))
         rows = n
         minimum = lo
         maximum = hi
-        self.mean = mean
-        standardDeviation = m2.map { ($0 / Double(Swift.max(n, 1))).squareRoot() }
+        mean = (0..<d).map { origin[$0] + sum[$0] / count }
+        standardDeviation = (0..<d).map { f in
+            let m = sum[f] / count
+            return Swift.max(0, squares[f] / count - m * m).squareRoot()
+        }
         allBinary = binary
     }
 
