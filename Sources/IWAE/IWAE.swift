@@ -62,9 +62,12 @@ extension Examples: TrainingExamples {
     /// summed in Double in row order (the bits of `ImageSet.pixelMean`).
     public var featureMean: [Float] {
         if case .images(let i) = self { return i.pixelMean }
-        var sum = [Double](repeating: 0, count: dimension)
-        forEachChunk { rows, n in
-            for r in 0..<n { for d in 0..<dimension { sum[d] += Double(rows[r * dimension + d]) } }
+        let width = dimension
+        var sum = [Double](repeating: 0, count: width)
+        sum.withUnsafeMutableBufferPointer { sum in
+            forEachChunk { rows, n in
+                for r in 0..<n { for d in 0..<width { sum[d] += Double(rows[r * width + d]) } }
+            }
         }
         return sum.map { Float($0 / Double(count)) }
     }

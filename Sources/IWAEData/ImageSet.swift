@@ -114,10 +114,7 @@ public struct ImageSet: Sendable {
 /// else 0, into `target` (which may be `source`).
 @inline(__always)
 package func binarizeRow(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>, count d: Int, using rng: Xoshiro256) {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: d) { u in
-        rng.fillUniform(u.baseAddress!, count: d)
-        for j in 0..<d { target[j] = u[j] < source[j] ? 1 : 0 }
-    }
+    rng.binarize(source, into: target, count: d)
 }
 
 /// The evaluation binarization of `rows` rows of `dimension` values in

@@ -84,6 +84,15 @@ public final class Xoshiro256: RandomNumberGenerator {
         state = local
     }
 
+    /// `target[i] = u_i < source[i] ? 1 : 0` for the next `count` uniforms
+    /// u_i of `fillUniform` (the same values, in the same order); `target`
+    /// may be `source`.
+    package func binarize(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>, count: Int) {
+        var local = state
+        for i in 0..<count { target[i] = Float(Xoshiro256.step(&local) >> 40) * 0x1.0p-24 < source[i] ? 1 : 0 }
+        state = local
+    }
+
     /// Fills `out[0..<count]` with independent standard normals.
     package func fillStandardNormal<Scalar: BLASScalar>(_ out: UnsafeMutablePointer<Scalar>, count: Int) {
         Scalar.fillStandardNormal(out, count: count, using: self)

@@ -67,7 +67,9 @@ public struct DataTable: Sendable {
 
     /// Writes the rows at `indices` (positions in this table), encoded, into
     /// `out` (indices.count × D).
-    package func write(rows indices: some Collection<Int>, into out: UnsafeMutablePointer<Float>) {
+    @_specialize(exported: true, where Rows == ArraySlice<Int>)
+    @_specialize(exported: true, where Rows == Range<Int>)
+    package func write<Rows: Collection<Int>>(rows indices: Rows, into out: UnsafeMutablePointer<Float>) {
         let d = dimension
         var k = 0
         switch encoding {
