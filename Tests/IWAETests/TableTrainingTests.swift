@@ -295,6 +295,25 @@ final class TableTrainingTests: XCTestCase {
         try assertOneLineError(["score", run, "--data", try text("t3.csv", "a,b,c\n1,2,3\n4,x,6\n"), "--out", root + "/x.csv"],
                                mentioning: "line 3, column 1 ('b'): 'x' is not a number")
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/x.csv"))
+        // A recorded file changed since training, with its shape kept, is refused: not read as other rows.
+        let values = (0..<120).map { Double($0 % 7) * 1.5 + Double($0 / 3) }
+        let data = root + "/data.npy", test = root + "/test.npy"
+        try write(npyBytes(descr: "<f8", shape: [40, 3], values: values), to: data)
+        try write(npyBytes(descr: "<f8", shape: [40, 3], values: values.reversed()), to: test)
+        for (name, arguments) in [("fraction", ["--test-fraction", "0.25"]), ("file", ["--test-data", test])] {
+            let out = root + "/recorded-" + name
+            XCTAssertEqual(try runIWAE(["train", "--data", data, "--out", out, "--epochs", "1", "--hidden", "4", "--latent", "2"] + arguments).status, 0)
+            XCTAssertEqual(try runIWAE(["evaluate", out, "--k", "2"]).status, 0)
+        }
+        var edited = values
+        edited[60] += 1
+        try write(npyBytes(descr: "<f8", shape: [40, 3], values: edited), to: data)
+        try assertOneLineError(["evaluate", root + "/recorded-fraction"], mentioning: "data.npy has changed since the model was trained")
+        try assertOneLineError(["resume", root + "/recorded-file", "--epochs", "2"], mentioning: "data.npy has changed since the model was trained")
+        try write(npyBytes(descr: "<f8", shape: [40, 3], values: values), to: data)
+        try write(npyBytes(descr: "<f8", shape: [40, 3], values: edited), to: test)
+        try assertOneLineError(["evaluate", root + "/recorded-file"], mentioning: "test.npy has changed since the model was trained")
+        XCTAssertEqual(try runIWAE(["evaluate", root + "/recorded-fraction", "--k", "2"]).status, 0, "the training file restored")
     }
 }
 

@@ -32,6 +32,27 @@ package final class MappedFile: @unchecked Sendable {
         return Array(UnsafeRawBufferPointer(start: bytes + range.lowerBound, count: range.count))
     }
 
+    /// A cheap fingerprint of the contents: "bytes-crc", the CRC-32 of 64
+    /// blocks of 64 KiB spread evenly over the file (all of a file up to
+    /// 4 MiB). It tells a file that was replaced, truncated, appended to or
+    /// rewritten from one that was not; a change confined to bytes between
+    /// the blocks of a larger file can escape it.
+    package var fingerprint: String {
+        guard let bytes else { return "0-0" }
+        let block = 1 << 16, blocks = 64
+        var crc: UInt32 = 0
+        let base = bytes.assumingMemoryBound(to: UInt8.self)
+        if count <= block * blocks {
+            crc = crc32Continue(crc, UnsafeBufferPointer(start: base, count: count))
+        } else {
+            for i in 0..<blocks {
+                let start = (count - block) / (blocks - 1) * i
+                crc = crc32Continue(crc, UnsafeBufferPointer(start: base + start, count: block))
+            }
+        }
+        return "\(count)-\(crc)"
+    }
+
     /// Tells the kernel the pages will be read in order (training epochs read rows in shuffled order: left alone).
     package func adviseSequential() { if let bytes { madvise(UnsafeMutableRawPointer(mutating: bytes), count, MADV_SEQUENTIAL) } }
 }

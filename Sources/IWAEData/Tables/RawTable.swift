@@ -12,6 +12,8 @@ public struct RawTable: @unchecked Sendable {
     public var columns: Int { featureOffsets.count }
     /// Column names from a CSV header, or nil.
     public let columnNames: [String]?
+    /// The file's `MappedFile.fingerprint` when read from a file.
+    public internal(set) var fingerprint: String?
     /// Each feature's column in the file (0-based), for messages.
     public let fileColumns: [Int]
     /// For an N-dimensional array (N, H, W): H and W, read as an image's rows and columns.
@@ -78,9 +80,11 @@ public struct RawTable: @unchecked Sendable {
     /// The same rows with only the features `selection` (indices into this
     /// table's features, in the order given).
     public func selecting(columns selection: [Int]) -> RawTable {
-        RawTable(name: name, elementType: elementType, rows: rows, bytes: bytes, swapped: swapped, rowStride: rowStride,
+        var table = RawTable(name: name, elementType: elementType, rows: rows, bytes: bytes, swapped: swapped, rowStride: rowStride,
                  featureOffsets: selection.map { featureOffsets[$0] }, columnNames: columnNames.map { names in selection.map { names[$0] } },
                  imageShape: selection == Array(0..<columns) ? imageShape : nil, fileColumns: selection.map { fileColumns[$0] })
+        table.fingerprint = fingerprint
+        return table
     }
 
     /// Row `r`'s D values as they are in the file, in Double.

@@ -27,6 +27,7 @@ extension RawTable {
         if selectable, let columns {
             table = table.selecting(columns: try columns.resolve(count: table.columns, names: table.columnNames, file: table.name))
         }
+        table.fingerprint = file.fingerprint
         self = table
     }
 

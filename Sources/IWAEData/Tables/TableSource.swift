@@ -23,6 +23,11 @@ public struct TableSource: Sendable, Equatable, Codable {
     public var encoding: TableEncoding?
     /// `file`'s row count when the model was trained (a check that it is still the same file).
     public var rows: Int?
+    /// `file`'s and `testFile`'s fingerprints (`MappedFile.fingerprint`:
+    /// size and sampled CRC-32) when the model was trained: a file changed
+    /// since is refused instead of read as other rows.
+    public var fingerprint: String?
+    public var testFingerprint: String?
 
     public init(file: String, key: String? = nil, columns: ColumnSelection? = nil, testFile: String? = nil, testKey: String? = nil,
                 testFraction: Double? = nil, splitSeed: UInt64 = 1, kind: TableKind? = nil) throws {
@@ -65,13 +70,11 @@ public struct TableSource: Sendable, Equatable, Codable {
     /// free of NaN and infinity, and this source with the kind and encoding
     /// decided from them (kept when already recorded).
     public func loadTraining() throws -> (train: DataTable, source: TableSource) {
-        let raw = try RawTable(contentsOf: file, key: key, columns: columns)
-        if let recorded = rows, recorded != raw.rows {
-            throw DataError.invalidData("\(raw.name) has \(raw.rows) rows but the model was trained on a file of \(recorded): it has changed")
-        }
+        let raw = try trainingFile()
         let indices = try testFraction.map { try TableSource.heldOut(rows: raw.rows, fraction: $0, seed: splitSeed).train }
         var decided = self
         decided.rows = raw.rows
+        decided.fingerprint = raw.fingerprint
         let statistics = try TableStatistics(raw, rows: indices)
         if encoding == nil {
             let kind = self.kind ?? statistics.kind(of: raw.elementType)
@@ -79,7 +82,11 @@ public struct TableSource: Sendable, Equatable, Codable {
             decided.encoding = try statistics.encoding(kind, of: raw)
         }
         // The test file is checked now, not first at evaluation.
-        if let testFile { _ = try decided.table(testFile, key: testKey, encoding: decided.encoding!) }
+        if let testFile {
+            let test = try decided.table(testFile, key: testKey, encoding: decided.encoding!)
+            if let recorded = testFingerprint, recorded != test.raw.fingerprint { throw changed(testFile) }
+            decided.testFingerprint = test.raw.fingerprint
+        }
         return (try DataTable(raw, encoding: decided.encoding!, rows: indices), decided)
     }
 
@@ -88,16 +95,30 @@ public struct TableSource: Sendable, Equatable, Codable {
     public func loadTest() throws -> DataTable? {
         guard let encoding else { throw DataError.invalidArgument("\(file): the table's encoding is not decided yet (it is, by training)") }
         if let testFile {
-            return try table(testFile, key: testKey, encoding: encoding)
+            let test = try table(testFile, key: testKey, encoding: encoding)
+            if let recorded = testFingerprint, recorded != test.raw.fingerprint { throw changed(testFile) }
+            return test
         }
         guard let f = testFraction else { return nil }
+        let raw = try trainingFile()
+        let test = try DataTable(raw, encoding: encoding, rows: TableSource.heldOut(rows: raw.rows, fraction: f, seed: splitSeed).test)
+        try test.checkFinite()
+        return test
+    }
+
+    /// `file` read with this source's columns, checked against the rows and
+    /// fingerprint recorded at training.
+    private func trainingFile() throws -> RawTable {
         let raw = try RawTable(contentsOf: file, key: key, columns: columns)
         if let recorded = rows, recorded != raw.rows {
             throw DataError.invalidData("\(raw.name) has \(raw.rows) rows but the model was trained on a file of \(recorded): it has changed")
         }
-        let test = try DataTable(raw, encoding: encoding, rows: TableSource.heldOut(rows: raw.rows, fraction: f, seed: splitSeed).test)
-        try test.checkFinite()
-        return test
+        if let recorded = fingerprint, recorded != raw.fingerprint { throw changed(file) }
+        return raw
+    }
+
+    private func changed(_ path: String) -> DataError {
+        .invalidData("\(path) has changed since the model was trained (its size or contents differ from those recorded): its rows would not be the ones the run used")
     }
 
     /// Any table file read with this source's columns and `encoding`,
