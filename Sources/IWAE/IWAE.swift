@@ -47,7 +47,7 @@ extension Examples: TrainingExamples {
 
     /// Splits off `validationCount` examples chosen by a seeded permutation
     /// (`ImageSet.splitValidation`'s): (training, validation), each in order.
-    public func splitValidation(count validationCount: Int, seed: UInt64) throws -> (train: Examples, validation: Examples) {
+    package func splitValidation(count validationCount: Int, seed: UInt64) throws -> (train: Examples, validation: Examples) {
         switch self {
         case .images(let i):
             let (train, validation) = try i.splitValidation(count: validationCount, seed: seed)
@@ -60,7 +60,7 @@ extension Examples: TrainingExamples {
 
     /// The mean of each feature as the model sees it (before binarization),
     /// summed in Double in row order (the bits of `ImageSet.pixelMean`).
-    public var featureMean: [Float] {
+    package var featureMean: [Float] {
         if case .images(let i) = self { return i.pixelMean }
         let width = dimension
         var sum = [Double](repeating: 0, count: width)
@@ -87,7 +87,7 @@ extension Examples: TrainingExamples {
     }
 
     /// The examples at positions `range`, in order.
-    public func rows(_ range: Range<Int>) -> Examples {
+    package func rows(_ range: Range<Int>) -> Examples {
         switch self {
         case .images(let i): return .images(i.subset(range))
         case .table(let t): return .table(t.rows(Array(range)))
@@ -96,7 +96,7 @@ extension Examples: TrainingExamples {
 
     /// The examples as images (a table's when its rows are images: a
     /// 3-dimensional array), or a one-line error.
-    public func images() throws -> ImageSet {
+    package func images() throws -> ImageSet {
         switch self {
         case .images(let i): return i
         case .table(let t):
@@ -152,7 +152,7 @@ extension VariationalAutoencoder where Scalar == Float {
     /// The rows as this model sees them at evaluation, in memory (N, D):
     /// encoded, then for a Bernoulli likelihood binarized once, row r (counting
     /// from `firstRow`) from its own stream (`binarizeForEvaluation`).
-    public func evaluationRows(_ examples: Examples, firstRow: Int = 0) -> Tensor<Float> {
+    package func evaluationRows(_ examples: Examples, firstRow: Int = 0) -> Tensor<Float> {
         let x = Tensor<Float>(shape: [examples.count, examples.dimension])
         examples.write(rows: 0..<examples.count, into: x.pointer)
         if configuration.likelihood == .bernoulli {

@@ -179,7 +179,7 @@ public enum Examples: Sendable {
     }
 
     /// "images" or "rows", for messages.
-    public var noun: String { if case .images = self { return "images" } else { return "rows" } }
+    package var noun: String { if case .images = self { return "images" } else { return "rows" } }
 
     /// The first `n` examples.
     public func prefix(_ n: Int) -> Examples {
@@ -190,7 +190,7 @@ public enum Examples: Sendable {
     }
 
     /// Width and height of the images (a table's when it is a 3-dimensional array), or nil.
-    public var imageSize: (width: Int, height: Int)? {
+    package var imageSize: (width: Int, height: Int)? {
         switch self {
         case .images(let i): return (i.width, i.height)
         case .table(let t): return t.imageShape.map { ($0.width, $0.height) }

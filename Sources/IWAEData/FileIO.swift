@@ -66,13 +66,13 @@ public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
 /// pieces go to a temporary file beside it, `commit` flushes it to disk and
 /// renames it over `path`; dropped without `commit` (an error, a signal),
 /// the temporary file is removed and `path` is untouched.
-public final class AtomicFile {
-    public let path: String
+package final class AtomicFile {
+    package let path: String
     private let temporary: String
     private var fd: Int32
     private var committed = false
 
-    public init(_ path: String) throws {
+    package init(_ path: String) throws {
         self.path = path
         let directory = (path as NSString).deletingLastPathComponent
         temporary = (directory.isEmpty ? "." : directory) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
@@ -88,7 +88,7 @@ public final class AtomicFile {
     }
 
     /// Appends `bytes`.
-    public func append(_ bytes: [UInt8]) throws {
+    package func append(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
@@ -103,7 +103,7 @@ public final class AtomicFile {
     }
 
     /// Flushes the file to disk and puts it at `path`.
-    public func commit() throws {
+    package func commit() throws {
         var failure: String?
         if fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
         if close(fd) != 0 && failure == nil { failure = String(cString: strerror(errno)) }

@@ -199,7 +199,7 @@ extension ImageSet {
 
 /// The positions of a validation split of `n` examples: `validation` of them
 /// chosen by a permutation seeded with `seed`, and the rest, each sorted.
-public func validationSplit(count n: Int, validation validationCount: Int, seed: UInt64) throws -> (train: [Int], validation: [Int]) {
+package func validationSplit(count n: Int, validation validationCount: Int, seed: UInt64) throws -> (train: [Int], validation: [Int]) {
     guard validationCount >= 0 else { throw DataError.invalidArgument("validation examples must be at least 0, got \(validationCount)") }
     guard validationCount < n else {
         throw DataError.invalidArgument("validation examples (\(validationCount)) must be fewer than the \(n) training examples (--validation-examples)")

@@ -36,7 +36,7 @@ public final class Xoshiro256: RandomNumberGenerator {
     }
 
     /// Starts again from `init(seed:)`'s state for `seed`, without allocating.
-    public func reseed(_ seed: UInt64) { state = Xoshiro256.seeded(seed) }
+    package func reseed(_ seed: UInt64) { state = Xoshiro256.seeded(seed) }
 
     /// The seed of row `row`'s own stream under `seed`: mix(mix(seed) + row).
     /// For one `seed`, distinct rows get distinct seeds (mix is a bijection).

@@ -44,7 +44,8 @@ func loadTestSet(_ option: DataOptions, checkpoint: Checkpoint) throws -> (name:
     let name: String, examples: Examples
     if option.namesTable, let path = option.data {
         if case .table(let table)? = recorded, let encoding = table.encoding {
-            examples = .table(try table.table(path, key: option.dataKey, encoding: encoding))
+            examples = .table(try table.table(path, key: option.dataKey, encoding: encoding,
+                                              width: checkpoint.model.configuration.dataDimension))
         } else {
             // A model trained on images scores a table of the same images: its kind decided from the values.
             let table = try DataTable(contentsOf: path, key: option.dataKey)

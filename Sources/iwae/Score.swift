@@ -63,7 +63,6 @@ struct Score: ParsableCommand {
 final class ScoreRows {
     let count: Int
     let inDataUnits: Bool
-    private var done = 0
     private let take: (Int) throws -> Examples?
 
     private init(count: Int, inDataUnits: Bool, take: @escaping (Int) throws -> Examples?) {
@@ -74,9 +73,7 @@ final class ScoreRows {
 
     /// The next rows, at most `n` (nil at the end).
     func next(_ n: Int) throws -> Examples? {
-        guard let part = try take(n) else { return nil }
-        done += part.count
-        return part
+        try take(n)
     }
 
     static func open(_ option: DataOptions, checkpoint: Checkpoint) throws -> (name: String, rows: ScoreRows) {

@@ -38,7 +38,7 @@ public struct TrainingRun {
     /// The validation examples held out when none are asked for: 5,000 of a
     /// set of images (the paper's protocol), a tenth of a table's training
     /// rows up to 5,000.
-    public static func defaultValidationExamples(for examples: Examples) -> Int {
+    package static func defaultValidationExamples(for examples: Examples) -> Int {
         if case .images = examples { return 5000 }
         return Swift.min(5000, examples.count / 10)
     }
@@ -62,7 +62,7 @@ public struct TrainingRun {
     /// damaged training state or optimizer refuses here, in one line), the
     /// memory checked as for a new run, the training images loaded.
     public static func resuming(_ directory: String, epochs: Int? = nil, checkpointEvery: Int? = nil,
-                                ranks: Int = 1) throws -> (run: TrainingRun, images: Examples, checkpoint: Checkpoint) {
+                                ranks: Int = 1) throws -> (run: TrainingRun, examples: Examples, checkpoint: Checkpoint) {
         let checkpoint = try Checkpoint.load(from: directory)
         if let damage = checkpoint.resumeDamage {
             throw IWAEError.invalidCheckpoint("\(Checkpoint.path(for: directory)): cannot resume: \(damage) (the parameters are intact: evaluate and sample still read them)")

@@ -236,7 +236,13 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     /// Reparameterized draws: ε ~ N(0, I), z = μ + L ε (L = diag(s) for the
     /// diagonal case); z is (B·K, k), valid until the next `sample`.
     @discardableResult
-    public func sample(samplesPerExample K: Int, using noise: Noise) -> MatrixView<Scalar> {
+    public func sample(samplesPerExample K: Int, using rng: Xoshiro256) -> MatrixView<Scalar> {
+        sample(samplesPerExample: K, using: .shared(rng))
+    }
+
+    /// `sample` with ε from `noise` (one generator, or one per example).
+    @discardableResult
+    package func sample(samplesPerExample K: Int, using noise: Noise) -> MatrixView<Scalar> {
         precondition(K >= 1)
         reserve(examples: examples, samplesPerExample: K)
         let t = profiler.start()

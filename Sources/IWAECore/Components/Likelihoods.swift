@@ -96,7 +96,7 @@ public final class GaussianLikelihood<Scalar: BLASScalar> {
     }
 
     /// σ_d² now, for each feature d (D values).
-    public func featureVariances(_ store: ParameterStore<Scalar>) -> [Scalar] {
+    package func featureVariances(_ store: ParameterStore<Scalar>) -> [Scalar] {
         guard perFeature, let logVarianceSlot else { return [Scalar](repeating: variance(store), count: decoder.outputSize) }
         return (0..<logVarianceSlot.count).map { Scalar.exp(store.value(logVarianceSlot)[$0]) }
     }

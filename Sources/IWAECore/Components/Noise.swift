@@ -8,7 +8,7 @@ import IWAELinearAlgebra
 ///   values (a contiguous block, all its draws) come from its own generator
 ///   only (evaluation: an example's estimate depends on its own stream, not
 ///   on the rows, threads or chunks it is computed with).
-public enum Noise {
+package enum Noise {
     case shared(Xoshiro256)
     case perExample([Xoshiro256])
 

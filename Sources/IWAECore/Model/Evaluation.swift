@@ -56,7 +56,7 @@ public struct LogLikelihoodEstimate: Sendable {
     /// The estimate of a density in other units: `offset` (a change of
     /// variables' log |dy/dx|) added to every log-likelihood, ELBO and
     /// reconstruction; KL and standard errors unchanged.
-    public func shifted(by offset: Double) -> LogLikelihoodEstimate {
+    package func shifted(by offset: Double) -> LogLikelihoodEstimate {
         guard offset != 0 else { return self }
         var s = self
         s.bounds = bounds.map { $0 + offset }

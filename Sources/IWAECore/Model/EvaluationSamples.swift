@@ -26,7 +26,7 @@ public struct EvaluationSamples: Equatable, Sendable, CustomStringConvertible {
     /// Examples an evaluation pass holds: as many as fit `rowsPerPass` rows
     /// of draws, at least one (one example per pass from k = 1,000 on at the
     /// default 1,000 rows). Passes start at multiples of it.
-    public func examplesPerPass(rowsPerPass: Int = 1000) -> Int {
+    package func examplesPerPass(rowsPerPass: Int = 1000) -> Int {
         Swift.max(1, Swift.max(1, rowsPerPass) / Swift.min(perExample, Swift.max(1, rowsPerPass)))
     }
 }

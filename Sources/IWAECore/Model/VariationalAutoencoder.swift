@@ -224,7 +224,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
 
     /// `logWeights` with ε from `noise`: one generator for the batch, or one
     /// per example (each example's draws at every layer from its own).
-    public func logWeights(_ encoded: EncodedBatch<Scalar>, samplesPerExample K: Int, noise: Noise,
+    package func logWeights(_ encoded: EncodedBatch<Scalar>, samplesPerExample K: Int, noise: Noise,
                            keepForBackward: Bool = true) throws -> LogWeights<Scalar> {
         precondition(encoded.examples == encoder.examples, "logWeights of a batch that is not the last encoded one")
         let x = encoded.input, rows = x.rows * K

@@ -4,10 +4,10 @@
 /// Nothing is converted until rows are asked for, so a table larger than
 /// memory trains from its mapped file.
 public struct DataTable: Sendable {
-    public let raw: RawTable
+    package let raw: RawTable
     public let encoding: TableEncoding
     /// Rows of `raw` in use, in order (nil: all of them).
-    public let rowIndices: [Int]?
+    package let rowIndices: [Int]?
 
     /// N.
     public var count: Int { rowIndices?.count ?? raw.rows }
@@ -15,7 +15,7 @@ public struct DataTable: Sendable {
     public var dimension: Int { raw.columns }
 
     /// `raw`'s rows (or those at `rows`) under `encoding`.
-    public init(_ raw: RawTable, encoding: TableEncoding, rows: [Int]? = nil) throws {
+    package init(_ raw: RawTable, encoding: TableEncoding, rows: [Int]? = nil) throws {
         if let width = encoding.width, width != raw.columns {
             throw DataError.invalidArgument("\(raw.name) has \(raw.columns) features but the standardization has \(width)")
         }
@@ -113,5 +113,5 @@ public struct DataTable: Sendable {
     }
 
     /// Width and height when the rows are images (a 3-dimensional array).
-    public var imageShape: (height: Int, width: Int)? { raw.imageShape }
+    package var imageShape: (height: Int, width: Int)? { raw.imageShape }
 }

@@ -4,10 +4,10 @@ import Foundation
 /// and inclusive ranges) or, for a CSV file with a header, names
 /// (`--columns age,income`), in the order given.
 public struct ColumnSelection: Sendable, Equatable, Codable, CustomStringConvertible {
-    public enum Item: Sendable, Equatable, Codable { case index(Int), range(Int, Int), name(String) }
-    public var items: [Item]
+    package enum Item: Sendable, Equatable { case index(Int), range(Int, Int), name(String) }
+    package var items: [Item]
 
-    public init(items: [Item]) { self.items = items }
+    package init(items: [Item]) { self.items = items }
 
     /// Parses `0,2,5-9` or `age,income`; nil for an empty or malformed list.
     public init?(_ text: String) {
@@ -42,7 +42,7 @@ public struct ColumnSelection: Sendable, Equatable, Codable, CustomStringConvert
     /// The 0-based indices among `count` columns named `names` (a CSV
     /// header, or nil); one line naming `file` for a column that is not
     /// there or is chosen twice.
-    public func resolve(count: Int, names: [String]?, file: String) throws -> [Int] {
+    package func resolve(count: Int, names: [String]?, file: String) throws -> [Int] {
         var out = [Int]()
         for item in items {
             switch item {
@@ -91,7 +91,7 @@ package enum DelimitedText {
 /// column selection when made, then `next(rows:)` parses up to that many
 /// rows into a table of their own, so that a text of any length is read in
 /// bounded memory.
-public final class DelimitedTextReader {
+package final class DelimitedTextReader {
     let bytes: UnsafeBufferPointer<UInt8>
     let path: String
     let delimiter: UInt8
@@ -102,14 +102,14 @@ public final class DelimitedTextReader {
     /// Cells per line.
     private(set) var width = 0
     /// The header's names, or nil.
-    public private(set) var names: [String]?
+    package private(set) var names: [String]?
     /// The file columns read, in order.
     private(set) var chosen: [Int] = []
     /// The first line when it holds numbers (read before the others).
     private var pendingFirst: [Range<Int>]?
 
     /// A reader of the file at `path` (`.csv`: commas; otherwise tabs).
-    public convenience init(contentsOf path: String, columns selection: ColumnSelection?) throws {
+    package convenience init(contentsOf path: String, columns selection: ColumnSelection?) throws {
         try self.init(MappedFile(path), delimiter: path.lowercased().hasSuffix(".csv") ? UInt8(ascii: ",") : 0x09, columns: selection)
     }
 
@@ -141,7 +141,7 @@ public final class DelimitedTextReader {
     }
 
     /// The columns read (D).
-    public var columns: Int { chosen.count }
+    package var columns: Int { chosen.count }
 
     /// Every remaining row, in one table (allocated once: the lines counted first).
     func all() throws -> RawTable {
@@ -153,7 +153,7 @@ public final class DelimitedTextReader {
 
     /// The rows that remain to be read: lines that are neither blank nor
     /// comments (a scan of the bytes; nothing is parsed).
-    public func remainingRows() -> Int {
+    package func remainingRows() -> Int {
         var rows = pendingFirst == nil ? 0 : 1
         var i = position
         while i < bytes.count {
@@ -167,7 +167,7 @@ public final class DelimitedTextReader {
     }
 
     /// Up to `rows` more rows as a table (nil at the end of the text).
-    public func next(rows maximum: Int) throws -> RawTable? {
+    package func next(rows maximum: Int) throws -> RawTable? {
         let d = chosen.count
         let capacity = Swift.max(1, maximum)
         let owner = UnsafeMutableRawBufferPointer.Owner(byteCount: capacity * d * 8)

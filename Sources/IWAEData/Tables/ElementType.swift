@@ -1,10 +1,10 @@
 /// The numeric element types a data file can hold (NumPy's, safetensors'),
 /// read in either byte order.
-public enum ElementType: String, Sendable, Equatable, Codable, CaseIterable {
+package enum ElementType: String, Sendable, Equatable, Codable, CaseIterable {
     case bool, uint8, int8, uint16, int16, uint32, int32, uint64, int64, float16, bfloat16, float32, float64
 
     /// Bytes per element.
-    public var size: Int {
+    package var size: Int {
         switch self {
         case .bool, .uint8, .int8: return 1
         case .uint16, .int16, .float16, .bfloat16: return 2
@@ -14,7 +14,7 @@ public enum ElementType: String, Sendable, Equatable, Codable, CaseIterable {
     }
 
     /// Whether the type holds integers (bool counts as one).
-    public var isInteger: Bool {
+    package var isInteger: Bool {
         switch self {
         case .float16, .bfloat16, .float32, .float64: return false
         default: return true

@@ -125,7 +125,7 @@ public enum NPY {
     }
 
     /// The header of a `.npy` of `shape` elements of `T` (its elements follow, row-major, little-endian).
-    public static func header<T: NPYElement>(_: T.Type, shape: [Int]) -> [UInt8] {
+    package static func header<T: NPYElement>(_: T.Type, shape: [Int]) -> [UInt8] {
         let dims = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
         var header = "{'descr': '\(T.npyCode)', 'fortran_order': False, 'shape': \(dims), }"
         while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }

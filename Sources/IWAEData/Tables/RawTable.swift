@@ -2,22 +2,22 @@
 /// type, in either byte order, laid out row-major, column-major or
 /// N-dimensional, read in place (mapped) and converted row by row. Only
 /// the rows asked for are ever converted.
-public struct RawTable: @unchecked Sendable {
+package struct RawTable: @unchecked Sendable {
     /// The file it came from (and the member or tensor, as `file:key`), for messages.
-    public let name: String
-    public let elementType: ElementType
+    package let name: String
+    package let elementType: ElementType
     /// Rows (N).
-    public let rows: Int
+    package let rows: Int
     /// Features per row (D, after any column selection).
-    public var columns: Int { featureOffsets.count }
+    package var columns: Int { featureOffsets.count }
     /// Column names from a CSV header, or nil.
-    public let columnNames: [String]?
+    package let columnNames: [String]?
     /// The file's `MappedFile.fingerprint` when read from a file.
-    public internal(set) var fingerprint: String?
+    package internal(set) var fingerprint: String?
     /// Each feature's column in the file (0-based), for messages.
-    public let fileColumns: [Int]
+    package let fileColumns: [Int]
     /// For an N-dimensional array (N, H, W): H and W, read as an image's rows and columns.
-    public let imageShape: (height: Int, width: Int)?
+    package let imageShape: (height: Int, width: Int)?
     let bytes: TableBytes
     let swapped: Bool
     /// Bytes from one row to the next.
@@ -79,7 +79,7 @@ public struct RawTable: @unchecked Sendable {
 
     /// The same rows with only the features `selection` (indices into this
     /// table's features, in the order given).
-    public func selecting(columns selection: [Int]) -> RawTable {
+    package func selecting(columns selection: [Int]) -> RawTable {
         var table = RawTable(name: name, elementType: elementType, rows: rows, bytes: bytes, swapped: swapped, rowStride: rowStride,
                  featureOffsets: selection.map { featureOffsets[$0] }, columnNames: columnNames.map { names in selection.map { names[$0] } },
                  imageShape: selection == Array(0..<columns) ? imageShape : nil, fileColumns: selection.map { fileColumns[$0] })
@@ -88,7 +88,7 @@ public struct RawTable: @unchecked Sendable {
     }
 
     /// Row `r`'s D values as they are in the file, in Double.
-    public func row(_ r: Int) -> [Double] {
+    package func row(_ r: Int) -> [Double] {
         [Double](unsafeUninitializedCapacity: columns) { buffer, initialized in
             if let base = buffer.baseAddress { read(row: r, into: base) }
             initialized = columns
@@ -111,7 +111,7 @@ public struct RawTable: @unchecked Sendable {
     }
 
     /// The value of row `r`, feature `f` (for messages and checks).
-    public func value(row r: Int, column f: Int) -> Double {
+    package func value(row r: Int, column f: Int) -> Double {
         var v = 0.0
         guard let base = bytes.base else { return .nan }
         [featureOffsets[f]].withUnsafeBufferPointer {
@@ -121,7 +121,7 @@ public struct RawTable: @unchecked Sendable {
     }
 
     /// "column 3" or "column 3 ('age')".
-    public func describe(column f: Int) -> String {
+    package func describe(column f: Int) -> String {
         "column \(fileColumns[f])" + (columnNames.map { " ('\($0[f])')" } ?? "")
     }
 }

@@ -66,23 +66,23 @@ public enum TableEncoding: Sendable, Equatable, Codable {
     }
 
     /// The number of features it applies to, when it says (standardized).
-    public var width: Int? { if case .standardized(let mean, _) = self { return mean.count } else { return nil } }
+    package var width: Int? { if case .standardized(let mean, _) = self { return mean.count } else { return nil } }
 }
 
 /// One pass over a table's rows: per feature the least and largest value,
 /// mean and standard deviation (Welford, in Double), and whether every
 /// value is 0 or 1. The first NaN or infinity stops it with a one-line error
 /// naming the row and column.
-public struct TableStatistics: Sendable {
-    public var rows: Int
-    public var minimum: [Double]
-    public var maximum: [Double]
-    public var mean: [Double]
+package struct TableStatistics: Sendable {
+    package var rows: Int
+    package var minimum: [Double]
+    package var maximum: [Double]
+    package var mean: [Double]
     /// Population standard deviation (divided by N).
-    public var standardDeviation: [Double]
-    public var allBinary: Bool
+    package var standardDeviation: [Double]
+    package var allBinary: Bool
 
-    public init(_ table: RawTable, rows indices: [Int]? = nil) throws {
+    package init(_ table: RawTable, rows indices: [Int]? = nil) throws {
         let d = table.columns
         let n = indices?.count ?? table.rows
         var lo = [Double](repeating: .infinity, count: d), hi = [Double](repeating: -.infinity, count: d)
@@ -133,7 +133,7 @@ public struct TableStatistics: Sendable {
 
     /// The kind the values call for: binary (all 0 or 1), intensity (uint8,
     /// or floats within [0, 1]) or continuous.
-    public func kind(of type: ElementType) -> TableKind {
+    package func kind(of type: ElementType) -> TableKind {
         if allBinary { return .binary }
         if type == .uint8 { return .intensity }
         if !type.isInteger && minimum.allSatisfy({ $0 >= 0 }) && maximum.allSatisfy({ $0 <= 1 }) { return .intensity }
@@ -144,7 +144,7 @@ public struct TableStatistics: Sendable {
     /// value 0 or 1, intensity every value in [0, 255] (uint8) or [0, 1], and
     /// continuous no constant feature (its scale would be 0: a Gaussian
     /// cannot model it, so it is refused, naming the columns to leave out).
-    public func encoding(_ kind: TableKind, of table: RawTable) throws -> TableEncoding {
+    package func encoding(_ kind: TableKind, of table: RawTable) throws -> TableEncoding {
         switch kind {
         case .binary:
             guard allBinary else {

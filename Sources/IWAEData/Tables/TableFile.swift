@@ -5,7 +5,7 @@ extension RawTable {
     /// `.csv`, `.tsv`, `.safetensors` (tensor `key`); `columns` chooses
     /// features (by name for a CSV header). Numeric arrays are read in
     /// place (mapped), text is parsed once.
-    public init(contentsOf path: String, key: String? = nil, columns: ColumnSelection? = nil) throws {
+    package init(contentsOf path: String, key: String? = nil, columns: ColumnSelection? = nil) throws {
         let lower = path.lowercased()
         let file = try MappedFile(path)
         var table: RawTable
@@ -32,7 +32,7 @@ extension RawTable {
     }
 
     /// Whether `path` names a table file this reader knows (by its extension).
-    public static func isTableFile(_ path: String) -> Bool {
+    package static func isTableFile(_ path: String) -> Bool {
         let lower = path.lowercased()
         return [".npy", ".npz", ".csv", ".tsv", ".tab", ".safetensors"].contains { lower.hasSuffix($0) }
     }

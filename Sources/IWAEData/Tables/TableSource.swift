@@ -9,25 +9,25 @@ import IWAELinearAlgebra
 public struct TableSource: Sendable, Equatable, Codable {
     public var file: String
     /// The array of an `.npz` or the tensor of a `.safetensors` file.
-    public var key: String?
-    public var columns: ColumnSelection?
+    package var key: String?
+    package var columns: ColumnSelection?
     /// Test rows from another file (same columns)...
-    public var testFile: String?
-    public var testKey: String?
+    package var testFile: String?
+    package var testKey: String?
     /// ... or this fraction of `file`'s rows held out, chosen by `splitSeed`.
-    public var testFraction: Double?
-    public var splitSeed: UInt64
+    package var testFraction: Double?
+    package var splitSeed: UInt64
     /// What the values are: asked for (nil: decided from the data) and, once trained, decided.
     public var kind: TableKind?
     /// The encoding decided from the training rows (nil before training).
     public var encoding: TableEncoding?
     /// `file`'s row count when the model was trained (a check that it is still the same file).
-    public var rows: Int?
+    package var rows: Int?
     /// `file`'s and `testFile`'s fingerprints (`MappedFile.fingerprint`:
     /// size and sampled CRC-32) when the model was trained: a file changed
     /// since is refused instead of read as other rows.
-    public var fingerprint: String?
-    public var testFingerprint: String?
+    package var fingerprint: String?
+    package var testFingerprint: String?
 
     public init(file: String, key: String? = nil, columns: ColumnSelection? = nil, testFile: String? = nil, testKey: String? = nil,
                 testFraction: Double? = nil, splitSeed: UInt64 = 1, kind: TableKind? = nil) throws {
@@ -43,7 +43,7 @@ public struct TableSource: Sendable, Equatable, Codable {
     }
 
     /// The settings checked, as the command line checks them.
-    public func validate() throws {
+    package func validate() throws {
         if let f = testFraction {
             guard f > 0, f < 1 else { throw DataError.invalidArgument("--test-fraction must be between 0 and 1 (exclusive), got \(f)") }
             guard testFile == nil else { throw DataError.invalidArgument("--test-fraction and --test-data exclude each other: the test rows come from one or the other") }
@@ -55,7 +55,7 @@ public struct TableSource: Sendable, Equatable, Codable {
     /// The rows of `file` held out for testing and those kept for training,
     /// each in file order: a seeded permutation's first ⌈f·N⌉ rows (at least
     /// one, and at least one left to train on).
-    public static func heldOut(rows n: Int, fraction f: Double, seed: UInt64) throws -> (train: [Int], test: [Int]) {
+    package static func heldOut(rows n: Int, fraction f: Double, seed: UInt64) throws -> (train: [Int], test: [Int]) {
         let testCount = Swift.min(n - 1, Swift.max(1, Int((f * Double(n)).rounded(.up))))
         guard testCount >= 1, n - testCount >= 1 else {
             throw DataError.invalidArgument("--test-fraction \(f) of \(n) rows leaves no rows to train or to test on")
@@ -83,7 +83,7 @@ public struct TableSource: Sendable, Equatable, Codable {
         }
         // The test file is checked now, not first at evaluation.
         if let testFile {
-            let test = try decided.table(testFile, key: testKey, encoding: decided.encoding!)
+            let test = try decided.table(testFile, key: testKey, encoding: decided.encoding!, width: raw.columns)
             if let recorded = testFingerprint, recorded != test.raw.fingerprint { throw changed(testFile) }
             decided.testFingerprint = test.raw.fingerprint
         }
@@ -122,11 +122,12 @@ public struct TableSource: Sendable, Equatable, Codable {
     }
 
     /// Any table file read with this source's columns and `encoding`,
-    /// checked to have the training data's width and no NaN or infinity.
-    public func table(_ path: String, key: String?, encoding: TableEncoding) throws -> DataTable {
+    /// checked to have no NaN or infinity and the training data's width
+    /// (`width`, or the standardization's; with neither, the caller checks
+    /// it against its model).
+    package func table(_ path: String, key: String?, encoding: TableEncoding, width: Int? = nil) throws -> DataTable {
         let raw = try RawTable(contentsOf: path, key: key, columns: columns)
-        let width = try encoding.width ?? RawTable(contentsOf: file, key: self.key, columns: columns).columns
-        if raw.columns != width {
+        if let width = width ?? encoding.width, raw.columns != width {
             throw DataError.invalidArgument("\(raw.name) has \(raw.columns) features but the training data has \(width)")
         }
         let table = try DataTable(raw, encoding: encoding)
@@ -135,12 +136,12 @@ public struct TableSource: Sendable, Equatable, Codable {
     }
 
     /// The name for messages: the file and its array.
-    public var name: String { file + (key.map { ":" + $0 } ?? "") }
+    package var name: String { file + (key.map { ":" + $0 } ?? "") }
 }
 
 extension DataTable {
     /// Throws one line naming the first row and column with a NaN or infinity.
-    public func checkFinite() throws {
+    package func checkFinite() throws {
         guard let r = firstNonFiniteRow() else { return }
         let row = rowIndices?[r] ?? r
         let f = (0..<dimension).first { !raw.value(row: row, column: $0).isFinite } ?? 0
