@@ -50,7 +50,7 @@ struct Speed: ParsableCommand {
             print(" B    K  mode              ms/step  examples/s  GFLOP/s  of hw  of sgemm   trained ms  trained/fresh   gemm (decoder)  elementwise  sampling  covariance  rest")
         }
         let (images, mean) = benchmarkImages(count: max(batchList.max()!, 1))
-        var shownPlan: GEMMPlan?
+        var shownPlan: ComputePlan?
         for batch in batchList {
             for k in kList {
                 let (t, peak) = try bracketedByPeak {

@@ -88,8 +88,8 @@ func bracketedByPeak<T>(_ body: () throws -> T) rethrows -> (T, BracketingPeak) 
 struct StepTiming {
     var mode: String
     var workers: Int
-    /// The products' libraries.
-    var plan: GEMMPlan
+    /// The products' kernels.
+    var plan: ComputePlan
     var secondsPerStep: Double
     var flops: Double
     /// Fractions of the workers' time in each `PhaseProfiler.Phase`.
@@ -109,9 +109,9 @@ final class StepTimer {
     init(batch: Int, k: Int, workers: Int, images: Tensor<Float>, model: VariationalAutoencoder<Float>, gemm: GEMMChoice,
          precision: Precision) throws {
         BLASLibrary.threads = workers == 1 ? ProcessInfo.processInfo.activeProcessorCount : 1
-        model.precision = precision
         pool = ModelWorkers(model: model, workers: workers, seed: 2)
-        pool.gemmPlan = model.gemmPlan(gemm, examples: (batch + workers - 1) / workers, samplesPerExample: k, threads: BLASLibrary.threads)
+        pool.plan = model.computePlan(gemm, precision: precision, examples: (batch + workers - 1) / workers, samplesPerExample: k,
+                                      threads: BLASLibrary.threads)
         adam = Adam<Float>(count: model.store.values.count, learningRate: 1e-4)
         x = MatrixView(images.pointer, rows: batch, columns: 784)
         objective = try Objective(.iwae, samplesPerExample: k)
@@ -147,7 +147,7 @@ final class StepTimer {
     /// The figures of one timing: `perStep` seconds, `phases` as `phases(steps:)` gives them.
     func timing(perStep: Double, phases: [Double]) -> StepTiming {
         StepTiming(mode: workers == 1 ? "blas-threads=\(BLASLibrary.threads)" : "workers=\(workers)", workers: workers,
-                   plan: pool.gemmPlan, secondsPerStep: perStep,
+                   plan: pool.plan, secondsPerStep: perStep,
                    flops: pool.model.gemmFlopsPerStep(examples: x.rows, samplesPerExample: objective.samplesPerExample), phases: phases)
     }
 }

@@ -2,9 +2,9 @@ import Foundation
 
 extension Checkpoint {
     /// Loads and validates a checkpoint from a directory or file. The model
-    /// gets the plan of product libraries it was trained with
-    /// (`gemmPlan`), so that it computes as it trained. (Any backend reads
-    /// any checkpoint: the tensors do not depend on it.)
+    /// gets the compute plan it was trained with (`TrainingState.plan`, in
+    /// the precision of its options), so that it computes as it trained.
+    /// (Any kernel reads any checkpoint: the tensors do not depend on it.)
     public static func load(from location: String) throws -> Checkpoint {
         let path = path(for: location)
         guard FileManager.default.fileExists(atPath: path) else {
@@ -16,8 +16,8 @@ extension Checkpoint {
         } catch let error as DataError {
             throw IWAEError.invalidCheckpoint(error.description)
         }
-        if let plan = checkpoint.trainingState?.gemmPlan { checkpoint.model.gemmPlan = plan }
-        if let precision = checkpoint.training?.options.precision { checkpoint.model.precision = precision }
+        let precision = checkpoint.training?.options.precision ?? .fp32
+        checkpoint.model.plan = try checkpoint.trainingState?.plan?.recorded(for: precision) ?? ComputePlan(precision: precision)
         return checkpoint
     }
 

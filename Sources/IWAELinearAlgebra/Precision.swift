@@ -19,55 +19,45 @@ public enum Precision: String, Codable, CaseIterable, Sendable {
     /// The largest relative error of one bfloat16 rounding (8 significand
     /// bits, to nearest): u = 2⁻⁸.
     public static let bfloat16UnitRoundoff = 0x1p-8
-
-    /// How this process computes bf16 products; see `BFloat16Products`.
-    public static var bf16Products: BFloat16Products { BFloat16Products.current }
 }
 
-/// How bf16 products run on this CPU.
-public enum BFloat16Products: String, Sendable {
-    /// oneDNN's bf16 matmul on the CPU's bfloat16 units (AMX-BF16 tiles or
-    /// AVX512-BF16 dot products): operands converted to bfloat16 bit
-    /// patterns, sums in fp32.
-    case onednn
-    /// Rounded operands, then the fp32 product of the backend the plan
-    /// chose: the numbers of bf16 (each product of two bfloat16 values is
-    /// exact in fp32, the sums are fp32) at fp32 speed. On CPUs without
-    /// bf16 instructions, when `IWAE_BF16=emulate` is set, or when oneDNN's
-    /// bf16 matmul failed its check.
-    case emulated
+/// The CPU's bfloat16 units and whether oneDNN's bf16 matmul may use them:
+/// a candidate of the planner (`ComputePlanner`) only where this says so.
+public struct BFloat16Units: Sendable {
+    /// "AMX-BF16", "AVX512-BF16" or "no bf16 units".
+    public let name: String
+    /// oneDNN's bf16 matmul runs here and agrees with the emulation on a
+    /// test product, to fp32's rounding of the sums.
+    public let kernelPasses: Bool
+    /// Why it may not be used, when it may not.
+    public let whyUnavailable: String
 
-    /// What this process does, decided at the first bf16 product: oneDNN on
-    /// a CPU with AVX512-BF16 or AMX-BF16 when its bf16 matmul agrees with
-    /// the emulation on a test product (to fp32's rounding of the sums),
-    /// else emulated.
-    public static let current: BFloat16Products = {
-        let cpu = Processor.current
-        guard cpu.hasAVX512BF16 || cpu.hasAMXBF16 else { return .emulated }
-        if ProcessInfo.processInfo.environment["IWAE_BF16"] == "emulate" { return .emulated }
-        return oneDNNPassesCheck() ? .onednn : .emulated
-    }()
-
-    /// Why the products are emulated on a CPU with bf16 units, if they are.
-    nonisolated(unsafe) package static var checkFailure: String?
-
-    /// One line for the user when bf16 is asked for.
-    public var notice: String {
-        let cpu = Processor.current
-        let units = cpu.hasAMXBF16 ? "AMX-BF16" : cpu.hasAVX512BF16 ? "AVX512-BF16" : "no bf16 instructions"
-        switch self {
-        case .onednn:
-            return "bf16 products by oneDNN on this CPU's \(units) units (sums in fp32)"
-        case .emulated:
-            let why = BFloat16Products.checkFailure.map { ": oneDNN's bf16 matmul \($0)" } ?? ""
-            return "bf16 products are emulated (operands rounded to bfloat16, products in fp32) on this CPU (\(units)\(why)): bf16's numbers at fp32's speed"
-        }
+    package init(name: String, kernelPasses: Bool, whyUnavailable: String) {
+        self.name = name
+        self.kernelPasses = kernelPasses
+        self.whyUnavailable = whyUnavailable
     }
+
+    /// This machine's, checked once at the first bf16 plan. On a CPU without
+    /// bf16 units, or with `IWAE_BF16=emulate`, the kernel is not tried.
+    public static let current: BFloat16Units = {
+        let cpu = Processor.current
+        let name = cpu.hasAMXBF16 ? "AMX-BF16" : cpu.hasAVX512BF16 ? "AVX512-BF16" : "no bf16 units"
+        guard cpu.hasAVX512BF16 || cpu.hasAMXBF16 else {
+            return BFloat16Units(name: name, kernelPasses: false, whyUnavailable: "no bf16 units on this CPU")
+        }
+        if ProcessInfo.processInfo.environment["IWAE_BF16"] == "emulate" {
+            return BFloat16Units(name: name, kernelPasses: false, whyUnavailable: "IWAE_BF16=emulate")
+        }
+        let failure = oneDNNCheckFailure()
+        return BFloat16Units(name: name, kernelPasses: failure == nil, whyUnavailable: failure.map { "oneDNN's bf16 matmul \($0)" } ?? "")
+    }()
 
     /// oneDNN's bf16 product of a 67×131 by a 131×45 matrix (both transposes
     /// of A, accumulating onto C) against the emulated product: equal to
-    /// fp32's rounding of the sums, 2·γ₁₃₂·(|C| + |Ã||B̃|).
-    package static func oneDNNPassesCheck() -> Bool {
+    /// fp32's rounding of the sums, 2·γ₁₃₂·(|C| + |Ã||B̃|). Nil when it
+    /// passes, else what went wrong.
+    package static func oneDNNCheckFailure() -> String? {
         let m = 67, n = 45, k = 131
         let rng = Xoshiro256(seed: 0xBF16)
         let a = (0..<m * k).map { _ in rng.uniform(Float.self) * 2 - 1 }, b = (0..<k * n).map { _ in rng.uniform(Float.self) * 2 - 1 }
@@ -85,8 +75,7 @@ public enum BFloat16Products: String, Sendable {
             let status = iwae_dnnl_bf16_gemm(1, CChar(UInt8(ascii: transposeA ? "T" : "N")), CChar(UInt8(ascii: "N")), m, n, k,
                                              bitsA, transposeA ? m : k, bitsB, n, 1, &c, n)
             guard status == dnnl_success else {
-                checkFailure = "is not available (oneDNN status \(status.rawValue))"
-                return false
+                return "is not available (oneDNN status \(status.rawValue))"
             }
             let gamma = Double(k + 1) * 0x1p-24 / (1 - Double(k + 1) * 0x1p-24)
             for i in 0..<m {
@@ -94,13 +83,12 @@ public enum BFloat16Products: String, Sendable {
                     var magnitude = Double(abs(c0[i * n + j]))
                     for l in 0..<k { magnitude += abs(Double(ra[i * k + l]) * Double(rb[l * n + j])) }
                     if abs(Double(c[i * n + j]) - Double(expected[i * n + j])) > 2 * gamma * magnitude + 1e-30 {
-                        checkFailure = "disagreed with the emulation at (\(i), \(j)): \(c[i * n + j]) against \(expected[i * n + j])"
-                        return false
+                        return "disagreed with the emulation at (\(i), \(j)): \(c[i * n + j]) against \(expected[i * n + j])"
                     }
                 }
             }
         }
-        return true
+        return nil
     }
 
     /// C += A B in fp32 by OpenBLAS (row-major, no transposes).

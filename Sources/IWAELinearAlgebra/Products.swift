@@ -8,9 +8,9 @@ import CIWAEKernels
 ///     C ← α · op(A) · op(B) + β · C
 ///
 /// `op(A)` is (m, kk), `op(B)` is (kk, n), `C` is (m, n); `β = 1` accumulates.
-/// `backend` computes it (oneDNN with as many threads as OpenBLAS is set to use).
-/// With `precision: .bf16`, A and B are rounded to bfloat16 first (into
-/// `workspace`, or a temporary one) and the product is accumulated in fp32:
+/// `kernel` computes it (oneDNN with as many threads as OpenBLAS is set to
+/// use). A bf16 kernel rounds A and B to bfloat16 first (into `workspace`,
+/// or a temporary one) and accumulates in fp32:
 ///
 ///     C ← α · op(bf16(A)) · op(bf16(B)) + β · C
 @inlinable
@@ -18,8 +18,7 @@ public func gemm<Scalar: BLASScalar>(
     _ c: MatrixView<Scalar>,
     _ a: MatrixView<Scalar>, _ transposeA: Transpose = .none,
     _ b: MatrixView<Scalar>, _ transposeB: Transpose = .none,
-    alpha: Scalar = 1, beta: Scalar = 0, backend: GEMMBackend = .openblas,
-    precision: Precision = .fp32, workspace: ProductWorkspace<Scalar>? = nil
+    alpha: Scalar = 1, beta: Scalar = 0, kernel: ProductKernel = .openblas, workspace: ProductWorkspace<Scalar>? = nil
 ) {
     let m = transposeA == .none ? a.rows : a.columns
     let kk = transposeA == .none ? a.columns : a.rows
@@ -33,32 +32,33 @@ public func gemm<Scalar: BLASScalar>(
         for i in 0..<m { for j in 0..<n { c[i, j] = beta == 0 ? 0 : beta * c[i, j] } }
         return
     }
-    if precision == .bf16 {
-        gemmWithBFloat16Inputs(c, a, transposeA, b, transposeB, alpha: alpha, beta: beta, backend: backend,
+    if kernel.precision == .bf16 {
+        gemmWithBFloat16Inputs(c, a, transposeA, b, transposeB, alpha: alpha, beta: beta, kernel: kernel,
                                workspace: workspace ?? ProductWorkspace())
         return
     }
-    if backend == .openblas {
+    if kernel.library == .openblas {
         Scalar.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, kk: kk,
                     alpha: alpha, a: a.pointer, lda: max(a.rowStride, 1),
                     b: b.pointer, ldb: max(b.rowStride, 1),
                     beta: beta, c: c.pointer, ldc: max(c.rowStride, 1))
     } else {
-        Scalar.gemm(backend: backend, threads: BLASLibrary.threads, transposeA: transposeA, transposeB: transposeB,
+        Scalar.gemm(backend: kernel.library, threads: BLASLibrary.threads, transposeA: transposeA, transposeB: transposeB,
                     m: m, n: n, kk: kk, alpha: alpha, a: a.pointer, lda: max(a.rowStride, 1),
                     b: b.pointer, ldb: max(b.rowStride, 1), beta: beta, c: c.pointer, ldc: max(c.rowStride, 1))
     }
 }
 
-/// `gemm` on operands rounded to bfloat16 (emulated: the rounded values in
-/// fp32, then the fp32 product; see `BFloat16Products`).
+/// `gemm` by a bf16 kernel: oneDNN's bf16 matmul on bfloat16 bit patterns
+/// (`onednnBF16`, Float with α = 1), else the emulation, the rounded values
+/// in fp32 and then the fp32 product of the kernel's library.
 @usableFromInline
 package func gemmWithBFloat16Inputs<Scalar: BLASScalar>(
     _ c: MatrixView<Scalar>, _ a: MatrixView<Scalar>, _ transposeA: Transpose, _ b: MatrixView<Scalar>, _ transposeB: Transpose,
-    alpha: Scalar, beta: Scalar, backend: GEMMBackend, workspace: ProductWorkspace<Scalar>
+    alpha: Scalar, beta: Scalar, kernel: ProductKernel, workspace: ProductWorkspace<Scalar>
 ) {
     let (roundedA, roundedB) = workspace.buffers(a.count, b.count)
-    if Scalar.self == Float.self, alpha == 1, BFloat16Products.current == .onednn {
+    if kernel == .onednnBF16, Scalar.self == Float.self, alpha == 1 {
         // The bit patterns, two bytes each, in the first half of each buffer.
         let bitsA = UnsafeMutableRawPointer(roundedA).assumingMemoryBound(to: UInt16.self)
         let bitsB = UnsafeMutableRawPointer(roundedB).assumingMemoryBound(to: UInt16.self)
@@ -75,7 +75,7 @@ package func gemmWithBFloat16Inputs<Scalar: BLASScalar>(
         // A shape oneDNN refuses (it passed the check on others): the emulation computes the same numbers.
     }
     gemm(c, roundToBFloat16(a, into: roundedA), transposeA, roundToBFloat16(b, into: roundedB), transposeB,
-         alpha: alpha, beta: beta, backend: backend)
+         alpha: alpha, beta: beta, kernel: ProductKernel(kernel.library, .fp32))
 }
 
 /// Batched matrix product over a leading batch dimension:

@@ -53,7 +53,7 @@ struct Evaluate: ParsableCommand {
                 ("nll", estimate.negativeLogLikelihood), ("nll_stderr", estimate.standardError),
                 ("active_units", estimate.activeUnits), ("elbo", estimate.meanELBO),
                 ("reconstruction", estimate.meanReconstruction), ("kl", estimate.meanKL),
-                ("k", k), ("examples", estimate.examples), ("precision", workers.precision.rawValue),
+                ("k", k), ("examples", estimate.examples), ("precision", workers.plan.precision.rawValue),
                 ("latent_dimension", model.configuration.latentDimension),
                 ("active_units_per_layer", estimate.activeUnitsPerLayer),
                 ("latent_dimensions", model.configuration.latentDimensions),
@@ -107,14 +107,14 @@ struct EstimationOptions: ParsableArguments {
         let samples = try self.samples()
         let model = loaded.model
         let workers = ModelWorkers(model: model, workers: threads, seed: seed)
-        if gemm != nil || loaded.trainingState?.gemmPlan == nil {
+        let precision = self.precision ?? model.plan.precision
+        if gemm != nil || loaded.trainingState?.plan == nil || precision != model.plan.precision {
             // A pass's examples and draws (`estimateLogLikelihood`'s rows).
             let draws = Swift.min(samples.perExample, 1000)
-            workers.gemmPlan = model.gemmPlan(gemm ?? .auto, examples: samples.examplesPerPass(), samplesPerExample: draws,
-                                              threads: workers.workerCount > 1 ? 1 : BLASLibrary.threads)
+            workers.plan = model.computePlan(gemm ?? .auto, precision: precision, examples: samples.examplesPerPass(),
+                                             samplesPerExample: draws, threads: workers.workerCount > 1 ? 1 : BLASLibrary.threads)
         }
-        if let precision { workers.precision = precision }
-        if workers.precision == .bf16 { FileHandle.standardError.write(Data("iwae: \(Precision.bf16Products.notice)\n".utf8)) }
+        if precision == .bf16 { FileHandle.standardError.write(Data("iwae: products: \(workers.plan.grouped)\n".utf8)) }
         return workers
     }
 }

@@ -53,7 +53,7 @@ final class BFloat16Tests: XCTestCase {
     func testProductAgainstNaiveDoubleWithinTheBFloat16Bound() {
         let rng = Xoshiro256(seed: 11)
         let u = Precision.bfloat16UnitRoundoff
-        for backend in GEMMBackend.allCases {
+        for kernel in ProductKernel.allCases where kernel.precision == .bf16 {
             for (m, n, kk, tA, tB) in [(37, 29, 53, .none, .none), (24, 200, 784, .none, .transposed), (50, 31, 7, .transposed, .none),
                                        (5, 9, 300, .transposed, .transposed)] as [(Int, Int, Int, Transpose, Transpose)] {
                 let a = Tensor<Float>(shape: tA == .none ? [m, kk] : [kk, m], values: (0..<m * kk).map { _ in rng.uniform(Float.self) * 4 - 2 })
@@ -61,7 +61,7 @@ final class BFloat16Tests: XCTestCase {
                 let start = (0..<m * n).map { _ in rng.uniform(Float.self) - 0.5 }
                 for beta: Float in [0, 1] {
                     let c = Tensor<Float>(shape: [m, n], values: start)
-                    gemm(c.matrix, a.matrix, tA, b.matrix, tB, beta: beta, backend: backend, precision: .bf16, workspace: ProductWorkspace())
+                    gemm(c.matrix, a.matrix, tA, b.matrix, tB, beta: beta, kernel: kernel, workspace: ProductWorkspace())
                     let gamma = Double(kk + 1) * 0x1p-24 / (1 - Double(kk + 1) * 0x1p-24)
                     let av = a.array.map(Double.init), bv = b.array.map(Double.init), cv = c.array
                     var largestRelative = 0.0
@@ -75,12 +75,12 @@ final class BFloat16Tests: XCTestCase {
                             }
                             let error = abs(Double(cv[i * n + j]) - exact)
                             XCTAssertLessThanOrEqual(error, ((1 + u) * (1 + u) - 1 + gamma * (1 + u) * (1 + u)) * magnitude,
-                                                     "\(backend) \(m)×\(n)×\(kk) β=\(beta) at (\(i), \(j))")
+                                                     "\(kernel) \(m)×\(n)×\(kk) β=\(beta) at (\(i), \(j))")
                             largestRelative = max(largestRelative, error / magnitude)
                         }
                     }
                     // fp32 products of these sizes are good to about 1e-6 of |A||B|; bf16 inputs leave ~1e-3.
-                    XCTAssertGreaterThan(largestRelative, 0x1p-12, "\(backend) \(m)×\(n)×\(kk): the operands were rounded")
+                    XCTAssertGreaterThan(largestRelative, 0x1p-12, "\(kernel) \(m)×\(n)×\(kk): the operands were rounded")
                 }
             }
         }
@@ -97,7 +97,7 @@ final class BFloat16Tests: XCTestCase {
         let x = Tensor<Float>(shape: [32, 60], values: (0..<32 * 60).map { _ in rng.uniform(Float.self) < 0.3 ? 1 : 0 })
         func gradient(_ precision: Precision, objective: Objective) throws -> [Float] {
             let model = VariationalAutoencoder<Float>(configuration, seed: 9)
-            model.precision = precision
+            model.plan = ComputePlan(precision: precision)
             try model.trainingStepGradient(x.matrix, objective: objective, using: Xoshiro256(seed: 21))
             return model.store.gradients.array
         }
@@ -119,24 +119,22 @@ final class BFloat16Tests: XCTestCase {
         }
     }
 
-    /// How bf16 products run: oneDNN only on a CPU with bf16 units and only
-    /// when its matmul agrees with the emulation; a reason whenever a CPU
-    /// with units emulates. oneDNN's path is run here on every CPU: on one
-    /// without bf16 units it must report itself unavailable, not crash.
-    func testBFloat16ProductsAreChosenByTheCPUAndChecked() {
-        let cpu = Processor.current
-        let works = BFloat16Products.oneDNNPassesCheck()
-        if cpu.hasAVX512BF16 || cpu.hasAMXBF16 {
-            XCTAssertTrue(BFloat16Products.current == .onednn || BFloat16Products.checkFailure != nil)
-            print("bf16 units (\(cpu.hasAMXBF16 ? "AMX-BF16" : "AVX512-BF16")): oneDNN's bf16 matmul \(works ? "passes" : "fails") its check; products \(BFloat16Products.current.rawValue)")
-        } else {
-            XCTAssertEqual(BFloat16Products.current, .emulated)
-            if !cpu.hasAVX512 {   // (oneDNN may emulate bf16 on AVX-512 without the bf16 instructions)
-                XCTAssertFalse(works, "oneDNN has no bf16 matmul on AVX2")
-                XCTAssertNotNil(BFloat16Products.checkFailure)
-            }
-            XCTAssertTrue(Precision.bf16Products.notice.contains("emulated"), Precision.bf16Products.notice)
+    /// oneDNN's bf16 matmul is a candidate of the planner only on a CPU
+    /// with bf16 units where it agrees with the emulation; elsewhere the
+    /// units say why. Its path is run here on every CPU: on one without
+    /// bf16 units it must report itself unavailable, not crash.
+    func testBFloat16KernelIsACandidateOnlyWhereItPassesItsCheck() {
+        let cpu = Processor.current, units = BFloat16Units.current
+        let failure = BFloat16Units.oneDNNCheckFailure()
+        if !(cpu.hasAVX512BF16 || cpu.hasAMXBF16) {
+            XCTAssertFalse(units.kernelPasses)
+            if !cpu.hasAVX512 { XCTAssertNotNil(failure, "oneDNN has no bf16 matmul on AVX2") }
+        } else if ProcessInfo.processInfo.environment["IWAE_BF16"] != "emulate" {
+            XCTAssertEqual(units.kernelPasses, failure == nil)
         }
+        XCTAssertEqual(units.kernelPasses, units.whyUnavailable.isEmpty, units.whyUnavailable)
+        XCTAssertEqual(ComputePlanner.candidates(.bf16, bf16KernelPasses: units.kernelPasses).contains(.onednnBF16), units.kernelPasses)
+        print("bf16 units: \(units.name); oneDNN's bf16 matmul \(failure ?? "passes its check")")
     }
 
     /// The precision travels with the model: checkpoints record it, loading
@@ -147,10 +145,11 @@ final class BFloat16Tests: XCTestCase {
         let train = try runIWAE(smallTrainArguments(data: data, out: out, validation: 20) + ["--precision", "bf16"])
         XCTAssertEqual(train.status, 0, train.stderr)
         XCTAssertTrue(train.stdout.contains("bf16 inputs"), train.stdout)
+        XCTAssertTrue(train.stdout.contains("products: bf16: "), train.stdout)
         let checkpoint = try Checkpoint.load(from: out)
         XCTAssertEqual(checkpoint.training?.options.precision, .bf16)
-        XCTAssertEqual(checkpoint.model.precision, .bf16)
-        XCTAssertEqual(ModelWorkers(model: checkpoint.model, workers: 2, seed: 1).precision, .bf16)
+        XCTAssertEqual(checkpoint.model.plan.precision, .bf16)
+        XCTAssertEqual(ModelWorkers(model: checkpoint.model, workers: 2, seed: 1).plan, checkpoint.model.plan)
         for (flag, expected) in [([String](), "bf16"), (["--precision", "fp32"], "fp32")] {
             let evaluate = try runIWAE(["evaluate", out, "--k", "20", "--test-examples", "10", "--json"] + flag)
             XCTAssertEqual(evaluate.status, 0, evaluate.stderr)

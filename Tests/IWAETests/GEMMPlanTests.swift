@@ -24,10 +24,10 @@ final class GEMMPlanTests: XCTestCase {
             for i in 0..<c.count { c[i] = Float(i % 7) - 3 }
             let before = c.array
             let (alpha, beta): (Float, Float) = (0.75, -1.5)
-            for backend in GEMMBackend.allCases {
+            for backend in [ProductKernel.openblas, .onednn] {
                 c.pointer.update(from: before, count: before.count)
                 gemm(MatrixView(c.pointer, rows: m, columns: n, rowStride: ldc), a.matrix, ta, b.matrix, tb,
-                     alpha: alpha, beta: beta, backend: backend)
+                     alpha: alpha, beta: beta, kernel: backend)
                 for i in 0..<m {
                     for j in 0..<ldc {
                         let got = Double(c[i * ldc + j])
@@ -52,15 +52,104 @@ final class GEMMPlanTests: XCTestCase {
     }
 
     func testPlanIsPlainJSONAndSitesWithoutAnEntryUseOpenBLAS() throws {
-        let plan = GEMMPlan([ProductSite(.forward, inputs: 784, outputs: 200): .onednn,
-                             ProductSite(.weightGradient, inputs: 200, outputs: 50): .openblas])
+        let plan = ComputePlan([ProductSite(.forward, inputs: 784, outputs: 200): .onednn,
+                                ProductSite(.weightGradient, inputs: 200, outputs: 50): .openblas])
         let json = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
         XCTAssertTrue(json.contains("\"forward 784→200\":\"onednn\""), json)
-        XCTAssertEqual(try JSONDecoder().decode(GEMMPlan.self, from: Data(json.utf8)), plan)
-        XCTAssertThrowsError(try JSONDecoder().decode(GEMMPlan.self, from: Data(#"{"sideways 1→2": "onednn"}"#.utf8)))
-        XCTAssertThrowsError(try JSONDecoder().decode(GEMMPlan.self, from: Data(#"{"forward 0→2": "onednn"}"#.utf8)))
-        XCTAssertThrowsError(try JSONDecoder().decode(GEMMPlan.self, from: Data(#"{"forward 1→2": "cublas"}"#.utf8)))
-        XCTAssertEqual(plan.backend(for: ProductSite(.inputGradient, inputs: 784, outputs: 200)), .openblas)
+        XCTAssertEqual(try JSONDecoder().decode(ComputePlan.self, from: Data(json.utf8)), plan)
+        XCTAssertThrowsError(try JSONDecoder().decode(ComputePlan.self, from: Data(#"{"sideways 1→2": "onednn"}"#.utf8)))
+        XCTAssertThrowsError(try JSONDecoder().decode(ComputePlan.self, from: Data(#"{"forward 0→2": "onednn"}"#.utf8)))
+        XCTAssertThrowsError(try JSONDecoder().decode(ComputePlan.self, from: Data(#"{"forward 1→2": "cublas"}"#.utf8)))
+        XCTAssertEqual(plan.kernel(for: ProductSite(.inputGradient, inputs: 784, outputs: 200)), .openblas)
+    }
+
+    /// The planner keeps the faster of two kernels whose times the test
+    /// sets, the first unless the other is faster by 3 %, and asks only
+    /// what it does not know.
+    func testPlannerKeepsTheFasterOfTwoFakeKernels() {
+        let a = ProductSite(.forward, inputs: 784, outputs: 200), b = ProductSite(.weightGradient, inputs: 200, outputs: 50)
+        let c = ProductSite(.inputGradient, inputs: 50, outputs: 200), d = ProductSite(.forward, inputs: 200, outputs: 784)
+        let times: [ProductSite: [ProductKernel: Double]] = [
+            a: [.openblas: 100, .onednn: 50], b: [.openblas: 100, .onednn: 98], c: [.openblas: 50, .onednn: 100], d: [.openblas: 100, .onednn: 96],
+        ]
+        var known = [String: String](), asked = [ProductSite]()
+        let (plan, timed) = ComputePlanner.plan(sites: [a, b, c, d, a], precision: .fp32, candidates: [.openblas, .onednn],
+                                                question: "test", known: &known) { site, kernels in
+            XCTAssertEqual(kernels, [.openblas, .onednn])
+            asked.append(site)
+            return times[site]!
+        }
+        XCTAssertTrue(timed)
+        XCTAssertEqual(plan.kernels, [a: .onednn, b: .openblas, c: .openblas, d: .onednn])
+        XCTAssertEqual(plan.precision, .fp32)
+        XCTAssertEqual(asked.sorted(), [a, b, c, d].sorted(), "each site timed once")
+        XCTAssertEqual(known["test | \(a)"], "onednn")
+        // Asked again, the known answers are kept without timing, even where the times would now say otherwise.
+        let (again, timedAgain) = ComputePlanner.plan(sites: [a, b, c, d], precision: .fp32, candidates: [.openblas, .onednn],
+                                                      question: "test", known: &known) { _, _ in
+            XCTFail("nothing to time")
+            return [:]
+        }
+        XCTAssertFalse(timedAgain)
+        XCTAssertEqual(again, plan)
+    }
+
+    /// In bf16 the planner weighs oneDNN's bf16 matmul against the two
+    /// emulations: it keeps the bf16 units where they are faster (as with
+    /// AMX) and the emulation where they are slower (the Xeon whose
+    /// hypervisor hides AMX: 1.6× fp32's time); and a plan whose oneDNN
+    /// check failed never uses oneDNN's bf16 matmul, however fast the
+    /// timer says it is, nor a cached answer naming it.
+    func testBFloat16PlanTakesTheUnitsOnlyWhereFasterAndChecked() {
+        let site = ProductSite(.forward, inputs: 200, outputs: 784), other = ProductSite(.forward, inputs: 784, outputs: 200)
+        func plan(native: Double, passes: Bool, known: [String: String] = [:]) -> ComputePlan {
+            var known = known
+            return ComputePlanner.plan(sites: [site, other], precision: .bf16,
+                                       candidates: ComputePlanner.candidates(.bf16, bf16KernelPasses: passes),
+                                       question: "test", known: &known) { _, kernels in
+                XCTAssertEqual(kernels.contains(.onednnBF16), passes)
+                return [.openblasEmulatingBF16: 110, .onednnEmulatingBF16: 100, .onednnBF16: native]
+            }.0
+        }
+        XCTAssertEqual(Set(plan(native: 50, passes: true).kernels.values), [.onednnBF16], "units twice as fast: taken")
+        XCTAssertEqual(Set(plan(native: 160, passes: true).kernels.values), [.onednnEmulatingBF16], "units slower: emulated on the faster library")
+        XCTAssertEqual(Set(plan(native: 1, passes: false).kernels.values), [.onednnEmulatingBF16], "check failed: never the bf16 kernel")
+        let cached = ["test | \(site)": "onednn-bf16", "test | \(other)": "openblas-bf16-emulated"]
+        XCTAssertEqual(plan(native: 1, passes: false, known: cached).kernels, [site: .onednnEmulatingBF16, other: .openblasEmulatingBF16])
+        XCTAssertEqual(plan(native: 160, passes: true, known: cached).kernels, [site: .onednnBF16, other: .openblasEmulatingBF16],
+                       "what the cache knows is kept")
+        XCTAssertEqual(ComputePlanner.candidates(.fp32, bf16KernelPasses: true), [.openblas, .onednn])
+
+        // The one line says what was chosen.
+        let avx = BFloat16Units(name: "AVX512-BF16", kernelPasses: true, whyUnavailable: "")
+        XCTAssertEqual(plan(native: 160, passes: true).line(units: avx), "bf16: bf16 units slower than fp32 here: emulated at fp32 speed at 2 of 2 sites")
+        XCTAssertEqual(plan(native: 50, passes: true).line(units: avx), "bf16: oneDNN on AVX512-BF16 at 2 of 2 sites")
+        XCTAssertEqual(ComputePlan(precision: .bf16, [site: .onednnBF16, other: .openblasEmulatingBF16]).line(units: avx),
+                       "bf16: oneDNN on AVX512-BF16 at 1 of 2 sites (emulated, faster here: forward 784→200)")
+        let none = BFloat16Units(name: "no bf16 units", kernelPasses: false, whyUnavailable: "no bf16 units on this CPU")
+        XCTAssertEqual(plan(native: 1, passes: false).line(units: none), "bf16: no bf16 units on this CPU: emulated at fp32 speed at 2 of 2 sites")
+    }
+
+    /// A plan is one value: its kernels carry its precision, the JSON names
+    /// them, a plan mixing fp32 and bf16 kernels is refused, and a bf16
+    /// checkpoint written before bf16 kernels were planned per site (its
+    /// plan names fp32 libraries) reads as their emulations.
+    func testPlanCarriesItsPrecision() throws {
+        let site = ProductSite(.forward, inputs: 784, outputs: 200), other = ProductSite(.inputGradient, inputs: 200, outputs: 50)
+        let bf16 = ComputePlan(precision: .bf16, [site: .onednnBF16, other: .openblasEmulatingBF16])
+        let json = String(decoding: try JSONEncoder().encode(bf16), as: UTF8.self)
+        XCTAssertTrue(json.contains("\"forward 784→200\":\"onednn-bf16\""), json)
+        XCTAssertEqual(try JSONDecoder().decode(ComputePlan.self, from: Data(json.utf8)), bf16)
+        XCTAssertEqual(bf16.kernel(for: ProductSite(.forward, inputs: 1, outputs: 2)), .openblasEmulatingBF16)
+        XCTAssertThrowsError(try JSONDecoder().decode(ComputePlan.self, from: Data(#"{"forward 1→2": "onednn", "forward 2→1": "onednn-bf16"}"#.utf8)))
+        let old = try JSONDecoder().decode(ComputePlan.self, from: Data(#"{"forward 784→200": "onednn", "input-gradient 200→50": "openblas"}"#.utf8))
+        XCTAssertEqual(old.precision, .fp32)
+        XCTAssertEqual(try old.recorded(for: .bf16), ComputePlan(precision: .bf16, [site: .onednnEmulatingBF16, other: .openblasEmulatingBF16]))
+        XCTAssertEqual(try old.recorded(for: .fp32), old)
+        XCTAssertThrowsError(try bf16.recorded(for: .fp32))
+        for kernel in ProductKernel.allCases where kernel != .onednnBF16 {
+            XCTAssertEqual(ProductKernel(kernel.library, kernel.precision), kernel)
+        }
     }
 
     /// Each affine layer's three products, with the rows each sees: the first
@@ -75,7 +164,7 @@ final class GEMMPlanTests: XCTestCase {
         // 784-200-200 trunk, μ and log σ heads (200→50 twice: one site), 50-200-200-784 decoder.
         XCTAssertEqual(Set(sites.keys.map { "\($0.inputs)→\($0.outputs)" }), ["784→200", "200→200", "200→50", "50→200", "200→784"])
         XCTAssertEqual(sites.count, 15)
-        XCTAssertEqual(model.gemmPlan(.onednn, examples: 10, samplesPerExample: 5, threads: 1).counts, [.onednn: 15])
+        XCTAssertEqual(model.computePlan(.onednn, precision: .fp32, examples: 10, samplesPerExample: 5, threads: 1).counts, [.onednn: 15])
     }
 
     /// Training records its plan; evaluation under either backend reads the
@@ -89,7 +178,7 @@ final class GEMMPlanTests: XCTestCase {
                                      "--latent", "4", "--validation-examples", "40", "--gemm", backend, "--out", out])
             XCTAssertEqual(train.status, 0, train.stderr)
             let saved = try Checkpoint.load(from: out)
-            XCTAssertEqual(Set(saved.trainingState!.gemmPlan!.backends.values), [GEMMBackend(rawValue: backend)!])
+            XCTAssertEqual(Set(saved.trainingState!.plan!.kernels.values), [ProductKernel(rawValue: backend)!])
             for other in ["onednn", "openblas"] {
                 let evaluate = try runIWAE(["evaluate", out, "--k", "50", "--json", "--gemm", other])
                 XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
@@ -127,7 +216,7 @@ final class GEMMPlanTests: XCTestCase {
 
         let reference = root + "/reference"
         XCTAssertEqual(try runIWAE(arguments(reference, epochs: 2), environment: ["IWAE_GEMM_PLAN_CACHE": allOneDNN]).status, 0)
-        XCTAssertEqual(Set(try Checkpoint.load(from: reference).trainingState!.gemmPlan!.backends.values), [.onednn])
+        XCTAssertEqual(Set(try Checkpoint.load(from: reference).trainingState!.plan!.kernels.values), [.onednn])
         let stopped = root + "/stopped"
         XCTAssertEqual(try runIWAE(arguments(stopped, epochs: 1), environment: ["IWAE_GEMM_PLAN_CACHE": allOneDNN]).status, 0)
         let resumed = try runIWAE(["train", "--resume", stopped, "--epochs", "2"], environment: ["IWAE_GEMM_PLAN_CACHE": allOpenBLAS])
@@ -136,7 +225,59 @@ final class GEMMPlanTests: XCTestCase {
         // And the cache is what a fresh run follows: the same run under the OpenBLAS cache computes other bits.
         let other = root + "/other"
         XCTAssertEqual(try runIWAE(arguments(other, epochs: 2), environment: ["IWAE_GEMM_PLAN_CACHE": allOpenBLAS]).status, 0)
-        XCTAssertEqual(Set(try Checkpoint.load(from: other).trainingState!.gemmPlan!.backends.values), [.openblas])
+        XCTAssertEqual(Set(try Checkpoint.load(from: other).trainingState!.plan!.kernels.values), [.openblas])
         XCTAssertNotEqual(try trainedBytes(other), try trainedBytes(reference))
+    }
+
+    /// A bf16 run's plan, each site's kernel set by the machine's cache (the
+    /// two emulations alternating, and oneDNN's bf16 matmul at every third
+    /// site where it passes its check), is the plan its checkpoint records
+    /// and loading gives back; a run stopped and resumed under a cache that
+    /// says otherwise ends with the bytes of the run that never stopped.
+    func testBFloat16PlanRoundTripsThroughCheckpointAndResume() throws {
+        let (data, root) = try smallTrainingFixture(self)
+        func arguments(_ out: String, epochs: Int) -> [String] {
+            ["train", "--data", data, "--k", "3", "--epochs", "\(epochs)", "--batch", "20", "--hidden", "16", "--latent", "4",
+             "--validation-examples", "40", "--threads", "2", "--precision", "bf16", "--out", out]
+        }
+        let discovery = root + "/discovery.json"
+        XCTAssertEqual(try runIWAE(arguments(root + "/discover", epochs: 1), environment: ["IWAE_GEMM_PLAN_CACHE": discovery]).status, 0)
+        let questions = try JSONDecoder().decode([String: String].self, from: Data(contentsOf: URL(fileURLWithPath: discovery)))
+        XCTAssertFalse(questions.isEmpty)
+        XCTAssertTrue(questions.keys.allSatisfy { $0.contains("| bf16 |") }, "bf16 questions are their own")
+        let passes = BFloat16Units.current.kernelPasses
+        var mixed = [String: String](), expected = [ProductSite: ProductKernel]()
+        for (i, key) in questions.keys.sorted().enumerated() {
+            let kernel: ProductKernel = passes && i % 3 == 0 ? .onednnBF16 : i % 2 == 0 ? .openblasEmulatingBF16 : .onednnEmulatingBF16
+            mixed[key] = kernel.rawValue
+            expected[ProductSite(String(key.split(separator: "|").last!.trimmingCharacters(in: .whitespaces)))!] = kernel
+        }
+        let mixedPath = root + "/mixed.json", otherPath = root + "/other.json"
+        try JSONEncoder().encode(mixed).write(to: URL(fileURLWithPath: mixedPath))
+        try JSONEncoder().encode(questions.mapValues { _ in ProductKernel.openblasEmulatingBF16.rawValue }).write(to: URL(fileURLWithPath: otherPath))
+
+        let reference = root + "/reference"
+        XCTAssertEqual(try runIWAE(arguments(reference, epochs: 2), environment: ["IWAE_GEMM_PLAN_CACHE": mixedPath]).status, 0)
+        let saved = try Checkpoint.load(from: reference)
+        XCTAssertEqual(saved.trainingState?.plan, ComputePlan(precision: .bf16, expected))
+        XCTAssertEqual(saved.model.plan, ComputePlan(precision: .bf16, expected))
+        let stopped = root + "/stopped"
+        XCTAssertEqual(try runIWAE(arguments(stopped, epochs: 1), environment: ["IWAE_GEMM_PLAN_CACHE": mixedPath]).status, 0)
+        let resumed = try runIWAE(["train", "--resume", stopped, "--epochs", "2"], environment: ["IWAE_GEMM_PLAN_CACHE": otherPath])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try Checkpoint.load(from: stopped).trainingState?.plan, ComputePlan(precision: .bf16, expected))
+        XCTAssertEqual(try trainedBytes(stopped), try trainedBytes(reference))
+    }
+
+    /// `--gemm onednn` in bf16 with the bf16 kernel refused (`IWAE_BF16=emulate`):
+    /// every site is oneDNN's emulation, never its bf16 matmul.
+    func testRefusedBFloat16KernelIsNeverPlanned() throws {
+        let (data, root) = try smallTrainingFixture(self)
+        let out = root + "/emulated"
+        let train = try runIWAE(smallTrainArguments(data: data, out: out) + ["--precision", "bf16", "--gemm", "onednn"],
+                                environment: ["IWAE_BF16": "emulate"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        XCTAssertTrue(train.stdout.contains("IWAE_BF16=emulate: emulated at fp32 speed"), train.stdout)
+        XCTAssertEqual(Set(try Checkpoint.load(from: out).trainingState!.plan!.kernels.values), [.onednnEmulatingBF16])
     }
 }

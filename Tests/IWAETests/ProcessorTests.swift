@@ -100,7 +100,7 @@ final class ProcessorTests: XCTestCase {
 
         // oneDNN's OpenMP team (its threads keep the mode they were made with; the engine sets theirs).
         c.fill(1)
-        withSubnormalsFlushed { gemm(c.matrix, a.matrix, .none, b.matrix, .none, backend: .onednn) }
+        withSubnormalsFlushed { gemm(c.matrix, a.matrix, .none, b.matrix, .none, kernel: .onednn) }
         XCTAssertEqual(c.array.filter { $0 != 0 }.count, 0, "oneDNN with FTZ/DAZ: every row is 0")
     }
 }

@@ -141,7 +141,6 @@ public struct TrainingRun {
                                     validationExamples: validationExamples, threads: trainer.workers.totalWorkerCount,
                                     trainCount: split.train.count, validationCount: split.validation.count)
         let imageSize = images.imageSize.map { Checkpoint.ImageSize(width: $0.width, height: $0.height) }
-        if options.precision == .bf16 { events.log(Precision.bf16Products.notice) }
         events.log(startLine(trainer, split: split, resumed: checkpoint?.trainingState, ranks: ranks))
 
         func save(_ state: TrainingState) throws {
@@ -180,10 +179,8 @@ public struct TrainingRun {
     /// The log's first line: what is trained, or where it resumes, and how.
     private func startLine(_ trainer: Trainer, split: (train: Examples, validation: Examples), resumed: TrainingState?,
                            ranks: RankGroup) -> String {
-        let counts = trainer.gemmPlan.counts
         let how = (ranks.count > 1 ? " on \(ranks.count) ranks × \(trainer.workers.workerCount) threads" : "")
-            + "; products by oneDNN at \(counts[.onednn] ?? 0) and OpenBLAS at \(counts[.openblas] ?? 0) of \(trainer.gemmPlan.backends.count) sites (--gemm \(options.gemm.rawValue))"
-            + (options.precision == .bf16 ? ", bf16 inputs" : "")
+            + "; products: \(trainer.plan.grouped) (--gemm \(options.gemm.rawValue)\(options.precision == .bf16 ? ", bf16 inputs" : ""))"
         if let state = resumed {
             return "resuming \(directory) at epoch \(state.epoch), step \(state.step) (\(options.epochs) epochs in all)\(how)"
         }

@@ -11,7 +11,7 @@ public struct Linear: Sendable {
     public let outputSize: Int
     public let weight: ParameterSlot
     public let bias: ParameterSlot
-    /// The layer's three products, whose backends the store's `gemmPlan` gives.
+    /// The layer's three products, whose kernels the store's `plan` gives.
     public var productSites: [ProductSite] { ProductSite.sites(inputs: inputSize, outputs: outputSize) }
 
     /// Registers `name.weight` (out, in) and `name.bias` (out) in `layout`.
@@ -41,8 +41,8 @@ public struct Linear: Sendable {
             let b = store.value(bias)
             for r in 0..<y.rows { (y.pointer + r * y.rowStride).update(from: b, count: outputSize) }
         }
-        gemm(y, x, .none, store.valueMatrix(weight), .transposed, beta: addBias ? 1 : 0, backend: backend(.forward, store),
-             precision: store.precision, workspace: store.productWorkspace)
+        gemm(y, x, .none, store.valueMatrix(weight), .transposed, beta: addBias ? 1 : 0, kernel: kernel(.forward, store),
+             workspace: store.productWorkspace)
     }
 
     /// Accumulates `dW += dyᵀ x`, `db += Σ_rows dy`, and, when `dx` is given,
@@ -51,18 +51,18 @@ public struct Linear: Sendable {
         dx: MatrixView<Scalar>?, dy: MatrixView<Scalar>, x: MatrixView<Scalar>,
         _ store: ParameterStore<Scalar>, ones: UnsafePointer<Scalar>, accumulateInput: Bool = false
     ) {
-        gemm(store.gradientMatrix(weight), dy, .transposed, x, .none, beta: 1, backend: backend(.weightGradient, store),
-             precision: store.precision, workspace: store.productWorkspace)
+        gemm(store.gradientMatrix(weight), dy, .transposed, x, .none, beta: 1, kernel: kernel(.weightGradient, store),
+             workspace: store.productWorkspace)
         sumRows(dy, ones: ones, into: store.gradient(bias))
         if let dx {
-            gemm(dx, dy, .none, store.valueMatrix(weight), .none, beta: accumulateInput ? 1 : 0, backend: backend(.inputGradient, store),
-                 precision: store.precision, workspace: store.productWorkspace)
+            gemm(dx, dy, .none, store.valueMatrix(weight), .none, beta: accumulateInput ? 1 : 0, kernel: kernel(.inputGradient, store),
+                 workspace: store.productWorkspace)
         }
     }
 
-    /// The library `store`'s plan computes `product` with.
+    /// The kernel `store`'s plan computes `product` with.
     @inline(__always)
-    func backend<Scalar>(_ product: ProductSite.Product, _ store: ParameterStore<Scalar>) -> GEMMBackend {
-        store.gemmPlan.backend(for: ProductSite(product, inputs: inputSize, outputs: outputSize))
+    func kernel<Scalar>(_ product: ProductSite.Product, _ store: ParameterStore<Scalar>) -> ProductKernel {
+        store.plan.kernel(for: ProductSite(product, inputs: inputSize, outputs: outputSize))
     }
 }

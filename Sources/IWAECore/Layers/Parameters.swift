@@ -52,12 +52,10 @@ public final class ParameterStore<Scalar: BLASScalar> {
     public let layout: ParameterLayout
     public let values: Tensor<Scalar>
     public let gradients: Tensor<Scalar>
-    /// The library of each affine layer's products (`Linear` reads it).
-    /// Set it before computing, never while this store's worker computes.
-    public var gemmPlan = GEMMPlan()
-    /// The inputs of the affine layers' products (`Linear` reads it). Set
-    /// it like `gemmPlan`.
-    public var precision = Precision.fp32
+    /// The kernel of each affine layer's products and their precision
+    /// (`Linear` reads it). Set it before computing, never while this
+    /// store's worker computes.
+    public var plan = ComputePlan()
     /// This store's worker's rounded operands, for bf16 products.
     public let productWorkspace = ProductWorkspace<Scalar>()
 
@@ -73,8 +71,7 @@ public final class ParameterStore<Scalar: BLASScalar> {
         layout = other.layout
         values = other.values
         gradients = Tensor(shape: [layout.count])
-        gemmPlan = other.gemmPlan
-        precision = other.precision
+        plan = other.plan
     }
 
     public func zeroGradients() { gradients.zero() }

@@ -48,18 +48,11 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         BLASLibrary.warnIfFallback()
     }
 
-    /// The plan of product libraries of the model and every replica. Set it
-    /// between steps, never while the workers compute.
-    public var gemmPlan: GEMMPlan {
-        get { model.gemmPlan }
-        set { for replica in replicas { replica.gemmPlan = newValue } }
-    }
-
-    /// The products' inputs, fp32 or bf16, of the model and every replica.
-    /// Set it between steps, never while the workers compute.
-    public var precision: Precision {
-        get { model.precision }
-        set { for replica in replicas { replica.precision = newValue } }
+    /// The compute plan (precision and kernels) of the model and every
+    /// replica. Set it between steps, never while the workers compute.
+    public var plan: ComputePlan {
+        get { model.plan }
+        set { for replica in replicas { replica.plan = newValue } }
     }
 
     /// This process's workers (W).

@@ -71,9 +71,8 @@ public final class Trainer {
                 try ranks.agree(IWAEError.invalidArgument("every rank needs the same number of worker threads; the ranks have \(counts.map(String.init).joined(separator: ", "))"))
             }
         }
-        state.gemmPlan = Trainer.agreedPlan(model: model, options: options, workers: workers)
-        workers.gemmPlan = state.gemmPlan!
-        workers.precision = options.precision
+        state.plan = Trainer.agreedPlan(model: model, options: options, workers: workers)
+        workers.plan = state.plan!
         batchBuffer = Tensor(shape: [options.batchSize, model.configuration.dataDimension])
         validationImages = validation.map { v in
             let t = Tensor<Float>(shape: [v.count, v.dimension])
@@ -82,28 +81,31 @@ public final class Trainer {
         }
     }
 
-    /// The run's plan of product libraries (`options.gemm`) for a worker's
-    /// share of a batch: made by rank 0 and sent to every rank, which all
-    /// compute with it.
+    /// The run's compute plan (`options.gemm`, `options.precision`) for a
+    /// worker's share of a batch: made by rank 0 and sent to every rank,
+    /// which all compute with it.
     private static func agreedPlan(model: VariationalAutoencoder<Float>, options: TrainingOptions,
-                                   workers: ModelWorkers<Float>) -> GEMMPlan {
+                                   workers: ModelWorkers<Float>) -> ComputePlan {
         let examples = (options.batchSize + workers.totalWorkerCount - 1) / workers.totalWorkerCount
         let threads = workers.totalWorkerCount > 1 ? 1 : BLASLibrary.threads
         let sites = model.productSites(examples: examples, samplesPerExample: options.objective.drawsPerExample).keys.sorted()
         let ranks = workers.ranks
         var plan = ranks.rank == 0 || options.gemm != .auto
-            ? model.gemmPlan(options.gemm, examples: examples, samplesPerExample: options.objective.drawsPerExample, threads: threads)
-            : GEMMPlan()
+            ? model.computePlan(options.gemm, precision: options.precision, examples: examples,
+                                samplesPerExample: options.objective.drawsPerExample, threads: threads)
+            : ComputePlan(precision: options.precision)
         if ranks.count > 1 {
-            var words = sites.map { ranks.rank == 0 && plan.backend(for: $0) == .onednn ? UInt64(1) : 0 }
+            // Each site's kernel as its index among all kernels, sent by rank 0 (the others send zeros).
+            let all = ProductKernel.allCases
+            var words = sites.map { ranks.rank == 0 ? UInt64(all.firstIndex(of: plan.kernel(for: $0))!) : 0 }
             words.withUnsafeMutableBufferPointer { ranks.merge($0) }
-            plan = GEMMPlan(Dictionary(uniqueKeysWithValues: zip(sites, words.map { $0 == 1 ? GEMMBackend.onednn : .openblas })))
+            plan = ComputePlan(precision: options.precision, Dictionary(uniqueKeysWithValues: zip(sites, words.map { all[Int($0)] })))
         }
         return plan
     }
 
-    /// The plan of product libraries this run computes with.
-    public var gemmPlan: GEMMPlan { state.gemmPlan ?? GEMMPlan() }
+    /// The compute plan this run computes with.
+    public var plan: ComputePlan { state.plan ?? ComputePlan(precision: options.precision) }
 
     /// The run's state now, generators included: those of all workers on
     /// all ranks, in global worker order (with several ranks this gathers
@@ -144,11 +146,13 @@ public final class Trainer {
               (0...TrainingState.maximumCount).contains(saved.seen), saved.batchInEpoch >= 0, saved.boundSum.isFinite else {
             throw IWAEError.invalidCheckpoint("the training state's counters are out of range")
         }
-        let planned = gemmPlan
-        state = saved
+        let planned = plan
         // The plan the run began with (a state from before plans: OpenBLAS throughout).
-        state.gemmPlan = saved.gemmPlan ?? GEMMPlan(sites: Array(planned.backends.keys), backend: .openblas)
-        workers.gemmPlan = state.gemmPlan!
+        let recorded = try saved.plan.map { try $0.recorded(for: options.precision) }
+            ?? ComputePlan(sites: Array(planned.kernels.keys), kernel: ProductKernel(.openblas, options.precision))
+        state = saved
+        state.plan = recorded
+        workers.plan = recorded
         order = saved.order.map { Int($0) }
         rng.restore(state: (saved.generator[0], saved.generator[1], saved.generator[2], saved.generator[3]))
         for (g, s) in zip(workers.generators, saved.workerGenerators.dropFirst(workers.firstWorker)) {

@@ -61,11 +61,12 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// Cores to split each batch over (default: all active cores). Results
     /// are reproducible for a given seed and worker count.
     public var workers: Int?
-    /// The library of the Float products; the plan it gives is made once
-    /// and recorded in `TrainingState.gemmPlan`.
+    /// The library of the Float products; the plan it gives (with
+    /// `precision`) is made once and recorded in `TrainingState.plan`.
     public var gemm = GEMMChoice.auto
     /// The inputs of the layers' products: fp32, or bf16 with fp32
-    /// accumulation (`Precision`). Recorded in checkpoints; a resumed run keeps it.
+    /// accumulation (`Precision`), asked of the planner with `gemm`.
+    /// Recorded in checkpoints; a resumed run keeps it.
     public var precision = Precision.fp32
 
     public init(objective: Objective = .standard, epochs: Int = 5, batchSize: Int = 100,
@@ -233,11 +234,17 @@ public struct TrainingState: Codable, Sendable, Equatable {
     /// States of the shuffling/binarization generator and of each worker's sampler.
     public var generator: [UInt64] = []
     public var workerGenerators: [[UInt64]] = []
-    /// The library of each product site, made at the run's start and kept
+    /// The kernel of each product site, made at the run's start and kept
     /// to its end (nil in states saved before plans existed: all OpenBLAS).
-    public var gemmPlan: GEMMPlan?
+    /// Saved under `gemmPlan`, the name it has always had in checkpoints.
+    public var plan: ComputePlan?
 
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, step, batchInEpoch, order, boundSum, seen, generator, workerGenerators
+        case plan = "gemmPlan"
+    }
 
     /// Checks the state against the run it belongs to: counters in range,
     /// the order a permutation of the training examples, and what derives

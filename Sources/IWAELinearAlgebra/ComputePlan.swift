@@ -1,0 +1,339 @@
+import CDNNL
+import Foundation
+
+/// A library that computes the engine's Float matrix products.
+public enum GEMMBackend: String, Codable, CaseIterable, Sendable {
+    /// OpenBLAS's sgemm (its kernels are what `BLASLibrary.kernels` reports).
+    case openblas
+    /// oneDNN's sgemm, which picks its kernels from the CPU's feature flags.
+    case onednn
+
+    /// "oneDNN 2.6.3" and the like.
+    public static var oneDNNVersion: String {
+        guard let v = dnnl_version()?.pointee else { return "oneDNN" }
+        return "oneDNN \(v.major).\(v.minor).\(v.patch)"
+    }
+}
+
+/// How one matrix product is computed: the number format of its inputs and
+/// the code that multiplies. The five kernels give two kinds of numbers:
+///
+///     fp32   C ← α·op(A)·op(B) + β·C                      openblas, onednn
+///     bf16   C ← α·op(bf16(A))·op(bf16(B)) + β·C          the other three
+///
+/// Every bf16 kernel rounds both operands to bfloat16 and sums in fp32, so
+/// the three agree to fp32's rounding of the sums (each product of two
+/// bfloat16 values is exact in fp32). The emulations round into fp32
+/// buffers and call the fp32 library; `onednnBF16` hands bfloat16 bit
+/// patterns to oneDNN's bf16 matmul (AMX-BF16 tiles or AVX512-BF16 dot
+/// products), which is faster only where those units are (`ComputePlanner`
+/// times it).
+public enum ProductKernel: String, Codable, CaseIterable, Sendable {
+    /// fp32 inputs, OpenBLAS's sgemm.
+    case openblas
+    /// fp32 inputs, oneDNN's matmul.
+    case onednn
+    /// bf16 inputs emulated: operands rounded to bfloat16, then OpenBLAS's sgemm.
+    case openblasEmulatingBF16 = "openblas-bf16-emulated"
+    /// bf16 inputs emulated: operands rounded to bfloat16, then oneDNN's fp32 matmul.
+    case onednnEmulatingBF16 = "onednn-bf16-emulated"
+    /// bf16 inputs on the CPU's bfloat16 units: oneDNN's bf16 matmul.
+    case onednnBF16 = "onednn-bf16"
+
+    /// The inputs' number format.
+    public var precision: Precision {
+        switch self {
+        case .openblas, .onednn: .fp32
+        case .openblasEmulatingBF16, .onednnEmulatingBF16, .onednnBF16: .bf16
+        }
+    }
+
+    /// The library that multiplies.
+    public var library: GEMMBackend {
+        switch self {
+        case .openblas, .openblasEmulatingBF16: .openblas
+        case .onednn, .onednnEmulatingBF16, .onednnBF16: .onednn
+        }
+    }
+
+    /// The kernel of `library` for `precision` (the emulation for bf16).
+    public init(_ library: GEMMBackend, _ precision: Precision) {
+        switch (library, precision) {
+        case (.openblas, .fp32): self = .openblas
+        case (.onednn, .fp32): self = .onednn
+        case (.openblas, .bf16): self = .openblasEmulatingBF16
+        case (.onednn, .bf16): self = .onednnEmulatingBF16
+        }
+    }
+}
+
+/// One of the three products of an affine layer y = x Wᵀ + b with W of
+/// shape (outputs, inputs), over however many rows a pass has:
+///
+///     forward          y  ← x Wᵀ      (rows, outputs) = (rows, inputs)·(inputs, outputs)
+///     weightGradient   dW += dyᵀ x    (outputs, inputs) = (outputs, rows)·(rows, inputs)
+///     inputGradient    dx ← dy W      (rows, inputs) = (rows, outputs)·(outputs, inputs)
+///
+/// The row count is left out on purpose: a plan made for a training step's
+/// rows serves the epoch's last, shorter batch and the evaluation passes,
+/// so that which kernel computes a product never depends on how many rows
+/// it gets.
+public struct ProductSite: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public enum Product: String, CaseIterable, Sendable { case forward, weightGradient = "weight-gradient", inputGradient = "input-gradient" }
+
+    public var product: Product
+    public var inputs: Int
+    public var outputs: Int
+
+    public init(_ product: Product, inputs: Int, outputs: Int) {
+        self.product = product
+        self.inputs = inputs
+        self.outputs = outputs
+    }
+
+    /// "forward 784→200": the key of a plan's JSON.
+    public var description: String { "\(product.rawValue) \(inputs)→\(outputs)" }
+
+    public init?(_ description: String) {
+        let parts = description.split(separator: " ")
+        guard parts.count == 2, let product = Product(rawValue: String(parts[0])) else { return nil }
+        let sizes = parts[1].split(separator: "→")
+        guard sizes.count == 2, let i = Int(sizes[0]), let o = Int(sizes[1]), i >= 1, o >= 1 else { return nil }
+        self.init(product, inputs: i, outputs: o)
+    }
+
+    public static func < (a: ProductSite, b: ProductSite) -> Bool { a.description < b.description }
+
+    /// The three sites of a layer with `inputs` → `outputs`.
+    public static func sites(inputs: Int, outputs: Int) -> [ProductSite] {
+        Product.allCases.map { ProductSite($0, inputs: inputs, outputs: outputs) }
+    }
+}
+
+/// How a model computes: the precision of its products' inputs and the
+/// kernel of each product site, one value made once (`ComputePlanner`),
+/// carried by the model into every step (`VariationalAutoencoder.plan`),
+/// recorded in its checkpoints and given back to it by a resumed run, so
+/// that a run never changes kernel in its middle. A site the plan does not
+/// name is computed by OpenBLAS (emulating bf16 in a bf16 plan).
+public struct ComputePlan: Codable, Equatable, Sendable {
+    /// The inputs' number format of every product.
+    public let precision: Precision
+    /// The kernel of each named site; each is of `precision`.
+    public private(set) var kernels: [ProductSite: ProductKernel]
+
+    /// A plan of `precision` with these kernels, which must all be of it.
+    public init(precision: Precision = .fp32, _ kernels: [ProductSite: ProductKernel] = [:]) {
+        precondition(kernels.values.allSatisfy { $0.precision == precision }, "a \(precision) plan holds only \(precision) kernels")
+        self.precision = precision
+        self.kernels = kernels
+    }
+
+    /// Every site computed by `kernel`.
+    public init(sites: [ProductSite], kernel: ProductKernel) {
+        self.init(precision: kernel.precision, Dictionary(sites.map { ($0, kernel) }, uniquingKeysWith: { a, _ in a }))
+    }
+
+    public func kernel(for site: ProductSite) -> ProductKernel {
+        kernels[site] ?? ProductKernel(.openblas, precision)
+    }
+
+    /// The same sites and libraries with bf16 inputs, emulated (oneDNN's
+    /// fp32 matmul becomes its emulation, never its bf16 kernel). What a
+    /// checkpoint written before bf16 kernels were planned per site meant.
+    public func emulatingBFloat16() -> ComputePlan {
+        ComputePlan(precision: .bf16, kernels.mapValues { ProductKernel($0.library, .bf16) })
+    }
+
+    /// "forward 784→200: onednn, …", sorted.
+    public var summary: String {
+        kernels.keys.sorted().map { "\($0): \(kernels[$0]!.rawValue)" }.joined(separator: ", ")
+    }
+
+    /// How many sites each kernel computes.
+    public var counts: [ProductKernel: Int] { Dictionary(grouping: kernels.values, by: { $0 }).mapValues(\.count) }
+
+    /// The one line that says what was chosen: "oneDNN at 12 of 15 sites
+    /// (OpenBLAS: …)" in fp32; in bf16, how many sites run on the bf16
+    /// units, and why none do when none do.
+    public var grouped: String { line(units: .current) }
+
+    /// `grouped`, with `units` as this CPU's.
+    package func line(units: BFloat16Units) -> String {
+        let sorted = kernels.keys.sorted()
+        func named(_ sites: [ProductSite]) -> String { sites.map(\.description).joined(separator: ", ") }
+        if precision == .fp32 {
+            let onednn = sorted.filter { kernels[$0] == .onednn }, openblas = sorted.filter { kernels[$0] == .openblas }
+            let (few, name) = onednn.count <= openblas.count ? (onednn, "oneDNN") : (openblas, "OpenBLAS")
+            return "oneDNN at \(onednn.count) of \(kernels.count) sites" + (few.isEmpty ? "" : " (\(name): \(named(few)))")
+        }
+        let native = sorted.filter { kernels[$0] == .onednnBF16 }, emulated = sorted.filter { kernels[$0] != .onednnBF16 }
+        if native.isEmpty {
+            let why = units.kernelPasses ? "bf16 units slower than fp32 here" : units.whyUnavailable
+            return "bf16: \(why): emulated at fp32 speed at \(kernels.count) of \(kernels.count) sites"
+        }
+        return "bf16: oneDNN on \(units.name) at \(native.count) of \(kernels.count) sites"
+            + (emulated.isEmpty ? "" : " (emulated, faster here: \(named(emulated)))")
+    }
+
+    // JSON: {"forward 784→200": "onednn", …}, a plain object any language
+    // reads; the precision is that of the kernels (an empty plan is fp32's).
+    public init(from decoder: Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode([String: ProductKernel].self)
+        var kernels = [ProductSite: ProductKernel]()
+        for (key, value) in raw {
+            guard let site = ProductSite(key) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "'\(key)' is not a product site such as 'forward 784→200'"))
+            }
+            kernels[site] = value
+        }
+        let precisions = Set(kernels.values.map(\.precision))
+        guard precisions.count <= 1 else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "the plan mixes fp32 and bf16 kernels"))
+        }
+        self.init(precision: precisions.first ?? .fp32, kernels)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(Dictionary(uniqueKeysWithValues: kernels.map { ($0.key.description, $0.value) }))
+    }
+}
+
+/// Times the kernels a precision allows on a model's product sites, at the
+/// rows and threads of its training step, and keeps the fastest for each.
+///
+/// fp32 times OpenBLAS against oneDNN. bf16 times the two emulations
+/// (rounding included) against oneDNN's bf16 matmul, which is a candidate
+/// only where it passed its check (`BFloat16Units`): on bfloat16 units
+/// that are slower than two fp32 FMA ports, the emulation wins and bf16
+/// runs at fp32's speed with bf16's numbers.
+///
+/// A choice once made on a machine is kept in a small cache file and reused
+/// by every later run that asks the same question (same CPU, kernels,
+/// libraries, rows, threads and precision), so that the same command gives
+/// the same bits run after run; only a site seen for the first time is
+/// timed (about a millisecond per kernel). `IWAE_GEMM_PLAN_CACHE` names the
+/// file (default `$XDG_CACHE_HOME/iwae/gemm-plans.json`, else
+/// `~/.cache/iwae/…`); an unreadable or unwritable file is ignored and the
+/// sites are timed.
+public enum ComputePlanner {
+    /// The plan for `sites` at `rows` rows per product and `threads` threads per product.
+    public static func plan(sites: [ProductSite], rows: Int, threads: Int, precision: Precision) -> ComputePlan {
+        var known = PlanCache.read()
+        let question = "\(Processor.current.summary) | OpenBLAS \(BLASLibrary.coreName) | \(GEMMBackend.oneDNNVersion) | rows \(rows) | threads \(threads)"
+            + (precision == .fp32 ? "" : " | \(precision.rawValue)")
+        let (plan, timed) = self.plan(sites: sites, precision: precision,
+                                      candidates: candidates(precision, bf16KernelPasses: BFloat16Units.current.kernelPasses),
+                                      question: question, known: &known) { site, kernels in
+            time(site, kernels, rows: max(1, rows), threads: max(1, threads))
+        }
+        if timed { PlanCache.write(known) }
+        return plan
+    }
+
+    /// The kernels `precision` may use, in order of preference (the first
+    /// is kept unless another is faster by 3 %).
+    package static func candidates(_ precision: Precision, bf16KernelPasses: Bool) -> [ProductKernel] {
+        switch precision {
+        case .fp32: [.openblas, .onednn]
+        case .bf16: [.openblasEmulatingBF16, .onednnEmulatingBF16] + (bf16KernelPasses ? [.onednnBF16] : [])
+        }
+    }
+
+    /// The plan from `seconds`, which times the candidates on one site
+    /// (the best of several rounds each), each site looked up in `known`
+    /// first ({question | site: kernel}) and what was timed added to it.
+    /// A known answer that is not a candidate is timed again. Returns
+    /// whether anything was timed.
+    package static func plan(sites: [ProductSite], precision: Precision, candidates: [ProductKernel], question: String,
+                             known: inout [String: String],
+                             seconds: (ProductSite, [ProductKernel]) -> [ProductKernel: Double]) -> (ComputePlan, timed: Bool) {
+        var kernels = [ProductSite: ProductKernel]()
+        var timed = false
+        for site in Set(sites).sorted() {
+            let key = "\(question) | \(site)"
+            if let answer = known[key].flatMap(ProductKernel.init(rawValue:)), candidates.contains(answer) {
+                kernels[site] = answer
+                continue
+            }
+            let kernel = fastest(candidates, seconds(site, candidates))
+            kernels[site] = kernel
+            known[key] = kernel.rawValue
+            timed = true
+        }
+        return (ComputePlan(precision: precision, kernels), timed)
+    }
+
+    /// The first candidate, unless a later one is faster than the best so far by 3 %.
+    package static func fastest(_ candidates: [ProductKernel], _ times: [ProductKernel: Double]) -> ProductKernel {
+        var best = candidates[0]
+        for kernel in candidates.dropFirst() where (times[kernel] ?? .infinity) < 0.97 * (times[best] ?? .infinity) { best = kernel }
+        return best
+    }
+
+    /// Each kernel on `site`, timed alternately, best of several calls, with
+    /// subnormals flushed as the workers run.
+    static func time(_ site: ProductSite, _ kernels: [ProductKernel], rows: Int, threads: Int) -> [ProductKernel: Double] {
+        withSubnormalsFlushed {
+            let saved = BLASLibrary.threads
+            BLASLibrary.threads = threads
+            defer { BLASLibrary.threads = saved }
+            let (i, o) = (site.inputs, site.outputs)
+            let x = Tensor<Float>(shape: [rows, i]), w = Tensor<Float>(shape: [o, i]), y = Tensor<Float>(shape: [rows, o])
+            let rng = Xoshiro256(seed: 7)
+            rng.fillUniform(x.pointer, count: x.count)
+            rng.fillUniform(w.pointer, count: w.count)
+            rng.fillUniform(y.pointer, count: y.count)
+            let workspace = ProductWorkspace<Float>()
+            func run(_ kernel: ProductKernel) {
+                switch site.product {
+                case .forward: gemm(y.matrix, x.matrix, .none, w.matrix, .transposed, kernel: kernel, workspace: workspace)
+                case .weightGradient: gemm(w.matrix, y.matrix, .transposed, x.matrix, .none, beta: 1, kernel: kernel, workspace: workspace)
+                case .inputGradient: gemm(x.matrix, y.matrix, .none, w.matrix, .none, kernel: kernel, workspace: workspace)
+                }
+            }
+            // Enough calls for about a millisecond per measurement.
+            let calls = max(1, min(50, Int(1e6 / Double(2 * rows * i * o))))
+            var best = Dictionary(uniqueKeysWithValues: kernels.map { ($0, Double.infinity) })
+            for kernel in kernels { run(kernel) }   // warm-up
+            for _ in 0..<5 {
+                for kernel in kernels {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    for _ in 0..<calls { run(kernel) }
+                    best[kernel] = min(best[kernel]!, Double(DispatchTime.now().uptimeNanoseconds - start))
+                }
+            }
+            return best
+        }
+    }
+}
+
+/// The planner's file of choices already made: {question: kernel}.
+enum PlanCache {
+    static var path: String {
+        let environment = ProcessInfo.processInfo.environment
+        if let path = environment["IWAE_GEMM_PLAN_CACHE"], !path.isEmpty { return path }
+        let base = environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.cache"
+        return base + "/iwae/gemm-plans.json"
+    }
+
+    static func read() -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: path), data.count < 1 << 20,
+              let object = try? JSONDecoder().decode([String: String].self, from: data) else { return [:] }
+        return object
+    }
+
+    /// Written whole to a temporary file and renamed over the old one.
+    static func write(_ cache: [String: String]) {
+        let target = URL(fileURLWithPath: path)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        guard let data = try? encoder.encode(cache) else { return }
+        try? FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let temporary = target.path + ".\(getpid()).\(UUID().uuidString).tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: data) else { return }
+        if rename(temporary, target.path) != 0 { unlink(temporary) }
+    }
+}
