@@ -49,7 +49,8 @@ final class BoundTests: XCTestCase {
     ///     L_k = log Σ_chunks exp(logsumexp_chunk(log w)) − log k
     ///
     /// and its Monte Carlo standard error against the naive delta-method
-    /// formula over the same k weights.
+    /// formula over the same k weights (to the Float rounding of the log
+    /// weights, which a 6-row product and a 1-row one may round apart).
     func testChunkedEstimateMatchesDirectComputation() throws {
         let (model, x) = fixedModel()
         let rows = MatrixView(x.pointer, rows: 6, columns: 20)
@@ -76,7 +77,11 @@ final class BoundTests: XCTestCase {
                 errors.append((variance / Double(k)).squareRoot() / mean)
             }
             assertClose(estimate.bounds, expected, rtol: 1e-6, "rowsPerPass \(rowsPerPass)")
-            assertClose(estimate.standardErrors, errors, rtol: 1e-6, atol: 1e-9, "standard errors, rowsPerPass \(rowsPerPass)")
+            // The log weights are Floats of magnitude about 20, good to a few ulp
+            // (2⁻¹⁹ ≈ 1.9·10⁻⁶ each), and a product of 6 rows rounds otherwise
+            // than one of 1 on some kernels: the weights, and the standard error
+            // that measures their spread, move relatively by as much.
+            assertClose(estimate.standardErrors, errors, rtol: 1e-5, atol: 1e-9, "standard errors, rowsPerPass \(rowsPerPass)")
         }
     }
 
