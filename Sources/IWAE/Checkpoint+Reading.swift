@@ -42,6 +42,9 @@ extension Checkpoint {
         }
         func decode<T: Codable>(_ type: T.Type, _ key: String) throws -> T? {
             guard let text = m[key] else { return nil }
+            if let repeated = firstDuplicateKey(in: text.utf8) {
+                throw fail("\(key) metadata has the key \"\(repeated)\" twice (altered, or not written by iwae)")
+            }
             let value: T
             do { value = try JSONDecoder().decode(T.self, from: Data(text.utf8)) }
             catch let error as IWAEError { throw fail("\(key) metadata: \(error)") }

@@ -145,6 +145,9 @@ public struct SafetensorsFile: Equatable, Sendable {
             throw fail("header is not UTF-8 JSON")
         }
         let json: Any
+        if let repeated = firstDuplicateKey(in: headerBytes) {
+            throw fail("header has the key \"\(repeated)\" twice")
+        }
         do { json = try JSONSerialization.jsonObject(with: Data(headerBytes)) }
         catch { throw fail("header is not valid JSON") }
         guard let object = json as? [String: Any] else { throw fail("header is not a JSON object") }

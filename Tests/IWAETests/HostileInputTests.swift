@@ -252,6 +252,69 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
     }
 
+    /// A document that repeats a key, the first copy of it anything at all
+    /// (a value out of range, a key this version does not know), is one line
+    /// naming the key: for the documents `evaluate` reads, from `evaluate`,
+    /// `sample`, `resume` and `train --resume`; for the training record and
+    /// state, which only resuming reads, from the two resumes, while the
+    /// parameters still evaluate. Readers differ on which copy wins, so none
+    /// is read.
+    func testRepeatedKeysAreRefusedInOneLine() throws {
+        let mid = root + "/mid-repeated"
+        XCTAssertEqual(try runIWAE(train(mid) + ["--epochs", "1"], environment: ["IWAE_FAULT_INTERRUPT_AT_STEP": "2"]).status, 130)
+        run = mid
+        /// The document `key` with `repeated` written first, then the document as it was.
+        func repeatedKey(_ name: String, _ key: String, _ repeated: String, firstCopy: String) throws -> String {
+            try forged(name) { file in
+                let text = file.metadata[key]!
+                XCTAssertTrue(text.hasPrefix("{") && text.contains("\"\(repeated)\":"), "\(key) holds \(repeated)")
+                file.metadata[key] = "{\"\(repeated)\":\(firstCopy)," + text.dropFirst()
+            }
+        }
+        let sample = root + "/sample.png"
+        let readByEvaluate: [(String, String, String)] = [
+            ("model", "latentDimension", "4"),
+            ("model", "latentDimension", "9223372036854775807"),
+            ("data", "kind", "{\"frobnicate\": 1}"),
+            ("image", "width", "4"),
+        ]
+        for (key, repeated, first) in readByEvaluate {
+            let directory = try repeatedKey("repeated-\(key)-\(first.count)", key, repeated, firstCopy: first)
+            let fragment = "\(key) metadata has the key \"\(repeated)\" twice"
+            for command in [["evaluate", directory, "--k", "3"], ["sample", directory, "--out", sample], ["resume", directory],
+                            ["train", "--resume", directory]] {
+                try assertOneLineError(command, mentioning: fragment, "\(command[0]) \(key).\(repeated)")
+            }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: sample), "nothing written")
+        }
+        for (key, repeated) in [("training", "trainCount"), ("state", "step")] {
+            let directory = try repeatedKey("repeated-\(key)", key, repeated, firstCopy: "{\"frobnicate\": 1}")
+            let evaluate = try runIWAE(["evaluate", directory, "--k", "3", "--json"])
+            XCTAssertEqual(evaluate.status, 0, "\(key): \(evaluate.stderr)")
+            for command in [["resume", directory], ["train", "--resume", directory]] {
+                try assertOneLineError(command, mentioning: "\(key) metadata has the key \"\(repeated)\" twice", "\(command[0]) \(key)")
+            }
+        }
+        // The safetensors header itself: a tensor named twice.
+        let path = run + "/model.safetensors"
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        var length = 0
+        for i in (0..<8).reversed() { length = length << 8 | Int(bytes[i]) }
+        var header = String(decoding: bytes[8..<8 + length], as: UTF8.self)
+        let tensor = try XCTUnwrap(header.range(of: #""encoder.0.bias":\{[^}]*\}"#, options: .regularExpression))
+        header.insert(contentsOf: header[tensor] + ",", at: tensor.lowerBound)
+        var forgedHeader = Array(header.utf8)
+        while forgedHeader.count % 8 != 0 { forgedHeader.append(0x20) }
+        var file = (0..<8).map { UInt8(truncatingIfNeeded: forgedHeader.count >> (8 * $0)) } + forgedHeader
+        file += bytes[(8 + length)...]
+        let directory = root + "/repeated-tensor"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try Data(file).write(to: URL(fileURLWithPath: directory + "/model.safetensors"))
+        try assertOneLineError(["evaluate", directory, "--k", "3"], mentioning: "header has the key \"encoder.0.bias\" twice")
+        // And the checkpoint as written still resumes.
+        XCTAssertEqual(try runIWAE(["train", "--resume", mid]).status, 0)
+    }
+
     /// Under a 4 GiB address-space limit (`ulimit -v`), a model of 1.6·10⁹
     /// parameters is refused in one line before anything is allocated, and
     /// no directory is left behind; so is a checkpoint whose data document

@@ -196,4 +196,31 @@ final class TableReaderTests: XCTestCase {
         }
         XCTAssertEqual(results[0], results[1])
     }
+    /// The repeated-key scan against cases whose answer is known: a key
+    /// repeated in one object is found (after its escapes are decoded), the
+    /// same key in different objects, in arrays or inside string values is
+    /// not, and a document of 10⁵ distinct keys is scanned without finding one.
+    func testFirstDuplicateKeyFindsKeysRepeatedInOneObject() {
+        let cases: [(String, String?)] = [
+            (#"{"a": 1, "b": 2}"#, nil),
+            (#"{"a": 1, "a": 2}"#, "a"),
+            (#"{"a": 1, "\u0061": 2}"#, "a"),
+            (#"{"é": 1, "\u00e9": 2}"#, "é"),
+            (#"{"😀": 1, "\ud83d\ude00": 2}"#, "😀"),
+            (#"{"a": {"a": {"a": 1}}, "b": [{"a": 1}, {"a": 2}]}"#, nil),
+            (#"{"a": "\"a\": 1, \"a\": 2", "b": ["a", "a"]}"#, nil),
+            (#"{"x": {"y": 1, "z": {"q": 1}, "y": 2}}"#, "y"),
+            (#"{"a\"b": 1, "a\"b": 2}"#, "a\"b"),
+            (#"{"generator": {"frobnicate": 1}, "kind": "idx", "generator": {"seed": 1}}"#, "generator"),
+            (#"[{"a": 1}, {"b": 1, "b": 2}]"#, "b"),
+            (#"{"a": [1, {"c": 1}, 2], "c": 3}"#, nil),
+            (#"{}"#, nil),
+        ]
+        for (text, expected) in cases {
+            XCTAssertEqual(firstDuplicateKey(in: Array(text.utf8)), expected, text)
+        }
+        let many = "{" + (0..<100_000).map { "\"k\($0)\": \($0)" }.joined(separator: ",") + "}"
+        XCTAssertNil(firstDuplicateKey(in: Array(many.utf8)))
+        XCTAssertEqual(firstDuplicateKey(in: Array((many.dropLast() + ", \"k99999\": 0}").utf8)), "k99999")
+    }
 }
