@@ -40,8 +40,13 @@ extension Checkpoint {
         guard String(Checkpoint.metadataChecksum(m)) == storedMetadata else {
             throw fail("metadata checksum mismatch: the file is corrupt")
         }
+        var dataDimension: Int?
         func decode<T: Codable>(_ type: T.Type, _ key: String) throws -> T? {
             guard let text = m[key] else { return nil }
+            let limit = Checkpoint.documentLimit(dataDimension: dataDimension)
+            guard text.utf8.count <= limit else {
+                throw fail("\(key) metadata is \(text.utf8.count) bytes, more than any checkpoint of this model holds (\(limit)): altered, or not written by iwae")
+            }
             if let repeated = firstDuplicateKey(in: text.utf8) {
                 throw fail("\(key) metadata has the key \"\(repeated)\" twice (altered, or not written by iwae)")
             }
@@ -59,6 +64,7 @@ extension Checkpoint {
         }
         guard let configuration = try decode(ModelConfiguration.self, "model") else { throw fail("missing model metadata") }
         let model = try Checkpoint.model(configuration, from: file, fail: fail)
+        dataDimension = configuration.dataDimension
         let imageSize = try decode(ImageSize.self, "image")
         // The record is needed only to resume: a damaged one leaves the parameters readable.
         var training: TrainingRecord?, recordDamage: String?
@@ -112,6 +118,16 @@ extension Checkpoint {
             guard case .invalidCheckpoint(let message) = error else { throw error }
             resumeDamage = resumeDamage ?? String(message.dropFirst(name.count + 2))
         }
+    }
+
+    /// The most bytes a metadata document may hold: 1 MiB, and 1 KiB more
+    /// per feature of the model's data once the model is read (a table's
+    /// columns and statistics). What iwae writes is far below it (a model
+    /// document is a few hundred bytes); a larger document is refused
+    /// before it is parsed, so that reading a header costs memory in
+    /// proportion to it, not to what its arrays claim.
+    static func documentLimit(dataDimension: Int?) -> Int {
+        (1 << 20) + 1024 * Swift.min(dataDimension ?? 0, 1 << 30)
     }
 
     /// The first key of the JSON `text` that `value`, the document decoded

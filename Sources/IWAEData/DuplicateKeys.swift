@@ -16,13 +16,24 @@ package func firstDuplicateKey(in text: some Collection<UInt8>) -> String? {
     var open: [Set<String>?] = []
     var expectingKey = false
 
-    /// The string starting at the quote at `i`, decoded, and the index after its closing quote.
-    func string(at start: Int) -> (String, Int)? {
-        var scalars = String.UnicodeScalarView(), utf8 = [UInt8]()
+    /// The index after the closing quote of the string whose opening quote is at `start`.
+    func skipString(at start: Int) -> Int? {
         var j = start + 1
-        func flush() {
-            if !utf8.isEmpty { scalars.append(contentsOf: String(decoding: utf8, as: UTF8.self).unicodeScalars); utf8.removeAll() }
+        while j < bytes.count {
+            switch bytes[j] {
+            case UInt8(ascii: "\""): return j + 1
+            case UInt8(ascii: "\\"): j += 2
+            default: j += 1
+            }
         }
+        return nil
+    }
+
+    /// The string whose opening quote is at `start`, its escapes decoded
+    /// (as UTF-8 bytes, made a String once), and the index after it.
+    func decodedString(at start: Int) -> (String, Int)? {
+        var utf8 = [UInt8]()
+        var j = start + 1
         func hex(_ at: Int) -> UInt32? {
             guard at + 4 <= bytes.count else { return nil }
             var v: UInt32 = 0
@@ -34,18 +45,18 @@ package func firstDuplicateKey(in text: some Collection<UInt8>) -> String? {
         }
         while j < bytes.count {
             let b = bytes[j]
-            if b == UInt8(ascii: "\"") { flush(); return (String(scalars), j + 1) }
+            if b == UInt8(ascii: "\"") { return (String(decoding: utf8, as: UTF8.self), j + 1) }
             if b != UInt8(ascii: "\\") { utf8.append(b); j += 1; continue }
             guard j + 1 < bytes.count else { return nil }
-            flush()
             let e = bytes[j + 1]
             j += 2
+            var scalar: UnicodeScalar
             switch e {
-            case UInt8(ascii: "n"): scalars.append("\n")
-            case UInt8(ascii: "t"): scalars.append("\t")
-            case UInt8(ascii: "r"): scalars.append("\r")
-            case UInt8(ascii: "b"): scalars.append("\u{8}")
-            case UInt8(ascii: "f"): scalars.append("\u{C}")
+            case UInt8(ascii: "n"): scalar = "\n"
+            case UInt8(ascii: "t"): scalar = "\t"
+            case UInt8(ascii: "r"): scalar = "\r"
+            case UInt8(ascii: "b"): scalar = "\u{8}"
+            case UInt8(ascii: "f"): scalar = "\u{C}"
             case UInt8(ascii: "u"):
                 guard var v = hex(j) else { return nil }
                 j += 4
@@ -54,9 +65,10 @@ package func firstDuplicateKey(in text: some Collection<UInt8>) -> String? {
                     v = 0x10000 + ((v - 0xD800) << 10) + (low - 0xDC00)
                     j += 6
                 }
-                scalars.append(UnicodeScalar(v) ?? "\u{FFFD}")
-            default: scalars.append(UnicodeScalar(e))   // \" \\ \/
+                scalar = UnicodeScalar(v) ?? "\u{FFFD}"
+            default: scalar = UnicodeScalar(e)   // \" \\ \/
             }
+            utf8.append(contentsOf: Array(String(scalar).utf8))
         }
         return nil
     }
@@ -79,13 +91,16 @@ package func firstDuplicateKey(in text: some Collection<UInt8>) -> String? {
             expectingKey = open.last.map { $0 != nil } ?? false
             i += 1
         case UInt8(ascii: "\""):
-            guard let (value, next) = string(at: i) else { return nil }
             if expectingKey, let last = open.indices.last, open[last] != nil {
-                if open[last]!.contains(value) { return value }
-                open[last]!.insert(value)   // in place: no copy of the set
+                guard let (key, next) = decodedString(at: i) else { return nil }
+                if open[last]!.contains(key) { return key }
+                open[last]!.insert(key)   // in place: no copy of the set
+                i = next
+            } else {
+                guard let next = skipString(at: i) else { return nil }
+                i = next
             }
             expectingKey = false
-            i = next
         default:
             i += 1
         }

@@ -334,6 +334,29 @@ final class HostileInputTests: XCTestCase {
             file.metadata["data"] = #"{"generator":\#(generator),"kind":"linear-gaussian","testExamples":1000,"trainExamples":10000}"#
         }
         try assertOneLineError(["evaluate", forgedData, "--k", "3"], mentioning: "data", "a 10⁹-dimensional data document")
+
+        // A model document listing 10⁶ upper layers (a 60 MB header, checksums recomputed) is refused in
+        // one line before it is parsed, under the same limit, in memory of the order of the header.
+        let layers = try forged("million-layers") { file in
+            let text = file.metadata["model"]!
+            let layer = #"{"dimension":2,"encoderHidden":[4,4],"decoderHidden":[4,4]}"#
+            file.metadata["model"] = #"{"upperLayers":["# + Array(repeating: layer, count: 1_000_000).joined(separator: ",") + "]," + text.dropFirst()
+        }
+        let executable = productsDirectory.appendingPathComponent("iwae").path
+        for command in ["evaluate '\(layers)' --k 3", "sample '\(layers)' --out '\(root)/layers.png'", "train --resume '\(layers)'"] {
+            let started = Date()
+            let limited = try runProcess("/bin/sh", ["-c", "ulimit -v 4194304; exec '\(executable)' \(command)"])
+            XCTAssertEqual(limited.status, 1, limited.stderr)
+            XCTAssertEqual(limited.stderr.split(separator: "\n").count, 1, limited.stderr)
+            XCTAssertTrue(limited.stderr.contains("model metadata is") && limited.stderr.contains("bytes, more than any checkpoint"), limited.stderr)
+            print("10⁶ upper layers, \(command.split(separator: " ")[0]): refused in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+        }
+        // The largest resident set of this test's children (these three, and the smaller runs before them).
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_CHILDREN.rawValue), &usage)
+        let header = try FileManager.default.attributesOfItem(atPath: layers + "/model.safetensors")[.size] as! Int
+        print("10⁶ upper layers: a \(header >> 20) MiB file, children's peak resident memory \(usage.ru_maxrss >> 10) MiB")
+        XCTAssertLessThan(usage.ru_maxrss * 1024, 8 * header, "memory in proportion to the header")
     }
 
     /// Two `iwae train --out NEW` started together, 50 times: each time one
