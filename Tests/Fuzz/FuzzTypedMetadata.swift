@@ -4,7 +4,8 @@
 // with the result. The fuzzer's bytes are a program of edits, not the file:
 // each edit picks a document, walks to a field, and sets it to a value at an
 // edge (0, −1, 2⁶³−1, 2⁴⁰, ±1e308, wrong types, null), deletes it, adds an
-// unknown key, or nests it deeply. The seed checkpoint is
+// unknown key or a known key twice, repeats it in a very long array, or nests
+// it deeply. The seed checkpoint is
 // $IWAE_FUZZ_CHECKPOINT (Tests/Fuzz/run.sh makes one mid-epoch).
 //
 // The documents are edited as a small JSON tree of this file's own (not
@@ -158,10 +159,13 @@ struct Program {
 /// Levels of nesting the edits of the current input have added.
 nonisolated(unsafe) var addedNesting = 0
 let maximumAddedNesting = 700
+/// Bytes of text the long-array edits of the current input have added.
+nonisolated(unsafe) var repeatedBytes = 0
+let maximumRepeatedBytes = 3 << 20
 
 /// Applies one edit to `value` along a path chosen by `program`.
 func edit(_ value: JSON, _ program: inout Program, depth: Int = 0) -> JSON {
-    guard let choice = program.next(8) else { return value }
+    guard let choice = program.next(9) else { return value }
     if depth < 6, choice < 3 {   // go deeper
         if case .object(var members) = value, !members.isEmpty {
             let i = program.next(members.count) ?? 0
@@ -200,6 +204,13 @@ func edit(_ value: JSON, _ program: inout Program, depth: Int = 0) -> JSON {
             addedNesting += 1
         }
         return nested
+    case 7:   // a very long array of the value (up to 2¹⁴ copies), as a forger lists layers or
+              // widths, within `maximumRepeatedBytes` of text per input (past the readers' 1 MiB
+              // document limit, within this target's own memory)
+        let length = value.text.utf8.count
+        let count = min(1 << (program.next(15) ?? 0), max(1, (maximumRepeatedBytes - repeatedBytes) / max(length, 1)))
+        repeatedBytes += count * length
+        return .array(Array(repeating: value, count: count))
     default:   // the same value as a string, or an array cut short
         if case .array(let elements) = value { return .array(Array(elements.prefix(program.next(max(elements.count, 1)) ?? 0))) }
         if case .string(let s) = value { return .number(s.isEmpty ? "0" : s) }
@@ -213,6 +224,7 @@ public func fuzzTypedMetadata(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int3
     var file = seedFile
     var edited = seedDocuments
     addedNesting = 0
+    repeatedBytes = 0
     while let d = program.next(documents.count) {
         let key = documents[d]
         guard let document = edited[key] else { continue }
