@@ -12,7 +12,9 @@ extension Checkpoint {
         }
         let checkpoint: Checkpoint
         do {
-            checkpoint = try Checkpoint(try SafetensorsFile(parsing: try readFile(path), name: path), name: path)
+            let bytes = try readFile(path)
+            try checkHeaderSize(bytes, name: path)
+            checkpoint = try Checkpoint(try SafetensorsFile(parsing: bytes, name: path), name: path)
         } catch let error as DataError {
             throw IWAEError.invalidCheckpoint(error.description)
         }
@@ -117,6 +119,23 @@ extension Checkpoint {
             // Only a resumed run needs the state: the parameters stay readable.
             guard case .invalidCheckpoint(let message) = error else { throw error }
             resumeDamage = resumeDamage ?? String(message.dropFirst(name.count + 2))
+        }
+    }
+
+    /// Refuses, before anything is parsed, a safetensors header longer than
+    /// any iwae writes for the tensors that follow it: 4 MiB, and 64 bytes
+    /// per byte of tensors. (A checkpoint's header grows with the data's
+    /// features, each of which has at least three floats of parameters,
+    /// 12 bytes, against at most a few hundred bytes of metadata.)
+    static func checkHeaderSize(_ bytes: [UInt8], name: String) throws {
+        guard bytes.count >= 8 else { return }   // the parser says what is wrong
+        var length: UInt64 = 0
+        for i in (0..<8).reversed() { length = length << 8 | UInt64(bytes[i]) }
+        guard length <= UInt64(bytes.count - 8) else { return }
+        let tensors = bytes.count - 8 - Int(length)
+        let limit = (4 << 20) + 64 * tensors
+        if Int(length) > limit {
+            throw IWAEError.invalidCheckpoint("\(name): the header is \(length) bytes for \(tensors) bytes of tensors, more than any checkpoint holds (\(limit)): altered, or not written by iwae")
         }
     }
 
