@@ -129,8 +129,7 @@ extension Checkpoint {
     /// 12 bytes, against at most a few hundred bytes of metadata.)
     static func checkHeaderSize(_ bytes: [UInt8], name: String) throws {
         guard bytes.count >= 8 else { return }   // the parser says what is wrong
-        var length: UInt64 = 0
-        for i in (0..<8).reversed() { length = length << 8 | UInt64(bytes[i]) }
+        let length = SafetensorsFile.headerLength(bytes)
         guard length <= UInt64(bytes.count - 8) else { return }
         let tensors = bytes.count - 8 - Int(length)
         let limit = (4 << 20) + 64 * tensors

@@ -123,6 +123,11 @@ public struct SafetensorsFile: Equatable, Sendable {
         }
     }
 
+    /// The header's length: the first 8 bytes, little-endian (at least 8 given).
+    package static func headerLength(_ prefix: some Collection<UInt8>) -> UInt64 {
+        prefix.prefix(8).reversed().reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
     /// One tensor's place in the data that follows the header.
     struct Span { var name: String; var dtype: String; var shape: [Int]; var begin: Int; var end: Int }
 
@@ -132,8 +137,7 @@ public struct SafetensorsFile: Equatable, Sendable {
     static func header(_ prefix: UnsafeRawBufferPointer, fileSize: Int, name: String) throws -> ([String: String], [Span], Int) {
         func fail(_ why: String) -> DataError { .invalidData("\(name): \(why)") }
         guard fileSize >= 8, prefix.count >= 8 else { throw fail("truncated (\(fileSize) bytes, no header)") }
-        var headerLength: UInt64 = 0
-        for i in (0..<8).reversed() { headerLength = headerLength << 8 | UInt64(prefix[i]) }
+        let headerLength = SafetensorsFile.headerLength(prefix)
         guard headerLength <= UInt64(fileSize - 8), headerLength <= 100_000_000, Int(headerLength) <= prefix.count - 8 else {
             throw fail("header length \(headerLength) exceeds the file (\(fileSize) bytes): truncated or not safetensors")
         }

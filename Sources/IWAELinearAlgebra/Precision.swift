@@ -23,14 +23,14 @@ public enum Precision: String, Codable, CaseIterable, Sendable {
 
 /// The CPU's bfloat16 units and whether oneDNN's bf16 matmul may use them:
 /// a candidate of the planner (`ComputePlanner`) only where this says so.
-public struct BFloat16Units: Sendable {
+package struct BFloat16Units: Sendable {
     /// "AMX-BF16", "AVX512-BF16" or "no bf16 units".
-    public let name: String
+    package let name: String
     /// oneDNN's bf16 matmul runs here and agrees with the emulation on a
     /// test product, to fp32's rounding of the sums.
-    public let kernelPasses: Bool
+    package let kernelPasses: Bool
     /// Why it may not be used, when it may not.
-    public let whyUnavailable: String
+    package let whyUnavailable: String
 
     package init(name: String, kernelPasses: Bool, whyUnavailable: String) {
         self.name = name
@@ -40,7 +40,7 @@ public struct BFloat16Units: Sendable {
 
     /// This machine's, checked once at the first bf16 plan. On a CPU without
     /// bf16 units, or with `IWAE_BF16=emulate`, the kernel is not tried.
-    public static let current: BFloat16Units = {
+    package static let current: BFloat16Units = {
         let cpu = Processor.current
         let name = cpu.hasAMXBF16 ? "AMX-BF16" : cpu.hasAVX512BF16 ? "AVX512-BF16" : "no bf16 units"
         guard cpu.hasAVX512BF16 || cpu.hasAMXBF16 else {
