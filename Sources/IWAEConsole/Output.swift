@@ -62,7 +62,7 @@ extension String {
 /// one-line error naming `option` otherwise: a long run must not end in a
 /// write that fails.
 public func checkWritableFile(_ path: String, option: String) throws {
-    let directory = (path as NSString).deletingLastPathComponent
+    let directory = splitPath(path).directory
     var isDirectory: ObjCBool = false
     if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
         throw IWAEError.invalidArgument("\(option) \(path) is a directory")

@@ -74,8 +74,8 @@ package final class AtomicFile {
 
     package init(_ path: String) throws {
         self.path = path
-        let directory = (path as NSString).deletingLastPathComponent
-        temporary = (directory.isEmpty ? "." : directory) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
+        let (directory, name) = splitPath(path)
+        temporary = (directory.isEmpty ? "." : directory) + "/.\(name).tmp-\(getpid())"
         fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw DataError.writeFailed("cannot write \(path): \(String(cString: strerror(errno)))") }
     }
@@ -111,10 +111,23 @@ package final class AtomicFile {
         if failure == nil && rename(temporary, path) != 0 { failure = String(cString: strerror(errno)) }
         if let failure { throw DataError.writeFailed("cannot write \(path): \(failure)") }
         committed = true
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = splitPath(path).directory
         let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY)
         if dirFD >= 0 { fsync(dirFD); close(dirFD) }
     }
+}
+
+/// The directory of `path` ("" for a bare name, "/" at the root) and its
+/// last component, trailing slashes aside. (Foundation's
+/// `deletingLastPathComponent` and `lastPathComponent` trap on a
+/// one-character name such as `r` in Swift 6.3.1's corelibs.)
+package func splitPath(_ path: String) -> (directory: String, name: String) {
+    var trimmed = Substring(path)
+    while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+    guard let slash = trimmed.lastIndex(of: "/") else { return ("", String(trimmed)) }
+    var directory = trimmed[..<slash]
+    while directory.count > 1, directory.hasSuffix("/") { directory = directory.dropLast() }
+    return (directory.isEmpty ? "/" : String(directory), String(trimmed[trimmed.index(after: slash)...]))
 }
 
 /// Creates `path` (and its parents) if needed and checks that it is a
@@ -123,7 +136,7 @@ package final class AtomicFile {
 /// racing to create it exactly one is told it did (the other sees `EEXIST`).
 @discardableResult
 package func prepareOutputDirectory(_ path: String) throws -> Bool {
-    let parent = (path as NSString).deletingLastPathComponent
+    let parent = splitPath(path).directory
     if !parent.isEmpty && !FileManager.default.fileExists(atPath: parent) {
         do { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
         catch { throw DataError.writeFailed("cannot create output directory \(path)") }
