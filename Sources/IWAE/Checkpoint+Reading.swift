@@ -52,14 +52,14 @@ extension Checkpoint {
             if let repeated = firstDuplicateKey(in: text.utf8) {
                 throw fail("\(key) metadata has the key \"\(repeated)\" twice (altered, or not written by iwae)")
             }
-            let value: T
-            do { value = try JSONDecoder().decode(T.self, from: Data(text.utf8)) }
-            catch let error as IWAEError { throw fail("\(key) metadata: \(error)") }
-            catch { throw fail("bad \(key) metadata") }
-            if version >= 3, let unknown = Checkpoint.unknownKey(in: text, decodedAs: value) {
+            let decoder = JSONDecoder()
+            decoder.userInfo[refusingUnknownKeys] = version >= 3   // format 2 was written before the policy
+            do { return try decoder.decode(T.self, from: Data(text.utf8)) }
+            catch let unknown as UnknownKey {
                 throw fail("\(key) metadata has a key this version does not know: \(unknown) (written by a newer version, or altered)")
             }
-            return value
+            catch let error as IWAEError { throw fail("\(key) metadata: \(error)") }
+            catch { throw fail("bad \(key) metadata") }
         }
         func checked(_ key: String, _ check: () throws -> Void) throws {
             do { try check() } catch { throw fail("\(key) metadata: \(error)") }
@@ -146,30 +146,6 @@ extension Checkpoint {
     /// proportion to it, not to what its arrays claim.
     static func documentLimit(dataDimension: Int?) -> Int {
         (1 << 20) + 1024 * Swift.min(dataDimension ?? 0, 1 << 30)
-    }
-
-    /// The first key of the JSON `text` that `value`, the document decoded
-    /// from it, does not encode again: a field this version does not read
-    /// (nulls aside, which stand for absent optional fields). Nil when
-    /// every key was read.
-    static func unknownKey<T: Encodable>(in text: String, decodedAs value: T) -> String? {
-        guard let input = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]),
-              let encoded = try? JSONEncoder().encode(value),
-              let canonical = try? JSONSerialization.jsonObject(with: encoded, options: [.fragmentsAllowed]) else { return nil }
-        func search(_ input: Any, _ canonical: Any, _ path: String) -> String? {
-            if let input = input as? [String: Any], let canonical = canonical as? [String: Any] {
-                for key in input.keys.sorted() where !(input[key] is NSNull) {
-                    guard let next = canonical[key] else { return path.isEmpty ? key : path + "." + key }
-                    if let found = search(input[key]!, next, path.isEmpty ? key : path + "." + key) { return found }
-                }
-            } else if let input = input as? [Any], let canonical = canonical as? [Any] {
-                for (i, (a, b)) in zip(input, canonical).enumerated() {
-                    if let found = search(a, b, "\(path)[\(i)]") { return found }
-                }
-            }
-            return nil
-        }
-        return search(input, canonical, "")
     }
 
     /// A model of `configuration` with its parameters read from `file`.

@@ -40,6 +40,14 @@ public struct Checkpoint {
         public var height: Int
         public init(width: Int, height: Int) { self.width = width; self.height = height }
 
+        enum CodingKeys: String, CodingKey { case width, height }
+
+        public init(from decoder: Decoder) throws {
+            try decoder.refuseUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(width: try c.decode(Int.self, forKey: .width), height: try c.decode(Int.self, forKey: .height))
+        }
+
         /// Checks that the images are `dimension` pixels, width × height.
         public func validate(dimension: Int) throws {
             guard width >= 1, height >= 1, CheckedSize.product([width, height]) == dimension else {

@@ -26,6 +26,19 @@ public struct TrainingRecord: Codable, Equatable, Sendable {
         self.validationCount = validationCount
     }
 
+    enum CodingKeys: String, CodingKey {
+        case options, data, trainExamplesLimit, validationExamples, threads, trainCount, validationCount
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.refuseUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(options: try c.decode(TrainingOptions.self, forKey: .options), data: try c.decode(DataSource.self, forKey: .data),
+                  trainExamplesLimit: try c.decodeIfPresent(Int.self, forKey: .trainExamplesLimit),
+                  validationExamples: try c.decode(Int.self, forKey: .validationExamples), threads: try c.decode(Int.self, forKey: .threads),
+                  trainCount: try c.decode(Int.self, forKey: .trainCount), validationCount: try c.decode(Int.self, forKey: .validationCount))
+    }
+
     /// Checks every value as the command line checks it (the options by
     /// `TrainingOptions.validate`, the data source when it was decoded) and
     /// the counts against each other; throws a one-line error naming the bad one.

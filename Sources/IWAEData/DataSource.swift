@@ -122,7 +122,11 @@ extension DataSource {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         guard c.contains(.kind) else { try self.init(legacy: decoder); return }
-        switch try c.decode(String.self, forKey: .kind) {
+        let kind = try c.decode(String.self, forKey: .kind)
+        let keysOfKind: [String: [Keys]] = ["files": [.name], "mnist": [.directory], "table": [.table],
+                                             "linear-gaussian": [.generator, .trainExamples, .testExamples]]
+        try decoder.refuseUnknownKeys(Keys.self) { $0 == .kind || keysOfKind[kind, default: []].contains($0) }
+        switch kind {
         case "files": self = .files(try c.decode(String.self, forKey: .name))
         case "mnist": self = .mnist(directory: try c.decodeIfPresent(String.self, forKey: .directory))
         case "linear-gaussian":
@@ -141,6 +145,7 @@ extension DataSource {
 
     /// Format 2's synthesized form.
     private init(legacy decoder: Decoder) throws {
+        try decoder.refuseUnknownKeys(Keys.self)   // a format-3 document always names its kind
         let c = try decoder.container(keyedBy: LegacyCase.self)
         guard c.allKeys.count == 1, let which = c.allKeys.first else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a data source needs a 'kind'"))

@@ -26,6 +26,16 @@ public struct LinearGaussianData: Sendable, Codable, Equatable {
         self.upperDimension = upperDimension
     }
 
+    enum CodingKeys: String, CodingKey { case dimension, latentDimension, noise, seed, upperDimension }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.refuseUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(dimension: try c.decode(Int.self, forKey: .dimension), latentDimension: try c.decode(Int.self, forKey: .latentDimension),
+                  noise: try c.decode(Double.self, forKey: .noise), seed: try c.decode(UInt64.self, forKey: .seed),
+                  upperDimension: try c.decodeIfPresent(Int.self, forKey: .upperDimension))
+    }
+
     /// U (k₁·k₂, row-major) and a (k₁) of a two-layer chain, from their own stream
     /// (built like W: correlated columns).
     public var upperParameters: (weight: [Double], bias: [Double])? {

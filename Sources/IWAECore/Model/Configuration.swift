@@ -88,6 +88,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     }
 
     public init(from decoder: Decoder) throws {
+        try decoder.refuseUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(dataDimension: try c.decode(Int.self, forKey: .dataDimension),
                   latentDimension: try c.decode(Int.self, forKey: .latentDimension),
@@ -165,6 +166,15 @@ public struct StochasticLayer: Codable, Equatable, Sendable {
         self.dimension = dimension
         self.encoderHidden = encoderHidden
         self.decoderHidden = decoderHidden
+    }
+
+    enum CodingKeys: String, CodingKey { case dimension, encoderHidden, decoderHidden }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.refuseUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(dimension: try c.decode(Int.self, forKey: .dimension), encoderHidden: try c.decode([Int].self, forKey: .encoderHidden),
+                  decoderHidden: try c.decode([Int].self, forKey: .decoderHidden))
     }
 }
 

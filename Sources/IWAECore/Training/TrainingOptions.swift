@@ -99,6 +99,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// one before `gemm` as `.openblas`, one before `precision` as `.fp32`:
     /// what those runs did.
     public init(from decoder: Decoder) throws {
+        try decoder.refuseUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         objective = try Objective(c.decode(BoundKind.self, forKey: .objective),
                                   samplesPerExample: c.decode(Int.self, forKey: .samplesPerExample),
@@ -244,6 +245,20 @@ public struct TrainingState: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case epoch, step, batchInEpoch, order, boundSum, seen, generator, workerGenerators
         case plan = "gemmPlan"
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.refuseUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        epoch = try c.decode(Int.self, forKey: .epoch)
+        step = try c.decode(Int.self, forKey: .step)
+        batchInEpoch = try c.decode(Int.self, forKey: .batchInEpoch)
+        order = try c.decode([Int32].self, forKey: .order)
+        boundSum = try c.decode(Double.self, forKey: .boundSum)
+        seen = try c.decode(Int.self, forKey: .seen)
+        generator = try c.decode([UInt64].self, forKey: .generator)
+        workerGenerators = try c.decode([[UInt64]].self, forKey: .workerGenerators)
+        plan = try c.decodeIfPresent(ComputePlan.self, forKey: .plan)
     }
 
     /// Checks the state against the run it belongs to: counters in range,

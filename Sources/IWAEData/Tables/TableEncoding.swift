@@ -49,7 +49,11 @@ public enum TableEncoding: Sendable, Equatable, Codable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
-        switch try c.decode(String.self, forKey: .kind) {
+        let kind = try c.decode(String.self, forKey: .kind)
+        try decoder.refuseUnknownKeys(Keys.self) {
+            $0 == .kind || ($0 == .scale && kind != "values") || ($0 == .mean && kind == "standardized")
+        }
+        switch kind {
         case "values": self = .values
         case "intensity":
             let scale = try c.decode(Double.self, forKey: .scale)

@@ -42,6 +42,27 @@ public struct TableSource: Sendable, Equatable, Codable {
         try validate()
     }
 
+    enum CodingKeys: String, CodingKey {
+        case file, key, columns, testFile, testKey, testFraction, splitSeed, kind, encoding, rows, fingerprint, testFingerprint
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.refuseUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        file = try c.decode(String.self, forKey: .file)
+        key = try c.decodeIfPresent(String.self, forKey: .key)
+        columns = try c.decodeIfPresent(ColumnSelection.self, forKey: .columns)
+        testFile = try c.decodeIfPresent(String.self, forKey: .testFile)
+        testKey = try c.decodeIfPresent(String.self, forKey: .testKey)
+        testFraction = try c.decodeIfPresent(Double.self, forKey: .testFraction)
+        splitSeed = try c.decode(UInt64.self, forKey: .splitSeed)
+        kind = try c.decodeIfPresent(TableKind.self, forKey: .kind)
+        encoding = try c.decodeIfPresent(TableEncoding.self, forKey: .encoding)
+        rows = try c.decodeIfPresent(Int.self, forKey: .rows)
+        fingerprint = try c.decodeIfPresent(String.self, forKey: .fingerprint)
+        testFingerprint = try c.decodeIfPresent(String.self, forKey: .testFingerprint)
+    }
+
     /// The settings checked, as the command line checks them.
     package func validate() throws {
         if let f = testFraction {
