@@ -87,7 +87,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=0}
 export IWAE_FUZZ_CHECKPOINT="$PWD/$scratch/fuzz/seed-run-mid/model.safetensors"
 for target in ${FUZZ_TARGETS:-IDX NPY CSV Checkpoint ResealedCheckpoint TypedMetadata}; do
     exe="$scratch/fuzz/fuzz-$target"
-    swiftc -sanitize=fuzzer,address -parse-as-library -module-name Fuzz$target -package-name "$package_name" "${includes[@]}" \
+    swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name Fuzz$target -package-name "$package_name" "${includes[@]}" \
         Tests/Fuzz/Fuzz$target.swift Tests/Fuzz/Resume.swift $objects -lz -lopenblas -llapacke -ldnnl -lgomp -o "$exe" 2> "$scratch/fuzz/link-$target.log" \
         || { echo "cannot build fuzz-$target: see $scratch/fuzz/link-$target.log" >&2; exit 1; }
     corpus="$scratch/fuzz/corpus-$target"
