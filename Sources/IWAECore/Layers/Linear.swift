@@ -45,15 +45,18 @@ public struct Linear: Sendable {
              workspace: store.productWorkspace)
     }
 
-    /// Accumulates `dW += dyᵀ x`, `db += Σ_rows dy`, and, when `dx` is given,
+    /// Accumulates `dW += dyᵀ x`, `db += Σ_rows dy` (unless the store says
+    /// not to), and, when `dx` is given,
     /// `dx ← dy W` (or `dx += dy W` with `accumulateInput`).
     package func backward<Scalar: BLASScalar>(
         dx: MatrixView<Scalar>?, dy: MatrixView<Scalar>, x: MatrixView<Scalar>,
         _ store: ParameterStore<Scalar>, ones: UnsafePointer<Scalar>, accumulateInput: Bool = false
     ) {
-        gemm(store.gradientMatrix(weight), dy, .transposed, x, .none, beta: 1, kernel: kernel(.weightGradient, store),
-             workspace: store.productWorkspace)
-        sumRows(dy, ones: ones, into: store.gradient(bias))
+        if store.accumulatesParameterGradients {
+            gemm(store.gradientMatrix(weight), dy, .transposed, x, .none, beta: 1, kernel: kernel(.weightGradient, store),
+                 workspace: store.productWorkspace)
+            sumRows(dy, ones: ones, into: store.gradient(bias))
+        }
         if let dx {
             gemm(dx, dy, .none, store.valueMatrix(weight), .none, beta: accumulateInput ? 1 : 0, kernel: kernel(.inputGradient, store),
                  workspace: store.productWorkspace)

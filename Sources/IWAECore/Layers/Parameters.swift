@@ -58,6 +58,11 @@ public final class ParameterStore<Scalar: BLASScalar> {
     public var plan = ComputePlan()
     /// This store's worker's rounded operands, for bf16 products.
     public let productWorkspace = ProductWorkspace<Scalar>()
+    /// Whether backward passes accumulate the parameters' gradients. False
+    /// for a worker that needs only the gradients with respect to the
+    /// layers' inputs (AIS's ∇_z log p(x, z)): the weight-gradient products,
+    /// a third of a backward's work, are skipped.
+    package var accumulatesParameterGradients = true
 
     public init(layout: ParameterLayout) {
         self.layout = layout

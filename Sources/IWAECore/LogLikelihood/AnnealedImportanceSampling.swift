@@ -1,0 +1,225 @@
+import IWAELinearAlgebra
+import RealModule
+
+/// The AIS estimate of log p(x) per example (Mathematics §9) and how its
+/// chains fared.
+public struct AISEstimate: Sendable {
+    public var settings: AISSettings
+    /// log p̂(x) = log mean_c exp(w_c) over the C chains of each example (nats).
+    public var logLikelihoods: [Double]
+    /// The Monte Carlo standard error of each, from the spread of its C
+    /// weights (`monteCarloStandardError`; NaN for C = 1).
+    public var standardErrors: [Double]
+    /// The estimating chains' mean HMC acceptance probability, per example.
+    public var acceptanceRates: [Double]
+    /// Each example's step size at the last transition.
+    public var finalStepSizes: [Double]
+    /// HMC proposals whose energy was NaN or infinite (each rejected).
+    public var divergentProposals: Int
+
+    public var examples: Int { logLikelihoods.count }
+    /// Mean log p̂(x).
+    public var meanLogLikelihood: Double { logLikelihoods.reduce(0, +) / Double(Swift.max(examples, 1)) }
+    /// Standard error of the mean over examples.
+    public var standardError: Double {
+        let n = Double(examples)
+        guard n > 1 else { return 0 }
+        let m = meanLogLikelihood
+        return (logLikelihoods.reduce(0) { $0 + ($1 - m) * ($1 - m) } / (n - 1) / n).squareRoot()
+    }
+
+    /// The estimate over the union of two disjoint sets of examples (in order).
+    public func merged(with other: AISEstimate) -> AISEstimate {
+        AISEstimate(settings: settings, logLikelihoods: logLikelihoods + other.logLikelihoods,
+                    standardErrors: standardErrors + other.standardErrors, acceptanceRates: acceptanceRates + other.acceptanceRates,
+                    finalStepSizes: finalStepSizes + other.finalStepSizes, divergentProposals: divergentProposals + other.divergentProposals)
+    }
+}
+
+extension VariationalAutoencoder {
+    /// Estimates log p(x) for each row of x (N, D) by annealed importance
+    /// sampling from the prior (Mathematics §9): C + P chains per example
+    /// start at z ~ p(z) and move through f_t(z) = p(z) p(x|z)^{β_t} by HMC
+    /// (L leapfrog steps of size ε_b); the estimating chains' weights
+    ///
+    ///     w_c = Σ_{t=1}^{T} (β_t − β_{t−1}) log p(x | z_{c,t−1}),     log p̂(x) = log mean_c exp(w_c)
+    ///
+    /// make the estimate. Example b's step size ε_b is steered after each
+    /// transition by its P pilot chains' acceptance ā,
+    /// ε_b ← ε_b · exp(0.3 (ā − 0.65)); the pilots never enter the
+    /// estimate, so the estimating chains' kernels do not depend on their
+    /// own draws and the estimate stays unbiased.
+    ///
+    /// Rows of all chains of `examplesPerPass` examples go through the same
+    /// products at once; example b draws from its own stream
+    /// `Xoshiro256.rowSeed(seed, row: firstRow + b)`. The parameters'
+    /// gradients are not computed. Buffers are released at the end.
+    public func annealedImportanceSampling(_ x: MatrixView<Scalar>, settings: AISSettings, seed: UInt64, firstRow: Int = 0,
+                                           progress: ((Int) -> Void)? = nil) throws -> AISEstimate {
+        precondition(x.columns == configuration.dataDimension)
+        store.accumulatesParameterGradients = false
+        defer {
+            store.accumulatesParameterGradients = true
+            releaseBuffers()
+        }
+        let C = settings.chains, M = C + settings.pilotChains, perPass = Self.aisExamplesPerPass(settings)
+        let betas = settings.betas, dimensions = configuration.latentDimensions
+        let rowsCapacity = Swift.min(perPass, Swift.max(x.rows, 1)) * M
+        let current = LatentState<Scalar>(rows: rowsCapacity, dimensions: dimensions)
+        let streams = (0..<perPass).map { _ in Xoshiro256(seed: 0) }
+        var estimate = AISEstimate(settings: settings, logLikelihoods: [], standardErrors: [], acceptanceRates: [],
+                                   finalStepSizes: [], divergentProposals: 0)
+        var start = 0
+        while start < x.rows {
+            let n = Swift.min(perPass, x.rows - start)
+            for b in 0..<n { streams[b].reseed(Xoshiro256.rowSeed(seed, row: firstRow + start + b)) }
+            let state = n * M == current.rows ? current : LatentState<Scalar>(rows: n * M, dimensions: dimensions)
+            let chains = try AISChains(model: self, state: state, data: x.rows(start..<start + n), chainsPerExample: M,
+                                       noise: .perExample(Array(streams[0..<n])), stepSize: settings.initialStepSize)
+            var logWeights = [Double](repeating: 0, count: n * C), acceptance = [Double](repeating: 0, count: n)
+            for t in 1...settings.steps {
+                let step = betas[t] - betas[t - 1]
+                for b in 0..<n { for c in 0..<C { logWeights[b * C + c] += step * Double(state.logLikelihood[b * M + c]) } }
+                guard t < settings.steps else { break }
+                let accepted = try chains.transition(beta: betas[t], leapfrogSteps: settings.leapfrogSteps, streams: streams)
+                for b in 0..<n {
+                    for c in 0..<C { acceptance[b] += accepted[b * M + c] }
+                    if settings.pilotChains > 0 {
+                        let rate = (C..<M).reduce(0.0) { $0 + accepted[b * M + $1] } / Double(settings.pilotChains)
+                        chains.stepSizes[b] = Swift.min(10, Swift.max(1e-6, chains.stepSizes[b] * Double.exp(0.3 * (rate - AISSettings.targetAcceptance))))
+                    }
+                }
+            }
+            for b in 0..<n {
+                let w = Array(logWeights[b * C..<(b + 1) * C])
+                let logSum = logSumExp(w), logSumOfSquares = logSumExp(w.map { 2 * $0 })
+                estimate.logLikelihoods.append(logSum - Double.log(Double(C)))
+                estimate.standardErrors.append(monteCarloStandardError(logSum: logSum, logSumOfSquares: logSumOfSquares, count: C))
+                estimate.acceptanceRates.append(settings.steps > 1 ? acceptance[b] / Double(C * (settings.steps - 1)) : .nan)
+                estimate.finalStepSizes.append(chains.stepSizes[b])
+            }
+            estimate.divergentProposals += chains.divergentProposals
+            start += n
+            progress?(start)
+        }
+        return estimate
+    }
+
+    /// Examples an AIS pass holds: about 2,048 chain rows, at least one example.
+    package static func aisExamplesPerPass(_ settings: AISSettings) -> Int {
+        Swift.max(1, 2048 / (settings.chains + settings.pilotChains))
+    }
+}
+
+/// The HMC chains of one AIS pass: their state, a saved copy for rejected
+/// proposals, momenta and per-example step sizes (Mathematics §9).
+package final class AISChains<Scalar: BLASScalar> {
+    package let model: VariationalAutoencoder<Scalar>
+    package let state: LatentState<Scalar>
+    let saved: LatentState<Scalar>
+    package let momentum: [Tensor<Scalar>]
+    let data: MatrixView<Scalar>
+    let chainsPerExample: Int
+    let noise: Noise
+    package var stepSizes: [Double]
+    package var divergentProposals = 0
+    private let ones: Tensor<Scalar>
+    private let scratch: Tensor<Scalar>
+    private var startEnergy: [Double]
+    private var acceptance: [Double]
+
+    /// Chains started from the prior, their densities evaluated.
+    package init(model: VariationalAutoencoder<Scalar>, state: LatentState<Scalar>, data: MatrixView<Scalar>, chainsPerExample M: Int,
+         noise: Noise, stepSize: Double) throws {
+        self.model = model
+        self.state = state
+        self.data = data
+        chainsPerExample = M
+        self.noise = noise
+        saved = LatentState(rows: state.rows, dimensions: state.dimensions)
+        momentum = state.dimensions.map { Tensor(shape: [state.rows * $0]) }
+        stepSizes = [Double](repeating: stepSize, count: data.rows)
+        ones = Tensor(shape: [state.rows])
+        ones.fill(1)
+        scratch = Tensor(shape: [state.rows])
+        startEnergy = [Double](repeating: 0, count: state.rows)
+        acceptance = [Double](repeating: 0, count: state.rows)
+        try model.drawFromPrior(state, noise: noise)
+        try evaluate()
+    }
+
+    package func evaluate() throws {
+        try model.jointDensity(state, data: data, chainsPerExample: chainsPerExample, ones: ones.pointer, scratch: scratch.pointer)
+    }
+
+    /// U(z) + ½‖p‖², U = −(log p(z) + β log p(x|z)), per row, in Double.
+    package func energy(_ r: Int, beta: Double) -> Double {
+        var kinetic = 0.0
+        for (l, k) in state.dimensions.enumerated() {
+            let p = momentum[l].pointer + r * k
+            for i in 0..<k { kinetic += Double(p[i]) * Double(p[i]) }
+        }
+        return -(Double(state.logPrior[r]) + beta * Double(state.logLikelihood[r])) + 0.5 * kinetic
+    }
+
+    /// p ← p + (fraction · ε_b) ∇ log f_β(z) for every row.
+    func kick(_ fraction: Double, beta: Double) {
+        let M = chainsPerExample, b0 = Scalar(beta)
+        for (l, k) in state.dimensions.enumerated() {
+            let p = momentum[l].pointer, g = state.priorGradient[l].pointer, gl = state.likelihoodGradient.pointer
+            for r in 0..<state.rows {
+                let s = Scalar(fraction * stepSizes[r / M])
+                if l == 0 {
+                    for i in 0..<k { p[r * k + i] += s * (g[r * k + i] + b0 * gl[r * k + i]) }
+                } else {
+                    for i in 0..<k { p[r * k + i] += s * g[r * k + i] }
+                }
+            }
+        }
+    }
+
+    /// z ← z + ε_b p for every row.
+    func drift() {
+        let M = chainsPerExample
+        for (l, k) in state.dimensions.enumerated() {
+            let z = state.z[l].pointer, p = momentum[l].pointer
+            for r in 0..<state.rows {
+                let s = Scalar(stepSizes[r / M])
+                for i in 0..<k { z[r * k + i] += s * p[r * k + i] }
+            }
+        }
+    }
+
+    /// L leapfrog steps of the Hamiltonian U(z) + ½‖p‖², from the state's
+    /// gradient: half a kick, then L drifts each followed by a kick (the last
+    /// a half), the density evaluated after each drift.
+    package func leapfrog(beta: Double, steps L: Int) throws {
+        kick(0.5, beta: beta)
+        for step in 1...L {
+            drift()
+            try evaluate()
+            kick(step < L ? 1 : 0.5, beta: beta)
+        }
+    }
+
+    /// One HMC transition leaving f_β invariant, for every row: momenta
+    /// p ~ N(0, I), L leapfrog steps, and a Metropolis test on the change of
+    /// U + ½‖p‖² (a NaN or infinite energy is rejected and counted).
+    /// Returns each row's acceptance probability min(1, e^{−ΔH}).
+    package func transition(beta: Double, leapfrogSteps L: Int, streams: [Xoshiro256]) throws -> [Double] {
+        saved.copy(from: state)
+        for (l, k) in state.dimensions.enumerated() { noise.fillStandardNormal(momentum[l].pointer, count: state.rows * k) }
+        for r in 0..<state.rows { startEnergy[r] = energy(r, beta: beta) }
+        try leapfrog(beta: beta, steps: L)
+        let M = chainsPerExample
+        for r in 0..<state.rows {
+            let end = energy(r, beta: beta), change = end - startEnergy[r]
+            let probability = change.isNaN || !end.isFinite ? 0 : Swift.min(1, Double.exp(-change))
+            if !end.isFinite || end.isNaN { divergentProposals += 1 }
+            acceptance[r] = probability
+            let u: Double = streams[r / M].uniform()
+            if !(u < probability) { state.copyRow(r, from: saved) }
+        }
+        return acceptance
+    }
+}
