@@ -16,6 +16,7 @@ extension LearningRateSchedule: ExpressibleByArgument {}
 extension OutputInitialization: ExpressibleByArgument {}
 extension GEMMChoice: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}
+extension AISSettings.Schedule: ExpressibleByArgument {}
 extension Activation: ExpressibleByArgument {
     /// The hidden nonlinearities (identity is only an output layer's).
     public static var allValueStrings: [String] { allCases.filter { $0 != .identity }.map(\.rawValue) }

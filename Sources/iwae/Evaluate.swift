@@ -5,11 +5,17 @@ import IWAEConsole
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Estimate the test log-likelihood log p(x) ≈ L_k (Burda et al. 2015) of a trained model.")
+        abstract: "Estimate the test log-likelihood log p(x) of a trained model: L_k (Burda et al. 2015) or annealed importance sampling.")
+
+    /// How log p(x) is estimated.
+    enum Method: String, ExpressibleByArgument, CaseIterable { case iwae, ais }
 
     @Argument(help: "Training output directory (or a model.safetensors file).") var checkpoint: String
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var estimation: EstimationOptions
+    @Option(help: "iwae: L_k with k importance samples (--k); ais: annealed importance sampling from the prior with HMC (--ais-steps, --leapfrog, --chains).")
+    var method: Method = .iwae
+    @OptionGroup var ais: AISOptions
     @Option(help: "Evaluate the first N test images (default: all).") var testExamples: Int?
     @Flag(help: "Print one JSON object instead of a table.") var json = false
     @Option(help: "Also write each test image's L_k, its Monte Carlo standard error and the Monte Carlo ELBO to this file, one JSON object per line (for paired comparisons of models on the same images).")
@@ -17,6 +23,7 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         let (samples, k, seed) = (try estimation.samples(), estimation.k, estimation.seed)
+        if method == .ais { _ = try ais.settings() } else if ais.given { throw IWAEError.invalidArgument("--ais-steps, --leapfrog, --chains, --pilot-chains, --schedule and --step-size are for --method ais") }
         if let n = testExamples, n < 1 { throw IWAEError.invalidArgument("--test-examples must be at least 1, got \(n)") }
         if let perExample { try checkWritableFile(perExample, option: "--per-example") }
         let loaded = try Checkpoint.load(from: checkpoint)
@@ -26,6 +33,7 @@ struct Evaluate: ParsableCommand {
         if let n = testExamples { test = test.prefix(n) }
         let x = model.evaluationRows(test)
         let workers = try estimation.workers(loaded)
+        if method == .ais { return try evaluateByAIS(workers, test: test, x: x, dataName: dataName) }
         let started = Date()
         let modelUnits = try workers.estimateLogLikelihood(x.matrix, samples: samples, seed: seed) { done in
             let elapsed = Date().timeIntervalSince(started)

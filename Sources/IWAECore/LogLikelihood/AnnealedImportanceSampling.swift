@@ -105,9 +105,11 @@ extension VariationalAutoencoder {
         return estimate
     }
 
-    /// Examples an AIS pass holds: about 2,048 chain rows, at least one example.
+    /// Examples an AIS pass holds: about 512 chain rows, at least one
+    /// example (enough rows for the products to run near their peak, few
+    /// enough that 100 examples make passes for both workers).
     package static func aisExamplesPerPass(_ settings: AISSettings) -> Int {
-        Swift.max(1, 2048 / (settings.chains + settings.pilotChains))
+        Swift.max(1, 512 / (settings.chains + settings.pilotChains))
     }
 }
 
