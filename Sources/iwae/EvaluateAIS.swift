@@ -15,10 +15,11 @@ struct AISOptions: ParsableArguments {
 
     var given: Bool { aisSteps != nil || leapfrog != nil || chains != nil || pilotChains != nil || schedule != nil || stepSize != nil }
 
-    /// The settings, each value checked once by `AISSettings`.
-    func settings() throws -> AISSettings {
+    /// The settings, each value checked once by `AISSettings` (T = `steps`
+    /// when given: `bdmc` runs a list of them).
+    func settings(steps: Int? = nil) throws -> AISSettings {
         let defaults = try AISSettings()
-        return try AISSettings(steps: aisSteps ?? defaults.steps, leapfrogSteps: leapfrog ?? defaults.leapfrogSteps,
+        return try AISSettings(steps: steps ?? aisSteps ?? defaults.steps, leapfrogSteps: leapfrog ?? defaults.leapfrogSteps,
                                chains: chains ?? defaults.chains, pilotChains: pilotChains ?? defaults.pilotChains,
                                schedule: schedule ?? defaults.schedule, initialStepSize: stepSize ?? defaults.initialStepSize)
     }

@@ -8,7 +8,7 @@ struct IWAECommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "iwae",
         abstract: "Train and evaluate variational and importance-weighted autoencoders on OpenBLAS.",
-        subcommands: [Train.self, Resume.self, Evaluate.self, Score.self, Sample.self, GradStats.self, Kernels.self])
+        subcommands: [Train.self, Resume.self, Evaluate.self, BDMC.self, Score.self, Sample.self, GradStats.self, Kernels.self])
 
     static func main() {
         relaunchWithBestBLASKernels()

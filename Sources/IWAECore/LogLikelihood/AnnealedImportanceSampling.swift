@@ -50,12 +50,23 @@ extension VariationalAutoencoder {
     /// estimate, so the estimating chains' kernels do not depend on their
     /// own draws and the estimate stays unbiased.
     ///
+    /// With `reverseFrom`, exact posterior samples z* of x's rows (one
+    /// (N, k_l) matrix per layer, as `simulate` makes them), AIS runs the
+    /// other way (BDMC's reverse chain, Grosse et al. 2015): every chain
+    /// starts at z*, the transitions follow β_{T−1} … β_1, and
+    ///
+    ///     w_c = Σ_{t=T}^{1} (β_{t−1} − β_t) log p(x | z_c),   E[exp(w_c)] = 1/p(x),   log p̂ = −log mean_c exp(w_c)
+    ///
+    /// a stochastic upper bound of log p(x).
+    ///
     /// Rows of all chains of `examplesPerPass` examples go through the same
     /// products at once; example b draws from its own stream
     /// `Xoshiro256.rowSeed(seed, row: firstRow + b)`. The parameters'
     /// gradients are not computed. Buffers are released at the end.
     public func annealedImportanceSampling(_ x: MatrixView<Scalar>, settings: AISSettings, seed: UInt64, firstRow: Int = 0,
+                                           reverseFrom posterior: [MatrixView<Scalar>]? = nil,
                                            progress: ((Int) -> Void)? = nil) throws -> AISEstimate {
+        precondition(posterior.map { $0.count == configuration.stochasticLayers && $0.allSatisfy { $0.rows == x.rows } } ?? true)
         precondition(x.columns == configuration.dataDimension)
         store.accumulatesParameterGradients = false
         defer {
@@ -76,12 +87,22 @@ extension VariationalAutoencoder {
             let state = n * M == current.rows ? current : LatentState<Scalar>(rows: n * M, dimensions: dimensions)
             let chains = try AISChains(model: self, state: state, data: x.rows(start..<start + n), chainsPerExample: M,
                                        noise: .perExample(Array(streams[0..<n])), stepSize: settings.initialStepSize)
+            if let posterior {
+                for (l, k) in dimensions.enumerated() {
+                    for r in 0..<n * M { (state.z[l].pointer + r * k).update(from: posterior[l].pointer + (start + r / M) * posterior[l].rowStride, count: k) }
+                }
+                try chains.evaluate()
+            }
             var logWeights = [Double](repeating: 0, count: n * C), acceptance = [Double](repeating: 0, count: n)
-            for t in 1...settings.steps {
-                let step = betas[t] - betas[t - 1]
+            for i in 1...settings.steps {
+                // Forward: t = i, weight by β_t − β_{t−1}, then move under f_t. Reverse: t = T + 1 − i, weight by
+                // β_{t−1} − β_t, then move under f_{t−1}.
+                let t = posterior == nil ? i : settings.steps + 1 - i
+                let step = posterior == nil ? betas[t] - betas[t - 1] : betas[t - 1] - betas[t]
                 for b in 0..<n { for c in 0..<C { logWeights[b * C + c] += step * Double(state.logLikelihood[b * M + c]) } }
-                guard t < settings.steps else { break }
-                let accepted = try chains.transition(beta: betas[t], leapfrogSteps: settings.leapfrogSteps, streams: streams)
+                guard i < settings.steps else { break }
+                let accepted = try chains.transition(beta: posterior == nil ? betas[t] : betas[t - 1], leapfrogSteps: settings.leapfrogSteps,
+                                                     streams: streams)
                 for b in 0..<n {
                     for c in 0..<C { acceptance[b] += accepted[b * M + c] }
                     if settings.pilotChains > 0 {
@@ -93,7 +114,8 @@ extension VariationalAutoencoder {
             for b in 0..<n {
                 let w = Array(logWeights[b * C..<(b + 1) * C])
                 let logSum = logSumExp(w), logSumOfSquares = logSumExp(w.map { 2 * $0 })
-                estimate.logLikelihoods.append(logSum - Double.log(Double(C)))
+                let logMean = logSum - Double.log(Double(C))
+                estimate.logLikelihoods.append(posterior == nil ? logMean : -logMean)
                 estimate.standardErrors.append(monteCarloStandardError(logSum: logSum, logSumOfSquares: logSumOfSquares, count: C))
                 estimate.acceptanceRates.append(settings.steps > 1 ? acceptance[b] / Double(C * (settings.steps - 1)) : .nan)
                 estimate.finalStepSizes.append(chains.stepSizes[b])

@@ -8,6 +8,7 @@ extension ModelWorkers {
     /// (up to the products' rounding, which can differ with the rows of a pass).
     @_specialize(exported: true, where Scalar == Float)
     public func annealedImportanceSampling(_ x: MatrixView<Scalar>, settings: AISSettings, seed: UInt64, firstRow: Int = 0,
+                                           reverseFrom posterior: [MatrixView<Scalar>]? = nil,
                                            progress: ((Int) -> Void)? = nil) throws -> AISEstimate {
         let perPass = VariationalAutoencoder<Scalar>.aisExamplesPerPass(settings)
         let passes = (x.rows + perPass - 1) / perPass
@@ -23,6 +24,7 @@ extension ModelWorkers {
                 let block = rows(w)
                 slotBase[w] = try self.replicas[w].annealedImportanceSampling(
                     x.rows(block), settings: settings, seed: seed, firstRow: firstRow + block.lowerBound,
+                    reverseFrom: posterior.map { $0.map { $0.rows(block) } },
                     progress: w == 0 ? progress.map { report in { done in report(Swift.min(x.rows, done * active)) } } : nil)
             }
         }
