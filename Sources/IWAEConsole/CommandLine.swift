@@ -17,6 +17,7 @@ extension OutputInitialization: ExpressibleByArgument {}
 extension GEMMChoice: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}
 extension AISSettings.Schedule: ExpressibleByArgument {}
+extension AISSettings.Start: ExpressibleByArgument {}
 extension Activation: ExpressibleByArgument {
     /// The hidden nonlinearities (identity is only an output layer's).
     public static var allValueStrings: [String] { allCases.filter { $0 != .identity }.map(\.rawValue) }

@@ -23,7 +23,7 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         let (samples, k, seed) = (try estimation.samples(), estimation.k, estimation.seed)
-        if method == .ais { _ = try ais.settings() } else if ais.given { throw IWAEError.invalidArgument("--ais-steps, --leapfrog, --chains, --pilot-chains, --schedule and --step-size are for --method ais") }
+        if method == .ais { _ = try ais.settings() } else if ais.given { throw IWAEError.invalidArgument("--ais-steps, --leapfrog, --chains, --pilot-chains, --schedule, --step-size and --ais-start are for --method ais") }
         if let n = testExamples, n < 1 { throw IWAEError.invalidArgument("--test-examples must be at least 1, got \(n)") }
         if let perExample { try checkWritableFile(perExample, option: "--per-example") }
         let loaded = try Checkpoint.load(from: checkpoint)

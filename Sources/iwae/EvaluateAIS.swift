@@ -12,8 +12,12 @@ struct AISOptions: ParsableArguments {
     var pilotChains: Int?
     @Option(help: "AIS: how β rises from 0 to 1.") var schedule: AISSettings.Schedule?
     @Option(help: "AIS: the leapfrog step size at the start.") var stepSize: Double?
+    @Option(help: "AIS: where the chains start: prior (p(z) p(x|z)^β) or encoder (q(z|x)^(1−β) p(x, z)^β).")
+    var aisStart: AISSettings.Start?
 
-    var given: Bool { aisSteps != nil || leapfrog != nil || chains != nil || pilotChains != nil || schedule != nil || stepSize != nil }
+    var given: Bool {
+        aisSteps != nil || leapfrog != nil || chains != nil || pilotChains != nil || schedule != nil || stepSize != nil || aisStart != nil
+    }
 
     /// The settings, each value checked once by `AISSettings` (T = `steps`
     /// when given: `bdmc` runs a list of them).
@@ -21,7 +25,8 @@ struct AISOptions: ParsableArguments {
         let defaults = try AISSettings()
         return try AISSettings(steps: steps ?? aisSteps ?? defaults.steps, leapfrogSteps: leapfrog ?? defaults.leapfrogSteps,
                                chains: chains ?? defaults.chains, pilotChains: pilotChains ?? defaults.pilotChains,
-                               schedule: schedule ?? defaults.schedule, initialStepSize: stepSize ?? defaults.initialStepSize)
+                               schedule: schedule ?? defaults.schedule, start: aisStart ?? defaults.start,
+                               initialStepSize: stepSize ?? defaults.initialStepSize)
     }
 }
 
@@ -62,7 +67,7 @@ extension Evaluate {
             let fields: [(String, any JSONField)] = [
                 ("method", "ais"), ("nll", -mean), ("nll_stderr", modelUnits.standardError),
                 ("ais_steps", settings.steps), ("leapfrog", settings.leapfrogSteps), ("chains", settings.chains),
-                ("pilot_chains", settings.pilotChains), ("schedule", settings.schedule.rawValue),
+                ("pilot_chains", settings.pilotChains), ("schedule", settings.schedule.rawValue), ("ais_start", settings.start.rawValue),
                 ("acceptance", acceptance), ("step_size", stepSize), ("divergent_proposals", modelUnits.divergentProposals),
                 ("examples", modelUnits.examples), ("precision", workers.plan.precision.rawValue),
                 ("seconds", seconds), ("data", dataName), ("log_jacobian", test.logJacobian),
@@ -70,7 +75,7 @@ extension Evaluate {
             print(jsonLine(fields + (exactNLL.map { [("exact_nll", $0)] } ?? [])))
         } else {
             print("test \(test.noun)".padding(toLength: 19, withPad: " ", startingAt: 0) + "\(modelUnits.examples) (\(dataName))")
-            print("log p(x) ≈ AIS     \(formatted(mean)) ± \(formatted(modelUnits.standardError)) nats (T = \(settings.steps), \(settings.schedule.rawValue) β, L = \(settings.leapfrogSteps), \(settings.chains) chains from the prior)")
+            print("log p(x) ≈ AIS     \(formatted(mean)) ± \(formatted(modelUnits.standardError)) nats (T = \(settings.steps), \(settings.schedule.rawValue) β, L = \(settings.leapfrogSteps), \(settings.chains) chains from the \(settings.start.rawValue))")
             print("NLL                \(formatted(-mean)) nats")
             if test.logJacobian != 0 {
                 print("units              the data's own: standardized features' log-likelihood + log|dy/dx| = \(formatted(test.logJacobian))")

@@ -30,12 +30,18 @@ final class AISCommandTests: XCTestCase {
         XCTAssertEqual(fields["method"] as? String, "ais")
         XCTAssertEqual(fields["examples"] as? Int, 40)
         XCTAssertEqual(try String(contentsOfFile: perExample, encoding: .utf8).split(separator: "\n").count, 40)
+        let fromEncoder = try runIWAE(["evaluate", out, "--method", "ais", "--ais-start", "encoder", "--ais-steps", "300", "--json"])
+        XCTAssertEqual(fromEncoder.status, 0, fromEncoder.stderr)
+        let encoderFields = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(fromEncoder.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(encoderFields["ais_start"] as? String, "encoder")
+        XCTAssertEqual(try XCTUnwrap(encoderFields["nll"] as? Double), exact, accuracy: 0.1, "AIS from the encoder against the exact NLL")
         for (arguments, fragment) in [(["--ais-steps", "0"], "--ais-steps must be between 1"), (["--chains", "0"], "--chains must be between 1"),
                                       (["--leapfrog", "5000"], "--leapfrog must be between 1"), (["--step-size", "nan"], "--step-size must be in"),
                                       (["--pilot-chains=-1"], "--pilot-chains must be between 0")] {
             try assertOneLineError(["evaluate", out, "--method", "ais"] + arguments, mentioning: fragment, arguments[0])
         }
         try assertOneLineError(["evaluate", out, "--ais-steps", "10"], mentioning: "are for --method ais")
+        try assertOneLineError(["evaluate", out, "--ais-start", "encoder"], mentioning: "are for --method ais")
     }
 
     /// `iwae bdmc`: one JSON line per T, the lower bound below the upper,

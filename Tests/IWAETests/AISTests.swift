@@ -10,9 +10,10 @@ import XCTest
 final class AISTests: XCTestCase {
     /// A model in Double with every parameter drawn in [−½, ½) (the prior's too).
     func model(likelihood: LikelihoodKind, prior: PriorKind, upper: [StochasticLayer] = [], decoderHidden: [Int] = [4],
-               sigmaPerFeature: Bool = false) -> VariationalAutoencoder<Double> {
+               sigmaPerFeature: Bool = false, encoder: CovarianceKind = .diagonal) -> VariationalAutoencoder<Double> {
         var configuration = ModelConfiguration(dataDimension: 6, latentDimension: 3, encoderHidden: [4], decoderHidden: decoderHidden,
-                                               prior: prior, likelihood: likelihood, sigma: 0.7, learnSigma: likelihood == .gaussian)
+                                               encoder: encoder, prior: prior, likelihood: likelihood, sigma: 0.7,
+                                               learnSigma: likelihood == .gaussian)
         configuration.upperLayers = upper
         configuration.sigmaPerFeature = sigmaPerFeature
         let model = VariationalAutoencoder<Double>(configuration, seed: 3)
@@ -49,19 +50,19 @@ final class AISTests: XCTestCase {
                         ones.fill(1)
                         func evaluate() { try! model.jointDensity(state, data: x.matrix, chainsPerExample: C, ones: ones.pointer, scratch: scratch.pointer) }
                         evaluate()
-                        let prior = state.priorGradient.map { Array(UnsafeBufferPointer(start: $0.pointer, count: $0.count)) }
-                        let lik = Array(UnsafeBufferPointer(start: state.likelihoodGradient.pointer, count: state.likelihoodGradient.count))
+                        let prior = state.startGradient.map { Array(UnsafeBufferPointer(start: $0.pointer, count: $0.count)) }
+                        let lik = Array(UnsafeBufferPointer(start: state.ratioGradient[0].pointer, count: state.ratioGradient[0].count))
                         let label = "\(likelihood) \(prior) \(layers.count + 1) layers\(perFeature ? " σ per feature" : "")"
                         for (l, z) in state.z.enumerated() {
                             let expectedPrior = centralDifferences(z.pointer, 0..<z.count) {
                                 evaluate()
-                                return (0..<rows).reduce(0.0) { $0 + state.logPrior[$1] }
+                                return (0..<rows).reduce(0.0) { $0 + state.logStart[$1] }
                             }
                             for i in 0..<z.count { XCTAssertEqual(prior[l][i], expectedPrior[i], accuracy: 1e-6 * max(1, abs(expectedPrior[i])), "\(label): ∂log p(z)/∂z\(l + 1)[\(i)]") }
                             guard l == 0 else { continue }
                             let expectedLikelihood = centralDifferences(z.pointer, 0..<z.count) {
                                 evaluate()
-                                return (0..<rows).reduce(0.0) { $0 + state.logLikelihood[$1] }
+                                return (0..<rows).reduce(0.0) { $0 + state.logRatio[$1] }
                             }
                             for i in 0..<z.count { XCTAssertEqual(lik[i], expectedLikelihood[i], accuracy: 1e-6 * max(1, abs(expectedLikelihood[i])), "\(label): ∂log p(x|z₁)/∂z₁[\(i)]") }
                         }
@@ -71,13 +72,43 @@ final class AISTests: XCTestCase {
         }
     }
 
+    /// From the encoder, log p₀ = log q(z|x) and ℓ = log p(x, z) − log q(z|x):
+    /// their gradients in z against central differences, for a diagonal and
+    /// a full-covariance q(z₁|x) and a diagonal two-layer encoder.
+    func testEncoderStartGradientMatchesCentralDifferences() throws {
+        let two = [StochasticLayer(dimension: 2, encoderHidden: [3], decoderHidden: [3])]
+        for (encoder, upper) in [(CovarianceKind.diagonal, [StochasticLayer]()), (.full, []), (.diagonal, two)] {
+            let model = model(likelihood: .bernoulli, prior: .learned, upper: upper, encoder: encoder)
+            let x = data(model, examples: 2)
+            let (chains, _) = try chains(model, x, chains: 3, stepSize: 0.1, start: .encoder)
+            let state = chains.state
+            let rng = Xoshiro256(seed: 9)
+            for z in state.z { for i in 0..<z.count { z[i] += rng.uniform(Double.self) - 0.5 } }
+            try chains.evaluate()
+            let start = state.startGradient.map { Array(UnsafeBufferPointer(start: $0.pointer, count: $0.count)) }
+            let ratio = state.ratioGradient.map { Array(UnsafeBufferPointer(start: $0.pointer, count: $0.count)) }
+            for (l, z) in state.z.enumerated() {
+                for (part, analytic) in [("log q", start[l]), ("ℓ", ratio[l])] {
+                    let expected = centralDifferences(z.pointer, 0..<z.count) {
+                        try! chains.evaluate()
+                        let values = part == "log q" ? state.logStart : state.logRatio
+                        return (0..<state.rows).reduce(0.0) { $0 + values[$1] }
+                    }
+                    for i in 0..<z.count {
+                        XCTAssertEqual(analytic[i], expected[i], accuracy: 1e-6 * max(1, abs(expected[i])), "\(encoder) \(upper.count + 1) layers: ∂\(part)/∂z\(l + 1)[\(i)]")
+                    }
+                }
+            }
+        }
+    }
+
     /// Chains of `model` on x with `chains` per example, at a fixed step size.
-    func chains(_ model: VariationalAutoencoder<Double>, _ x: Tensor<Double>, chains C: Int, stepSize: Double, seed: UInt64 = 7)
-        throws -> (AISChains<Double>, [Xoshiro256]) {
+    func chains(_ model: VariationalAutoencoder<Double>, _ x: Tensor<Double>, chains C: Int, stepSize: Double, seed: UInt64 = 7,
+                start: AISSettings.Start = .prior) throws -> (AISChains<Double>, [Xoshiro256]) {
         let streams = (0..<x.matrix.rows).map { Xoshiro256(seed: seed &+ UInt64($0)) }
         let state = LatentState<Double>(rows: x.matrix.rows * C, dimensions: model.configuration.latentDimensions)
-        return (try AISChains(model: model, state: state, data: x.matrix, chainsPerExample: C, noise: .perExample(streams), stepSize: stepSize),
-                streams)
+        return (try AISChains(model: model, state: state, data: x.matrix, chainsPerExample: C, noise: .perExample(streams), start: start,
+                              stepSize: stepSize), streams)
     }
 
     /// The leapfrog integrator's energy error over a fixed trajectory
@@ -181,25 +212,28 @@ final class AISTests: XCTestCase {
     /// pilots steer the acceptance to about 0.65, and with 3 steps AIS falls
     /// far below (a stochastic lower bound).
     func testAISMatchesTheExactLinearGaussianLikelihood() throws {
-        for upper in [[], [StochasticLayer(dimension: 2, encoderHidden: [3], decoderHidden: [])]] {
-            let model = model(likelihood: .gaussian, prior: .learned, upper: upper, decoderHidden: [])
+        let two = [StochasticLayer(dimension: 2, encoderHidden: [3], decoderHidden: [])]
+        for (upper, encoder, start) in [([], CovarianceKind.diagonal, AISSettings.Start.prior), (two, .diagonal, .prior),
+                                        ([], .full, .encoder), (two, .diagonal, .encoder)] {
+            let model = model(likelihood: .gaussian, prior: .learned, upper: upper, decoderHidden: [], encoder: encoder)
             let logVariance = try XCTUnwrap(model.parameterSlots.first { $0.name == "decoder.log_variance" })
             model.store.value(logVariance)[0] = 2 * log(0.2)
             for slot in model.parameterSlots where slot.name == "decoder.0.weight" { for i in 0..<slot.count { model.store.value(slot)[i] *= 4 } }
             let x = data(model, examples: 16)
             let exact = try model.exactLogLikelihood(x.matrix)
             let meanExact = exact.reduce(0, +) / Double(exact.count)
-            let settings = try AISSettings(steps: 1000, leapfrogSteps: 5, chains: 32, pilotChains: 4, initialStepSize: 0.1)
+            let settings = try AISSettings(steps: 1000, leapfrogSteps: 5, chains: 32, pilotChains: 4, start: start, initialStepSize: 0.1)
             let ais = try model.annealedImportanceSampling(x.matrix, settings: settings, seed: 1)
             let standardError = ais.standardErrors.reduce(0) { $0 + $1 * $1 }.squareRoot() / Double(ais.examples)
-            let label = "\(upper.count + 1) layers: AIS \(ais.meanLogLikelihood), exact \(meanExact), standard error \(standardError)"
+            let label = "\(upper.count + 1) layers, \(encoder) encoder, from the \(start): AIS \(ais.meanLogLikelihood), exact \(meanExact), standard error \(standardError)"
             XCTAssertLessThan(standardError, 0.05, label)
             XCTAssertEqual(ais.meanLogLikelihood, meanExact, accuracy: 3 * standardError, label)
             XCTAssertEqual(ais.divergentProposals, 0)
             let rate = ais.acceptanceRates.reduce(0, +) / Double(ais.examples)
             XCTAssertEqual(rate, AISSettings.targetAcceptance, accuracy: 0.05, "acceptance steered by the pilots")
-            let crude = try model.annealedImportanceSampling(x.matrix, settings: try AISSettings(steps: 3, leapfrogSteps: 5, chains: 16), seed: 1)
+            let crude = try model.annealedImportanceSampling(x.matrix, settings: try AISSettings(steps: 3, leapfrogSteps: 5, chains: 16, start: start), seed: 1)
             XCTAssertLessThan(crude.meanLogLikelihood, meanExact - 1, "3 steps: \(crude.meanLogLikelihood) against \(meanExact)")
+            print(label)
         }
     }
 

@@ -14,6 +14,14 @@ public struct AISSettings: Equatable, Sendable {
         case sigmoid
     }
 
+    /// Where the chains start.
+    public enum Start: String, Sendable, CaseIterable {
+        /// z ~ p(z); f_t = p(z) p(x|z)^{β_t}.
+        case prior
+        /// z ~ q(z|x); f_t = q(z|x)^{1−β_t} p(x, z)^{β_t}.
+        case encoder
+    }
+
     /// T.
     public let steps: Int
     /// L.
@@ -23,6 +31,7 @@ public struct AISSettings: Equatable, Sendable {
     /// P (0: the step size stays at `initialStepSize`).
     public let pilotChains: Int
     public let schedule: Schedule
+    public let start: Start
     /// ε at t = 1.
     public let initialStepSize: Double
     /// The pilots' acceptance rate the step size is steered toward.
@@ -33,7 +42,7 @@ public struct AISSettings: Equatable, Sendable {
 
     /// Throws one line naming the first value out of range.
     public init(steps: Int = 1000, leapfrogSteps: Int = 10, chains: Int = 16, pilotChains: Int = 4,
-                schedule: Schedule = .sigmoid, initialStepSize: Double = 0.05) throws {
+                schedule: Schedule = .sigmoid, start: Start = .prior, initialStepSize: Double = 0.05) throws {
         func check(_ value: Int, _ range: ClosedRange<Int>, _ option: String) throws {
             guard range.contains(value) else {
                 throw IWAEError.invalidArgument("\(option) must be between \(range.lowerBound) and \(range.upperBound), got \(value)")
@@ -51,6 +60,7 @@ public struct AISSettings: Equatable, Sendable {
         self.chains = chains
         self.pilotChains = pilotChains
         self.schedule = schedule
+        self.start = start
         self.initialStepSize = initialStepSize
     }
 

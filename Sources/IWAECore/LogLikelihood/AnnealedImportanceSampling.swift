@@ -38,11 +38,13 @@ public struct AISEstimate: Sendable {
 
 extension VariationalAutoencoder {
     /// Estimates log p(x) for each row of x (N, D) by annealed importance
-    /// sampling from the prior (Mathematics §9): C + P chains per example
-    /// start at z ~ p(z) and move through f_t(z) = p(z) p(x|z)^{β_t} by HMC
-    /// (L leapfrog steps of size ε_b); the estimating chains' weights
+    /// sampling (Mathematics §9): C + P chains per example start at
+    /// z ~ p₀ and move through f_t(z) = p₀(z) exp(β_t ℓ(z)) by HMC (L leapfrog
+    /// steps of size ε_b), p₀ = p(z) and ℓ = log p(x|z₁) from the prior,
+    /// p₀ = q(z|x) and ℓ = log p(x, z) − log q(z|x) from the encoder; the
+    /// estimating chains' weights
     ///
-    ///     w_c = Σ_{t=1}^{T} (β_t − β_{t−1}) log p(x | z_{c,t−1}),     log p̂(x) = log mean_c exp(w_c)
+    ///     w_c = Σ_{t=1}^{T} (β_t − β_{t−1}) ℓ(z_{c,t−1}),     log p̂(x) = log mean_c exp(w_c)
     ///
     /// make the estimate. Example b's step size ε_b is steered after each
     /// transition by its P pilot chains' acceptance ā,
@@ -68,6 +70,9 @@ extension VariationalAutoencoder {
                                            progress: ((Int) -> Void)? = nil) throws -> AISEstimate {
         precondition(posterior.map { $0.count == configuration.stochasticLayers && $0.allSatisfy { $0.rows == x.rows } } ?? true)
         precondition(x.columns == configuration.dataDimension)
+        if settings.start == .encoder && !encoderStartIsSupported {
+            throw IWAEError.invalidArgument("--ais-start encoder needs diagonal encoders above z₁ (this model's are full-covariance); use --ais-start prior")
+        }
         store.accumulatesParameterGradients = false
         defer {
             store.accumulatesParameterGradients = true
@@ -86,7 +91,7 @@ extension VariationalAutoencoder {
             for b in 0..<n { streams[b].reseed(Xoshiro256.rowSeed(seed, row: firstRow + start + b)) }
             let state = n * M == current.rows ? current : LatentState<Scalar>(rows: n * M, dimensions: dimensions)
             let chains = try AISChains(model: self, state: state, data: x.rows(start..<start + n), chainsPerExample: M,
-                                       noise: .perExample(Array(streams[0..<n])), stepSize: settings.initialStepSize)
+                                       noise: .perExample(Array(streams[0..<n])), start: settings.start, stepSize: settings.initialStepSize)
             if let posterior {
                 for (l, k) in dimensions.enumerated() {
                     for r in 0..<n * M { (state.z[l].pointer + r * k).update(from: posterior[l].pointer + (start + r / M) * posterior[l].rowStride, count: k) }
@@ -99,7 +104,7 @@ extension VariationalAutoencoder {
                 // β_{t−1} − β_t, then move under f_{t−1}.
                 let t = posterior == nil ? i : settings.steps + 1 - i
                 let step = posterior == nil ? betas[t] - betas[t - 1] : betas[t - 1] - betas[t]
-                for b in 0..<n { for c in 0..<C { logWeights[b * C + c] += step * Double(state.logLikelihood[b * M + c]) } }
+                for b in 0..<n { for c in 0..<C { logWeights[b * C + c] += step * Double(state.logRatio[b * M + c]) } }
                 guard i < settings.steps else { break }
                 let accepted = try chains.transition(beta: posterior == nil ? betas[t] : betas[t - 1], leapfrogSteps: settings.leapfrogSteps,
                                                      streams: streams)
@@ -145,21 +150,28 @@ package final class AISChains<Scalar: BLASScalar> {
     let data: MatrixView<Scalar>
     let chainsPerExample: Int
     let noise: Noise
+    let start: AISSettings.Start
     package var stepSizes: [Double]
     package var divergentProposals = 0
     private let ones: Tensor<Scalar>
     private let scratch: Tensor<Scalar>
+    /// log q(z|x) and its gradient by layer (encoder start only).
+    private let logQ: Tensor<Scalar>
+    private let qGradient: [Tensor<Scalar>]
     private var startEnergy: [Double]
     private var acceptance: [Double]
 
-    /// Chains started from the prior, their densities evaluated.
+    /// Chains started from the prior or the encoder, their densities evaluated.
     package init(model: VariationalAutoencoder<Scalar>, state: LatentState<Scalar>, data: MatrixView<Scalar>, chainsPerExample M: Int,
-         noise: Noise, stepSize: Double) throws {
+                 noise: Noise, start: AISSettings.Start = .prior, stepSize: Double) throws {
         self.model = model
         self.state = state
         self.data = data
         chainsPerExample = M
         self.noise = noise
+        self.start = start
+        logQ = Tensor(shape: [start == .encoder ? state.rows : 0])
+        qGradient = start == .encoder ? state.dimensions.map { Tensor(shape: [state.rows * $0]) } : []
         saved = LatentState(rows: state.rows, dimensions: state.dimensions)
         momentum = state.dimensions.map { Tensor(shape: [state.rows * $0]) }
         stepSizes = [Double](repeating: stepSize, count: data.rows)
@@ -168,36 +180,41 @@ package final class AISChains<Scalar: BLASScalar> {
         scratch = Tensor(shape: [state.rows])
         startEnergy = [Double](repeating: 0, count: state.rows)
         acceptance = [Double](repeating: 0, count: state.rows)
-        try model.drawFromPrior(state, noise: noise)
+        switch start {
+        case .prior: try model.drawFromPrior(state, noise: noise)
+        case .encoder: try model.drawFromEncoder(state, data: data, chainsPerExample: M, noise: noise)
+        }
         try evaluate()
     }
 
+    /// The state's start and ratio parts and their gradients at its z.
     package func evaluate() throws {
         try model.jointDensity(state, data: data, chainsPerExample: chainsPerExample, ones: ones.pointer, scratch: scratch.pointer)
+        if start == .encoder {
+            try model.moveStartToEncoder(state, chainsPerExample: chainsPerExample, qGradient: qGradient, logQ: logQ.pointer,
+                                         scratch: scratch.pointer, ones: ones.pointer)
+        }
     }
 
-    /// U(z) + ½‖p‖², U = −(log p(z) + β log p(x|z)), per row, in Double.
+    /// U(z) + ½‖p‖², U = −(log p₀(z) + β ℓ(z)), per row, in Double.
     package func energy(_ r: Int, beta: Double) -> Double {
         var kinetic = 0.0
         for (l, k) in state.dimensions.enumerated() {
             let p = momentum[l].pointer + r * k
             for i in 0..<k { kinetic += Double(p[i]) * Double(p[i]) }
         }
-        return -(Double(state.logPrior[r]) + beta * Double(state.logLikelihood[r])) + 0.5 * kinetic
+        return -(Double(state.logStart[r]) + beta * Double(state.logRatio[r])) + 0.5 * kinetic
     }
 
-    /// p ← p + (fraction · ε_b) ∇ log f_β(z) for every row.
+    /// p ← p + (fraction · ε_b) ∇ log f_β(z) for every row,
+    /// ∇ log f_β = ∇ log p₀ + β ∇ℓ.
     func kick(_ fraction: Double, beta: Double) {
         let M = chainsPerExample, b0 = Scalar(beta)
         for (l, k) in state.dimensions.enumerated() {
-            let p = momentum[l].pointer, g = state.priorGradient[l].pointer, gl = state.likelihoodGradient.pointer
+            let p = momentum[l].pointer, g = state.startGradient[l].pointer, gr = state.ratioGradient[l].pointer
             for r in 0..<state.rows {
                 let s = Scalar(fraction * stepSizes[r / M])
-                if l == 0 {
-                    for i in 0..<k { p[r * k + i] += s * (g[r * k + i] + b0 * gl[r * k + i]) }
-                } else {
-                    for i in 0..<k { p[r * k + i] += s * g[r * k + i] }
-                }
+                for i in 0..<k { p[r * k + i] += s * (g[r * k + i] + b0 * gr[r * k + i]) }
             }
         }
     }

@@ -1,55 +1,56 @@
 import IWAELinearAlgebra
 import RealModule
 
-/// The latent rows z = (z₁ … z_L) of AIS chains and the gradients of the
-/// joint density's two parts there, held by the layer (Mathematics §9):
+/// The latent rows z = (z₁ … z_L) of AIS chains and the two parts of
+/// log f_β(z) = log p₀(z) + β ℓ(z) there, with their gradients by layer
+/// (Mathematics §9):
 ///
-///     log p(z)   = log r(z_L) + Σ_{l<L} log p(z_l | z_{l+1})      (the prior, through every layer)
-///     log p(x|z) = log p(x | z₁)                                   (the likelihood)
+///     from the prior:    log p₀ = log p(z) = log r(z_L) + Σ_{l<L} log p(z_l | z_{l+1}),   ℓ = log p(x | z₁)
+///     from the encoder:  log p₀ = log q(z|x),                                           ℓ = log p(x, z) − log q(z|x)
 ///
 /// Shapes: R rows (example-major, `chainsPerExample` per example of x), one
-/// (R, k_l) buffer per layer; `priorGradient[l]` = ∂ log p(z)/∂z_l,
-/// `likelihoodGradient` = ∂ log p(x|z₁)/∂z₁; `logPrior`, `logLikelihood` (R).
+/// (R, k_l) buffer per layer; `startGradient[l]` = ∂ log p₀/∂z_l,
+/// `ratioGradient[l]` = ∂ℓ/∂z_l; `logStart`, `logRatio` (R).
 package final class LatentState<Scalar: BLASScalar> {
     package let rows: Int
     package let dimensions: [Int]
     package let z: [Tensor<Scalar>]
-    package let priorGradient: [Tensor<Scalar>]
-    package let likelihoodGradient: Tensor<Scalar>
-    package let logPrior: Tensor<Scalar>
-    package let logLikelihood: Tensor<Scalar>
+    package let startGradient: [Tensor<Scalar>]
+    package let ratioGradient: [Tensor<Scalar>]
+    package let logStart: Tensor<Scalar>
+    package let logRatio: Tensor<Scalar>
 
     package init(rows: Int, dimensions: [Int]) {
         self.rows = rows
         self.dimensions = dimensions
         z = dimensions.map { Tensor(shape: [rows * $0]) }
-        priorGradient = dimensions.map { Tensor(shape: [rows * $0]) }
-        likelihoodGradient = Tensor(shape: [rows * dimensions[0]])
-        logPrior = Tensor(shape: [rows])
-        logLikelihood = Tensor(shape: [rows])
+        startGradient = dimensions.map { Tensor(shape: [rows * $0]) }
+        ratioGradient = dimensions.map { Tensor(shape: [rows * $0]) }
+        logStart = Tensor(shape: [rows])
+        logRatio = Tensor(shape: [rows])
     }
 
     package func latent(_ l: Int) -> MatrixView<Scalar> { MatrixView(z[l].pointer, rows: rows, columns: dimensions[l]) }
 
+    private var perLayer: [[Tensor<Scalar>]] { [z, startGradient, ratioGradient] }
+
     /// Copies every value of `other` (same shapes) into this state.
     package func copy(from other: LatentState) {
-        for (a, b) in zip(z + priorGradient + [likelihoodGradient, logPrior, logLikelihood],
-                          other.z + other.priorGradient + [other.likelihoodGradient, other.logPrior, other.logLikelihood]) {
-            a.pointer.update(from: b.pointer, count: a.count)
-        }
+        for (a, b) in zip(perLayer.joined(), other.perLayer.joined()) { a.pointer.update(from: b.pointer, count: a.count) }
+        logStart.pointer.update(from: other.logStart.pointer, count: rows)
+        logRatio.pointer.update(from: other.logRatio.pointer, count: rows)
     }
 
     /// Copies row r of `other` into this state.
     package func copyRow(_ r: Int, from other: LatentState) {
-        for l in dimensions.indices {
-            let k = dimensions[l]
-            (z[l].pointer + r * k).update(from: other.z[l].pointer + r * k, count: k)
-            (priorGradient[l].pointer + r * k).update(from: other.priorGradient[l].pointer + r * k, count: k)
+        for (mine, theirs) in zip(perLayer, other.perLayer) {
+            for l in dimensions.indices {
+                let k = dimensions[l]
+                (mine[l].pointer + r * k).update(from: theirs[l].pointer + r * k, count: k)
+            }
         }
-        let k = dimensions[0]
-        (likelihoodGradient.pointer + r * k).update(from: other.likelihoodGradient.pointer + r * k, count: k)
-        logPrior[r] = other.logPrior[r]
-        logLikelihood[r] = other.logLikelihood[r]
+        logStart[r] = other.logStart[r]
+        logRatio[r] = other.logRatio[r]
     }
 }
 
@@ -74,9 +75,10 @@ extension VariationalAutoencoder {
         }
     }
 
-    /// log p(z), log p(x|z₁) and their gradients with respect to z at the
-    /// rows of `state` (row r scored against x's row ⌊r / C⌋), from the
-    /// model's own forward and backward passes:
+    /// log p(z) (into the state's start part), log p(x|z₁) (its ratio part)
+    /// and their gradients with respect to z at the rows of `state` (row r
+    /// scored against x's row ⌊r / C⌋), from the model's own forward and
+    /// backward passes:
     ///
     ///     ∂ log r(z_L)/∂z_L = −(z_L − λ₁)/λ₂          (the prior's backward, path weights 1)
     ///     ∂ log p(z_l|z_{l+1})/∂z_l, ∂/∂z_{l+1}       (the conditional prior's density backward)
@@ -88,20 +90,21 @@ extension VariationalAutoencoder {
                               ones: UnsafeMutablePointer<Scalar>, scratch: UnsafeMutablePointer<Scalar>) throws {
         let R = state.rows, top = state.dimensions.count - 1
         likelihood.logLikelihood(state.latent(0), targets: x, samplesPerExample: C, keepForBackward: true, store,
-                                 into: state.logLikelihood.pointer)
+                                 into: state.logRatio.pointer)
         likelihood.backward(weights: ones, targets: x, samplesPerExample: C, store,
-                            dz: MatrixView(state.likelihoodGradient.pointer, rows: R, columns: state.dimensions[0]))
-        for g in state.priorGradient { g.zero() }
-        prior.logDensity(state.latent(top), store, into: state.logPrior.pointer)
+                            dz: MatrixView(state.ratioGradient[0].pointer, rows: R, columns: state.dimensions[0]))
+        for g in state.ratioGradient.dropFirst() { g.zero() }
+        for g in state.startGradient { g.zero() }
+        prior.logDensity(state.latent(top), store, into: state.logStart.pointer)
         scratch.update(repeating: 0, count: R)
-        prior.backward(state.latent(top), weights: scratch, path: ones, sampleGradient: state.priorGradient[top].pointer, store)
+        prior.backward(state.latent(top), weights: scratch, path: ones, sampleGradient: state.startGradient[top].pointer, store)
         for l in 0..<top {
             let p = conditionalPriors[l]
             try p.forward(state.latent(l + 1), store)
             p.logDensity(at: state.latent(l), into: scratch)
-            for r in 0..<R { state.logPrior[r] += scratch[r] }
-            p.densityBackward(at: state.latent(l), weights: ones, pointGradient: state.priorGradient[l].pointer, store,
-                              dx: MatrixView(state.priorGradient[l + 1].pointer, rows: R, columns: state.dimensions[l + 1]))
+            for r in 0..<R { state.logStart[r] += scratch[r] }
+            p.densityBackward(at: state.latent(l), weights: ones, pointGradient: state.startGradient[l].pointer, store,
+                              dx: MatrixView(state.startGradient[l + 1].pointer, rows: R, columns: state.dimensions[l + 1]))
         }
     }
 }
