@@ -141,25 +141,36 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     @_specialize(exported: true, where Scalar == Float)
     public func estimateLogLikelihood(_ x: MatrixView<Scalar>, samples: EvaluationSamples, seed: UInt64, firstRow: Int = 0,
                                       progress: ((Int) -> Void)? = nil) throws -> LogLikelihoodEstimate {
-        let perPass = samples.examplesPerPass()
-        let passes = (x.rows + perPass - 1) / perPass
-        let active = Swift.max(1, Swift.min(workerCount, passes))
-        func rows(_ w: Int) -> Range<Int> {
-            let p = WorkerPool.block(w, of: passes, workers: active)
-            return Swift.min(x.rows, p.lowerBound * perPass)..<Swift.min(x.rows, p.upperBound * perPass)
+        let results = try inBlocksOfPasses(rows: x.rows, perPass: samples.examplesPerPass(), progress: progress) { replica, block, progress in
+            try replica.estimateLogLikelihood(x.rows(block), samples: samples, seed: seed, firstRow: firstRow + block.lowerBound,
+                                              progress: progress)
         }
-        var results = [LogLikelihoodEstimate?](repeating: nil, count: active)
+        return results.dropFirst().reduce(results[0]) { $0.merged(with: $1) }
+    }
+
+    /// Runs `body` on the workers, each with its block of `rows`: the passes
+    /// of `perPass` rows from row 0 cut into contiguous blocks, one per
+    /// worker (no more workers than passes), so that every pass holds the
+    /// same rows whatever the worker count. Worker 0 reports progress,
+    /// scaled to all rows. Returns the workers' results in order.
+    package func inBlocksOfPasses<Result>(rows: Int, perPass: Int, progress: ((Int) -> Void)?,
+                                          _ body: (VariationalAutoencoder<Scalar>, Range<Int>, ((Int) -> Void)?) throws -> Result) throws -> [Result] {
+        let passes = (rows + perPass - 1) / perPass
+        let active = Swift.max(1, Swift.min(workerCount, passes))
+        func block(_ w: Int) -> Range<Int> {
+            let p = WorkerPool.block(w, of: passes, workers: active)
+            return Swift.min(rows, p.lowerBound * perPass)..<Swift.min(rows, p.upperBound * perPass)
+        }
+        var results = [Result?](repeating: nil, count: active)
         let errors = results.withUnsafeMutableBufferPointer { slots in
             let slotBase = slots.baseAddress!
-            return WorkerPool.run(active, firstRow: { rows($0).lowerBound }) { w in
-                let block = rows(w)
-                slotBase[w] = try self.replicas[w].estimateLogLikelihood(
-                    x.rows(block), samples: samples, seed: seed, firstRow: firstRow + block.lowerBound,
-                    progress: w == 0 ? progress.map { report in { done in report(Swift.min(x.rows, done * active)) } } : nil)
+            return WorkerPool.run(active, firstRow: { block($0).lowerBound }) { w in
+                slotBase[w] = try body(self.replicas[w], block(w),
+                                       w == 0 ? progress.map { report in { done in report(Swift.min(rows, done * active)) } } : nil)
             }
         }
         try errors.rethrow()
-        return results.dropFirst().reduce(results[0]!) { $0.merged(with: $1!) }
+        return results.map { $0! }
     }
 
     /// Data-parallel `meanBound` (forward only), over all ranks: global
