@@ -12,8 +12,8 @@ extension Checkpoint {
         }
         let checkpoint: Checkpoint
         do {
+            try checkHeaderSize(ofFile: path)
             let bytes = try readFile(path)
-            try checkHeaderSize(bytes, name: path)
             checkpoint = try Checkpoint(try SafetensorsFile(parsing: bytes, name: path), name: path)
         } catch let error as DataError {
             throw IWAEError.invalidCheckpoint(error.description)
@@ -122,19 +122,23 @@ extension Checkpoint {
         }
     }
 
-    /// Refuses, before anything is parsed, a safetensors header longer than
-    /// any iwae writes for the tensors that follow it: 4 MiB, and 64 bytes
-    /// per byte of tensors. (A checkpoint's header grows with the data's
-    /// features, each of which has at least three floats of parameters,
-    /// 12 bytes, against at most a few hundred bytes of metadata.)
-    static func checkHeaderSize(_ bytes: [UInt8], name: String) throws {
-        guard bytes.count >= 8 else { return }   // the parser says what is wrong
-        let length = SafetensorsFile.headerLength(bytes)
-        guard length <= UInt64(bytes.count - 8) else { return }
-        let tensors = bytes.count - 8 - Int(length)
+    /// Refuses, before anything else is read, a safetensors header longer
+    /// than any iwae writes for the tensors that follow it: 4 MiB, and 64
+    /// bytes per byte of tensors. Only the file's first 8 bytes and its size
+    /// are read. (A checkpoint's header grows with the data's features, each
+    /// of which has at least three floats of parameters, 12 bytes, against
+    /// at most a few hundred bytes of metadata.)
+    static func checkHeaderSize(ofFile path: String) throws {
+        let (fd, info) = try openRegularFile(path)
+        defer { close(fd) }
+        var prefix = [UInt8](repeating: 0, count: 8)
+        guard read(fd, &prefix, 8) == 8 else { return }   // the parser says what is wrong
+        let length = SafetensorsFile.headerLength(prefix), size = Int(info.st_size)
+        guard length <= UInt64(size - 8) else { return }
+        let tensors = size - 8 - Int(length)
         let limit = (4 << 20) + 64 * tensors
         if Int(length) > limit {
-            throw IWAEError.invalidCheckpoint("\(name): the header is \(length) bytes for \(tensors) bytes of tensors, more than any checkpoint holds (\(limit)): altered, or not written by iwae")
+            throw IWAEError.invalidCheckpoint("\(path): the header is \(length) bytes for \(tensors) bytes of tensors, more than any checkpoint holds (\(limit)): altered, or not written by iwae")
         }
     }
 
