@@ -179,4 +179,26 @@ final class CheckpointKeysTests: XCTestCase {
             }
         }
     }
+
+    /// The optional keys no run of the test above leaves out (a data source
+    /// of another kind, a table trained with a held-out fraction), decoded
+    /// strictly by their types: null, or the documented default, reads as
+    /// the key left out.
+    func testOptionalKeysOfOtherKindsReadAsAbsent() throws {
+        func decode<T: Decodable & Equatable>(_ type: T.Type, _ text: String) throws -> T {
+            let decoder = JSONDecoder()
+            decoder.userInfo[refusingUnknownKeys] = true
+            return try decoder.decode(T.self, from: Data(text.utf8))
+        }
+        XCTAssertEqual(try decode(DataSource.self, #"{"kind":"mnist"}"#), try decode(DataSource.self, #"{"kind":"mnist","directory":null}"#))
+        let table = #""file":"t.npy","splitSeed":1,"testFraction":0.1,"rows":40"#
+        for key in ["key", "columns", "testFile", "testKey", "kind", "encoding", "fingerprint", "testFingerprint"] {
+            XCTAssertEqual(try decode(TableSource.self, "{\(table)}"), try decode(TableSource.self, "{\(table),\"\(key)\":null}"), key)
+        }
+        let options = #""objective":"iwae","samplesPerExample":5,"estimator":"reparam","baseline":"none","epochs":1,"batchSize":20,"learningRate":0.001,"schedule":"constant","adamEpsilon":0.0001,"seed":1"#
+        for (key, value) in [("groups", "1"), ("beta", "null"), ("workers", "null"), ("outputInitialization", "\"glorot\""),
+                             ("gemm", "\"openblas\""), ("precision", "\"fp32\"")] {
+            XCTAssertEqual(try decode(TrainingOptions.self, "{\(options)}"), try decode(TrainingOptions.self, "{\(options),\"\(key)\":\(value)}"), key)
+        }
+    }
 }
