@@ -54,10 +54,8 @@ struct Tightness: ParsableCommand {
             ProgressBar.finishLine()
             // Paired per image: AIS − L_K.
             let differences = zip(ais.logLikelihoods, estimate.bounds).map { $0 - $1 }
-            let mean = differences.reduce(0, +) / Double(differences.count)
-            let variance = differences.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(Swift.max(differences.count - 1, 1))
-            bounds.append((s.perExample, estimate.meanBound, mean, (variance / Double(differences.count)).squareRoot(),
-                           Date().timeIntervalSince(started)))
+            bounds.append((s.perExample, estimate.meanBound, differences.reduce(0, +) / Double(differences.count),
+                           standardErrorOfMean(differences), Date().timeIntervalSince(started)))
         }
         let bdmc = bdmcExamples > 0 ? try workers.bidirectionalMonteCarlo(examples: bdmcExamples, settings: settings, seed: seed) : nil
         let exact = network.isLinearGaussian ? try network.exactLogLikelihood(x.matrix) : nil

@@ -35,10 +35,10 @@ public struct AISSettings: Equatable, Sendable {
     /// ε at t = 1.
     public let initialStepSize: Double
     /// The pilots' acceptance rate the step size is steered toward.
-    public static let targetAcceptance = 0.65
+    package static let targetAcceptance = 0.65
 
     /// The ranges `iwae evaluate --method ais` accepts.
-    public static let stepRange = 1...1_000_000, leapfrogRange = 1...1000, chainRange = 1...100_000, pilotRange = 0...1000
+    package static let stepRange = 1...1_000_000, leapfrogRange = 1...1000, chainRange = 1...100_000, pilotRange = 0...1000
 
     /// Throws one line naming the first value out of range.
     public init(steps: Int = 1000, leapfrogSteps: Int = 10, chains: Int = 16, pilotChains: Int = 4,

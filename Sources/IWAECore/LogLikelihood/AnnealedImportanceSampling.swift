@@ -21,15 +21,10 @@ public struct AISEstimate: Sendable {
     /// Mean log p̂(x).
     public var meanLogLikelihood: Double { logLikelihoods.reduce(0, +) / Double(Swift.max(examples, 1)) }
     /// Standard error of the mean over examples.
-    public var standardError: Double {
-        let n = Double(examples)
-        guard n > 1 else { return 0 }
-        let m = meanLogLikelihood
-        return (logLikelihoods.reduce(0) { $0 + ($1 - m) * ($1 - m) } / (n - 1) / n).squareRoot()
-    }
+    public var standardError: Double { standardErrorOfMean(logLikelihoods) }
 
     /// The estimate over the union of two disjoint sets of examples (in order).
-    public func merged(with other: AISEstimate) -> AISEstimate {
+    package func merged(with other: AISEstimate) -> AISEstimate {
         AISEstimate(settings: settings, logLikelihoods: logLikelihoods + other.logLikelihoods,
                     standardErrors: standardErrors + other.standardErrors, acceptanceRates: acceptanceRates + other.acceptanceRates,
                     finalStepSizes: finalStepSizes + other.finalStepSizes, divergentProposals: divergentProposals + other.divergentProposals)

@@ -69,13 +69,7 @@ public struct LogLikelihoodEstimate: Sendable {
     /// NLL = −mean L_k.
     public var negativeLogLikelihood: Double { -meanBound }
     /// Standard error of the mean of L_k over examples.
-    public var standardError: Double {
-        let n = Double(bounds.count)
-        guard n > 1 else { return 0 }
-        let m = meanBound
-        let variance = bounds.reduce(0) { $0 + ($1 - m) * ($1 - m) } / (n - 1)
-        return (variance / n).squareRoot()
-    }
+    public var standardError: Double { standardErrorOfMean(bounds) }
     public var meanELBO: Double { elbos.reduce(0, +) / Double(max(elbos.count, 1)) }
     public var meanReconstruction: Double { reconstructions.reduce(0, +) / Double(max(reconstructions.count, 1)) }
     public var meanKL: Double { kls.reduce(0, +) / Double(max(kls.count, 1)) }
@@ -83,6 +77,15 @@ public struct LogLikelihoodEstimate: Sendable {
     public var activeUnits: Int { activeUnitsPerLayer[0] }
     /// Active units of each stochastic layer, z₁ first.
     public var activeUnitsPerLayer: [Int] { latentActivityPerLayer.map { $0.filter { $0 > 1e-2 }.count } }
+}
+
+/// The standard error of the mean of `values`, √(s² / n) with the sample
+/// variance s² (n − 1 in the denominator); 0 for fewer than two values.
+package func standardErrorOfMean(_ values: [Double]) -> Double {
+    let n = Double(values.count)
+    guard n > 1 else { return 0 }
+    let m = values.reduce(0, +) / n
+    return (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / (n - 1) / n).squareRoot()
 }
 
 // These run specialized when reached through `ModelWorkers` (pre-specialized
