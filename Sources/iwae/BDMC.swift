@@ -46,10 +46,12 @@ struct BDMC: ParsableCommand {
                 print(jsonLine([("ais_steps", s.steps), ("leapfrog", s.leapfrogSteps), ("chains", s.chains), ("examples", examples),
                                 ("lower", bdmc.lower.meanLogLikelihood), ("lower_stderr", bdmc.lower.standardError),
                                 ("upper", bdmc.upper.meanLogLikelihood), ("upper_stderr", bdmc.upper.standardError),
-                                ("gap", bdmc.gap), ("divergent_proposals", divergent), ("seconds", seconds)]))
+                                ("gap", bdmc.gap), ("divergent_proposals", divergent), ("seconds", seconds)]
+                               + (bdmc.exactMeanLogLikelihood.map { [("exact", $0)] } ?? [])))
             } else {
                 print("T = \(s.steps)".padding(toLength: 10, withPad: " ", startingAt: 0)
-                      + "lower \(formatted(bdmc.lower.meanLogLikelihood))  upper \(formatted(bdmc.upper.meanLogLikelihood))  gap \(formatted(bdmc.gap, 3)) nats  (\(formatted(seconds, 1)) s)")
+                      + "lower \(formatted(bdmc.lower.meanLogLikelihood))  upper \(formatted(bdmc.upper.meanLogLikelihood))  gap \(formatted(bdmc.gap, 3)) nats"
+                      + (bdmc.exactMeanLogLikelihood.map { "  exact \(formatted($0, 3)) (linear-Gaussian closed form)" } ?? "") + "  (\(formatted(seconds, 1)) s)")
             }
         }
     }

@@ -45,7 +45,7 @@ final class AISCommandTests: XCTestCase {
     }
 
     /// `iwae bdmc`: one JSON line per T, the lower bound below the upper,
-    /// the gap shrinking with T; bad lists and counts are one line.
+    /// the gap shrinking with T, the exact value between them; bad lists and counts are one line.
     func testBDMCFromTheCommandLine() throws {
         let (_, out) = try trainedLinearGaussian()
         let result = try runIWAE(["bdmc", out, "--examples", "30", "--steps", "5,200", "--chains", "8", "--json"])
@@ -55,6 +55,13 @@ final class AISCommandTests: XCTestCase {
         let gaps = try lines.map { try XCTUnwrap($0["gap"] as? Double) }
         XCTAssertLessThan(gaps[1], gaps[0], "the gap shrinks with T")
         XCTAssertGreaterThan(gaps[1], -0.05, "upper ≥ lower up to noise")
+        // A linear-Gaussian model: each line carries the simulated examples'
+        // exact log p(x), the same for every T, between the bounds at T = 200.
+        let exact = try lines.map { try XCTUnwrap($0["exact"] as? Double) }
+        XCTAssertEqual(exact[0], exact[1])
+        let (lower, upper) = (try XCTUnwrap(lines[1]["lower"] as? Double), try XCTUnwrap(lines[1]["upper"] as? Double))
+        XCTAssertLessThan(lower, exact[1] + 0.05, "lower bound below the exact value, up to noise")
+        XCTAssertGreaterThan(upper, exact[1] - 0.05, "upper bound above it, up to noise")
         for (arguments, fragment) in [(["--steps", "10,x"], "comma-separated list of integers"), (["--examples", "0"], "--examples must be between 1"),
                                       (["--steps", "0"], "--ais-steps must be between 1"), (["--ais-steps", "10"], "takes its list of T as --steps")] {
             try assertOneLineError(["bdmc", out] + arguments, mentioning: fragment, arguments.joined(separator: " "))

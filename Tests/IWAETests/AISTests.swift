@@ -255,6 +255,7 @@ final class AISTests: XCTestCase {
                 let bdmc = try workers.bidirectionalMonteCarlo(examples: 24, settings: try AISSettings(steps: T, leapfrogSteps: 5, chains: 16), seed: 3)
                 func se(_ e: AISEstimate) -> Double { e.standardErrors.reduce(0) { $0 + $1 * $1 }.squareRoot() / Double(e.examples) }
                 let label = "\(upper.count + 1) layers, T = \(T): lower \(bdmc.lower.meanLogLikelihood), exact \(meanExact), upper \(bdmc.upper.meanLogLikelihood)"
+                XCTAssertEqual(bdmc.exactMeanLogLikelihood, meanExact, "the estimate carries the simulated examples' exact log p(x)")
                 XCTAssertLessThanOrEqual(bdmc.lower.meanLogLikelihood, meanExact + 3 * se(bdmc.lower), label)
                 XCTAssertGreaterThanOrEqual(bdmc.upper.meanLogLikelihood, meanExact - 3 * se(bdmc.upper), label)
                 gaps.append(bdmc.gap)

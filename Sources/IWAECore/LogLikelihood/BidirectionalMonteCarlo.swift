@@ -18,6 +18,10 @@ public struct BDMCEstimate: Sendable {
     /// Mean upper bound − mean lower bound (nats): how far AIS with these
     /// settings can be from log p(x) at most, up to Monte Carlo error.
     public var gap: Double { upper.meanLogLikelihood - lower.meanLogLikelihood }
+    /// The simulated examples' exact mean log p(x) (nats) where the model is
+    /// linear-Gaussian (`exactLogLikelihood`), which the bounds must contain;
+    /// nil otherwise.
+    public var exactMeanLogLikelihood: Double?
 }
 
 extension VariationalAutoencoder {
@@ -59,6 +63,7 @@ extension ModelWorkers {
         let lower = try annealedImportanceSampling(simulated.data.matrix, settings: settings, seed: seed &+ 1)
         let upper = try annealedImportanceSampling(simulated.data.matrix, settings: settings, seed: seed &+ 2,
                                                    reverseFrom: simulated.latents.map(\.matrix))
-        return BDMCEstimate(lower: lower, upper: upper)
+        let exact = model.isLinearGaussian ? try model.exactLogLikelihood(simulated.data.matrix) : nil
+        return BDMCEstimate(lower: lower, upper: upper, exactMeanLogLikelihood: exact.map { $0.reduce(0, +) / Double(n) })
     }
 }
