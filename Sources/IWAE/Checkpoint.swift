@@ -109,10 +109,14 @@ public struct Checkpoint {
         return SafetensorsFile(metadata: metadata, entries: entries).encoded()
     }
 
-    /// Writes the checkpoint into `directory` atomically (temporary file,
-    /// fsync, rename): the previous checkpoint stays until the new one is whole.
+    /// Writes the checkpoint into `directory` (created with its parents if
+    /// missing) atomically (temporary file, fsync, rename): the previous
+    /// checkpoint stays until the new one is whole.
     public func save(to directory: String) throws {
-        do { try writeFileAtomically(encoded(), to: directory + "/" + Checkpoint.fileName) }
+        do {
+            _ = try prepareOutputDirectory(directory)
+            try writeFileAtomically(encoded(), to: directory + "/" + Checkpoint.fileName)
+        }
         catch let error as DataError { throw IWAEError.writeFailed(error.description) }
     }
 

@@ -129,13 +129,12 @@ struct Train: ParsableCommand {
                 throw IWAEError.invalidArgument("\(out) already holds a checkpoint: continue it with --resume \(out), or choose another --out")
             }
         }
-        var images = loaded
+        let images = loaded
         let encoderWidths = encoderHidden?.values ?? hidden.values
         let decoderWidths = decoderHidden?.values ?? hidden.values.reversed()
         try TrainingOptions.checkBufferMemory(samples: options.objective.drawsPerExample, batch: batch, dimension: images.dimension,
                         hidden: (hidden.values + encoderWidths + decoderWidths + [latent]
                                  + upperLayer.flatMap { [$0.layer.dimension] + $0.layer.encoderHidden + $0.layer.decoderHidden }).max()!)
-        if let n = trainExamples { images = images.prefix(n) }
         var configuration = ModelConfiguration(dataDimension: images.dimension, latentDimension: latent,
                                                encoderHidden: encoderWidths, decoderHidden: decoderWidths,
                                                activation: activation, encoder: encoder, prior: prior,
@@ -146,7 +145,7 @@ struct Train: ParsableCommand {
         try TrainingOptions.checkModelMemory(configuration, workers: options.workers)
         let run = TrainingRun(directory: out, configuration: configuration, options: options, data: source,
                               trainExamplesLimit: trainExamples,
-                              validationExamples: validationExamples ?? TrainingRun.defaultValidationExamples(for: images),
+                              validationExamples: validationExamples,
                               checkpointEvery: checkpointEvery)
         return (run, images)
     }

@@ -19,13 +19,15 @@ public struct TrainingRun {
     public var data: DataSource
     /// The first N training images only, or all.
     public var trainExamplesLimit: Int?
-    /// Training images held out for the per-epoch validation bound.
-    public var validationExamples: Int
+    /// Training examples held out for the per-epoch validation bound; nil:
+    /// as `iwae train` holds out when `--validation-examples` is not given
+    /// (5,000 images, a tenth of a table's rows up to 5,000).
+    public var validationExamples: Int?
     /// Also a checkpoint every N steps within an epoch (nil: at epoch ends only).
     public var checkpointEvery: Int?
 
     public init(directory: String, configuration: ModelConfiguration, options: TrainingOptions, data: DataSource,
-                trainExamplesLimit: Int? = nil, validationExamples: Int = 5000, checkpointEvery: Int? = nil) {
+                trainExamplesLimit: Int? = nil, validationExamples: Int? = nil, checkpointEvery: Int? = nil) {
         self.directory = directory
         self.configuration = configuration
         self.options = options
@@ -35,10 +37,11 @@ public struct TrainingRun {
         self.checkpointEvery = checkpointEvery
     }
 
-    /// The validation examples held out when none are asked for: 5,000 of a
-    /// set of images (the paper's protocol), a tenth of a table's training
-    /// rows up to 5,000.
-    package static func defaultValidationExamples(for examples: Examples) -> Int {
+    /// The examples held out of `examples`: `validationExamples`, or when
+    /// none are asked for 5,000 of a set of images (the paper's protocol), a
+    /// tenth of a table's training rows up to 5,000.
+    func validationCount(for examples: Examples) -> Int {
+        if let validationExamples { return validationExamples }
         if case .images = examples { return 5000 }
         return Swift.min(5000, examples.count / 10)
     }
@@ -84,9 +87,7 @@ public struct TrainingRun {
         let run = TrainingRun(directory: directory, configuration: checkpoint.model.configuration, options: options, data: data,
                               trainExamplesLimit: record.trainExamplesLimit, validationExamples: record.validationExamples,
                               checkpointEvery: checkpointEvery)
-        var examples = try data.loadTraining().examples
-        if let n = record.trainExamplesLimit { examples = examples.prefix(n) }
-        return (run, examples, checkpoint)
+        return (run, try data.loadTraining().examples, checkpoint)
     }
 
     /// Trains on `images`: a new run (the model initialized from the seed, a
@@ -105,18 +106,21 @@ public struct TrainingRun {
         try train(examples: .images(images), resuming: checkpoint, ranks: ranks, shouldStop: shouldStop, events: events, faults: faults)
     }
 
-    /// Trains on `examples` (images or a table's training rows), as `train(images:…)`.
-    public func train(examples images: Examples, resuming checkpoint: Checkpoint?, ranks: RankGroup = SingleRank(),
+    /// Trains on `examples` (images or a table's training rows, the first
+    /// `trainExamplesLimit` of them), as `train(images:…)`.
+    public func train(examples: Examples, resuming checkpoint: Checkpoint?, ranks: RankGroup = SingleRank(),
                       shouldStop: @escaping () -> Bool = { false }, events: Events = Events(),
                       faults: FaultInjection = .none) throws {
+        let images = trainExamplesLimit.map { examples.prefix($0) } ?? examples
         let writes = ranks.rank == 0
         let seeds = options.seeds
         let (model, split, heldOut) = try ranks.together {
             if writes {
+                _ = try RunDirectory.create(directory)
                 try RunDirectory.lock(directory)
                 RunDirectory.removeOrphanedTemporaries(in: directory)
             }
-            let split = try images.splitValidation(count: validationExamples, seed: seeds.validationSplit)
+            let split = try images.splitValidation(count: validationCount(for: images), seed: seeds.validationSplit)
             let model = VariationalAutoencoder<Float>(configuration, seed: seeds.initialization)
             // A resumed run takes every parameter from its checkpoint below.
             if checkpoint == nil { try model.initializeOutputLayer(from: split.train, options.outputInitialization) }
@@ -138,7 +142,7 @@ public struct TrainingRun {
             try trainer.restore(state)
         }
         let record = TrainingRecord(options: options, data: data, trainExamplesLimit: trainExamplesLimit,
-                                    validationExamples: validationExamples, threads: trainer.workers.totalWorkerCount,
+                                    validationExamples: validationCount(for: images), threads: trainer.workers.totalWorkerCount,
                                     trainCount: split.train.count, validationCount: split.validation.count)
         let imageSize = images.imageSize.map { Checkpoint.ImageSize(width: $0.width, height: $0.height) }
         events.log(startLine(trainer, split: split, resumed: checkpoint?.trainingState, ranks: ranks))

@@ -1,0 +1,67 @@
+import Foundation
+@testable import IWAE
+import XCTest
+
+/// The documented Swift path (`TrainingRun`, as the Getting Started article
+/// shows it) trains what `iwae train` trains with the same options: the same
+/// output initialization and output bias, the same validation split, the
+/// same run directory, a byte-identical checkpoint.
+final class SwiftPathTests: XCTestCase {
+    /// The environment that gives the command line this process's OpenBLAS
+    /// kernels: `iwae` relaunches itself with better ones where OpenBLAS fell
+    /// back to generic kernels, unless `OPENBLAS_CORETYPE` names a choice.
+    var sameKernels: [String: String] {
+        BLASLibrary.kernels.isFallback ? ["OPENBLAS_CORETYPE": BLASLibrary.coreName] : [:]
+    }
+
+    /// The checkpoint's bytes, after checking that training wrote one.
+    func checkpointBytes(_ directory: String) throws -> [UInt8] {
+        Array(try Data(contentsOf: URL(fileURLWithPath: Checkpoint.path(for: directory))))
+    }
+
+    /// The README's model and objective on 600 Fashion-MNIST images, one
+    /// epoch, with `--output-init glorot` and `pca`: `TrainingRun` from Swift,
+    /// into a directory that does not exist yet, writes the command line's bytes.
+    func testTrainingRunWritesTheCheckpointOfTheCommandLine() throws {
+        let source = DataSource.files("fashion-mnist")
+        let loaded: (examples: Examples, source: DataSource)
+        do { loaded = try source.loadTraining() } catch { throw XCTSkip("Fashion-MNIST is not installed (Debian's dataset-fashion-mnist): \(error)") }
+        for initialization in [OutputInitialization.glorot, .pca] {
+            let root = temporaryDirectory(self)
+            let cli = try runIWAE(["train", "--data", "fashion-mnist", "--objective", "iwae", "--k", "5", "--epochs", "1", "--batch", "100",
+                                   "--train-examples", "600", "--validation-examples", "100", "--output-init", initialization.rawValue,
+                                   "--threads", "2", "--out", root + "/cli"], environment: sameKernels)
+            XCTAssertEqual(cli.status, 0, cli.stderr)
+            let run = TrainingRun(directory: root + "/swift/run",
+                                  configuration: ModelConfiguration(dataDimension: loaded.examples.dimension, latentDimension: 50,
+                                                                    encoderHidden: [200, 200], decoderHidden: [200, 200]),
+                                  options: TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 5), epochs: 1, batchSize: 100,
+                                                           outputInitialization: initialization, workers: 2),
+                                  data: loaded.source, trainExamplesLimit: 600, validationExamples: 100)
+            try run.train(examples: loaded.examples, resuming: nil)
+            XCTAssertEqual(try checkpointBytes(root + "/swift/run"), try checkpointBytes(root + "/cli"), "--output-init \(initialization)")
+        }
+    }
+
+    /// A binary table with no validation size given: both hold out the same
+    /// tenth of its rows, and write the same bytes.
+    func testTheValidationDefaultIsTheCommandLines() throws {
+        let root = temporaryDirectory(self), file = root + "/rows.npy"
+        let rows = 400, columns = 12
+        let values = (0..<rows * columns).map { i in Double((i * 7 + i / columns) % 3 == 0 ? 1 : 0) }
+        try write(npyBytes(descr: "<f4", shape: [rows, columns], values: values), to: file)
+        let cli = try runIWAE(["train", "--data", file, "--k", "3", "--epochs", "2", "--batch", "20", "--latent", "3", "--hidden", "16",
+                               "--output-init", "pca", "--threads", "2", "--out", root + "/cli"], environment: sameKernels)
+        XCTAssertEqual(cli.status, 0, cli.stderr)
+        let loaded = try DataSource.table(try TableSource(file: file)).loadTraining()
+        let run = TrainingRun(directory: root + "/swift",
+                              configuration: ModelConfiguration(dataDimension: columns, latentDimension: 3, encoderHidden: [16], decoderHidden: [16]),
+                              options: TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 3), epochs: 2, batchSize: 20,
+                                                       outputInitialization: .pca, workers: 2),
+                              data: loaded.source)
+        try run.train(examples: loaded.examples, resuming: nil)
+        let checkpoint = try Checkpoint.load(from: root + "/swift")
+        XCTAssertEqual(checkpoint.training?.validationExamples, 40, "a tenth of 400 rows")
+        XCTAssertEqual(try checkpointBytes(root + "/swift"), try checkpointBytes(root + "/cli"))
+    }
+}
