@@ -53,8 +53,8 @@ struct Tightness: ParsableCommand {
             }
             ProgressBar.finishLine()
             // Paired per image: AIS − L_K.
-            let differences = zip(ais.logLikelihoods, estimate.bounds).map { $0 - $1 }
-            bounds.append((s.perExample, estimate.meanBound, differences.reduce(0, +) / Double(differences.count),
+            let differences = zip(ais.logLikelihoods, estimate.logLikelihoods).map { $0 - $1 }
+            bounds.append((s.perExample, estimate.meanLogLikelihood, differences.reduce(0, +) / Double(differences.count),
                            standardErrorOfMean(differences), Date().timeIntervalSince(started)))
         }
         let bdmc = bdmcExamples > 0 ? try workers.bidirectionalMonteCarlo(examples: bdmcExamples, settings: settings, seed: seed) : nil

@@ -168,23 +168,41 @@ extension VariationalAutoencoder where Scalar == Float {
         configuration.likelihood == .bernoulli ? images.binarizedForEvaluation() : images
     }
 
+    /// log p(x) ≈ L_k (Mathematics §5) for each of `examples` rows of
+    /// `values` (row-major, D values each), as `iwae evaluate` computes it:
+    /// for a Bernoulli likelihood each value v becomes 1 with probability v
+    /// (the evaluation binarization, row r from its own stream, so binary
+    /// rows pass unchanged and intensities in [0, 1] are binarized as images
+    /// are), k samples per row, on `threads` cores (default: all).
+    /// `logLikelihoods` holds each row's estimate and `standardErrors` its
+    /// Monte Carlo error.
+    public func logLikelihood(of values: [Float], examples n: Int, samples: EvaluationSamples = .standard,
+                              seed: UInt64 = LogLikelihoodEstimate.standardSeed,
+                              threads: Int? = nil) throws -> LogLikelihoodEstimate {
+        guard n >= 1, values.count == n * configuration.dataDimension else {
+            throw IWAEError.invalidArgument("expected \(n) × \(configuration.dataDimension) values, got \(values.count)")
+        }
+        let x = Tensor<Float>(shape: [n, configuration.dataDimension], values: values)
+        if configuration.likelihood == .bernoulli { binarizeForEvaluation(x.pointer, rows: n, dimension: configuration.dataDimension) }
+        return try ModelWorkers(model: self, workers: threads, seed: seed).estimateLogLikelihood(x.matrix, samples: samples, seed: seed)
+    }
+
     /// log p(x) ≈ L_k (Mathematics §5) for each image, as `iwae evaluate`
-    /// computes it: the evaluation binarization, k samples per image.
+    /// computes it, and as `logLikelihood(of: images.pixels, examples: images.count)`.
     public func logLikelihood(of images: ImageSet, samples: EvaluationSamples = .standard,
                               seed: UInt64 = LogLikelihoodEstimate.standardSeed,
                               threads: Int? = nil) throws -> LogLikelihoodEstimate {
         guard images.dimension == configuration.dataDimension else {
             throw IWAEError.invalidArgument("images have dimension \(images.dimension) but the model expects \(configuration.dataDimension)")
         }
-        let x = evaluationImages(images)
-        return try logLikelihood(of: x.pixels, examples: x.count, samples: samples, seed: seed, threads: threads)
+        return try logLikelihood(of: images.pixels, examples: images.count, samples: samples, seed: seed, threads: threads)
     }
 
     /// log p(v) ≈ L_k (Mathematics §5) for each row of `table`, in the data's
     /// own units, as `iwae evaluate` and `iwae score` compute it: the rows
     /// encoded (`TableEncoding`), binarized once for a Bernoulli model, each
     /// row drawing from its own stream, the encoding's log-Jacobian added.
-    /// `bounds` holds each row's estimate and `standardErrors` its Monte Carlo error.
+    /// `logLikelihoods` holds each row's estimate and `standardErrors` its Monte Carlo error.
     public func logLikelihood(of table: DataTable, samples: EvaluationSamples = .standard,
                               seed: UInt64 = LogLikelihoodEstimate.standardSeed,
                               threads: Int? = nil) throws -> LogLikelihoodEstimate {

@@ -44,12 +44,12 @@ struct Evaluate: ParsableCommand {
         let estimate = modelUnits.shifted(by: test.logJacobian)
         let seconds = Date().timeIntervalSince(started)
         ProgressBar.finishLine()
-        guard estimate.meanBound.isFinite else {
-            throw IWAEError.numerical("the log-likelihood estimate is not finite (\(estimate.meanBound))")
+        guard estimate.meanLogLikelihood.isFinite else {
+            throw IWAEError.numerical("the log-likelihood estimate is not finite (\(estimate.meanLogLikelihood))")
         }
         if let perExample {
-            let lines = estimate.bounds.indices.map { i in
-                jsonLine([("index", i), ("bound", estimate.bounds[i]), ("standard_error", estimate.standardErrors[i]),
+            let lines = estimate.logLikelihoods.indices.map { i in
+                jsonLine([("index", i), ("bound", estimate.logLikelihoods[i]), ("standard_error", estimate.standardErrors[i]),
                           ("elbo", estimate.elbos[i])]) + "\n"
             }
             try writeFileAtomically(Array(lines.joined().utf8), to: perExample)
@@ -70,7 +70,7 @@ struct Evaluate: ParsableCommand {
             print(jsonLine(fields + (exactNLL.map { [("exact_nll", $0)] } ?? [])))
         } else {
             print("test \(test.noun)".padding(toLength: 19, withPad: " ", startingAt: 0) + "\(estimate.examples) (\(dataName))")
-            print("log p(x) ≈ L_\(k)  \(formatted(estimate.meanBound)) ± \(formatted(estimate.standardError)) nats")
+            print("log p(x) ≈ L_\(k)  \(formatted(estimate.meanLogLikelihood)) ± \(formatted(estimate.standardError)) nats")
             print("NLL                \(formatted(estimate.negativeLogLikelihood)) nats")
             if test.logJacobian != 0 {
                 print("units              the data's own: standardized features' log-likelihood + log|dy/dx| = \(formatted(test.logJacobian))")

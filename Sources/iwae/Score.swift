@@ -41,11 +41,11 @@ struct Score: ParsableCommand {
                 ProgressBar.draw("scoring k=\(k)", done: done + inChunk, total: rows.count,
                                  detail: "\(formatted(Double(done + inChunk) / max(elapsed, 1e-9), 1)) rows/s")
             }.shifted(by: part.logJacobian)
-            if let bad = estimate.bounds.firstIndex(where: { !$0.isFinite }) {
-                throw IWAEError.numerical("row \(start + bad) of \(name): the log-likelihood estimate is not finite (\(estimate.bounds[bad])); nothing was written")
+            if let bad = estimate.logLikelihoods.firstIndex(where: { !$0.isFinite }) {
+                throw IWAEError.numerical("row \(start + bad) of \(name): the log-likelihood estimate is not finite (\(estimate.logLikelihoods[bad])); nothing was written")
             }
             try file.append(format.lines(estimate, firstRow: start))
-            sum += estimate.bounds.reduce(0, +)
+            sum += estimate.logLikelihoods.reduce(0, +)
             start += n
             if stop.isSet { throw IWAEError.interrupted("scoring stopped at row \(start) of \(rows.count); \(out) was not written") }
         }
@@ -128,15 +128,15 @@ enum ScoreFormat {
         case .npy:
             var values = [Double]()
             values.reserveCapacity(2 * estimate.examples)
-            for i in 0..<estimate.examples { values += [estimate.bounds[i], estimate.standardErrors[i]] }
+            for i in 0..<estimate.examples { values += [estimate.logLikelihoods[i], estimate.standardErrors[i]] }
             return values.withUnsafeBytes { Array($0) }
         case .csv:
-            return Array(estimate.bounds.indices.map { i in
-                "\(firstRow + i),\(estimate.bounds[i]),\(estimate.standardErrors[i].isFinite ? "\(estimate.standardErrors[i])" : "nan")\n"
+            return Array(estimate.logLikelihoods.indices.map { i in
+                "\(firstRow + i),\(estimate.logLikelihoods[i]),\(estimate.standardErrors[i].isFinite ? "\(estimate.standardErrors[i])" : "nan")\n"
             }.joined().utf8)
         case .jsonl:
-            return Array(estimate.bounds.indices.map { i in
-                jsonLine([("row", firstRow + i), ("log_likelihood", estimate.bounds[i]), ("standard_error", estimate.standardErrors[i])]) + "\n"
+            return Array(estimate.logLikelihoods.indices.map { i in
+                jsonLine([("row", firstRow + i), ("log_likelihood", estimate.logLikelihoods[i]), ("standard_error", estimate.standardErrors[i])]) + "\n"
             }.joined().utf8)
         }
     }

@@ -36,10 +36,10 @@ final class BoundTests: XCTestCase {
         XCTAssertGreaterThan(l50.mean - l5.mean, 4 * (l50.standardError + l5.standardError), "L50 \(l50) vs L5 \(l5)")
         let estimate = try model.estimateLogLikelihood(x.matrix, samples: 5000, seed: 7, rowsPerPass: 3000)
         XCTAssertEqual(estimate.examples, 400)
-        XCTAssertGreaterThan(estimate.meanBound, l50.mean + 4 * l50.standardError, "L5000 \(estimate.meanBound) vs L50 \(l50)")
+        XCTAssertGreaterThan(estimate.meanLogLikelihood, l50.mean + 4 * l50.standardError, "L5000 \(estimate.meanLogLikelihood) vs L50 \(l50)")
         // The Monte Carlo ELBO from the same samples is the L_1 expectation.
         XCTAssertEqual(estimate.meanELBO, l1.mean, accuracy: 6 * l1.standardError + 0.05)
-        XCTAssertLessThan(estimate.meanELBO, estimate.meanBound)
+        XCTAssertLessThan(estimate.meanELBO, estimate.meanLogLikelihood)
     }
 
     /// L_k from one pass and from chunks of samples combined by a running
@@ -76,7 +76,7 @@ final class BoundTests: XCTestCase {
                 let variance = w.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(k - 1)
                 errors.append((variance / Double(k)).squareRoot() / mean)
             }
-            assertClose(estimate.bounds, expected, rtol: 1e-6, "rowsPerPass \(rowsPerPass)")
+            assertClose(estimate.logLikelihoods, expected, rtol: 1e-6, "rowsPerPass \(rowsPerPass)")
             // The log weights are Floats of magnitude about 20, good to a few ulp
             // (2⁻¹⁹ ≈ 1.9·10⁻⁶ each), and a product of 6 rows rounds otherwise
             // than one of 1 on some kernels: the weights, and the standard error
@@ -117,9 +117,9 @@ final class BoundTests: XCTestCase {
         // A NaN pixel reaches the log likelihood of every draw of its example.
         x[5 * 20 + 3] = .nan
         let estimate = try model.estimateLogLikelihood(x.matrix.rows(0..<8), samples: 50, seed: 1, rowsPerPass: 40)
-        XCTAssertTrue(estimate.bounds[5].isNaN)
-        XCTAssertTrue(estimate.bounds.enumerated().filter { $0.offset != 5 }.allSatisfy { $0.element.isFinite })
-        XCTAssertTrue(estimate.meanBound.isNaN)
+        XCTAssertTrue(estimate.logLikelihoods[5].isNaN)
+        XCTAssertTrue(estimate.logLikelihoods.enumerated().filter { $0.offset != 5 }.allSatisfy { $0.element.isFinite })
+        XCTAssertTrue(estimate.meanLogLikelihood.isNaN)
     }
 
     /// After a large evaluation the model gives its buffers back: a later

@@ -70,18 +70,18 @@ final class ParallelTests: XCTestCase {
         let merged = try pool.estimateLogLikelihood(x.matrix, samples: 50, seed: 5)
         let first = try model.estimateLogLikelihood(x.matrix.rows(0..<40), samples: 50, seed: 5)
         let second = try model.estimateLogLikelihood(x.matrix.rows(40..<50), samples: 50, seed: 5, firstRow: 40)
-        XCTAssertEqual(merged.bounds, first.bounds + second.bounds)
+        XCTAssertEqual(merged.logLikelihoods, first.logLikelihoods + second.logLikelihoods)
         XCTAssertEqual(merged.standardErrors, first.standardErrors + second.standardErrors)
         XCTAssertEqual(merged.examples, 50)
         // Rows cut into calls at a multiple of a pass give the same bits (how `iwae score` streams).
         let head = try pool.estimateLogLikelihood(x.matrix.rows(0..<20), samples: 50, seed: 5)
         let tail = try pool.estimateLogLikelihood(x.matrix.rows(20..<50), samples: 50, seed: 5, firstRow: 20)
-        XCTAssertEqual(head.bounds + tail.bounds, merged.bounds)
+        XCTAssertEqual(head.logLikelihoods + tail.logLikelihoods, merged.logLikelihoods)
         // Each row's draws are its own: row 7 alone, as row 7, has the same
         // estimate up to the products' rounding (one row through the encoder
         // instead of 20).
         let alone = try model.estimateLogLikelihood(x.matrix.rows(7..<8), samples: 50, seed: 5, firstRow: 7)
-        assertClose(alone.bounds[0], merged.bounds[7], rtol: 1e-5)
+        assertClose(alone.logLikelihoods[0], merged.logLikelihoods[7], rtol: 1e-5)
         // Active-unit moments merge: equal to the variance over all 50 examples.
         // Not bit for bit: the encoder means of 50 rows come from other GEMM
         // calls than those of 20, 20 and 10, and a BLAS kernel's rounding depends on

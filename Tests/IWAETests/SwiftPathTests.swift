@@ -64,4 +64,22 @@ final class SwiftPathTests: XCTestCase {
         XCTAssertEqual(checkpoint.training?.validationExamples, 40, "a tenth of 400 rows")
         XCTAssertEqual(try checkpointBytes(root + "/swift"), try checkpointBytes(root + "/cli"))
     }
+
+    /// Per-row log-likelihoods are the same whatever holds the rows: an
+    /// `ImageSet` of intensities, the same values as an array, and the rows
+    /// binarized beforehand (which the evaluation binarization leaves as they are).
+    func testArrayAndImageSetLogLikelihoodsAgreeBitForBit() throws {
+        let side = 5, count = 12
+        let pixels = (0..<count * side * side).map { Float(($0 * 37) % 101) / 100 }
+        let images = ImageSet(count: count, width: side, height: side, pixels: pixels, labels: [UInt8](repeating: 0, count: count))
+        let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: side * side, latentDimension: 3, encoderHidden: [8],
+                                                                     decoderHidden: [8]), seed: 4)
+        let fromImages = try model.logLikelihood(of: images, samples: 50)
+        let fromArray = try model.logLikelihood(of: pixels, examples: count, samples: 50)
+        let fromBinary = try model.logLikelihood(of: images.binarizedForEvaluation().pixels, examples: count, samples: 50)
+        XCTAssertEqual(fromImages.logLikelihoods.count, count)
+        XCTAssertEqual(fromArray.logLikelihoods, fromImages.logLikelihoods)
+        XCTAssertEqual(fromBinary.logLikelihoods, fromImages.logLikelihoods)
+        XCTAssertEqual(fromArray.standardErrors, fromImages.standardErrors)
+    }
 }

@@ -162,7 +162,7 @@ func tightnessGaps(_ model: VariationalAutoencoder<Float>, train: ImageSet, test
     try Trainer(model: model, options: options, validation: nil).train(train)
     let x = Tensor<Float>(shape: [test.count, test.dimension], values: test.pixels)
     let exact = try model.exactLogLikelihood(x.matrix).reduce(0, +) / Double(test.count)
-    return try ks.map { k in exact - (try model.estimateLogLikelihood(x.matrix, samples: EvaluationSamples(k), seed: 9, rowsPerPass: 4000).meanBound) }
+    return try ks.map { k in exact - (try model.estimateLogLikelihood(x.matrix, samples: EvaluationSamples(k), seed: 9, rowsPerPass: 4000).meanLogLikelihood) }
 }
 
 /// Mean and variance per parameter of `draws` independent gradients of

@@ -89,7 +89,7 @@ do {
             let table = try DataTable(contentsOf: path)
             let scores = try checkpoint.model.logLikelihood(of: table, samples: EvaluationSamples(k), seed: 1)
             emit("table_nll", scores.negativeLogLikelihood)
-            emit("table_first_row", scores.bounds[0])
+            emit("table_first_row", scores.logLikelihoods[0])
             emit("table_first_row_stderr", scores.standardErrors[0])
         }
     }

@@ -9,7 +9,7 @@ public struct LogLikelihoodEstimate: Sendable {
     /// k, the number of importance samples per example.
     public var samples: Int
     /// L_k per example (nats): the estimate of log p(x) of each row.
-    public var bounds: [Double]
+    public var logLikelihoods: [Double]
     /// The Monte Carlo standard error of each L_k (`monteCarloStandardError`;
     /// NaN for k = 1, where one draw cannot tell its own spread).
     public var standardErrors: [Double]
@@ -28,7 +28,7 @@ public struct LogLikelihoodEstimate: Sendable {
 
     /// Var_x(E_q[z_l,u]) for each unit u of each layer l (Burda et al.'s activity).
     public var latentActivityPerLayer: [[Double]] {
-        let n = Double(max(bounds.count, 1))
+        let n = Double(max(logLikelihoods.count, 1))
         return zip(layerMeanSums, layerMeanSquareSums).map { sums, squares in
             zip(sums, squares).map { sum, square in
                 let m = sum / n
@@ -44,14 +44,14 @@ public struct LogLikelihoodEstimate: Sendable {
     public func merged(with other: LogLikelihoodEstimate) -> LogLikelihoodEstimate {
         precondition(samples == other.samples)
         return LogLikelihoodEstimate(
-            samples: samples, bounds: bounds + other.bounds, standardErrors: standardErrors + other.standardErrors,
+            samples: samples, logLikelihoods: logLikelihoods + other.logLikelihoods, standardErrors: standardErrors + other.standardErrors,
             elbos: elbos + other.elbos,
             reconstructions: reconstructions + other.reconstructions, kls: kls + other.kls,
             layerMeanSums: zip(layerMeanSums, other.layerMeanSums).map { zip($0, $1).map(+) },
             layerMeanSquareSums: zip(layerMeanSquareSums, other.layerMeanSquareSums).map { zip($0, $1).map(+) })
     }
 
-    public var examples: Int { bounds.count }
+    public var examples: Int { logLikelihoods.count }
 
     /// The estimate of a density in other units: `offset` (a change of
     /// variables' log |dy/dx|) added to every log-likelihood, ELBO and
@@ -59,17 +59,17 @@ public struct LogLikelihoodEstimate: Sendable {
     package func shifted(by offset: Double) -> LogLikelihoodEstimate {
         guard offset != 0 else { return self }
         var s = self
-        s.bounds = bounds.map { $0 + offset }
+        s.logLikelihoods = logLikelihoods.map { $0 + offset }
         s.elbos = elbos.map { $0 + offset }
         s.reconstructions = reconstructions.map { $0 + offset }
         return s
     }
     /// Mean L_k: the log-likelihood estimate.
-    public var meanBound: Double { bounds.reduce(0, +) / Double(max(bounds.count, 1)) }
+    public var meanLogLikelihood: Double { logLikelihoods.reduce(0, +) / Double(max(logLikelihoods.count, 1)) }
     /// NLL = −mean L_k.
-    public var negativeLogLikelihood: Double { -meanBound }
+    public var negativeLogLikelihood: Double { -meanLogLikelihood }
     /// Standard error of the mean of L_k over examples.
-    public var standardError: Double { standardErrorOfMean(bounds) }
+    public var standardError: Double { standardErrorOfMean(logLikelihoods) }
     public var meanELBO: Double { elbos.reduce(0, +) / Double(max(elbos.count, 1)) }
     public var meanReconstruction: Double { reconstructions.reduce(0, +) / Double(max(reconstructions.count, 1)) }
     public var meanKL: Double { kls.reduce(0, +) / Double(max(kls.count, 1)) }
@@ -185,7 +185,7 @@ extension VariationalAutoencoder {
             start += n
             progress?(start)
         }
-        return LogLikelihoodEstimate(samples: k, bounds: bounds, standardErrors: errors, elbos: elbos,
+        return LogLikelihoodEstimate(samples: k, logLikelihoods: bounds, standardErrors: errors, elbos: elbos,
                                      reconstructions: reconstructions, kls: kls,
                                      layerMeanSums: [muSum] + upperSums, layerMeanSquareSums: [muSquares] + upperSquares)
     }

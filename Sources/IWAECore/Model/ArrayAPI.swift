@@ -146,18 +146,3 @@ public func elboEstimate<Scalar: BLASScalar>(logWeights: [Scalar]) -> Scalar {
     precondition(!logWeights.isEmpty, "at least one log weight")
     return scalar(over: logWeights) { elboEstimate(logWeights: $0, into: $1) }
 }
-
-extension VariationalAutoencoder where Scalar == Float {
-    /// log p(x) ≈ L_k for each of `examples` rows of `pixels` (row-major,
-    /// D values each, as the model sees them: already binary for a Bernoulli
-    /// likelihood), on `threads` cores (default: all).
-    public func logLikelihood(of pixels: [Float], examples n: Int, samples: EvaluationSamples = .standard,
-                              seed: UInt64 = LogLikelihoodEstimate.standardSeed,
-                              threads: Int? = nil) throws -> LogLikelihoodEstimate {
-        guard n >= 1, pixels.count == n * configuration.dataDimension else {
-            throw IWAEError.invalidArgument("expected \(n) × \(configuration.dataDimension) values, got \(pixels.count)")
-        }
-        let x = Tensor<Float>(shape: [n, configuration.dataDimension], values: pixels)
-        return try ModelWorkers(model: self, workers: threads, seed: seed).estimateLogLikelihood(x.matrix, samples: samples, seed: seed)
-    }
-}
