@@ -3,7 +3,8 @@ import Foundation
 extension Checkpoint {
     /// Loads and validates a checkpoint from a directory or file. The model
     /// gets the compute plan it was trained with (`TrainingState.plan`, in
-    /// the precision of its options), so that it computes as it trained.
+    /// the precision of its options, or the `plan` of a model saved without
+    /// its run), so that it computes as it trained and as it was saved.
     /// (Any kernel reads any checkpoint: the tensors do not depend on it.)
     public static func load(from location: String) throws -> Checkpoint {
         let path = path(for: location)
@@ -18,8 +19,6 @@ extension Checkpoint {
         } catch let error as DataError {
             throw IWAEError.invalidCheckpoint(error.description)
         }
-        let precision = checkpoint.training?.options.precision ?? .fp32
-        checkpoint.model.plan = try checkpoint.trainingState?.plan?.recorded(for: precision) ?? ComputePlan(precision: precision)
         return checkpoint
     }
 
@@ -119,6 +118,12 @@ extension Checkpoint {
             // Only a resumed run needs the state: the parameters stay readable.
             guard case .invalidCheckpoint(let message) = error else { throw error }
             resumeDamage = resumeDamage ?? String(message.dropFirst(name.count + 2))
+        }
+        let precision = training?.options.precision ?? .fp32
+        if let plan = trainingState?.plan {
+            model.plan = try plan.recorded(for: precision)
+        } else {
+            model.plan = try decode(ComputePlan.self, "plan") ?? ComputePlan(precision: precision)
         }
     }
 

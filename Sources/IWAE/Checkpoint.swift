@@ -7,7 +7,8 @@ import Foundation
 /// `optimizer.second_moment` (F32) and `trainer.order` (I32). `__metadata__`
 /// holds typed JSON: `model` (`ModelConfiguration`), `data` (`DataSource`),
 /// `image` (width, height), `training` (`TrainingRecord`), `state`
-/// (`TrainingState` without its order) and `optimizer_step`, plus CRC-32s of
+/// (`TrainingState` without its order) and `optimizer_step`, or for a model
+/// saved without its run's state `plan` (its `ComputePlan`), plus CRC-32s of
 /// the tensor bytes and of the metadata, both required, so that corruption
 /// is refused instead of half-loaded.
 public struct Checkpoint {
@@ -103,6 +104,9 @@ public struct Checkpoint {
             }
             state.order = []
             metadata["state"] = Checkpoint.json(state)
+        } else {
+            // A model saved without its run keeps the kernels it computes with.
+            metadata["plan"] = Checkpoint.json(model.plan)
         }
         metadata["checksum_crc32"] = String(Checkpoint.checksum(entries))
         metadata["metadata_crc32"] = String(Checkpoint.metadataChecksum(metadata))

@@ -103,26 +103,29 @@ final class CheckpointFormatTests: XCTestCase {
             if let object = value as? [String: Any] {
                 for (key, child) in object {
                     found.insert(key)
-                    if key != "gemmPlan" { keys(child, into: &found) }   // a map from product sites
+                    if key != "gemmPlan" && key != "plan" { keys(child, into: &found) }   // maps from product sites
                 }
             } else if let array = value as? [Any] {
                 for child in array { keys(child, into: &found) }
             }
         }
+        // A model saved without its run: its plan instead of the run's state.
+        let bare = root + "/bare"
+        try Checkpoint(model: try Checkpoint.load(from: images).model).save(to: bare)
         var found = Set<String>()
-        for directory in [synthetic, images] {
+        for directory in [synthetic, images, bare] {
             let path = directory + "/model.safetensors"
             let file = try SafetensorsFile(parsing: [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))), name: path)
             XCTAssertEqual(file.metadata["format_version"], "3")
             for (key, value) in file.metadata {
                 found.insert(key)
-                if let object = try? JSONSerialization.jsonObject(with: Data(value.utf8)) { keys(object, into: &found) }
+                if key != "plan", let object = try? JSONSerialization.jsonObject(with: Data(value.utf8)) { keys(object, into: &found) }
             }
             for entry in file.entries where entry.name.hasPrefix("trainer.") || entry.name.hasPrefix("optimizer.") {
                 found.insert(entry.name)
             }
         }
-        XCTAssertTrue(found.contains("batchInEpoch") && found.contains("upperDimension") && found.contains("learnSigma"))
+        XCTAssertTrue(found.contains("batchInEpoch") && found.contains("upperDimension") && found.contains("learnSigma") && found.contains("plan"))
         XCTAssertEqual(found.subtracting(documented), [], "keys a checkpoint holds that the CheckpointFormat article does not name")
     }
 
