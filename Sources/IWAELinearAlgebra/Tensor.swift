@@ -41,6 +41,13 @@ public final class Tensor<Scalar: BLASScalar> {
     package var buffer: UnsafeMutableBufferPointer<Scalar> { .init(start: pointer, count: count) }
     public var array: [Scalar] { Array(buffer) }
 
+    /// The `count` values as a `MutableSpan` for the duration of `body`: to
+    /// fill a batch in place (`TrainingExamples.write(_:binarize:using:into:)`).
+    public func withMutableSpan<R>(_ body: (inout MutableSpan<Scalar>) throws -> R) rethrows -> R {
+        var span = buffer.mutableSpan
+        return try body(&span)
+    }
+
     public func fill(_ value: Scalar) { pointer.update(repeating: value, count: count) }
     public func zero() { fill(0) }
 

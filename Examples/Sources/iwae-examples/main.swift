@@ -44,6 +44,40 @@ do {
     let images = try trainedParameters(ImageSet(count: 100, width: 2, height: 2, pixels: values, labels: [UInt8](repeating: 0, count: 100)))
     emit("own_examples_match_image_set", own == images && own.allSatisfy(\.isFinite) ? 1 : 0)
 
+    // A training loop of one's own with the public step: shuffled batches
+    // written into one tensor (dynamic binarization), the workers' bounds and
+    // gradient, Adam. Then a save into a new directory, a load, and per-row
+    // log-likelihoods that agree to the bit.
+    let rows = Rows(values: values, count: 100, dimension: 4)
+    let looped = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: 4, latentDimension: 2, encoderHidden: [8],
+                                                                  decoderHidden: [8]), seed: 3)
+    let objective = try Objective(.iwae, samplesPerExample: 5)
+    let workers = ModelWorkers(model: looped, seed: 1)
+    workers.plan = workers.trainingPlan(batchSize: 20, objective: objective)
+    let adam = Adam<Float>(count: looped.store.values.count, learningRate: 1e-2)
+    var rng = Xoshiro256(seed: 2)
+    let batch = Tensor<Float>(shape: [20, 4])
+    var epochBounds = [Double]()
+    for _ in 0..<30 {
+        let order = Array(0..<rows.count).shuffled(using: &rng)
+        var sum = 0.0
+        for start in stride(from: 0, to: rows.count, by: 20) {
+            batch.withMutableSpan { rows.write(order[start..<start + 20], binarize: true, using: rng, into: &$0) }
+            sum += try workers.boundsAndGradient(batch.matrix, objective: objective).reduce(0.0) { $0 + Double($1) }
+            workers.updateParameters(with: adam)
+        }
+        epochBounds.append(sum / Double(rows.count))
+    }
+    emit("loop_first_epoch_bound", epochBounds.first!)
+    emit("loop_last_epoch_bound", epochBounds.last!)
+    let saved = NSTemporaryDirectory() + "iwae-examples-\(getpid())/model"
+    defer { try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "iwae-examples-\(getpid())") }
+    try Checkpoint(model: looped).save(to: saved)
+    let before = try looped.logLikelihood(of: values, examples: 100, samples: 200)
+    let after = try Checkpoint.load(from: saved).model.logLikelihood(of: values, examples: 100, samples: 200)
+    emit("loaded_scores_match", before.logLikelihoods == after.logLikelihoods && after.logLikelihoods.count == 100 ? 1 : 0)
+    emit("loop_test_nll", after.negativeLogLikelihood)
+
     // KL(N(μ, Σ) ‖ N(λ₁, diag λ₂)) for a correlated 2-d Gaussian, from Σ and from its Cholesky factor.
     let mean = [0.5, -1.0], covariance = [2.0, 0.6, 0.6, 1.0]
     let priorMean = [0.0, 0.5], priorVariance = [1.0, 2.0]

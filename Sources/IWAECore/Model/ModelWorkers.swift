@@ -97,13 +97,16 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         return UnsafeMutableBufferPointer(start: out, count: n)
     }
 
-    /// The Adam step after `stepGradient`: the replicas' gradients (or,
-    /// across ranks, their summed gradient) added, applied and cleared in one
-    /// pass, the gradients left zero for the next step. The sum is added left
-    /// to right as `collectGradient` adds it: the same bits.
-    @_specialize(exported: true, where Scalar == Float)
-    public func updateParameters(with optimizer: Adam<Scalar>) {
-        gradients.update(model.store, with: optimizer)
+    /// The plan `Trainer` computes with for batches of `batchSize` rows under
+    /// `objective`: each worker's share of a batch planned by `gemm` (`auto`
+    /// times each product site on this machine, once, and caches it) in
+    /// `precision`, one thread per product when there are several workers.
+    public func trainingPlan(batchSize: Int, objective: Objective, gemm: GEMMChoice = .auto,
+                             precision: Precision = .fp32) -> ComputePlan {
+        let examples = (batchSize + totalWorkerCount - 1) / totalWorkerCount
+        let threads = totalWorkerCount > 1 ? 1 : BLASLibrary.threads
+        return model.computePlan(gemm, precision: precision, examples: examples, samplesPerExample: objective.drawsPerExample,
+                                 threads: threads)
     }
 
     /// The gradient of the last `stepGradient`, summed into
@@ -192,5 +195,38 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         try ranks.agree(errors.first)
         sums.withUnsafeMutableBufferPointer { ranks.merge($0) }
         return sums.reduce(0.0) { $0 + Double(bitPattern: $1) } / Double(Swift.max(x.rows, 1))
+    }
+}
+
+// The training step for code outside the package, in Float (the engine's
+// training precision): concrete functions, so that a caller in another
+// module runs the specialized step, not the generic one.
+extension ModelWorkers where Scalar == Float {
+    /// A training step's bounds and gradient for a loop of one's own, on
+    /// every worker as `Trainer` computes them: the bound of `objective` for
+    /// each of the B rows of `x` (returned, B values) and the gradient of
+    /// −mean_b bound_b, left in the workers for `updateParameters(with:)`:
+    ///
+    ///     workers.plan = workers.trainingPlan(batchSize: 100, objective: objective)
+    ///     let bounds = try workers.boundsAndGradient(batch.matrix, objective: objective)
+    ///     workers.updateParameters(with: adam)
+    ///
+    /// Throws, and leaves the parameters as they were, when `objective` does
+    /// not fit the model or `x` has the wrong width.
+    @discardableResult
+    public func boundsAndGradient(_ x: MatrixView<Scalar>, objective: Objective) throws -> [Scalar] {
+        try objective.check(for: model.configuration)
+        guard x.rows >= 1, x.columns == model.configuration.dataDimension else {
+            throw IWAEError.invalidArgument("a batch of \(x.rows) rows of \(x.columns) values; the model takes rows of \(model.configuration.dataDimension)")
+        }
+        return Array(try stepGradient(x, objective: objective))
+    }
+
+    /// The Adam step after `stepGradient`: the replicas' gradients (or,
+    /// across ranks, their summed gradient) added, applied and cleared in one
+    /// pass, the gradients left zero for the next step. The sum is added left
+    /// to right as `collectGradient` adds it: the same bits.
+    public func updateParameters(with optimizer: Adam<Scalar>) {
+        gradients.update(model.store, with: optimizer)
     }
 }

@@ -86,15 +86,13 @@ public final class Trainer {
     /// which all compute with it.
     private static func agreedPlan(model: VariationalAutoencoder<Float>, options: TrainingOptions,
                                    workers: ModelWorkers<Float>) -> ComputePlan {
-        let examples = (options.batchSize + workers.totalWorkerCount - 1) / workers.totalWorkerCount
-        let threads = workers.totalWorkerCount > 1 ? 1 : BLASLibrary.threads
-        let sites = model.productSites(examples: examples, samplesPerExample: options.objective.drawsPerExample).keys.sorted()
         let ranks = workers.ranks
         var plan = ranks.rank == 0 || options.gemm != .auto
-            ? model.computePlan(options.gemm, precision: options.precision, examples: examples,
-                                samplesPerExample: options.objective.drawsPerExample, threads: threads)
+            ? workers.trainingPlan(batchSize: options.batchSize, objective: options.objective, gemm: options.gemm, precision: options.precision)
             : ComputePlan(precision: options.precision)
         if ranks.count > 1 {
+            let examples = (options.batchSize + workers.totalWorkerCount - 1) / workers.totalWorkerCount
+            let sites = model.productSites(examples: examples, samplesPerExample: options.objective.drawsPerExample).keys.sorted()
             // Each site's kernel as its index among all kernels, sent by rank 0 (the others send zeros).
             let all = ProductKernel.allCases
             var words = sites.map { ranks.rank == 0 ? UInt64(all.firstIndex(of: plan.kernel(for: $0))!) : 0 }
