@@ -81,9 +81,9 @@ final class ExamplesTests: XCTestCase {
         // last epoch lies below the model's L_200 on the same rows, as an
         // average of L_5 under moving parameters lies below a tighter bound
         // of the final ones, up to Monte Carlo noise.
-        let first = try XCTUnwrap(v["loop_first_epoch_bound"]), last = try XCTUnwrap(v["loop_last_epoch_bound"])
-        XCTAssertGreaterThan(last, first + 0.05, "the public-step loop raises the bound: \(first) → \(last)")
-        XCTAssertLessThan(last, -v["loop_test_nll"]! + 0.2)
+        let firstEpoch = try XCTUnwrap(v["loop_first_epoch_bound"]), lastEpoch = try XCTUnwrap(v["loop_last_epoch_bound"])
+        XCTAssertGreaterThan(lastEpoch, firstEpoch + 0.05, "the public-step loop raises the bound: \(firstEpoch) → \(lastEpoch)")
+        XCTAssertLessThan(lastEpoch, -v["loop_test_nll"]! + 0.2)
         // Saved into a new directory and loaded back: the same per-row log-likelihoods.
         XCTAssertEqual(v["loaded_scores_match"], 1)
         // The same in Float, within its rounding.

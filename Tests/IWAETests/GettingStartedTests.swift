@@ -76,8 +76,9 @@ final class GettingStartedTests: XCTestCase {
         let printed = try XCTUnwrap(try captures("NLL ([0-9.eE+-]+) ± ([0-9.eE+-]+) nats", in: output), output)
         XCTAssertEqual(Double(printed[0]), Double(nll), "the program's NLL is iwae evaluate's, to the bit")
         XCTAssertEqual(Double(printed[1]), Double(standardError))
-        // The table and the closed forms ran to the end.
+        // The table, the user's loop and the closed forms ran to the end.
         XCTAssertTrue(output.contains("over 1000 rows"), output)
+        XCTAssertTrue(output.contains("epoch 3: mean bound "), output)
         let kl = try XCTUnwrap(try captures("KL ([0-9.eE+-]+), L_4 ([0-9.eE+-]+), ELBO ([0-9.eE+-]+)", in: output), output)
         let detSigma = 2.0 * 1 - 0.6 * 0.6
         XCTAssertEqual(Double(kl[0])!, 0.5 * ((2.0 / 1 + 1.0 / 2) + (0.25 / 1 + 2.25 / 2) - 2 + Double.log(2) - Double.log(detSigma)),
