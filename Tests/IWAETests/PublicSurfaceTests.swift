@@ -64,6 +64,24 @@ final class PublicSurfaceTests: XCTestCase {
         XCTAssertEqual(unsafe.map { "\($0.module): \($0.declaration)" }, [], "public declarations with raw pointers")
     }
 
+    /// The public API, one line per declaration (`Module path: declaration`,
+    /// sorted), is checked in as `PublicAPI.txt` beside this file, so that a
+    /// change to the public surface is a visible diff in review (the habit of
+    /// Kotlin's binary-compatibility validator and .NET's PublicAPI files).
+    /// `IWAE_UPDATE_PUBLIC_API=1` rewrites the file from the code.
+    func testThePublicAPIIsTheCheckedInList() throws {
+        let lines = Set(try publicDeclarations().map { "\($0.module) \($0.path): \($0.declaration)" }).sorted()
+        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("PublicAPI.txt")
+        if ProcessInfo.processInfo.environment["IWAE_UPDATE_PUBLIC_API"] == "1" {
+            try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+            return
+        }
+        let listed = Set(try String(contentsOf: file, encoding: .utf8).split(separator: "\n").map(String.init))
+        let added = Set(lines).subtracting(listed).sorted(), removed = listed.subtracting(lines).sorted()
+        XCTAssertEqual(added, [], "public declarations not in PublicAPI.txt (review them, then IWAE_UPDATE_PUBLIC_API=1 swift test --filter PublicSurfaceTests)")
+        XCTAssertEqual(removed, [], "PublicAPI.txt lists declarations that are no longer public")
+    }
+
     /// What only the package's own targets, fuzzers and tests use is `package`, not public.
     func testPackageOnlyHelpersAreNotPublic() throws {
         let paths = Set(try publicDeclarations().map(\.path))
