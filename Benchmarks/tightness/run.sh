@@ -14,6 +14,8 @@ mkdir -p "$out"
 (cd "$root" && swift build -c release >/dev/null)
 cp "$root/.build/release/iwae" "$out/iwae"   # a copy: rebuilding the checkout does not disturb the runs
 iwae="$out/iwae"
+# One core per stream: one worker, and one thread inside each product.
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 mnist=(--data mnist --mnist-directory "${MNIST_DIRECTORY:-$root/../shared/data/mnist}")
 cd "$out"
 
