@@ -58,3 +58,18 @@ enum ProcessRanks {
         #endif
     }
 }
+
+/// `--reducer` and `--rank-timeout`, the options of a run under mpirun, as
+/// `train` and `resume` take them.
+struct RankOptions: ParsableArguments {
+    @Option(help: "Under mpirun: how the ranks sum gradients (ordered: the bits of one process with all ranks' threads; allreduce: MPI_Allreduce, faster, other bits).")
+    var reducer: GradientReducer = .ordered
+    @Option(help: "Under mpirun: seconds one exchange may wait for the other ranks before every rank is stopped (a rank that hangs).")
+    var rankTimeout: Double = 600
+
+    /// Checks the options and hands them to this process's ranks.
+    func configure() throws {
+        guard rankTimeout > 0 else { throw IWAEError.invalidArgument("--rank-timeout must be positive, got \(rankTimeout)") }
+        ProcessRanks.configure(reducer: reducer, timeout: rankTimeout)
+    }
+}

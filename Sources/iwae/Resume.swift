@@ -12,14 +12,10 @@ struct Resume: ParsableCommand {
     @Option(help: "Train to this many epochs in all (default: the run's own).") var epochs: Int?
     @Option(help: "Also write a checkpoint every N training steps within an epoch (default: at each epoch's end only).")
     var checkpointEvery: Int?
-    @Option(help: "Under mpirun: how the ranks sum gradients (ordered: the bits of one process; allreduce: MPI_Allreduce, faster, other bits).")
-    var reducer: GradientReducer = .ordered
-    @Option(help: "Under mpirun: seconds one exchange may wait for the other ranks before every rank is stopped.")
-    var rankTimeout: Double = 600
+    @OptionGroup var rankOptions: RankOptions
 
     func run() throws {
-        guard rankTimeout > 0 else { throw IWAEError.invalidArgument("--rank-timeout must be positive, got \(rankTimeout)") }
-        ProcessRanks.configure(reducer: reducer, timeout: rankTimeout)
+        try rankOptions.configure()
         try Resume.resume(directory, epochs: epochs, checkpointEvery: checkpointEvery)
     }
 

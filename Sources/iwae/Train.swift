@@ -48,10 +48,7 @@ struct Train: ParsableCommand {
     @OptionGroup var synthetic: SyntheticOptions
     @Option(help: "Hidden nonlinearity.") var activation: Activation = modelDefaults.activation
     @Option(help: "Worker threads (default: all active cores, shared among the ranks on a machine); results depend on seed and the thread count over all ranks.") var threads: Int?
-    @Option(help: "Under mpirun: how the ranks sum gradients (ordered: the bits of one process with all ranks' threads; allreduce: MPI_Allreduce, faster, other bits).")
-    var reducer: GradientReducer = .ordered
-    @Option(help: "Under mpirun: seconds one exchange may wait for the other ranks before every rank is stopped (a rank that hangs).")
-    var rankTimeout: Double = 600
+    @OptionGroup var rankOptions: RankOptions
     @Option(help: "Library of the products: auto (each product by the faster of OpenBLAS and oneDNN on this machine, timed once and kept in a cache), openblas or onednn. The plan is recorded in the checkpoint and kept on --resume.")
     var gemm: GEMMChoice = trainingDefaults.gemm
     @Option(help: "Inputs of the layers' products: fp32, or bf16 (rounded to bfloat16, accumulated in fp32; parameters, Adam and every reduction stay fp32). Recorded in the checkpoint and kept on --resume.")
@@ -67,8 +64,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let ranks = ProcessRanks.current
-        guard rankTimeout > 0 else { throw IWAEError.invalidArgument("--rank-timeout must be positive, got \(rankTimeout)") }
-        ProcessRanks.configure(reducer: reducer, timeout: rankTimeout)
+        try rankOptions.configure()
         if let n = checkpointEvery, n < 1 { throw IWAEError.invalidArgument("--checkpoint-every must be at least 1, got \(n)") }
         if let resume {
             // `iwae resume DIR` under its older spelling: the run's options come from its checkpoint.
