@@ -20,8 +20,8 @@ public struct BDMCEstimate: Sendable {
     public var gap: Double { upper.meanLogLikelihood - lower.meanLogLikelihood }
     /// The simulated examples' exact mean log p(x) (nats) where the model is
     /// linear-Gaussian (`exactLogLikelihood`), which the bounds must contain;
-    /// nil otherwise.
-    public var exactMeanLogLikelihood: Double?
+    /// nil otherwise. (Package: the library's users call `exactLogLikelihood`.)
+    package var exactMeanLogLikelihood: Double?
 }
 
 extension VariationalAutoencoder {

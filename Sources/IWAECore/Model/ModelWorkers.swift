@@ -103,10 +103,14 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     /// `precision`, one thread per product when there are several workers.
     public func trainingPlan(batchSize: Int, objective: Objective, gemm: GEMMChoice = .auto,
                              precision: Precision = .fp32) -> ComputePlan {
-        let examples = (batchSize + totalWorkerCount - 1) / totalWorkerCount
         let threads = totalWorkerCount > 1 ? 1 : BLASLibrary.threads
-        return model.computePlan(gemm, precision: precision, examples: examples, samplesPerExample: objective.drawsPerExample,
-                                 threads: threads)
+        return model.computePlan(gemm, precision: precision, examples: examplesPerWorker(batchSize: batchSize),
+                                 samplesPerExample: objective.drawsPerExample, threads: threads)
+    }
+
+    /// The most examples one worker takes of a batch of `batchSize` (over all ranks' workers).
+    package func examplesPerWorker(batchSize: Int) -> Int {
+        (batchSize + totalWorkerCount - 1) / totalWorkerCount
     }
 
     /// The gradient of the last `stepGradient`, summed into

@@ -91,8 +91,8 @@ public final class Trainer {
             ? workers.trainingPlan(batchSize: options.batchSize, objective: options.objective, gemm: options.gemm, precision: options.precision)
             : ComputePlan(precision: options.precision)
         if ranks.count > 1 {
-            let examples = (options.batchSize + workers.totalWorkerCount - 1) / workers.totalWorkerCount
-            let sites = model.productSites(examples: examples, samplesPerExample: options.objective.drawsPerExample).keys.sorted()
+            let sites = model.productSites(examples: workers.examplesPerWorker(batchSize: options.batchSize),
+                                           samplesPerExample: options.objective.drawsPerExample).keys.sorted()
             // Each site's kernel as its index among all kernels, sent by rank 0 (the others send zeros).
             let all = ProductKernel.allCases
             var words = sites.map { ranks.rank == 0 ? UInt64(all.firstIndex(of: plan.kernel(for: $0))!) : 0 }
