@@ -98,10 +98,9 @@ struct Compare: ParsableCommand {
                 let configuration = configured(architecture == 1 ? ModelConfiguration(dataDimension: train.dimension)
                                                                  : ModelConfiguration.twoLayer(dataDimension: train.dimension))
                 let model = VariationalAutoencoder<Float>(configuration, seed: seed)
-                try model.initializeOutputLayer(from: train, outputInit)
-                let options = TrainingOptions(objective: objective, epochs: epochCount, batchSize: batch,
-                                              learningRate: learningRate, schedule: schedule,
-                                              outputInitialization: outputInit, seed: seed, precision: precision)
+                let options = try TrainingOptions(objective: objective, epochs: epochCount, batchSize: batch,
+                                                  learningRate: learningRate, schedule: schedule,
+                                                  outputInitialization: outputInit, seed: seed, precision: precision)
                 let trainer = try Trainer(model: model, options: options, validation: nil)
                 let label = "\(architecture)-layer \(objective.label) K=\(k)"
                 let start = now()

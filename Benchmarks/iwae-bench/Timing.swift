@@ -50,8 +50,7 @@ struct TrainedModel {
         let path = NSTemporaryDirectory() + "iwae-bench-trained-\(getpid())"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         let model = VariationalAutoencoder<Float>(configuration, seed: 1)
-        model.initializeOutputBias(dataMean: train.pixelMean)
-        let options = TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 5), epochs: epochs, batchSize: 100, learningRate: 1e-3, seed: 1)
+        let options = try TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 5), epochs: epochs, batchSize: 100, learningRate: 1e-3, seed: 1)
         let start = now()
         try Trainer(model: model, options: options, validation: nil).train(train)
         try Checkpoint(model: model, data: .files("fashion-mnist")).save(to: path)

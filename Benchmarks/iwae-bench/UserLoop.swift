@@ -27,8 +27,7 @@ struct UserLoop: ParsableCommand {
         let images = try DataSource(name: data).load(.train).prefix(trainExamples)
         let objective = try Objective(.iwae, samplesPerExample: k)
         let configuration = ModelConfiguration(dataDimension: images.dimension)
-        var options = TrainingOptions(objective: objective, epochs: 1, batchSize: batch, workers: threads)
-        options.seed = 1
+        let options = try TrainingOptions(objective: objective, epochs: 1, batchSize: batch, seed: 1, workers: threads)
         func timeTrainer() throws -> Double {
             let model = VariationalAutoencoder<Float>(configuration, seed: 1)
             let started = now()
@@ -38,6 +37,7 @@ struct UserLoop: ParsableCommand {
         func timeLoop() throws -> Double {
             let model = VariationalAutoencoder<Float>(configuration, seed: 1)
             let started = now()
+            try model.initializeOutputLayer(from: images, .glorot)   // as Trainer does
             try trainWithPublicStep(model, images, objective: objective, batchSize: batch, threads: threads)
             return now() - started
         }

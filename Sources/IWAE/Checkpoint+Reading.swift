@@ -24,7 +24,7 @@ extension Checkpoint {
 
     /// Rebuilds the model and the run from parsed safetensors, checking
     /// format, version, checksums and every tensor's name, dtype and shape.
-    public init(_ file: SafetensorsFile, name: String) throws {
+    package init(_ file: SafetensorsFile, name: String) throws {
         func fail(_ why: String) -> IWAEError { .invalidCheckpoint("\(name): \(why)") }
         let m = file.metadata
         guard m["format"] == Checkpoint.formatName else { throw fail("not an iwae checkpoint (no format metadata)") }

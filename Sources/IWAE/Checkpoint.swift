@@ -13,12 +13,12 @@ import Foundation
 /// is refused instead of half-loaded.
 public struct Checkpoint {
     public static let fileName = "model.safetensors"
-    public static let formatName = "iwae-checkpoint"
+    package static let formatName = "iwae-checkpoint"
     /// 3: typed JSON metadata with named keys throughout (the `CheckpointFormat` article
     /// is the schema). Version 2 (the same, but a data source in Swift's
     /// synthesized form) is read and resumed; version 1 (string fields) is
     /// read for evaluation and sampling only.
-    public static let formatVersion = 3
+    package static let formatVersion = 3
 
     public var model: VariationalAutoencoder<Float>
     /// The data set the model was trained on, when known.
@@ -32,7 +32,7 @@ public struct Checkpoint {
     /// parameters load (the optimizer state, the training state or the
     /// training record is damaged or forged; that part is left out), or nil.
     /// `evaluate` and `sample` work, and only `--resume` is refused, with this reason.
-    public var resumeDamage: String?
+    package var resumeDamage: String?
     /// Where the run stands, for resuming.
     public var trainingState: TrainingState?
 
@@ -50,7 +50,7 @@ public struct Checkpoint {
         }
 
         /// Checks that the images are `dimension` pixels, width × height.
-        public func validate(dimension: Int) throws {
+        package func validate(dimension: Int) throws {
             guard width >= 1, height >= 1, CheckedSize.product([width, height]) == dimension else {
                 throw IWAEError.invalidArgument("an image of \(width) × \(height) pixels does not hold the model's \(dimension) values")
             }
@@ -71,7 +71,7 @@ public struct Checkpoint {
     static let trainingTensors: Set<String> = ["optimizer.first_moment", "optimizer.second_moment", "trainer.order"]
 
     /// The checkpoint file for a path that is either a directory or the file itself.
-    public static func path(for location: String) -> String {
+    package static func path(for location: String) -> String {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: location, isDirectory: &isDirectory), !isDirectory.boolValue {
             return location
@@ -81,7 +81,7 @@ public struct Checkpoint {
 
     // MARK: Writing
 
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         let store = model.store
         var entries = store.layout.slots.map { slot in
             SafetensorsEntry(name: slot.name, shape: slot.shape,

@@ -58,34 +58,6 @@ extension Examples: TrainingExamples {
         }
     }
 
-    /// The mean of each feature as the model sees it (before binarization),
-    /// summed in Double in row order (the bits of `ImageSet.pixelMean`).
-    package var featureMean: [Float] {
-        if case .images(let i) = self { return i.pixelMean }
-        let width = dimension
-        var sum = [Double](repeating: 0, count: width)
-        sum.withUnsafeMutableBufferPointer { sum in
-            forEachChunk { rows, n in
-                for r in 0..<n { for d in 0..<width { sum[d] += Double(rows[r * width + d]) } }
-            }
-        }
-        return sum.map { Float($0 / Double(count)) }
-    }
-
-    /// Calls `body` with consecutive chunks of at most 1,024 rows (encoded, not binarized).
-    func forEachChunk(_ body: (UnsafePointer<Float>, Int) -> Void) {
-        let chunk = Swift.min(1024, count)
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: Swift.max(1, chunk * dimension)) { buffer in
-            var start = 0
-            while start < count {
-                let n = Swift.min(chunk, count - start)
-                write(rows: start..<start + n, into: buffer.baseAddress!)
-                body(buffer.baseAddress!, n)
-                start += n
-            }
-        }
-    }
-
     /// The examples at positions `range`, in order.
     package func rows(_ range: Range<Int>) -> Examples {
         switch self {
@@ -120,35 +92,6 @@ extension Examples: TrainingExamples {
 }
 
 extension VariationalAutoencoder where Scalar == Float {
-    /// Starts the decoder's output layer from the training examples: its
-    /// bias at their feature means (`initializeOutputBias`) and, with
-    /// `.pca`, its weights along their principal directions
-    /// (`initializeOutputWeights(principalComponents:)`), computed from the
-    /// examples as training draws them (binarized for a Bernoulli likelihood).
-    public func initializeOutputLayer(from train: Examples, _ kind: OutputInitialization) throws {
-        guard train.dimension == configuration.dataDimension else {
-            throw IWAEError.invalidArgument("the data have dimension \(train.dimension) but the model expects \(configuration.dataDimension)")
-        }
-        initializeOutputBias(dataMean: train.featureMean)
-        guard kind == .pca else { return }
-        guard train.dimension <= OutputInitialization.largestPCADimension else {
-            throw IWAEError.invalidArgument("--output-init pca factors a D × D covariance: D = \(train.dimension) is above \(OutputInitialization.largestPCADimension); use --output-init glorot")
-        }
-        let components = PrincipalComponents(count: train.count, dimension: train.dimension,
-                                             binarized: configuration.likelihood == .bernoulli) { range, out in
-            train.write(rows: range, into: out)
-        }
-        guard let components else {
-            throw IWAEError.numerical("the principal directions of the \(train.count) training examples could not be computed (LAPACK dsyevd did not converge)")
-        }
-        initializeOutputWeights(principalComponents: components)
-    }
-
-    /// Images as `initializeOutputLayer(from: Examples, _:)` reads them.
-    public func initializeOutputLayer(from train: ImageSet, _ kind: OutputInitialization) throws {
-        try initializeOutputLayer(from: .images(train), kind)
-    }
-
     /// The rows as this model sees them at evaluation, in memory (N, D):
     /// encoded, then for a Bernoulli likelihood binarized once, row r (counting
     /// from `firstRow`) from its own stream (`binarizeForEvaluation`).

@@ -39,11 +39,10 @@ public struct TrainingRecord: Codable, Equatable, Sendable {
                   trainCount: try c.decode(Int.self, forKey: .trainCount), validationCount: try c.decode(Int.self, forKey: .validationCount))
     }
 
-    /// Checks every value as the command line checks it (the options by
-    /// `TrainingOptions.validate`, the data source when it was decoded) and
-    /// the counts against each other; throws a one-line error naming the bad one.
-    public func validate() throws {
-        try options.validate()
+    /// Checks the values the options and the data source (checked when
+    /// they were decoded) do not hold, and the counts against each other;
+    /// throws a one-line error naming the bad one.
+    package func validate() throws {
         if let n = trainExamplesLimit, !(1...TrainingState.maximumCount).contains(n) {
             throw IWAEError.invalidArgument("--train-examples must be at least 1, got \(n)")
         }

@@ -13,7 +13,14 @@ extension GradientEstimator: ExpressibleByArgument {}
 extension ScoreBaseline: ExpressibleByArgument {}
 extension GradientReducer: ExpressibleByArgument {}
 extension LearningRateSchedule: ExpressibleByArgument {}
-extension OutputInitialization: ExpressibleByArgument {}
+extension OutputInitialization: ExpressibleByArgument {
+    /// A new run's choices (`unchanged` keeps a loaded model's layer: Swift only).
+    public static var allValueStrings: [String] { allCases.filter { $0 != .unchanged }.map(\.rawValue) }
+    public init?(argument: String) {
+        guard let value = OutputInitialization(rawValue: argument), value != .unchanged else { return nil }
+        self = value
+    }
+}
 extension GEMMChoice: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}
 extension AISSettings.Schedule: ExpressibleByArgument {}
@@ -113,7 +120,12 @@ public struct CommandLineRank {
 /// and every rank then finishes MPI; an error only this rank met is printed
 /// with its rank, and the process exits without finishing MPI, so that
 /// mpirun stops the others.
-public func runCommandLine(_ command: ParsableCommand.Type, tool: String, rank: CommandLineRank? = nil) -> Never {
+///
+/// `aliases` maps an option to the subcommand it stands for: with
+/// `["train": ("--resume", "resume")]`, `train --resume DIR …` is parsed as
+/// `resume --resume DIR …`, and the argument parser checks what may come with it.
+public func runCommandLine(_ command: ParsableCommand.Type, tool: String, rank: CommandLineRank? = nil,
+                           aliases: [String: (option: String, subcommand: String)] = [:]) -> Never {
     lineBufferStandardOutput()
     let quiet = (rank?.rank ?? 0) != 0
     func leave(_ code: Int32, agreed: Bool) -> Never {
@@ -137,7 +149,12 @@ public func runCommandLine(_ command: ParsableCommand.Type, tool: String, rank: 
                 fail("argument \(i) is not valid UTF-8; name files with UTF-8 paths", code: 64)
             }
         }
-        var parsed = try command.parseAsRoot()
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if let first = arguments.first, let alias = aliases[first],
+           arguments.contains(where: { $0 == alias.option || $0.hasPrefix(alias.option + "=") }) {
+            arguments[0] = alias.subcommand
+        }
+        var parsed = try command.parseAsRoot(arguments)
         try parsed.run()
         fflush(stdout)
         if ferror(stdout) != 0 { fail("cannot write the output (\(String(cString: strerror(errno))))", code: 1) }

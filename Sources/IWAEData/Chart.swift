@@ -1,26 +1,26 @@
 import Foundation
 
 /// An RGB raster for charts, with lines, rectangles and a 5×7 bitmap font.
-public struct RGBImage: Sendable {
-    public let width: Int
-    public let height: Int
-    public var pixels: [UInt8]
+package struct RGBImage: Sendable {
+    package let width: Int
+    package let height: Int
+    package var pixels: [UInt8]
 
-    public init(width: Int, height: Int, background: (UInt8, UInt8, UInt8) = (255, 255, 255)) {
+    package init(width: Int, height: Int, background: (UInt8, UInt8, UInt8) = (255, 255, 255)) {
         self.width = width
         self.height = height
         pixels = [UInt8](repeating: 0, count: width * height * 3)
         for i in 0..<width * height { pixels[3 * i] = background.0; pixels[3 * i + 1] = background.1; pixels[3 * i + 2] = background.2 }
     }
 
-    public mutating func set(_ x: Int, _ y: Int, _ c: (UInt8, UInt8, UInt8)) {
+    package mutating func set(_ x: Int, _ y: Int, _ c: (UInt8, UInt8, UInt8)) {
         guard x >= 0, y >= 0, x < width, y < height else { return }
         let i = 3 * (y * width + x)
         pixels[i] = c.0; pixels[i + 1] = c.1; pixels[i + 2] = c.2
     }
 
     /// A line `thickness` pixels wide (Bresenham with a square pen).
-    public mutating func line(_ x0: Int, _ y0: Int, _ x1: Int, _ y1: Int, _ c: (UInt8, UInt8, UInt8), thickness: Int = 1) {
+    package mutating func line(_ x0: Int, _ y0: Int, _ x1: Int, _ y1: Int, _ c: (UInt8, UInt8, UInt8), thickness: Int = 1) {
         var x = x0, y = y0
         let dx = abs(x1 - x0), dy = -abs(y1 - y0), sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1
         var err = dx + dy
@@ -33,12 +33,12 @@ public struct RGBImage: Sendable {
         }
     }
 
-    public mutating func fill(_ x: Int, _ y: Int, _ w: Int, _ h: Int, _ c: (UInt8, UInt8, UInt8)) {
+    package mutating func fill(_ x: Int, _ y: Int, _ w: Int, _ h: Int, _ c: (UInt8, UInt8, UInt8)) {
         for yy in y..<y + h { for xx in x..<x + w { set(xx, yy, c) } }
     }
 
     /// Text in the 5×7 font at (x, y) (top left), `scale` pixels per dot.
-    public mutating func text(_ s: String, _ x: Int, _ y: Int, _ c: (UInt8, UInt8, UInt8) = (0, 0, 0), scale: Int = 1) {
+    package mutating func text(_ s: String, _ x: Int, _ y: Int, _ c: (UInt8, UInt8, UInt8) = (0, 0, 0), scale: Int = 1) {
         var cx = x
         for ch in s.uppercased() {
             if let rows = glyphs[ch] {
@@ -52,26 +52,26 @@ public struct RGBImage: Sendable {
         }
     }
 
-    public static func textWidth(_ s: String, scale: Int = 1) -> Int { s.count * 6 * scale }
+    package static func textWidth(_ s: String, scale: Int = 1) -> Int { s.count * 6 * scale }
 
     /// Copies `other` with its top left at (x, y).
-    public mutating func draw(_ other: RGBImage, at x: Int, _ y: Int) {
+    package mutating func draw(_ other: RGBImage, at x: Int, _ y: Int) {
         for yy in 0..<other.height { for xx in 0..<other.width {
             let i = 3 * (yy * other.width + xx)
             set(x + xx, y + yy, (other.pixels[i], other.pixels[i + 1], other.pixels[i + 2]))
         } }
     }
 
-    public func png() throws -> [UInt8] { try encodePNG(width: width, height: height, channels: 3, pixels: pixels) }
+    package func png() throws -> [UInt8] { try encodePNG(width: width, height: height, channels: 3, pixels: pixels) }
 }
 
 /// One line of a chart.
-public struct ChartSeries: Sendable {
-    public var name: String
-    public var points: [(x: Double, y: Double)]
-    public var color: (UInt8, UInt8, UInt8)
+package struct ChartSeries: Sendable {
+    package var name: String
+    package var points: [(x: Double, y: Double)]
+    package var color: (UInt8, UInt8, UInt8)
 
-    public init(name: String, points: [(x: Double, y: Double)], color: (UInt8, UInt8, UInt8)) {
+    package init(name: String, points: [(x: Double, y: Double)], color: (UInt8, UInt8, UInt8)) {
         self.name = name
         self.points = points
         self.color = color
@@ -79,15 +79,15 @@ public struct ChartSeries: Sendable {
 }
 
 /// A line chart with optional log axes, ticks, labels and a legend.
-public struct LineChart: Sendable {
-    public var title: String
-    public var xLabel: String
-    public var yLabel: String
-    public var logX: Bool
-    public var logY: Bool
-    public var series: [ChartSeries]
+package struct LineChart: Sendable {
+    package var title: String
+    package var xLabel: String
+    package var yLabel: String
+    package var logX: Bool
+    package var logY: Bool
+    package var series: [ChartSeries]
 
-    public init(title: String, xLabel: String, yLabel: String, logX: Bool = false, logY: Bool = false, series: [ChartSeries]) {
+    package init(title: String, xLabel: String, yLabel: String, logX: Bool = false, logY: Bool = false, series: [ChartSeries]) {
         self.title = title
         self.xLabel = xLabel
         self.yLabel = yLabel
@@ -97,9 +97,9 @@ public struct LineChart: Sendable {
     }
 
     /// Distinct colors for up to six series.
-    public static let palette: [(UInt8, UInt8, UInt8)] = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
+    package static let palette: [(UInt8, UInt8, UInt8)] = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
 
-    public func render(width: Int = 520, height: Int = 380) -> RGBImage {
+    package func render(width: Int = 520, height: Int = 380) -> RGBImage {
         var image = RGBImage(width: width, height: height)
         let left = 70, right = 20, top = 34, bottom = 50
         let plotW = width - left - right, plotH = height - top - bottom

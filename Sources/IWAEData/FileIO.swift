@@ -3,12 +3,12 @@ import Foundation
 import IWAELinearAlgebra
 
 /// The largest file the engine reads (data sets and checkpoints): 4 GiB.
-public let maximumFileSize = 1 << 32
+package let maximumFileSize = 1 << 32
 
 /// Reads a whole regular file of at most `limit` bytes, with a one-line error
 /// naming it. Devices (`/dev/zero`), FIFOs and sockets are refused before a
 /// byte is read: they could be endless or block forever.
-public func readFile(_ path: String, limit: Int = maximumFileSize) throws -> [UInt8] {
+package func readFile(_ path: String, limit: Int = maximumFileSize) throws -> [UInt8] {
     let (fd, info) = try openRegularFile(path)
     defer { close(fd) }
     guard info.st_size <= limit else {
@@ -56,7 +56,7 @@ package func openRegularFile(_ path: String) throws -> (Int32, stat) {
 /// Writes `bytes` to `path` atomically: a temporary file beside it is
 /// written, flushed to disk and renamed over `path`, so a crash leaves either
 /// the old file or the new one, never a half-written one.
-public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
+package func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
     let file = try AtomicFile(path)
     try file.append(bytes)
     try file.commit()

@@ -3,7 +3,7 @@ import CZlib
 import IWAELinearAlgebra
 
 /// True when `bytes` start with the gzip magic number 1f 8b.
-public func isGzip(_ bytes: [UInt8]) -> Bool { bytes.count >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b }
+package func isGzip(_ bytes: [UInt8]) -> Bool { bytes.count >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b }
 
 /// Decompresses a gzip stream (all members) with zlib.
 ///
@@ -12,7 +12,7 @@ public func isGzip(_ bytes: [UInt8]) -> Bool { bytes.count >= 2 && bytes[0] == 0
 /// `expectedSize`, when given, is asked after each chunk for the total size
 /// the output so far announces (an IDX header does): from then on the output
 /// may not pass it, so a bomb is stopped within one chunk.
-public func gunzip(_ bytes: [UInt8], name: String, limit: Int = 1 << 32,
+package func gunzip(_ bytes: [UInt8], name: String, limit: Int = 1 << 32,
                    expectedSize: (([UInt8]) -> Int?)? = nil) throws -> [UInt8] {
     var limit = limit
     var announced = false
@@ -63,7 +63,7 @@ public func gunzip(_ bytes: [UInt8], name: String, limit: Int = 1 << 32,
 }
 
 /// DEFLATE-compresses `bytes` into a zlib stream (for PNG).
-public func zlibCompress(_ bytes: [UInt8], level: Int32 = 6) throws -> [UInt8] {
+package func zlibCompress(_ bytes: [UInt8], level: Int32 = 6) throws -> [UInt8] {
     var length = compressBound(uLong(bytes.count))
     var output = [UInt8](repeating: 0, count: Int(length))
     let status = output.withUnsafeMutableBufferPointer { out in
@@ -77,7 +77,7 @@ public func zlibCompress(_ bytes: [UInt8], level: Int32 = 6) throws -> [UInt8] {
 }
 
 /// CRC-32 as used by PNG and gzip.
-public func crc32Checksum(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+package func crc32Checksum(_ bytes: ArraySlice<UInt8>) -> UInt32 {
     bytes.withUnsafeBufferPointer { UInt32(crc32(0, $0.baseAddress, uInt($0.count))) }
 }
 
@@ -87,7 +87,7 @@ package func crc32Continue(_ crc: UInt32, _ bytes: UnsafeBufferPointer<UInt8>) -
 }
 
 /// Compresses `bytes` into a gzip stream (one member), e.g. to write `.gz` IDX files.
-public func gzipCompress(_ bytes: [UInt8]) throws -> [UInt8] {
+package func gzipCompress(_ bytes: [UInt8]) throws -> [UInt8] {
     var stream = z_stream()
     guard deflateInit2_(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY,
                         ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {

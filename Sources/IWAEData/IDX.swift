@@ -4,17 +4,17 @@ import IWAELinearAlgebra
 /// An array read from an IDX file (the MNIST format of LeCun et al.):
 /// big-endian, `00 00 TT NN` magic (TT = 0x08 for unsigned bytes, NN = number
 /// of dimensions), NN big-endian UInt32 extents, then the values row-major.
-public struct IDXArray: Equatable, Sendable {
-    public var shape: [Int]
-    public var values: [UInt8]
+package struct IDXArray: Equatable, Sendable {
+    package var shape: [Int]
+    package var values: [UInt8]
 
-    public init(shape: [Int], values: [UInt8]) {
+    package init(shape: [Int], values: [UInt8]) {
         self.shape = shape
         self.values = values
     }
 
     /// Parses IDX bytes (unsigned-byte data only). `name` labels errors.
-    public init(parsing bytes: [UInt8], name: String) throws {
+    package init(parsing bytes: [UInt8], name: String) throws {
         guard bytes.count >= 4 else { throw DataError.invalidData("\(name): truncated IDX header (\(bytes.count) bytes)") }
         guard bytes[0] == 0, bytes[1] == 0 else {
             throw DataError.invalidData("\(name): not an IDX file (magic number \(hex(bytes[0..<4])))")
@@ -45,7 +45,7 @@ public struct IDXArray: Equatable, Sendable {
     }
 
     /// Reads an IDX file, gunzipping it first when it is gzip-compressed.
-    public init(contentsOf path: String) throws {
+    package init(contentsOf path: String) throws {
         var bytes = try readFile(path)
         if isGzip(bytes) { bytes = try gunzip(bytes, name: path, expectedSize: IDXArray.announcedSize) }
         try self.init(parsing: bytes, name: path)
@@ -66,7 +66,7 @@ public struct IDXArray: Equatable, Sendable {
     }
 
     /// The IDX encoding of this array.
-    public var encoded: [UInt8] {
+    package var encoded: [UInt8] {
         var bytes: [UInt8] = [0, 0, 0x08, UInt8(shape.count)]
         for extent in shape {
             bytes += [UInt8(truncatingIfNeeded: extent >> 24), UInt8(truncatingIfNeeded: extent >> 16),

@@ -22,7 +22,7 @@ public struct ImageSet: Sendable {
     }
 
     /// Images from an IDX image file (count, height, width) and label file (count).
-    public init(images: IDXArray, labels: IDXArray, name: String) throws {
+    package init(images: IDXArray, labels: IDXArray, name: String) throws {
         guard images.shape.count == 3 else {
             throw DataError.invalidData("\(name): image file has \(images.shape.count) dimensions, expected 3 (count, rows, columns)")
         }
@@ -88,7 +88,7 @@ public struct ImageSet: Sendable {
 
     /// The whole set binarized once with a fixed seed (the same binary images
     /// for every evaluation).
-    public func binarizedOnce(seed: UInt64) -> ImageSet {
+    package func binarizedOnce(seed: UInt64) -> ImageSet {
         var out = [Float](repeating: 0, count: pixels.count)
         out.withUnsafeMutableBufferPointer { binarize(0..<count, into: $0.baseAddress!, using: Xoshiro256(seed: seed)) }
         return ImageSet(count: count, width: width, height: height, pixels: out, labels: labels)
@@ -96,7 +96,7 @@ public struct ImageSet: Sendable {
 
     /// The seed of the evaluation binarization of test and validation rows
     /// (`binarizeForEvaluation`), the same in `iwae`, `iwae-bench` and the library.
-    public static let evaluationBinarizationSeed: UInt64 = 0x7E57
+    package static let evaluationBinarizationSeed: UInt64 = 0x7E57
 
     /// The fixed binarization every evaluation uses: pixel d of image n is 1
     /// with probability equal to its intensity, drawn from row n's own stream
@@ -130,18 +130,18 @@ package func binarizeForEvaluation(_ values: UnsafeMutablePointer<Float>, rows: 
 
 /// The four MNIST-format files of a data set: training and test images and labels.
 public struct MNISTFormatDataset: Sendable {
-    public let name: String
-    public let train: ImageSet
-    public let test: ImageSet
+    package let name: String
+    package let train: ImageSet
+    package let test: ImageSet
 
     /// Where Debian's `dataset-fashion-mnist` installs Fashion-MNIST.
-    public static let fashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
+    package static let fashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
 
     /// Reads `fashion-mnist` (the Debian package) or any directory holding
     /// `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
     /// `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte` (each optionally
     /// `.gz`; MNIST's `train-images.idx3-ubyte` spelling is accepted too).
-    public static func load(_ source: String) throws -> MNISTFormatDataset {
+    package static func load(_ source: String) throws -> MNISTFormatDataset {
         let directory = try resolve(source)
         let train = try load(source, split: .train)
         let test = try load(source, split: .test)
@@ -154,7 +154,7 @@ public struct MNISTFormatDataset: Sendable {
     public enum Split: String, Sendable { case train, test }
 
     /// Reads one split only (an evaluation needs no training images).
-    public static func load(_ source: String, split: Split) throws -> ImageSet {
+    package static func load(_ source: String, split: Split) throws -> ImageSet {
         let directory = try resolve(source)
         func find(_ stem: String, _ kind: String) throws -> String {
             for name in ["\(stem)-\(kind)-ubyte", "\(stem)-\(kind)-ubyte.gz", "\(stem).\(kind)-ubyte", "\(stem).\(kind)-ubyte.gz"] {
@@ -191,7 +191,7 @@ public struct MNISTFormatDataset: Sendable {
 extension ImageSet {
     /// Splits off `validationCount` images chosen by a seeded permutation:
     /// returns (training, validation), each in the original order.
-    public func splitValidation(count validationCount: Int, seed: UInt64) throws -> (train: ImageSet, validation: ImageSet) {
+    package func splitValidation(count validationCount: Int, seed: UInt64) throws -> (train: ImageSet, validation: ImageSet) {
         let (train, validation) = try validationSplit(count: count, validation: validationCount, seed: seed)
         return (subset(train), subset(validation))
     }

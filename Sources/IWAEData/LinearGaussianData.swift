@@ -38,7 +38,7 @@ public struct LinearGaussianData: Sendable, Codable, Equatable {
 
     /// U (k₁·k₂, row-major) and a (k₁) of a two-layer chain, from their own stream
     /// (built like W: correlated columns).
-    public var upperParameters: (weight: [Double], bias: [Double])? {
+    package var upperParameters: (weight: [Double], bias: [Double])? {
         guard let k2 = upperDimension else { return nil }
         return LinearGaussianData.correlatedWeights(rows: latentDimension, columns: k2, rng: Xoshiro256(seed: seed ^ 0x2C4A1))
     }
@@ -62,7 +62,7 @@ public struct LinearGaussianData: Sendable, Codable, Equatable {
         return (correlated, b.map { $0 * 0.5 })
     }
 
-    public func validate() throws {
+    package func validate() throws {
         guard dimension >= 1 else { throw DataError.invalidArgument("synthetic-dimension must be a positive integer, got \(dimension)") }
         guard latentDimension >= 1 else {
             throw DataError.invalidArgument("synthetic-latent must be a positive integer, got \(latentDimension)")

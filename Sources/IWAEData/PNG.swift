@@ -3,12 +3,12 @@ import IWAELinearAlgebra
 
 /// An 8-bit grayscale PNG (W3C PNG spec): signature, IHDR, one IDAT of
 /// zlib-compressed scanlines (filter type 0), IEND. `pixels` is (height, width).
-public func encodeGrayscalePNG(width: Int, height: Int, pixels: [UInt8]) throws -> [UInt8] {
+package func encodeGrayscalePNG(width: Int, height: Int, pixels: [UInt8]) throws -> [UInt8] {
     try encodePNG(width: width, height: height, channels: 1, pixels: pixels)
 }
 
 /// An 8-bit PNG with 1 (gray) or 3 (RGB) channels; `pixels` is (height, width, channels).
-public func encodePNG(width: Int, height: Int, channels: Int, pixels: [UInt8]) throws -> [UInt8] {
+package func encodePNG(width: Int, height: Int, channels: Int, pixels: [UInt8]) throws -> [UInt8] {
     precondition(channels == 1 || channels == 3)
     precondition(pixels.count == width * height * channels)
     func bigEndian(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)] }

@@ -3,13 +3,13 @@ import IWAELinearAlgebra
 
 /// One tensor of a safetensors file: dtype (`F32`, `F64`), shape and raw
 /// little-endian bytes.
-public struct SafetensorsEntry: Equatable, Sendable {
-    public var name: String
-    public var dtype: String
-    public var shape: [Int]
-    public var bytes: [UInt8]
+package struct SafetensorsEntry: Equatable, Sendable {
+    package var name: String
+    package var dtype: String
+    package var shape: [Int]
+    package var bytes: [UInt8]
 
-    public init(name: String, dtype: String, shape: [Int], bytes: [UInt8]) {
+    package init(name: String, dtype: String, shape: [Int], bytes: [UInt8]) {
         self.name = name
         self.dtype = dtype
         self.shape = shape
@@ -21,7 +21,7 @@ public struct SafetensorsEntry: Equatable, Sendable {
     }
 
     /// The values as Float (F32 entries only; this engine runs little-endian).
-    public var floatValues: [Float] {
+    package var floatValues: [Float] {
         precondition(dtype == "F32")
         return bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
     }
@@ -32,11 +32,11 @@ public struct SafetensorsEntry: Equatable, Sendable {
 /// `{"dtype", "shape", "data_offsets": [begin, end]}` (offsets into the data
 /// that follows) plus an optional `"__metadata__"` of string values, then the
 /// tensors' raw little-endian bytes, contiguous, in the order given.
-public struct SafetensorsFile: Equatable, Sendable {
-    public var metadata: [String: String]
-    public var entries: [SafetensorsEntry]
+package struct SafetensorsFile: Equatable, Sendable {
+    package var metadata: [String: String]
+    package var entries: [SafetensorsEntry]
 
-    public init(metadata: [String: String], entries: [SafetensorsEntry]) {
+    package init(metadata: [String: String], entries: [SafetensorsEntry]) {
         self.metadata = metadata
         self.entries = entries
     }
@@ -77,7 +77,7 @@ public struct SafetensorsFile: Equatable, Sendable {
 
     /// The file's bytes. The header is padded with spaces to a multiple of 8
     /// so the data starts aligned.
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         func quote(_ s: String) -> String {
             var out = "\""
             for scalar in s.unicodeScalars {
@@ -114,7 +114,7 @@ public struct SafetensorsFile: Equatable, Sendable {
 
     /// Parses and validates safetensors bytes; every inconsistency is a
     /// one-line error naming `name`.
-    public init(parsing bytes: [UInt8], name: String) throws {
+    package init(parsing bytes: [UInt8], name: String) throws {
         let (metadata, spans, dataStart) = try bytes.withUnsafeBytes { try SafetensorsFile.header($0, fileSize: bytes.count, name: name) }
         self.metadata = metadata
         entries = spans.map {
@@ -198,5 +198,5 @@ public struct SafetensorsFile: Equatable, Sendable {
         return (metadata, spans, dataStart)
     }
 
-    public func entry(_ name: String) -> SafetensorsEntry? { entries.first { $0.name == name } }
+    package func entry(_ name: String) -> SafetensorsEntry? { entries.first { $0.name == name } }
 }

@@ -12,16 +12,16 @@ import Foundation
 /// on a fallback kernel can only start again with the variable set:
 /// `iwae` and `iwae-bench` do so before anything else (`relaunchArguments`),
 /// and a library user's process gets one warning line (`warnIfFallback`).
-public enum BLASLibrary {
+@usableFromInline package enum BLASLibrary {
     /// Threads OpenBLAS uses inside one call. The engine's own workers set
     /// this to 1 while they run products concurrently (one core each).
-    public static var threads: Int {
+    @usableFromInline package static var threads: Int {
         get { Int(openblas_get_num_threads()) }
         set { openblas_set_num_threads(Int32(max(1, newValue))) }
     }
 
     /// The kernel family OpenBLAS chose for this CPU (e.g. `Cooperlake`).
-    public static var coreName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
+    package static var coreName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
 
     /// Restarts OpenBLAS's thread pool from a thread with flush-to-zero and
     /// denormals-are-zero set, so that its threads, which keep the mode they
@@ -30,7 +30,7 @@ public enum BLASLibrary {
     /// executables call it at start. A library user calls it once, while no
     /// other thread runs BLAS, if it runs OpenBLAS with several threads (the
     /// engine's workers run it with one thread each, in their own flushed threads).
-    public static func flushSubnormalsInThreads() {
+    package static func flushSubnormalsInThreads() {
         withSubnormalsFlushed {
             blas_thread_shutdown_()
             _ = blas_thread_init()
@@ -38,12 +38,12 @@ public enum BLASLibrary {
     }
 
     /// The kernels running and what this CPU could run instead.
-    public static var kernels: KernelChoice { KernelChoice(coreName: coreName, processor: .current) }
+    package static var kernels: KernelChoice { KernelChoice(coreName: coreName, processor: .current) }
 
     /// The one line a process on a fallback kernel prints to stderr, once
     /// (nil, and nothing printed, when the kernels fit the CPU).
     @discardableResult
-    public static func warnIfFallback() -> String? { fallbackWarning }
+    package static func warnIfFallback() -> String? { fallbackWarning }
 
     private static let fallbackWarning: String? = {
         let choice = kernels
@@ -58,7 +58,7 @@ public enum BLASLibrary {
     /// this CPU its kernels: nil when OpenBLAS already runs them, when the
     /// user set `OPENBLAS_CORETYPE` (an explicit choice is respected), or
     /// when `environment` already holds the variable.
-    public static func relaunchCoreType(environment: [String: String] = ProcessInfo.processInfo.environment,
+    package static func relaunchCoreType(environment: [String: String] = ProcessInfo.processInfo.environment,
                                         choice: KernelChoice = kernels) -> String? {
         guard environment["OPENBLAS_CORETYPE"] == nil, choice.isFallback else { return nil }
         return choice.recommendedCoreType
@@ -66,12 +66,12 @@ public enum BLASLibrary {
 }
 
 /// Which OpenBLAS kernels run, and which this CPU should run.
-public struct KernelChoice: Sendable, Equatable {
+package struct KernelChoice: Sendable, Equatable {
     /// What `openblas_get_corename()` says, e.g. `Prescott` or `Haswell`.
-    public var coreName: String
-    public var processor: Processor
+    package var coreName: String
+    package var processor: Processor
 
-    public init(coreName: String, processor: Processor) {
+    package init(coreName: String, processor: Processor) {
         self.coreName = coreName
         self.processor = processor
     }
@@ -88,14 +88,14 @@ public struct KernelChoice: Sendable, Equatable {
     /// The best kernel family for this CPU by its features (not its model):
     /// Cooperlake with AVX512-BF16, SkylakeX with AVX-512, Haswell with
     /// AVX2 and FMA, nil on anything older.
-    public var recommendedCoreType: String? {
+    package var recommendedCoreType: String? {
         processor.hasAVX512BF16 ? "Cooperlake" : processor.hasAVX512 ? "SkylakeX" : processor.hasAVX2 ? "Haswell" : nil
     }
 
     /// True when OpenBLAS runs a generic pre-AVX2 kernel on a CPU with AVX2
     /// or AVX-512. (OpenBLAS's own choice of an AVX2 family on an AVX-512 CPU,
     /// as on AMD's Zen 4, is its tuning, not a fallback, and is kept.)
-    public var isFallback: Bool {
+    package var isFallback: Bool {
         KernelChoice.level(ofCore: coreName) == 0 && recommendedCoreType != nil
     }
 }

@@ -9,7 +9,7 @@ public enum GEMMBackend: String, Codable, CaseIterable, Sendable {
     case onednn
 
     /// "oneDNN 2.6.3" and the like.
-    public static var oneDNNVersion: String {
+    package static var oneDNNVersion: String {
         guard let v = dnnl_version()?.pointee else { return "oneDNN" }
         return "oneDNN \(v.major).\(v.minor).\(v.patch)"
     }
@@ -94,7 +94,7 @@ public struct ProductSite: Hashable, Comparable, Sendable, CustomStringConvertib
     /// "forward 784→200": the key of a plan's JSON.
     public var description: String { "\(product.rawValue) \(inputs)→\(outputs)" }
 
-    public init?(_ description: String) {
+    package init?(_ description: String) {
         let parts = description.split(separator: " ")
         guard parts.count == 2, let product = Product(rawValue: String(parts[0])) else { return nil }
         let sizes = parts[1].split(separator: "→")
@@ -105,7 +105,7 @@ public struct ProductSite: Hashable, Comparable, Sendable, CustomStringConvertib
     public static func < (a: ProductSite, b: ProductSite) -> Bool { a.description < b.description }
 
     /// The three sites of a layer with `inputs` → `outputs`.
-    public static func sites(inputs: Int, outputs: Int) -> [ProductSite] {
+    package static func sites(inputs: Int, outputs: Int) -> [ProductSite] {
         Product.allCases.map { ProductSite($0, inputs: inputs, outputs: outputs) }
     }
 }
@@ -123,14 +123,14 @@ public struct ComputePlan: Codable, Equatable, Sendable {
     public private(set) var kernels: [ProductSite: ProductKernel]
 
     /// A plan of `precision` with these kernels, which must all be of it.
-    public init(precision: Precision = .fp32, _ kernels: [ProductSite: ProductKernel] = [:]) {
+    package init(precision: Precision = .fp32, _ kernels: [ProductSite: ProductKernel] = [:]) {
         precondition(kernels.values.allSatisfy { $0.precision == precision }, "a \(precision) plan holds only \(precision) kernels")
         self.precision = precision
         self.kernels = kernels
     }
 
     /// Every site computed by `kernel`.
-    public init(sites: [ProductSite], kernel: ProductKernel) {
+    package init(sites: [ProductSite], kernel: ProductKernel) {
         self.init(precision: kernel.precision, Dictionary(sites.map { ($0, kernel) }, uniquingKeysWith: { a, _ in a }))
     }
 
@@ -151,7 +151,7 @@ public struct ComputePlan: Codable, Equatable, Sendable {
     }
 
     /// How many sites each kernel computes.
-    public var counts: [ProductKernel: Int] { Dictionary(grouping: kernels.values, by: { $0 }).mapValues(\.count) }
+    package var counts: [ProductKernel: Int] { Dictionary(grouping: kernels.values, by: { $0 }).mapValues(\.count) }
 
     /// The one line that says what was chosen: "oneDNN at 12 of 15 sites
     /// (OpenBLAS: …)" in fp32; in bf16, how many sites run on the bf16

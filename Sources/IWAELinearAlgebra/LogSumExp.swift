@@ -21,12 +21,12 @@ package func logSumExp<Scalar: BLASScalar>(_ x: UnsafePointer<Scalar>, count: In
 }
 
 /// `log Σᵢ exp(xᵢ)` over an array, by the same function (−∞ for an empty array).
-public func logSumExp<Scalar: BLASScalar>(_ x: [Scalar]) -> Scalar {
+package func logSumExp<Scalar: BLASScalar>(_ x: [Scalar]) -> Scalar {
     x.withUnsafeBufferPointer { x in x.baseAddress.map { logSumExp($0, count: x.count) } ?? -.infinity }
 }
 
 /// Row-wise log-sum-exp of a (rows, columns) matrix (rows values).
-public func logSumExpRows<Scalar: BLASScalar>(_ x: MatrixView<Scalar>) -> [Scalar] {
+package func logSumExpRows<Scalar: BLASScalar>(_ x: MatrixView<Scalar>) -> [Scalar] {
     [Scalar](unsafeUninitializedCapacity: x.rows) { result, initialized in
         if let base = result.baseAddress { logSumExpRows(x, into: base) }
         initialized = x.rows
@@ -42,7 +42,7 @@ package func logSumExpRows<Scalar: BLASScalar>(_ x: MatrixView<Scalar>, into res
 /// Row-wise softmax of a (rows, columns) matrix: `y[r, c] = exp(x[r, c] − logsumexp(x[r, :]))`.
 /// A row of all −∞ gets uniform weights (no sample is preferred).
 @inlinable
-public func softmaxRows<Scalar: BLASScalar>(_ x: MatrixView<Scalar>, into y: MatrixView<Scalar>) {
+package func softmaxRows<Scalar: BLASScalar>(_ x: MatrixView<Scalar>, into y: MatrixView<Scalar>) {
     precondition(x.rows == y.rows && x.columns == y.columns)
     for r in 0..<x.rows {
         let lse = logSumExp(x.pointer + r * x.rowStride, count: x.columns)
@@ -54,7 +54,7 @@ public func softmaxRows<Scalar: BLASScalar>(_ x: MatrixView<Scalar>, into y: Mat
 
 /// `log(exp(a) + exp(b))`, exact for −∞ arguments; NaN if either is NaN.
 @inlinable
-public func logAddExp<Scalar: BLASScalar>(_ a: Scalar, _ b: Scalar) -> Scalar {
+package func logAddExp<Scalar: BLASScalar>(_ a: Scalar, _ b: Scalar) -> Scalar {
     if a.isNaN || b.isNaN { return .nan }
     let m = Swift.max(a, b)
     if m == -.infinity { return m }

@@ -5,9 +5,9 @@ import Foundation
 /// (`ulimit -v`, RLIMIT_AS) leaves beside what is already mapped. Sizes that
 /// come from a user or a file are checked against it before anything is
 /// allocated, so that a model too large is one line instead of a trap.
-public enum MemoryBudget {
+package enum MemoryBudget {
     /// Bytes the process may still allocate (an estimate, from the limits in force now).
-    public static var available: Int {
+    package static var available: Int {
         var limit = Int(ProcessInfo.processInfo.physicalMemory)
         if let cgroup = cgroupLimit { limit = Swift.min(limit, cgroup) }
         var rl = rlimit()
@@ -35,7 +35,7 @@ public enum MemoryBudget {
 
     /// Throws one line when `bytes` (nil: beyond any count) is more than
     /// `fraction` of what is available; `what` names what would need them.
-    public static func check(_ bytes: Int?, for what: String, fraction: Double = 0.8) throws {
+    package static func check(_ bytes: Int?, for what: String, fraction: Double = 0.8) throws {
         let free = available
         guard let bytes, Double(bytes) <= fraction * Double(free) else {
             let need = bytes.map { "\($0 / (1 << 20)) MiB" } ?? "more than 2^63 bytes"
@@ -45,7 +45,7 @@ public enum MemoryBudget {
 }
 
 /// A size refused by `MemoryBudget.check`.
-public struct MemoryBudgetError: Error, CustomStringConvertible {
-    public var message: String
-    public var description: String { message }
+package struct MemoryBudgetError: Error, CustomStringConvertible {
+    package var message: String
+    package var description: String { message }
 }

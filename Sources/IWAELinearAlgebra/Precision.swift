@@ -18,7 +18,7 @@ public enum Precision: String, Codable, CaseIterable, Sendable {
 
     /// The largest relative error of one bfloat16 rounding (8 significand
     /// bits, to nearest): u = 2⁻⁸.
-    public static let bfloat16UnitRoundoff = 0x1p-8
+    package static let bfloat16UnitRoundoff = 0x1p-8
 }
 
 /// The CPU's bfloat16 units and whether oneDNN's bf16 matmul may use them:
@@ -106,11 +106,11 @@ package struct BFloat16Units: Sendable {
 
 /// The rounded operands of bf16 products: one per worker (each
 /// `ParameterStore` owns one), grown to the largest product and reused.
-public final class ProductWorkspace<Scalar: BLASScalar> {
+@usableFromInline package final class ProductWorkspace<Scalar: BLASScalar> {
     private var storage: UnsafeMutablePointer<Scalar>
     private var capacity: Int
 
-    public init() {
+    @usableFromInline package init() {
         capacity = 0
         storage = .allocate(capacity: 1)
     }
@@ -136,7 +136,7 @@ package func roundToBFloat16<Scalar: BLASScalar>(_ view: MatrixView<Scalar>, int
 }
 
 /// Rounds `value` to the nearest bfloat16 (ties to even), as the products do.
-public func roundedToBFloat16(_ value: Float) -> Float {
+package func roundedToBFloat16(_ value: Float) -> Float {
     var x = value, y: Float = 0
     iwae_round_bf16_f32(&x, 1, &y, 1, 1)
     return y

@@ -17,15 +17,15 @@ import CBLAS
 /// `dsyevd` (memory: a few D × D matrices of Double); the sign of each u_i is LAPACK's. Both run in one BLAS thread
 /// (OpenBLAS's result changes in the last bits with its thread count), so
 /// the same data give the same bits on any number of cores.
-public struct PrincipalComponents: Sendable {
+package struct PrincipalComponents: Sendable {
     /// D.
-    public let dimension: Int
+    package let dimension: Int
     /// x̄ (D).
-    public let mean: [Double]
+    package let mean: [Double]
     /// λ_1 ≥ … ≥ λ_D (D).
-    public let variances: [Double]
+    package let variances: [Double]
     /// u_1 … u_D as the rows of a (D, D) row-major matrix.
-    public let directions: [Double]
+    package let directions: [Double]
 
     /// The components of the `count` rows of `rows` (count, dimension), or nil
     /// when LAPACK does not converge (never seen for finite data) or `count` is 0.
@@ -98,5 +98,5 @@ public struct PrincipalComponents: Sendable {
     }
 
     /// u_i (0-based: `direction(0)` is the direction of largest variance).
-    public func direction(_ i: Int) -> [Double] { Array(directions[(i * dimension)..<((i + 1) * dimension)]) }
+    package func direction(_ i: Int) -> [Double] { Array(directions[(i * dimension)..<((i + 1) * dimension)]) }
 }

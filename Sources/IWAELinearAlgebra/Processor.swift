@@ -18,7 +18,7 @@ public struct Processor: Sendable, Equatable {
     /// AMX tiles with BF16.
     public var hasAMXBF16: Bool
 
-    public init(vendor: Vendor, family: Int, model: Int, hasAVX2: Bool, hasAVX512: Bool,
+    package init(vendor: Vendor, family: Int, model: Int, hasAVX2: Bool, hasAVX512: Bool,
                 hasAVX512BF16: Bool = false, hasAMXBF16: Bool = false) {
         self.vendor = vendor
         self.family = family
@@ -38,7 +38,7 @@ public struct Processor: Sendable, Equatable {
     }()
 
     /// The kernel's name from /proc/cpuinfo ("AMD EPYC", "Intel(R) Xeon(R) …"), or nil.
-    public static var modelName: String? {
+    package static var modelName: String? {
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix("model name") {
             return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) }
@@ -47,7 +47,7 @@ public struct Processor: Sendable, Equatable {
     }
 
     /// The widest vector ISA with fp32 FMAs: 512, 256, or 128 (SSE multiply and add).
-    public var vectorBits: Int { hasAVX512 ? 512 : hasAVX2 ? 256 : 128 }
+    package var vectorBits: Int { hasAVX512 ? 512 : hasAVX2 ? 256 : 128 }
 
     /// "AMD EPYC (family 25, model 1; AVX2)" and the like.
     public var summary: String {
@@ -74,27 +74,27 @@ public struct Processor: Sendable, Equatable {
 /// it). Subnormal results become 0 and subnormal inputs read as 0: the
 /// smallest normal float is 1.2·10⁻³⁸, far below anything a bound or a
 /// gradient the engine reports can resolve.
-public struct SubnormalFlushing {
+package struct SubnormalFlushing {
     private let previous: UInt32
 
     private init(previous: UInt32) { self.previous = previous }
 
     /// Sets FTZ and DAZ in this thread.
-    public static func begin() -> SubnormalFlushing { SubnormalFlushing(previous: iwae_flush_subnormals_begin()) }
+    package static func begin() -> SubnormalFlushing { SubnormalFlushing(previous: iwae_flush_subnormals_begin()) }
 
     /// Restores the mode this thread had before `begin()`.
-    public func end() { iwae_flush_subnormals_end(previous) }
+    package func end() { iwae_flush_subnormals_end(previous) }
 }
 
 /// Runs `body` between `SubnormalFlushing.begin()` and `end()`.
-public func withSubnormalsFlushed<T>(_ body: () throws -> T) rethrows -> T {
+package func withSubnormalsFlushed<T>(_ body: () throws -> T) rethrows -> T {
     let flushing = SubnormalFlushing.begin()
     defer { flushing.end() }
     return try body()
 }
 
 /// Whether the calling thread flushes subnormal numbers to zero (FTZ and DAZ).
-public var subnormalsAreFlushed: Bool { iwae_flushes_subnormals() != 0 }
+package var subnormalsAreFlushed: Bool { iwae_flushes_subnormals() != 0 }
 
 // MARK: - The hardware's fp32 peak
 
@@ -102,7 +102,7 @@ public var subnormalsAreFlushed: Bool { iwae_flushes_subnormals() != 0 }
 /// the widest vector ISA present, on `threads` threads at once (default:
 /// every active core). This is what "100 % of the machine" means; the best
 /// sgemm is a fraction of it.
-public func measureHardwarePeak(threads: Int? = nil, seconds: Double = 0.3) -> Double {
+package func measureHardwarePeak(threads: Int? = nil, seconds: Double = 0.3) -> Double {
     let count = Swift.max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
     let width = Processor.current.vectorBits
     var sink: Float = 0

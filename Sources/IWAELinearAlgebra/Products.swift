@@ -14,7 +14,7 @@ import CIWAEKernels
 ///
 ///     C ← α · op(bf16(A)) · op(bf16(B)) + β · C
 @inlinable
-public func gemm<Scalar: BLASScalar>(
+package func gemm<Scalar: BLASScalar>(
     _ c: MatrixView<Scalar>,
     _ a: MatrixView<Scalar>, _ transposeA: Transpose = .none,
     _ b: MatrixView<Scalar>, _ transposeB: Transpose = .none,
@@ -85,7 +85,7 @@ package func gemmWithBFloat16Inputs<Scalar: BLASScalar>(
 /// Each operand is `batch` equally shaped matrices laid out `stride` elements
 /// apart (stride 0 broadcasts one matrix to every product).
 @inlinable
-public func batchedGEMM<Scalar: BLASScalar>(
+package func batchedGEMM<Scalar: BLASScalar>(
     batch: Int,
     _ c: MatrixView<Scalar>, strideC: Int,
     _ a: MatrixView<Scalar>, strideA: Int, _ transposeA: Transpose = .none,

@@ -43,7 +43,7 @@ public final class Xoshiro256: RandomNumberGenerator {
     /// An evaluation draws each example's noise and binarization from its
     /// row's stream, so that its estimate does not depend on the other rows,
     /// the threads or the chunking.
-    public static func rowSeed(_ seed: UInt64, row: Int) -> UInt64 { mix(mix(seed) &+ UInt64(truncatingIfNeeded: row)) }
+    package static func rowSeed(_ seed: UInt64, row: Int) -> UInt64 { mix(mix(seed) &+ UInt64(truncatingIfNeeded: row)) }
 
     deinit { scratch.deallocate() }
 
@@ -100,7 +100,7 @@ public final class Xoshiro256: RandomNumberGenerator {
 
     /// `count` independent standard normals, the same values (and the same
     /// generator state afterwards) as the engine's own draws of ε.
-    public func standardNormals<Scalar: BLASScalar>(count: Int, _: Scalar.Type = Scalar.self) -> [Scalar] {
+    package func standardNormals<Scalar: BLASScalar>(count: Int, _: Scalar.Type = Scalar.self) -> [Scalar] {
         precondition(count >= 0, "count must be non-negative, got \(count)")
         return [Scalar](unsafeUninitializedCapacity: count) { values, initialized in
             if let base = values.baseAddress { fillStandardNormal(base, count: count) }
@@ -109,7 +109,7 @@ public final class Xoshiro256: RandomNumberGenerator {
     }
 
     /// Fills `tensor` with independent standard normals (`standardNormals`).
-    public func fillStandardNormal<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>) {
+    package func fillStandardNormal<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>) {
         fillStandardNormal(tensor.pointer, count: tensor.count)
     }
 

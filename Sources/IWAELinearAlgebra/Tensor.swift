@@ -6,7 +6,7 @@ import RealModule
 /// The memory is zero-initialized and freed with the tensor.
 public final class Tensor<Scalar: BLASScalar> {
     public private(set) var shape: [Int]
-    public private(set) var capacity: Int
+    package private(set) var capacity: Int
     package private(set) var pointer: UnsafeMutablePointer<Scalar>
 
     /// A zero tensor of `shape` (each extent ≥ 0).
@@ -28,7 +28,7 @@ public final class Tensor<Scalar: BLASScalar> {
 
     /// Replaces the storage with a zeroed block of `newShape` (contents are
     /// not kept). For sizing workspaces, never on a per-step path.
-    public func replace(shape newShape: [Int]) {
+    package func replace(shape newShape: [Int]) {
         precondition(newShape.allSatisfy { $0 >= 0 }, "negative extent in \(newShape)")
         pointer.deallocate()
         shape = newShape
@@ -48,8 +48,8 @@ public final class Tensor<Scalar: BLASScalar> {
         return try body(&span)
     }
 
-    public func fill(_ value: Scalar) { pointer.update(repeating: value, count: count) }
-    public func zero() { fill(0) }
+    package func fill(_ value: Scalar) { pointer.update(repeating: value, count: count) }
+    package func zero() { fill(0) }
 
     /// Element `i` of the row-major storage, 0 ≤ i < count.
     public subscript(i: Int) -> Scalar {

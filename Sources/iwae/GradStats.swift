@@ -6,7 +6,7 @@ import IWAEConsole
 struct GradStats: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "grad-stats",
-        abstract: "Signal-to-noise ratio and variance of the gradient estimators (Rainforth et al. 2018) on a fixed batch, per parameter group, and the slope of log SNR against log K.")
+        abstract: "Signal-to-noise ratio and variance of the gradient estimators (Rainforth et al. 2018) on a fixed batch, per parameter group, the slope of log SNR against log K, and the figure (--plot).")
 
     @Argument(help: "Training output directory (or model.safetensors); omit with --fresh.") var checkpoint: String?
     @Flag(help: "Use a freshly initialized model of the default architecture instead of a checkpoint.") var fresh = false
@@ -19,7 +19,7 @@ struct GradStats: ParsableCommand {
     @Option(help: "Bound whose gradient is estimated: iwae, elbo, miwae, ciwae or piwae.") var objective = BoundKind.iwae
     @Option(help: "ciwae: β, the ELBO's share.") var beta: Double?
     @Option(help: "Seed of the draws (and of --fresh initialization).") var seed: UInt64 = 1
-    @Option(help: "Write a PNG plot of SNR against K.") var plot: String?
+    @Option(help: "Write the figure: a PNG of SNR against K on log–log axes, one panel per parameter group, one line per estimator and M.") var plot: String?
     @Flag(help: "One JSON object per estimator, M, parameter group and K instead of the tables.") var json = false
 
     func run() throws {
@@ -47,9 +47,6 @@ struct GradStats: ParsableCommand {
         }
         if series.isEmpty, let first = skipped.first { throw first.1 }
         if !json { for (what, why) in skipped { print("skipping \(what): \(why)") } }
-        let largest = series.flatMap(\.objectives).map(\.drawsPerExample).max()!
-        try TrainingOptions.checkBufferMemory(samples: largest, batch: batch, dimension: 784, hidden: 200)
-
         let model: VariationalAutoencoder<Float>
         let test: Examples
         if fresh {
@@ -64,6 +61,9 @@ struct GradStats: ParsableCommand {
             model = loaded.model
             test = try loadTestSet(dataOptions, checkpoint: loaded).examples
         }
+        // The buffers of the largest M·K draws per example, for the model loaded.
+        try TrainingOptions.checkBufferMemory(samples: series.flatMap(\.objectives).map(\.drawsPerExample).max()!, batch: batch,
+                                              dimension: model.configuration.dataDimension, hidden: model.configuration.widestLayer)
         let x = model.evaluationRows(test.prefix(batch))
         let groups = ParameterGroup.allCases.filter { !model.parameters(of: $0).joined().isEmpty }
 

@@ -36,7 +36,9 @@ enum ProcessRanks {
     /// started several (one-line errors when this build or subcommand cannot).
     static func run(_ command: ParsableCommand.Type, tool: String) -> Never {
         let launched = ProcessLaunch.launchedRanks
-        guard launched > 1 else { runCommandLine(command, tool: tool) }
+        // `train --resume DIR` is `resume DIR` under its older spelling.
+        let aliases = ["train": (option: "--resume", subcommand: "resume")]
+        guard launched > 1 else { runCommandLine(command, tool: tool, aliases: aliases) }
         let rankZero = (ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"] ?? ProcessInfo.processInfo.environment["PMI_RANK"]) == "0"
         func refuse(_ message: String) -> Never {
             if rankZero { FileHandle.standardError.write(Data("\(tool): error: \(message)\n".utf8)) }
@@ -52,7 +54,7 @@ enum ProcessRanks {
         let group = MPIRanks()
         current = group
         ProgressBar.silenced = group.rank != 0
-        runCommandLine(command, tool: tool, rank: CommandLineRank(rank: group.rank, finish: group.finish))
+        runCommandLine(command, tool: tool, rank: CommandLineRank(rank: group.rank, finish: group.finish), aliases: aliases)
         #else
         runCommandLine(command, tool: tool)   // not reached: supportsMPI is false here
         #endif

@@ -8,15 +8,24 @@ struct Resume: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Continue the training run in DIR from its last checkpoint, bit for bit (its options come from the checkpoint; also spelled 'iwae train --resume DIR').")
 
-    @Argument(help: "The run's output directory.") var directory: String
+    @Argument(help: "The run's output directory.") var directory: String?
+    @Option(name: .customLong("resume"), help: ArgumentHelp("The run's directory, as 'iwae train --resume DIR' gives it.", visibility: .hidden))
+    var resumeDirectory: String?
     @Option(help: "Train to this many epochs in all (default: the run's own).") var epochs: Int?
     @Option(help: "Also write a checkpoint every N training steps within an epoch (default: at each epoch's end only).")
     var checkpointEvery: Int?
     @OptionGroup var rankOptions: RankOptions
 
+    func validate() throws {
+        if let directory, resumeDirectory != nil {
+            throw ValidationError("only --epochs, --checkpoint-every, --reducer and --rank-timeout can be combined with --resume (the run's options come from its checkpoint); unexpected '\(directory)'")
+        }
+        guard directory != nil || resumeDirectory != nil else { throw ValidationError("missing the run's directory: iwae resume DIR") }
+    }
+
     func run() throws {
         try rankOptions.configure()
-        try Resume.resume(directory, epochs: epochs, checkpointEvery: checkpointEvery)
+        try Resume.resume(directory ?? resumeDirectory!, epochs: epochs, checkpointEvery: checkpointEvery)
     }
 
     /// Continues the run in `directory` on this process's ranks, printing

@@ -6,11 +6,12 @@ import IWAEMPI
 
 /// The defaults of `iwae train`, from their one home in the library.
 private let modelDefaults = ModelConfiguration(dataDimension: 1)
-private let trainingDefaults = TrainingOptions()
+private let trainingDefaults = TrainingOptions.defaults
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a VAE (--objective elbo) or an IWAE (--objective iwae); writes DIR/model.safetensors and DIR/metrics.jsonl.")
+        abstract: "Train a VAE (--objective elbo) or an IWAE (--objective iwae); writes DIR/model.safetensors and DIR/metrics.jsonl.",
+        discussion: "A run continues from its last checkpoint with 'iwae resume DIR', also spelled 'iwae train --resume DIR'.")
 
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var objectiveOptions: ObjectiveOptions
@@ -56,29 +57,9 @@ struct Train: ParsableCommand {
     @Option(help: "Output directory.") var out: String = ""
     @Option(help: "Also write a checkpoint every N training steps within an epoch (default: at each epoch's end only).")
     var checkpointEvery: Int?
-    @Option(help: "Continue the run in DIR from its last checkpoint (options come from the checkpoint; --epochs and --checkpoint-every may be given).")
-    var resume: String?
-
-    /// Options that may accompany --resume: those of `iwae resume`.
-    static let resumeOptions: Set<String> = ["--resume", "--epochs", "--checkpoint-every", "--reducer", "--rank-timeout"]
-
     func run() throws {
         let ranks = ProcessRanks.current
         try rankOptions.configure()
-        if let n = checkpointEvery, n < 1 { throw IWAEError.invalidArgument("--checkpoint-every must be at least 1, got \(n)") }
-        if let resume {
-            // `iwae resume DIR` under its older spelling: the run's options come from its checkpoint.
-            let arguments = Array(CommandLine.arguments.drop { $0 != "train" }.dropFirst())
-            for argument in arguments where argument.hasPrefix("--") {
-                let name = String(argument.split(separator: "=", maxSplits: 1)[0])
-                guard Train.resumeOptions.contains(name) else {
-                    throw IWAEError.invalidArgument("\(name) cannot be combined with --resume: the run's options come from its checkpoint (only --epochs, --checkpoint-every, --reducer and --rank-timeout may be given)")
-                }
-            }
-            let epochsGiven = arguments.contains { $0 == "--epochs" || $0.hasPrefix("--epochs=") }
-            return try Resume.resume(resume, epochs: epochsGiven ? epochs : nil, checkpointEvery: checkpointEvery)
-        }
-        guard !out.isEmpty else { throw IWAEError.invalidArgument("missing --out DIR (or --resume DIR)") }
         var created = false
         do {
             let (run, images) = try ranks.together { try prepareNewRun(writesDirectory: ranks.rank == 0, created: &created) }
@@ -97,12 +78,10 @@ struct Train: ParsableCommand {
     /// found) and locked by the writing rank (`created` says whether this
     /// process made it), the training images loaded.
     private func prepareNewRun(writesDirectory: Bool, created: inout Bool) throws -> (TrainingRun, Examples) {
-        if let n = trainExamples, n < 1 { throw IWAEError.invalidArgument("--train-examples must be at least 1, got \(n)") }
-        let options = TrainingOptions(objective: try objectiveOptions.objective(), epochs: epochs, batchSize: batch,
-                                      learningRate: learningRate, schedule: schedule, adamEpsilon: adamEpsilon,
-                                      outputInitialization: outputInit, seed: seed,
-                                      workers: threads ?? ProcessRanks.defaultWorkers, gemm: gemm, precision: precision)
-        try options.validate()
+        let options = try TrainingOptions(objective: try objectiveOptions.objective(), epochs: epochs, batchSize: batch,
+                                          learningRate: learningRate, schedule: schedule, adamEpsilon: adamEpsilon,
+                                          outputInitialization: outputInit, seed: seed,
+                                          workers: threads ?? ProcessRanks.defaultWorkers, gemm: gemm, precision: precision)
         let requested = try synthetic.source(dataOptions, tables: tableOptions)
         let (loaded, source) = try requested.loadTraining()
         // A table says what it is; the other sources keep the Bernoulli default.
@@ -118,13 +97,6 @@ struct Train: ParsableCommand {
         if case .table(let table) = source {
             ProgressBar.log(tableSummary(table, rows: loaded, likelihood: likelihood, learnSigma: learnSigma, perFeature: perFeature))
         }
-        if writesDirectory {
-            created = try RunDirectory.create(out)
-            try RunDirectory.lock(out)
-            if FileManager.default.fileExists(atPath: out + "/" + Checkpoint.fileName) {
-                throw IWAEError.invalidArgument("\(out) already holds a checkpoint: continue it with --resume \(out), or choose another --out")
-            }
-        }
         let images = loaded
         let encoderWidths = encoderHidden?.values ?? hidden.values
         let decoderWidths = decoderHidden?.values ?? hidden.values.reversed()
@@ -139,10 +111,16 @@ struct Train: ParsableCommand {
         configuration.sigmaPerFeature = perFeature
         try configuration.validate()
         try TrainingOptions.checkModelMemory(configuration, workers: options.workers)
-        let run = TrainingRun(directory: out, configuration: configuration, options: options, data: source,
-                              trainExamplesLimit: trainExamples,
-                              validationExamples: validationExamples,
-                              checkpointEvery: checkpointEvery)
+        let run = try TrainingRun(directory: out, configuration: configuration, options: options, data: source,
+                                  trainExamplesLimit: trainExamples, validationExamples: validationExamples,
+                                  checkpointEvery: checkpointEvery)
+        if writesDirectory {
+            created = try RunDirectory.create(out)
+            try RunDirectory.lock(out)
+            if FileManager.default.fileExists(atPath: out + "/" + Checkpoint.fileName) {
+                throw IWAEError.invalidArgument("\(out) already holds a checkpoint: continue it with --resume \(out), or choose another --out")
+            }
+        }
         return (run, images)
     }
 }

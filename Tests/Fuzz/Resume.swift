@@ -6,11 +6,8 @@ import IWAE
 /// `--resume` does, throwing where `--resume` would refuse.
 func exerciseResume(_ checkpoint: Checkpoint) {
     guard checkpoint.resumeDamage == nil, let record = checkpoint.training, let state = checkpoint.trainingState else { return }
-    var options = record.options
-    options.workers = record.threads
-    options.epochs = 0
-    options.gemm = .openblas   // no timing of products per input
-    guard (try? options.validate()) != nil,
+    // No timing of products per input: OpenBLAS throughout.
+    guard let options = try? record.options.with(epochs: 0, workers: record.threads, gemm: .openblas),
           let trainer = try? Trainer(model: checkpoint.model, options: options, validation: nil) else { return }
     guard (try? trainer.restore(state)) != nil else { return }
     _ = try? trainer.checkResumedState(trainCount: record.trainCount)

@@ -156,9 +156,7 @@ final class BadInputCorpusTests: XCTestCase {
                                    likelihood: .gaussian, sigma: 1e-30)
         let model = VariationalAutoencoder<Float>(c, seed: 1)
         let before = model.store.values.array
-        var options = TrainingOptions()
-        options.batchSize = 10
-        options.epochs = 1
+        let options = try TrainingOptions(epochs: 1, batchSize: 10, outputInitialization: .unchanged)
         let trainer = try Trainer(model: model, options: options, validation: nil)
         XCTAssertThrowsError(try trainer.train(train)) { error in
             XCTAssertTrue("\(error)".contains("non-finite bound") && "\(error)".contains("step 1"), "\(error)")

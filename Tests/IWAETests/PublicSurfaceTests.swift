@@ -55,11 +55,12 @@ final class PublicSurfaceTests: XCTestCase {
         let declarations = try publicDeclarations()
         let paths = Set(declarations.map(\.path))
         for expected in ["VariationalAutoencoder", "Trainer", "Checkpoint", "iwaeBound(logWeights:)", "DataTable",
-                         "DataTable.init(contentsOf:key:columns:kind:)", "TableEncoding.logJacobian", "NPY.encode(_:shape:)",
-                         "LogWeights.bound(_:)", "logSumExp(_:)", "Xoshiro256.standardNormals(count:_:)", "TrainingExamples"] {
+                         "DataTable.init(contentsOf:key:columns:kind:)", "TableEncoding.logJacobian", "TrainingExamples",
+                         "ModelWorkers.boundsAndGradient(_:objective:)", "TrainingOptions.defaults", "OutputInitialization.unchanged",
+                         "VariationalAutoencoder.parameterCount", "Xoshiro256.uniform(_:)", "klDivergence(mean:covariance:priorMean:priorVariance:)"] {
             XCTAssertTrue(paths.contains(expected), "\(expected) is public")
         }
-        XCTAssertGreaterThan(declarations.count, 500)
+        XCTAssertGreaterThan(declarations.count, 300)
         let unsafe = declarations.filter { $0.declaration.contains("Unsafe") || $0.declaration.contains("OpaquePointer") }
         XCTAssertEqual(unsafe.map { "\($0.module): \($0.declaration)" }, [], "public declarations with raw pointers")
     }
@@ -89,7 +90,13 @@ final class PublicSurfaceTests: XCTestCase {
                          "MatrixView.pointer", "Tensor.pointer", "BLASRoutines.gemm",
                          // The table readers' machinery: users hold a `DataTable`.
                          "RawTable", "DelimitedTextReader", "TableStatistics", "AtomicFile", "Noise", "NPY.header(_:shape:)",
-                         "VariationalAutoencoder.evaluationRows(_:firstRow:)", "TableSource.heldOut(rows:fraction:seed:)"] {
+                         "VariationalAutoencoder.evaluationRows(_:firstRow:)", "TableSource.heldOut(rows:fraction:seed:)",
+                         // The tools' machinery: charts, PNG, files, fault injection, the run directory, MPI's rank group.
+                         "LineChart", "RGBImage", "writeFileAtomically(_:to:)", "SHA256", "gunzip(_:name:limit:expectedSize:)",
+                         "FaultInjection", "RunDirectory", "RankGroup", "SafetensorsFile", "NPY", "BLASLibrary", "measureHardwarePeak(threads:seconds:)",
+                         // The model's insides: users hold the model, its workers and the step.
+                         "LogWeights", "ParameterStore", "GaussianConditional", "MLP", "Linear", "PhaseProfiler", "VariationalAutoencoder.store",
+                         "VariationalAutoencoder.backward(_:boundWeights:scale:objective:)", "TrainingState.order"] {
             XCTAssertFalse(paths.contains(packageOnly), "\(packageOnly) is package API")
         }
     }

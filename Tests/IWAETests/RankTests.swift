@@ -88,13 +88,8 @@ final class RankTests: XCTestCase {
     var objective = try! Objective(.iwae, samplesPerExample: 4)
 
     func options(workers: Int) -> TrainingOptions {
-        var options = TrainingOptions()
-        options.precision = precision
-        options.batchSize = 15   // 45 examples: 3 batches; the last batches leave some workers idle below
-        options.epochs = 2
-        options.objective = objective
-        options.workers = workers
-        return options
+        // 45 examples: 3 batches; the last batches leave some workers idle below.
+        try! TrainingOptions(objective: objective, epochs: 2, batchSize: 15, workers: workers, precision: precision)
     }
 
     /// Trains one model per rank on threads; returns each rank's parameters

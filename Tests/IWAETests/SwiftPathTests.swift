@@ -32,14 +32,42 @@ final class SwiftPathTests: XCTestCase {
                                    "--train-examples", "600", "--validation-examples", "100", "--output-init", initialization.rawValue,
                                    "--threads", "2", "--out", root + "/cli"], environment: sameKernels)
             XCTAssertEqual(cli.status, 0, cli.stderr)
-            let run = TrainingRun(directory: root + "/swift/run",
-                                  configuration: ModelConfiguration(dataDimension: loaded.examples.dimension, latentDimension: 50,
-                                                                    encoderHidden: [200, 200], decoderHidden: [200, 200]),
-                                  options: TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 5), epochs: 1, batchSize: 100,
-                                                           outputInitialization: initialization, workers: 2),
-                                  data: loaded.source, trainExamplesLimit: 600, validationExamples: 100)
+            let run = try TrainingRun(directory: root + "/swift/run",
+                                      configuration: ModelConfiguration(dataDimension: loaded.examples.dimension, latentDimension: 50,
+                                                                        encoderHidden: [200, 200], decoderHidden: [200, 200]),
+                                      options: TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 5), epochs: 1, batchSize: 100,
+                                                               outputInitialization: initialization, workers: 2),
+                                      data: loaded.source, trainExamplesLimit: 600, validationExamples: 100)
             try run.train(examples: loaded.examples, resuming: nil)
             XCTAssertEqual(try checkpointBytes(root + "/swift/run"), try checkpointBytes(root + "/cli"), "--output-init \(initialization)")
+        }
+    }
+
+    /// `Trainer` itself, given the 600 images and no validation split, begins
+    /// the run as `iwae train` does (the output bias at the data mean, the
+    /// weights by `--output-init glorot` and `pca`): the checkpoint it makes
+    /// with the command line's record is the command line's, byte for byte.
+    func testTrainerWritesTheCheckpointOfTheCommandLine() throws {
+        let source = DataSource.files("fashion-mnist")
+        let loaded: (examples: Examples, source: DataSource)
+        do { loaded = try source.loadTraining() } catch { throw XCTSkip("Fashion-MNIST is not installed (Debian's dataset-fashion-mnist): \(error)") }
+        let images = try loaded.examples.images().subset(0..<600)
+        for initialization in [OutputInitialization.glorot, .pca] {
+            let root = temporaryDirectory(self)
+            let cli = try runIWAE(["train", "--data", "fashion-mnist", "--objective", "iwae", "--k", "5", "--epochs", "1", "--batch", "100",
+                                   "--train-examples", "600", "--validation-examples", "0", "--output-init", initialization.rawValue,
+                                   "--threads", "2", "--out", root + "/cli"], environment: sameKernels)
+            XCTAssertEqual(cli.status, 0, cli.stderr)
+            let options = try TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 5), epochs: 1, batchSize: 100,
+                                              outputInitialization: initialization, workers: 2)
+            let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: images.dimension), seed: options.seeds.initialization)
+            let trainer = try Trainer(model: model, options: options, validation: nil)
+            try trainer.train(images)
+            let record = TrainingRecord(options: options, data: loaded.source, trainExamplesLimit: 600, validationExamples: 0,
+                                        threads: 2, trainCount: 600, validationCount: 0)
+            try Checkpoint(model: model, data: loaded.source, imageSize: Checkpoint.ImageSize(width: images.width, height: images.height),
+                           training: record, optimizer: trainer.optimizer, trainingState: trainer.currentState).save(to: root + "/swift")
+            XCTAssertEqual(try checkpointBytes(root + "/swift"), try checkpointBytes(root + "/cli"), "--output-init \(initialization)")
         }
     }
 
@@ -54,11 +82,11 @@ final class SwiftPathTests: XCTestCase {
                                "--output-init", "pca", "--threads", "2", "--out", root + "/cli"], environment: sameKernels)
         XCTAssertEqual(cli.status, 0, cli.stderr)
         let loaded = try DataSource.table(try TableSource(file: file)).loadTraining()
-        let run = TrainingRun(directory: root + "/swift",
-                              configuration: ModelConfiguration(dataDimension: columns, latentDimension: 3, encoderHidden: [16], decoderHidden: [16]),
-                              options: TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 3), epochs: 2, batchSize: 20,
-                                                       outputInitialization: .pca, workers: 2),
-                              data: loaded.source)
+        let run = try TrainingRun(directory: root + "/swift",
+                                  configuration: ModelConfiguration(dataDimension: columns, latentDimension: 3, encoderHidden: [16], decoderHidden: [16]),
+                                  options: TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 3), epochs: 2, batchSize: 20,
+                                                           outputInitialization: .pca, workers: 2),
+                                  data: loaded.source)
         try run.train(examples: loaded.examples, resuming: nil)
         let checkpoint = try Checkpoint.load(from: root + "/swift")
         XCTAssertEqual(checkpoint.training?.validationExamples, 40, "a tenth of 400 rows")
@@ -94,9 +122,7 @@ final class SwiftPathTests: XCTestCase {
         for (gemm, precision) in [(GEMMChoice.onednn, Precision.fp32), (.auto, .bf16)] {
             let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: side * side, latentDimension: 3, encoderHidden: [8],
                                                                          decoderHidden: [8]), seed: 2)
-            var options = TrainingOptions(epochs: 1, batchSize: 20, workers: 2)
-            options.gemm = gemm
-            options.precision = precision
+            let options = try TrainingOptions(epochs: 1, batchSize: 20, workers: 2, gemm: gemm, precision: precision)
             let trainer = try Trainer(model: model, options: options, validation: nil)
             try trainer.train(images)
             let before = try model.logLikelihood(of: images, samples: 20)

@@ -153,12 +153,8 @@ var hasFashionMNIST: Bool {
 /// tightness checks' gaps; the model must be linear-Gaussian).
 func tightnessGaps(_ model: VariationalAutoencoder<Float>, train: ImageSet, test: ImageSet, epochs: Int,
                    ks: [Int] = [1, 5, 50]) throws -> [Double] {
-    model.initializeOutputBias(dataMean: train.pixelMean)
-    var options = TrainingOptions()
-    options.objective = try Objective(.elbo, samplesPerExample: 5)
-    options.epochs = epochs
-    options.batchSize = 50
-    options.learningRate = 3e-3
+    let options = try TrainingOptions(objective: try Objective(.elbo, samplesPerExample: 5), epochs: epochs, batchSize: 50,
+                                      learningRate: 3e-3)
     try Trainer(model: model, options: options, validation: nil).train(train)
     let x = Tensor<Float>(shape: [test.count, test.dimension], values: test.pixels)
     let exact = try model.exactLogLikelihood(x.matrix).reduce(0, +) / Double(test.count)

@@ -11,21 +11,20 @@ final class TrainingTests: XCTestCase {
         let (data, root) = try smallTrainingFixture(self)
         let source = try DataSource(name: data)
         let images = try source.load(.train)
-        var options = TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 2), epochs: 2, batchSize: 20,
-                                      workers: 2, gemm: .openblas)
+        let options = try TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 2), epochs: 2, batchSize: 20,
+                                          workers: 2, gemm: .openblas)
         let configuration = ModelConfiguration(dataDimension: images.dimension, latentDimension: 2, encoderHidden: [8], decoderHidden: [8])
         func run(_ name: String, epochs: Int) throws -> TrainingRun {
-            options.epochs = epochs
             XCTAssertTrue(try RunDirectory.create(root + "/" + name))
-            return TrainingRun(directory: root + "/" + name, configuration: configuration, options: options, data: source,
-                               validationExamples: 20)
+            return try TrainingRun(directory: root + "/" + name, configuration: configuration, options: options.with(epochs: epochs),
+                                   data: source, validationExamples: 20)
         }
         var lines = [String]()
-        try run("straight", epochs: 2).train(images: images, resuming: nil, events: .init(log: { lines.append($0) }))
+        try run("straight", epochs: 2).train(examples: .images(images), resuming: nil, events: .init(log: { lines.append($0) }))
         XCTAssertTrue(lines.first!.hasPrefix("training iwae K=2 on 280 images (20 held out), batch 20, 2 epochs"), lines[0])
         XCTAssertEqual(lines.filter { $0.hasPrefix("epoch ") }.count, 2)
         XCTAssertTrue(lines.last!.hasPrefix("done in"), lines.last!)
-        try run("resumed", epochs: 1).train(images: images, resuming: nil)
+        try run("resumed", epochs: 1).train(examples: .images(images), resuming: nil)
         XCTAssertEqual(try Checkpoint.load(from: root + "/resumed").trainingState?.epoch, 1)
         let (again, againImages, checkpoint) = try TrainingRun.resuming(root + "/resumed", epochs: 2)
         XCTAssertEqual(again.options.epochs, 2)
@@ -52,10 +51,7 @@ final class TrainingTests: XCTestCase {
         let model = VariationalAutoencoder<Float>(configuration, seed: 1)
         model.initializeOutputBias(dataMean: slice.train.pixelMean)
         let before = try model.meanBound(x.matrix, objective: Objective(.iwae, samplesPerExample: 5), seed: 3)
-        var options = TrainingOptions()
-        options.epochs = 3
-        options.batchSize = 50
-        options.objective = try Objective(.iwae, samplesPerExample: 5)
+        let options = try TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 5), epochs: 3, batchSize: 50)
         var epochs = [EpochMetrics]()
         let trainer = try Trainer(model: model, options: options, validation: validation)
         try trainer.train(slice.train, onEpoch: { metrics, _ in epochs.append(metrics) })

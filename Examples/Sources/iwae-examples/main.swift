@@ -30,9 +30,7 @@ struct Rows: TrainingExamples {
 func trainedParameters(_ examples: some TrainingExamples) throws -> [Float] {
     let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: 4, latentDimension: 2, encoderHidden: [8],
                                                                  decoderHidden: [8], likelihood: .gaussian), seed: 1)
-    var options = TrainingOptions()
-    options.epochs = 2
-    options.batchSize = 20
+    let options = try TrainingOptions(epochs: 2, batchSize: 20)
     try Trainer(model: model, options: options, validation: nil).train(examples)
     return model.store.values.array
 }

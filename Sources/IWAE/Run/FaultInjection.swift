@@ -5,17 +5,17 @@ import Foundation
 /// purpose. Production code never makes one but `none`; `iwae` reads one
 /// from the `IWAE_FAULT_*` environment (`fromEnvironment`), which nothing
 /// else reads.
-public struct FaultInjection: Sendable, Equatable {
+package struct FaultInjection: Sendable, Equatable {
     /// The checkpoint write fails from this step on.
-    public var failSavesFromStep: Int?
+    package var failSavesFromStep: Int?
     /// The process kills itself (SIGKILL) right after this step.
-    public var killAtStep: Int?
+    package var killAtStep: Int?
     /// The process interrupts itself (SIGINT) right after this step.
-    public var interruptAtStep: Int?
+    package var interruptAtStep: Int?
     /// The process stops itself (SIGSTOP, a hung rank) right after this step.
-    public var stopAtStep: Int?
+    package var stopAtStep: Int?
 
-    public init(failSavesFromStep: Int? = nil, killAtStep: Int? = nil, interruptAtStep: Int? = nil, stopAtStep: Int? = nil) {
+    package init(failSavesFromStep: Int? = nil, killAtStep: Int? = nil, interruptAtStep: Int? = nil, stopAtStep: Int? = nil) {
         self.failSavesFromStep = failSavesFromStep
         self.killAtStep = killAtStep
         self.interruptAtStep = interruptAtStep
@@ -23,12 +23,12 @@ public struct FaultInjection: Sendable, Equatable {
     }
 
     /// No fault.
-    public static let none = FaultInjection()
+    package static let none = FaultInjection()
 
     /// The faults `IWAE_FAULT_FAIL_SAVE_AT_STEP`, `…_KILL_AT_STEP`,
     /// `…_INTERRUPT_AT_STEP` and `…_STOP_AT_STEP` name, for rank `rank`:
     /// under mpirun `IWAE_FAULT_RANK` picks the faulty rank (default: all).
-    public static func fromEnvironment(rank: Int) -> FaultInjection {
+    package static func fromEnvironment(rank: Int) -> FaultInjection {
         let environment = ProcessInfo.processInfo.environment
         let faulty = environment["IWAE_FAULT_RANK"].flatMap(Int.init).map { $0 == rank } ?? true
         guard faulty else { return .none }

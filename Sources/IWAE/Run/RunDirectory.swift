@@ -3,7 +3,7 @@ import Foundation
 /// What a training run keeps in its output directory besides the checkpoint
 /// and metrics: an exclusive lock for the whole run, and the clean-up of
 /// what killed runs left behind.
-public enum RunDirectory {
+package enum RunDirectory {
     static let lockName = ".iwae-train.lock"
     /// Descriptors of the locks this process holds (kept open until exit).
     nonisolated(unsafe) static var held: [String: Int32] = [:]
@@ -11,14 +11,14 @@ public enum RunDirectory {
     /// Creates `directory` for a new run, or finds it; returns whether this
     /// process created it (`mkdir`, so that of two racing runs one only
     /// does). Either way the run then takes its lock.
-    public static func create(_ directory: String) throws -> Bool {
+    package static func create(_ directory: String) throws -> Bool {
         do { return try prepareOutputDirectory(directory) }
         catch let error as DataError { throw IWAEError.writeFailed(error.description) }
     }
 
     /// Takes the run directory's exclusive lock (flock), held until the
     /// process exits; a second run on the same directory fails at once.
-    public static func lock(_ directory: String) throws {
+    package static func lock(_ directory: String) throws {
         if held[directory] != nil { return }
         let fd = open(directory + "/" + lockName, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw IWAEError.writeFailed("cannot lock \(directory): \(String(cString: strerror(errno)))") }
@@ -30,7 +30,7 @@ public enum RunDirectory {
     }
 
     /// Whether this process holds `directory`'s lock.
-    public static func holdsLock(_ directory: String) -> Bool { held[directory] != nil }
+    package static func holdsLock(_ directory: String) -> Bool { held[directory] != nil }
 
     /// Removes temporary checkpoint files (`.model.safetensors.tmp-PID`)
     /// whose writer is no longer alive, as a SIGKILL leaves them.
@@ -45,7 +45,7 @@ public enum RunDirectory {
     /// Removes a directory this process created and locked, if the run
     /// failed before it wrote anything there (only the lock). A directory
     /// another process made, or whose lock it holds, is left alone.
-    public static func removeIfUnused(_ directory: String, created: Bool) {
+    package static func removeIfUnused(_ directory: String, created: Bool) {
         guard created && holdsLock(directory) else { return }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? ["?"]
         guard names.allSatisfy({ $0 == lockName }) else { return }

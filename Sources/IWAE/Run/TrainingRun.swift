@@ -7,27 +7,33 @@ import Foundation
 /// stop requests. The command line parses options, builds a run, and prints
 /// what `TrainingRun.Events` reports.
 ///
-///     let run = TrainingRun(directory: "runs/a", configuration: configuration, options: options,
-///                           data: .files("fashion-mnist"))
-///     try run.train(images: try run.data.load(.train), resuming: nil)
-///     let (again, images, checkpoint) = try TrainingRun.resuming("runs/a")
-///     try again.train(images: images, resuming: checkpoint)
+///     let run = try TrainingRun(directory: "runs/a", configuration: configuration, options: options,
+///                               data: .files("fashion-mnist"))
+///     try run.train(examples: .images(try run.data.load(.train)), resuming: nil)
+///     let (again, examples, checkpoint) = try TrainingRun.resuming("runs/a")
+///     try again.train(examples: examples, resuming: checkpoint)
 public struct TrainingRun {
-    public var directory: String
-    public var configuration: ModelConfiguration
-    public var options: TrainingOptions
-    public var data: DataSource
-    /// The first N training images only, or all.
-    public var trainExamplesLimit: Int?
+    public let directory: String
+    public let configuration: ModelConfiguration
+    public let options: TrainingOptions
+    public let data: DataSource
+    /// The first N training examples only, or all.
+    public let trainExamplesLimit: Int?
     /// Training examples held out for the per-epoch validation bound; nil:
     /// as `iwae train` holds out when `--validation-examples` is not given
     /// (5,000 images, a tenth of a table's rows up to 5,000).
-    public var validationExamples: Int?
+    public let validationExamples: Int?
     /// Also a checkpoint every N steps within an epoch (nil: at epoch ends only).
-    public var checkpointEvery: Int?
+    public let checkpointEvery: Int?
 
+    /// Checks the run's own values (`options` and `configuration` were
+    /// checked when they were made); throws one line naming the bad one.
     public init(directory: String, configuration: ModelConfiguration, options: TrainingOptions, data: DataSource,
-                trainExamplesLimit: Int? = nil, validationExamples: Int? = nil, checkpointEvery: Int? = nil) {
+                trainExamplesLimit: Int? = nil, validationExamples: Int? = nil, checkpointEvery: Int? = nil) throws {
+        guard !directory.isEmpty else { throw IWAEError.invalidArgument("missing --out DIR (or --resume DIR)") }
+        if let n = trainExamplesLimit, n < 1 { throw IWAEError.invalidArgument("--train-examples must be at least 1, got \(n)") }
+        if let n = validationExamples, n < 0 { throw IWAEError.invalidArgument("--validation-examples must be at least 0, got \(n)") }
+        if let n = checkpointEvery, n < 1 { throw IWAEError.invalidArgument("--checkpoint-every must be at least 1, got \(n)") }
         self.directory = directory
         self.configuration = configuration
         self.options = options
@@ -77,40 +83,32 @@ public struct TrainingRun {
         guard record.threads % ranks == 0 else {
             throw IWAEError.invalidArgument("the run used \(record.threads) worker threads in all; resume it on a number of ranks that divides \(record.threads), not \(ranks)")
         }
-        if let n = checkpointEvery, n < 1 { throw IWAEError.invalidArgument("--checkpoint-every must be at least 1, got \(n)") }
-        var options = record.options
-        options.workers = record.threads / ranks
-        if let epochs { options.epochs = epochs }
-        try options.validate()
-        // A resumed run gets the checks a new run gets.
-        try options.checkMemory(for: checkpoint.model.configuration)
-        let run = TrainingRun(directory: directory, configuration: checkpoint.model.configuration, options: options, data: data,
+        let options = try record.options.with(epochs: epochs, workers: record.threads / ranks)
+        let run = try TrainingRun(directory: directory, configuration: checkpoint.model.configuration, options: options, data: data,
                               trainExamplesLimit: record.trainExamplesLimit, validationExamples: record.validationExamples,
                               checkpointEvery: checkpointEvery)
         return (run, try data.loadTraining().examples, checkpoint)
     }
 
-    /// Trains on `images`: a new run (the model initialized from the seed, a
-    /// first checkpoint written), or, from `checkpoint`, the continuation of
-    /// one, bit for bit (same seed streams, order and position). When
-    /// `shouldStop` turns true (a signal) a checkpoint is written and
-    /// `IWAEError.interrupted` thrown.
+    /// Trains on `examples` (images or a table's training rows, the first
+    /// `trainExamplesLimit` of them): a new run (the model made from the
+    /// seed, its output layer initialized by the trainer, a first checkpoint
+    /// written), or, from `checkpoint`, the continuation of one, bit for bit
+    /// (same seed streams, order and position). When `shouldStop` turns true
+    /// (a signal) a checkpoint is written and `IWAEError.interrupted` thrown.
+    public func train(examples: Examples, resuming checkpoint: Checkpoint?,
+                      shouldStop: @escaping () -> Bool = { false }, events: Events = Events()) throws {
+        try train(examples: examples, resuming: checkpoint, ranks: SingleRank(), shouldStop: shouldStop, events: events, faults: .none)
+    }
+
+    /// `train(examples:resuming:shouldStop:events:)` on `ranks`, with `faults` injected (the tools' tests).
     ///
     /// Across ranks every rank runs this with the same arguments; rank 0
     /// alone holds the directory's lock and writes checkpoints and metrics.
     /// Each phase that can fail on one rank only ends in an agreement
     /// (`RankGroup.together`), so all ranks stop together.
-    public func train(images: ImageSet, resuming checkpoint: Checkpoint?, ranks: RankGroup = SingleRank(),
-                      shouldStop: @escaping () -> Bool = { false }, events: Events = Events(),
-                      faults: FaultInjection = .none) throws {
-        try train(examples: .images(images), resuming: checkpoint, ranks: ranks, shouldStop: shouldStop, events: events, faults: faults)
-    }
-
-    /// Trains on `examples` (images or a table's training rows, the first
-    /// `trainExamplesLimit` of them), as `train(images:…)`.
-    public func train(examples: Examples, resuming checkpoint: Checkpoint?, ranks: RankGroup = SingleRank(),
-                      shouldStop: @escaping () -> Bool = { false }, events: Events = Events(),
-                      faults: FaultInjection = .none) throws {
+    package func train(examples: Examples, resuming checkpoint: Checkpoint?, ranks: RankGroup,
+                       shouldStop: @escaping () -> Bool, events: Events, faults: FaultInjection) throws {
         let images = trainExamplesLimit.map { examples.prefix($0) } ?? examples
         let writes = ranks.rank == 0
         let seeds = options.seeds
@@ -121,9 +119,9 @@ public struct TrainingRun {
                 RunDirectory.removeOrphanedTemporaries(in: directory)
             }
             let split = try images.splitValidation(count: validationCount(for: images), seed: seeds.validationSplit)
+            // The trainer initializes the output layer of a new run; a
+            // resumed run takes every parameter from its checkpoint below.
             let model = VariationalAutoencoder<Float>(configuration, seed: seeds.initialization)
-            // A resumed run takes every parameter from its checkpoint below.
-            if checkpoint == nil { try model.initializeOutputLayer(from: split.train, options.outputInitialization) }
             let heldOut: DataTable? = split.validation.count > 0
                 ? try DataTable(values: model.evaluationRows(split.validation).array, rows: split.validation.count,
                                 columns: split.validation.dimension, name: "validation rows")
@@ -157,10 +155,6 @@ public struct TrainingRun {
             guard writes else { return }
             try Checkpoint(model: model, data: data, imageSize: imageSize, training: record, optimizer: trainer.optimizer,
                            trainingState: state).save(to: directory)
-        }
-        if checkpoint == nil {
-            let state = trainer.currentState
-            try ranks.together { try save(state) }
         }
         let metricsPath = directory + "/metrics.jsonl"
         let started = Date()

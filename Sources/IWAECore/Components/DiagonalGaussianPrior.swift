@@ -5,13 +5,13 @@ import RealModule
 /// standard normal (λ₁ = 0, λ₂ = 1, fixed) or learned, with λ₂ = exp(ρ).
 ///
 /// Parameters (learned only): `prior.mean` λ₁ (k), `prior.log_variance` ρ (k).
-public final class DiagonalGaussianPrior<Scalar: BLASScalar> {
-    public let kind: PriorKind
-    public let dimension: Int
+package final class DiagonalGaussianPrior<Scalar: BLASScalar> {
+    package let kind: PriorKind
+    package let dimension: Int
     let meanSlot: ParameterSlot?
     let logVarianceSlot: ParameterSlot?
 
-    public init(_ kind: PriorKind, dimension k: Int, name: String = "prior", layout: inout ParameterLayout) {
+    package init(_ kind: PriorKind, dimension k: Int, name: String = "prior", layout: inout ParameterLayout) {
         self.kind = kind
         dimension = k
         if kind == .learned {
@@ -24,7 +24,7 @@ public final class DiagonalGaussianPrior<Scalar: BLASScalar> {
     }
 
     /// λ₁ᵢ and λ₂ᵢ of unit i.
-    @inline(__always) public func parameters(_ i: Int, _ store: ParameterStore<Scalar>) -> (mean: Scalar, variance: Scalar) {
+    @inline(__always) package func parameters(_ i: Int, _ store: ParameterStore<Scalar>) -> (mean: Scalar, variance: Scalar) {
         guard let meanSlot, let logVarianceSlot else { return (0, 1) }
         return (store.value(meanSlot)[i], Scalar.exp(store.value(logVarianceSlot)[i]))
     }

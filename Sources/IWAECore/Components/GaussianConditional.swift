@@ -23,11 +23,11 @@ import RealModule
 /// log densities and the KL, then `backward` from ∂loss/∂z. The covariance
 /// kind is decided here and nowhere else. Buffers grow on demand and are
 /// reused; `releaseBuffers` gives them back.
-public final class GaussianConditional<Scalar: BLASScalar> {
-    public let covariance: CovarianceKind
+package final class GaussianConditional<Scalar: BLASScalar> {
+    package let covariance: CovarianceKind
     /// k, the dimension of the distribution.
-    public let dimension: Int
-    public let inputDimension: Int
+    package let dimension: Int
+    package let inputDimension: Int
     let trunk: MLP<Scalar>?
     let meanHead: Linear
     /// log s (diagonal) or A (full); nil for a constant variance.
@@ -38,7 +38,7 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     let diagonalHead: Linear?
 
     /// B of the last `forward`.
-    public private(set) var examples = 0
+    package private(set) var examples = 0
     var input: MatrixView<Scalar>?
     private var exampleCapacity = 0
     private var sampleCapacity = 0
@@ -77,12 +77,12 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     let ones = Tensor<Scalar>(shape: [0])
 
     /// Optional timing of the phases (GEMM, elementwise, sampling, covariance).
-    public var profiler: PhaseProfiler? { didSet { trunk?.profiler = profiler } }
+    package var profiler: PhaseProfiler? { didSet { trunk?.profiler = profiler } }
 
     /// Registers the trunk and heads under `name` in `layout`. With
     /// `varianceDependsOnInput` false (diagonal only) log s is a parameter of
     /// its own rather than a function of h.
-    public init(inputDimension: Int, hidden: [Int], dimension k: Int, activation: Activation,
+    package init(inputDimension: Int, hidden: [Int], dimension k: Int, activation: Activation,
                 covariance: CovarianceKind, name: String, varianceDependsOnInput: Bool = true, layout: inout ParameterLayout) {
         precondition(varianceDependsOnInput || covariance == .diagonal)
         self.covariance = covariance
@@ -106,7 +106,7 @@ public final class GaussianConditional<Scalar: BLASScalar> {
 
     /// Glorot weights and zero biases from `rng`; a full covariance starts
     /// near the diagonal model's: small A (×0.1) and softplus(d) = 1.
-    public func initialize(_ store: ParameterStore<Scalar>, using rng: Xoshiro256) {
+    package func initialize(_ store: ParameterStore<Scalar>, using rng: Xoshiro256) {
         trunk?.initialize(store, using: rng)
         meanHead.initialize(store, using: rng)
         scaleHead?.initialize(store, using: rng)
@@ -121,9 +121,9 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     }
 
     /// Every affine layer, trunk first (for FLOP counts).
-    public var layers: [Linear] { (trunk?.layers ?? []) + [meanHead] + [scaleHead, diagonalHead].compactMap { $0 } }
+    package var layers: [Linear] { (trunk?.layers ?? []) + [meanHead] + [scaleHead, diagonalHead].compactMap { $0 } }
     /// Every parameter slot.
-    public var parameterSlots: [ParameterSlot] { layers.flatMap(\.slots) + (constantLogScale.map { [$0] } ?? []) }
+    package var parameterSlots: [ParameterSlot] { layers.flatMap(\.slots) + (constantLogScale.map { [$0] } ?? []) }
     var isFull: Bool { covariance == .full }
     /// Columns of the scale head: k, or k·k.
     var scaleWidth: Int { isFull ? dimension * dimension : dimension }
@@ -157,7 +157,7 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     }
 
     /// Frees every buffer (they grow again on the next use).
-    public func releaseBuffers() {
+    package func releaseBuffers() {
         exampleCapacity = 0
         sampleCapacity = 0
         for t in perExample + perDraw { t.replace(shape: [0]) }
@@ -165,7 +165,7 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     }
 
     /// Bytes held by the buffers.
-    public var bufferBytes: Int {
+    package var bufferBytes: Int {
         (perExample + perDraw).reduce(trunk?.bufferBytes ?? 0) { $0 + $1.capacity * MemoryLayout<Scalar>.stride }
     }
 
@@ -176,7 +176,7 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     ///
     /// Throws `IWAEError.notPositiveDefinite` naming the example when a
     /// covariance cannot be factored.
-    public func forward(_ h: MatrixView<Scalar>, _ store: ParameterStore<Scalar>) throws {
+    package func forward(_ h: MatrixView<Scalar>, _ store: ParameterStore<Scalar>) throws {
         precondition(h.columns == inputDimension)
         reserve(examples: h.rows, samplesPerExample: 1)
         examples = h.rows
@@ -236,7 +236,7 @@ public final class GaussianConditional<Scalar: BLASScalar> {
     /// Reparameterized draws: ε ~ N(0, I), z = μ + L ε (L = diag(s) for the
     /// diagonal case); z is (B·K, k), valid until the next `sample`.
     @discardableResult
-    public func sample(samplesPerExample K: Int, using rng: Xoshiro256) -> MatrixView<Scalar> {
+    package func sample(samplesPerExample K: Int, using rng: Xoshiro256) -> MatrixView<Scalar> {
         sample(samplesPerExample: K, using: .shared(rng))
     }
 
@@ -273,12 +273,12 @@ public final class GaussianConditional<Scalar: BLASScalar> {
 
     func view(_ t: Tensor<Scalar>, _ columns: Int) -> MatrixView<Scalar> { MatrixView(t.pointer, rows: examples, columns: columns) }
     /// z (B·K, k) of the last `sample` with K draws per example.
-    public func samplesView(_ K: Int) -> MatrixView<Scalar> { MatrixView(samples.pointer, rows: examples * K, columns: dimension) }
+    package func samplesView(_ K: Int) -> MatrixView<Scalar> { MatrixView(samples.pointer, rows: examples * K, columns: dimension) }
     func epsilonView(_ K: Int) -> MatrixView<Scalar> { MatrixView(epsilon.pointer, rows: examples * K, columns: dimension) }
     func sampleGradientView(_ K: Int) -> MatrixView<Scalar> { MatrixView(sampleGradient.pointer, rows: examples * K, columns: dimension) }
 
     /// μ (B, k) of the last `forward`.
-    public var means: MatrixView<Scalar> { view(mean, dimension) }
+    package var means: MatrixView<Scalar> { view(mean, dimension) }
     /// The scale of the last `forward`: s (B, k) diagonal, L (B, k·k) row-major full.
-    public var scales: MatrixView<Scalar> { view(scale, scaleWidth) }
+    package var scales: MatrixView<Scalar> { view(scale, scaleWidth) }
 }

@@ -10,7 +10,7 @@ import IWAELinearAlgebra
 /// Shapes: z (N, k_z), one row per draw; y has N / R rows, and draw r is
 /// scored against y's row ⌊r / R⌋ (R = K for the likelihood, whose y is the
 /// batch x; R = 1 for a conditional prior, whose y is the layer below's z).
-public enum GenerativeConditional<Scalar: BLASScalar> {
+package enum GenerativeConditional<Scalar: BLASScalar> {
     /// p(x | z₁).
     case likelihood(Likelihood<Scalar>)
     /// p(z_l | z_{l+1}), a diagonal `GaussianConditional` evaluated at the z_l the encoder drew.
@@ -71,9 +71,9 @@ public enum GenerativeConditional<Scalar: BLASScalar> {
 /// layers:
 ///
 ///     log w = log r(z_L) + Σ_l [ log p(z_{l−1} | z_l) − log q(z_l | z_{l−1}) ]
-public struct LayerDistributions<Scalar: BLASScalar> {
+package struct LayerDistributions<Scalar: BLASScalar> {
     /// q_φ(z_l | z_{l−1}).
-    public let encoder: GaussianConditional<Scalar>
+    package let encoder: GaussianConditional<Scalar>
     /// p_θ(z_{l−1} | z_l): the likelihood for l = 1, a conditional prior above.
-    public let generative: GenerativeConditional<Scalar>
+    package let generative: GenerativeConditional<Scalar>
 }

@@ -8,14 +8,14 @@ import RealModule
 ///
 /// Parameters: `decoder.i.weight`, `decoder.i.bias`. Shapes: z (B·K, k),
 /// x (B, D) (row b serves draws b·K … b·K + K − 1), log p (B·K).
-public final class BernoulliLikelihood<Scalar: BLASScalar> {
-    public let decoder: MLP<Scalar>
-    public var profiler: PhaseProfiler? { didSet { decoder.profiler = profiler; decoder.gemmPhase = .decoderGemm } }
+package final class BernoulliLikelihood<Scalar: BLASScalar> {
+    package let decoder: MLP<Scalar>
+    package var profiler: PhaseProfiler? { didSet { decoder.profiler = profiler; decoder.gemmPhase = .decoderGemm } }
 
     /// A copy of the residuals x − σ(ℓ), for a second backward (PIWAE).
     let keptResiduals = Tensor<Scalar>(shape: [0])
 
-    public init(decoder: MLP<Scalar>) { self.decoder = decoder }
+    package init(decoder: MLP<Scalar>) { self.decoder = decoder }
 
     /// log p(x|z) per row into `result`. The output bias is folded into the
     /// kernel's pass over the logits; with `keepForBackward` the same pass
@@ -48,12 +48,12 @@ public final class BernoulliLikelihood<Scalar: BLASScalar> {
         Scalar.sigmoid(f.pointer, out, count: f.count)
     }
 
-    public func releaseBuffers() {
+    package func releaseBuffers() {
         decoder.releaseBuffers()
         keptResiduals.replace(shape: [0])
     }
 
-    public var bufferBytes: Int { decoder.bufferBytes + keptResiduals.capacity * MemoryLayout<Scalar>.stride }
+    package var bufferBytes: Int { decoder.bufferBytes + keptResiduals.capacity * MemoryLayout<Scalar>.stride }
 }
 
 /// p_θ(x|z) = N(f_θ(z), σ² I) (Mathematics §1), σ fixed or learned as
@@ -64,19 +64,19 @@ public final class BernoulliLikelihood<Scalar: BLASScalar> {
 ///     ∂log p/∂f_d = (x_d − f_d)/σ_d²,   ∂log p/∂ log σ_d² = (x_d − f_d)²/(2σ_d²) − ½
 ///
 /// (one σ²: the sums over d of the last term.)
-public final class GaussianLikelihood<Scalar: BLASScalar> {
-    public let decoder: MLP<Scalar>
+package final class GaussianLikelihood<Scalar: BLASScalar> {
+    package let decoder: MLP<Scalar>
     /// σ when fixed, its initial value when learned.
-    public let sigma: Double
+    package let sigma: Double
     let logVarianceSlot: ParameterSlot?
     /// One learned variance per feature.
     let perFeature: Bool
     /// σ_d² of the current parameters (per-feature variances only), refreshed by each pass.
     private let variances: Tensor<Scalar>
-    public var profiler: PhaseProfiler? { didSet { decoder.profiler = profiler; decoder.gemmPhase = .decoderGemm } }
+    package var profiler: PhaseProfiler? { didSet { decoder.profiler = profiler; decoder.gemmPhase = .decoderGemm } }
 
     /// Registers `decoder.log_variance` when σ is learned (after the decoder's layers): one, or one per feature.
-    public init(decoder: MLP<Scalar>, sigma: Double, learned: Bool, perFeature: Bool = false, layout: inout ParameterLayout) {
+    package init(decoder: MLP<Scalar>, sigma: Double, learned: Bool, perFeature: Bool = false, layout: inout ParameterLayout) {
         self.decoder = decoder
         self.sigma = sigma
         self.perFeature = learned && perFeature
@@ -84,13 +84,13 @@ public final class GaussianLikelihood<Scalar: BLASScalar> {
         variances = Tensor(shape: [self.perFeature ? decoder.outputSize : 0])
     }
 
-    public func initialize(_ store: ParameterStore<Scalar>) {
+    package func initialize(_ store: ParameterStore<Scalar>) {
         guard let logVarianceSlot else { return }
         store.value(logVarianceSlot).update(repeating: Scalar(2 * Double.log(sigma)), count: logVarianceSlot.count)
     }
 
     /// σ² now (the first feature's with a variance per feature).
-    public func variance(_ store: ParameterStore<Scalar>) -> Scalar {
+    package func variance(_ store: ParameterStore<Scalar>) -> Scalar {
         if let logVarianceSlot { return Scalar.exp(store.value(logVarianceSlot)[0]) }
         return Scalar(sigma * sigma)
     }
@@ -164,7 +164,7 @@ public final class GaussianLikelihood<Scalar: BLASScalar> {
 }
 
 /// The model's likelihood: the one place that chooses between the two.
-public enum Likelihood<Scalar: BLASScalar> {
+package enum Likelihood<Scalar: BLASScalar> {
     case bernoulli(BernoulliLikelihood<Scalar>)
     case gaussian(GaussianLikelihood<Scalar>)
 
@@ -180,7 +180,7 @@ public enum Likelihood<Scalar: BLASScalar> {
         }
     }
 
-    public var decoder: MLP<Scalar> {
+    package var decoder: MLP<Scalar> {
         switch self {
         case .bernoulli(let p): return p.decoder
         case .gaussian(let p): return p.decoder
@@ -188,7 +188,7 @@ public enum Likelihood<Scalar: BLASScalar> {
     }
 
     /// The decoder's slots and σ²'s when learned.
-    public var parameterSlots: [ParameterSlot] {
+    package var parameterSlots: [ParameterSlot] {
         var slots = decoder.layers.flatMap(\.slots)
         if case .gaussian(let p) = self, let slot = p.logVarianceSlot { slots.append(slot) }
         return slots

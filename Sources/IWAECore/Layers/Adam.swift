@@ -38,7 +38,7 @@ public final class Adam<Scalar: BLASScalar> {
 
     /// One update of `store.values` from `store.gradients`.
     @_specialize(exported: true, where Scalar == Float)
-    public func update(_ store: ParameterStore<Scalar>) {
+    package func update(_ store: ParameterStore<Scalar>) {
         let (stepSize, eps, b1, b2) = nextStep()
         let theta = store.values.pointer, g = store.gradients.pointer
         let m = firstMoment.pointer, v = secondMoment.pointer

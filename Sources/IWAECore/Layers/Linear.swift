@@ -6,16 +6,16 @@ import IWAELinearAlgebra
 /// Shapes: x is (N, in), W is (out, in), b is (out), y is (N, out).
 /// Initialization (Glorot & Bengio 2010, uniform): `W ~ U(−a, a)`,
 /// `a = √(6 / (in + out))`, `b = 0`.
-public struct Linear: Sendable {
-    public let inputSize: Int
-    public let outputSize: Int
-    public let weight: ParameterSlot
-    public let bias: ParameterSlot
+package struct Linear: Sendable {
+    package let inputSize: Int
+    package let outputSize: Int
+    package let weight: ParameterSlot
+    package let bias: ParameterSlot
     /// The layer's three products, whose kernels the store's `plan` gives.
-    public var productSites: [ProductSite] { ProductSite.sites(inputs: inputSize, outputs: outputSize) }
+    package var productSites: [ProductSite] { ProductSite.sites(inputs: inputSize, outputs: outputSize) }
 
     /// Registers `name.weight` (out, in) and `name.bias` (out) in `layout`.
-    public init(_ inputSize: Int, _ outputSize: Int, name: String, layout: inout ParameterLayout) {
+    package init(_ inputSize: Int, _ outputSize: Int, name: String, layout: inout ParameterLayout) {
         self.inputSize = inputSize
         self.outputSize = outputSize
         weight = layout.register("\(name).weight", shape: [outputSize, inputSize])
@@ -23,7 +23,7 @@ public struct Linear: Sendable {
     }
 
     /// Glorot-uniform weights, zero bias.
-    public func initialize<Scalar: BLASScalar>(_ store: ParameterStore<Scalar>, using rng: Xoshiro256) {
+    package func initialize<Scalar: BLASScalar>(_ store: ParameterStore<Scalar>, using rng: Xoshiro256) {
         let a = (6.0 / Double(inputSize + outputSize)).squareRoot()
         let w = store.value(weight)
         for i in 0..<weight.count { w[i] = Scalar(a * (2 * rng.uniform(Double.self) - 1)) }
@@ -33,7 +33,7 @@ public struct Linear: Sendable {
     /// `y ← x Wᵀ + b`: the bias is copied into every row of y, then one GEMM
     /// accumulates onto it. With `addBias: false`, `y ← x Wᵀ` and the caller
     /// adds the bias in its next pass (see `Activation.forward(_:bias:)`).
-    public func forward<Scalar: BLASScalar>(
+    package func forward<Scalar: BLASScalar>(
         _ y: MatrixView<Scalar>, _ x: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, addBias: Bool = true
     ) {
         precondition(x.columns == inputSize && y.columns == outputSize && x.rows == y.rows)

@@ -6,36 +6,36 @@ import IWAELinearAlgebra
 /// Shapes: input (N, sizes[0]), layer i maps (N, sizes[i]) → (N, sizes[i+1]),
 /// output (N, sizes.last). The forward keeps every layer's output (what the
 /// backward needs); buffers are sized for `capacity` rows and reused.
-public final class MLP<Scalar: BLASScalar> {
-    public let layers: [Linear]
-    public let activations: [Activation]
-    public private(set) var capacity = 0
+package final class MLP<Scalar: BLASScalar> {
+    package let layers: [Linear]
+    package let activations: [Activation]
+    package private(set) var capacity = 0
     private var outputs: [Tensor<Scalar>] = []
     private var gradients: [Tensor<Scalar>] = []
     private var ones = Tensor<Scalar>(shape: [0])
     private var rows = 0
     private var input: MatrixView<Scalar>?
     /// Optional timing of GEMM and elementwise phases.
-    public var profiler: PhaseProfiler?
+    package var profiler: PhaseProfiler?
     /// The phase this stack's GEMMs are counted under.
-    public var gemmPhase = PhaseProfiler.Phase.gemm
+    package var gemmPhase = PhaseProfiler.Phase.gemm
 
     /// Registers layers `name.0`, `name.1`, … of `sizes` in `layout`.
-    public init(sizes: [Int], activations: [Activation], name: String, layout: inout ParameterLayout) {
+    package init(sizes: [Int], activations: [Activation], name: String, layout: inout ParameterLayout) {
         precondition(sizes.count >= 2 && activations.count == sizes.count - 1)
         layers = (0..<sizes.count - 1).map { Linear(sizes[$0], sizes[$0 + 1], name: "\(name).\($0)", layout: &layout) }
         self.activations = activations
     }
 
-    public var inputSize: Int { layers.first!.inputSize }
-    public var outputSize: Int { layers.last!.outputSize }
+    package var inputSize: Int { layers.first!.inputSize }
+    package var outputSize: Int { layers.last!.outputSize }
 
-    public func initialize(_ store: ParameterStore<Scalar>, using rng: Xoshiro256) {
+    package func initialize(_ store: ParameterStore<Scalar>, using rng: Xoshiro256) {
         for layer in layers { layer.initialize(store, using: rng) }
     }
 
     /// Makes room for `rows` rows (allocates only when growing).
-    public func reserve(rows: Int) {
+    package func reserve(rows: Int) {
         guard rows > capacity else { return }
         capacity = rows
         outputs = layers.map { Tensor(shape: [rows, $0.outputSize]) }
@@ -45,7 +45,7 @@ public final class MLP<Scalar: BLASScalar> {
     }
 
     /// Frees the buffers (they grow again on the next forward).
-    public func releaseBuffers() {
+    package func releaseBuffers() {
         capacity = 0
         outputs = []
         gradients = []
@@ -55,7 +55,7 @@ public final class MLP<Scalar: BLASScalar> {
     }
 
     /// Bytes held by the buffers.
-    public var bufferBytes: Int {
+    package var bufferBytes: Int {
         (outputs + gradients + [ones]).reduce(0) { $0 + $1.capacity * MemoryLayout<Scalar>.stride }
     }
 
@@ -64,7 +64,7 @@ public final class MLP<Scalar: BLASScalar> {
     /// identity) the output lacks the last layer's bias, which the consumer
     /// folds into its own pass (`outputBias`).
     @discardableResult
-    public func forward(_ x: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, deferOutputBias: Bool = false) -> MatrixView<Scalar> {
+    package func forward(_ x: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, deferOutputBias: Bool = false) -> MatrixView<Scalar> {
         precondition(!deferOutputBias || activations.last == .identity)
         reserve(rows: x.rows)
         rows = x.rows
@@ -91,15 +91,15 @@ public final class MLP<Scalar: BLASScalar> {
     }
 
     /// The output of the last forward (N, out).
-    public var output: MatrixView<Scalar> { MatrixView(outputs.last!.pointer, rows: rows, columns: outputSize) }
+    package var output: MatrixView<Scalar> { MatrixView(outputs.last!.pointer, rows: rows, columns: outputSize) }
 
     /// The upstream-gradient buffer for the output (N, out): write dL/dy here,
     /// then call `backward`.
-    public var outputGradient: MatrixView<Scalar> { MatrixView(gradients.last!.pointer, rows: rows, columns: outputSize) }
+    package var outputGradient: MatrixView<Scalar> { MatrixView(gradients.last!.pointer, rows: rows, columns: outputSize) }
 
     /// Backpropagates `outputGradient` (consumed in place) through the stack,
     /// accumulating parameter gradients; writes dL/dx into `dx` when given.
-    public func backward(dx: MatrixView<Scalar>?, _ store: ParameterStore<Scalar>, accumulateInput: Bool = false) {
+    package func backward(dx: MatrixView<Scalar>?, _ store: ParameterStore<Scalar>, accumulateInput: Bool = false) {
         guard let input else { preconditionFailure("backward before forward") }
         for i in stride(from: layers.count - 1, through: 0, by: -1) {
             let layer = layers[i]

@@ -2,24 +2,24 @@ import RealModule
 import IWAELinearAlgebra
 
 /// Where one named parameter tensor lives inside the flat parameter buffer.
-public struct ParameterSlot: Sendable, Equatable {
-    public let name: String
-    public let shape: [Int]
-    public let offset: Int
-    public var count: Int { shape.reduce(1, *) }
+package struct ParameterSlot: Sendable, Equatable {
+    package let name: String
+    package let shape: [Int]
+    package let offset: Int
+    package var count: Int { shape.reduce(1, *) }
 }
 
 /// The layout of every parameter of a model in one contiguous buffer, in
 /// registration order. Gradients and optimizer moments use the same layout,
 /// so the optimizer is one flat loop and a checkpoint is one write.
-public struct ParameterLayout: Sendable, Equatable {
-    public private(set) var slots: [ParameterSlot] = []
-    public private(set) var count = 0
+package struct ParameterLayout: Sendable, Equatable {
+    package private(set) var slots: [ParameterSlot] = []
+    package private(set) var count = 0
 
-    public init() {}
+    package init() {}
 
     /// Reserves `shape` under `name` and returns its slot.
-    public mutating func register(_ name: String, shape: [Int]) -> ParameterSlot {
+    package mutating func register(_ name: String, shape: [Int]) -> ParameterSlot {
         precondition(!slots.contains { $0.name == name }, "duplicate parameter \(name)")
         let slot = ParameterSlot(name: name, shape: shape, offset: count)
         slots.append(slot)
@@ -27,18 +27,18 @@ public struct ParameterLayout: Sendable, Equatable {
         return slot
     }
 
-    public func slot(named name: String) -> ParameterSlot? { slots.first { $0.name == name } }
+    package func slot(named name: String) -> ParameterSlot? { slots.first { $0.name == name } }
 }
 
 extension Linear {
     /// The layer's weight and bias.
-    public var slots: [ParameterSlot] { [weight, bias] }
+    package var slots: [ParameterSlot] { [weight, bias] }
 }
 
 extension Array where Element == ParameterSlot {
     /// The positions these slots cover in the flat buffer, from the first
     /// offset to the last end (components register their slots contiguously).
-    public var span: Range<Int> {
+    package var span: Range<Int> {
         guard let lo = map(\.offset).min(), let hi = map({ $0.offset + $0.count }).max() else { return 0..<0 }
         return lo..<hi
     }
@@ -48,23 +48,23 @@ extension Array where Element == ParameterSlot {
 ///
 /// Gradients accumulate (`+=`) during a backward pass and are zeroed once per
 /// step by `zeroGradients()`.
-public final class ParameterStore<Scalar: BLASScalar> {
-    public let layout: ParameterLayout
-    public let values: Tensor<Scalar>
-    public let gradients: Tensor<Scalar>
+package final class ParameterStore<Scalar: BLASScalar> {
+    package let layout: ParameterLayout
+    package let values: Tensor<Scalar>
+    package let gradients: Tensor<Scalar>
     /// The kernel of each affine layer's products and their precision
     /// (`Linear` reads it). Set it before computing, never while this
     /// store's worker computes.
-    public var plan = ComputePlan()
+    package var plan = ComputePlan()
     /// This store's worker's rounded operands, for bf16 products.
-    public let productWorkspace = ProductWorkspace<Scalar>()
+    package let productWorkspace = ProductWorkspace<Scalar>()
     /// Whether backward passes accumulate the parameters' gradients. False
     /// for a worker that needs only the gradients with respect to the
     /// layers' inputs (AIS's ∇_z log p(x, z)): the weight-gradient products,
     /// a third of a backward's work, are skipped.
     package var accumulatesParameterGradients = true
 
-    public init(layout: ParameterLayout) {
+    package init(layout: ParameterLayout) {
         self.layout = layout
         values = Tensor(shape: [layout.count])
         gradients = Tensor(shape: [layout.count])
@@ -72,23 +72,23 @@ public final class ParameterStore<Scalar: BLASScalar> {
 
     /// A store that shares `other`'s parameter values (the same memory) and
     /// has gradients of its own: one per worker of a data-parallel step.
-    public init(sharingValuesOf other: ParameterStore) {
+    package init(sharingValuesOf other: ParameterStore) {
         layout = other.layout
         values = other.values
         gradients = Tensor(shape: [layout.count])
         plan = other.plan
     }
 
-    public func zeroGradients() { gradients.zero() }
+    package func zeroGradients() { gradients.zero() }
 
     package func value(_ slot: ParameterSlot) -> UnsafeMutablePointer<Scalar> { values.pointer + slot.offset }
     package func gradient(_ slot: ParameterSlot) -> UnsafeMutablePointer<Scalar> { gradients.pointer + slot.offset }
 
     /// The slot as an (out, in) matrix, or a 1×n row for vectors.
-    public func valueMatrix(_ slot: ParameterSlot) -> MatrixView<Scalar> {
+    package func valueMatrix(_ slot: ParameterSlot) -> MatrixView<Scalar> {
         MatrixView(value(slot), rows: slot.shape.count == 2 ? slot.shape[0] : 1, columns: slot.shape.last ?? 1)
     }
-    public func gradientMatrix(_ slot: ParameterSlot) -> MatrixView<Scalar> {
+    package func gradientMatrix(_ slot: ParameterSlot) -> MatrixView<Scalar> {
         MatrixView(gradient(slot), rows: slot.shape.count == 2 ? slot.shape[0] : 1, columns: slot.shape.last ?? 1)
     }
 }

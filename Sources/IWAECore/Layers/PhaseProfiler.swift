@@ -4,8 +4,8 @@ import Foundation
 /// Attach one to a model (`VariationalAutoencoder.profiler`); the rest of a
 /// step's wall time is the step minus these. Costs two clock reads per
 /// measured block when attached, nothing when not.
-public final class PhaseProfiler: @unchecked Sendable {
-    public enum Phase: Int, CaseIterable, Sendable {
+package final class PhaseProfiler: @unchecked Sendable {
+    package enum Phase: Int, CaseIterable, Sendable {
         /// Encoder GEMMs (and any GEMM not otherwise attributed).
         case gemm
         /// The decoder's GEMMs.
@@ -15,14 +15,14 @@ public final class PhaseProfiler: @unchecked Sendable {
         /// The full-covariance encoder's extra work: A Aᵀ, Cholesky, triangular
         /// products and solves, and their backward.
         case covariance
-        public var name: String { ["gemm", "decoder_gemm", "elementwise", "sampling", "covariance"][rawValue] }
+        package var name: String { ["gemm", "decoder_gemm", "elementwise", "sampling", "covariance"][rawValue] }
     }
 
-    public private(set) var nanoseconds = [UInt64](repeating: 0, count: Phase.allCases.count)
+    package private(set) var nanoseconds = [UInt64](repeating: 0, count: Phase.allCases.count)
 
-    public init() {}
+    package init() {}
 
-    public func reset() { nanoseconds = [UInt64](repeating: 0, count: Phase.allCases.count) }
+    package func reset() { nanoseconds = [UInt64](repeating: 0, count: Phase.allCases.count) }
 
     @inline(__always) static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
@@ -30,7 +30,7 @@ public final class PhaseProfiler: @unchecked Sendable {
         nanoseconds[phase.rawValue] &+= PhaseProfiler.now() &- start
     }
 
-    public func seconds(_ phase: Phase) -> Double { Double(nanoseconds[phase.rawValue]) / 1e9 }
+    package func seconds(_ phase: Phase) -> Double { Double(nanoseconds[phase.rawValue]) / 1e9 }
 }
 
 extension Optional where Wrapped == PhaseProfiler {

@@ -23,8 +23,8 @@ public struct LogLikelihoodEstimate: Sendable {
     /// (mergeable moments), where m(x) = E_q[z_l]: μ₁(x) exactly for z₁, and
     /// for a layer above the mean of μ_l(z_{l−1}) over the k draws of the
     /// layers below (E over q(z₁|x) q(z₂|z₁) … by Monte Carlo).
-    public var layerMeanSums: [[Double]]
-    public var layerMeanSquareSums: [[Double]]
+    package var layerMeanSums: [[Double]]
+    package var layerMeanSquareSums: [[Double]]
 
     /// Var_x(E_q[z_l,u]) for each unit u of each layer l (Burda et al.'s activity).
     public var latentActivityPerLayer: [[Double]] {
@@ -41,7 +41,7 @@ public struct LogLikelihoodEstimate: Sendable {
     public var latentActivity: [Double] { latentActivityPerLayer[0] }
 
     /// The estimate over the union of two disjoint sets of examples (in order).
-    public func merged(with other: LogLikelihoodEstimate) -> LogLikelihoodEstimate {
+    package func merged(with other: LogLikelihoodEstimate) -> LogLikelihoodEstimate {
         precondition(samples == other.samples)
         return LogLikelihoodEstimate(
             samples: samples, logLikelihoods: logLikelihoods + other.logLikelihoods, standardErrors: standardErrors + other.standardErrors,

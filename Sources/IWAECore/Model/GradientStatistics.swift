@@ -3,12 +3,12 @@ import RealModule
 
 /// Running mean and variance of gradient draws, per parameter (Welford), in
 /// Double: memory O(parameters) whatever the number of draws.
-public final class GradientMoments {
-    public private(set) var draws = 0
-    public private(set) var mean: [Double]
+package final class GradientMoments {
+    package private(set) var draws = 0
+    package private(set) var mean: [Double]
     private var squares: [Double]
 
-    public init(count: Int) {
+    package init(count: Int) {
         mean = [Double](repeating: 0, count: count)
         squares = [Double](repeating: 0, count: count)
     }
@@ -26,17 +26,17 @@ public final class GradientMoments {
     }
 
     /// Unbiased variance of parameter i.
-    public func variance(_ i: Int) -> Double { draws > 1 ? squares[i] / Double(draws - 1) : 0 }
+    package func variance(_ i: Int) -> Double { draws > 1 ? squares[i] / Double(draws - 1) : 0 }
 
     /// Summary over parameters `range`: the norm of the mean gradient, the
     /// total variance Σ Var, and the mean signal-to-noise ratio
     /// |E g| / std g (Rainforth et al. 2018) over parameters with nonzero variance.
-    public func summary(_ range: Range<Int>) -> (meanNorm: Double, totalVariance: Double, snr: Double) {
+    package func summary(_ range: Range<Int>) -> (meanNorm: Double, totalVariance: Double, snr: Double) {
         summary([range])
     }
 
     /// `summary` over the parameters of several ranges (a parameter group).
-    public func summary(_ ranges: [Range<Int>]) -> (meanNorm: Double, totalVariance: Double, snr: Double) {
+    package func summary(_ ranges: [Range<Int>]) -> (meanNorm: Double, totalVariance: Double, snr: Double) {
         var norm = 0.0, total = 0.0, snr = 0.0, counted = 0
         for i in ranges.joined() {
             norm += mean[i] * mean[i]
@@ -50,7 +50,7 @@ public final class GradientMoments {
 
 /// The parameter groups whose gradients Rainforth et al. (2018) follow
 /// separately: the inference network φ, the generative network θ, the prior λ.
-public enum ParameterGroup: String, CaseIterable, Sendable {
+package enum ParameterGroup: String, CaseIterable, Sendable {
     case encoder, decoder, prior
 }
 
@@ -59,7 +59,7 @@ extension VariationalAutoencoder {
     /// (φ), the likelihood's decoder and σ² (θ), the top prior and the
     /// conditional priors p(z_l|z_{l+1}) of the layers above (λ; empty for a
     /// standard prior on one layer).
-    public func parameters(of group: ParameterGroup) -> [Range<Int>] {
+    package func parameters(of group: ParameterGroup) -> [Range<Int>] {
         switch group {
         case .encoder: return [encoderParameters]
         case .decoder: return [decoderParameters]
@@ -80,7 +80,7 @@ extension VariationalAutoencoder {
 ///
 /// The standard error is NaN with fewer than three points; the slope is NaN
 /// with fewer than two distinct K or a non-positive SNR.
-public func logLogSlope(ks: [Int], snr: [Double]) -> (slope: Double, standardError: Double) {
+package func logLogSlope(ks: [Int], snr: [Double]) -> (slope: Double, standardError: Double) {
     precondition(ks.count == snr.count)
     guard ks.count >= 2, snr.allSatisfy({ $0 > 0 && $0.isFinite }) else { return (.nan, .nan) }
     let x = ks.map { Double.log(Double($0)) }, y = snr.map { Double.log($0) }
@@ -101,7 +101,7 @@ extension VariationalAutoencoder {
     /// from q of ESS / K, the weights' effective sample size per draw
     /// (`effectiveSampleSizes`): near 1 where Rainforth et al.'s asymptotic
     /// rates apply, far below where a few draws carry the weight.
-    public func effectiveSampleFraction(_ x: MatrixView<Scalar>, samplesPerExample K: Int, repeats: Int, seed: UInt64) throws -> Double {
+    package func effectiveSampleFraction(_ x: MatrixView<Scalar>, samplesPerExample K: Int, repeats: Int, seed: UInt64) throws -> Double {
         precondition(K >= 1 && repeats >= 1 && x.columns == configuration.dataDimension)
         defer { releaseBuffers() }
         let rng = Xoshiro256(seed: seed)
@@ -120,7 +120,7 @@ extension ModelWorkers where Scalar == Float {
     /// draw to the next), summarized per parameter group of the model:
     /// ‖E g‖, Σ Var g and the mean SNR |E g| / std g (`GradientMoments`).
     /// The model's gradients hold the last draw afterwards.
-    public func gradientStatistics(_ x: MatrixView<Float>, objective: Objective, draws: Int,
+    package func gradientStatistics(_ x: MatrixView<Float>, objective: Objective, draws: Int,
                                    progress: ((Int) -> Void)? = nil) throws
         -> [ParameterGroup: (meanNorm: Double, totalVariance: Double, snr: Double)]
     {

@@ -20,13 +20,13 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     public let model: VariationalAutoencoder<Scalar>
     /// This process's workers; replicas[0] is `model` itself, and its
     /// gradients receive the others'.
-    public let replicas: [VariationalAutoencoder<Scalar>]
+    package let replicas: [VariationalAutoencoder<Scalar>]
     /// The processes that share each batch.
-    public let ranks: RankGroup
+    package let ranks: RankGroup
     /// How the rows of a batch are split among the workers.
     package let pool: WorkerPool
     /// The workers' random streams.
-    public let streams: WorkerStreams
+    package let streams: WorkerStreams
     private let gradients: ReplicaGradients<Scalar>
     private let bounds = Tensor<Scalar>(shape: [0])
     /// Bounds and failure flags in transit between ranks, by bit pattern
@@ -36,7 +36,12 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     /// `workers` (per rank) defaults to the number of active cores. With more
     /// than one worker in all, OpenBLAS is set to one thread per call. Every
     /// rank must have the same number of workers (`Trainer` checks it).
-    public init(model: VariationalAutoencoder<Scalar>, workers: Int? = nil, seed: UInt64, ranks: RankGroup = SingleRank()) {
+    public convenience init(model: VariationalAutoencoder<Scalar>, workers: Int? = nil, seed: UInt64) {
+        self.init(model: model, workers: workers, seed: seed, ranks: SingleRank())
+    }
+
+    /// The workers of this rank of `ranks`, numbered among all ranks' workers.
+    package init(model: VariationalAutoencoder<Scalar>, workers: Int?, seed: UInt64, ranks: RankGroup) {
         let count = Swift.max(1, workers ?? ProcessInfo.processInfo.activeProcessorCount)
         self.model = model
         self.ranks = ranks
@@ -58,11 +63,11 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     /// This process's workers (W).
     public var workerCount: Int { pool.count }
     /// Workers over all ranks (R·W).
-    public var totalWorkerCount: Int { pool.total }
+    package var totalWorkerCount: Int { pool.total }
     /// The global index of this process's first worker.
-    public var firstWorker: Int { pool.first }
+    package var firstWorker: Int { pool.first }
     /// The workers' random streams (worker `firstWorker + j` is `generators[j]`).
-    public var generators: [Xoshiro256] { streams.generators }
+    package var generators: [Xoshiro256] { streams.generators }
 
     /// A training step's gradient of ∇(−mean_b bound_b) over all B rows of
     /// `x`, each local worker's block on its replica. In one process the

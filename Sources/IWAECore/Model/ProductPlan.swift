@@ -15,7 +15,7 @@ extension VariationalAutoencoder {
     /// The model's compute plan: the precision of its products and the
     /// kernel of each (its store's; a replica made afterwards copies it).
     /// `ModelWorkers.plan` sets it on every replica.
-    public var plan: ComputePlan {
+    package var plan: ComputePlan {
         get { store.plan }
         set { store.plan = newValue }
     }
@@ -25,7 +25,7 @@ extension VariationalAutoencoder {
     /// encoder reads the B examples, every other layer the B·K draws. (Each
     /// `Linear` registers `NAME.weight` of shape (outputs, inputs).) A shape
     /// used by both keeps the larger.
-    public func productSites(examples: Int, samplesPerExample K: Int) -> [ProductSite: Int] {
+    package func productSites(examples: Int, samplesPerExample K: Int) -> [ProductSite: Int] {
         var rows = [ProductSite: Int]()
         for slot in store.layout.slots where slot.name.hasSuffix(".weight") && slot.shape.count == 2 {
             let seen = slot.name.hasPrefix("encoder.") ? examples : examples * K
@@ -40,7 +40,7 @@ extension VariationalAutoencoder {
     /// each worker takes `examples` examples with K draws, on `threads`
     /// threads per product. `auto` times the sites not yet in the machine's
     /// plan cache.
-    public func computePlan(_ choice: GEMMChoice, precision: Precision, examples: Int, samplesPerExample K: Int,
+    package func computePlan(_ choice: GEMMChoice, precision: Precision, examples: Int, samplesPerExample K: Int,
                             threads: Int) -> ComputePlan {
         let sites = productSites(examples: examples, samplesPerExample: K)
         switch (choice, precision) {

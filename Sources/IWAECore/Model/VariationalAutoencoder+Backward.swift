@@ -9,7 +9,7 @@ extension VariationalAutoencoder {
     /// training step's gradient ∇(−lossScale · Σ_b bound_b) into
     /// `store.gradients` and returns the per-example bounds (B).
     @discardableResult
-    public func trainingStepGradient(
+    package func trainingStepGradient(
         _ x: MatrixView<Scalar>, objective: Objective, using rng: Xoshiro256, lossScale: Scalar? = nil
     ) throws -> [Scalar] {
         try objective.check(for: configuration)
@@ -55,7 +55,7 @@ extension VariationalAutoencoder {
     /// The generative side runs first and leaves ∂loss/∂z_l (its paths) in
     /// each encoder's `sampleGradient`; the encoders then run top-down, each
     /// adding its path into the layer below.
-    public func backward(_ lw: LogWeights<Scalar>, boundWeights omega: MatrixView<Scalar>, scale lossScale: Scalar,
+    package func backward(_ lw: LogWeights<Scalar>, boundWeights omega: MatrixView<Scalar>, scale lossScale: Scalar,
                          objective: Objective) {
         let K = lw.samplesPerExample, rows = lw.examples * K, estimator = objective.estimator, bound = objective.bound
         precondition(omega.rows == lw.examples && omega.columns == K && omega.isContiguous)

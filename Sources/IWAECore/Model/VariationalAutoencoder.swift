@@ -27,18 +27,23 @@ import RealModule
 /// no tensor is allocated per step.
 public final class VariationalAutoencoder<Scalar: BLASScalar> {
     public let configuration: ModelConfiguration
-    public let store: ParameterStore<Scalar>
+    package let store: ParameterStore<Scalar>
     /// q(z₁|x), q(z₂|z₁), …
-    public let encoders: [GaussianConditional<Scalar>]
+    package let encoders: [GaussianConditional<Scalar>]
     /// p(z₁|z₂), p(z₂|z₃), … (empty for one layer).
-    public let conditionalPriors: [GaussianConditional<Scalar>]
-    public let prior: DiagonalGaussianPrior<Scalar>
-    public let likelihood: Likelihood<Scalar>
+    package let conditionalPriors: [GaussianConditional<Scalar>]
+    package let prior: DiagonalGaussianPrior<Scalar>
+    package let likelihood: Likelihood<Scalar>
     /// The stochastic layers, bottom up: `encoders[l]` with the likelihood
     /// (l = 0) or `conditionalPriors[l − 1]`.
-    public let layers: [LayerDistributions<Scalar>]
+    package let layers: [LayerDistributions<Scalar>]
     /// q(z₁|x).
-    public var encoder: GaussianConditional<Scalar> { encoders[0] }
+    package var encoder: GaussianConditional<Scalar> { encoders[0] }
+
+    /// The number of parameters: the size of Adam's moments (`Adam(count:)`).
+    public var parameterCount: Int { store.values.count }
+    /// The parameter values, in the order of their slots (a copy).
+    public var parameters: [Scalar] { store.values.array }
 
     private var exampleCapacity = 0
     private var drawCapacity = 0
@@ -65,7 +70,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     let layerLogDensity = Tensor<Scalar>(shape: [0])
 
     /// Optional timing of the step's phases (GEMM, elementwise, sampling, covariance).
-    public var profiler: PhaseProfiler? {
+    package var profiler: PhaseProfiler? {
         didSet {
             for c in encoders + conditionalPriors { c.profiler = profiler }
             likelihood.profiler = profiler
@@ -83,7 +88,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
 
     /// A model with the same parameters (shared memory, not a copy) and its
     /// own gradients and buffers, for a worker of a data-parallel step.
-    public func replica() -> VariationalAutoencoder {
+    package func replica() -> VariationalAutoencoder {
         VariationalAutoencoder(configuration, sharingValuesOf: store)
     }
 
@@ -139,7 +144,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     /// The scale stays Glorot's; only the directions change, from random
     /// patterns over all D outputs (pixels that are never on included) to
     /// the data's own. Columns past D keep their draw.
-    public func initializeOutputWeights(principalComponents pca: PrincipalComponents) {
+    package func initializeOutputWeights(principalComponents pca: PrincipalComponents) {
         let output = likelihood.decoder.layers.last!
         let d = output.outputSize, h = output.inputSize
         precondition(pca.dimension == d)
@@ -170,7 +175,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
 
     /// Frees every buffer of the model and its components (after a large
     /// evaluation); they grow again on the next use.
-    public func releaseBuffers() {
+    package func releaseBuffers() {
         exampleCapacity = 0
         drawCapacity = 0
         for t in perExample + perDraw { t.replace(shape: [0]) }
@@ -179,7 +184,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     }
 
     /// Bytes held by the buffers of the model and its components.
-    public var bufferBytes: Int {
+    package var bufferBytes: Int {
         let own = (perExample + perDraw).reduce(0) { $0 + $1.capacity * MemoryLayout<Scalar>.stride }
         return (encoders + conditionalPriors).reduce(own + likelihood.bufferBytes) { $0 + $1.bufferBytes }
     }
@@ -199,7 +204,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     /// q(z₁|x) for the rows of x (B, D), and KL(q ‖ r) per example in closed
     /// form for one stochastic layer (NaN for more: no closed form). Throws
     /// `IWAEError.notPositiveDefinite` when a covariance cannot be factored.
-    public func encode(_ x: MatrixView<Scalar>) throws -> EncodedBatch<Scalar> {
+    package func encode(_ x: MatrixView<Scalar>) throws -> EncodedBatch<Scalar> {
         precondition(x.columns == configuration.dataDimension)
         reserve(examples: x.rows, draws: 0)
         try encoder.forward(x, store)
@@ -217,7 +222,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     ///     log w = log r(z_L) + Σ_l [ log p(z_{l−1} | z_l) − log q(z_l | z_{l−1}) ]
     ///
     /// With `keepForBackward` the likelihood keeps what its backward needs.
-    public func logWeights(_ encoded: EncodedBatch<Scalar>, samplesPerExample K: Int, using rng: Xoshiro256,
+    package func logWeights(_ encoded: EncodedBatch<Scalar>, samplesPerExample K: Int, using rng: Xoshiro256,
                            keepForBackward: Bool = true) throws -> LogWeights<Scalar> {
         try logWeights(encoded, samplesPerExample: K, noise: .shared(rng), keepForBackward: keepForBackward)
     }
@@ -264,19 +269,19 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     }
 
     /// Named parameter tensors, in layout order.
-    public var parameterSlots: [ParameterSlot] { store.layout.slots }
+    package var parameterSlots: [ParameterSlot] { store.layout.slots }
 
     /// φ: the encoders' positions in the flat parameter buffer (contiguous, first).
-    public var encoderParameters: Range<Int> { encoders.flatMap(\.parameterSlots).span }
+    package var encoderParameters: Range<Int> { encoders.flatMap(\.parameterSlots).span }
     /// θ: the decoder's (and σ²'s) positions in the flat parameter buffer.
-    public var decoderParameters: Range<Int> { likelihood.parameterSlots.span }
+    package var decoderParameters: Range<Int> { likelihood.parameterSlots.span }
 }
 
 /// A batch whose q(z|x) the model has just computed: the token that
 /// `logWeights` takes, valid until the model's next `encode`.
-public struct EncodedBatch<Scalar: BLASScalar> {
+package struct EncodedBatch<Scalar: BLASScalar> {
     /// x (B, D).
-    public let input: MatrixView<Scalar>
+    package let input: MatrixView<Scalar>
     /// B.
-    public var examples: Int { input.rows }
+    package var examples: Int { input.rows }
 }

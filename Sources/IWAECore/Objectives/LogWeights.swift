@@ -8,20 +8,20 @@ import RealModule
 ///
 /// A value, not model state: K lives here. The views point into the model's
 /// buffers and are valid until its next `encode` or `logWeights`.
-public struct LogWeights<Scalar: BLASScalar> {
+package struct LogWeights<Scalar: BLASScalar> {
     /// log w (B, K).
-    public let values: MatrixView<Scalar>
+    package let values: MatrixView<Scalar>
     /// log p(x|z) per draw (B·K).
     package let logLikelihood: UnsafeBufferPointer<Scalar>
     /// KL(q(·|x_b) ‖ r) per example, in closed form (B).
     package let klDivergence: UnsafeBufferPointer<Scalar>
     /// x (B, D), the examples.
-    public let input: MatrixView<Scalar>
+    package let input: MatrixView<Scalar>
 
     /// B.
-    public var examples: Int { values.rows }
+    package var examples: Int { values.rows }
     /// K.
-    public var samplesPerExample: Int { values.columns }
+    package var samplesPerExample: Int { values.columns }
 
     /// The per-example bound of `objective` (B) from its M·K draws per
     /// example (group m: draws mK ..< (m+1)K):
@@ -55,7 +55,7 @@ public struct LogWeights<Scalar: BLASScalar> {
     }
 
     /// The per-example bound of `objective` (B values): see `bound(_:into:)`.
-    public func bound(_ objective: Objective) -> [Scalar] {
+    package func bound(_ objective: Objective) -> [Scalar] {
         [Scalar](unsafeUninitializedCapacity: examples) { result, initialized in
             if let base = result.baseAddress { bound(objective, into: base) }
             initialized = examples
@@ -64,7 +64,7 @@ public struct LogWeights<Scalar: BLASScalar> {
 
     /// ω = ∂bound/∂ log w (B, M·K) of `objective` (`boundWeights`): for
     /// PIWAE the decoder's, IWAE-(M·K).
-    public func boundWeights(_ objective: Objective, into result: MatrixView<Scalar>) {
+    package func boundWeights(_ objective: Objective, into result: MatrixView<Scalar>) {
         IWAECore.boundWeights(objective, logWeights: values, into: result)
     }
 }
@@ -117,7 +117,7 @@ public func logMeanExp<Scalar: BLASScalar>(logSum: Scalar, count K: Int) -> Scal
 /// NaN for k = 1 (one draw says nothing of its spread), 0 when every
 /// weight is equal. Like every delta-method error it is an estimate: with
 /// heavy-tailed weights it is low exactly when L_k is far below log p(x).
-public func monteCarloStandardError(logSum: Double, logSumOfSquares: Double, count k: Int) -> Double {
+package func monteCarloStandardError(logSum: Double, logSumOfSquares: Double, count k: Int) -> Double {
     guard k > 1 else { return .nan }
     let inverseESS = Double.exp(logSumOfSquares - 2 * logSum)   // Σw² / (Σw)²
     return Swift.max(0, (Double(k) * inverseESS - 1) / Double(k - 1)).squareRoot()
@@ -167,7 +167,7 @@ package func elboEstimate<Scalar: BLASScalar>(logWeights: MatrixView<Scalar>, in
 ///     ∂CIWAE/∂ log w_k = β/K + (1 − β) w̃_k                  (CIWAE)
 ///
 /// logWeights and result are (B, M·K).
-public func boundWeights<Scalar: BLASScalar>(
+package func boundWeights<Scalar: BLASScalar>(
     _ objective: Objective, logWeights: MatrixView<Scalar>, into result: MatrixView<Scalar>
 ) {
     switch objective.bound {

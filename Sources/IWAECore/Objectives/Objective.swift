@@ -120,7 +120,7 @@ public struct Objective: Equatable, Sendable {
 
     /// Checks what the objective asks of a model: `elbo-analytic` needs one
     /// stochastic layer (the KL of a stack has no closed form).
-    public func check(for configuration: ModelConfiguration) throws {
+    package func check(for configuration: ModelConfiguration) throws {
         if bound == .elboAnalytic && configuration.stochasticLayers > 1 {
             throw IWAEError.invalidArgument("elbo-analytic needs one stochastic layer (the KL of a stack has no closed form); use elbo or iwae")
         }
@@ -129,7 +129,7 @@ public struct Objective: Equatable, Sendable {
     /// The estimator and baseline a name of `iwae grad-stats --estimators`
     /// stands for: a `GradientEstimator`, or `score-vimco` (also `vimco`)
     /// for the score function with VIMCO's baseline.
-    public static func estimator(named name: String) throws -> (GradientEstimator, ScoreBaseline) {
+    package static func estimator(named name: String) throws -> (GradientEstimator, ScoreBaseline) {
         if name == "score-vimco" || name == "vimco" { return (.score, .vimco) }
         guard let estimator = GradientEstimator(rawValue: name) else {
             throw IWAEError.invalidArgument("unknown estimator '\(name)' (expected \(GradientEstimator.allCases.map(\.rawValue).joined(separator: ", ")) or score-vimco)")

@@ -5,7 +5,7 @@
 ///
 /// Every rank calls the same exchanges in the same order, with buffers of the
 /// same length: they are collective operations.
-public protocol RankGroup: AnyObject {
+package protocol RankGroup: AnyObject {
     /// This process's index, 0 ..< `count`.
     var rank: Int { get }
     /// R, the number of ranks.
@@ -40,7 +40,7 @@ package extension RankGroup {
 
 extension RankGroup {
     /// True on every rank when `flag` is true on any rank.
-    public func anyRank(_ flag: Bool) -> Bool {
+    package func anyRank(_ flag: Bool) -> Bool {
         if count == 1 { return flag }
         return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 1) { word in
             word[0] = flag ? 1 : 0
@@ -58,7 +58,7 @@ extension RankGroup {
     /// `IWAEError.rankFailed(rank: L, …)` and the others
     /// `IWAEError.stoppedWithOtherRanks`, which the command line does not
     /// print: the user reads one line. (One rank alone rethrows `failure`.)
-    public func agree(_ failure: Error?) throws {
+    package func agree(_ failure: Error?) throws {
         if count == 1 {
             if let failure { throw failure }
             return
@@ -87,7 +87,7 @@ extension RankGroup {
 
     /// Stops every rank with `error`, which every rank met at this same point
     /// (a value they all computed from exchanged data).
-    public func failTogether(_ error: Error) throws -> Never {
+    package func failTogether(_ error: Error) throws -> Never {
         try agree(error)
         throw error   // one rank alone: agree rethrew it already
     }
@@ -95,7 +95,7 @@ extension RankGroup {
     /// Runs `body` on every rank and agrees on its outcome (see `agree`).
     /// An error that all ranks already agreed on inside `body` (see
     /// `IWAEError.isAgreedAcrossRanks`) passes through as it is.
-    public func together<T>(_ body: () throws -> T) throws -> T {
+    package func together<T>(_ body: () throws -> T) throws -> T {
         do {
             let value = try body()
             try agree(nil)
@@ -110,10 +110,10 @@ extension RankGroup {
 }
 
 /// The group of one process: every exchange is the identity.
-public final class SingleRank: RankGroup {
-    public init() {}
-    public var rank: Int { 0 }
-    public var count: Int { 1 }
-    public func sum(_ values: inout MutableSpan<Float>) {}
-    public func merge(_ words: inout MutableSpan<UInt64>) {}
+package final class SingleRank: RankGroup {
+    package init() {}
+    package var rank: Int { 0 }
+    package var count: Int { 1 }
+    package func sum(_ values: inout MutableSpan<Float>) {}
+    package func merge(_ words: inout MutableSpan<UInt64>) {}
 }

@@ -41,8 +41,10 @@ public final class Trainer {
     public var epoch: Int { state.epoch }
     public var step: Int { state.step }
     /// The processes training this model together.
-    public var ranks: RankGroup { workers.ranks }
+    package var ranks: RankGroup { workers.ranks }
     private var state = TrainingState()
+    /// Whether the run has begun: the output layer initialized, or a saved state restored.
+    private var begun = false
     private var order: [Int] = []
     private let rng: Xoshiro256
     private let batchBuffer: Tensor<Float>
@@ -50,9 +52,14 @@ public final class Trainer {
 
     /// `validation` holds the held-out examples as the model sees them (binary
     /// images binarized once for a Bernoulli likelihood), or nil for none.
-    public init(model: VariationalAutoencoder<Float>, options: TrainingOptions, validation: (any TrainingExamples)?,
-                ranks: RankGroup = SingleRank()) throws {
-        try options.validate()
+    public convenience init(model: VariationalAutoencoder<Float>, options: TrainingOptions,
+                            validation: (any TrainingExamples)?) throws {
+        try self.init(model: model, options: options, validation: validation, ranks: SingleRank())
+    }
+
+    /// The trainer of this rank of `ranks` (see the class's discussion).
+    package init(model: VariationalAutoencoder<Float>, options: TrainingOptions, validation: (any TrainingExamples)?,
+                 ranks: RankGroup) throws {
         try options.checkMemory(for: model.configuration)
         try options.objective.check(for: model.configuration)
         if let validation, validation.dimension != model.configuration.dataDimension {
@@ -149,6 +156,7 @@ public final class Trainer {
         let recorded = try saved.plan.map { try $0.recorded(for: options.precision) }
             ?? ComputePlan(sites: Array(planned.kernels.keys), kernel: ProductKernel(.openblas, options.precision))
         state = saved
+        begun = true
         state.plan = recorded
         workers.plan = recorded
         order = saved.order.map { Int($0) }
@@ -160,7 +168,10 @@ public final class Trainer {
 
     /// Trains until `options.epochs` epochs are complete, from the current state.
     ///
-    /// Every `checkpointEvery` steps within an epoch `onCheckpoint` receives
+    /// A new run (not `restore`d) begins by initializing the model's output
+    /// layer from `train` (`options.outputInitialization`, the bias at the
+    /// data mean; `.unchanged` keeps a loaded model's) and handing its
+    /// starting state to `onCheckpoint`. Every `checkpointEvery` steps within an epoch `onCheckpoint` receives
     /// the state (the caller saves); at each epoch's end `onEpoch` receives
     /// the metrics and the state. When `shouldStop` turns true (a signal) the
     /// state goes to `onCheckpoint` and `IWAEError.interrupted` is thrown. A
@@ -184,6 +195,11 @@ public final class Trainer {
                 throw IWAEError.invalidData("training example \(bad) has a NaN or infinite value")
             }
             try checkResumedState(trainCount: train.count)
+            if !begun { try model.initializeOutputLayer(from: train, options.outputInitialization) }
+        }
+        if !begun {
+            begun = true
+            try handOver { try onCheckpoint?($0) }
         }
         let d = model.configuration.dataDimension
         let batches = TrainingOptions.batchesPerEpoch(examples: train.count, batchSize: options.batchSize)
@@ -261,7 +277,7 @@ public final class Trainer {
     /// A resumed mid-epoch state must fit the data: its order a permutation
     /// of the training examples, its position inside the epoch. `train`
     /// checks it before the first step.
-    public func checkResumedState(trainCount: Int) throws {
+    package func checkResumedState(trainCount: Int) throws {
         guard state.batchInEpoch > 0 else { return }
         let batches = TrainingOptions.batchesPerEpoch(examples: trainCount, batchSize: options.batchSize)
         guard order.count == trainCount else {

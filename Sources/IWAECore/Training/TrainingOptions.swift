@@ -28,51 +28,50 @@ public enum LearningRateSchedule: String, Codable, Sendable, CaseIterable {
     public var totalEpochs: Int? { self == .paper ? 3280 : nil }
 }
 
-/// How a new run starts the decoder's output layer (its bias is always set
-/// from the data mean, `VariationalAutoencoder.initializeOutputBias`).
-public enum OutputInitialization: String, Codable, Sendable, CaseIterable {
-    /// Glorot-uniform weights from the seed, like every other layer.
-    case glorot
-    /// Column j of the weights is the j-th principal direction of the
-    /// training images, at Glorot's scale
-    /// (`VariationalAutoencoder.initializeOutputWeights(principalComponents:)`).
-    case pca
-
-    /// The largest data dimension D for `.pca`: its D × D covariance and
-    /// LAPACK's workspace take about 3 · 8 · D² bytes (400 MB at 4,096).
-    public static let largestPCADimension = 4096
-}
-
-/// What a training run does. The defaults here are the only ones: the
-/// command-line tools take theirs from `TrainingOptions()`.
+/// What a training run does: made by one throwing initializer, which holds
+/// every default and every check (the command-line tools take their
+/// defaults from `TrainingOptions.defaults`), so a value that exists is valid.
 public struct TrainingOptions: Codable, Equatable, Sendable {
     /// The bound, K, the estimator and its baseline, checked together when made.
-    public var objective = Objective.standard
-    public var epochs = 5
-    public var batchSize = 100
-    public var learningRate = 1e-3
-    public var schedule = LearningRateSchedule.constant
+    public let objective: Objective
+    public let epochs: Int
+    public let batchSize: Int
+    public let learningRate: Double
+    public let schedule: LearningRateSchedule
     /// Adam's ε (the IWAE paper uses 10⁻⁴).
-    public var adamEpsilon = 1e-4
-    /// The decoder's output weights at the start of a run.
-    public var outputInitialization = OutputInitialization.glorot
+    public let adamEpsilon: Double
+    /// The decoder's output layer at the start of a run (`Trainer` applies it).
+    public let outputInitialization: OutputInitialization
     /// The seed of every random stream of the run (see `seeds`).
-    public var seed: UInt64 = 1
-    /// Cores to split each batch over (default: all active cores). Results
+    package let seed: UInt64
+    /// Cores to split each batch over (nil: all active cores). Results
     /// are reproducible for a given seed and worker count.
-    public var workers: Int?
+    public let workers: Int?
     /// The library of the Float products; the plan it gives (with
     /// `precision`) is made once and recorded in `TrainingState.plan`.
-    public var gemm = GEMMChoice.auto
+    public let gemm: GEMMChoice
     /// The inputs of the layers' products: fp32, or bf16 with fp32
     /// accumulation (`Precision`), asked of the planner with `gemm`.
     /// Recorded in checkpoints; a resumed run keeps it.
-    public var precision = Precision.fp32
+    public let precision: Precision
 
+    /// Checks every value (the objective was checked when it was made);
+    /// throws a one-line error naming the bad one.
     public init(objective: Objective = .standard, epochs: Int = 5, batchSize: Int = 100,
                 learningRate: Double = 1e-3, schedule: LearningRateSchedule = .constant, adamEpsilon: Double = 1e-4,
                 outputInitialization: OutputInitialization = .glorot, seed: UInt64 = 1, workers: Int? = nil,
-                gemm: GEMMChoice = .auto, precision: Precision = .fp32) {
+                gemm: GEMMChoice = .auto, precision: Precision = .fp32) throws {
+        guard batchSize >= 1 else { throw IWAEError.invalidArgument("batch must be at least 1, got \(batchSize)") }
+        guard epochs >= 0 else { throw IWAEError.invalidArgument("epochs must be at least 0, got \(epochs)") }
+        guard learningRate.isFinite, learningRate > 0 else {
+            throw IWAEError.invalidArgument("learning rate must be finite and positive, got \(learningRate)")
+        }
+        if let workers, !(1...TrainingOptions.maximumWorkers).contains(workers) {
+            throw IWAEError.invalidArgument("threads must be between 1 and \(TrainingOptions.maximumWorkers), got \(workers)")
+        }
+        guard adamEpsilon.isFinite, adamEpsilon > 0 else {
+            throw IWAEError.invalidArgument("Adam epsilon must be finite and positive, got \(adamEpsilon)")
+        }
         self.objective = objective
         self.epochs = epochs
         self.batchSize = batchSize
@@ -86,6 +85,21 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         self.precision = precision
     }
 
+    /// The defaults, as `TrainingOptions()` makes them (they pass its checks).
+    public static let defaults = try! TrainingOptions()
+
+    /// These options with the ones given changed, checked again.
+    public func with(objective: Objective? = nil, epochs: Int? = nil, batchSize: Int? = nil, learningRate: Double? = nil,
+                     schedule: LearningRateSchedule? = nil, adamEpsilon: Double? = nil,
+                     outputInitialization: OutputInitialization? = nil, seed: UInt64? = nil, workers: Int?? = nil,
+                     gemm: GEMMChoice? = nil, precision: Precision? = nil) throws -> TrainingOptions {
+        try TrainingOptions(objective: objective ?? self.objective, epochs: epochs ?? self.epochs, batchSize: batchSize ?? self.batchSize,
+                            learningRate: learningRate ?? self.learningRate, schedule: schedule ?? self.schedule,
+                            adamEpsilon: adamEpsilon ?? self.adamEpsilon,
+                            outputInitialization: outputInitialization ?? self.outputInitialization, seed: seed ?? self.seed,
+                            workers: workers ?? self.workers, gemm: gemm ?? self.gemm, precision: precision ?? self.precision)
+    }
+
     /// The record's keys. The objective's fields sit beside the others
     /// (`objective` names its bound), as checkpoints have always held them;
     /// `groups` (M) and `beta` (β) are written only for the bounds that have them.
@@ -94,29 +108,29 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case epochs, batchSize, learningRate, schedule, adamEpsilon, outputInitialization, seed, workers, gemm, precision
     }
 
-    /// Decodes a record, the objective through its checking initializer;
+    /// Decodes a record through the checking initializers (the objective's and this one);
     /// one written before `outputInitialization` existed reads as `.glorot`,
     /// one before `gemm` as `.openblas`, one before `precision` as `.fp32`:
     /// what those runs did.
     public init(from decoder: Decoder) throws {
         try decoder.refuseUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        objective = try Objective(c.decode(BoundKind.self, forKey: .objective),
-                                  samplesPerExample: c.decode(Int.self, forKey: .samplesPerExample),
-                                  estimator: c.decode(GradientEstimator.self, forKey: .estimator),
-                                  baseline: c.decode(ScoreBaseline.self, forKey: .baseline),
-                                  groups: c.decodeIfPresent(Int.self, forKey: .groups) ?? 1,
-                                  beta: c.decodeIfPresent(Double.self, forKey: .beta))
-        epochs = try c.decode(Int.self, forKey: .epochs)
-        batchSize = try c.decode(Int.self, forKey: .batchSize)
-        learningRate = try c.decode(Double.self, forKey: .learningRate)
-        schedule = try c.decode(LearningRateSchedule.self, forKey: .schedule)
-        adamEpsilon = try c.decode(Double.self, forKey: .adamEpsilon)
-        outputInitialization = try c.decodeIfPresent(OutputInitialization.self, forKey: .outputInitialization) ?? .glorot
-        seed = try c.decode(UInt64.self, forKey: .seed)
-        workers = try c.decodeIfPresent(Int.self, forKey: .workers)
-        gemm = try c.decodeIfPresent(GEMMChoice.self, forKey: .gemm) ?? .openblas
-        precision = try c.decodeIfPresent(Precision.self, forKey: .precision) ?? .fp32
+        try self.init(objective: Objective(c.decode(BoundKind.self, forKey: .objective),
+                                           samplesPerExample: c.decode(Int.self, forKey: .samplesPerExample),
+                                           estimator: c.decode(GradientEstimator.self, forKey: .estimator),
+                                           baseline: c.decode(ScoreBaseline.self, forKey: .baseline),
+                                           groups: c.decodeIfPresent(Int.self, forKey: .groups) ?? 1,
+                                           beta: c.decodeIfPresent(Double.self, forKey: .beta)),
+                      epochs: c.decode(Int.self, forKey: .epochs),
+                      batchSize: c.decode(Int.self, forKey: .batchSize),
+                      learningRate: c.decode(Double.self, forKey: .learningRate),
+                      schedule: c.decode(LearningRateSchedule.self, forKey: .schedule),
+                      adamEpsilon: c.decode(Double.self, forKey: .adamEpsilon),
+                      outputInitialization: c.decodeIfPresent(OutputInitialization.self, forKey: .outputInitialization) ?? .glorot,
+                      seed: c.decode(UInt64.self, forKey: .seed),
+                      workers: c.decodeIfPresent(Int.self, forKey: .workers),
+                      gemm: c.decodeIfPresent(GEMMChoice.self, forKey: .gemm) ?? .openblas,
+                      precision: c.decodeIfPresent(Precision.self, forKey: .precision) ?? .fp32)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -141,47 +155,31 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
 
     /// Batches of an epoch over `examples`: ⌈examples / batchSize⌉, the last
     /// one short. Never overflows, whatever the sizes a file holds.
-    public static func batchesPerEpoch(examples: Int, batchSize: Int) -> Int {
+    package static func batchesPerEpoch(examples: Int, batchSize: Int) -> Int {
         examples / batchSize + (examples % batchSize == 0 ? 0 : 1)
     }
 
     /// The most worker threads a run may ask for (each holds a model replica).
-    public static let maximumWorkers = 256
+    package static let maximumWorkers = 256
 
     /// The run's named random streams, all derived from `seed`.
-    public var seeds: SeedStreams { SeedStreams(seed: seed) }
-
-    /// Checks every value (the objective was checked when it was made);
-    /// throws a one-line error naming the bad one.
-    public func validate() throws {
-        guard batchSize >= 1 else { throw IWAEError.invalidArgument("batch must be at least 1, got \(batchSize)") }
-        guard epochs >= 0 else { throw IWAEError.invalidArgument("epochs must be at least 0, got \(epochs)") }
-        guard learningRate.isFinite, learningRate > 0 else {
-            throw IWAEError.invalidArgument("learning rate must be finite and positive, got \(learningRate)")
-        }
-        if let workers, !(1...TrainingOptions.maximumWorkers).contains(workers) {
-            throw IWAEError.invalidArgument("threads must be between 1 and \(TrainingOptions.maximumWorkers), got \(workers)")
-        }
-        guard adamEpsilon.isFinite, adamEpsilon > 0 else {
-            throw IWAEError.invalidArgument("Adam epsilon must be finite and positive, got \(adamEpsilon)")
-        }
-    }
+    package var seeds: SeedStreams { SeedStreams(seed: seed) }
 }
 
 /// The random streams of a training run, each derived from one seed. A
 /// stream's seed never changes meaning: checkpoints and resumed runs rely on it.
-public struct SeedStreams: Sendable {
-    public let seed: UInt64
+package struct SeedStreams: Sendable {
+    package let seed: UInt64
     /// Glorot initialization of the parameters.
-    public var initialization: UInt64 { seed }
+    package var initialization: UInt64 { seed }
     /// The epoch orders and the dynamic binarization of training batches (one stream).
-    public var shuffling: UInt64 { seed }
+    package var shuffling: UInt64 { seed }
     /// The samplers of the data-parallel workers (worker w offsets it, see `ModelWorkers`).
-    public var workers: UInt64 { seed &+ 1 }
+    package var workers: UInt64 { seed &+ 1 }
     /// The choice of held-out validation examples.
-    public var validationSplit: UInt64 { seed ^ 0x5B11 }
+    package var validationSplit: UInt64 { seed ^ 0x5B11 }
     /// The draws of the per-epoch validation bound (the same every epoch and run).
-    public static let validationBound: UInt64 = 0xFA11D
+    package static let validationBound: UInt64 = 0xFA11D
 }
 
 /// One epoch's summary, appended to `metrics.jsonl`.
@@ -219,28 +217,28 @@ public struct TrainingProgress: Sendable {
 public struct TrainingState: Codable, Sendable, Equatable {
     /// The largest step, epoch or example count a saved state may hold (2⁴⁰:
     /// far beyond any run, far from overflow).
-    public static let maximumCount = 1 << 40
+    package static let maximumCount = 1 << 40
 
     /// The epoch in progress (1-based), or the last completed one when `batchInEpoch` is 0.
     public var epoch = 0
     /// Optimizer steps taken.
     public var step = 0
     /// Batches of `epoch` done; 0 at an epoch boundary.
-    public var batchInEpoch = 0
+    package var batchInEpoch = 0
     /// The current epoch's order of training examples (empty at a boundary).
-    public var order: [Int32] = []
+    package var order: [Int32] = []
     /// Running sums of the epoch's train bound.
-    public var boundSum = 0.0
-    public var seen = 0
+    package var boundSum = 0.0
+    package var seen = 0
     /// States of the shuffling/binarization generator and of each worker's sampler.
-    public var generator: [UInt64] = []
-    public var workerGenerators: [[UInt64]] = []
+    package var generator: [UInt64] = []
+    package var workerGenerators: [[UInt64]] = []
     /// The kernel of each product site, made at the run's start and kept
     /// to its end (nil in states saved before plans existed: all OpenBLAS).
     /// Saved under `gemmPlan`, the name it has always had in checkpoints.
     public var plan: ComputePlan?
 
-    public init() {}
+    package init() {}
 
     enum CodingKeys: String, CodingKey {
         case epoch, step, batchInEpoch, order, boundSum, seen, generator, workerGenerators
@@ -265,7 +263,7 @@ public struct TrainingState: Codable, Sendable, Equatable {
     /// the order a permutation of the training examples, and what derives
     /// from them (the examples seen in the epoch, the step count, Adam's
     /// step) equal to what the trainer would have made. Throws one line.
-    public func validate(batchSize: Int, trainCount: Int, optimizerStep: Int?) throws {
+    package func validate(batchSize: Int, trainCount: Int, optimizerStep: Int?) throws {
         guard (0...TrainingState.maximumCount).contains(step), (0...TrainingState.maximumCount).contains(epoch),
               (0...TrainingState.maximumCount).contains(seen), boundSum.isFinite, batchSize >= 1, trainCount >= 1 else {
             throw IWAEError.invalidArgument("the training state's counters are out of range")

@@ -4,10 +4,10 @@ import Foundation
 /// and inclusive ranges) or, for a CSV file with a header, names
 /// (`--columns age,income`), in the order given.
 public struct ColumnSelection: Sendable, Equatable, Codable, CustomStringConvertible {
-    package enum Item: Sendable, Equatable { case index(Int), range(Int, Int), name(String) }
-    package var items: [Item]
+    public enum Item: Sendable, Equatable { case index(Int), range(Int, Int), name(String) }
+    public var items: [Item]
 
-    package init(items: [Item]) { self.items = items }
+    public init(items: [Item]) { self.items = items }
 
     /// Parses `0,2,5-9` or `age,income`; nil for an empty or malformed list.
     public init?(_ text: String) {
