@@ -109,7 +109,7 @@ final class StepTimer {
          precision: Precision) throws {
         BLASLibrary.threads = workers == 1 ? ProcessInfo.processInfo.activeProcessorCount : 1
         pool = ModelWorkers(model: model, workers: workers, seed: 2)
-        pool.plan = model.computePlan(gemm, precision: precision, examples: (batch + workers - 1) / workers, samplesPerExample: k,
+        pool.plan = model.computePlan(gemm, precision: precision, examples: (batch + workers - 1) / workers, drawsPerExample: k,
                                       threads: BLASLibrary.threads)
         adam = Adam<Float>(count: model.store.values.count, learningRate: 1e-4)
         x = MatrixView(images.pointer, rows: batch, columns: 784)
@@ -147,7 +147,7 @@ final class StepTimer {
     func timing(perStep: Double, phases: [Double]) -> StepTiming {
         StepTiming(mode: workers == 1 ? "blas-threads=\(BLASLibrary.threads)" : "workers=\(workers)", workers: workers,
                    plan: pool.plan, secondsPerStep: perStep,
-                   flops: pool.model.gemmFlopsPerStep(examples: x.rows, samplesPerExample: objective.samplesPerExample), phases: phases)
+                   flops: pool.model.gemmFlopsPerStep(examples: x.rows, drawsPerExample: objective.samplesPerExample), phases: phases)
     }
 }
 
@@ -205,7 +205,7 @@ func timeEvaluation(images: Int, k: Int, model: VariationalAutoencoder<Float>, p
     }
     var usage = rusage()
     getrusage(RUSAGE_CHILDREN.rawValue, &usage)
-    return (wall, model.gemmFlopsForLogWeights(examples: examples, samplesPerExample: k), Double(usage.ru_maxrss) / 1024)
+    return (wall, model.gemmFlopsForLogWeights(examples: examples, drawsPerExample: k), Double(usage.ru_maxrss) / 1024)
 }
 
 /// Times `batch` Cholesky factorizations of n×n SPD matrices (best of 20).

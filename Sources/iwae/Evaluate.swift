@@ -120,7 +120,7 @@ struct EstimationOptions: ParsableArguments {
             // A pass's examples and draws (`estimateLogLikelihood`'s rows).
             let draws = Swift.min(samples.perExample, 1000)
             workers.plan = model.computePlan(gemm ?? .auto, precision: precision, examples: samples.examplesPerPass(),
-                                             samplesPerExample: draws, threads: workers.workerCount > 1 ? 1 : BLASLibrary.threads)
+                                             drawsPerExample: draws, threads: workers.workerCount > 1 ? 1 : BLASLibrary.threads)
         }
         if precision == .bf16 { FileHandle.standardError.write(Data("iwae: products: \(workers.plan.grouped)\n".utf8)) }
         return workers

@@ -85,7 +85,7 @@ struct GradStats: ParsableCommand {
                 let summaries = groups.map { statistics[$0]! }
                 series[index].points.append(summaries)
                 // How far these K draws are from the asymptotic regime (ESS/K near 1): of the model, not the estimator.
-                let ess = try effectiveSampleFractions[k] ?? model.effectiveSampleFraction(x.matrix, samplesPerExample: k, repeats: 20,
+                let ess = try effectiveSampleFractions[k] ?? model.effectiveSampleFraction(x.matrix, drawsPerExample: k, repeats: 20,
                                                                                            seed: seed &+ UInt64(k))
                 effectiveSampleFractions[k] = ess
                 series[index].effectiveSampleFractions.append(ess)

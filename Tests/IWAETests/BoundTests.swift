@@ -64,7 +64,7 @@ final class BoundTests: XCTestCase {
                 let encoded = try model.encode(rows.rows(b..<b + 1))
                 var logWeights = [Double]()
                 for s in chunks {
-                    let lw = try model.logWeights(encoded, samplesPerExample: s, using: rng, keepForBackward: false)
+                    let lw = try model.logWeights(encoded, drawsPerExample: s, using: rng, keepForBackward: false)
                     for j in 0..<s { logWeights.append(Double(lw.values[0, j])) }
                 }
                 // Direct: one log-sum-exp over all k log weights, in Double.

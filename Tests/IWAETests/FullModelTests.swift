@@ -118,7 +118,7 @@ final class FullModelTests: XCTestCase {
             for i in 0..<model.store.values.count { model.store.values[i] += 0.3 * (rng.uniform(Double.self) - 0.5) }
             let x = Tensor<Double>(shape: [4, 6], values: (0..<24).map { _ in Double(rng.next() % 2) })
             let encoded = try model.encode(x.matrix)
-            let lw = try model.logWeights(encoded, samplesPerExample: 3, using: Xoshiro256(seed: 4), keepForBackward: false)
+            let lw = try model.logWeights(encoded, drawsPerExample: 3, using: Xoshiro256(seed: 4), keepForBackward: false)
             XCTAssertTrue(lw.klDivergence.allSatisfy { $0 >= 0 })
             let scales = model.encoder.scales, means = model.encoder.means, z = model.encoder.samplesView(3)
             // log w = log p + log r − log q, with log q by a triangular solve at z.

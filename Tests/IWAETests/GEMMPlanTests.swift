@@ -156,7 +156,7 @@ final class GEMMPlanTests: XCTestCase {
     /// encoder the B examples, the rest the B·K draws.
     func testModelListsItsProductSites() {
         let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: 784), seed: 1)
-        let sites = model.productSites(examples: 10, samplesPerExample: 5)
+        let sites = model.productSites(examples: 10, drawsPerExample: 5)
         XCTAssertEqual(sites[ProductSite(.forward, inputs: 784, outputs: 200)], 10)
         XCTAssertEqual(sites[ProductSite(.forward, inputs: 200, outputs: 784)], 50)
         XCTAssertEqual(sites[ProductSite(.weightGradient, inputs: 50, outputs: 200)], 50)
@@ -164,7 +164,7 @@ final class GEMMPlanTests: XCTestCase {
         // 784-200-200 trunk, μ and log σ heads (200→50 twice: one site), 50-200-200-784 decoder.
         XCTAssertEqual(Set(sites.keys.map { "\($0.inputs)→\($0.outputs)" }), ["784→200", "200→200", "200→50", "50→200", "200→784"])
         XCTAssertEqual(sites.count, 15)
-        XCTAssertEqual(model.computePlan(.onednn, precision: .fp32, examples: 10, samplesPerExample: 5, threads: 1).counts, [.onednn: 15])
+        XCTAssertEqual(model.computePlan(.onednn, precision: .fp32, examples: 10, drawsPerExample: 5, threads: 1).counts, [.onednn: 15])
     }
 
     /// Training records its plan; evaluation under either backend reads the

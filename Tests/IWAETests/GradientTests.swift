@@ -142,7 +142,7 @@ final class GradientTests: XCTestCase {
         model.store.value(weight).update(repeating: 0, count: weight.count)
         let xt = Tensor<Double>(shape: [1, 6], values: x)
         let encoded = try model.encode(xt.matrix)
-        let lw = try model.logWeights(encoded, samplesPerExample: 1, using: Xoshiro256(seed: 1), keepForBackward: false)
+        let lw = try model.logWeights(encoded, drawsPerExample: 1, using: Xoshiro256(seed: 1), keepForBackward: false)
         XCTAssertEqual(lw.logLikelihood[0], expected, accuracy: 1e-12)
     }
 

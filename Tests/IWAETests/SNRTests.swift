@@ -84,7 +84,7 @@ final class SNRTests: XCTestCase {
         XCTAssertLessThan(logLikelihood - estimate.elbos[0], 0.2)
         let ks = [1, 4, 16, 64]
         let ess = try x.withUnsafeMutableBufferPointer { x in
-            try model.effectiveSampleFraction(MatrixView(x.baseAddress!, rows: 1, columns: x.count), samplesPerExample: 64, repeats: 50, seed: 2)
+            try model.effectiveSampleFraction(MatrixView(x.baseAddress!, rows: 1, columns: x.count), drawsPerExample: 64, repeats: 50, seed: 2)
         }
         print("ESS / K at K = 64: \(ess)")
         XCTAssertGreaterThan(ess, 0.7, "the theorem's regime: nearly equal weights")

@@ -203,7 +203,7 @@ func centralDifferences(_ values: UnsafeMutablePointer<Double>, _ indices: Range
 /// fixed by `seed`: the function whose central differences the gradient tests take.
 func loss(_ model: VariationalAutoencoder<Double>, _ x: Tensor<Double>, _ objective: Objective, seed: UInt64) -> Double {
     let encoded = try! model.encode(x.matrix)
-    let lw = try! model.logWeights(encoded, samplesPerExample: objective.drawsPerExample, using: Xoshiro256(seed: seed),
+    let lw = try! model.logWeights(encoded, drawsPerExample: objective.drawsPerExample, using: Xoshiro256(seed: seed),
                                    keepForBackward: false)
     var bounds = [Double](repeating: 0, count: x.matrix.rows)
     lw.bound(objective, into: &bounds)

@@ -36,7 +36,7 @@ final class TwoLayerTests: XCTestCase {
         let x = batch()
         let encoded = try model.encode(x.matrix)
         let K = 4
-        let lw = try model.logWeights(encoded, samplesPerExample: K, using: Xoshiro256(seed: 5), keepForBackward: false)
+        let lw = try model.logWeights(encoded, drawsPerExample: K, using: Xoshiro256(seed: 5), keepForBackward: false)
         let q1 = model.encoders[0], q2 = model.encoders[1], p1 = model.conditionalPriors[0]
         let z1 = q1.samplesView(K), z2 = q2.samplesView(1)
         func logNormal(_ y: [Double], _ m: [Double], _ s: [Double]) -> Double {

@@ -5,7 +5,7 @@ extension GaussianConditional {
     /// v = L⁻ᵀ ε per draw (rows vᵀ = εᵀ L⁻¹), (B·K, k): ∂log q/∂z = −v and
     /// ∇_μ log q = v at fixed z. Needed by every estimator but the pathwise one.
     @discardableResult
-    package func whiten(samplesPerExample K: Int) -> UnsafeMutablePointer<Scalar> {
+    package func whiten(drawsPerExample K: Int) -> UnsafeMutablePointer<Scalar> {
         let k = dimension, rows = examples * K
         let eps = epsilon.pointer, v = whitened.pointer
         if isFull {
@@ -36,18 +36,18 @@ extension GaussianConditional {
     /// none). With `klPrior`, `klScale` · ∂KL(q ‖ prior) is added first
     /// (`addKLGradient`). The full covariance then goes L̄ → Σ̄ → (Ā, d̄).
     /// With `accumulateInput`, ∂loss/∂h is added to `dx` instead of written.
-    package func backward(samplesPerExample K: Int, directScale g: UnsafePointer<Scalar>?,
+    package func backward(drawsPerExample K: Int, directScale g: UnsafePointer<Scalar>?,
                          klPrior: DiagonalGaussianPrior<Scalar>? = nil, klScale: Scalar = 0,
                          _ store: ParameterStore<Scalar>, dx: MatrixView<Scalar>? = nil, accumulateInput: Bool = false) {
         let t = profiler.start()
-        reparameterizationBackward(samplesPerExample: K, directScale: g)
+        reparameterizationBackward(drawsPerExample: K, directScale: g)
         if let klPrior { addKLGradient(to: klPrior, scale: klScale, store) }
         if isFull { covarianceBackward() }
         profiler.stop(isFull ? .covariance : .elementwise, t)
         headsBackward(store, dx: dx, accumulateInput: accumulateInput)
     }
 
-    private func reparameterizationBackward(samplesPerExample K: Int, directScale g: UnsafePointer<Scalar>?) {
+    private func reparameterizationBackward(drawsPerExample K: Int, directScale g: UnsafePointer<Scalar>?) {
         let k = dimension, m = sampleGradient.pointer
         let eps = epsilon.pointer, dMu = meanGradient.pointer, dScale = scaleGradient.pointer
         for b in 0..<examples {

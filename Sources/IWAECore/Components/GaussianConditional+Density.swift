@@ -37,9 +37,9 @@ extension GaussianConditional {
 
     /// log q(z_j | h_b) of the draws of the last `sample`, (B·K), by
     /// `reparameterizedLogDensity` (ε is L⁻¹(z − μ) exactly).
-    package func logDensityOfSamples(samplesPerExample K: Int, into result: UnsafeMutablePointer<Scalar>) {
+    package func logDensityOfSamples(drawsPerExample K: Int, into result: UnsafeMutablePointer<Scalar>) {
         reparameterizedLogDensity(epsilon: epsilonView(K), halfLogDeterminant: halfLogDet.pointer,
-                                  samplesPerExample: K, into: result)
+                                  drawsPerExample: K, into: result)
     }
 
     /// log N(y_r; μ_r, diag(s_r²)) for one point y_r per row of the last

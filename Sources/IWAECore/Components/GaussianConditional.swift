@@ -137,7 +137,7 @@ package final class GaussianConditional<Scalar: BLASScalar> {
     private var perDraw: [Tensor<Scalar>] { [epsilon, samples, sampleGradient, whitened] }
 
     /// Sizes every buffer for B examples with K draws each (grows only).
-    func reserve(examples b: Int, samplesPerExample K: Int) {
+    func reserve(examples b: Int, drawsPerExample K: Int) {
         let k = dimension
         if b > exampleCapacity {
             exampleCapacity = b
@@ -178,7 +178,7 @@ package final class GaussianConditional<Scalar: BLASScalar> {
     /// covariance cannot be factored.
     package func forward(_ h: MatrixView<Scalar>, _ store: ParameterStore<Scalar>) throws {
         precondition(h.columns == inputDimension)
-        reserve(examples: h.rows, samplesPerExample: 1)
+        reserve(examples: h.rows, drawsPerExample: 1)
         examples = h.rows
         input = h
         let features = trunk.map { $0.forward(h, store) } ?? h
@@ -236,15 +236,15 @@ package final class GaussianConditional<Scalar: BLASScalar> {
     /// Reparameterized draws: ε ~ N(0, I), z = μ + L ε (L = diag(s) for the
     /// diagonal case); z is (B·K, k), valid until the next `sample`.
     @discardableResult
-    package func sample(samplesPerExample K: Int, using rng: Xoshiro256) -> MatrixView<Scalar> {
-        sample(samplesPerExample: K, using: .shared(rng))
+    package func sample(drawsPerExample K: Int, using rng: Xoshiro256) -> MatrixView<Scalar> {
+        sample(drawsPerExample: K, using: .shared(rng))
     }
 
     /// `sample` with ε from `noise` (one generator, or one per example).
     @discardableResult
-    package func sample(samplesPerExample K: Int, using noise: Noise) -> MatrixView<Scalar> {
+    package func sample(drawsPerExample K: Int, using noise: Noise) -> MatrixView<Scalar> {
         precondition(K >= 1)
-        reserve(examples: examples, samplesPerExample: K)
+        reserve(examples: examples, drawsPerExample: K)
         let t = profiler.start()
         defer { profiler.stop(.sampling, t) }
         let k = dimension

@@ -22,7 +22,7 @@ package enum GenerativeConditional<Scalar: BLASScalar> {
                     _ store: ParameterStore<Scalar>, into result: UnsafeMutablePointer<Scalar>) throws {
         switch self {
         case .likelihood(let p):
-            p.logLikelihood(z, targets: y, samplesPerExample: R, keepForBackward: keepForBackward, store, into: result)
+            p.logLikelihood(z, targets: y, drawsPerExample: R, keepForBackward: keepForBackward, store, into: result)
         case .conditionalPrior(let p):
             precondition(R == 1, "a conditional prior scores one point per draw")
             try p.forward(z, store)
@@ -40,7 +40,7 @@ package enum GenerativeConditional<Scalar: BLASScalar> {
         switch self {
         case .likelihood(let p):
             precondition(targetGradient == nil, "the data has no gradient")
-            p.backward(weights: g, targets: y, samplesPerExample: R, store, dz: conditionGradient)
+            p.backward(weights: g, targets: y, drawsPerExample: R, store, dz: conditionGradient)
         case .conditionalPrior(let p):
             p.densityBackward(at: y, weights: g, pointGradient: targetGradient, store, dx: conditionGradient)
         }
@@ -54,7 +54,7 @@ package enum GenerativeConditional<Scalar: BLASScalar> {
         switch self {
         case .likelihood(let p):
             guard let dz = conditionGradient, targetGradient == nil else { preconditionFailure("paths into z₁, none into the data") }
-            p.backward(weights: c, then: d, targets: y, samplesPerExample: R, store, dz: dz)
+            p.backward(weights: c, then: d, targets: y, drawsPerExample: R, store, dz: dz)
         case .conditionalPrior(let p):
             p.densityBackward(at: y, weights: c, pointGradient: targetGradient, store, dx: conditionGradient)
             p.densityBackward(at: y, weights: d, pointGradient: nil, store, dx: nil)

@@ -20,7 +20,7 @@ package final class BernoulliLikelihood<Scalar: BLASScalar> {
     /// log p(x|z) per row into `result`. The output bias is folded into the
     /// kernel's pass over the logits; with `keepForBackward` the same pass
     /// writes x − σ(ℓ) into the decoder's output-gradient buffer.
-    package func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+    package func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, drawsPerExample K: Int,
                               keepForBackward: Bool, _ store: ParameterStore<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
         let logits = decoder.forward(z, store, deferOutputBias: true)
         let t = profiler.start()
@@ -33,7 +33,7 @@ package final class BernoulliLikelihood<Scalar: BLASScalar> {
     /// The backward of `Σ_r g_r log p(x|z_r)`: ∂/∂ℓ = g (x − σ(ℓ)), the
     /// forward's residuals scaled row by row in place, then through the
     /// decoder into its parameters and, when given, `dz` (B·K, k).
-    package func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+    package func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, drawsPerExample K: Int,
                          _ store: ParameterStore<Scalar>, dz: MatrixView<Scalar>?) {
         let dOut = decoder.outputGradient
         let t = profiler.start()
@@ -109,19 +109,19 @@ package final class GaussianLikelihood<Scalar: BLASScalar> {
 
     /// log p(x|z) per row into `result` (`gaussianLogLikelihood`); f(z) stays
     /// in the decoder's output buffer for the backward.
-    package func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+    package func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, drawsPerExample K: Int,
                               _ store: ParameterStore<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
         let f = decoder.forward(z, store)
         if perFeature {
             refreshVariances(store)
-            gaussianLogLikelihood(mean: f, targets: x, samplesPerExample: K, variances: variances.pointer, into: result)
+            gaussianLogLikelihood(mean: f, targets: x, drawsPerExample: K, variances: variances.pointer, into: result)
         } else {
-            gaussianLogLikelihood(mean: f, targets: x, samplesPerExample: K, variance: variance(store), into: result)
+            gaussianLogLikelihood(mean: f, targets: x, drawsPerExample: K, variance: variance(store), into: result)
         }
     }
 
     /// The backward of `Σ_r g_r log p(x|z_r)` into the decoder, σ² and `dz`.
-    package func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+    package func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, drawsPerExample K: Int,
                          _ store: ParameterStore<Scalar>, dz: MatrixView<Scalar>?) {
         let dOut = decoder.outputGradient, d = decoder.outputSize
         let o = decoder.output.pointer
@@ -199,19 +199,19 @@ package enum Likelihood<Scalar: BLASScalar> {
         if case .gaussian(let p) = self { p.initialize(store) }
     }
 
-    func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+    func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, drawsPerExample K: Int,
                        keepForBackward: Bool, _ store: ParameterStore<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
         switch self {
-        case .bernoulli(let p): p.logLikelihood(z, targets: x, samplesPerExample: K, keepForBackward: keepForBackward, store, into: result)
-        case .gaussian(let p): p.logLikelihood(z, targets: x, samplesPerExample: K, store, into: result)
+        case .bernoulli(let p): p.logLikelihood(z, targets: x, drawsPerExample: K, keepForBackward: keepForBackward, store, into: result)
+        case .gaussian(let p): p.logLikelihood(z, targets: x, drawsPerExample: K, store, into: result)
         }
     }
 
-    func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int,
+    func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, drawsPerExample K: Int,
                   _ store: ParameterStore<Scalar>, dz: MatrixView<Scalar>?) {
         switch self {
-        case .bernoulli(let p): p.backward(weights: g, targets: x, samplesPerExample: K, store, dz: dz)
-        case .gaussian(let p): p.backward(weights: g, targets: x, samplesPerExample: K, store, dz: dz)
+        case .bernoulli(let p): p.backward(weights: g, targets: x, drawsPerExample: K, store, dz: dz)
+        case .gaussian(let p): p.backward(weights: g, targets: x, drawsPerExample: K, store, dz: dz)
         }
     }
 
@@ -220,18 +220,18 @@ package enum Likelihood<Scalar: BLASScalar> {
     /// weighted by c + d, paths by c (PIWAE). The Bernoulli likelihood's
     /// residuals, scaled in place by a backward, are kept for the second.
     func backward(weights c: UnsafePointer<Scalar>, then d: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>,
-                  samplesPerExample K: Int, _ store: ParameterStore<Scalar>, dz: MatrixView<Scalar>) {
+                  drawsPerExample K: Int, _ store: ParameterStore<Scalar>, dz: MatrixView<Scalar>) {
         switch self {
         case .bernoulli(let p):
             let residuals = p.decoder.outputGradient, count = residuals.rows * residuals.columns
             if p.keptResiduals.capacity < count { p.keptResiduals.replace(shape: [count]) }
             p.keptResiduals.pointer.update(from: residuals.pointer, count: count)
-            p.backward(weights: c, targets: x, samplesPerExample: K, store, dz: dz)
+            p.backward(weights: c, targets: x, drawsPerExample: K, store, dz: dz)
             residuals.pointer.update(from: p.keptResiduals.pointer, count: count)
-            p.backward(weights: d, targets: x, samplesPerExample: K, store, dz: nil)
+            p.backward(weights: d, targets: x, drawsPerExample: K, store, dz: nil)
         case .gaussian(let p):
-            p.backward(weights: c, targets: x, samplesPerExample: K, store, dz: dz)
-            p.backward(weights: d, targets: x, samplesPerExample: K, store, dz: nil)
+            p.backward(weights: c, targets: x, drawsPerExample: K, store, dz: dz)
+            p.backward(weights: d, targets: x, drawsPerExample: K, store, dz: nil)
         }
     }
 

@@ -12,10 +12,10 @@ extension VariationalAutoencoder {
     package func drawFromEncoder(_ state: LatentState<Scalar>, data x: MatrixView<Scalar>, chainsPerExample M: Int,
                                  noise: Noise) throws {
         try encoder.forward(x, store)
-        state.z[0].pointer.update(from: encoder.sample(samplesPerExample: M, using: noise).pointer, count: state.rows * state.dimensions[0])
+        state.z[0].pointer.update(from: encoder.sample(drawsPerExample: M, using: noise).pointer, count: state.rows * state.dimensions[0])
         for l in state.dimensions.indices.dropFirst() {
             try encoders[l].forward(state.latent(l - 1), store)
-            state.z[l].pointer.update(from: encoders[l].sample(samplesPerExample: 1, using: noise).pointer,
+            state.z[l].pointer.update(from: encoders[l].sample(drawsPerExample: 1, using: noise).pointer,
                                       count: state.rows * state.dimensions[l])
         }
     }

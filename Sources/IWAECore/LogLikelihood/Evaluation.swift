@@ -152,7 +152,7 @@ extension VariationalAutoencoder {
             var done = 0
             while done < k {
                 let s = Swift.min(samplesPerPass, k - done)
-                let lw = try logWeights(encoded, samplesPerExample: s, noise: noise, keepForBackward: false)
+                let lw = try logWeights(encoded, drawsPerExample: s, noise: noise, keepForBackward: false)
                 for b in 0..<n {
                     let row = lw.values.pointer + b * lw.values.rowStride
                     running[b] = logAddExp(running[b], Double(logSumExp(row, count: s)))
@@ -205,7 +205,7 @@ extension VariationalAutoencoder {
         while start < x.rows {
             let n = Swift.min(batch, x.rows - start)
             let encoded = try encode(x.rows(start..<start + n))
-            try logWeights(encoded, samplesPerExample: K, using: rng, keepForBackward: false).bound(objective, into: scratch)
+            try logWeights(encoded, drawsPerExample: K, using: rng, keepForBackward: false).bound(objective, into: scratch)
             for b in 0..<n { total += Double(scratch[b]) }
             start += n
         }

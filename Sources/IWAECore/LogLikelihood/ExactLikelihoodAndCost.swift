@@ -82,7 +82,7 @@ extension VariationalAutoencoder {
     /// which needs no input gradient. The networks above z₁ (q(z_{l+1}|z_l)
     /// and p(z_l|z_{l+1})) run on B·K rows with all three products. Bias sums
     /// (GEMV) and the per-example k×k products of a full covariance are not counted.
-    public func gemmFlopsPerStep(examples B: Int, samplesPerExample K: Int) -> Double {
+    public func gemmFlopsPerStep(examples B: Int, drawsPerExample K: Int) -> Double {
         var flops = 0.0
         let hasTrunk = !configuration.encoderHidden.isEmpty
         for (i, layer) in encoder.layers.enumerated() {
@@ -98,7 +98,7 @@ extension VariationalAutoencoder {
 
     /// Floating-point operations of the GEMMs that evaluate log weights for
     /// N examples with k samples each (forward only).
-    public func gemmFlopsForLogWeights(examples N: Int, samplesPerExample k: Int) -> Double {
+    public func gemmFlopsForLogWeights(examples N: Int, drawsPerExample k: Int) -> Double {
         let encoderFlops = encoder.layers.reduce(0.0) { $0 + 2 * Double(N) * Double($1.inputSize * $1.outputSize) }
         let perDraw = likelihood.decoder.layers + (encoders.dropFirst() + conditionalPriors).flatMap(\.layers)
         let decoderFlops = perDraw.reduce(0.0) {

@@ -89,9 +89,9 @@ extension VariationalAutoencoder {
     package func jointDensity(_ state: LatentState<Scalar>, data x: MatrixView<Scalar>, chainsPerExample C: Int,
                               ones: UnsafeMutablePointer<Scalar>, scratch: UnsafeMutablePointer<Scalar>) throws {
         let R = state.rows, top = state.dimensions.count - 1
-        likelihood.logLikelihood(state.latent(0), targets: x, samplesPerExample: C, keepForBackward: true, store,
+        likelihood.logLikelihood(state.latent(0), targets: x, drawsPerExample: C, keepForBackward: true, store,
                                  into: state.logRatio.pointer)
-        likelihood.backward(weights: ones, targets: x, samplesPerExample: C, store,
+        likelihood.backward(weights: ones, targets: x, drawsPerExample: C, store,
                             dz: MatrixView(state.ratioGradient[0].pointer, rows: R, columns: state.dimensions[0]))
         for g in state.ratioGradient.dropFirst() { g.zero() }
         for g in state.startGradient { g.zero() }

@@ -116,20 +116,20 @@ public func gaussianLogLikelihood<Scalar: BLASScalar>(_ x: [Scalar], mean f: [Sc
     return x.withUnsafeBufferPointer { x in
         scalar(over: f) { mean, result in
             let targets = MatrixView(UnsafeMutablePointer(mutating: x.baseAddress!), rows: 1, columns: x.count)
-            gaussianLogLikelihood(mean: mean, targets: targets, samplesPerExample: 1, variance: variance, into: result)
+            gaussianLogLikelihood(mean: mean, targets: targets, drawsPerExample: 1, variance: variance, into: result)
         }
     }
 }
 
 /// log p(x|z) of the Gaussian likelihood N(f(z), diag(σ_d²)) with a variance
-/// per feature, by `gaussianLogLikelihood(mean:targets:samplesPerExample:variances:into:)`.
+/// per feature, by `gaussianLogLikelihood(mean:targets:drawsPerExample:variances:into:)`.
 public func gaussianLogLikelihood<Scalar: BLASScalar>(_ x: [Scalar], mean f: [Scalar], variances: [Scalar]) -> Scalar {
     precondition(x.count == f.count && variances.count == x.count, "x, the mean and the variances must have the same length")
     return x.withUnsafeBufferPointer { x in
         variances.withUnsafeBufferPointer { v in
             scalar(over: f) { mean, result in
                 let targets = MatrixView(UnsafeMutablePointer(mutating: x.baseAddress!), rows: 1, columns: x.count)
-                gaussianLogLikelihood(mean: mean, targets: targets, samplesPerExample: 1, variances: v.baseAddress!, into: result)
+                gaussianLogLikelihood(mean: mean, targets: targets, drawsPerExample: 1, variances: v.baseAddress!, into: result)
             }
         }
     }

@@ -35,7 +35,7 @@ func gaussianLogDensity<Scalar: BLASScalar>(squaredResidual: Scalar, halfLogDete
 /// directly; `fullGaussianLogDensity` evaluates an arbitrary z by solving.
 /// epsilon is (B·K, k), halfLogDeterminant (B) is Σᵢ log L_ii, result (B·K).
 func reparameterizedLogDensity<Scalar: BLASScalar>(
-    epsilon: MatrixView<Scalar>, halfLogDeterminant: UnsafePointer<Scalar>, samplesPerExample K: Int,
+    epsilon: MatrixView<Scalar>, halfLogDeterminant: UnsafePointer<Scalar>, drawsPerExample K: Int,
     into result: UnsafeMutablePointer<Scalar>
 ) {
     let k = epsilon.columns
@@ -118,7 +118,7 @@ func diagonalGaussianLogDensity<Scalar: BLASScalar>(
 ///
 /// mean f is (B·K, D), targets x is (B, D) (row b serves samples b·K…b·K+K−1).
 func gaussianLogLikelihood<Scalar: BLASScalar>(
-    mean f: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int, variance: Scalar,
+    mean f: MatrixView<Scalar>, targets x: MatrixView<Scalar>, drawsPerExample K: Int, variance: Scalar,
     into result: UnsafeMutablePointer<Scalar>
 ) {
     let d = f.columns
@@ -138,9 +138,9 @@ func gaussianLogLikelihood<Scalar: BLASScalar>(
 ///
 ///     log p(x|z) = −Σ_d (x_d − f_d)²/(2σ_d²) − ½ Σ_d log σ_d² − (D/2) log 2π
 ///
-/// `variances` holds σ_d² (D); shapes as `gaussianLogLikelihood(mean:targets:samplesPerExample:variance:into:)`.
+/// `variances` holds σ_d² (D); shapes as `gaussianLogLikelihood(mean:targets:drawsPerExample:variance:into:)`.
 func gaussianLogLikelihood<Scalar: BLASScalar>(
-    mean f: MatrixView<Scalar>, targets x: MatrixView<Scalar>, samplesPerExample K: Int, variances v: UnsafePointer<Scalar>,
+    mean f: MatrixView<Scalar>, targets x: MatrixView<Scalar>, drawsPerExample K: Int, variances v: UnsafePointer<Scalar>,
     into result: UnsafeMutablePointer<Scalar>
 ) {
     let d = f.columns

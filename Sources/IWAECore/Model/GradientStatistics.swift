@@ -101,13 +101,13 @@ extension VariationalAutoencoder {
     /// from q of ESS / K, the weights' effective sample size per draw
     /// (`effectiveSampleSizes`): near 1 where Rainforth et al.'s asymptotic
     /// rates apply, far below where a few draws carry the weight.
-    package func effectiveSampleFraction(_ x: MatrixView<Scalar>, samplesPerExample K: Int, repeats: Int, seed: UInt64) throws -> Double {
+    package func effectiveSampleFraction(_ x: MatrixView<Scalar>, drawsPerExample K: Int, repeats: Int, seed: UInt64) throws -> Double {
         precondition(K >= 1 && repeats >= 1 && x.columns == configuration.dataDimension)
         defer { releaseBuffers() }
         let rng = Xoshiro256(seed: seed)
         var total = 0.0
         for _ in 0..<repeats {
-            let lw = try logWeights(try encode(x), samplesPerExample: K, using: rng, keepForBackward: false)
+            let lw = try logWeights(try encode(x), drawsPerExample: K, using: rng, keepForBackward: false)
             total += effectiveSampleSizes(logWeights: lw.values).reduce(0, +)
         }
         return total / Double(repeats * x.rows * K)

@@ -110,7 +110,7 @@ public final class ModelWorkers<Scalar: BLASScalar> {
                              precision: Precision = .fp32) -> ComputePlan {
         let threads = totalWorkerCount > 1 ? 1 : BLASLibrary.threads
         return model.computePlan(gemm, precision: precision, examples: examplesPerWorker(batchSize: batchSize),
-                                 samplesPerExample: objective.drawsPerExample, threads: threads)
+                                 drawsPerExample: objective.drawsPerExample, threads: threads)
     }
 
     /// The most examples one worker takes of a batch of `batchSize` (over all ranks' workers).

@@ -25,7 +25,7 @@ extension VariationalAutoencoder {
     /// encoder reads the B examples, every other layer the B·K draws. (Each
     /// `Linear` registers `NAME.weight` of shape (outputs, inputs).) A shape
     /// used by both keeps the larger.
-    package func productSites(examples: Int, samplesPerExample K: Int) -> [ProductSite: Int] {
+    package func productSites(examples: Int, drawsPerExample K: Int) -> [ProductSite: Int] {
         var rows = [ProductSite: Int]()
         for slot in store.layout.slots where slot.name.hasSuffix(".weight") && slot.shape.count == 2 {
             let seen = slot.name.hasPrefix("encoder.") ? examples : examples * K
@@ -40,9 +40,9 @@ extension VariationalAutoencoder {
     /// each worker takes `examples` examples with K draws, on `threads`
     /// threads per product. `auto` times the sites not yet in the machine's
     /// plan cache.
-    package func computePlan(_ choice: GEMMChoice, precision: Precision, examples: Int, samplesPerExample K: Int,
+    package func computePlan(_ choice: GEMMChoice, precision: Precision, examples: Int, drawsPerExample K: Int,
                             threads: Int) -> ComputePlan {
-        let sites = productSites(examples: examples, samplesPerExample: K)
+        let sites = productSites(examples: examples, drawsPerExample: K)
         switch (choice, precision) {
         case (.openblas, _): return ComputePlan(sites: Array(sites.keys), kernel: ProductKernel(.openblas, precision))
         case (.onednn, .fp32): return ComputePlan(sites: Array(sites.keys), kernel: .onednn)

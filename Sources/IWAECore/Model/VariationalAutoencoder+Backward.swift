@@ -30,7 +30,7 @@ extension VariationalAutoencoder {
     ) throws -> UnsafeMutableBufferPointer<Scalar> {
         let draws = objective.drawsPerExample
         let encoded = try encode(x)
-        let lw = try logWeights(encoded, samplesPerExample: draws, using: rng)
+        let lw = try logWeights(encoded, drawsPerExample: draws, using: rng)
         lw.bound(objective, into: bounds.pointer)
         let omega = MatrixView(boundWeightValues.pointer, rows: x.rows, columns: draws)
         lw.boundWeights(objective, into: omega)
@@ -57,7 +57,7 @@ extension VariationalAutoencoder {
     /// adding its path into the layer below.
     package func backward(_ lw: LogWeights<Scalar>, boundWeights omega: MatrixView<Scalar>, scale lossScale: Scalar,
                          objective: Objective) {
-        let K = lw.samplesPerExample, rows = lw.examples * K, estimator = objective.estimator, bound = objective.bound
+        let K = lw.drawsPerExample, rows = lw.examples * K, estimator = objective.estimator, bound = objective.bound
         precondition(omega.rows == lw.examples && omega.columns == K && omega.isContiguous)
         var omega = omega
         let g = lossWeights.pointer
@@ -79,7 +79,7 @@ extension VariationalAutoencoder {
             generativeBackward(lw, weights: g, paths: estimator != .score, prior: bound != .elboAnalytic)
         }
         if bound == .elboAnalytic {
-            encoder.backward(samplesPerExample: K, directScale: nil, klPrior: prior, klScale: lossScale, store)
+            encoder.backward(drawsPerExample: K, directScale: nil, klPrior: prior, klScale: lossScale, store)
             return
         }
         // ∂loss/∂z_l of every layer, (B·K, k_l) each.
@@ -88,7 +88,7 @@ extension VariationalAutoencoder {
         case .reparam:
             // −log q's path through z and its direct term cancel; what is left
             // of each q is its log-determinant, weighted by g.
-            for l in encoders.indices.reversed() { encoderBackward(l, directScale: g, samplesPerExample: K) }
+            for l in encoders.indices.reversed() { encoderBackward(l, directScale: g, drawsPerExample: K) }
         case .stl, .dreg:
             // Path terms only (Roeder et al.); DReG weights every φ path once more by w̃ (Tucker et al.).
             var c = g
@@ -108,22 +108,22 @@ extension VariationalAutoencoder {
             }
             for l in encoders.indices.reversed() {
                 let k = encoders[l].dimension, m = dz(l)
-                let v = encoders[l].whiten(samplesPerExample: drawsPerInput(ofLayer: l, samplesPerExample: K))
+                let v = encoders[l].whiten(drawsPerExample: drawsPerInput(ofLayer: l, drawsPerExample: K))
                 if l == 0 {
                     // −log q(z₁|x) through z₁: +c·v, no direct term.
                     for r in 0..<rows { for i in 0..<k { m[r * k + i] += c[r] * v[r * k + i] } }
-                    encoderBackward(0, directScale: nil, samplesPerExample: K)
+                    encoderBackward(0, directScale: nil, drawsPerExample: K)
                 } else {
                     // Everything the pathwise gradient takes, including the path into z_l
                     // through q's own density, minus q's direct dependence on φ at fixed z:
                     // c·∇_φ log q, a score-function pass (M = c·v, direct scale −c, no input path).
-                    encoderBackward(l, directScale: c, samplesPerExample: K)
+                    encoderBackward(l, directScale: c, drawsPerExample: K)
                     let minusC = scoreWeights.pointer
                     for r in 0..<rows {
                         for i in 0..<k { m[r * k + i] = c[r] * v[r * k + i] }
                         minusC[r] = -c[r]
                     }
-                    encoders[l].backward(samplesPerExample: 1, directScale: minusC, store)
+                    encoders[l].backward(drawsPerExample: 1, directScale: minusC, store)
                 }
             }
         case .score:
@@ -132,12 +132,12 @@ extension VariationalAutoencoder {
             let a = scoreWeights.pointer
             scoreCoefficients(lw, boundWeights: omega, scale: lossScale, objective: objective, into: a)
             for l in encoders.indices {
-                let k = encoders[l].dimension, m = dz(l), v = encoders[l].whiten(samplesPerExample: drawsPerInput(ofLayer: l, samplesPerExample: K))
+                let k = encoders[l].dimension, m = dz(l), v = encoders[l].whiten(drawsPerExample: drawsPerInput(ofLayer: l, drawsPerExample: K))
                 for r in 0..<rows { for i in 0..<k { m[r * k + i] = a[r] * v[r * k + i] } }
             }
             for r in 0..<rows { a[r] = -a[r] }
             for l in encoders.indices {
-                encoders[l].backward(samplesPerExample: drawsPerInput(ofLayer: l, samplesPerExample: K), directScale: a, store)
+                encoders[l].backward(drawsPerExample: drawsPerInput(ofLayer: l, drawsPerExample: K), directScale: a, store)
             }
         }
     }
@@ -162,7 +162,7 @@ extension VariationalAutoencoder {
     private func generativePathsBackward(_ lw: LogWeights<Scalar>, weights g: UnsafeMutablePointer<Scalar>,
                                          pathWeights c: UnsafeMutablePointer<Scalar>) {
         let difference = scoreWeights.pointer   // free until the score estimator's pass
-        for r in 0..<lw.examples * lw.samplesPerExample { difference[r] = g[r] - c[r] }
+        for r in 0..<lw.examples * lw.drawsPerExample { difference[r] = g[r] - c[r] }
         generativeBackward(lw, paths: true) { l, layer, y, repeats, dy, dz in
             layer.generative.backward(weights: c, then: difference, of: y, repeats: repeats, store, targetGradient: dy,
                                       conditionGradient: dz)
@@ -178,12 +178,12 @@ extension VariationalAutoencoder {
         _ lw: LogWeights<Scalar>, paths: Bool,
         _ body: (Int, LayerDistributions<Scalar>, MatrixView<Scalar>, Int, UnsafeMutablePointer<Scalar>?, MatrixView<Scalar>?) -> Void
     ) {
-        let K = lw.samplesPerExample
+        let K = lw.drawsPerExample
         for upper in encoders.dropFirst() where paths { upper.sampleGradient.pointer.update(repeating: 0, count: upper.samplesView(1).count) }
         for (l, layer) in layers.enumerated() {
-            body(l, layer, l == 0 ? lw.input : latentSamples(l - 1, samplesPerExample: K), l == 0 ? K : 1,
+            body(l, layer, l == 0 ? lw.input : latentSamples(l - 1, drawsPerExample: K), l == 0 ? K : 1,
                  paths && l > 0 ? encoders[l - 1].sampleGradient.pointer : nil,
-                 paths ? encoders[l].sampleGradientView(drawsPerInput(ofLayer: l, samplesPerExample: K)) : nil)
+                 paths ? encoders[l].sampleGradientView(drawsPerInput(ofLayer: l, drawsPerExample: K)) : nil)
         }
     }
 
@@ -191,15 +191,15 @@ extension VariationalAutoencoder {
     /// `paths` when given.
     private func priorBackward(_ lw: LogWeights<Scalar>, weights g: UnsafePointer<Scalar>, paths: UnsafePointer<Scalar>?) {
         let top = encoders.count - 1
-        prior.backward(latentSamples(top, samplesPerExample: lw.samplesPerExample), weights: g, path: paths,
+        prior.backward(latentSamples(top, drawsPerExample: lw.drawsPerExample), weights: g, path: paths,
                        sampleGradient: encoders[top].sampleGradient.pointer, store)
     }
 
     /// Encoder l's backward from its `sampleGradient`, adding its input path
     /// into the layer below (l ≥ 1).
-    private func encoderBackward(_ l: Int, directScale: UnsafePointer<Scalar>?, samplesPerExample K: Int) {
-        encoders[l].backward(samplesPerExample: drawsPerInput(ofLayer: l, samplesPerExample: K), directScale: directScale, store,
-                             dx: l > 0 ? encoders[l - 1].sampleGradientView(drawsPerInput(ofLayer: l - 1, samplesPerExample: K)) : nil,
+    private func encoderBackward(_ l: Int, directScale: UnsafePointer<Scalar>?, drawsPerExample K: Int) {
+        encoders[l].backward(drawsPerExample: drawsPerInput(ofLayer: l, drawsPerExample: K), directScale: directScale, store,
+                             dx: l > 0 ? encoders[l - 1].sampleGradientView(drawsPerInput(ofLayer: l - 1, drawsPerExample: K)) : nil,
                              accumulateInput: true)
     }
 }

@@ -19,7 +19,7 @@ import RealModule
 /// A training step reads top-down:
 ///
 ///     let encoded = try model.encode(x)                            q(z|x) for B examples, KL
-///     let lw = try model.logWeights(encoded, samplesPerExample: K, using: rng)   z (B·K, k), log w (B, K): a loop over `layers`
+///     let lw = try model.logWeights(encoded, drawsPerExample: K, using: rng)   z (B·K, k), log w (B, K): a loop over `layers`
 ///     lw.bound(objective, into:), lw.boundWeights(objective, into: ω)
 ///     model.backward(lw, boundWeights: ω, …)                       into store.gradients
 ///
@@ -192,11 +192,11 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     /// The draws encoder l makes per input row when a step has K draws per
     /// example: K of z₁ per example, then one of each layer above per draw
     /// below (so every layer has B·K rows).
-    func drawsPerInput(ofLayer l: Int, samplesPerExample K: Int) -> Int { l == 0 ? K : 1 }
+    func drawsPerInput(ofLayer l: Int, drawsPerExample K: Int) -> Int { l == 0 ? K : 1 }
 
     /// z_{l+1} (B·K, k_{l+1}) of the last `logWeights` with K draws per example.
-    func latentSamples(_ l: Int, samplesPerExample K: Int) -> MatrixView<Scalar> {
-        encoders[l].samplesView(drawsPerInput(ofLayer: l, samplesPerExample: K))
+    func latentSamples(_ l: Int, drawsPerExample K: Int) -> MatrixView<Scalar> {
+        encoders[l].samplesView(drawsPerInput(ofLayer: l, drawsPerExample: K))
     }
 
     // MARK: Forward
@@ -222,37 +222,37 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     ///     log w = log r(z_L) + Σ_l [ log p(z_{l−1} | z_l) − log q(z_l | z_{l−1}) ]
     ///
     /// With `keepForBackward` the likelihood keeps what its backward needs.
-    package func logWeights(_ encoded: EncodedBatch<Scalar>, samplesPerExample K: Int, using rng: Xoshiro256,
+    package func logWeights(_ encoded: EncodedBatch<Scalar>, drawsPerExample K: Int, using rng: Xoshiro256,
                            keepForBackward: Bool = true) throws -> LogWeights<Scalar> {
-        try logWeights(encoded, samplesPerExample: K, noise: .shared(rng), keepForBackward: keepForBackward)
+        try logWeights(encoded, drawsPerExample: K, noise: .shared(rng), keepForBackward: keepForBackward)
     }
 
     /// `logWeights` with ε from `noise`: one generator for the batch, or one
     /// per example (each example's draws at every layer from its own).
-    package func logWeights(_ encoded: EncodedBatch<Scalar>, samplesPerExample K: Int, noise: Noise,
+    package func logWeights(_ encoded: EncodedBatch<Scalar>, drawsPerExample K: Int, noise: Noise,
                            keepForBackward: Bool = true) throws -> LogWeights<Scalar> {
         precondition(encoded.examples == encoder.examples, "logWeights of a batch that is not the last encoded one")
         let x = encoded.input, rows = x.rows * K
         reserve(examples: x.rows, draws: rows)
         // z₁ (B·K), then one z_{l+1} per z_l up the stack.
-        encoder.sample(samplesPerExample: K, using: noise)
+        encoder.sample(drawsPerExample: K, using: noise)
         for l in encoders.indices.dropFirst() {
-            do { try encoders[l].forward(latentSamples(l - 1, samplesPerExample: K), store) }
+            do { try encoders[l].forward(latentSamples(l - 1, drawsPerExample: K), store) }
             catch IWAEError.notPositiveDefinite(let row, let info) { throw IWAEError.notPositiveDefinite(example: row / K, info: info) }
-            encoders[l].sample(samplesPerExample: 1, using: noise)
+            encoders[l].sample(drawsPerExample: 1, using: noise)
         }
         let lw = logWeightValues.pointer
         var t = profiler.start()
-        prior.logDensity(latentSamples(layers.count - 1, samplesPerExample: K), store, into: lw)
+        prior.logDensity(latentSamples(layers.count - 1, drawsPerExample: K), store, into: lw)
         profiler.stop(.elementwise, t)
         for (l, layer) in layers.enumerated() {
             // log p(x | z₁) stays apart (the ELBO's reconstruction term).
             let p = l == 0 ? logLikelihood.pointer : layerLogDensity.pointer, q = logPosterior.pointer
-            try layer.generative.logDensity(of: l == 0 ? x : latentSamples(l - 1, samplesPerExample: K), repeats: l == 0 ? K : 1,
-                                            given: latentSamples(l, samplesPerExample: K), keepForBackward: keepForBackward,
+            try layer.generative.logDensity(of: l == 0 ? x : latentSamples(l - 1, drawsPerExample: K), repeats: l == 0 ? K : 1,
+                                            given: latentSamples(l, drawsPerExample: K), keepForBackward: keepForBackward,
                                             store, into: p)
             t = profiler.start()
-            layer.encoder.logDensityOfSamples(samplesPerExample: drawsPerInput(ofLayer: l, samplesPerExample: K), into: q)
+            layer.encoder.logDensityOfSamples(drawsPerExample: drawsPerInput(ofLayer: l, drawsPerExample: K), into: q)
             for r in 0..<rows { lw[r] = lw[r] + p[r] - q[r] }
             profiler.stop(.elementwise, t)
         }

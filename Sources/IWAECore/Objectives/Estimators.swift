@@ -39,7 +39,7 @@ func scoreCoefficients<Scalar: BLASScalar>(
     _ logWeights: LogWeights<Scalar>, boundWeights omega: MatrixView<Scalar>, scale: Scalar, objective: Objective,
     into a: UnsafeMutablePointer<Scalar>
 ) {
-    let draws = logWeights.samplesPerExample, lw = logWeights.values, baseline = objective.baseline
+    let draws = logWeights.drawsPerExample, lw = logWeights.values, baseline = objective.baseline
     let M = objective.bound == .elbo || objective.bound == .elboAnalytic || objective.bound == .ciwae ? 1 : objective.groups
     let K = draws / M
     for b in 0..<logWeights.examples {

@@ -1,17 +1,19 @@
 import IWAELinearAlgebra
 import RealModule
 
-/// The log importance weights of one forward pass over B examples with K
-/// draws each, and what the bounds and the backward read (Mathematics §2):
+/// The log importance weights of one forward pass over B examples with
+/// M·K draws each (the objective's `drawsPerExample`: K samples in each of
+/// M groups; M = 1 but for MIWAE and PIWAE), and what the bounds and the
+/// backward read (Mathematics §2):
 ///
 ///     log w_bj = log p(x_b|z_bj) + log r(z_bj) − log q(z_bj|x_b)
 ///
-/// A value, not model state: K lives here. The views point into the model's
+/// A value, not model state: the draws per example live here. The views point into the model's
 /// buffers and are valid until its next `encode` or `logWeights`.
 package struct LogWeights<Scalar: BLASScalar> {
-    /// log w (B, K).
+    /// log w (B, M·K).
     package let values: MatrixView<Scalar>
-    /// log p(x|z) per draw (B·K).
+    /// log p(x|z) per draw (B·M·K).
     package let logLikelihood: UnsafeBufferPointer<Scalar>
     /// KL(q(·|x_b) ‖ r) per example, in closed form (B).
     package let klDivergence: UnsafeBufferPointer<Scalar>
@@ -20,8 +22,8 @@ package struct LogWeights<Scalar: BLASScalar> {
 
     /// B.
     package var examples: Int { values.rows }
-    /// K.
-    package var samplesPerExample: Int { values.columns }
+    /// M·K, the draws per example (`Objective.drawsPerExample`).
+    package var drawsPerExample: Int { values.columns }
 
     /// The per-example bound of `objective` (B) from its M·K draws per
     /// example (group m: draws mK ..< (m+1)K):
@@ -34,14 +36,14 @@ package struct LogWeights<Scalar: BLASScalar> {
     ///     piwae:         L_{MK} over all M·K draws (the decoder's bound; the
     ///                    encoder climbs MIWAE(M, K), `encoderBoundWeights`)
     package func bound(_ objective: Objective, into result: UnsafeMutablePointer<Scalar>) {
-        precondition(samplesPerExample == objective.drawsPerExample, "log weights of M·K draws per example")
+        precondition(drawsPerExample == objective.drawsPerExample, "log weights of M·K draws per example")
         switch objective.bound {
         case .iwae, .piwae:
             iwaeBound(logWeights: values, into: result)
         case .elbo:
             elboEstimate(logWeights: values, into: result)
         case .elboAnalytic:
-            let K = samplesPerExample
+            let K = drawsPerExample
             for b in 0..<examples {
                 var sum: Scalar = 0
                 for j in 0..<K { sum += logLikelihood[b * K + j] }

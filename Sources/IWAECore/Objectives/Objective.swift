@@ -34,7 +34,8 @@ public enum BoundKind: String, Codable, Sendable, CaseIterable {
 public struct Objective: Equatable, Sendable {
     /// The bound.
     public let bound: BoundKind
-    /// K, importance samples per example (`--k`).
+    /// K, importance samples per example (per group for MIWAE and PIWAE):
+    /// `--k` on the command line, `k` in `metrics.jsonl`; this name below.
     public let samplesPerExample: Int
     /// The encoder's gradient estimator (θ and λ always take the
     /// normalized-weight gradient).
@@ -46,7 +47,8 @@ public struct Objective: Equatable, Sendable {
     /// β of CIWAE, the ELBO's share (nil for the other bounds).
     public let beta: Double?
 
-    /// Draws per example, M·K.
+    /// Draws per example, M·K: what the model draws and `LogWeights` holds
+    /// per example (`drawsPerExample` wherever M·K is meant).
     public var drawsPerExample: Int { groups * samplesPerExample }
 
     /// The defaults of `iwae train`: IWAE with K = 5, pathwise gradients.

@@ -99,7 +99,7 @@ public final class Trainer {
             : ComputePlan(precision: options.precision)
         if ranks.count > 1 {
             let sites = model.productSites(examples: workers.examplesPerWorker(batchSize: options.batchSize),
-                                           samplesPerExample: options.objective.drawsPerExample).keys.sorted()
+                                           drawsPerExample: options.objective.drawsPerExample).keys.sorted()
             // Each site's kernel as its index among all kernels, sent by rank 0 (the others send zeros).
             let all = ProductKernel.allCases
             var words = sites.map { ranks.rank == 0 ? UInt64(all.firstIndex(of: plan.kernel(for: $0))!) : 0 }
