@@ -123,7 +123,7 @@ public struct CommandLineRank {
 ///
 /// `aliases` maps an option to the subcommand it stands for: with
 /// `["train": ("--resume", "resume")]`, `train --resume DIR …` is parsed as
-/// `resume --resume DIR …`, and the argument parser checks what may come with it.
+/// `resume DIR …`, and the argument parser checks what may come with it.
 public func runCommandLine(_ command: ParsableCommand.Type, tool: String, rank: CommandLineRank? = nil,
                            aliases: [String: (option: String, subcommand: String)] = [:]) -> Never {
     lineBufferStandardOutput()
@@ -151,8 +151,12 @@ public func runCommandLine(_ command: ParsableCommand.Type, tool: String, rank: 
         }
         var arguments = Array(CommandLine.arguments.dropFirst())
         if let first = arguments.first, let alias = aliases[first],
-           arguments.contains(where: { $0 == alias.option || $0.hasPrefix(alias.option + "=") }) {
-            arguments[0] = alias.subcommand
+           let at = arguments.firstIndex(where: { $0 == alias.option || $0.hasPrefix(alias.option + "=") }) {
+            // The option's value becomes the subcommand's argument.
+            let separate = arguments[at] == alias.option
+            let value = separate ? (at + 1 < arguments.count ? arguments[at + 1] : nil) : String(arguments[at].dropFirst(alias.option.count + 1))
+            arguments.removeSubrange(at..<(separate ? Swift.min(at + 2, arguments.count) : at + 1))
+            arguments.replaceSubrange(0..<1, with: [alias.subcommand] + (value.map { [$0] } ?? []))
         }
         var parsed = try command.parseAsRoot(arguments)
         try parsed.run()

@@ -17,10 +17,9 @@ struct Resume: ParsableCommand {
     @OptionGroup var rankOptions: RankOptions
 
     func validate() throws {
-        if let directory, resumeDirectory != nil {
-            throw ValidationError("only --epochs, --checkpoint-every, --reducer and --rank-timeout can be combined with --resume (the run's options come from its checkpoint); unexpected '\(directory)'")
+        guard (directory == nil) != (resumeDirectory == nil) else {
+            throw ValidationError("give the run's directory once: iwae resume DIR (also spelled iwae train --resume DIR)")
         }
-        guard directory != nil || resumeDirectory != nil else { throw ValidationError("missing the run's directory: iwae resume DIR") }
     }
 
     func run() throws {

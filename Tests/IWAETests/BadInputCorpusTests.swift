@@ -77,7 +77,7 @@ final class BadInputCorpusTests: XCTestCase {
             Case(name: "contradictory: dreg with elbo", arguments: base + ["--estimator", "dreg", "--objective", "elbo", "--out", out], fragment: "dreg"),
             Case(name: "contradictory: stl with elbo-analytic", arguments: base + ["--estimator", "stl", "--objective", "elbo-analytic", "--out", out], fragment: "elbo-analytic"),
             Case(name: "contradictory: real-valued data, bernoulli", arguments: ["train", "--data", "linear-gaussian", "--out", out], fragment: "real-valued"),
-            Case(name: "contradictory: --resume with --k", arguments: ["train", "--resume", out, "--k", "3"], fragment: "cannot be combined with --resume"),
+            Case(name: "contradictory: --resume with --k", arguments: ["train", "--resume", out, "--k", "3"], fragment: "Unknown option '--k'"),
             Case(name: "missing --out", arguments: ["train", "--data", data], fragment: "--out"),
             Case(name: "unwritable output", arguments: base + ["--out", "/proc/iwae/out"], fragment: "cannot create output directory"),
             Case(name: "output is a file", arguments: base + ["--out", data + "/train-images-idx3-ubyte"], fragment: "not a directory"),
