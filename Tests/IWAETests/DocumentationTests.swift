@@ -23,5 +23,19 @@ final class DocumentationTests: XCTestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: archive.appendingPathComponent(path + ".json").path), "no page for \(type)")
             XCTAssertTrue(curated.contains { $0.hasSuffix("/documentation/" + path) }, "the landing page does not curate \(type)")
         }
+        // Every public type and function (PublicAPI.txt's top-level names) is curated.
+        let listed = try String(contentsOf: ExamplesTests.repository.appendingPathComponent("Tests/IWAETests/PublicAPI.txt"), encoding: .utf8)
+        let topLevel = Set(listed.split(separator: "\n").compactMap { line -> String? in
+            let fields = line.split(separator: " ", maxSplits: 2)
+            guard fields.count >= 2 else { return nil }
+            let path = String(fields[1].dropLast())   // "Name:" or "Name.member:" or "function(labels:):"
+            let name = path.hasSuffix(")") && !path.contains(".") ? path : String(path.split(separator: ".")[0])
+            return "\(fields[0].lowercased())/\(name.lowercased())"
+        })
+        XCTAssertGreaterThan(topLevel.count, 50)
+        for symbol in topLevel.sorted() {
+            XCTAssertTrue(curated.contains { $0.hasSuffix("/documentation/" + symbol) || $0.contains("/documentation/" + symbol + "-") },
+                          "the landing page does not curate \(symbol)")
+        }
     }
 }
