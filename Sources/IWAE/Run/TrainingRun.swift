@@ -48,9 +48,12 @@ public struct TrainingRun {
     /// tenth of a table's training rows up to 5,000.
     func validationCount(for examples: Examples) -> Int {
         if let validationExamples { return validationExamples }
-        if case .images = examples { return 5000 }
-        return Swift.min(5000, examples.count / 10)
+        if case .images = examples { return TrainingRun.defaultValidationExamples }
+        return Swift.min(TrainingRun.defaultValidationExamples, examples.count / 10)
     }
+
+    /// The held-out images of the paper's protocol, and the most held out of a table by default.
+    static let defaultValidationExamples = 5000
 
     /// What a run reports as it goes; the command line prints it.
     public struct Events {
