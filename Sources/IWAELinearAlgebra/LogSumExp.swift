@@ -21,7 +21,7 @@ package func logSumExp<Scalar: BLASScalar>(_ x: UnsafePointer<Scalar>, count: In
 }
 
 /// `log Σᵢ exp(xᵢ)` over an array, by the same function (−∞ for an empty array).
-package func logSumExp<Scalar: BLASScalar>(_ x: [Scalar]) -> Scalar {
+public func logSumExp<Scalar: BLASScalar>(_ x: [Scalar]) -> Scalar {
     x.withUnsafeBufferPointer { x in x.baseAddress.map { logSumExp($0, count: x.count) } ?? -.infinity }
 }
 

@@ -56,6 +56,7 @@ final class PublicSurfaceTests: XCTestCase {
         let paths = Set(declarations.map(\.path))
         for expected in ["VariationalAutoencoder", "Trainer", "Checkpoint", "iwaeBound(logWeights:)", "DataTable",
                          "DataTable.init(contentsOf:key:columns:kind:)", "TableEncoding.logJacobian", "TrainingExamples",
+                         "NPY.encode(_:shape:)", "logSumExp(_:)",
                          "ModelWorkers.boundsAndGradient(_:objective:)", "TrainingOptions.defaults", "OutputInitialization.unchanged",
                          "VariationalAutoencoder.parameterCount", "Xoshiro256.uniform(_:)", "klDivergence(mean:covariance:priorMean:priorVariance:)"] {
             XCTAssertTrue(paths.contains(expected), "\(expected) is public")
@@ -93,7 +94,7 @@ final class PublicSurfaceTests: XCTestCase {
                          "VariationalAutoencoder.evaluationRows(_:firstRow:)", "TableSource.heldOut(rows:fraction:seed:)",
                          // The tools' machinery: charts, PNG, files, fault injection, the run directory, MPI's rank group.
                          "LineChart", "RGBImage", "writeFileAtomically(_:to:)", "SHA256", "gunzip(_:name:limit:expectedSize:)",
-                         "FaultInjection", "RunDirectory", "RankGroup", "SafetensorsFile", "NPY", "BLASLibrary", "measureHardwarePeak(threads:seconds:)",
+                         "FaultInjection", "RunDirectory", "RankGroup", "SafetensorsFile", "NPY.table(_:count:name:)", "BLASLibrary", "measureHardwarePeak(threads:seconds:)",
                          // The model's insides: users hold the model, its workers and the step.
                          "LogWeights", "ParameterStore", "GaussianConditional", "MLP", "Linear", "PhaseProfiler", "VariationalAutoencoder.store",
                          "VariationalAutoencoder.backward(_:boundWeights:scale:objective:)", "TrainingState.order"] {

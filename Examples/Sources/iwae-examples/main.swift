@@ -32,7 +32,7 @@ func trainedParameters(_ examples: some TrainingExamples) throws -> [Float] {
                                                                  decoderHidden: [8], likelihood: .gaussian), seed: 1)
     let options = try TrainingOptions(epochs: 2, batchSize: 20)
     try Trainer(model: model, options: options, validation: nil).train(examples)
-    return model.store.values.array
+    return model.parameters
 }
 
 do {
@@ -52,7 +52,7 @@ do {
     let objective = try Objective(.iwae, samplesPerExample: 5)
     let workers = ModelWorkers(model: looped, seed: 1)
     workers.plan = workers.trainingPlan(batchSize: 20, objective: objective)
-    let adam = Adam<Float>(count: looped.store.values.count, learningRate: 1e-2)
+    let adam = Adam<Float>(count: looped.parameterCount, learningRate: 1e-2)
     var rng = Xoshiro256(seed: 2)
     let batch = Tensor<Float>(shape: [20, 4])
     var epochBounds = [Double]()

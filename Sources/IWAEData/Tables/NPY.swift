@@ -5,7 +5,7 @@ import IWAELinearAlgebra
 /// after), then a Python dict literal such as
 /// `{'descr': '<f4', 'fortran_order': False, 'shape': (60000, 784), }`
 /// padded with spaces to a newline, then the elements.
-package enum NPY {
+public enum NPY {
     /// The header of a `.npy`: the element type, its byte order, the
     /// layout and shape, and where the elements begin.
     struct Header {
@@ -117,7 +117,7 @@ package enum NPY {
     }
 
     /// A `.npy` (version 1.0, C order, little-endian) of `values` with `shape`.
-    package static func encode<T: NPYElement>(_ values: [T], shape: [Int]) -> [UInt8] {
+    public static func encode<T: NPYElement>(_ values: [T], shape: [Int]) -> [UInt8] {
         precondition(shape.reduce(1, *) == values.count, "shape \(shape) does not hold \(values.count) values")
         var out = header(T.self, shape: shape)
         values.withUnsafeBytes { out += $0 }
@@ -135,10 +135,10 @@ package enum NPY {
 }
 
 /// Element types `NPY.encode` writes.
-package protocol NPYElement { static var npyCode: String { get } }
-extension Float: NPYElement { package static var npyCode: String { "<f4" } }
-extension Double: NPYElement { package static var npyCode: String { "<f8" } }
-extension UInt8: NPYElement { package static var npyCode: String { "|u1" } }
+public protocol NPYElement { static var npyCode: String { get } }
+extension Float: NPYElement { public static var npyCode: String { "<f4" } }
+extension Double: NPYElement { public static var npyCode: String { "<f8" } }
+extension UInt8: NPYElement { public static var npyCode: String { "|u1" } }
 
 /// The Python literals of a `.npy` header: strings, ints, True/False/None,
 /// tuples, lists and dicts with string keys.
