@@ -19,19 +19,29 @@ final class SwiftPathTests: XCTestCase {
         Array(try Data(contentsOf: URL(fileURLWithPath: Checkpoint.path(for: directory))))
     }
 
+    /// Fashion-MNIST's training images and their source, or a skip where Debian's package is not installed.
+    func fashionMNIST() throws -> (examples: Examples, source: DataSource) {
+        do { return try DataSource.files("fashion-mnist").loadTraining() }
+        catch { throw XCTSkip("Fashion-MNIST is not installed (Debian's dataset-fashion-mnist): \(error)") }
+    }
+
+    /// `iwae train` with the README's model and objective on the first 600
+    /// Fashion-MNIST images, one epoch, two threads, into `out`.
+    func trainOnTheCommandLine(_ initialization: OutputInitialization, validationExamples: Int, out: String) throws {
+        let cli = try runIWAE(["train", "--data", "fashion-mnist", "--objective", "iwae", "--k", "5", "--epochs", "1", "--batch", "100",
+                               "--train-examples", "600", "--validation-examples", "\(validationExamples)",
+                               "--output-init", initialization.rawValue, "--threads", "2", "--out", out], environment: sameKernels)
+        XCTAssertEqual(cli.status, 0, cli.stderr)
+    }
+
     /// The README's model and objective on 600 Fashion-MNIST images, one
     /// epoch, with `--output-init glorot` and `pca`: `TrainingRun` from Swift,
     /// into a directory that does not exist yet, writes the command line's bytes.
     func testTrainingRunWritesTheCheckpointOfTheCommandLine() throws {
-        let source = DataSource.files("fashion-mnist")
-        let loaded: (examples: Examples, source: DataSource)
-        do { loaded = try source.loadTraining() } catch { throw XCTSkip("Fashion-MNIST is not installed (Debian's dataset-fashion-mnist): \(error)") }
+        let loaded = try fashionMNIST()
         for initialization in [OutputInitialization.glorot, .pca] {
             let root = temporaryDirectory(self)
-            let cli = try runIWAE(["train", "--data", "fashion-mnist", "--objective", "iwae", "--k", "5", "--epochs", "1", "--batch", "100",
-                                   "--train-examples", "600", "--validation-examples", "100", "--output-init", initialization.rawValue,
-                                   "--threads", "2", "--out", root + "/cli"], environment: sameKernels)
-            XCTAssertEqual(cli.status, 0, cli.stderr)
+            try trainOnTheCommandLine(initialization, validationExamples: 100, out: root + "/cli")
             let run = try TrainingRun(directory: root + "/swift/run",
                                       configuration: ModelConfiguration(dataDimension: loaded.examples.dimension, latentDimension: 50,
                                                                         encoderHidden: [200, 200], decoderHidden: [200, 200]),
@@ -48,16 +58,11 @@ final class SwiftPathTests: XCTestCase {
     /// weights by `--output-init glorot` and `pca`): the checkpoint it makes
     /// with the command line's record is the command line's, byte for byte.
     func testTrainerWritesTheCheckpointOfTheCommandLine() throws {
-        let source = DataSource.files("fashion-mnist")
-        let loaded: (examples: Examples, source: DataSource)
-        do { loaded = try source.loadTraining() } catch { throw XCTSkip("Fashion-MNIST is not installed (Debian's dataset-fashion-mnist): \(error)") }
+        let loaded = try fashionMNIST()
         let images = try loaded.examples.images().subset(0..<600)
         for initialization in [OutputInitialization.glorot, .pca] {
             let root = temporaryDirectory(self)
-            let cli = try runIWAE(["train", "--data", "fashion-mnist", "--objective", "iwae", "--k", "5", "--epochs", "1", "--batch", "100",
-                                   "--train-examples", "600", "--validation-examples", "0", "--output-init", initialization.rawValue,
-                                   "--threads", "2", "--out", root + "/cli"], environment: sameKernels)
-            XCTAssertEqual(cli.status, 0, cli.stderr)
+            try trainOnTheCommandLine(initialization, validationExamples: 0, out: root + "/cli")
             let options = try TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 5), epochs: 1, batchSize: 100,
                                               outputInitialization: initialization, workers: 2)
             let model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: images.dimension), seed: options.seeds.initialization)

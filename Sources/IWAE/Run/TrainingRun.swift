@@ -71,8 +71,9 @@ public struct TrainingRun {
     /// The run in `directory`, to be continued with the options its
     /// checkpoint records (`epochs` may extend it), on `ranks` processes
     /// that share its worker threads: the checkpoint loaded and checked (a
-    /// damaged training state or optimizer refuses here, in one line), the
-    /// memory checked as for a new run, the training images loaded.
+    /// damaged training state or optimizer refuses here, in one line), its
+    /// options made again through their checking initializer (the trainer
+    /// checks the memory as for a new run), the training images loaded.
     public static func resuming(_ directory: String, epochs: Int? = nil, checkpointEvery: Int? = nil,
                                 ranks: Int = 1) throws -> (run: TrainingRun, examples: Examples, checkpoint: Checkpoint) {
         let checkpoint = try Checkpoint.load(from: directory)
@@ -88,8 +89,8 @@ public struct TrainingRun {
         }
         let options = try record.options.with(epochs: epochs, workers: record.threads / ranks)
         let run = try TrainingRun(directory: directory, configuration: checkpoint.model.configuration, options: options, data: data,
-                              trainExamplesLimit: record.trainExamplesLimit, validationExamples: record.validationExamples,
-                              checkpointEvery: checkpointEvery)
+                                  trainExamplesLimit: record.trainExamplesLimit, validationExamples: record.validationExamples,
+                                  checkpointEvery: checkpointEvery)
         return (run, try data.loadTraining().examples, checkpoint)
     }
 

@@ -171,8 +171,8 @@ public final class Trainer {
     /// A new run (not `restore`d) begins by initializing the model's output
     /// layer from `train` (`options.outputInitialization`, the bias at the
     /// data mean; `.unchanged` keeps a loaded model's) and handing its
-    /// starting state to `onCheckpoint`. Every `checkpointEvery` steps within an epoch `onCheckpoint` receives
-    /// the state (the caller saves); at each epoch's end `onEpoch` receives
+    /// starting state to `onCheckpoint`. Every `checkpointEvery` steps
+    /// within an epoch `onCheckpoint` receives the state (the caller saves); at each epoch's end `onEpoch` receives
     /// the metrics and the state. When `shouldStop` turns true (a signal) the
     /// state goes to `onCheckpoint` and `IWAEError.interrupted` is thrown. A
     /// non-finite bound stops training with an error naming the step, before
