@@ -76,6 +76,48 @@ final class SwiftPathTests: XCTestCase {
         }
     }
 
+    /// A training loop of one's own, written with the public API alone as
+    /// `Trainer` runs its loop (the run's seed streams, the output layer
+    /// from the data, each epoch's shuffled order and dynamic binarization
+    /// from one generator, the workers' bounds and gradient, Adam at the
+    /// schedule's rate), gives `Trainer`'s parameters and bounds to the bit.
+    func testAUserLoopGivesTheBitsOfTrainer() throws {
+        let side = 4, count = 120, batchSize = 20
+        let pixels: [Float] = (0..<count * side * side).map { i in Float((i * 37 + i / 7) % 101) / 100 }
+        let images = ImageSet(count: count, width: side, height: side, pixels: pixels, labels: [UInt8](repeating: 0, count: count))
+        let configuration = ModelConfiguration(dataDimension: side * side, latentDimension: 3, encoderHidden: [8], decoderHidden: [8])
+        let options = try TrainingOptions(objective: try Objective(.iwae, samplesPerExample: 4, estimator: .dreg), epochs: 3,
+                                          batchSize: batchSize, schedule: .paper, outputInitialization: .pca, seed: 11, workers: 2,
+                                          gemm: .openblas)
+        let trained = VariationalAutoencoder<Float>(configuration, seed: options.seeds.initialization)
+        var trainerBounds = [Double]()
+        try Trainer(model: trained, options: options, validation: nil)
+            .train(images, onEpoch: { metrics, _ in trainerBounds.append(metrics.trainBound) })
+
+        let model = VariationalAutoencoder<Float>(configuration, seed: options.seeds.initialization)
+        try model.initializeOutputLayer(from: images, options.outputInitialization)
+        let workers = ModelWorkers(model: model, workers: options.workers, seed: options.seeds.workers)
+        workers.plan = workers.trainingPlan(batchSize: batchSize, objective: options.objective, gemm: options.gemm)
+        let adam = Adam<Float>(count: model.parameterCount, learningRate: options.learningRate, epsilon: options.adamEpsilon)
+        var rng = Xoshiro256(seed: options.seeds.shuffling)
+        let batch = Tensor<Float>(shape: [batchSize, images.dimension])
+        var loopBounds = [Double]()
+        for epoch in 1...options.epochs {
+            let order = Array(0..<count).shuffled(using: &rng)
+            adam.learningRate = options.schedule.learningRate(epoch: epoch, base: options.learningRate)
+            var sum = 0.0
+            for start in stride(from: 0, to: count, by: batchSize) {
+                batch.withMutableSpan { images.write(order[start..<start + batchSize], binarize: true, using: rng, into: &$0) }
+                for bound in try workers.boundsAndGradient(batch.matrix, objective: options.objective) { sum += Double(bound) }
+                workers.updateParameters(with: adam)
+            }
+            loopBounds.append(sum / Double(count))
+        }
+        XCTAssertEqual(model.parameters, trained.parameters)
+        XCTAssertEqual(loopBounds, trainerBounds)
+        XCTAssertNotEqual(model.parameters, VariationalAutoencoder<Float>(configuration, seed: 11).parameters, "it trained")
+    }
+
     /// A binary table with no validation size given: both hold out the same
     /// tenth of its rows, and write the same bytes.
     func testTheValidationDefaultIsTheCommandLines() throws {

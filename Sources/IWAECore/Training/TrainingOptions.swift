@@ -163,23 +163,23 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     package static let maximumWorkers = 256
 
     /// The run's named random streams, all derived from `seed`.
-    package var seeds: SeedStreams { SeedStreams(seed: seed) }
+    public var seeds: SeedStreams { SeedStreams(seed: seed) }
 }
 
 /// The random streams of a training run, each derived from one seed. A
 /// stream's seed never changes meaning: checkpoints and resumed runs rely on it.
-package struct SeedStreams: Sendable {
-    package let seed: UInt64
+public struct SeedStreams: Sendable {
+    public let seed: UInt64
     /// Glorot initialization of the parameters.
-    package var initialization: UInt64 { seed }
+    public var initialization: UInt64 { seed }
     /// The epoch orders and the dynamic binarization of training batches (one stream).
-    package var shuffling: UInt64 { seed }
+    public var shuffling: UInt64 { seed }
     /// The samplers of the data-parallel workers (worker w offsets it, see `ModelWorkers`).
-    package var workers: UInt64 { seed &+ 1 }
+    public var workers: UInt64 { seed &+ 1 }
     /// The choice of held-out validation examples.
-    package var validationSplit: UInt64 { seed ^ 0x5B11 }
+    public var validationSplit: UInt64 { seed ^ 0x5B11 }
     /// The draws of the per-epoch validation bound (the same every epoch and run).
-    package static let validationBound: UInt64 = 0xFA11D
+    public static let validationBound: UInt64 = 0xFA11D
 }
 
 /// One epoch's summary, appended to `metrics.jsonl`.
