@@ -12,8 +12,7 @@ struct Resume: ParsableCommand {
     @Option(name: .customLong("resume"), help: ArgumentHelp("The run's directory, as 'iwae train --resume DIR' gives it.", visibility: .hidden))
     var resumeDirectory: String?
     @Option(help: "Train to this many epochs in all (default: the run's own).") var epochs: Int?
-    @Option(help: "Also write a checkpoint every N training steps within an epoch (default: at each epoch's end only).")
-    var checkpointEvery: Int?
+    @OptionGroup var checkpointOptions: CheckpointOptions
     @OptionGroup var rankOptions: RankOptions
 
     func validate() throws {
@@ -24,7 +23,7 @@ struct Resume: ParsableCommand {
 
     func run() throws {
         try rankOptions.configure()
-        try Resume.resume(directory ?? resumeDirectory!, epochs: epochs, checkpointEvery: checkpointEvery)
+        try Resume.resume(directory ?? resumeDirectory!, epochs: epochs, checkpointEvery: checkpointOptions.checkpointEvery)
     }
 
     /// Continues the run in `directory` on this process's ranks, printing

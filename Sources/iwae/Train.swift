@@ -55,8 +55,7 @@ struct Train: ParsableCommand {
     @Option(help: "Inputs of the layers' products: fp32, or bf16 (rounded to bfloat16, accumulated in fp32; parameters, Adam and every reduction stay fp32). Recorded in the checkpoint and kept on --resume.")
     var precision: Precision = trainingDefaults.precision
     @Option(help: "Output directory.") var out: String = ""
-    @Option(help: "Also write a checkpoint every N training steps within an epoch (default: at each epoch's end only).")
-    var checkpointEvery: Int?
+    @OptionGroup var checkpointOptions: CheckpointOptions
     func run() throws {
         let ranks = ProcessRanks.current
         try rankOptions.configure()
@@ -113,7 +112,7 @@ struct Train: ParsableCommand {
         try TrainingOptions.checkModelMemory(configuration, workers: options.workers)
         let run = try TrainingRun(directory: out, configuration: configuration, options: options, data: source,
                                   trainExamplesLimit: trainExamples, validationExamples: validationExamples,
-                                  checkpointEvery: checkpointEvery)
+                                  checkpointEvery: checkpointOptions.checkpointEvery)
         if writesDirectory {
             created = try RunDirectory.create(out)
             try RunDirectory.lock(out)
@@ -123,6 +122,13 @@ struct Train: ParsableCommand {
         }
         return (run, images)
     }
+}
+
+/// When a run writes checkpoints besides each epoch's end, as `train` and `resume` take it
+/// (checked by `TrainingRun`).
+struct CheckpointOptions: ParsableArguments {
+    @Option(help: "Also write a checkpoint every N training steps within an epoch (default: at each epoch's end only).")
+    var checkpointEvery: Int?
 }
 
 /// The objective's four options; `objective()` makes the one value that
