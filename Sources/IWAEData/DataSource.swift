@@ -72,7 +72,7 @@ public enum DataSource: Sendable, Codable, Equatable {
     }
 
     /// One split of the data.
-    public func load(_ split: MNISTFormatDataset.Split) throws -> ImageSet {
+    public func load(_ split: DataSplit) throws -> ImageSet {
         switch self {
         case .table(let t): throw DataError.invalidArgument("\(t.name) is a table, not images (read it with loadTraining or loadTest)")
         case .files(let name): return try MNISTFormatDataset.load(name, split: split)

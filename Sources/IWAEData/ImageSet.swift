@@ -128,8 +128,11 @@ package func binarizeForEvaluation(_ values: UnsafeMutablePointer<Float>, rows: 
     }
 }
 
+/// The training or the test part of a data set.
+public enum DataSplit: String, Sendable { case train, test }
+
 /// The four MNIST-format files of a data set: training and test images and labels.
-public struct MNISTFormatDataset: Sendable {
+package struct MNISTFormatDataset: Sendable {
     package let name: String
     package let train: ImageSet
     package let test: ImageSet
@@ -151,7 +154,7 @@ public struct MNISTFormatDataset: Sendable {
         return MNISTFormatDataset(name: source, train: train, test: test)
     }
 
-    public enum Split: String, Sendable { case train, test }
+    package typealias Split = DataSplit
 
     /// Reads one split only (an evaluation needs no training images).
     package static func load(_ source: String, split: Split) throws -> ImageSet {

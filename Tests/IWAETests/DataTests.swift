@@ -269,7 +269,7 @@ final class MNISTTests: XCTestCase {
             throw XCTSkip("MNIST is absent (run \(MNIST.fetchScript)); skipping")
         }
         let source = DataSource.mnist(directory: directory)
-        let train = try source.load(MNISTFormatDataset.Split.train), test = try source.load(MNISTFormatDataset.Split.test)
+        let train = try source.load(DataSplit.train), test = try source.load(DataSplit.test)
         XCTAssertEqual(train.count, 60_000)
         XCTAssertEqual(test.count, 10_000)
         XCTAssertEqual(train.dimension, 784)
