@@ -68,7 +68,7 @@ func trainWithPublicStep(_ model: VariationalAutoencoder<Float>, _ images: Image
                          batchSize: Int, threads: Int?) throws {
     let workers = ModelWorkers(model: model, workers: threads, seed: 1)
     workers.plan = workers.trainingPlan(batchSize: batchSize, objective: objective)
-    let adam = Adam<Float>(count: model.store.values.count, learningRate: 1e-3)
+    let adam = Adam<Float>(count: model.parameterCount, learningRate: 1e-3)
     var rng = Xoshiro256(seed: 2)
     let batch = Tensor<Float>(shape: [batchSize, images.dimension])
     let order = Array(0..<images.count).shuffled(using: &rng)

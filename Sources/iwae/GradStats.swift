@@ -54,7 +54,7 @@ struct GradStats: ParsableCommand {
             let source = try dataOptions.source()
             test = .images(try source.load(.test))
             model = VariationalAutoencoder<Float>(ModelConfiguration(dataDimension: test.dimension), seed: seed)
-            model.initializeOutputBias(dataMean: try source.load(.train).pixelMean)
+            try model.initializeOutputLayer(from: try source.load(.train), .glorot)   // as a new run begins
         } else {
             guard let checkpoint else { throw IWAEError.invalidArgument("give a checkpoint directory or --fresh") }
             let loaded = try Checkpoint.load(from: checkpoint)
