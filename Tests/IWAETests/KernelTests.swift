@@ -64,11 +64,21 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(y[0], 1); XCTAssertEqual(y[1], 0); XCTAssertEqual(y[3], 0.5)
     }
 
-    /// The fused Bernoulli pass (log p and the residual x − σ(ℓ)) against a direct evaluation in Double.
+    /// The fused Bernoulli pass (log p and the residual x − σ(ℓ)) against a
+    /// direct evaluation in Double: a short row, the data's 784, and rows
+    /// long enough that each lane's product of 1 + e^{−|ℓ|} is logged and
+    /// restarted (every 64 blocks of 16), with all-zero logits (every factor
+    /// 2, the largest products) and with large ones.
     func testBernoulliLogLikelihood() {
+        for (dim, scale) in [(37, 40.0), (784, 40.0), (2100, 40.0), (2100, 0.0), (1030, 1e-3)] {
+            checkBernoulliLogLikelihood(dim: dim, logitRange: scale)
+        }
+    }
+
+    private func checkBernoulliLogLikelihood(dim: Int, logitRange: Double, file: StaticString = #filePath, line: UInt = #line) {
         let rng = Xoshiro256(seed: 5)
-        let rows = 6, dim = 37, repeatCount = 3
-        let logits = (0..<rows * dim).map { _ in Float(rng.uniform(Double.self) * 40 - 20) }
+        let rows = 6, repeatCount = 3
+        let logits = (0..<rows * dim).map { _ in Float((rng.uniform(Double.self) - 0.5) * logitRange) }
         let targets = (0..<(rows / repeatCount) * dim).map { _ in Float(rng.next() % 2) }
         var logp = [Float](repeating: 0, count: rows), prob = [Float](repeating: 0, count: rows * dim)
         Float.bernoulliLogLikelihood(logits: logits, bias: nil, targets: targets, rows: rows, dim: dim, repeat: repeatCount,
@@ -78,10 +88,18 @@ final class KernelTests: XCTestCase {
             for d in 0..<dim {
                 let l = Double(logits[r * dim + d]), x = Double(targets[(r / repeatCount) * dim + d])
                 expected += x * l - (max(l, 0) + Double.log(onePlus: Double.exp(-abs(l))))
-                assertClose(prob[r * dim + d], Float(x - 1 / (1 + Double.exp(-l))), rtol: 1e-6, atol: 1e-7)
+                assertClose(prob[r * dim + d], Float(x - 1 / (1 + Double.exp(-l))), rtol: 1e-6, atol: 1e-7, file: file, line: line)
             }
-            assertClose(Double(logp[r]), expected, rtol: 1e-5, atol: 1e-4, "row \(r)")
+            assertClose(Double(logp[r]), expected, rtol: 1e-6, atol: 2e-4, "dim \(dim), logits ±\(logitRange / 2), row \(r)",
+                        file: file, line: line)
         }
+        // The evaluation's pass, without residuals, gives the same log p.
+        var alone = [Float](repeating: 0, count: rows)
+        logits.withUnsafeBufferPointer { l in targets.withUnsafeBufferPointer { t in alone.withUnsafeMutableBufferPointer { p in
+            Float.bernoulliLogLikelihood(logits: l.baseAddress!, bias: nil, targets: t.baseAddress!, rows: rows, dim: dim,
+                                         repeat: repeatCount, logLikelihood: p.baseAddress!, residuals: nil)
+        } } }
+        XCTAssertEqual(alone, logp, file: file, line: line)
         // The bias folded in equals the bias added to the logits.
         let bias = (0..<dim).map { _ in Float(rng.uniform(Double.self) * 4 - 2) }
         let shifted = (0..<rows * dim).map { logits[$0] + bias[$0 % dim] }
@@ -91,8 +109,8 @@ final class KernelTests: XCTestCase {
                                      logLikelihood: &withBias, residuals: &prob2)
         Float.bernoulliLogLikelihood(logits: shifted, bias: nil, targets: targets, rows: rows, dim: dim, repeat: repeatCount,
                                      logLikelihood: &withoutBias, residuals: &prob)
-        XCTAssertEqual(withBias, withoutBias)
-        XCTAssertEqual(prob2, prob)
+        XCTAssertEqual(withBias, withoutBias, file: file, line: line)
+        XCTAssertEqual(prob2, prob, file: file, line: line)
     }
 
     /// Row scaling against a naive loop (the same single product, so equal bits), Float and Double.
