@@ -71,6 +71,29 @@ static inline float exp_inline(float x) {
     return x != x ? x : y;
 }
 
+/// e^x for x ≤ 0 (or NaN), the softplus and σ tails: exp_inline without
+/// its overflow side. Below ln of the smallest normal it gives 0, as
+/// exp_inline does; above, 2^n (n ∈ [−126, 0]) is one normal scale, so the
+/// value is exp_inline's to the bit.
+static inline float exp_nonpositive_inline(float x) {
+    const float lo = -87.33654022216797f;
+    float c = x < lo ? lo : x;
+    float n = floorf(c * 1.44269504088896341f + 0.5f);
+    float r = c - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float z = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * z + r + 1.0f;
+    float y = p * as_float(((int32_t)n + 127) << 23);
+    y = x < lo ? 0.0f : y;
+    return x != x ? x : y;
+}
+
 /// log x: x = 2^e · m, m ∈ [√½, √2), log m by a degree-9 polynomial in m − 1.
 static inline float log_inline(float x) {
     int denormal = x < 1.17549435e-38f;
