@@ -21,15 +21,26 @@ package enum ComputePlanner {
     /// The plan for `sites` at `rows` rows per product and `threads` threads per product.
     package static func plan(sites: [ProductSite], rows: Int, threads: Int, precision: Precision) -> ComputePlan {
         var known = PlanCache.read()
-        let question = "\(Processor.current.summary) | OpenBLAS \(BLASLibrary.coreName) | \(GEMMBackend.oneDNNVersion) | rows \(rows) | threads \(threads)"
-            + (precision == .fp32 ? "" : " | \(precision.rawValue)")
+        let passes = BFloat16Units.current.kernelPasses
+        let question = question(rows: rows, threads: threads, precision: precision, bf16KernelPasses: passes)
         let (plan, timed) = self.plan(sites: sites, precision: precision,
-                                      candidates: candidates(precision, bf16KernelPasses: BFloat16Units.current.kernelPasses),
+                                      candidates: candidates(precision, bf16KernelPasses: passes),
                                       question: question, known: &known) { site, kernels in
             time(site, kernels, rows: max(1, rows), threads: max(1, threads))
         }
         if timed { PlanCache.write(known) }
         return plan
+    }
+
+    /// The cache's key for a plan (before the site): this CPU, the kernels
+    /// and libraries, rows, threads and precision, and in bf16 whether
+    /// oneDNN's bf16 matmul was a candidate. A run without it (`IWAE_BF16=emulate`,
+    /// or a failed check) asks its own question: it would otherwise time
+    /// the emulations alone and write them over the answers of the runs
+    /// that had the bf16 units, which would then keep the emulation for good.
+    package static func question(rows: Int, threads: Int, precision: Precision, bf16KernelPasses: Bool) -> String {
+        "\(Processor.current.summary) | OpenBLAS \(BLASLibrary.coreName) | \(GEMMBackend.oneDNNVersion) | rows \(rows) | threads \(threads)"
+            + (precision == .fp32 ? "" : " | \(precision.rawValue)" + (bf16KernelPasses ? "" : " emulated only"))
     }
 
     /// The kernels `precision` may use, in order of preference (the first

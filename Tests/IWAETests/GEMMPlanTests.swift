@@ -130,6 +130,31 @@ final class GEMMPlanTests: XCTestCase {
         XCTAssertEqual(plan(native: 1, passes: false).line(units: none), "bf16: no bf16 units on this CPU: emulated at fp32 speed at 2 of 2 sites")
     }
 
+    /// A run without the bf16 kernel (`IWAE_BF16=emulate`, a failed check)
+    /// asks the cache its own question, so its emulated answers never
+    /// replace those of the runs that had the units: before, such a run
+    /// re-timed the sites (their cached kernel not being its candidate) and
+    /// wrote the emulation over them, and every later run kept it.
+    func testEmulatedOnlyRunsDoNotOverwriteTheUnitsAnswers() {
+        let site = ProductSite(.forward, inputs: 200, outputs: 784)
+        let withUnits = ComputePlanner.question(rows: 10, threads: 1, precision: .bf16, bf16KernelPasses: true)
+        let emulatedOnly = ComputePlanner.question(rows: 10, threads: 1, precision: .bf16, bf16KernelPasses: false)
+        XCTAssertNotEqual(withUnits, emulatedOnly)
+        XCTAssertEqual(ComputePlanner.question(rows: 10, threads: 1, precision: .fp32, bf16KernelPasses: false),
+                       ComputePlanner.question(rows: 10, threads: 1, precision: .fp32, bf16KernelPasses: true), "fp32 has one question")
+        var known = ["\(withUnits) | \(site)": "onednn-bf16"]
+        func plan(passes: Bool) -> ComputePlan {
+            ComputePlanner.plan(sites: [site], precision: .bf16, candidates: ComputePlanner.candidates(.bf16, bf16KernelPasses: passes),
+                                question: passes ? withUnits : emulatedOnly, known: &known) { _, _ in
+                [.openblasEmulatingBF16: 110, .onednnEmulatingBF16: 100, .onednnBF16: 50]
+            }.0
+        }
+        XCTAssertEqual(plan(passes: false).kernels, [site: .onednnEmulatingBF16])
+        XCTAssertEqual(known["\(withUnits) | \(site)"], "onednn-bf16", "the units' answer is kept")
+        XCTAssertEqual(plan(passes: true).kernels, [site: .onednnBF16])
+        XCTAssertEqual(known["\(emulatedOnly) | \(site)"], "onednn-bf16-emulated")
+    }
+
     /// A plan is one value: its kernels carry its precision, the JSON names
     /// them, a plan mixing fp32 and bf16 kernels is refused, and a bf16
     /// checkpoint written before bf16 kernels were planned per site (its
