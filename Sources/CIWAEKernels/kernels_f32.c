@@ -30,10 +30,16 @@ BODY void iwae_softplus_f32_body(const float *x, float *y, long n) { ELEMENTWISE
 MULTIVERSION(iwae_softplus_f32, (const float *x, float *y, long n), (x, y, n))
 
 /// One element of the Bernoulli pass, x·ℓ − softplus(ℓ) with softplus(ℓ) =
-/// max(ℓ, 0) + log(1 + e^{−|ℓ|}): returns x·ℓ − max(ℓ, 0) and multiplies
-/// 1 + e^{−|ℓ|} ∈ (1, 2] into *factors, whose log the row subtracts once
-/// (one log for up to 64 elements instead of one each). With
-/// `with_residual`, x − σ(ℓ) goes into *res; ℓ = l + b with `with_bias`.
+/// max(ℓ, 0) + log(1 + e^{−|ℓ|}); ℓ = l + b with `with_bias`.
+///
+/// With `with_residual` (a training step's forward), x − σ(ℓ) goes into
+/// *res and the whole term is returned, log(1 + e^{−|ℓ|}) by log1p_unit.
+/// Without (the evaluation's and the validation bound's passes), the term
+/// less its log is returned and 1 + e^{−|ℓ|} ∈ (1, 2] is multiplied into
+/// *factors, whose log the row subtracts once for up to 64 elements: the
+/// same value to fp32's rounding (KernelTests, against Double) at a
+/// fraction of the logs. The two are kept apart so that training's bits
+/// do not change with the evaluation's speed.
 static inline __attribute__((always_inline)) float bernoulli_term(float l, float b, float t, float *res, float *factors,
                                                                   int with_bias, int with_residual) {
     float lj = with_bias ? l + b : l;
@@ -42,6 +48,7 @@ static inline __attribute__((always_inline)) float bernoulli_term(float l, float
         float s = 1.0f / (1.0f + e);
         float sigma = lj >= 0.0f ? s : e * s;
         *res = t - sigma;   /* a statement of its own: no FMA across the two */
+        return t * lj - ((lj > 0.0f ? lj : 0.0f) + log1p_unit(e));
     }
     *factors *= 1.0f + e;
     return t * lj - (lj > 0.0f ? lj : 0.0f);
@@ -49,14 +56,12 @@ static inline __attribute__((always_inline)) float bernoulli_term(float l, float
 
 /// One row of the Bernoulli pass; `with_bias` and `with_residual` are
 /// compile-time constants at each call site, so every variant vectorizes
-/// without a branch in the loop.
+/// without a branch in the loop. Without the residual:
 ///
 ///     log p(x|ℓ) = Σ_d [x_d ℓ_d − max(ℓ_d, 0)] − Σ_lanes log Π_d (1 + e^{−|ℓ_d|})
 ///
-/// Each of sixteen lanes multiplies at most 64 factors of (1, 2] before
-/// taking their log (a product below 2⁶⁴, far from overflow); the rounding
-/// of the products is that of the sums of logs they replace (measured
-/// against Double in KernelTests).
+/// each of sixteen lanes multiplying at most 64 factors of (1, 2] before
+/// taking their log (a product below 2⁶⁴, far from overflow).
 static inline __attribute__((always_inline)) float bernoulli_row(const float *l, const float *b, const float *t, float *res,
                                                                  long dim, int with_bias, int with_residual) {
     // Sixteen partial sums keep the reduction vectorizable without fast-math.
@@ -69,19 +74,19 @@ static inline __attribute__((always_inline)) float bernoulli_row(const float *l,
             acc[j] += bernoulli_term(l[d + j], with_bias ? b[d + j] : 0.0f, t[d + j], with_residual ? res + d + j : 0,
                                      factors + j, with_bias, with_residual);
         }
-        if (++held == 64) {
+        if (!with_residual && ++held == 64) {
             for (int j = 0; j < 16; j++) { acc[j] -= log_inline(factors[j]); factors[j] = 1.0f; }
             held = 0;
         }
     }
-    for (int j = 0; j < 16; j++) acc[j] -= log_inline(factors[j]);
+    if (!with_residual) for (int j = 0; j < 16; j++) acc[j] -= log_inline(factors[j]);
     float total = 0.0f;
     for (int j = 0; j < 16; j++) total += acc[j];
     float tail = 1.0f;   // at most fifteen factors
     for (; d < dim; d++) {
         total += bernoulli_term(l[d], with_bias ? b[d] : 0.0f, t[d], with_residual ? res + d : 0, &tail, with_bias, with_residual);
     }
-    return total - log_inline(tail);
+    return with_residual ? total : total - log_inline(tail);
 }
 
 #define BERNOULLI_ROWS(with_bias, with_residual)                                                    \
