@@ -47,11 +47,9 @@ static inline float as_float(int32_t i) { bits32 b; b.i = i; return b.f; }
 static inline int32_t as_int(float f) { bits32 b; b.f = f; return b.i; }
 
 
-/// e^x: x = n ln2 + r, |r| ≤ ln2/2, e^r by a degree-6 polynomial, 2^n by the exponent bits.
-static inline float exp_inline(float x) {
-    const float hi = 88.72283935546875f, lo = -87.33654022216797f;
-    float c = x > hi ? hi : x;
-    c = c < lo ? lo : c;
+/// e^c = 2^n · p for c in exp_inline's range: c = n ln2 + r, |r| ≤ ln2/2,
+/// p = e^r by a degree-6 polynomial; returns p and sets *n.
+static inline __attribute__((always_inline)) float exp_reduced(float c, float *n_out) {
     float n = floorf(c * 1.44269504088896341f + 0.5f);
     float r = c - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
@@ -62,7 +60,17 @@ static inline float exp_inline(float x) {
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
-    p = p * z + r + 1.0f;
+    *n_out = n;
+    return p * z + r + 1.0f;
+}
+
+/// e^x: exp_reduced, 2^n by the exponent bits.
+static inline float exp_inline(float x) {
+    const float hi = 88.72283935546875f, lo = -87.33654022216797f;
+    float c = x > hi ? hi : x;
+    c = c < lo ? lo : c;
+    float n;
+    float p = exp_reduced(c, &n);
     // 2^n in two halves: n reaches 128 just below the overflow threshold.
     int32_t n1 = ((int32_t)n) >> 1, n2 = (int32_t)n - n1;
     float y = p * as_float((n1 + 127) << 23) * as_float((n2 + 127) << 23);
@@ -78,17 +86,8 @@ static inline float exp_inline(float x) {
 static inline float exp_nonpositive_inline(float x) {
     const float lo = -87.33654022216797f;
     float c = x < lo ? lo : x;
-    float n = floorf(c * 1.44269504088896341f + 0.5f);
-    float r = c - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float z = r * r;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * z + r + 1.0f;
+    float n;
+    float p = exp_reduced(c, &n);
     float y = p * as_float(((int32_t)n + 127) << 23);
     y = x < lo ? 0.0f : y;
     return x != x ? x : y;
