@@ -75,13 +75,13 @@ struct Precisions: ParsableCommand {
         }
         if evalImages > 0 {
             let evaluated = try makeModel()
-            var seconds = [Precision: [Double]]()
+            var evaluationSeconds = [Precision: [Double]]()
             for round in 0..<evalRounds {
                 for precision in round % 2 == 0 ? Precision.allCases : Precision.allCases.reversed() {
-                    seconds[precision, default: []].append(try timeEvaluation(images: evalImages, k: 5000, model: evaluated, precision: precision).seconds)
+                    evaluationSeconds[precision, default: []].append(try timeEvaluation(images: evalImages, k: 5000, model: evaluated, precision: precision).seconds)
                 }
             }
-            let (fp32, bf16) = (median(seconds[.fp32]!), median(seconds[.bf16]!))
+            let (fp32, bf16) = (median(evaluationSeconds[.fp32]!), median(evaluationSeconds[.bf16]!))
             worst = max(worst, bf16 / fp32)
             if json {
                 print(jsonLine([("case", "evaluate"), ("batch", evalImages), ("k", 5000), ("fp32_seconds", fp32), ("bf16_seconds", bf16),
