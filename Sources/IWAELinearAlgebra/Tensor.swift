@@ -30,14 +30,19 @@ public final class Tensor<Scalar: BLASScalar> {
 
     deinit { pointer.deallocate() }
 
-    /// `count` (at least one) zeros by one memset: Float's and Double's zero
-    /// is all zero bits, and a per-element `initialize(repeating:)` runs
-    /// unspecialized from another module (2.8 % of a training run's profile,
-    /// in validation's buffers).
+    /// `count` (at least one) zeros.
     private static func allocateZeroed(_ count: Int) -> UnsafeMutablePointer<Scalar> {
         let pointer = UnsafeMutablePointer<Scalar>.allocate(capacity: max(count, 1))
-        memset(pointer, 0, max(count, 1) * MemoryLayout<Scalar>.stride)
+        zeroBytes(pointer, max(count, 1))
         return pointer
+    }
+
+    /// Zeros `count` scalars by one memset: Float's and Double's zero is all
+    /// zero bits, and a per-element `initialize`/`update(repeating:)` runs
+    /// unspecialized from another module, through value witnesses (2.8 % of
+    /// a training run's profile, in validation's buffers).
+    private static func zeroBytes(_ pointer: UnsafeMutablePointer<Scalar>, _ count: Int) {
+        memset(pointer, 0, count * MemoryLayout<Scalar>.stride)
     }
 
     /// Replaces the storage with a zeroed block of `newShape` (contents are
@@ -62,7 +67,7 @@ public final class Tensor<Scalar: BLASScalar> {
     }
 
     package func fill(_ value: Scalar) { pointer.update(repeating: value, count: count) }
-    package func zero() { fill(0) }
+    package func zero() { Tensor.zeroBytes(pointer, count) }
 
     /// Element `i` of the row-major storage, 0 ≤ i < count.
     public subscript(i: Int) -> Scalar {

@@ -81,46 +81,47 @@ final class KernelTests: XCTestCase {
         let rows = 6, repeatCount = 3
         let logits = (0..<rows * dim).map { _ in Float((rng.uniform(Double.self) - 0.5) * logitRange) }
         let targets = (0..<(rows / repeatCount) * dim).map { _ in Float(rng.next() % 2) }
-        var logp = [Float](repeating: 0, count: rows), prob = [Float](repeating: 0, count: rows * dim)
-        Float.bernoulliLogLikelihood(logits: logits, bias: nil, targets: targets, rows: rows, dim: dim, repeat: repeatCount,
-                                     logLikelihood: &logp, residuals: &prob)
+        // The oracle: each row's log p in Double.
+        let expected = (0..<rows).map { r in
+            (0..<dim).reduce(0.0) { sum, d in
+                let l = Double(logits[r * dim + d]), x = Double(targets[(r / repeatCount) * dim + d])
+                return sum + x * l - (max(l, 0) + Double.log(onePlus: Double.exp(-abs(l))))
+            }
+        }
+        /// The pass over `logits` with `bias`, with residuals (a training
+        /// step's forward) or without (the evaluation's pass).
+        func pass(_ logits: [Float], bias: [Float]?, residuals: Bool) -> (logp: [Float], residuals: [Float]) {
+            var logp = [Float](repeating: 0, count: rows), residual = [Float](repeating: 0, count: residuals ? rows * dim : 0)
+            logits.withUnsafeBufferPointer { l in targets.withUnsafeBufferPointer { t in (bias ?? []).withUnsafeBufferPointer { b in
+                logp.withUnsafeMutableBufferPointer { p in residual.withUnsafeMutableBufferPointer { e in
+                    Float.bernoulliLogLikelihood(logits: l.baseAddress!, bias: bias == nil ? nil : b.baseAddress, targets: t.baseAddress!,
+                                                 rows: rows, dim: dim, repeat: repeatCount, logLikelihood: p.baseAddress!,
+                                                 residuals: residuals ? e.baseAddress : nil)
+                } }
+            } } }
+            return (logp, residual)
+        }
+        let fused = pass(logits, bias: nil, residuals: true), alone = pass(logits, bias: nil, residuals: false)
         for r in 0..<rows {
-            var expected = 0.0
             for d in 0..<dim {
                 let l = Double(logits[r * dim + d]), x = Double(targets[(r / repeatCount) * dim + d])
-                expected += x * l - (max(l, 0) + Double.log(onePlus: Double.exp(-abs(l))))
-                assertClose(prob[r * dim + d], Float(x - 1 / (1 + Double.exp(-l))), rtol: 1e-6, atol: 1e-7, file: file, line: line)
+                assertClose(fused.residuals[r * dim + d], Float(x - 1 / (1 + Double.exp(-l))), rtol: 1e-6, atol: 1e-7, file: file, line: line)
             }
             // A log1p per element summed in 16 fp32 lanes: 2,100 equal terms round alike (1.4·10⁻⁶ relative).
-            assertClose(Double(logp[r]), expected, rtol: 1e-5, atol: 2e-4, "dim \(dim), logits ±\(logitRange / 2), row \(r)",
+            assertClose(Double(fused.logp[r]), expected[r], rtol: 1e-5, atol: 2e-4, "dim \(dim), logits ±\(logitRange / 2), row \(r)",
                         file: file, line: line)
+            // One log per lane for up to 64 blocks.
+            assertClose(Double(alone.logp[r]), expected[r], rtol: 1e-6, atol: 2e-4,
+                        "without residuals: dim \(dim), logits ±\(logitRange / 2), row \(r)", file: file, line: line)
         }
-        // The evaluation's pass, without residuals (one log per lane for up to 64 blocks), against Double too.
-        var alone = [Float](repeating: 0, count: rows)
-        logits.withUnsafeBufferPointer { l in targets.withUnsafeBufferPointer { t in alone.withUnsafeMutableBufferPointer { p in
-            Float.bernoulliLogLikelihood(logits: l.baseAddress!, bias: nil, targets: t.baseAddress!, rows: rows, dim: dim,
-                                         repeat: repeatCount, logLikelihood: p.baseAddress!, residuals: nil)
-        } } }
-        for r in 0..<rows {
-            var expected = 0.0
-            for d in 0..<dim {
-                let l = Double(logits[r * dim + d]), x = Double(targets[(r / repeatCount) * dim + d])
-                expected += x * l - (max(l, 0) + Double.log(onePlus: Double.exp(-abs(l))))
-            }
-            assertClose(Double(alone[r]), expected, rtol: 1e-6, atol: 2e-4, "without residuals: dim \(dim), logits ±\(logitRange / 2), row \(r)",
-                        file: file, line: line)
-        }
-        // The bias folded in equals the bias added to the logits.
+        // The bias folded in equals the bias added to the logits, in both passes.
         let bias = (0..<dim).map { _ in Float(rng.uniform(Double.self) * 4 - 2) }
         let shifted = (0..<rows * dim).map { logits[$0] + bias[$0 % dim] }
-        var withBias = [Float](repeating: 0, count: rows), withoutBias = [Float](repeating: 0, count: rows)
-        var prob2 = [Float](repeating: 0, count: rows * dim)
-        Float.bernoulliLogLikelihood(logits: logits, bias: bias, targets: targets, rows: rows, dim: dim, repeat: repeatCount,
-                                     logLikelihood: &withBias, residuals: &prob2)
-        Float.bernoulliLogLikelihood(logits: shifted, bias: nil, targets: targets, rows: rows, dim: dim, repeat: repeatCount,
-                                     logLikelihood: &withoutBias, residuals: &prob)
-        XCTAssertEqual(withBias, withoutBias, file: file, line: line)
-        XCTAssertEqual(prob2, prob, file: file, line: line)
+        for residuals in [true, false] {
+            let folded = pass(logits, bias: bias, residuals: residuals), added = pass(shifted, bias: nil, residuals: residuals)
+            XCTAssertEqual(folded.logp, added.logp, "residuals \(residuals)", file: file, line: line)
+            XCTAssertEqual(folded.residuals, added.residuals, file: file, line: line)
+        }
     }
 
     /// Row scaling against a naive loop (the same single product, so equal bits), Float and Double.
