@@ -23,9 +23,11 @@ BODY void iwae_adam_f32_body(float *restrict theta, const float *restrict g, flo
 }
 
 /// Blocks of 512: the sources are added (and cleared) into a block on the
-/// stack, which the update then reads while it is in L1.
+/// stack, which the update then reads while it is in L1, and the new values
+/// are rounded to bfloat16 from L1 too when `bits` or `rounded` is given.
 BODY void iwae_adam_sum_f32_body(float *restrict theta, float *const *g, long sources, float *restrict m, float *restrict v,
-                              long n, float beta1, float beta2, float step_size, float eps) {
+                              long n, float beta1, float beta2, float step_size, float eps, uint16_t *restrict bits,
+                              float *restrict rounded) {
     enum { BLOCK = 512 };
     float sum[BLOCK];
     for (long lo = 0; lo < n; lo += BLOCK) {
@@ -37,13 +39,17 @@ BODY void iwae_adam_sum_f32_body(float *restrict theta, float *const *g, long so
             for (long i = 0; i < len; i++) { sum[i] = sum[i] + gs[i]; gs[i] = 0.0f; }
         }
         adam_elements(theta + lo, sum, m + lo, v + lo, len, beta1, beta2, step_size, eps);
+        if (bits)
+            for (long i = 0; i < len; i++) bits[lo + i] = bf16_bits(theta[lo + i]);
+        if (rounded)
+            for (long i = 0; i < len; i++) rounded[lo + i] = as_float((int32_t)((uint32_t)bf16_bits(theta[lo + i]) << 16));
     }
 }
 
 MULTIVERSION(iwae_adam_sum_f32,
              (float *theta, float *const *g, long sources, float *m, float *v, long n, float beta1, float beta2,
-              float step_size, float eps),
-             (theta, g, sources, m, v, n, beta1, beta2, step_size, eps))
+              float step_size, float eps, uint16_t *bits, float *rounded),
+             (theta, g, sources, m, v, n, beta1, beta2, step_size, eps, bits, rounded))
 MULTIVERSION(iwae_adam_f32,
              (float *theta, const float *g, float *m, float *v, long n, float beta1, float beta2, float step_size, float eps),
              (theta, g, m, v, n, beta1, beta2, step_size, eps))

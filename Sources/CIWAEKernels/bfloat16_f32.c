@@ -3,15 +3,6 @@
 // operands).
 #include "kernels_f32.h"
 
-/// bfloat16 bits of x, rounded to nearest, ties to even (NaN stays a quiet NaN).
-BODY uint16_t bf16_bits(float x) {
-    bits32 b = {.f = x};
-    uint32_t rounded = b.u + 0x7fffu + ((b.u >> 16) & 1u);
-    uint32_t nan = (b.u | 0x00400000u);
-    uint32_t u = ((b.u & 0x7fffffffu) > 0x7f800000u) ? nan : rounded;
-    return (uint16_t)(u >> 16);
-}
-
 BODY void iwae_round_bf16_f32_body(const float *x, long ldx, float *y, long rows, long columns) {
     for (long r = 0; r < rows; r++) {
         const float *restrict in = x + r * ldx;

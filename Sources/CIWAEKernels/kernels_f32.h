@@ -46,6 +46,15 @@ typedef union { float f; int32_t i; uint32_t u; } bits32;
 static inline float as_float(int32_t i) { bits32 b; b.i = i; return b.f; }
 static inline int32_t as_int(float f) { bits32 b; b.f = f; return b.i; }
 
+/// bfloat16 bits of x, rounded to nearest, ties to even (NaN stays a quiet NaN).
+BODY uint16_t bf16_bits(float x) {
+    bits32 b = {.f = x};
+    uint32_t rounded = b.u + 0x7fffu + ((b.u >> 16) & 1u);
+    uint32_t nan = (b.u | 0x00400000u);
+    uint32_t u = ((b.u & 0x7fffffffu) > 0x7f800000u) ? nan : rounded;
+    return (uint16_t)(u >> 16);
+}
+
 
 /// e^c = 2^n · p for c in exp_inline's range: c = n ln2 + r, |r| ≤ ln2/2,
 /// p = e^r by a degree-6 polynomial; returns p and sets *n.

@@ -119,6 +119,111 @@ final class BFloat16Tests: XCTestCase {
         }
     }
 
+    /// Adam's pass rounds the new values into the store's bf16 copy, in the
+    /// forms the plan's kernels read, exactly as the products round them
+    /// (oracle: `nearestBFloat16`, by the bit patterns), and the values
+    /// themselves are those of an update that rounds nothing.
+    func testAdamRoundsTheNewValuesAsTheProductsDo() {
+        let configuration = ModelConfiguration(dataDimension: 30, latentDimension: 4, encoderHidden: [20], decoderHidden: [20])
+        let sites = VariationalAutoencoder<Float>(configuration, seed: 1).productSites(examples: 4, drawsPerExample: 2).keys.sorted()
+        let mixed = ComputePlan(precision: .bf16, Dictionary(uniqueKeysWithValues: sites.enumerated().map {
+            ($1, $0 % 2 == 0 ? ProductKernel.onednnBF16 : .openblasEmulatingBF16)
+        }))
+        let rng = Xoshiro256(seed: 8)
+        for plan in [mixed, ComputePlan(sites: sites, kernel: .onednnBF16), ComputePlan(precision: .bf16), ComputePlan()] {
+            let rounding = VariationalAutoencoder<Float>(configuration, seed: 1), plain = VariationalAutoencoder<Float>(configuration, seed: 1)
+            rounding.plan = plan
+            let n = rounding.parameterCount
+            let adam = Adam<Float>(count: n, learningRate: 0.01), plainAdam = Adam<Float>(count: n, learningRate: 0.01)
+            for _ in 0..<3 {
+                let g = (0..<n).map { _ in rng.uniform(Float.self) * 2 - 1 }
+                for (model, optimizer) in [(rounding, adam), (plain, plainAdam)] {
+                    g.withUnsafeBufferPointer { model.store.gradients.pointer.update(from: $0.baseAddress!, count: n) }
+                    optimizer.update(model.store, summingAndClearing: [model.store.gradients.pointer][...])
+                }
+            }
+            XCTAssertEqual(rounding.parameters.map(\.bitPattern), plain.parameters.map(\.bitPattern), "\(plan.grouped): the values")
+            let copy = rounding.store.bfloat16Copy
+            let native = plan.kernels.values.contains(.onednnBF16)
+            let emulated = plan.precision == .bf16 && (plan.kernels.isEmpty || plan.kernels.values.contains { $0 != .onednnBF16 })
+            XCTAssertEqual(copy.isCurrent, native || emulated, plan.grouped)
+            XCTAssertEqual(copy.bits != nil, native, plan.grouped)
+            XCTAssertEqual(copy.floats != nil, emulated, plan.grouped)
+            for (i, value) in rounding.parameters.enumerated() {
+                let expected = nearestBFloat16(value)
+                if let bits = copy.bits { XCTAssertEqual(bits[i], UInt16(expected.bitPattern >> 16), "\(plan.grouped) bits \(i)") }
+                if let floats = copy.floats { XCTAssertEqual(floats[i].bitPattern, expected.bitPattern, "\(plan.grouped) float \(i)") }
+            }
+        }
+    }
+
+    /// A product reads a rounded operand it is given instead of rounding B
+    /// (the given values differ from B's rounding here, and the product
+    /// shows them), and given B's own rounding it computes the same bits as
+    /// rounding B itself, in both forms.
+    func testAProductReadsAGivenRoundedOperand() {
+        let rng = Xoshiro256(seed: 12)
+        let (m, n, kk) = (9, 13, 70)
+        let a = Tensor<Float>(shape: [m, kk], values: (0..<m * kk).map { _ in rng.uniform(Float.self) * 2 - 1 })
+        let b = Tensor<Float>(shape: [n, kk], values: (0..<n * kk).map { _ in rng.uniform(Float.self) * 2 - 1 })
+        let rounded = b.array.map(roundedToBFloat16), other = b.array.map { roundedToBFloat16($0 * 2) }
+        let kernels: [ProductKernel] = BFloat16Units.current.kernelPasses ? [.onednnBF16, .openblasEmulatingBF16] : [.openblasEmulatingBF16]
+        for kernel in kernels {
+            func product(_ given: [Float]?) -> [Float] {
+                let c = Tensor<Float>(shape: [m, n])
+                let bits = given?.map { UInt16($0.bitPattern >> 16) } ?? []
+                bits.withUnsafeBufferPointer { bits in
+                    (given ?? []).withUnsafeBufferPointer { floats in
+                        let operand = given == nil ? nil : RoundedOperand(bits: bits.baseAddress, floats: floats.baseAddress)
+                        gemm(c.matrix, a.matrix, .none, b.matrix, .transposed, kernel: kernel, workspace: ProductWorkspace(), roundedB: operand)
+                    }
+                }
+                return c.array
+            }
+            let own = product(nil)
+            XCTAssertEqual(product(rounded).map(\.bitPattern), own.map(\.bitPattern), "\(kernel)")
+            let doubled = product(other)
+            for (x, y) in zip(doubled, own) { XCTAssertEqual(x, 2 * y, accuracy: 1e-4 * (1 + abs(y)), "\(kernel): the given operand was read") }
+        }
+    }
+
+    /// A training loop that reads Adam's rounded copy gives the bits of one
+    /// whose products round every weight themselves (the copy retired after
+    /// each update), with the emulation and, where it passes, oneDNN's
+    /// bf16 matmul; and every other writer of the values retires the copy.
+    func testTrainingWithTheRoundedCopyGivesTheSameBits() throws {
+        let configuration = ModelConfiguration(dataDimension: 60, latentDimension: 8, encoderHidden: [40, 40], decoderHidden: [40, 40])
+        let rng = Xoshiro256(seed: 5)
+        let x = Tensor<Float>(shape: [24, 60], values: (0..<24 * 60).map { _ in rng.uniform(Float.self) < 0.3 ? 1 : 0 })
+        let objective = try Objective(.iwae, samplesPerExample: 3)
+        var kernels: [ProductKernel] = [.openblasEmulatingBF16, .onednnEmulatingBF16]
+        if BFloat16Units.current.kernelPasses { kernels.append(.onednnBF16) }
+        for kernel in kernels {
+            func train(retiringTheCopy: Bool) throws -> (VariationalAutoencoder<Float>, ModelWorkers<Float>, Adam<Float>) {
+                let model = VariationalAutoencoder<Float>(configuration, seed: 3)
+                let workers = ModelWorkers(model: model, workers: 2, seed: 7)
+                workers.plan = ComputePlan(sites: Array(model.productSites(examples: 12, drawsPerExample: 3).keys), kernel: kernel)
+                let adam = Adam<Float>(count: model.parameterCount, learningRate: 3e-3)
+                for _ in 0..<4 {
+                    try workers.boundsAndGradient(x.matrix, objective: objective)
+                    workers.updateParameters(with: adam)
+                    XCTAssertTrue(model.store.bfloat16Copy.isCurrent, "\(kernel)")
+                    if retiringTheCopy { model.store.valuesChanged() }
+                }
+                return (model, workers, adam)
+            }
+            let (reading, workers, _) = try train(retiringTheCopy: false)
+            let (rounding, _, _) = try train(retiringTheCopy: true)
+            XCTAssertEqual(reading.parameters.map(\.bitPattern), rounding.parameters.map(\.bitPattern), "\(kernel)")
+            reading.initializeOutputBias(dataMean: [Float](repeating: 0.3, count: 60))
+            XCTAssertFalse(reading.store.bfloat16Copy.isCurrent, "\(kernel): a written bias retires the copy")
+            workers.updateParameters(with: Adam<Float>(count: reading.parameterCount, learningRate: 1e-3))
+            XCTAssertTrue(reading.store.bfloat16Copy.isCurrent)
+            workers.plan = workers.plan
+            XCTAssertFalse(reading.store.bfloat16Copy.isCurrent, "\(kernel): a new plan retires the copy")
+        }
+    }
+
     /// oneDNN's bf16 matmul is a candidate of the planner only on a CPU
     /// with bf16 units where it agrees with the emulation; elsewhere the
     /// units say why. Its path is run here on every CPU: on one without

@@ -82,8 +82,11 @@ void iwae_adam_f64(double *theta, const double *g, double *m, double *v, long n,
 /// The same step on g = g₀ + g₁ + … + g_{sources−1} (added in that order,
 /// the order of a left-to-right sum), in one pass that then sets every gᵢ
 /// to zero: a training step's replica sum, update and clearing together.
+/// The f32 step also writes the new θ rounded to bfloat16 (as
+/// `iwae_to_bf16` and `iwae_round_bf16_f32` round) into `bits` and
+/// `rounded` when they are not NULL.
 void iwae_adam_sum_f32(float *theta, float *const *g, long sources, float *m, float *v, long n,
-                       float beta1, float beta2, float step_size, float eps);
+                       float beta1, float beta2, float step_size, float eps, uint16_t *bits, float *rounded);
 void iwae_adam_sum_f64(double *theta, double *const *g, long sources, double *m, double *v, long n,
                        double beta1, double beta2, double step_size, double eps);
 

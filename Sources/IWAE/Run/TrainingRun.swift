@@ -140,6 +140,7 @@ public struct TrainingRun {
                 throw IWAEError.invalidCheckpoint("the checkpoint in \(directory) does not match its own training record")
             }
             model.store.values.pointer.update(from: checkpoint.model.store.values.pointer, count: model.store.values.count)
+            model.store.valuesChanged()
             trainer.optimizer.restore(step: saved.step, firstMoment: saved.firstMoment, secondMoment: saved.secondMoment)
             try trainer.restore(state)
         }

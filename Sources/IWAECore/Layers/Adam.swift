@@ -47,27 +47,44 @@ public final class Adam<Scalar: BLASScalar> {
             Scalar.adamStep(parameters: theta + o, gradients: g + o, firstMoment: m + o, secondMoment: v + o,
                             count: range.count, beta1: b1, beta2: b2, stepSize: stepSize, epsilon: eps)
         }
+        store.valuesChanged()
     }
 
     /// One update of `store.values` from the sum of `sources`, gradient
     /// buffers in the store's layout (a step's data-parallel replicas, added
     /// left to right), which are zero afterwards: the sum, the update and the
     /// clearing of the next step in one pass over memory instead of three.
+    /// In a bf16 plan the same pass rounds the new values into the store's
+    /// `bfloat16Copy`, which the next step's products read.
     @_specialize(exported: true, where Scalar == Float)
     package func update(_ store: ParameterStore<Scalar>, summingAndClearing sources: ArraySlice<UnsafeMutablePointer<Scalar>>) {
         precondition(!sources.isEmpty)
         let (stepSize, eps, b1, b2) = nextStep()
         let theta = store.values.pointer
         let m = firstMoment.pointer, v = secondMoment.pointer
+        let (bits, floats) = Scalar.self == Float.self ? store.bfloat16Copy.prepare(for: store.plan) : (nil, nil)
         forEachChunk(count: store.values.count) { range in
             let o = range.lowerBound
             withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Scalar>?.self, capacity: sources.count) { shifted in
                 for (i, g) in sources.enumerated() { shifted[i] = g + o }
-                Scalar.adamStepSummingAndClearing(parameters: theta + o, gradients: UnsafePointer(shifted.baseAddress!),
-                                                  sources: sources.count, firstMoment: m + o, secondMoment: v + o,
-                                                  count: range.count, beta1: b1, beta2: b2, stepSize: stepSize, epsilon: eps)
+                if bits == nil && floats == nil {
+                    Scalar.adamStepSummingAndClearing(parameters: theta + o, gradients: UnsafePointer(shifted.baseAddress!),
+                                                      sources: sources.count, firstMoment: m + o, secondMoment: v + o,
+                                                      count: range.count, beta1: b1, beta2: b2, stepSize: stepSize, epsilon: eps)
+                    return
+                }
+                func float(_ p: UnsafeMutablePointer<Scalar>) -> UnsafeMutablePointer<Float> {
+                    UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
+                }
+                UnsafeMutableRawPointer(shifted.baseAddress!).withMemoryRebound(to: UnsafeMutablePointer<Float>?.self, capacity: sources.count) { g in
+                    adamStepSummingClearingAndRounding(parameters: float(theta + o), gradients: UnsafePointer(g), sources: sources.count,
+                                                       firstMoment: float(m + o), secondMoment: float(v + o), count: range.count,
+                                                       beta1: b1 as! Float, beta2: b2 as! Float, stepSize: stepSize as! Float,
+                                                       epsilon: eps as! Float, bits: bits.map { $0 + o }, floats: floats.map { $0 + o })
+                }
             }
         }
+        store.bfloat16Copy.isCurrent = bits != nil || floats != nil
     }
 
     /// Advances the step counter and returns the step's coefficients, both

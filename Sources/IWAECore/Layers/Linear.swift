@@ -42,7 +42,7 @@ package struct Linear: Sendable {
             for r in 0..<y.rows { (y.pointer + r * y.rowStride).update(from: b, count: outputSize) }
         }
         gemm(y, x, .none, store.valueMatrix(weight), .transposed, beta: addBias ? 1 : 0, kernel: kernel(.forward, store),
-             workspace: store.productWorkspace)
+             workspace: store.productWorkspace, roundedB: store.roundedValue(weight))
     }
 
     /// Accumulates `dW += dyᵀ x`, `db += Σ_rows dy` (unless the store says
@@ -59,7 +59,7 @@ package struct Linear: Sendable {
         }
         if let dx {
             gemm(dx, dy, .none, store.valueMatrix(weight), .none, beta: accumulateInput ? 1 : 0, kernel: kernel(.inputGradient, store),
-                 workspace: store.productWorkspace)
+                 workspace: store.productWorkspace, roundedB: store.roundedValue(weight))
         }
     }
 

@@ -55,7 +55,12 @@ package final class ParameterStore<Scalar: BLASScalar> {
     /// The kernel of each affine layer's products and their precision
     /// (`Linear` reads it). Set it before computing, never while this
     /// store's worker computes.
-    package var plan = ComputePlan()
+    package var plan = ComputePlan() {
+        didSet { bfloat16Copy.isCurrent = false }   // the forms it needs may differ
+    }
+    /// The values rounded to bfloat16 by Adam's last update (shared, like
+    /// the values): a bf16 plan's products read their weights from it.
+    package let bfloat16Copy: BFloat16Copy
     /// This store's worker's rounded operands, for bf16 products.
     package let productWorkspace = ProductWorkspace<Scalar>()
     /// Whether backward passes accumulate the parameters' gradients. False
@@ -68,6 +73,7 @@ package final class ParameterStore<Scalar: BLASScalar> {
         self.layout = layout
         values = Tensor(shape: [layout.count])
         gradients = Tensor(shape: [layout.count])
+        bfloat16Copy = BFloat16Copy(count: layout.count)
     }
 
     /// A store that shares `other`'s parameter values (the same memory) and
@@ -76,10 +82,22 @@ package final class ParameterStore<Scalar: BLASScalar> {
         layout = other.layout
         values = other.values
         gradients = Tensor(shape: [layout.count])
+        bfloat16Copy = other.bfloat16Copy
         plan = other.plan
     }
 
     package func zeroGradients() { gradients.zero() }
+
+    /// Says that the values were written by something other than Adam's
+    /// update (which keeps `bfloat16Copy` in step): the copy is no longer
+    /// read. Every such writer after the first update calls it.
+    package func valuesChanged() { bfloat16Copy.isCurrent = false }
+
+    /// The weight of `slot` rounded to bfloat16, when Adam's copy is current
+    /// (Float stores only).
+    package func roundedValue(_ slot: ParameterSlot) -> RoundedOperand? {
+        Scalar.self == Float.self ? bfloat16Copy.operand(at: slot.offset) : nil
+    }
 
     package func value(_ slot: ParameterSlot) -> UnsafeMutablePointer<Scalar> { values.pointer + slot.offset }
     package func gradient(_ slot: ParameterSlot) -> UnsafeMutablePointer<Scalar> { gradients.pointer + slot.offset }

@@ -126,6 +126,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
     /// Bernoulli likelihood, the mean itself for a Gaussian one.
     public func initializeOutputBias(dataMean: [Scalar]) {
         precondition(dataMean.count == configuration.dataDimension)
+        store.valuesChanged()
         let bias = store.value(likelihood.decoder.layers.last!.bias)
         for d in 0..<dataMean.count {
             if case .gaussian = likelihood { bias[d] = dataMean[d]; continue }
@@ -149,6 +150,7 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         let d = output.outputSize, h = output.inputSize
         precondition(pca.dimension == d)
         let norm = (2 * Double(d) / Double(d + h)).squareRoot()
+        store.valuesChanged()
         let w = store.value(output.weight)
         for j in 0..<Swift.min(h, d) {
             for (row, u) in pca.direction(j).enumerated() { w[row * h + j] = Scalar(norm * u) }

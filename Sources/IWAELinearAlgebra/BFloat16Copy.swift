@@ -1,0 +1,75 @@
+import CIWAEKernels
+
+/// A parameter buffer's values rounded to bfloat16 (to nearest, ties to
+/// even), in the forms a bf16 plan's products read them: bit patterns for
+/// oneDNN's bf16 matmul, rounded floats for the emulation. Adam writes it in
+/// its own pass over the values (`adamStepSummingClearingAndRounding`), so
+/// that a training step reads each weight rounded once by the update that
+/// made it, instead of rounding it again at each of its products in every
+/// worker. The products would round the same values to the same bits.
+///
+/// It is current (`isCurrent`) from that update until anything else writes
+/// the values: such a writer calls `ParameterStore.valuesChanged()`, and a
+/// product whose operand is not current rounds it itself, as before.
+package final class BFloat16Copy: @unchecked Sendable {
+    /// The number of values.
+    package let count: Int
+    /// The bit patterns, when a plan's products read them (else nil).
+    package private(set) var bits: UnsafeMutablePointer<UInt16>?
+    /// The rounded floats, when a plan's products read them (else nil).
+    package private(set) var floats: UnsafeMutablePointer<Float>?
+    /// Whether the forms held are the values' rounding now.
+    package var isCurrent = false
+
+    package init(count: Int) { self.count = count }
+
+    deinit {
+        bits?.deallocate()
+        floats?.deallocate()
+    }
+
+    /// Allocates the forms `plan`'s products read (none in fp32) and
+    /// returns them: bits where a site runs oneDNN's bf16 matmul, floats
+    /// where one runs the emulation.
+    package func prepare(for plan: ComputePlan) -> (bits: UnsafeMutablePointer<UInt16>?, floats: UnsafeMutablePointer<Float>?) {
+        guard plan.precision == .bf16 else { return (nil, nil) }
+        let native = plan.kernels.values.contains(.onednnBF16)
+        let emulated = plan.kernels.isEmpty || plan.kernels.values.contains { $0 != .onednnBF16 }
+        if native && bits == nil { bits = .allocate(capacity: Swift.max(count, 1)) }
+        if emulated && floats == nil { floats = .allocate(capacity: Swift.max(count, 1)) }
+        return (native ? bits : nil, emulated ? floats : nil)
+    }
+
+    /// The rounded forms of the values from `offset` on, when current.
+    package func operand(at offset: Int) -> RoundedOperand? {
+        guard isCurrent, bits != nil || floats != nil else { return nil }
+        return RoundedOperand(bits: bits.map { UnsafePointer($0 + offset) }, floats: floats.map { UnsafePointer($0 + offset) })
+    }
+}
+
+/// A product operand already rounded to bfloat16: its bit patterns and/or
+/// its rounded floats, contiguous (row stride = columns), either nil when
+/// not kept.
+@usableFromInline package struct RoundedOperand {
+    @usableFromInline package let bits: UnsafePointer<UInt16>?
+    @usableFromInline package let floats: UnsafePointer<Float>?
+
+    package init(bits: UnsafePointer<UInt16>?, floats: UnsafePointer<Float>?) {
+        self.bits = bits
+        self.floats = floats
+    }
+}
+
+/// Adam's update of `count` values on the sum of `sources` gradient
+/// buffers, each cleared (`BLASScalar.adamStepSummingAndClearing`, the same
+/// bits), also writing the new values rounded to bfloat16 into `bits` and
+/// `floats` where given.
+package func adamStepSummingClearingAndRounding(
+    parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<UnsafeMutablePointer<Float>?>, sources: Int,
+    firstMoment: UnsafeMutablePointer<Float>, secondMoment: UnsafeMutablePointer<Float>, count: Int,
+    beta1: Float, beta2: Float, stepSize: Float, epsilon: Float,
+    bits: UnsafeMutablePointer<UInt16>?, floats: UnsafeMutablePointer<Float>?
+) {
+    iwae_adam_sum_f32(parameters, gradients, sources, firstMoment, secondMoment, count, beta1, beta2, stepSize, epsilon,
+                      bits, floats)
+}
