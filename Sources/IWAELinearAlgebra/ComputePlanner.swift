@@ -4,7 +4,9 @@ import Foundation
 /// rows and threads of its training step, and keeps the fastest for each.
 ///
 /// fp32 times OpenBLAS against oneDNN. bf16 times the two emulations
-/// (rounding included) against oneDNN's bf16 matmul, which is a candidate
+/// (rounding included, of the weights too where a training step rounds
+/// them: never, since Adam rounds them once per update, `BFloat16Copy`)
+/// against oneDNN's bf16 matmul, which is a candidate
 /// only where it passed its check (`BFloat16Units`): on bfloat16 units
 /// that are slower than two fp32 FMA ports, the emulation wins and bf16
 /// runs at fp32's speed with bf16's numbers.
@@ -38,9 +40,12 @@ package enum ComputePlanner {
     /// or a failed check) asks its own question: it would otherwise time
     /// the emulations alone and write them over the answers of the runs
     /// that had the bf16 units, which would then keep the emulation for good.
+    /// bf16 questions say that the weights come rounded ("rounded
+    /// weights"): answers timed while every product rounded its weight
+    /// are not reused.
     package static func question(rows: Int, threads: Int, precision: Precision, bf16KernelPasses: Bool) -> String {
         "\(Processor.current.summary) | OpenBLAS \(BLASLibrary.coreName) | \(GEMMBackend.oneDNNVersion) | rows \(rows) | threads \(threads)"
-            + (precision == .fp32 ? "" : " | \(precision.rawValue)" + (bf16KernelPasses ? "" : " emulated only"))
+            + (precision == .fp32 ? "" : " | \(precision.rawValue) rounded weights" + (bf16KernelPasses ? "" : " emulated only"))
     }
 
     /// The kernels `precision` may use, in order of preference (the first
@@ -84,7 +89,9 @@ package enum ComputePlanner {
     }
 
     /// Each kernel on `site`, timed alternately, best of several calls, with
-    /// subnormals flushed as the workers run.
+    /// subnormals flushed as the workers run, and the weight given rounded
+    /// to a bf16 kernel's forward and input-gradient products, as a
+    /// training step gives it (`BFloat16Copy`).
     static func time(_ site: ProductSite, _ kernels: [ProductKernel], rows: Int, threads: Int) -> [ProductKernel: Double] {
         withSubnormalsFlushed {
             let saved = BLASLibrary.threads
@@ -97,11 +104,20 @@ package enum ComputePlanner {
             rng.fillUniform(w.pointer, count: w.count)
             rng.fillUniform(y.pointer, count: y.count)
             let workspace = ProductWorkspace<Float>()
+            let floats = w.array.map(roundedToBFloat16), bits = floats.map { UInt16($0.bitPattern >> 16) }
             func run(_ kernel: ProductKernel) {
-                switch site.product {
-                case .forward: gemm(y.matrix, x.matrix, .none, w.matrix, .transposed, kernel: kernel, workspace: workspace)
-                case .weightGradient: gemm(w.matrix, y.matrix, .transposed, x.matrix, .none, beta: 1, kernel: kernel, workspace: workspace)
-                case .inputGradient: gemm(x.matrix, y.matrix, .none, w.matrix, .none, kernel: kernel, workspace: workspace)
+                floats.withUnsafeBufferPointer { floats in
+                    bits.withUnsafeBufferPointer { bits in
+                        let rounded = kernel.precision == .bf16 ? RoundedOperand(bits: bits.baseAddress, floats: floats.baseAddress) : nil
+                        switch site.product {
+                        case .forward:
+                            gemm(y.matrix, x.matrix, .none, w.matrix, .transposed, kernel: kernel, workspace: workspace, roundedB: rounded)
+                        case .weightGradient:
+                            gemm(w.matrix, y.matrix, .transposed, x.matrix, .none, beta: 1, kernel: kernel, workspace: workspace)
+                        case .inputGradient:
+                            gemm(x.matrix, y.matrix, .none, w.matrix, .none, kernel: kernel, workspace: workspace, roundedB: rounded)
+                        }
+                    }
                 }
             }
             // Enough calls for about a millisecond per measurement.

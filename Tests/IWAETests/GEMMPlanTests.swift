@@ -269,7 +269,7 @@ final class GEMMPlanTests: XCTestCase {
         XCTAssertEqual(try runIWAE(arguments(root + "/discover", epochs: 1), environment: ["IWAE_GEMM_PLAN_CACHE": discovery]).status, 0)
         let questions = try JSONDecoder().decode([String: String].self, from: Data(contentsOf: URL(fileURLWithPath: discovery)))
         XCTAssertFalse(questions.isEmpty)
-        XCTAssertTrue(questions.keys.allSatisfy { $0.contains("| bf16 |") }, "bf16 questions are their own")
+        XCTAssertTrue(questions.keys.allSatisfy { $0.contains("| bf16 rounded weights") }, "bf16 questions are their own")
         let passes = BFloat16Units.current.kernelPasses
         var mixed = [String: String](), expected = [ProductSite: ProductKernel]()
         for (i, key) in questions.keys.sorted().enumerated() {
