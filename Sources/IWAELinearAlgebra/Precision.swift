@@ -115,7 +115,34 @@ package struct BFloat16Units: Sendable {
         storage = .allocate(capacity: 1)
     }
 
-    deinit { storage.deallocate() }
+    /// The storage of `sharedOperand`: bit patterns and rounded floats.
+    private var sharedBits = UnsafeMutablePointer<UInt16>.allocate(capacity: 1), sharedFloats = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private var sharedCapacity = 0
+
+    deinit {
+        storage.deallocate()
+        sharedBits.deallocate()
+        sharedFloats.deallocate()
+    }
+
+    /// `view` (Float) rounded to bfloat16 once for several products: its
+    /// bit patterns when `bits`, its rounded floats when `floats`,
+    /// contiguous, valid until the next call (the products' own buffers,
+    /// `buffers`, are apart).
+    package func sharedOperand(_ view: MatrixView<Scalar>, bits: Bool, floats: Bool) -> RoundedOperand {
+        precondition(Scalar.self == Float.self)
+        if view.count > sharedCapacity {
+            sharedBits.deallocate()
+            sharedFloats.deallocate()
+            sharedCapacity = Swift.max(view.count, 2 * sharedCapacity)
+            sharedBits = .allocate(capacity: sharedCapacity)
+            sharedFloats = .allocate(capacity: sharedCapacity)
+        }
+        let x = UnsafeRawPointer(view.pointer).assumingMemoryBound(to: Float.self)
+        if bits { iwae_to_bf16(x, view.rowStride, sharedBits, view.rows, view.columns) }
+        if floats { iwae_round_bf16_f32(x, view.rowStride, sharedFloats, view.rows, view.columns) }
+        return RoundedOperand(bits: bits ? UnsafePointer(sharedBits) : nil, floats: floats ? UnsafePointer(sharedFloats) : nil)
+    }
 
     /// Two buffers of `first` and `second` elements, valid until the next call.
     package func buffers(_ first: Int, _ second: Int) -> (UnsafeMutablePointer<Scalar>, UnsafeMutablePointer<Scalar>) {

@@ -10,8 +10,8 @@ import CIWAEKernels
 /// `op(A)` is (m, kk), `op(B)` is (kk, n), `C` is (m, n); `β = 1` accumulates.
 /// `kernel` computes it (oneDNN with as many threads as OpenBLAS is set to
 /// use). A bf16 kernel rounds A and B to bfloat16 first (into `workspace`,
-/// or a temporary one; B not when `roundedB` holds it rounded already, in
-/// the form the kernel reads) and accumulates in fp32:
+/// or a temporary one; not an operand whose `roundedA` or `roundedB` holds
+/// it rounded already, in the form the kernel reads) and accumulates in fp32:
 ///
 ///     C ← α · op(bf16(A)) · op(bf16(B)) + β · C
 @inlinable
@@ -20,7 +20,7 @@ package func gemm<Scalar: BLASScalar>(
     _ a: MatrixView<Scalar>, _ transposeA: Transpose = .none,
     _ b: MatrixView<Scalar>, _ transposeB: Transpose = .none,
     alpha: Scalar = 1, beta: Scalar = 0, kernel: ProductKernel = .openblas, workspace: ProductWorkspace<Scalar>? = nil,
-    roundedB: RoundedOperand? = nil
+    roundedA: RoundedOperand? = nil, roundedB: RoundedOperand? = nil
 ) {
     let m = transposeA == .none ? a.rows : a.columns
     let kk = transposeA == .none ? a.columns : a.rows
@@ -36,7 +36,7 @@ package func gemm<Scalar: BLASScalar>(
     }
     if kernel.precision == .bf16 {
         gemmWithBFloat16Inputs(c, a, transposeA, b, transposeB, alpha: alpha, beta: beta, kernel: kernel,
-                               workspace: workspace ?? ProductWorkspace(), roundedB: roundedB)
+                               workspace: workspace ?? ProductWorkspace(), rounded: (roundedA, roundedB))
         return
     }
     if kernel.library == .openblas {
@@ -57,23 +57,28 @@ package func gemm<Scalar: BLASScalar>(
 @usableFromInline
 package func gemmWithBFloat16Inputs<Scalar: BLASScalar>(
     _ c: MatrixView<Scalar>, _ a: MatrixView<Scalar>, _ transposeA: Transpose, _ b: MatrixView<Scalar>, _ transposeB: Transpose,
-    alpha: Scalar, beta: Scalar, kernel: ProductKernel, workspace: ProductWorkspace<Scalar>, roundedB given: RoundedOperand?
+    alpha: Scalar, beta: Scalar, kernel: ProductKernel, workspace: ProductWorkspace<Scalar>,
+    rounded given: (a: RoundedOperand?, b: RoundedOperand?)
 ) {
-    precondition(given == nil || (Scalar.self == Float.self && b.rowStride == b.columns), "a rounded operand is a contiguous Float matrix")
+    precondition((given.a == nil || (Scalar.self == Float.self && a.rowStride == a.columns))
+                 && (given.b == nil || (Scalar.self == Float.self && b.rowStride == b.columns)),
+                 "a rounded operand is a contiguous Float matrix")
     let (roundedA, roundedB) = workspace.buffers(a.count, b.count)
+    /// The bit patterns of `x`: given, or rounded into the first half of `buffer`.
+    func bits(_ x: MatrixView<Scalar>, _ given: RoundedOperand?, _ buffer: UnsafeMutablePointer<Scalar>) -> UnsafePointer<UInt16> {
+        if let bits = given?.bits { return bits }
+        let out = UnsafeMutableRawPointer(buffer).assumingMemoryBound(to: UInt16.self)
+        iwae_to_bf16(UnsafeRawPointer(x.pointer).assumingMemoryBound(to: Float.self), x.rowStride, out, x.rows, x.columns)
+        return UnsafePointer(out)
+    }
+    /// `x` rounded in fp32: given, or rounded into `buffer`.
+    func floats(_ x: MatrixView<Scalar>, _ given: RoundedOperand?, _ buffer: UnsafeMutablePointer<Scalar>) -> MatrixView<Scalar> {
+        given?.floats.map {
+            MatrixView(UnsafeMutablePointer(mutating: UnsafeRawPointer($0).assumingMemoryBound(to: Scalar.self)), rows: x.rows, columns: x.columns)
+        } ?? roundToBFloat16(x, into: buffer)
+    }
     if kernel == .onednnBF16, Scalar.self == Float.self, alpha == 1 {
-        // The bit patterns, two bytes each, in the first half of each buffer.
-        let bitsA = UnsafeMutableRawPointer(roundedA).assumingMemoryBound(to: UInt16.self)
-        let floatA = UnsafeRawPointer(a.pointer).assumingMemoryBound(to: Float.self)
-        iwae_to_bf16(floatA, a.rowStride, bitsA, a.rows, a.columns)
-        let bitsB: UnsafePointer<UInt16>
-        if let bits = given?.bits {
-            bitsB = bits
-        } else {
-            let out = UnsafeMutableRawPointer(roundedB).assumingMemoryBound(to: UInt16.self)
-            iwae_to_bf16(UnsafeRawPointer(b.pointer).assumingMemoryBound(to: Float.self), b.rowStride, out, b.rows, b.columns)
-            bitsB = UnsafePointer(out)
-        }
+        let bitsA = bits(a, given.a, roundedA), bitsB = bits(b, given.b, roundedB)
         let m = transposeA == .none ? a.rows : a.columns, kk = transposeA == .none ? a.columns : a.rows
         let n = transposeB == .none ? b.columns : b.rows
         let status = iwae_dnnl_bf16_gemm(Int32(BLASLibrary.threads), transposeA.letter, transposeB.letter, m, n, kk,
@@ -82,10 +87,7 @@ package func gemmWithBFloat16Inputs<Scalar: BLASScalar>(
         if status == dnnl_success { return }
         // A shape oneDNN refuses (it passed the check on others): the emulation computes the same numbers.
     }
-    let emulatedB = given?.floats.map {
-        MatrixView(UnsafeMutablePointer(mutating: UnsafeRawPointer($0).assumingMemoryBound(to: Scalar.self)), rows: b.rows, columns: b.columns)
-    } ?? roundToBFloat16(b, into: roundedB)
-    gemm(c, roundToBFloat16(a, into: roundedA), transposeA, emulatedB, transposeB,
+    gemm(c, floats(a, given.a, roundedA), transposeA, floats(b, given.b, roundedB), transposeB,
          alpha: alpha, beta: beta, kernel: ProductKernel(kernel.library, .fp32))
 }
 

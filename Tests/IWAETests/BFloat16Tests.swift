@@ -159,8 +159,9 @@ final class BFloat16Tests: XCTestCase {
 
     /// A product reads a rounded operand it is given instead of rounding B
     /// (the given values differ from B's rounding here, and the product
-    /// shows them), and given B's own rounding it computes the same bits as
-    /// rounding B itself, in both forms.
+    /// shows them), and given B's own rounding (and A's, by
+    /// `sharedOperand`) it computes the same bits as rounding them itself,
+    /// in both forms.
     func testAProductReadsAGivenRoundedOperand() {
         let rng = Xoshiro256(seed: 12)
         let (m, n, kk) = (9, 13, 70)
@@ -175,7 +176,10 @@ final class BFloat16Tests: XCTestCase {
                 bits.withUnsafeBufferPointer { bits in
                     (given ?? []).withUnsafeBufferPointer { floats in
                         let operand = given == nil ? nil : RoundedOperand(bits: bits.baseAddress, floats: floats.baseAddress)
-                        gemm(c.matrix, a.matrix, .none, b.matrix, .transposed, kernel: kernel, workspace: ProductWorkspace(), roundedB: operand)
+                        let workspace = ProductWorkspace<Float>()
+                        let roundedA = given == nil ? nil : workspace.sharedOperand(a.matrix, bits: true, floats: true)
+                        gemm(c.matrix, a.matrix, .none, b.matrix, .transposed, kernel: kernel, workspace: workspace,
+                             roundedA: roundedA, roundedB: operand)
                     }
                 }
                 return c.array
@@ -184,6 +188,43 @@ final class BFloat16Tests: XCTestCase {
             XCTAssertEqual(product(rounded).map(\.bitPattern), own.map(\.bitPattern), "\(kernel)")
             let doubled = product(other)
             for (x, y) in zip(doubled, own) { XCTAssertEqual(x, 2 * y, accuracy: 1e-4 * (1 + abs(y)), "\(kernel): the given operand was read") }
+        }
+    }
+
+    /// A layer's backward rounds dy once for its two products, and gives
+    /// the bits of the two products computed apart, each rounding its own
+    /// operands, for every pair of bf16 kernels of the two sites (the
+    /// weight from Adam's copy or not).
+    func testABackwardRoundsDyOnceWithTheSameBits() {
+        var layout = ParameterLayout()
+        let linear = Linear(70, 33, name: "l", layout: &layout)
+        let rng = Xoshiro256(seed: 13)
+        let x = Tensor<Float>(shape: [19, 70], values: (0..<19 * 70).map { _ in rng.uniform(Float.self) * 2 - 1 })
+        let dy = Tensor<Float>(shape: [19, 33], values: (0..<19 * 33).map { _ in rng.uniform(Float.self) * 2 - 1 })
+        let ones = [Float](repeating: 1, count: 19)
+        var kernels: [ProductKernel] = [.openblasEmulatingBF16, .onednnEmulatingBF16]
+        if BFloat16Units.current.kernelPasses { kernels.append(.onednnBF16) }
+        for weightKernel in kernels {
+            for inputKernel in kernels {
+                for copy in [false, true] {
+                    let store = ParameterStore<Float>(layout: layout)
+                    linear.initialize(store, using: Xoshiro256(seed: 2))
+                    store.plan = ComputePlan(precision: .bf16, [ProductSite(.weightGradient, inputs: 70, outputs: 33): weightKernel,
+                                                                ProductSite(.inputGradient, inputs: 70, outputs: 33): inputKernel])
+                    if copy {   // an Adam step of zero gradient leaves the values and makes the copy
+                        Adam<Float>(count: layout.count, learningRate: 0).update(store, summingAndClearing: [store.gradients.pointer][...])
+                        XCTAssertTrue(store.bfloat16Copy.isCurrent)
+                    }
+                    let dx = Tensor<Float>(shape: [19, 70])
+                    ones.withUnsafeBufferPointer { linear.backward(dx: dx.matrix, dy: dy.matrix, x: x.matrix, store, ones: $0.baseAddress!) }
+                    let dw = Tensor<Float>(shape: [33, 70]), expectedDx = Tensor<Float>(shape: [19, 70])
+                    gemm(dw.matrix, dy.matrix, .transposed, x.matrix, .none, beta: 1, kernel: weightKernel, workspace: ProductWorkspace())
+                    gemm(expectedDx.matrix, dy.matrix, .none, store.valueMatrix(linear.weight), .none, kernel: inputKernel, workspace: ProductWorkspace())
+                    let what = "weight gradient \(weightKernel), input gradient \(inputKernel), copy \(copy)"
+                    XCTAssertEqual(store.gradientMatrix(linear.weight).array.map(\.bitPattern), dw.array.map(\.bitPattern), what)
+                    XCTAssertEqual(dx.array.map(\.bitPattern), expectedDx.array.map(\.bitPattern), what)
+                }
+            }
         }
     }
 

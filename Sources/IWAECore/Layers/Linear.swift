@@ -48,18 +48,27 @@ package struct Linear: Sendable {
     /// Accumulates `dW += dyᵀ x`, `db += Σ_rows dy` (unless the store says
     /// not to), and, when `dx` is given,
     /// `dx ← dy W` (or `dx += dy W` with `accumulateInput`).
+    /// In bf16, dy is rounded once for both products (`sharedOperand`).
     package func backward<Scalar: BLASScalar>(
         dx: MatrixView<Scalar>?, dy: MatrixView<Scalar>, x: MatrixView<Scalar>,
         _ store: ParameterStore<Scalar>, ones: UnsafePointer<Scalar>, accumulateInput: Bool = false
     ) {
+        let weightKernel = kernel(.weightGradient, store), inputKernel = kernel(.inputGradient, store)
+        var roundedDy: RoundedOperand?
+        if store.accumulatesParameterGradients, dx != nil, weightKernel.precision == .bf16, Scalar.self == Float.self,
+           dy.rowStride == dy.columns {
+            let kernels = [weightKernel, inputKernel]
+            roundedDy = store.productWorkspace.sharedOperand(dy, bits: kernels.contains(.onednnBF16),
+                                                             floats: kernels.contains { $0 != .onednnBF16 })
+        }
         if store.accumulatesParameterGradients {
-            gemm(store.gradientMatrix(weight), dy, .transposed, x, .none, beta: 1, kernel: kernel(.weightGradient, store),
-                 workspace: store.productWorkspace)
+            gemm(store.gradientMatrix(weight), dy, .transposed, x, .none, beta: 1, kernel: weightKernel,
+                 workspace: store.productWorkspace, roundedA: roundedDy)
             sumRows(dy, ones: ones, into: store.gradient(bias))
         }
         if let dx {
-            gemm(dx, dy, .none, store.valueMatrix(weight), .none, beta: accumulateInput ? 1 : 0, kernel: kernel(.inputGradient, store),
-                 workspace: store.productWorkspace, roundedB: store.roundedValue(weight))
+            gemm(dx, dy, .none, store.valueMatrix(weight), .none, beta: accumulateInput ? 1 : 0, kernel: inputKernel,
+                 workspace: store.productWorkspace, roundedA: roundedDy, roundedB: store.roundedValue(weight))
         }
     }
 
