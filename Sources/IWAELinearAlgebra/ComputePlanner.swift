@@ -4,9 +4,9 @@ import Foundation
 /// rows and threads of its training step, and keeps the fastest for each.
 ///
 /// fp32 times OpenBLAS against oneDNN. bf16 times the two emulations
-/// (rounding included, of the weights too where a training step rounds
-/// them: never, since Adam rounds them once per update, `BFloat16Copy`)
-/// against oneDNN's bf16 matmul, which is a candidate
+/// (the activations' rounding included; the weight comes rounded, as
+/// Adam's copy gives it to a training step, `BFloat16Copy`) against
+/// oneDNN's bf16 matmul, which is a candidate
 /// only where it passed its check (`BFloat16Units`): on bfloat16 units
 /// that are slower than two fp32 FMA ports, the emulation wins and bf16
 /// runs at fp32's speed with bf16's numbers.

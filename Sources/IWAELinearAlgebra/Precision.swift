@@ -115,9 +115,10 @@ package struct BFloat16Units: Sendable {
         storage = .allocate(capacity: 1)
     }
 
-    /// The storage of `sharedOperand`: bit patterns and rounded floats.
+    /// The storage of `sharedOperand`: bit patterns and rounded floats,
+    /// each grown only when asked for.
     private var sharedBits = UnsafeMutablePointer<UInt16>.allocate(capacity: 1), sharedFloats = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    private var sharedCapacity = 0
+    private var sharedBitsCapacity = 0, sharedFloatsCapacity = 0
 
     deinit {
         storage.deallocate()
@@ -131,12 +132,15 @@ package struct BFloat16Units: Sendable {
     /// `buffers`, are apart).
     package func sharedOperand(_ view: MatrixView<Scalar>, bits: Bool, floats: Bool) -> RoundedOperand {
         precondition(Scalar.self == Float.self)
-        if view.count > sharedCapacity {
+        if bits && view.count > sharedBitsCapacity {
             sharedBits.deallocate()
+            sharedBitsCapacity = Swift.max(view.count, 2 * sharedBitsCapacity)
+            sharedBits = .allocate(capacity: sharedBitsCapacity)
+        }
+        if floats && view.count > sharedFloatsCapacity {
             sharedFloats.deallocate()
-            sharedCapacity = Swift.max(view.count, 2 * sharedCapacity)
-            sharedBits = .allocate(capacity: sharedCapacity)
-            sharedFloats = .allocate(capacity: sharedCapacity)
+            sharedFloatsCapacity = Swift.max(view.count, 2 * sharedFloatsCapacity)
+            sharedFloats = .allocate(capacity: sharedFloatsCapacity)
         }
         let x = UnsafeRawPointer(view.pointer).assumingMemoryBound(to: Float.self)
         if bits { iwae_to_bf16(x, view.rowStride, sharedBits, view.rows, view.columns) }
