@@ -9,7 +9,7 @@ import Foundation
 /// oneDNN's bf16 matmul, which is a candidate
 /// only where it passed its check (`BFloat16Units`): on bfloat16 units
 /// that are slower than two fp32 FMA ports, the emulation wins and bf16
-/// runs at fp32's speed with bf16's numbers.
+/// runs near fp32's speed (the activations are still rounded) with bf16's numbers.
 ///
 /// A choice once made on a machine is kept in a small cache file and reused
 /// by every later run that asks the same question (same CPU, kernels,
