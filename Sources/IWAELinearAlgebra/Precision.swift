@@ -107,18 +107,13 @@ package struct BFloat16Units: Sendable {
 /// The rounded operands of bf16 products: one per worker (each
 /// `ParameterStore` owns one), grown to the largest product and reused.
 @usableFromInline package final class ProductWorkspace<Scalar: BLASScalar> {
-    private var storage: UnsafeMutablePointer<Scalar>
-    private var capacity: Int
-
-    @usableFromInline package init() {
-        capacity = 0
-        storage = .allocate(capacity: 1)
-    }
-
+    /// The products' own operands (`buffers`).
+    private var storage = GrowingBuffer<Scalar>()
     /// The storage of `sharedOperand`: bit patterns and rounded floats,
     /// each grown only when asked for.
-    private var sharedBits = UnsafeMutablePointer<UInt16>.allocate(capacity: 1), sharedFloats = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    private var sharedBitsCapacity = 0, sharedFloatsCapacity = 0
+    private var sharedBits = GrowingBuffer<UInt16>(), sharedFloats = GrowingBuffer<Float>()
+
+    @usableFromInline package init() {}
 
     deinit {
         storage.deallocate()
@@ -132,31 +127,37 @@ package struct BFloat16Units: Sendable {
     /// `buffers`, are apart).
     package func sharedOperand(_ view: MatrixView<Scalar>, bits: Bool, floats: Bool) -> RoundedOperand {
         precondition(Scalar.self == Float.self)
-        if bits && view.count > sharedBitsCapacity {
-            sharedBits.deallocate()
-            sharedBitsCapacity = Swift.max(view.count, 2 * sharedBitsCapacity)
-            sharedBits = .allocate(capacity: sharedBitsCapacity)
-        }
-        if floats && view.count > sharedFloatsCapacity {
-            sharedFloats.deallocate()
-            sharedFloatsCapacity = Swift.max(view.count, 2 * sharedFloatsCapacity)
-            sharedFloats = .allocate(capacity: sharedFloatsCapacity)
-        }
         let x = UnsafeRawPointer(view.pointer).assumingMemoryBound(to: Float.self)
-        if bits { iwae_to_bf16(x, view.rowStride, sharedBits, view.rows, view.columns) }
-        if floats { iwae_round_bf16_f32(x, view.rowStride, sharedFloats, view.rows, view.columns) }
-        return RoundedOperand(bits: bits ? UnsafePointer(sharedBits) : nil, floats: floats ? UnsafePointer(sharedFloats) : nil)
+        let bitsOut = bits ? sharedBits.reserve(view.count) : nil, floatsOut = floats ? sharedFloats.reserve(view.count) : nil
+        if let bitsOut { iwae_to_bf16(x, view.rowStride, bitsOut, view.rows, view.columns) }
+        if let floatsOut { iwae_round_bf16_f32(x, view.rowStride, floatsOut, view.rows, view.columns) }
+        return RoundedOperand(bits: bitsOut.map { UnsafePointer($0) }, floats: floatsOut.map { UnsafePointer($0) })
     }
 
     /// Two buffers of `first` and `second` elements, valid until the next call.
     package func buffers(_ first: Int, _ second: Int) -> (UnsafeMutablePointer<Scalar>, UnsafeMutablePointer<Scalar>) {
-        if first + second > capacity {
-            storage.deallocate()
-            capacity = Swift.max(first + second, 2 * capacity)
-            storage = .allocate(capacity: capacity)
-        }
-        return (storage, storage + first)
+        let start = storage.reserve(first + second)
+        return (start, start + first)
     }
+}
+
+/// A buffer grown (doubling, never shrunk) to the largest count asked for;
+/// its contents are not kept when it grows.
+private struct GrowingBuffer<Element> {
+    private var pointer = UnsafeMutablePointer<Element>.allocate(capacity: 1)
+    private var capacity = 0
+
+    /// Room for `count` elements.
+    mutating func reserve(_ count: Int) -> UnsafeMutablePointer<Element> {
+        if count > capacity {
+            pointer.deallocate()
+            capacity = Swift.max(count, 2 * capacity)
+            pointer = .allocate(capacity: capacity)
+        }
+        return pointer
+    }
+
+    func deallocate() { pointer.deallocate() }
 }
 
 /// `view` rounded to bfloat16 (to nearest, ties to even) into `out`,

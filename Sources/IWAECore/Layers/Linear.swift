@@ -57,9 +57,8 @@ package struct Linear: Sendable {
         var roundedDy: RoundedOperand?
         if store.accumulatesParameterGradients, dx != nil, weightKernel.precision == .bf16, Scalar.self == Float.self,
            dy.rowStride == dy.columns {
-            let kernels = [weightKernel, inputKernel]
-            roundedDy = store.productWorkspace.sharedOperand(dy, bits: kernels.contains(.onednnBF16),
-                                                             floats: kernels.contains { $0 != .onednnBF16 })
+            roundedDy = store.productWorkspace.sharedOperand(dy, bits: weightKernel == .onednnBF16 || inputKernel == .onednnBF16,
+                                                             floats: weightKernel != .onednnBF16 || inputKernel != .onednnBF16)
         }
         if store.accumulatesParameterGradients {
             gemm(store.gradientMatrix(weight), dy, .transposed, x, .none, beta: 1, kernel: weightKernel,
