@@ -104,11 +104,10 @@ extension VariationalAutoencoder {
     /// passes start at multiples of examplesPerPass from `firstRow`, so a
     /// caller that cuts rows there gets the same bits). A NaN log weight
     /// makes that example's L_k NaN. The buffers are released at the end.
-    /// `progress` is called with the number of examples done. 1,000 rows a
-    /// pass (3 MB of logits at D = 784) stay in the caches (k = 5000 on 1,000
-    /// images: 10.1 s and 86 MB against 10.5 s and 131 MB at 4,000 rows).
+    /// `progress` is called with the number of examples done.
     public func estimateLogLikelihood(
-        _ x: MatrixView<Scalar>, samples: EvaluationSamples, seed: UInt64, firstRow: Int = 0, rowsPerPass: Int = 1000,
+        _ x: MatrixView<Scalar>, samples: EvaluationSamples, seed: UInt64, firstRow: Int = 0,
+        rowsPerPass: Int = EvaluationSamples.rowsPerPass,
         progress: ((Int) -> Void)? = nil
     ) throws -> LogLikelihoodEstimate {
         precondition(x.columns == configuration.dataDimension)
@@ -191,12 +190,13 @@ extension VariationalAutoencoder {
     }
 
     /// The mean bound of `objective` (its kind, with its K draws) over the
-    /// rows of `x` (N, D), forward only, in batches of 500 examples; the
-    /// buffers are released at the end.
+    /// rows of `x` (N, D), forward only, in passes of about
+    /// `EvaluationSamples.rowsPerPass` rows of draws (at least one example,
+    /// K rows); the buffers are released at the end.
     public func meanBound(_ x: MatrixView<Scalar>, objective: Objective, seed: UInt64) throws -> Double {
         let K = objective.drawsPerExample
         defer { releaseBuffers() }
-        let batch = 500
+        let batch = Swift.max(1, EvaluationSamples.rowsPerPass / K)
         let rng = Xoshiro256(seed: seed)
         var total = 0.0
         var start = 0
