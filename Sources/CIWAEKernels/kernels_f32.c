@@ -30,16 +30,12 @@ BODY void iwae_softplus_f32_body(const float *x, float *y, long n) { ELEMENTWISE
 MULTIVERSION(iwae_softplus_f32, (const float *x, float *y, long n), (x, y, n))
 
 /// One element of the Bernoulli pass, x·ℓ − softplus(ℓ) with softplus(ℓ) =
-/// max(ℓ, 0) + log(1 + e^{−|ℓ|}); ℓ = l + b with `with_bias`.
-///
-/// With `with_residual` (a training step's forward), x − σ(ℓ) goes into
-/// *res and the whole term is returned, log(1 + e^{−|ℓ|}) by log1p_unit.
-/// Without (the evaluation's and the validation bound's passes), the term
-/// less its log is returned and 1 + e^{−|ℓ|} ∈ (1, 2] is multiplied into
+/// max(ℓ, 0) + log(1 + e^{−|ℓ|}); ℓ = l + b with `with_bias`. The term is
+/// returned less its log, and 1 + e^{−|ℓ|} ∈ (1, 2] is multiplied into
 /// *factors, whose log the row subtracts once for up to 64 elements: the
 /// same value to fp32's rounding (KernelTests, against Double) at a
-/// fraction of the logs. The two are kept apart so that training's bits
-/// do not change with the evaluation's speed.
+/// fraction of the logs. With `with_residual` (a training step's forward),
+/// x − σ(ℓ) goes into *res.
 static inline __attribute__((always_inline)) float bernoulli_term(float l, float b, float t, float *res, float *factors,
                                                                   int with_bias, int with_residual) {
     float lj = with_bias ? l + b : l;
@@ -48,7 +44,6 @@ static inline __attribute__((always_inline)) float bernoulli_term(float l, float
         float s = 1.0f / (1.0f + e);
         float sigma = lj >= 0.0f ? s : e * s;
         *res = t - sigma;   /* a statement of its own: no FMA across the two */
-        return t * lj - ((lj > 0.0f ? lj : 0.0f) + log1p_unit(e));
     }
     *factors *= 1.0f + e;
     return t * lj - (lj > 0.0f ? lj : 0.0f);
@@ -56,7 +51,7 @@ static inline __attribute__((always_inline)) float bernoulli_term(float l, float
 
 /// One row of the Bernoulli pass; `with_bias` and `with_residual` are
 /// compile-time constants at each call site, so every variant vectorizes
-/// without a branch in the loop. Without the residual:
+/// without a branch in the loop:
 ///
 ///     log p(x|ℓ) = Σ_d [x_d ℓ_d − max(ℓ_d, 0)] − Σ_lanes log Π_d (1 + e^{−|ℓ_d|})
 ///
@@ -74,19 +69,19 @@ static inline __attribute__((always_inline)) float bernoulli_row(const float *l,
             acc[j] += bernoulli_term(l[d + j], with_bias ? b[d + j] : 0.0f, t[d + j], with_residual ? res + d + j : 0,
                                      factors + j, with_bias, with_residual);
         }
-        if (!with_residual && ++held == 64) {
+        if (++held == 64) {
             for (int j = 0; j < 16; j++) { acc[j] -= log_inline(factors[j]); factors[j] = 1.0f; }
             held = 0;
         }
     }
-    if (!with_residual) for (int j = 0; j < 16; j++) acc[j] -= log_inline(factors[j]);
+    for (int j = 0; j < 16; j++) acc[j] -= log_inline(factors[j]);
     float total = 0.0f;
     for (int j = 0; j < 16; j++) total += acc[j];
     float tail = 1.0f;   // at most fifteen factors
     for (; d < dim; d++) {
         total += bernoulli_term(l[d], with_bias ? b[d] : 0.0f, t[d], with_residual ? res + d : 0, &tail, with_bias, with_residual);
     }
-    return with_residual ? total : total - log_inline(tail);
+    return total - log_inline(tail);
 }
 
 #define BERNOULLI_ROWS(with_bias, with_residual)                                                    \
