@@ -104,7 +104,8 @@ extension VariationalAutoencoder {
     /// passes start at multiples of examplesPerPass from `firstRow`, so a
     /// caller that cuts rows there gets the same bits). A NaN log weight
     /// makes that example's L_k NaN. The buffers are released at the end.
-    /// `progress` is called with the number of examples done.
+    /// `progress` is called with the number of examples done. By default a
+    /// pass holds about 1,000 rows (`EvaluationSamples.rowsPerPass`).
     public func estimateLogLikelihood(
         _ x: MatrixView<Scalar>, samples: EvaluationSamples, seed: UInt64, firstRow: Int = 0,
         rowsPerPass: Int = EvaluationSamples.rowsPerPass,
@@ -196,7 +197,7 @@ extension VariationalAutoencoder {
     public func meanBound(_ x: MatrixView<Scalar>, objective: Objective, seed: UInt64) throws -> Double {
         let K = objective.drawsPerExample
         defer { releaseBuffers() }
-        let batch = Swift.max(1, EvaluationSamples.rowsPerPass / K)
+        let batch = EvaluationSamples.examplesPerPass(drawsPerExample: K)
         let rng = Xoshiro256(seed: seed)
         var total = 0.0
         var start = 0

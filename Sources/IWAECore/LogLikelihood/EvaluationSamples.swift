@@ -28,13 +28,19 @@ public struct EvaluationSamples: Equatable, Sendable, CustomStringConvertible {
     /// logits at D = 784 per worker) stay in the caches, where 4,000 were
     /// slower (k = 5000 on 1,000 images: 10.1 s and 86 MB against 10.5 s and
     /// 131 MB).
-    public static let rowsPerPass = 1000
+    @usableFromInline package static let rowsPerPass = 1000
 
     /// Examples an evaluation pass holds: as many as fit `rowsPerPass` rows
     /// of draws, at least one (one example per pass from k = 1,000 on at the
     /// default 1,000 rows). Passes start at multiples of it.
     package func examplesPerPass(rowsPerPass: Int = EvaluationSamples.rowsPerPass) -> Int {
-        Swift.max(1, Swift.max(1, rowsPerPass) / Swift.min(perExample, Swift.max(1, rowsPerPass)))
+        EvaluationSamples.examplesPerPass(drawsPerExample: perExample, rowsPerPass: rowsPerPass)
+    }
+
+    /// Examples a forward-only pass of `drawsPerExample` draws each holds in
+    /// about `rowsPerPass` rows, at least one.
+    package static func examplesPerPass(drawsPerExample: Int, rowsPerPass: Int = EvaluationSamples.rowsPerPass) -> Int {
+        Swift.max(1, Swift.max(1, rowsPerPass) / Swift.min(drawsPerExample, Swift.max(1, rowsPerPass)))
     }
 }
 
