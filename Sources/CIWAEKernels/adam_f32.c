@@ -39,10 +39,7 @@ BODY void iwae_adam_sum_f32_body(float *restrict theta, float *const *g, long so
             for (long i = 0; i < len; i++) { sum[i] = sum[i] + gs[i]; gs[i] = 0.0f; }
         }
         adam_elements(theta + lo, sum, m + lo, v + lo, len, beta1, beta2, step_size, eps);
-        if (bits)
-            for (long i = 0; i < len; i++) bits[lo + i] = bf16_bits(theta[lo + i]);
-        if (rounded)
-            for (long i = 0; i < len; i++) rounded[lo + i] = as_float((int32_t)((uint32_t)bf16_bits(theta[lo + i]) << 16));
+        store_bf16(theta + lo, len, bits ? bits + lo : 0, rounded ? rounded + lo : 0);
     }
 }
 

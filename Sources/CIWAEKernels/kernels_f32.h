@@ -55,6 +55,17 @@ BODY uint16_t bf16_bits(float x) {
     return (uint16_t)(u >> 16);
 }
 
+/// x[0..<n] rounded to bfloat16 (`bf16_bits`): the bit patterns into `bits`
+/// and the rounded floats into `rounded`, either skipped when NULL. Kernels
+/// that make a bf16 product's operand call it on each block they have just
+/// written, while it is in cache, instead of a pass of its own.
+BODY void store_bf16(const float *restrict x, long n, uint16_t *restrict bits, float *restrict rounded) {
+    if (bits)
+        for (long i = 0; i < n; i++) bits[i] = bf16_bits(x[i]);
+    if (rounded)
+        for (long i = 0; i < n; i++) rounded[i] = as_float((int32_t)((uint32_t)bf16_bits(x[i]) << 16));
+}
+
 
 /// e^c = 2^n · p for c in exp_inline's range: c = n ln2 + r, |r| ≤ ln2/2,
 /// p = e^r by a degree-6 polynomial; returns p and sets *n.

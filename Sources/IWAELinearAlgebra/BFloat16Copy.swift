@@ -60,6 +60,70 @@ package final class BFloat16Copy: @unchecked Sendable {
     }
 }
 
+/// The forms of a bf16 operand that products read: bit patterns (oneDNN's
+/// bf16 matmul) and rounded floats (the emulations).
+package struct RoundedForms: OptionSet, Sendable {
+    package let rawValue: Int
+    package init(rawValue: Int) { self.rawValue = rawValue }
+    package static let bits = RoundedForms(rawValue: 1), floats = RoundedForms(rawValue: 2)
+
+    /// The forms that `kernels` read (none for fp32 kernels).
+    package init(reading kernels: ProductKernel...) {
+        self = []
+        for kernel in kernels where kernel.precision == .bf16 { formUnion(kernel == .onednnBF16 ? .bits : .floats) }
+    }
+}
+
+/// Where a pass that makes a bf16 product's operand also writes it rounded
+/// to bfloat16: bit patterns and/or rounded floats, contiguous, nil when
+/// not wanted (`BLASScalar.biasTanh(…, rounded:)` and the like).
+@usableFromInline package struct RoundedDestination {
+    @usableFromInline package let bits: UnsafeMutablePointer<UInt16>?
+    @usableFromInline package let floats: UnsafeMutablePointer<Float>?
+
+    package init(bits: UnsafeMutablePointer<UInt16>?, floats: UnsafeMutablePointer<Float>?) {
+        self.bits = bits
+        self.floats = floats
+    }
+
+    /// What the products read.
+    package var operand: RoundedOperand {
+        RoundedOperand(bits: bits.map { UnsafePointer($0) }, floats: floats.map { UnsafePointer($0) })
+    }
+}
+
+/// One operand's rounded forms, grown to the largest asked for and reused.
+package final class RoundedBuffer {
+    private var bits = GrowingBuffer<UInt16>(), floats = GrowingBuffer<Float>()
+
+    package init() {}
+
+    deinit {
+        bits.deallocate()
+        floats.deallocate()
+    }
+
+    /// Bytes held.
+    package var bytes: Int { bits.capacity * 2 + floats.capacity * 4 }
+
+    /// Room for `count` values in `forms`, valid until the next call; nil
+    /// when `forms` is empty.
+    package func reserve(_ count: Int, _ forms: RoundedForms) -> RoundedDestination? {
+        if forms.isEmpty { return nil }
+        return RoundedDestination(bits: forms.contains(.bits) ? bits.reserve(count) : nil,
+                                  floats: forms.contains(.floats) ? floats.reserve(count) : nil)
+    }
+}
+
+/// `x` (Float) rounded to bfloat16 into each form of `destination`: a pass
+/// of its own, for an operand no other pass writes.
+package func roundToBFloat16<Scalar: BLASScalar>(_ x: MatrixView<Scalar>, into destination: RoundedDestination) {
+    precondition(Scalar.self == Float.self, "bf16 operands are Float")
+    let p = UnsafeRawPointer(x.pointer).assumingMemoryBound(to: Float.self)
+    if let bits = destination.bits { iwae_to_bf16(p, x.rowStride, bits, x.rows, x.columns) }
+    if let floats = destination.floats { iwae_round_bf16_f32(p, x.rowStride, floats, x.rows, x.columns) }
+}
+
 /// Adam's update of `count` values on the sum of `sources` gradient
 /// buffers, each cleared (`BLASScalar.adamStepSummingAndClearing`, the same
 /// bits), also writing the new values rounded to bfloat16 into `bits` and

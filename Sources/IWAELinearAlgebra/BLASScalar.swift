@@ -38,8 +38,10 @@ public final class BLASRoutines<Scalar: BLASScalar>: Sendable {
     @usableFromInline package let axpy: @Sendable (Int, Scalar, Pointer, MutablePointer) -> Void
     @usableFromInline package let choleskyLower: @Sendable (Int, MutablePointer, Int) -> Int
     @usableFromInline package let exp, log, log1p, tanh, sigmoid, softplus: Elementwise
-    @usableFromInline package let biasTanh: @Sendable (MutablePointer, Pointer, Int, Int) -> Void
-    @usableFromInline package let scaleRows: @Sendable (MutablePointer, Pointer, Int, Int) -> Void
+    /// The rows-and-columns passes that can also write their result rounded
+    /// to bfloat16 (`RoundedDestination`'s two buffers; Float only).
+    @usableFromInline package typealias RowsPass = @Sendable (MutablePointer, Pointer, Int, Int, UnsafeMutablePointer<UInt16>?, UnsafeMutablePointer<Float>?) -> Void
+    @usableFromInline package let biasTanh, tanhBackward, scaleRows: RowsPass
     @usableFromInline package let bernoulliLogLikelihood: @Sendable (Pointer, Pointer?, Pointer, Int, Int, Int, MutablePointer, MutablePointer?) -> Void
     @usableFromInline package let adamStep: @Sendable (MutablePointer, Pointer, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void
     @usableFromInline package let adamStepSummingAndClearing: @Sendable (MutablePointer, UnsafePointer<MutablePointer?>, Int, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void
@@ -54,8 +56,7 @@ public final class BLASRoutines<Scalar: BLASScalar>: Sendable {
         choleskyLower: @escaping @Sendable (Int, MutablePointer, Int) -> Int,
         exp: @escaping Elementwise, log: @escaping Elementwise, log1p: @escaping Elementwise,
         tanh: @escaping Elementwise, sigmoid: @escaping Elementwise, softplus: @escaping Elementwise,
-        biasTanh: @escaping @Sendable (MutablePointer, Pointer, Int, Int) -> Void,
-        scaleRows: @escaping @Sendable (MutablePointer, Pointer, Int, Int) -> Void,
+        biasTanh: @escaping RowsPass, tanhBackward: @escaping RowsPass, scaleRows: @escaping RowsPass,
         bernoulliLogLikelihood: @escaping @Sendable (Pointer, Pointer?, Pointer, Int, Int, Int, MutablePointer, MutablePointer?) -> Void,
         adamStep: @escaping @Sendable (MutablePointer, Pointer, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void,
         adamStepSummingAndClearing: @escaping @Sendable (MutablePointer, UnsafePointer<MutablePointer?>, Int, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void,
@@ -65,7 +66,7 @@ public final class BLASRoutines<Scalar: BLASScalar>: Sendable {
         self.gemm = gemm; self.gemv = gemv; self.triangularSolve = triangularSolve; self.axpy = axpy
         self.choleskyLower = choleskyLower
         self.exp = exp; self.log = log; self.log1p = log1p; self.tanh = tanh; self.sigmoid = sigmoid; self.softplus = softplus
-        self.biasTanh = biasTanh; self.scaleRows = scaleRows; self.bernoulliLogLikelihood = bernoulliLogLikelihood
+        self.biasTanh = biasTanh; self.tanhBackward = tanhBackward; self.scaleRows = scaleRows; self.bernoulliLogLikelihood = bernoulliLogLikelihood
         self.adamStep = adamStep; self.adamStepSummingAndClearing = adamStepSummingAndClearing
         self.fillStandardNormal = fillStandardNormal
         self.roundToBFloat16 = roundToBFloat16
@@ -146,16 +147,29 @@ package extension BLASScalar {
     @inlinable static func sigmoid(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int) { routines.sigmoid(x, y, count) }
     @inlinable static func softplus(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int) { routines.softplus(x, y, count) }
 
+    // Passes over (rows, columns) that, given a `rounded` destination
+    // (Float only), also write their result rounded to bfloat16 there.
+
     /// `y[r][c] ← tanh(y[r][c] + bias[c])` in place over (rows, columns).
     @inlinable
-    static func biasTanh(_ y: UnsafeMutablePointer<Self>, bias: UnsafePointer<Self>, rows: Int, columns: Int) {
-        routines.biasTanh(y, bias, rows, columns)
+    static func biasTanh(_ y: UnsafeMutablePointer<Self>, bias: UnsafePointer<Self>, rows: Int, columns: Int,
+                         rounded: RoundedDestination? = nil) {
+        routines.biasTanh(y, bias, rows, columns, rounded?.bits, rounded?.floats)
+    }
+
+    /// `g[r][c] ← g[r][c] · (1 − y[r][c]²)` in place over (rows, columns):
+    /// tanh's backward from its output y.
+    @inlinable
+    static func tanhBackward(_ g: UnsafeMutablePointer<Self>, output y: UnsafePointer<Self>, rows: Int, columns: Int,
+                             rounded: RoundedDestination? = nil) {
+        routines.tanhBackward(g, y, rows, columns, rounded?.bits, rounded?.floats)
     }
 
     /// `y[r][c] ← scale[r] · y[r][c]` in place over (rows, columns).
     @inlinable
-    static func scaleRows(_ y: UnsafeMutablePointer<Self>, by scale: UnsafePointer<Self>, rows: Int, columns: Int) {
-        routines.scaleRows(y, scale, rows, columns)
+    static func scaleRows(_ y: UnsafeMutablePointer<Self>, by scale: UnsafePointer<Self>, rows: Int, columns: Int,
+                          rounded: RoundedDestination? = nil) {
+        routines.scaleRows(y, scale, rows, columns, rounded?.bits, rounded?.floats)
     }
 
     /// Bernoulli log-likelihood row by row, and optionally the residuals

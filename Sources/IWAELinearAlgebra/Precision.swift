@@ -109,29 +109,22 @@ package struct BFloat16Units: Sendable {
 @usableFromInline package final class ProductWorkspace<Scalar: BLASScalar> {
     /// The products' own operands (`buffers`).
     private var storage = GrowingBuffer<Scalar>()
-    /// The storage of `sharedOperand`: bit patterns and rounded floats,
-    /// each grown only when asked for.
-    private var sharedBits = GrowingBuffer<UInt16>(), sharedFloats = GrowingBuffer<Float>()
+    /// The storage of `sharedOperand`.
+    private let shared = RoundedBuffer()
 
     @usableFromInline package init() {}
 
     deinit {
         storage.deallocate()
-        sharedBits.deallocate()
-        sharedFloats.deallocate()
     }
 
-    /// `view` (Float) rounded to bfloat16 once for several products: its
-    /// bit patterns when `bits`, its rounded floats when `floats`,
-    /// contiguous, valid until the next call (the products' own buffers,
-    /// `buffers`, are apart).
-    package func sharedOperand(_ view: MatrixView<Scalar>, bits: Bool, floats: Bool) -> RoundedOperand {
-        precondition(Scalar.self == Float.self)
-        let x = UnsafeRawPointer(view.pointer).assumingMemoryBound(to: Float.self)
-        let bitsOut = bits ? sharedBits.reserve(view.count) : nil, floatsOut = floats ? sharedFloats.reserve(view.count) : nil
-        if let bitsOut { iwae_to_bf16(x, view.rowStride, bitsOut, view.rows, view.columns) }
-        if let floatsOut { iwae_round_bf16_f32(x, view.rowStride, floatsOut, view.rows, view.columns) }
-        return RoundedOperand(bits: bitsOut.map { UnsafePointer($0) }, floats: floatsOut.map { UnsafePointer($0) })
+    /// `view` (Float) rounded to bfloat16 once for several products, in
+    /// `forms` (nil when none), contiguous, valid until the next call (the
+    /// products' own buffers, `buffers`, are apart).
+    package func sharedOperand(_ view: MatrixView<Scalar>, _ forms: RoundedForms) -> RoundedOperand? {
+        guard let destination = shared.reserve(view.count, forms) else { return nil }
+        roundToBFloat16(view, into: destination)
+        return destination.operand
     }
 
     /// Two buffers of `first` and `second` elements, valid until the next call.
@@ -143,9 +136,9 @@ package struct BFloat16Units: Sendable {
 
 /// A buffer grown (doubling, never shrunk) to the largest count asked for;
 /// its contents are not kept when it grows.
-private struct GrowingBuffer<Element> {
+struct GrowingBuffer<Element> {
     private var pointer = UnsafeMutablePointer<Element>.allocate(capacity: 1)
-    private var capacity = 0
+    private(set) var capacity = 0
 
     /// Room for `count` elements.
     mutating func reserve(_ count: Int) -> UnsafeMutablePointer<Element> {

@@ -60,9 +60,7 @@ package func gemmWithBFloat16Inputs<Scalar: BLASScalar>(
     alpha: Scalar, beta: Scalar, kernel: ProductKernel, workspace: ProductWorkspace<Scalar>,
     rounded given: (a: RoundedOperand?, b: RoundedOperand?)
 ) {
-    precondition((given.a == nil || (Scalar.self == Float.self && a.rowStride == a.columns))
-                 && (given.b == nil || (Scalar.self == Float.self && b.rowStride == b.columns)),
-                 "a rounded operand is a contiguous Float matrix")
+    precondition((given.a == nil && given.b == nil) || Scalar.self == Float.self, "a rounded operand is a Float matrix")
     let (roundedA, roundedB) = workspace.buffers(a.count, b.count)
     /// The bit patterns of `x`: given, or rounded into the first half of `buffer`.
     func bits(_ x: MatrixView<Scalar>, _ given: RoundedOperand?, _ buffer: UnsafeMutablePointer<Scalar>) -> UnsafePointer<UInt16> {

@@ -177,7 +177,7 @@ final class BFloat16Tests: XCTestCase {
                     (given ?? []).withUnsafeBufferPointer { floats in
                         let operand = given == nil ? nil : RoundedOperand(bits: bits.baseAddress, floats: floats.baseAddress)
                         let workspace = ProductWorkspace<Float>()
-                        let roundedA = given == nil ? nil : workspace.sharedOperand(a.matrix, bits: true, floats: true)
+                        let roundedA = given == nil ? nil : workspace.sharedOperand(a.matrix, [.bits, .floats])
                         gemm(c.matrix, a.matrix, .none, b.matrix, .transposed, kernel: kernel, workspace: workspace,
                              roundedA: roundedA, roundedB: operand)
                     }
@@ -226,6 +226,79 @@ final class BFloat16Tests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// An MLP's bf16 forward and backward round each operand once, in the
+    /// pass that makes it (the activations' sweeps, the caller's pass over
+    /// the output gradient), and give the bits of its layers run apart with
+    /// every product rounding its own operands: for each bf16 kernel, with
+    /// tanh, relu and identity activations and the output rounded for a
+    /// reader.
+    func testAnMLPRoundsEachOperandOnceWithTheSameBits() {
+        let sizes = [30, 40, 40, 25, 12], activations: [Activation] = [.tanh, .relu, .tanh, .identity]
+        var layout = ParameterLayout()
+        let mlp = MLP<Float>(sizes: sizes, activations: activations, name: "m", layout: &layout)
+        let reader = Linear(12, 7, name: "reader", layout: &layout)
+        let rng = Xoshiro256(seed: 21), rows = 17
+        let x = Tensor<Float>(shape: [rows, 30], values: (0..<rows * 30).map { _ in rng.uniform(Float.self) * 2 - 1 })
+        let top = (0..<rows * 12).map { _ in rng.uniform(Float.self) * 2 - 1 }
+        let scale = (0..<rows).map { _ in rng.uniform(Float.self) + 0.5 }
+        var kernels: [ProductKernel] = [.openblasEmulatingBF16, .onednnEmulatingBF16]
+        if BFloat16Units.current.kernelPasses { kernels.append(.onednnBF16) }
+        for kernel in kernels {
+            let store = ParameterStore<Float>(layout: layout)
+            mlp.initialize(store, using: Xoshiro256(seed: 4))
+            reader.initialize(store, using: Xoshiro256(seed: 5))
+            store.plan = ComputePlan(sites: (mlp.layers + [reader]).flatMap(\.productSites), kernel: kernel)
+            // The MLP: its forward rounds the output for `reader`, the caller scales the output gradient and rounds it.
+            mlp.forward(x.matrix, store, outputReaders: [reader])
+            let out = Tensor<Float>(shape: [rows, 7])
+            reader.forward(out.matrix, mlp.output, store, roundedX: mlp.roundedOutput)
+            top.withUnsafeBufferPointer { mlp.outputGradient.pointer.update(from: $0.baseAddress!, count: top.count) }
+            Float.scaleRows(mlp.outputGradient.pointer, by: scale, rows: rows, columns: 12, rounded: mlp.outputGradientDestination(store))
+            let dx = Tensor<Float>(shape: [rows, 30])
+            mlp.backward(dx: dx.matrix, store, outputGradientRounded: true)
+            let gradients = store.gradients.array, outputs = out.array
+            // The layers apart, each product rounding its own operands.
+            store.zeroGradients()
+            var inputs = [x], current = x
+            for (layer, activation) in zip(mlp.layers, activations) {
+                let y = Tensor<Float>(shape: [rows, layer.outputSize])
+                layer.forward(y.matrix, current.matrix, store, addBias: false)
+                activation.forward(y.matrix, bias: store.value(layer.bias))
+                inputs.append(y)
+                current = y
+            }
+            let expectedOut = Tensor<Float>(shape: [rows, 7])
+            reader.forward(expectedOut.matrix, current.matrix, store)
+            var dy = Tensor<Float>(shape: [rows, 12], values: top)
+            Float.scaleRows(dy.pointer, by: scale, rows: rows, columns: 12)
+            let ones = [Float](repeating: 1, count: rows)
+            for i in stride(from: mlp.layers.count - 1, through: 0, by: -1) {
+                let layer = mlp.layers[i]
+                if i < mlp.layers.count - 1 { activations[i].backward(dy.matrix, output: inputs[i + 1].matrix) }
+                let dxi = Tensor<Float>(shape: [rows, layer.inputSize])
+                ones.withUnsafeBufferPointer { layer.backward(dx: dxi.matrix, dy: dy.matrix, x: inputs[i].matrix, store, ones: $0.baseAddress!) }
+                dy = dxi
+            }
+            XCTAssertEqual(outputs.map(\.bitPattern), expectedOut.array.map(\.bitPattern), "\(kernel): forward")
+            XCTAssertEqual(gradients.map(\.bitPattern), store.gradients.array.map(\.bitPattern), "\(kernel): parameter gradients")
+            XCTAssertEqual(dx.array.map(\.bitPattern), dy.array.map(\.bitPattern), "\(kernel): input gradient")
+            XCTAssertNotEqual(gradients, mlpGradientsInFP32(mlp, reader, layout, x, top, scale), "\(kernel): the operands were rounded")
+        }
+    }
+
+    /// The parameter gradients of the same MLP step in fp32.
+    private func mlpGradientsInFP32(_ mlp: MLP<Float>, _ reader: Linear, _ layout: ParameterLayout, _ x: Tensor<Float>,
+                                    _ top: [Float], _ scale: [Float]) -> [Float] {
+        let store = ParameterStore<Float>(layout: layout)
+        mlp.initialize(store, using: Xoshiro256(seed: 4))
+        reader.initialize(store, using: Xoshiro256(seed: 5))
+        mlp.forward(x.matrix, store)
+        top.withUnsafeBufferPointer { mlp.outputGradient.pointer.update(from: $0.baseAddress!, count: top.count) }
+        Float.scaleRows(mlp.outputGradient.pointer, by: scale, rows: x.matrix.rows, columns: 12)
+        mlp.backward(dx: nil, store)
+        return store.gradients.array
     }
 
     /// A training loop that reads Adam's rounded copy gives the bits of one

@@ -151,6 +151,58 @@ final class KernelTests: XCTestCase {
         assertClose(y, expected, rtol: 5e-7, atol: 1e-7)
     }
 
+    /// tanh's backward, g · (1 − y²), against the same line in Swift (each
+    /// operation rounded on its own: equal bits), Float and Double.
+    func testTanhBackward() {
+        let rng = Xoshiro256(seed: 10)
+        let rows = 6, columns = 37
+        let y = (0..<rows * columns).map { _ in rng.uniform(Double.self) * 2 - 1 }
+        let g = (0..<rows * columns).map { _ in rng.uniform(Double.self) * 4 - 2 }
+        var gd = g
+        Double.tanhBackward(&gd, output: y, rows: rows, columns: columns)
+        var gf = g.map(Float.init)
+        Float.tanhBackward(&gf, output: y.map(Float.init), rows: rows, columns: columns)
+        for i in 0..<rows * columns {
+            XCTAssertEqual(gd[i], g[i] * (1 - y[i] * y[i]))
+            let (gi, yi) = (Float(g[i]), Float(y[i]))
+            let square = yi * yi, complement = 1 - square
+            XCTAssertEqual(gf[i].bitPattern, (gi * complement).bitPattern, "at \(i)")
+        }
+    }
+
+    /// The passes that make a bf16 product's operand write it rounded in
+    /// both forms, equal to rounding their result afterwards, and their
+    /// fp32 result is the one they write without rounding.
+    func testPassesWriteTheirResultRoundedToBFloat16() {
+        let rng = Xoshiro256(seed: 12)
+        let rows = 9, columns = 53
+        let start = (0..<rows * columns).map { _ in rng.uniform(Float.self) * 6 - 3 }
+        let other = (0..<rows * columns).map { _ in rng.uniform(Float.self) * 2 - 1 }
+        let bias = (0..<columns).map { _ in rng.uniform(Float.self) - 0.5 }
+        let scale = (0..<rows).map { _ in rng.uniform(Float.self) * 3 - 1 }
+        let passes: [(String, (UnsafeMutablePointer<Float>, RoundedDestination?) -> Void)] = [
+            ("biasTanh", { Float.biasTanh($0, bias: bias, rows: rows, columns: columns, rounded: $1) }),
+            ("tanhBackward", { Float.tanhBackward($0, output: other, rows: rows, columns: columns, rounded: $1) }),
+            ("scaleRows", { Float.scaleRows($0, by: scale, rows: rows, columns: columns, rounded: $1) }),
+        ]
+        for (name, pass) in passes {
+            var plain = start, fused = start
+            plain.withUnsafeMutableBufferPointer { pass($0.baseAddress!, nil) }
+            var bits = [UInt16](repeating: 0, count: rows * columns), floats = [Float](repeating: 0, count: rows * columns)
+            fused.withUnsafeMutableBufferPointer { y in
+                bits.withUnsafeMutableBufferPointer { b in
+                    floats.withUnsafeMutableBufferPointer { f in
+                        pass(y.baseAddress!, RoundedDestination(bits: b.baseAddress, floats: f.baseAddress))
+                    }
+                }
+            }
+            XCTAssertEqual(fused.map(\.bitPattern), plain.map(\.bitPattern), name)
+            XCTAssertEqual(floats.map(\.bitPattern), plain.map { roundedToBFloat16($0).bitPattern }, name)
+            XCTAssertEqual(bits, plain.map { UInt16(roundedToBFloat16($0).bitPattern >> 16) }, name)
+            XCTAssertTrue(zip(floats, plain).contains { $0 != $1 }, "\(name): rounded")
+        }
+    }
+
     func testGeneratorIsReproducible() {
         let a = Xoshiro256(seed: 123), b = Xoshiro256(seed: 123), c = Xoshiro256(seed: 124)
         let xa = (0..<5).map { _ in a.next() }, xb = (0..<5).map { _ in b.next() }, xc = (0..<5).map { _ in c.next() }

@@ -49,12 +49,21 @@ void iwae_bernoulli_loglik_f64(const double *logits, const double *bias, const d
                                long repeat, double *logp, double *residual);
 
 /// y[r][c] = tanh(y[r][c] + bias[c]) in place, y is (rows, columns).
-void iwae_bias_tanh_f32(float *y, const float *bias, long rows, long columns);
+void iwae_bias_tanh_f32(float *y, const float *bias, long rows, long columns, uint16_t *bits, float *rounded);
 void iwae_bias_tanh_f64(double *y, const double *bias, long rows, long columns);
 
+/// g[r][c] = g[r][c] · (1 − y[r][c]²) in place (tanh's backward from its
+/// output y), g and y are (rows, columns).
+void iwae_tanh_backward_f32(float *g, const float *y, long rows, long columns, uint16_t *bits, float *rounded);
+
 /// y[r][c] = scale[r] · y[r][c] in place, y is (rows, columns), scale is (rows).
-void iwae_scale_rows_f32(float *y, const float *scale, long rows, long columns);
+void iwae_scale_rows_f32(float *y, const float *scale, long rows, long columns, uint16_t *bits, float *rounded);
 void iwae_scale_rows_f64(double *y, const double *scale, long rows, long columns);
+
+/// The f32 kernels above that take `bits` and `rounded` also write their
+/// result rounded to bfloat16 (as `iwae_to_bf16` and `iwae_round_bf16_f32`
+/// round it) into those (rows, columns) buffers when they are not NULL: a
+/// bf16 product's operand made in the pass that makes the value.
 
 /// bfloat16 rounding of a (rows, columns) block read `ldx` apart, written
 /// contiguously: to nearest, ties to even, NaN kept (a quiet NaN), ±∞ kept,

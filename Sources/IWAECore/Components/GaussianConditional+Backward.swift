@@ -130,16 +130,18 @@ extension GaussianConditional {
         let h = trunk?.output ?? input!
         let dh = trunk?.outputGradient ?? dx
         let ones = trunk?.onesVector ?? UnsafePointer(self.ones.pointer)
+        let roundedH = trunk?.roundedOutput
         meanHead.backward(dx: dh, dy: view(meanGradient, k), x: h, store, ones: ones,
-                          accumulateInput: trunk == nil && accumulateInput)
+                          accumulateInput: trunk == nil && accumulateInput, roundedX: roundedH)
         if let scaleHead {
             scaleHead.backward(dx: dh, dy: view(isFull ? scaleRawGradient : scaleGradient, scaleWidth), x: h, store, ones: ones,
-                               accumulateInput: true)
+                               accumulateInput: true, roundedX: roundedH)
         } else if let constantLogScale {
             let d = store.gradient(constantLogScale)
             for b in 0..<examples { for i in 0..<k { d[i] += scaleGradient[b * k + i] } }
         }
-        diagonalHead?.backward(dx: dh, dy: view(diagonalRawGradient, k), x: h, store, ones: ones, accumulateInput: true)
+        diagonalHead?.backward(dx: dh, dy: view(diagonalRawGradient, k), x: h, store, ones: ones, accumulateInput: true,
+                               roundedX: roundedH)
         profiler.stop(.gemm, t)
         trunk?.backward(dx: dx, store, accumulateInput: accumulateInput)
     }

@@ -121,7 +121,9 @@ package final class GaussianConditional<Scalar: BLASScalar> {
     }
 
     /// Every affine layer, trunk first (for FLOP counts).
-    package var layers: [Linear] { (trunk?.layers ?? []) + [meanHead] + [scaleHead, diagonalHead].compactMap { $0 } }
+    package var layers: [Linear] { (trunk?.layers ?? []) + heads }
+    /// The layers that read the trunk's output.
+    var heads: [Linear] { [meanHead] + [scaleHead, diagonalHead].compactMap { $0 } }
     /// Every parameter slot.
     package var parameterSlots: [ParameterSlot] { layers.flatMap(\.slots) + (constantLogScale.map { [$0] } ?? []) }
     var isFull: Bool { covariance == .full }
@@ -181,15 +183,16 @@ package final class GaussianConditional<Scalar: BLASScalar> {
         reserve(examples: h.rows, drawsPerExample: 1)
         examples = h.rows
         input = h
-        let features = trunk.map { $0.forward(h, store) } ?? h
+        let features = trunk.map { $0.forward(h, store, outputReaders: heads) } ?? h
+        let roundedFeatures = trunk?.roundedOutput
         var t = profiler.start()
-        meanHead.forward(view(mean, dimension), features, store)
+        meanHead.forward(view(mean, dimension), features, store, roundedX: roundedFeatures)
         if let scaleHead {
-            scaleHead.forward(view(scaleRaw, scaleWidth), features, store)
+            scaleHead.forward(view(scaleRaw, scaleWidth), features, store, roundedX: roundedFeatures)
         } else if let constantLogScale {
             for b in 0..<examples { (scaleRaw.pointer + b * dimension).update(from: store.value(constantLogScale), count: dimension) }
         }
-        if let diagonalHead { diagonalHead.forward(view(diagonalRaw, dimension), features, store) }
+        if let diagonalHead { diagonalHead.forward(view(diagonalRaw, dimension), features, store, roundedX: roundedFeatures) }
         profiler.stop(.gemm, t)
         t = profiler.start()
         defer { profiler.stop(.elementwise, t) }

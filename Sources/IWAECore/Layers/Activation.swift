@@ -16,11 +16,13 @@ public enum Activation: String, Sendable, CaseIterable, Codable {
 
     /// `y[r, c] ← f(y[r, c] + bias[c])` over a contiguous (rows, columns)
     /// matrix: the layer's bias and nonlinearity in one sweep (fused in one
-    /// kernel for tanh).
-    package func forward<Scalar: BLASScalar>(_ y: MatrixView<Scalar>, bias: UnsafePointer<Scalar>) {
+    /// kernel for tanh), and y rounded to bfloat16 into `rounded` when given
+    /// (in the same sweep for tanh).
+    package func forward<Scalar: BLASScalar>(_ y: MatrixView<Scalar>, bias: UnsafePointer<Scalar>,
+                                             rounded: RoundedDestination? = nil) {
         precondition(y.isContiguous)
         if self == .tanh {
-            Scalar.biasTanh(y.pointer, bias: bias, rows: y.rows, columns: y.columns)
+            Scalar.biasTanh(y.pointer, bias: bias, rows: y.rows, columns: y.columns, rounded: rounded)
             return
         }
         for r in 0..<y.rows {
@@ -28,6 +30,7 @@ public enum Activation: String, Sendable, CaseIterable, Codable {
             for c in 0..<y.columns { row[c] += bias[c] }
         }
         forward(y)
+        if let rounded { roundToBFloat16(y, into: rounded) }
     }
 
     /// `y ← f(y)` over a contiguous (rows, columns) matrix.
@@ -45,14 +48,25 @@ public enum Activation: String, Sendable, CaseIterable, Codable {
 
     /// `dy ← dy ⊙ f′(a)` in place, from the forward output `y`.
     public func backward<Scalar: BLASScalar>(_ dy: MatrixView<Scalar>, output y: MatrixView<Scalar>) {
+        backward(dy, output: y, rounded: nil)
+    }
+
+    /// `dy ← dy ⊙ f′(a)` in place, from the forward output `y`, and dy
+    /// rounded to bfloat16 into `rounded` when given (in the same sweep for
+    /// tanh).
+    package func backward<Scalar: BLASScalar>(_ dy: MatrixView<Scalar>, output y: MatrixView<Scalar>,
+                                              rounded: RoundedDestination?) {
         precondition(y.isContiguous && dy.isContiguous && y.count == dy.count)
         let g = dy.pointer, o = y.pointer, n = y.count
         switch self {
-        case .tanh: for i in 0..<n { g[i] *= 1 - o[i] * o[i] }
+        case .tanh:
+            Scalar.tanhBackward(g, output: o, rows: y.rows, columns: y.columns, rounded: rounded)
+            return   // rounded in its sweep
         case .sigmoid: for i in 0..<n { g[i] *= o[i] * (1 - o[i]) }
         case .relu: for i in 0..<n where !(o[i] > 0) { g[i] = 0 }
         case .softplus: for i in 0..<n { g[i] *= -Scalar.expMinusOne(-o[i]) }
         case .identity: break
         }
+        if let rounded { roundToBFloat16(dy, into: rounded) }
     }
 }

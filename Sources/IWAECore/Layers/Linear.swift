@@ -33,8 +33,10 @@ package struct Linear: Sendable {
     /// `y ← x Wᵀ + b`: the bias is copied into every row of y, then one GEMM
     /// accumulates onto it. With `addBias: false`, `y ← x Wᵀ` and the caller
     /// adds the bias in its next pass (see `Activation.forward(_:bias:)`).
+    /// `roundedX`: x already rounded to bfloat16 (`inputForms`), if it is.
     package func forward<Scalar: BLASScalar>(
-        _ y: MatrixView<Scalar>, _ x: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, addBias: Bool = true
+        _ y: MatrixView<Scalar>, _ x: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, addBias: Bool = true,
+        roundedX: RoundedOperand? = nil
     ) {
         precondition(x.columns == inputSize && y.columns == outputSize && x.rows == y.rows)
         if addBias {
@@ -42,33 +44,46 @@ package struct Linear: Sendable {
             for r in 0..<y.rows { (y.pointer + r * y.rowStride).update(from: b, count: outputSize) }
         }
         gemm(y, x, .none, store.valueMatrix(weight), .transposed, beta: addBias ? 1 : 0, kernel: kernel(.forward, store),
-             workspace: store.productWorkspace, roundedB: store.roundedValue(weight))
+             workspace: store.productWorkspace, roundedA: roundedX, roundedB: store.roundedValue(weight))
     }
 
     /// Accumulates `dW += dyᵀ x`, `db += Σ_rows dy` (unless the store says
     /// not to), and, when `dx` is given,
     /// `dx ← dy W` (or `dx += dy W` with `accumulateInput`).
-    /// In bf16, dy is rounded once for both products (`sharedOperand`).
+    /// In bf16, dy is rounded once for both products (`roundedDy`, given by
+    /// the pass that wrote dy, or rounded here); `roundedX` is x rounded
+    /// already, if it is.
     package func backward<Scalar: BLASScalar>(
         dx: MatrixView<Scalar>?, dy: MatrixView<Scalar>, x: MatrixView<Scalar>,
-        _ store: ParameterStore<Scalar>, ones: UnsafePointer<Scalar>, accumulateInput: Bool = false
+        _ store: ParameterStore<Scalar>, ones: UnsafePointer<Scalar>, accumulateInput: Bool = false,
+        roundedX: RoundedOperand? = nil, roundedDy: RoundedOperand? = nil
     ) {
         let weightKernel = kernel(.weightGradient, store), inputKernel = kernel(.inputGradient, store)
-        var roundedDy: RoundedOperand?
-        if store.accumulatesParameterGradients, dx != nil, weightKernel.precision == .bf16, Scalar.self == Float.self,
-           dy.rowStride == dy.columns {
-            roundedDy = store.productWorkspace.sharedOperand(dy, bits: weightKernel == .onednnBF16 || inputKernel == .onednnBF16,
-                                                             floats: weightKernel != .onednnBF16 || inputKernel != .onednnBF16)
+        var roundedDy = roundedDy
+        if roundedDy == nil, store.accumulatesParameterGradients, dx != nil {
+            roundedDy = store.productWorkspace.sharedOperand(dy, outputGradientForms(store))
         }
         if store.accumulatesParameterGradients {
             gemm(store.gradientMatrix(weight), dy, .transposed, x, .none, beta: 1, kernel: weightKernel,
-                 workspace: store.productWorkspace, roundedA: roundedDy)
+                 workspace: store.productWorkspace, roundedA: roundedDy, roundedB: roundedX)
             sumRows(dy, ones: ones, into: store.gradient(bias))
         }
         if let dx {
             gemm(dx, dy, .none, store.valueMatrix(weight), .none, beta: accumulateInput ? 1 : 0, kernel: inputKernel,
                  workspace: store.productWorkspace, roundedA: roundedDy, roundedB: store.roundedValue(weight))
         }
+    }
+
+    /// The bf16 forms in which this layer's products read its input x (the
+    /// forward's A, the weight gradient's B): none in fp32.
+    package func inputForms<Scalar>(_ store: ParameterStore<Scalar>) -> RoundedForms {
+        Scalar.self == Float.self ? RoundedForms(reading: kernel(.forward, store), kernel(.weightGradient, store)) : []
+    }
+
+    /// The bf16 forms in which its products read dy (the weight and input
+    /// gradients' A): none in fp32.
+    package func outputGradientForms<Scalar>(_ store: ParameterStore<Scalar>) -> RoundedForms {
+        Scalar.self == Float.self ? RoundedForms(reading: kernel(.weightGradient, store), kernel(.inputGradient, store)) : []
     }
 
     /// The kernel `store`'s plan computes `product` with.

@@ -15,6 +15,15 @@ package final class MLP<Scalar: BLASScalar> {
     private var ones = Tensor<Scalar>(shape: [0])
     private var rows = 0
     private var input: MatrixView<Scalar>?
+    /// In a bf16 plan, the operands that each forward rounds once for the
+    /// products of both passes: index i is layer i's input (the first by a
+    /// pass of its own, the others by the activation that makes them), the
+    /// last the stack's output when a forward is asked to round it.
+    private var roundedInputBuffers: [RoundedBuffer] = []
+    private var roundedInputs: [RoundedOperand?] = []
+    /// The gradient dy of the layer the backward is at, rounded by the pass
+    /// that makes it (`outputGradientDestination` for the output's).
+    private var roundedGradientBuffer = RoundedBuffer()
     /// Optional timing of GEMM and elementwise phases.
     package var profiler: PhaseProfiler?
     /// The phase this stack's GEMMs are counted under.
@@ -52,38 +61,59 @@ package final class MLP<Scalar: BLASScalar> {
         ones = Tensor(shape: [0])
         rows = 0
         input = nil
+        roundedInputBuffers = []
+        roundedInputs = []
+        roundedGradientBuffer = RoundedBuffer()
     }
 
     /// Bytes held by the buffers.
     package var bufferBytes: Int {
         (outputs + gradients + [ones]).reduce(0) { $0 + $1.capacity * MemoryLayout<Scalar>.stride }
+            + (roundedInputBuffers + [roundedGradientBuffer]).reduce(0) { $0 + $1.bytes }
     }
 
     /// Runs the stack on `x` (N, in) and returns the output view (N, out),
     /// valid until the next forward. With `deferOutputBias` (last activation
     /// identity) the output lacks the last layer's bias, which the consumer
-    /// folds into its own pass (`outputBias`).
+    /// folds into its own pass (`outputBias`). In a bf16 plan the output is
+    /// also rounded for `outputReaders`, the layers that read it
+    /// (`roundedOutput`).
     @discardableResult
-    package func forward(_ x: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, deferOutputBias: Bool = false) -> MatrixView<Scalar> {
+    package func forward(_ x: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, deferOutputBias: Bool = false,
+                         outputReaders: [Linear] = []) -> MatrixView<Scalar> {
         precondition(!deferOutputBias || activations.last == .identity)
         reserve(rows: x.rows)
         rows = x.rows
         input = x
+        if roundedInputBuffers.isEmpty { roundedInputBuffers = (0...layers.count).map { _ in RoundedBuffer() } }
+        roundedInputs = Array(repeating: nil, count: layers.count + 1)
+        if let destination = roundedInputBuffers[0].reserve(x.count, layers[0].inputForms(store)) {
+            roundToBFloat16(x, into: destination)
+            roundedInputs[0] = destination.operand
+        }
         var current = x
         for (i, layer) in layers.enumerated() {
             let y = MatrixView(outputs[i].pointer, rows: rows, columns: layer.outputSize)
             var t = profiler.start()
-            layer.forward(y, current, store, addBias: false)
+            layer.forward(y, current, store, addBias: false, roundedX: roundedInputs[i])
             profiler.stop(gemmPhase, t)
             if !(deferOutputBias && i == layers.count - 1) {
                 t = profiler.start()
-                activations[i].forward(y, bias: store.value(layer.bias))
+                let readers = i + 1 < layers.count ? [layers[i + 1]] : outputReaders
+                let forms = readers.reduce(into: RoundedForms()) { $0.formUnion($1.inputForms(store)) }
+                let destination = roundedInputBuffers[i + 1].reserve(y.count, forms)
+                activations[i].forward(y, bias: store.value(layer.bias), rounded: destination)
+                roundedInputs[i + 1] = destination?.operand
                 profiler.stop(.elementwise, t)
             }
             current = y
         }
         return current
     }
+
+    /// The output of the last forward rounded to bfloat16 for the
+    /// `outputReaders` it was given (nil in fp32 or without readers).
+    package var roundedOutput: RoundedOperand? { roundedInputs.last ?? nil }
 
     /// The last layer's bias (out), for consumers of a `deferOutputBias` forward.
     package func outputBias(_ store: ParameterStore<Scalar>) -> UnsafePointer<Scalar> {
@@ -97,21 +127,36 @@ package final class MLP<Scalar: BLASScalar> {
     /// then call `backward`.
     package var outputGradient: MatrixView<Scalar> { MatrixView(gradients.last!.pointer, rows: rows, columns: outputSize) }
 
+    /// Where the writer of `outputGradient` also writes it rounded to
+    /// bfloat16 in a bf16 plan (nil in fp32), in the same pass; it then
+    /// calls `backward(…, outputGradientRounded: true)`.
+    package func outputGradientDestination(_ store: ParameterStore<Scalar>) -> RoundedDestination? {
+        roundedGradientBuffer.reserve(rows * outputSize, layers.last!.outputGradientForms(store))
+    }
+
     /// Backpropagates `outputGradient` (consumed in place) through the stack,
     /// accumulating parameter gradients; writes dL/dx into `dx` when given.
-    package func backward(dx: MatrixView<Scalar>?, _ store: ParameterStore<Scalar>, accumulateInput: Bool = false) {
+    /// `outputGradientRounded`: its writer filled `outputGradientDestination`.
+    package func backward(dx: MatrixView<Scalar>?, _ store: ParameterStore<Scalar>, accumulateInput: Bool = false,
+                          outputGradientRounded: Bool = false) {
         guard let input else { preconditionFailure("backward before forward") }
         for i in stride(from: layers.count - 1, through: 0, by: -1) {
             let layer = layers[i]
             let dy = MatrixView(gradients[i].pointer, rows: rows, columns: layer.outputSize)
+            let x = i == 0 ? input : MatrixView(outputs[i - 1].pointer, rows: rows, columns: layer.inputSize)
+            let dxi = i == 0 ? dx : MatrixView(gradients[i - 1].pointer, rows: rows, columns: layer.inputSize)
             var t = profiler.start()
-            activations[i].backward(dy, output: MatrixView(outputs[i].pointer, rows: rows, columns: layer.outputSize))
+            let readsDy = store.accumulatesParameterGradients || dxi != nil
+            let roundedDy = roundedGradientBuffer.reserve(dy.count, readsDy ? layer.outputGradientForms(store) : [])
+            if !(outputGradientRounded && i == layers.count - 1) {
+                activations[i].backward(dy, output: MatrixView(outputs[i].pointer, rows: rows, columns: layer.outputSize),
+                                        rounded: roundedDy)
+            }
             profiler.stop(.elementwise, t)
             t = profiler.start()
             defer { profiler.stop(gemmPhase, t) }
-            let x = i == 0 ? input : MatrixView(outputs[i - 1].pointer, rows: rows, columns: layer.inputSize)
-            let dxi = i == 0 ? dx : MatrixView(gradients[i - 1].pointer, rows: rows, columns: layer.inputSize)
-            layer.backward(dx: dxi, dy: dy, x: x, store, ones: ones.pointer, accumulateInput: i == 0 && accumulateInput)
+            layer.backward(dx: dxi, dy: dy, x: x, store, ones: ones.pointer, accumulateInput: i == 0 && accumulateInput,
+                           roundedX: roundedInputs[i], roundedDy: roundedDy?.operand)
         }
     }
 
