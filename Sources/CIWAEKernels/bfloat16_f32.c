@@ -4,14 +4,7 @@
 #include "kernels_f32.h"
 
 BODY void iwae_round_bf16_f32_body(const float *x, long ldx, float *y, long rows, long columns) {
-    for (long r = 0; r < rows; r++) {
-        const float *restrict in = x + r * ldx;
-        float *restrict out = y + r * columns;
-        for (long c = 0; c < columns; c++) {
-            bits32 b = {.u = (uint32_t)bf16_bits(in[c]) << 16};
-            out[c] = b.f;
-        }
-    }
+    for (long r = 0; r < rows; r++) store_bf16((float *)(x + r * ldx), columns, 0, y + r * columns);
 }
 
 BODY void iwae_to_bf16_body(const float *x, long ldx, uint16_t *y, long rows, long columns) {

@@ -104,31 +104,33 @@ BODY void iwae_bias_tanh_f32_body(float *y, const float *bias, long rows, long c
         float *restrict row = y + r * columns;
         const float *restrict b = bias;
         for (long c = 0; c < columns; c++) row[c] = tanh_inline(row[c] + b[c]);
-        store_bf16(row, columns, bits ? bits + r * columns : 0, rounded ? rounded + r * columns : 0);
+        finish_row(row, columns, r, 0, bits, rounded);
     }
 }
 
 /// g[r][c] = g[r][c] · (1 − y[r][c]²) in place: the backward of tanh from its
 /// output, each operation rounded on its own (no fused multiply-add), as
 /// the same line in Swift computes it.
-BODY void iwae_tanh_backward_f32_body(float *g, const float *y, long rows, long columns, uint16_t *bits, float *rounded) {
+BODY void iwae_tanh_backward_f32_body(float *g, const float *y, long rows, long columns, uint16_t *bits, float *rounded,
+                                     float *column_sums) {
 #pragma clang fp contract(off)
     for (long r = 0; r < rows; r++) {
         float *restrict row = g + r * columns;
         const float *restrict out = y + r * columns;
         for (long c = 0; c < columns; c++) row[c] = row[c] * (1.0f - out[c] * out[c]);
-        store_bf16(row, columns, bits ? bits + r * columns : 0, rounded ? rounded + r * columns : 0);
+        finish_row(row, columns, r, column_sums, bits, rounded);
     }
 }
 
 /// y[r][c] = scale[r] · y[r][c] in place: the Bernoulli backward's weighting
 /// of each draw's residual row by its importance weight.
-BODY void iwae_scale_rows_f32_body(float *y, const float *scale, long rows, long columns, uint16_t *bits, float *rounded) {
+BODY void iwae_scale_rows_f32_body(float *y, const float *scale, long rows, long columns, uint16_t *bits, float *rounded,
+                                  float *column_sums) {
     for (long r = 0; r < rows; r++) {
         float *restrict row = y + r * columns;
         const float s = scale[r];
         for (long c = 0; c < columns; c++) row[c] = s * row[c];
-        store_bf16(row, columns, bits ? bits + r * columns : 0, rounded ? rounded + r * columns : 0);
+        finish_row(row, columns, r, column_sums, bits, rounded);
     }
 }
 
@@ -138,7 +140,9 @@ MULTIVERSION(iwae_bernoulli_loglik_f32,
              (logits, bias, x, rows, dim, repeat, logp, residual))
 MULTIVERSION(iwae_bias_tanh_f32, (float *y, const float *bias, long rows, long columns, uint16_t *bits, float *rounded),
              (y, bias, rows, columns, bits, rounded))
-MULTIVERSION(iwae_tanh_backward_f32, (float *g, const float *y, long rows, long columns, uint16_t *bits, float *rounded),
-             (g, y, rows, columns, bits, rounded))
-MULTIVERSION(iwae_scale_rows_f32, (float *y, const float *scale, long rows, long columns, uint16_t *bits, float *rounded),
-             (y, scale, rows, columns, bits, rounded))
+MULTIVERSION(iwae_tanh_backward_f32,
+             (float *g, const float *y, long rows, long columns, uint16_t *bits, float *rounded, float *column_sums),
+             (g, y, rows, columns, bits, rounded, column_sums))
+MULTIVERSION(iwae_scale_rows_f32,
+             (float *y, const float *scale, long rows, long columns, uint16_t *bits, float *rounded, float *column_sums),
+             (y, scale, rows, columns, bits, rounded, column_sums))

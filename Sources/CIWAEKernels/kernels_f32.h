@@ -55,17 +55,37 @@ BODY uint16_t bf16_bits(float x) {
     return (uint16_t)(u >> 16);
 }
 
+/// x rounded to bfloat16, as a float (its low 16 bits zero).
+BODY float bf16_rounded(float x) { return as_float((int32_t)((uint32_t)bf16_bits(x) << 16)); }
+
 /// x[0..<n] rounded to bfloat16 (`bf16_bits`): the bit patterns into `bits`
-/// and the rounded floats into `rounded`, either skipped when NULL. Kernels
-/// that make a bf16 product's operand call it on each block they have just
-/// written, while it is in cache, instead of a pass of its own.
-BODY void store_bf16(const float *restrict x, long n, uint16_t *restrict bits, float *restrict rounded) {
+/// and the rounded floats into `rounded`, either skipped when NULL;
+/// `rounded` may be x itself (rounded in place). Kernels that make a bf16
+/// product's operand call it on each block they have just written, while
+/// it is in cache, instead of a pass of its own.
+BODY void store_bf16(float *x, long n, uint16_t *restrict bits, float *rounded) {
     if (bits)
         for (long i = 0; i < n; i++) bits[i] = bf16_bits(x[i]);
-    if (rounded)
-        for (long i = 0; i < n; i++) rounded[i] = as_float((int32_t)((uint32_t)bf16_bits(x[i]) << 16));
+    if (rounded == x) {
+        for (long i = 0; i < n; i++) x[i] = bf16_rounded(x[i]);
+    } else if (rounded) {
+        const float *restrict in = x;
+        float *restrict out = rounded;
+        for (long i = 0; i < n; i++) out[i] = bf16_rounded(in[i]);
+    }
 }
 
+/// The end of a row pass's row r (n values, written): its values added
+/// into `column_sums` (when not NULL, before rounding: a bias gradient),
+/// then rounded by `store_bf16` into row r of `bits` and of `rounded`
+/// (which may be the pass's own matrix: rounded in place).
+BODY void finish_row(float *row, long n, long r, float *restrict column_sums, uint16_t *bits, float *rounded) {
+    if (column_sums) {
+        const float *restrict in = row;
+        for (long c = 0; c < n; c++) column_sums[c] += in[c];
+    }
+    store_bf16(row, n, bits ? bits + r * n : 0, rounded ? rounded + r * n : 0);
+}
 
 /// e^c = 2^n · p for c in exp_inline's range: c = n ln2 + r, |r| ≤ ln2/2,
 /// p = e^r by a degree-6 polynomial; returns p and sets *n.

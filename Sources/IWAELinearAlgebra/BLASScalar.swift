@@ -39,9 +39,12 @@ public final class BLASRoutines<Scalar: BLASScalar>: Sendable {
     @usableFromInline package let choleskyLower: @Sendable (Int, MutablePointer, Int) -> Int
     @usableFromInline package let exp, log, log1p, tanh, sigmoid, softplus: Elementwise
     /// The rows-and-columns passes that can also write their result rounded
-    /// to bfloat16 (`RoundedDestination`'s two buffers; Float only).
+    /// to bfloat16 (`RoundedDestination`'s two buffers; Float only), and
+    /// those over a gradient that can also sum its columns (a bias gradient).
     @usableFromInline package typealias RowsPass = @Sendable (MutablePointer, Pointer, Int, Int, UnsafeMutablePointer<UInt16>?, UnsafeMutablePointer<Float>?) -> Void
-    @usableFromInline package let biasTanh, tanhBackward, scaleRows: RowsPass
+    @usableFromInline package typealias GradientRowsPass = @Sendable (MutablePointer, Pointer, Int, Int, UnsafeMutablePointer<UInt16>?, UnsafeMutablePointer<Float>?, MutablePointer?) -> Void
+    @usableFromInline package let biasTanh: RowsPass
+    @usableFromInline package let tanhBackward, scaleRows: GradientRowsPass
     @usableFromInline package let bernoulliLogLikelihood: @Sendable (Pointer, Pointer?, Pointer, Int, Int, Int, MutablePointer, MutablePointer?) -> Void
     @usableFromInline package let adamStep: @Sendable (MutablePointer, Pointer, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void
     @usableFromInline package let adamStepSummingAndClearing: @Sendable (MutablePointer, UnsafePointer<MutablePointer?>, Int, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void
@@ -56,7 +59,7 @@ public final class BLASRoutines<Scalar: BLASScalar>: Sendable {
         choleskyLower: @escaping @Sendable (Int, MutablePointer, Int) -> Int,
         exp: @escaping Elementwise, log: @escaping Elementwise, log1p: @escaping Elementwise,
         tanh: @escaping Elementwise, sigmoid: @escaping Elementwise, softplus: @escaping Elementwise,
-        biasTanh: @escaping RowsPass, tanhBackward: @escaping RowsPass, scaleRows: @escaping RowsPass,
+        biasTanh: @escaping RowsPass, tanhBackward: @escaping GradientRowsPass, scaleRows: @escaping GradientRowsPass,
         bernoulliLogLikelihood: @escaping @Sendable (Pointer, Pointer?, Pointer, Int, Int, Int, MutablePointer, MutablePointer?) -> Void,
         adamStep: @escaping @Sendable (MutablePointer, Pointer, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void,
         adamStepSummingAndClearing: @escaping @Sendable (MutablePointer, UnsafePointer<MutablePointer?>, Int, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void,
@@ -148,7 +151,10 @@ package extension BLASScalar {
     @inlinable static func softplus(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int) { routines.softplus(x, y, count) }
 
     // Passes over (rows, columns) that, given a `rounded` destination
-    // (Float only), also write their result rounded to bfloat16 there.
+    // (Float only), also write their result rounded to bfloat16 there (its
+    // floats may be the result itself: rounded in place); the gradient
+    // passes also add each column's sum of the result, before rounding,
+    // into `columnSums` when given.
 
     /// `y[r][c] ← tanh(y[r][c] + bias[c])` in place over (rows, columns).
     @inlinable
@@ -161,15 +167,15 @@ package extension BLASScalar {
     /// tanh's backward from its output y.
     @inlinable
     static func tanhBackward(_ g: UnsafeMutablePointer<Self>, output y: UnsafePointer<Self>, rows: Int, columns: Int,
-                             rounded: RoundedDestination? = nil) {
-        routines.tanhBackward(g, y, rows, columns, rounded?.bits, rounded?.floats)
+                             rounded: RoundedDestination? = nil, columnSums: UnsafeMutablePointer<Self>? = nil) {
+        routines.tanhBackward(g, y, rows, columns, rounded?.bits, rounded?.floats, columnSums)
     }
 
     /// `y[r][c] ← scale[r] · y[r][c]` in place over (rows, columns).
     @inlinable
     static func scaleRows(_ y: UnsafeMutablePointer<Self>, by scale: UnsafePointer<Self>, rows: Int, columns: Int,
-                          rounded: RoundedDestination? = nil) {
-        routines.scaleRows(y, scale, rows, columns, rounded?.bits, rounded?.floats)
+                          rounded: RoundedDestination? = nil, columnSums: UnsafeMutablePointer<Self>? = nil) {
+        routines.scaleRows(y, scale, rows, columns, rounded?.bits, rounded?.floats, columnSums)
     }
 
     /// Bernoulli log-likelihood row by row, and optionally the residuals

@@ -3,13 +3,15 @@ import Foundation
 /// Times the kernels a precision allows on a model's product sites, at the
 /// rows and threads of its training step, and keeps the fastest for each.
 ///
-/// fp32 times OpenBLAS against oneDNN. bf16 times the two emulations
-/// (the activations' rounding included; the weight comes rounded, as
-/// Adam's copy gives it to a training step, `BFloat16Copy`) against
-/// oneDNN's bf16 matmul, which is a candidate
-/// only where it passed its check (`BFloat16Units`): on bfloat16 units
-/// that are slower than two fp32 FMA ports, the emulation wins and bf16
-/// runs near fp32's speed (the activations are still rounded) with bf16's numbers.
+/// fp32 times OpenBLAS against oneDNN. bf16 starts from the fp32 plan: at
+/// each site the emulation is the bf16-rounded operands on the fastest fp32
+/// product (the passes that make the operands round them, `MLP`, and
+/// Adam rounds the weights, `BFloat16Copy`, so the emulated product costs
+/// what the fp32 one does). It is timed against oneDNN's bf16 matmul only
+/// where that passed its check (`BFloat16Units`), both reading their
+/// operands rounded, as a training step gives them: on bfloat16 units that
+/// are slower than two fp32 FMA ports the emulation wins, and bf16 runs at
+/// fp32's speed with bf16's numbers.
 ///
 /// A choice once made on a machine is kept in a small cache file and reused
 /// by every later run that asks the same question (same CPU, kernels,
@@ -23,52 +25,59 @@ package enum ComputePlanner {
     /// The plan for `sites` at `rows` rows per product and `threads` threads per product.
     package static func plan(sites: [ProductSite], rows: Int, threads: Int, precision: Precision) -> ComputePlan {
         var known = PlanCache.read()
-        let passes = BFloat16Units.current.kernelPasses
-        let question = question(rows: rows, threads: threads, precision: precision, bf16KernelPasses: passes)
-        let (plan, timed) = self.plan(sites: sites, precision: precision,
-                                      candidates: candidates(precision, bf16KernelPasses: passes),
-                                      question: question, known: &known) { site, kernels in
+        let (plan, timed) = self.plan(sites: sites, precision: precision, bf16KernelPasses: BFloat16Units.current.kernelPasses,
+                                      question: { question(rows: rows, threads: threads, precision: $0) },
+                                      known: &known) { site, kernels in
             time(site, kernels, rows: max(1, rows), threads: max(1, threads))
         }
         if timed { PlanCache.write(known) }
         return plan
     }
 
-    /// The cache's key for a plan (before the site): this CPU, the kernels
-    /// and libraries, rows, threads and precision, and in bf16 whether
-    /// oneDNN's bf16 matmul was a candidate. A run without it (`IWAE_BF16=emulate`,
-    /// or a failed check) asks its own question: it would otherwise time
-    /// the emulations alone and write them over the answers of the runs
-    /// that had the bf16 units, which would then keep the emulation for good.
-    /// bf16 questions say that the weights come rounded ("rounded
-    /// weights"): answers timed while every product rounded its weight
-    /// are not reused.
-    package static func question(rows: Int, threads: Int, precision: Precision, bf16KernelPasses: Bool) -> String {
+    /// The cache's key for a plan of `precision` (before the site): this
+    /// CPU, the kernels and libraries, rows, threads and precision. bf16
+    /// questions say that the operands come rounded ("rounded operands"):
+    /// answers timed while the products rounded their operands themselves
+    /// are not reused. Only runs that have oneDNN's bf16 matmul as a
+    /// candidate ask one; the others take the fp32 plan's emulation.
+    package static func question(rows: Int, threads: Int, precision: Precision) -> String {
         "\(Processor.current.summary) | OpenBLAS \(BLASLibrary.coreName) | \(GEMMBackend.oneDNNVersion) | rows \(rows) | threads \(threads)"
-            + (precision == .fp32 ? "" : " | \(precision.rawValue) rounded weights" + (bf16KernelPasses ? "" : " emulated only"))
+            + (precision == .fp32 ? "" : " | \(precision.rawValue) rounded operands")
     }
 
-    /// The kernels `precision` may use, in order of preference (the first
-    /// is kept unless another is faster by 3 %).
-    package static func candidates(_ precision: Precision, bf16KernelPasses: Bool) -> [ProductKernel] {
-        switch precision {
-        case .fp32: [.openblas, .onednn]
-        case .bf16: [.openblasEmulatingBF16, .onednnEmulatingBF16] + (bf16KernelPasses ? [.onednnBF16] : [])
-        }
-    }
+    /// fp32's kernels, in order of preference (the first is kept unless
+    /// the other is faster by 3 %).
+    package static let fp32Candidates: [ProductKernel] = [.openblas, .onednn]
 
-    /// The plan from `seconds`, which times the candidates on one site
-    /// (the best of several rounds each), each site looked up in `known`
-    /// first ({question | site: kernel}) and what was timed added to it.
-    /// A known answer that is not a candidate is timed again. Returns
+    /// The plan of `precision` for `sites`: fp32's from `fp32Candidates`;
+    /// bf16's from the fp32 plan, its emulation at each site, or oneDNN's
+    /// bf16 matmul where `bf16KernelPasses` and it is faster by 3 %.
+    /// `seconds` times the candidates on one site (the best of several
+    /// rounds each); each site is looked up in `known` first
+    /// ({question | site: kernel}) and what was timed is added to it. A
+    /// known answer that is not a candidate is timed again. Returns
     /// whether anything was timed.
-    package static func plan(sites: [ProductSite], precision: Precision, candidates: [ProductKernel], question: String,
-                             known: inout [String: String],
+    package static func plan(sites: [ProductSite], precision: Precision, bf16KernelPasses: Bool,
+                             question: (Precision) -> String, known: inout [String: String],
                              seconds: (ProductSite, [ProductKernel]) -> [ProductKernel: Double]) -> (ComputePlan, timed: Bool) {
+        let (fp32, timed) = choose(sites: sites, precision: .fp32, candidates: { _ in fp32Candidates }, question: question(.fp32),
+                                   known: &known, seconds: seconds)
+        guard precision == .bf16 else { return (fp32, timed) }
+        let emulation = fp32.emulatingBFloat16()
+        guard bf16KernelPasses else { return (emulation, timed) }
+        let (bf16, timedBF16) = choose(sites: sites, precision: .bf16, candidates: { [emulation.kernel(for: $0), .onednnBF16] },
+                                       question: question(.bf16), known: &known, seconds: seconds)
+        return (bf16, timed || timedBF16)
+    }
+
+    /// Each site's fastest of its `candidates`, known or timed.
+    static func choose(sites: [ProductSite], precision: Precision, candidates: (ProductSite) -> [ProductKernel], question: String,
+                       known: inout [String: String],
+                       seconds: (ProductSite, [ProductKernel]) -> [ProductKernel: Double]) -> (ComputePlan, timed: Bool) {
         var kernels = [ProductSite: ProductKernel]()
         var timed = false
         for site in Set(sites).sorted() {
-            let key = "\(question) | \(site)"
+            let key = "\(question) | \(site)", candidates = candidates(site)
             if let answer = known[key].flatMap(ProductKernel.init(rawValue:)), candidates.contains(answer) {
                 kernels[site] = answer
                 continue
@@ -89,9 +98,8 @@ package enum ComputePlanner {
     }
 
     /// Each kernel on `site`, timed alternately, best of several calls, with
-    /// subnormals flushed as the workers run, and the weight given rounded
-    /// to a bf16 kernel's forward and input-gradient products, as a
-    /// training step gives it (`BFloat16Copy`).
+    /// subnormals flushed as the workers run, and a bf16 kernel's operands
+    /// given rounded, as a training step gives them.
     static func time(_ site: ProductSite, _ kernels: [ProductKernel], rows: Int, threads: Int) -> [ProductKernel: Double] {
         withSubnormalsFlushed {
             let saved = BLASLibrary.threads
@@ -104,20 +112,20 @@ package enum ComputePlanner {
             rng.fillUniform(w.pointer, count: w.count)
             rng.fillUniform(y.pointer, count: y.count)
             let workspace = ProductWorkspace<Float>()
-            let floats = w.array.map(roundedToBFloat16), bits = floats.map { UInt16($0.bitPattern >> 16) }
+            let buffers = (0..<3).map { _ in RoundedBuffer() }
+            let (roundedX, roundedW, roundedY) = (round(x, buffers[0]), round(w, buffers[1]), round(y, buffers[2]))
             func run(_ kernel: ProductKernel) {
-                floats.withUnsafeBufferPointer { floats in
-                    bits.withUnsafeBufferPointer { bits in
-                        let rounded = kernel.precision == .bf16 ? RoundedOperand(bits: bits.baseAddress, floats: floats.baseAddress) : nil
-                        switch site.product {
-                        case .forward:
-                            gemm(y.matrix, x.matrix, .none, w.matrix, .transposed, kernel: kernel, workspace: workspace, roundedB: rounded)
-                        case .weightGradient:
-                            gemm(w.matrix, y.matrix, .transposed, x.matrix, .none, beta: 1, kernel: kernel, workspace: workspace)
-                        case .inputGradient:
-                            gemm(x.matrix, y.matrix, .none, w.matrix, .none, kernel: kernel, workspace: workspace, roundedB: rounded)
-                        }
-                    }
+                let bf16 = kernel.precision == .bf16
+                switch site.product {
+                case .forward:
+                    gemm(y.matrix, x.matrix, .none, w.matrix, .transposed, kernel: kernel, workspace: workspace,
+                         roundedA: bf16 ? roundedX : nil, roundedB: bf16 ? roundedW : nil)
+                case .weightGradient:
+                    gemm(w.matrix, y.matrix, .transposed, x.matrix, .none, beta: 1, kernel: kernel, workspace: workspace,
+                         roundedA: bf16 ? roundedY : nil, roundedB: bf16 ? roundedX : nil)
+                case .inputGradient:
+                    gemm(x.matrix, y.matrix, .none, w.matrix, .none, kernel: kernel, workspace: workspace,
+                         roundedA: bf16 ? roundedY : nil, roundedB: bf16 ? roundedW : nil)
                 }
             }
             // Enough calls for about a millisecond per measurement.
@@ -133,6 +141,13 @@ package enum ComputePlanner {
             }
             return best
         }
+    }
+
+    /// `x` in both rounded forms, held by `buffer`.
+    private static func round(_ x: Tensor<Float>, _ buffer: RoundedBuffer) -> RoundedOperand {
+        let destination = buffer.reserve(x.count, [.bits, .floats])!
+        roundToBFloat16(x.matrix, into: destination)
+        return destination.operand
     }
 }
 

@@ -25,11 +25,14 @@ extension Double: BLASScalar {
         sigmoid: { iwae_sigmoid_f64($0, $1, $2) },
         softplus: { iwae_softplus_f64($0, $1, $2) },
         biasTanh: { precondition($4 == nil && $5 == nil, "bf16 operands are Float"); iwae_bias_tanh_f64($0, $1, $2, $3) },
-        tanhBackward: { g, y, rows, columns, bits, floats in
-            precondition(bits == nil && floats == nil, "bf16 operands are Float")
+        tanhBackward: { g, y, rows, columns, bits, floats, sums in
+            precondition(bits == nil && floats == nil && sums == nil, "bf16 operands are Float")
             for i in 0..<rows * columns { g[i] *= 1 - y[i] * y[i] }
         },
-        scaleRows: { precondition($4 == nil && $5 == nil, "bf16 operands are Float"); iwae_scale_rows_f64($0, $1, $2, $3) },
+        scaleRows: {
+            precondition($4 == nil && $5 == nil && $6 == nil, "bf16 operands are Float")
+            iwae_scale_rows_f64($0, $1, $2, $3)
+        },
         bernoulliLogLikelihood: { iwae_bernoulli_loglik_f64($0, $1, $2, $3, $4, $5, $6, $7) },
         adamStep: { iwae_adam_f64($0, $1, $2, $3, $4, $5, $6, $7, $8) },
         adamStepSummingAndClearing: { iwae_adam_sum_f64($0, $1, $2, $3, $4, $5, $6, $7, $8, $9) },

@@ -73,8 +73,8 @@ final class GEMMPlanTests: XCTestCase {
             a: [.openblas: 100, .onednn: 50], b: [.openblas: 100, .onednn: 98], c: [.openblas: 50, .onednn: 100], d: [.openblas: 100, .onednn: 96],
         ]
         var known = [String: String](), asked = [ProductSite]()
-        let (plan, timed) = ComputePlanner.plan(sites: [a, b, c, d, a], precision: .fp32, candidates: [.openblas, .onednn],
-                                                question: "test", known: &known) { site, kernels in
+        let (plan, timed) = ComputePlanner.plan(sites: [a, b, c, d, a], precision: .fp32, bf16KernelPasses: true,
+                                                question: { "test \($0)" }, known: &known) { site, kernels in
             XCTAssertEqual(kernels, [.openblas, .onednn])
             asked.append(site)
             return times[site]!
@@ -83,10 +83,10 @@ final class GEMMPlanTests: XCTestCase {
         XCTAssertEqual(plan.kernels, [a: .onednn, b: .openblas, c: .openblas, d: .onednn])
         XCTAssertEqual(plan.precision, .fp32)
         XCTAssertEqual(asked.sorted(), [a, b, c, d].sorted(), "each site timed once")
-        XCTAssertEqual(known["test | \(a)"], "onednn")
+        XCTAssertEqual(known["test fp32 | \(a)"], "onednn")
         // Asked again, the known answers are kept without timing, even where the times would now say otherwise.
-        let (again, timedAgain) = ComputePlanner.plan(sites: [a, b, c, d], precision: .fp32, candidates: [.openblas, .onednn],
-                                                      question: "test", known: &known) { _, _ in
+        let (again, timedAgain) = ComputePlanner.plan(sites: [a, b, c, d], precision: .fp32, bf16KernelPasses: true,
+                                                      question: { "test \($0)" }, known: &known) { _, _ in
             XCTFail("nothing to time")
             return [:]
         }
@@ -94,65 +94,64 @@ final class GEMMPlanTests: XCTestCase {
         XCTAssertEqual(again, plan)
     }
 
-    /// In bf16 the planner weighs oneDNN's bf16 matmul against the two
-    /// emulations: it keeps the bf16 units where they are faster (as with
-    /// AMX) and the emulation where they are slower (the Xeon whose
-    /// hypervisor hides AMX: 1.6× fp32's time); and a plan whose oneDNN
-    /// check failed never uses oneDNN's bf16 matmul, however fast the
-    /// timer says it is, nor a cached answer naming it.
+    /// In bf16 the planner starts from the fp32 plan: the emulation at each
+    /// site is the bf16-rounded operands on the fastest fp32 product, and
+    /// it weighs oneDNN's bf16 matmul against that emulation only: it keeps
+    /// the bf16 units where they are faster (as with AMX) and the emulation
+    /// where they are slower (the Xeon whose hypervisor hides AMX: 1.6×
+    /// fp32's time). A plan whose oneDNN check failed never uses oneDNN's
+    /// bf16 matmul, however fast the timer says it is, nor a cached answer
+    /// naming it, and asks no bf16 question.
     func testBFloat16PlanTakesTheUnitsOnlyWhereFasterAndChecked() {
         let site = ProductSite(.forward, inputs: 200, outputs: 784), other = ProductSite(.forward, inputs: 784, outputs: 200)
-        func plan(native: Double, passes: Bool, known: [String: String] = [:]) -> ComputePlan {
+        let fp32Times: [ProductSite: [ProductKernel: Double]] = [site: [.openblas: 110, .onednn: 100], other: [.openblas: 90, .onednn: 100]]
+        let emulation: [ProductSite: ProductKernel] = [site: .onednnEmulatingBF16, other: .openblasEmulatingBF16]
+        func plan(native: Double, passes: Bool, known: [String: String] = [:]) -> (ComputePlan, [String: String]) {
             var known = known
-            return ComputePlanner.plan(sites: [site, other], precision: .bf16,
-                                       candidates: ComputePlanner.candidates(.bf16, bf16KernelPasses: passes),
-                                       question: "test", known: &known) { _, kernels in
-                XCTAssertEqual(kernels.contains(.onednnBF16), passes)
-                return [.openblasEmulatingBF16: 110, .onednnEmulatingBF16: 100, .onednnBF16: native]
+            let plan = ComputePlanner.plan(sites: [site, other], precision: .bf16, bf16KernelPasses: passes, question: { "test \($0)" },
+                                           known: &known) { site, kernels in
+                if kernels == ComputePlanner.fp32Candidates { return fp32Times[site]! }
+                XCTAssertTrue(passes, "no bf16 question without the units")
+                XCTAssertEqual(kernels, [emulation[site]!, .onednnBF16], "the emulation on the fp32 plan's library, and the units")
+                let fastestFP32 = fp32Times[site]!.values.min()!
+                return [emulation[site]!: fastestFP32, .onednnBF16: native]
             }.0
+            return (plan, known)
         }
-        XCTAssertEqual(Set(plan(native: 50, passes: true).kernels.values), [.onednnBF16], "units twice as fast: taken")
-        XCTAssertEqual(Set(plan(native: 160, passes: true).kernels.values), [.onednnEmulatingBF16], "units slower: emulated on the faster library")
-        XCTAssertEqual(Set(plan(native: 1, passes: false).kernels.values), [.onednnEmulatingBF16], "check failed: never the bf16 kernel")
-        let cached = ["test | \(site)": "onednn-bf16", "test | \(other)": "openblas-bf16-emulated"]
-        XCTAssertEqual(plan(native: 1, passes: false, known: cached).kernels, [site: .onednnEmulatingBF16, other: .openblasEmulatingBF16])
-        XCTAssertEqual(plan(native: 160, passes: true, known: cached).kernels, [site: .onednnBF16, other: .openblasEmulatingBF16],
+        XCTAssertEqual(Set(plan(native: 50, passes: true).0.kernels.values), [.onednnBF16], "units twice as fast: taken")
+        XCTAssertEqual(plan(native: 160, passes: true).0.kernels, emulation, "units slower: emulated on the faster fp32 library")
+        XCTAssertEqual(plan(native: 98, passes: true).0.kernels, emulation, "units faster by less than 3 %: the emulation")
+        let (failed, written) = plan(native: 1, passes: false)
+        XCTAssertEqual(failed.kernels, emulation, "check failed: never the bf16 kernel")
+        XCTAssertEqual(Set(written.keys), ["test fp32 | \(site)", "test fp32 | \(other)"], "an emulated-only run writes fp32 answers only")
+        let cached = ["test bf16 | \(site)": "onednn-bf16", "test bf16 | \(other)": "openblas-bf16-emulated"]
+        XCTAssertEqual(plan(native: 1, passes: false, known: cached).0.kernels, emulation)
+        XCTAssertEqual(plan(native: 160, passes: true, known: cached).0.kernels, [site: .onednnBF16, other: .openblasEmulatingBF16],
                        "what the cache knows is kept")
-        XCTAssertEqual(ComputePlanner.candidates(.fp32, bf16KernelPasses: true), [.openblas, .onednn])
+        let stale = ["test bf16 | \(other)": "onednn-bf16-emulated"]
+        XCTAssertEqual(plan(native: 160, passes: true, known: stale).0.kernels[other], .openblasEmulatingBF16,
+                       "a cached emulation on another library than the fp32 plan's is timed again")
 
         // The one line says what was chosen.
         let avx = BFloat16Units(name: "AVX512-BF16", kernelPasses: true, whyUnavailable: "")
-        XCTAssertEqual(plan(native: 160, passes: true).line(units: avx), "bf16: bf16 units slower than fp32 here: emulated at fp32 speed at 2 of 2 sites")
-        XCTAssertEqual(plan(native: 50, passes: true).line(units: avx), "bf16: oneDNN on AVX512-BF16 at 2 of 2 sites")
+        XCTAssertEqual(plan(native: 160, passes: true).0.line(units: avx), "bf16: bf16 units slower than fp32 here: emulated at fp32 speed at 2 of 2 sites")
+        XCTAssertEqual(plan(native: 50, passes: true).0.line(units: avx), "bf16: oneDNN on AVX512-BF16 at 2 of 2 sites")
         XCTAssertEqual(ComputePlan(precision: .bf16, [site: .onednnBF16, other: .openblasEmulatingBF16]).line(units: avx),
                        "bf16: oneDNN on AVX512-BF16 at 1 of 2 sites (emulated, faster here: forward 784→200)")
         let none = BFloat16Units(name: "no bf16 units", kernelPasses: false, whyUnavailable: "no bf16 units on this CPU")
-        XCTAssertEqual(plan(native: 1, passes: false).line(units: none), "bf16: no bf16 units on this CPU: emulated at fp32 speed at 2 of 2 sites")
+        XCTAssertEqual(plan(native: 1, passes: false).0.line(units: none), "bf16: no bf16 units on this CPU: emulated at fp32 speed at 2 of 2 sites")
     }
 
-    /// A run without the bf16 kernel (`IWAE_BF16=emulate`, a failed check)
-    /// asks the cache its own question, so its emulated answers never
-    /// replace those of the runs that had the units: before, such a run
-    /// re-timed the sites (their cached kernel not being its candidate) and
-    /// wrote the emulation over them, and every later run kept it.
-    func testEmulatedOnlyRunsDoNotOverwriteTheUnitsAnswers() {
-        let site = ProductSite(.forward, inputs: 200, outputs: 784)
-        let withUnits = ComputePlanner.question(rows: 10, threads: 1, precision: .bf16, bf16KernelPasses: true)
-        let emulatedOnly = ComputePlanner.question(rows: 10, threads: 1, precision: .bf16, bf16KernelPasses: false)
-        XCTAssertNotEqual(withUnits, emulatedOnly)
-        XCTAssertEqual(ComputePlanner.question(rows: 10, threads: 1, precision: .fp32, bf16KernelPasses: false),
-                       ComputePlanner.question(rows: 10, threads: 1, precision: .fp32, bf16KernelPasses: true), "fp32 has one question")
-        var known = ["\(withUnits) | \(site)": "onednn-bf16"]
-        func plan(passes: Bool) -> ComputePlan {
-            ComputePlanner.plan(sites: [site], precision: .bf16, candidates: ComputePlanner.candidates(.bf16, bf16KernelPasses: passes),
-                                question: passes ? withUnits : emulatedOnly, known: &known) { _, _ in
-                [.openblasEmulatingBF16: 110, .onednnEmulatingBF16: 100, .onednnBF16: 50]
-            }.0
-        }
-        XCTAssertEqual(plan(passes: false).kernels, [site: .onednnEmulatingBF16])
-        XCTAssertEqual(known["\(withUnits) | \(site)"], "onednn-bf16", "the units' answer is kept")
-        XCTAssertEqual(plan(passes: true).kernels, [site: .onednnBF16])
-        XCTAssertEqual(known["\(emulatedOnly) | \(site)"], "onednn-bf16-emulated")
+    /// The cache's questions: one per precision (fp32's the same whether or
+    /// not the bf16 units are there), bf16's new since the operands come
+    /// rounded (answers timed while the products rounded them are not
+    /// reused).
+    func testQuestionsSayPrecisionAndRoundedOperands() {
+        let fp32 = ComputePlanner.question(rows: 10, threads: 1, precision: .fp32)
+        let bf16 = ComputePlanner.question(rows: 10, threads: 1, precision: .bf16)
+        XCTAssertNotEqual(fp32, bf16)
+        XCTAssertTrue(bf16.hasPrefix(fp32) && bf16.hasSuffix("bf16 rounded operands"), bf16)
+        XCTAssertFalse(bf16.hasSuffix("rounded weights"))
     }
 
     /// A plan is one value: its kernels carry its precision, the JSON names
@@ -255,10 +254,11 @@ final class GEMMPlanTests: XCTestCase {
     }
 
     /// A bf16 run's plan, each site's kernel set by the machine's cache (the
-    /// two emulations alternating, and oneDNN's bf16 matmul at every third
-    /// site where it passes its check), is the plan its checkpoint records
-    /// and loading gives back; a run stopped and resumed under a cache that
-    /// says otherwise ends with the bytes of the run that never stopped.
+    /// fp32 answers alternating the two libraries, so that the emulations
+    /// alternate, and oneDNN's bf16 matmul at every third site where it
+    /// passes its check), is the plan its checkpoint records and loading
+    /// gives back; a run stopped and resumed under a cache that says
+    /// otherwise ends with the bytes of the run that never stopped.
     func testBFloat16PlanRoundTripsThroughCheckpointAndResume() throws {
         let (data, root) = try smallTrainingFixture(self)
         func arguments(_ out: String, epochs: Int) -> [String] {
@@ -268,18 +268,28 @@ final class GEMMPlanTests: XCTestCase {
         let discovery = root + "/discovery.json"
         XCTAssertEqual(try runIWAE(arguments(root + "/discover", epochs: 1), environment: ["IWAE_GEMM_PLAN_CACHE": discovery]).status, 0)
         let questions = try JSONDecoder().decode([String: String].self, from: Data(contentsOf: URL(fileURLWithPath: discovery)))
-        XCTAssertFalse(questions.isEmpty)
-        XCTAssertTrue(questions.keys.allSatisfy { $0.contains("| bf16 rounded weights") }, "bf16 questions are their own")
         let passes = BFloat16Units.current.kernelPasses
+        let bf16Keys = questions.keys.filter { $0.contains("| bf16 rounded operands |") }, fp32Keys = questions.keys.filter { !$0.contains("| bf16") }
+        XCTAssertFalse(fp32Keys.isEmpty)
+        XCTAssertEqual(bf16Keys.count, passes ? fp32Keys.count : 0, "a bf16 question for each site only where the units are a candidate")
+        func site(_ key: String) -> ProductSite { ProductSite(String(key.split(separator: "|").last!.trimmingCharacters(in: .whitespaces)))! }
         var mixed = [String: String](), expected = [ProductSite: ProductKernel]()
-        for (i, key) in questions.keys.sorted().enumerated() {
-            let kernel: ProductKernel = passes && i % 3 == 0 ? .onednnBF16 : i % 2 == 0 ? .openblasEmulatingBF16 : .onednnEmulatingBF16
-            mixed[key] = kernel.rawValue
-            expected[ProductSite(String(key.split(separator: "|").last!.trimmingCharacters(in: .whitespaces)))!] = kernel
+        for (i, key) in fp32Keys.sorted().enumerated() {
+            let library: ProductKernel = i % 2 == 0 ? .openblas : .onednn
+            mixed[key] = library.rawValue
+            expected[site(key)] = ProductKernel(library.library, .bf16)
         }
+        for (i, key) in bf16Keys.sorted().enumerated() {
+            let kernel = i % 3 == 0 ? .onednnBF16 : expected[site(key)]!
+            mixed[key] = kernel.rawValue
+            expected[site(key)] = kernel
+        }
+        XCTAssertEqual(Set(expected.values).count, passes ? 3 : 2)
         let mixedPath = root + "/mixed.json", otherPath = root + "/other.json"
         try JSONEncoder().encode(mixed).write(to: URL(fileURLWithPath: mixedPath))
-        try JSONEncoder().encode(questions.mapValues { _ in ProductKernel.openblasEmulatingBF16.rawValue }).write(to: URL(fileURLWithPath: otherPath))
+        try JSONEncoder().encode(Dictionary(uniqueKeysWithValues: questions.keys.map {
+            ($0, ($0.contains("| bf16") ? ProductKernel.openblasEmulatingBF16 : .openblas).rawValue)
+        })).write(to: URL(fileURLWithPath: otherPath))
 
         let reference = root + "/reference"
         XCTAssertEqual(try runIWAE(arguments(reference, epochs: 2), environment: ["IWAE_GEMM_PLAN_CACHE": mixedPath]).status, 0)

@@ -172,7 +172,9 @@ final class KernelTests: XCTestCase {
 
     /// The passes that make a bf16 product's operand write it rounded in
     /// both forms, equal to rounding their result afterwards, and their
-    /// fp32 result is the one they write without rounding.
+    /// fp32 result is the one they write without rounding; the gradient
+    /// passes round in place too, having added the result's column sums
+    /// (a naive row-by-row sum in Float gives their bits).
     func testPassesWriteTheirResultRoundedToBFloat16() {
         let rng = Xoshiro256(seed: 12)
         let rows = 9, columns = 53
@@ -200,6 +202,21 @@ final class KernelTests: XCTestCase {
             XCTAssertEqual(floats.map(\.bitPattern), plain.map { roundedToBFloat16($0).bitPattern }, name)
             XCTAssertEqual(bits, plain.map { UInt16(roundedToBFloat16($0).bitPattern >> 16) }, name)
             XCTAssertTrue(zip(floats, plain).contains { $0 != $1 }, "\(name): rounded")
+        }
+        let gradientPasses: [(String, (UnsafeMutablePointer<Float>, RoundedDestination?, UnsafeMutablePointer<Float>?) -> Void)] = [
+            ("tanhBackward", { Float.tanhBackward($0, output: other, rows: rows, columns: columns, rounded: $1, columnSums: $2) }),
+            ("scaleRows", { Float.scaleRows($0, by: scale, rows: rows, columns: columns, rounded: $1, columnSums: $2) }),
+        ]
+        for (name, pass) in gradientPasses {
+            var plain = start, inPlace = start
+            plain.withUnsafeMutableBufferPointer { pass($0.baseAddress!, nil, nil) }
+            var sums = bias, expectedSums = bias
+            for r in 0..<rows { for c in 0..<columns { expectedSums[c] += plain[r * columns + c] } }
+            inPlace.withUnsafeMutableBufferPointer { y in
+                sums.withUnsafeMutableBufferPointer { pass(y.baseAddress!, RoundedDestination(bits: nil, floats: y.baseAddress), $0.baseAddress) }
+            }
+            XCTAssertEqual(inPlace.map(\.bitPattern), plain.map { roundedToBFloat16($0).bitPattern }, "\(name) in place")
+            XCTAssertEqual(sums.map(\.bitPattern), expectedSums.map(\.bitPattern), "\(name): column sums")
         }
     }
 

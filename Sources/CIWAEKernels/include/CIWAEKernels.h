@@ -54,22 +54,28 @@ void iwae_bias_tanh_f64(double *y, const double *bias, long rows, long columns);
 
 /// g[r][c] = g[r][c] · (1 − y[r][c]²) in place (tanh's backward from its
 /// output y), g and y are (rows, columns).
-void iwae_tanh_backward_f32(float *g, const float *y, long rows, long columns, uint16_t *bits, float *rounded);
+void iwae_tanh_backward_f32(float *g, const float *y, long rows, long columns, uint16_t *bits, float *rounded,
+                            float *column_sums);
 
 /// y[r][c] = scale[r] · y[r][c] in place, y is (rows, columns), scale is (rows).
-void iwae_scale_rows_f32(float *y, const float *scale, long rows, long columns, uint16_t *bits, float *rounded);
+void iwae_scale_rows_f32(float *y, const float *scale, long rows, long columns, uint16_t *bits, float *rounded,
+                         float *column_sums);
 void iwae_scale_rows_f64(double *y, const double *scale, long rows, long columns);
 
 /// The f32 kernels above that take `bits` and `rounded` also write their
 /// result rounded to bfloat16 (as `iwae_to_bf16` and `iwae_round_bf16_f32`
 /// round it) into those (rows, columns) buffers when they are not NULL: a
-/// bf16 product's operand made in the pass that makes the value.
+/// bf16 product's operand made in the pass that makes the value. `rounded`
+/// may be the result itself (rounded in place), and `column_sums` (when
+/// not NULL, `columns` values) receives each column's sum of the result
+/// before rounding, added row by row: the bias gradient that the rounded
+/// values could no longer give.
 
 /// bfloat16 rounding of a (rows, columns) block read `ldx` apart, written
 /// contiguously: to nearest, ties to even, NaN kept (a quiet NaN), ±∞ kept,
 /// values past the largest bfloat16 to ±∞. `iwae_round_bf16_f32` writes the
 /// rounded values as floats (their low 16 bits zero); `iwae_to_bf16` writes
-/// the 16-bit patterns.
+/// the 16-bit patterns. y may be x when ldx = columns (rounded in place).
 void iwae_round_bf16_f32(const float *x, long ldx, float *y, long rows, long columns);
 void iwae_to_bf16(const float *x, long ldx, uint16_t *y, long rows, long columns);
 

@@ -31,17 +31,19 @@ package final class BernoulliLikelihood<Scalar: BLASScalar> {
     }
 
     /// The backward of `Σ_r g_r log p(x|z_r)`: ∂/∂ℓ = g (x − σ(ℓ)), the
-    /// forward's residuals scaled row by row in place (and rounded for the
-    /// decoder's bf16 products in the same pass), then through the decoder
+    /// forward's residuals scaled row by row in place (and in a bf16 plan
+    /// rounded for the decoder's products in the same pass,
+    /// `MLP.outputGradientPass`), then through the decoder
     /// into its parameters and, when given, `dz` (B·K, k).
     package func backward(weights g: UnsafePointer<Scalar>, targets x: MatrixView<Scalar>, drawsPerExample K: Int,
                          _ store: ParameterStore<Scalar>, dz: MatrixView<Scalar>?) {
         let dOut = decoder.outputGradient
         let t = profiler.start()
-        Scalar.scaleRows(dOut.pointer, by: g, rows: dOut.rows, columns: decoder.outputSize,
-                         rounded: decoder.outputGradientDestination(store))
+        let pass = decoder.outputGradientPass(store)
+        Scalar.scaleRows(dOut.pointer, by: g, rows: dOut.rows, columns: decoder.outputSize, rounded: pass.rounded,
+                         columnSums: pass.biasGradient)
         profiler.stop(.elementwise, t)
-        decoder.backward(dx: dz, store, outputGradientRounded: true)
+        decoder.backward(dx: dz, store, outputGradientPassDone: true)
     }
 
     /// The mean of p(x|z), σ(f(z)), for rows of z (N, k) into `out` (N, D).

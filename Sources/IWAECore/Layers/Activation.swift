@@ -51,22 +51,24 @@ public enum Activation: String, Sendable, CaseIterable, Codable {
         backward(dy, output: y, rounded: nil)
     }
 
-    /// `dy ← dy ⊙ f′(a)` in place, from the forward output `y`, and dy
-    /// rounded to bfloat16 into `rounded` when given (in the same sweep for
-    /// tanh).
+    /// `dy ← dy ⊙ f′(a)` in place, from the forward output `y`, then, when
+    /// given, dy's column sums added into `columnSums` and dy rounded to
+    /// bfloat16 into `rounded` (in place when its floats are dy's), in the
+    /// same sweep for tanh.
     package func backward<Scalar: BLASScalar>(_ dy: MatrixView<Scalar>, output y: MatrixView<Scalar>,
-                                              rounded: RoundedDestination?) {
+                                              rounded: RoundedDestination?, columnSums: UnsafeMutablePointer<Scalar>? = nil) {
         precondition(y.isContiguous && dy.isContiguous && y.count == dy.count)
         let g = dy.pointer, o = y.pointer, n = y.count
         switch self {
         case .tanh:
-            Scalar.tanhBackward(g, output: o, rows: y.rows, columns: y.columns, rounded: rounded)
-            return   // rounded in its sweep
+            Scalar.tanhBackward(g, output: o, rows: y.rows, columns: y.columns, rounded: rounded, columnSums: columnSums)
+            return   // summed and rounded in its sweep
         case .sigmoid: for i in 0..<n { g[i] *= o[i] * (1 - o[i]) }
         case .relu: for i in 0..<n where !(o[i] > 0) { g[i] = 0 }
         case .softplus: for i in 0..<n { g[i] *= -Scalar.expMinusOne(-o[i]) }
         case .identity: break
         }
+        if let columnSums { for r in 0..<dy.rows { for c in 0..<dy.columns { columnSums[c] += g[r * dy.columns + c] } } }
         if let rounded { roundToBFloat16(dy, into: rounded) }
     }
 }

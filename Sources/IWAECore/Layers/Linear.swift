@@ -52,11 +52,12 @@ package struct Linear: Sendable {
     /// `dx ← dy W` (or `dx += dy W` with `accumulateInput`).
     /// In bf16, dy is rounded once for both products (`roundedDy`, given by
     /// the pass that wrote dy, or rounded here); `roundedX` is x rounded
-    /// already, if it is.
+    /// already, if it is. `biasGradientAccumulated`: the pass that wrote dy
+    /// added its column sums into db already (it then rounded dy in place).
     package func backward<Scalar: BLASScalar>(
         dx: MatrixView<Scalar>?, dy: MatrixView<Scalar>, x: MatrixView<Scalar>,
         _ store: ParameterStore<Scalar>, ones: UnsafePointer<Scalar>, accumulateInput: Bool = false,
-        roundedX: RoundedOperand? = nil, roundedDy: RoundedOperand? = nil
+        roundedX: RoundedOperand? = nil, roundedDy: RoundedOperand? = nil, biasGradientAccumulated: Bool = false
     ) {
         let weightKernel = kernel(.weightGradient, store), inputKernel = kernel(.inputGradient, store)
         var roundedDy = roundedDy
@@ -66,7 +67,7 @@ package struct Linear: Sendable {
         if store.accumulatesParameterGradients {
             gemm(store.gradientMatrix(weight), dy, .transposed, x, .none, beta: 1, kernel: weightKernel,
                  workspace: store.productWorkspace, roundedA: roundedDy, roundedB: roundedX)
-            sumRows(dy, ones: ones, into: store.gradient(bias))
+            if !biasGradientAccumulated { sumRows(dy, ones: ones, into: store.gradient(bias)) }
         }
         if let dx {
             gemm(dx, dy, .none, store.valueMatrix(weight), .none, beta: accumulateInput ? 1 : 0, kernel: inputKernel,

@@ -22,7 +22,7 @@ package final class MLP<Scalar: BLASScalar> {
     private var roundedInputBuffers: [RoundedBuffer] = []
     private var roundedInputs: [RoundedOperand?] = []
     /// The gradient dy of the layer the backward is at, rounded by the pass
-    /// that makes it (`outputGradientDestination` for the output's).
+    /// that makes it (`gradientPass`), unless rounded in place.
     private var roundedGradientBuffer = RoundedBuffer()
     /// Optional timing of GEMM and elementwise phases.
     package var profiler: PhaseProfiler?
@@ -127,18 +127,31 @@ package final class MLP<Scalar: BLASScalar> {
     /// then call `backward`.
     package var outputGradient: MatrixView<Scalar> { MatrixView(gradients.last!.pointer, rows: rows, columns: outputSize) }
 
-    /// Where the writer of `outputGradient` also writes it rounded to
-    /// bfloat16 in a bf16 plan (nil in fp32), in the same pass; it then
-    /// calls `backward(…, outputGradientRounded: true)`.
-    package func outputGradientDestination(_ store: ParameterStore<Scalar>) -> RoundedDestination? {
-        roundedGradientBuffer.reserve(rows * outputSize, layers.last!.outputGradientForms(store))
+    /// What the pass that writes layer `i`'s dy also does in a bf16 plan
+    /// (nothing in fp32): rounds it for the products that read it, into
+    /// `roundedGradientBuffer`, or in place when they read only rounded
+    /// floats (the emulations), having first added its column sums into the
+    /// bias gradient, which the rounded values could no longer give.
+    private func gradientPass(_ i: Int, _ store: ParameterStore<Scalar>, readsDy: Bool) -> GradientPass<Scalar> {
+        let layer = layers[i], count = rows * layer.outputSize
+        let forms = readsDy ? layer.outputGradientForms(store) : []
+        guard forms == .floats else { return GradientPass(rounded: roundedGradientBuffer.reserve(count, forms), biasGradient: nil) }
+        let dy = UnsafeMutableRawPointer(gradients[i].pointer).assumingMemoryBound(to: Float.self)
+        return GradientPass(rounded: RoundedDestination(bits: nil, floats: dy),
+                            biasGradient: store.accumulatesParameterGradients ? store.gradient(layer.bias) : nil)
+    }
+
+    /// What the writer of `outputGradient` does in the same pass in a bf16
+    /// plan (`GradientPass`); it then calls `backward(…, outputGradientPassDone: true)`.
+    package func outputGradientPass(_ store: ParameterStore<Scalar>) -> GradientPass<Scalar> {
+        gradientPass(layers.count - 1, store, readsDy: true)
     }
 
     /// Backpropagates `outputGradient` (consumed in place) through the stack,
     /// accumulating parameter gradients; writes dL/dx into `dx` when given.
-    /// `outputGradientRounded`: its writer filled `outputGradientDestination`.
+    /// `outputGradientPassDone`: its writer did `outputGradientPass`.
     package func backward(dx: MatrixView<Scalar>?, _ store: ParameterStore<Scalar>, accumulateInput: Bool = false,
-                          outputGradientRounded: Bool = false) {
+                          outputGradientPassDone: Bool = false) {
         guard let input else { preconditionFailure("backward before forward") }
         for i in stride(from: layers.count - 1, through: 0, by: -1) {
             let layer = layers[i]
@@ -146,20 +159,29 @@ package final class MLP<Scalar: BLASScalar> {
             let x = i == 0 ? input : MatrixView(outputs[i - 1].pointer, rows: rows, columns: layer.inputSize)
             let dxi = i == 0 ? dx : MatrixView(gradients[i - 1].pointer, rows: rows, columns: layer.inputSize)
             var t = profiler.start()
-            let readsDy = store.accumulatesParameterGradients || dxi != nil
-            let roundedDy = roundedGradientBuffer.reserve(dy.count, readsDy ? layer.outputGradientForms(store) : [])
-            if !(outputGradientRounded && i == layers.count - 1) {
+            let done = outputGradientPassDone && i == layers.count - 1
+            let pass = gradientPass(i, store, readsDy: done || store.accumulatesParameterGradients || dxi != nil)
+            if !done {
                 activations[i].backward(dy, output: MatrixView(outputs[i].pointer, rows: rows, columns: layer.outputSize),
-                                        rounded: roundedDy)
+                                        rounded: pass.rounded, columnSums: pass.biasGradient)
             }
             profiler.stop(.elementwise, t)
             t = profiler.start()
             defer { profiler.stop(gemmPhase, t) }
             layer.backward(dx: dxi, dy: dy, x: x, store, ones: ones.pointer, accumulateInput: i == 0 && accumulateInput,
-                           roundedX: roundedInputs[i], roundedDy: roundedDy?.operand)
+                           roundedX: roundedInputs[i], roundedDy: pass.rounded?.operand, biasGradientAccumulated: pass.biasGradient != nil)
         }
     }
 
     /// The ones vector (≥ N entries) for bias gradients of heads attached to this stack.
     package var onesVector: UnsafePointer<Scalar> { UnsafePointer(ones.pointer) }
+}
+
+/// What a pass that writes a layer's gradient dy also does in a bf16 plan:
+/// writes dy rounded to bfloat16 into `rounded` (its floats may be dy's
+/// own: rounded in place), and, when `biasGradient` is given, adds dy's
+/// column sums into it first.
+package struct GradientPass<Scalar: BLASScalar> {
+    package let rounded: RoundedDestination?
+    package let biasGradient: UnsafeMutablePointer<Scalar>?
 }
