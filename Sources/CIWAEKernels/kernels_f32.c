@@ -97,14 +97,35 @@ BODY void iwae_bernoulli_loglik_f32_body(const float *logits, const float *bias,
     else { BERNOULLI_ROWS(0, 0) }
 }
 
+/// The row sweep of a pass whose new value at column c is VALUE (an
+/// expression of row[c] and c): `finish_row`'s work done in the same sweep
+/// in the cases a bf16 step asks for (the result rounded into one form
+/// beside it; the emulation's dy rounded in place after its column sums),
+/// in a second sweep over the row otherwise. (Its locals are named
+/// sweep_… so that VALUE's names are never shadowed.)
+#define ROW_SWEEP(row, r, VALUE)                                                                              \
+    if (!column_sums && bits && !rounded) {                                                                   \
+        uint16_t *restrict sweep_bits = bits + r * columns;                                                   \
+        for (long c = 0; c < columns; c++) { float v = VALUE; row[c] = v; sweep_bits[c] = bf16_bits(v); }     \
+    } else if (!column_sums && !bits && rounded) {                                                            \
+        float *restrict sweep_rounded = rounded + r * columns;                                                \
+        for (long c = 0; c < columns; c++) { float v = VALUE; row[c] = v; sweep_rounded[c] = bf16_rounded(v); } \
+    } else if (column_sums && !bits && rounded == row - r * columns) {                                        \
+        float *restrict sweep_sums = column_sums;                                                             \
+        for (long c = 0; c < columns; c++) { float v = VALUE; sweep_sums[c] += v; row[c] = bf16_rounded(v); } \
+    } else {                                                                                                  \
+        for (long c = 0; c < columns; c++) row[c] = VALUE;                                                    \
+        finish_row(row, columns, r, column_sums, bits, rounded);                                              \
+    }
+
 /// y[r][c] = tanh(y[r][c] + bias[c]) in place: a hidden layer's bias and
 /// nonlinearity in one sweep after its GEMM.
 BODY void iwae_bias_tanh_f32_body(float *y, const float *bias, long rows, long columns, uint16_t *bits, float *rounded) {
+    float *const column_sums = 0;
     for (long r = 0; r < rows; r++) {
         float *restrict row = y + r * columns;
         const float *restrict b = bias;
-        for (long c = 0; c < columns; c++) row[c] = tanh_inline(row[c] + b[c]);
-        finish_row(row, columns, r, 0, bits, rounded);
+        ROW_SWEEP(row, r, tanh_inline(row[c] + b[c]))
     }
 }
 
@@ -117,8 +138,7 @@ BODY void iwae_tanh_backward_f32_body(float *g, const float *y, long rows, long 
     for (long r = 0; r < rows; r++) {
         float *restrict row = g + r * columns;
         const float *restrict out = y + r * columns;
-        for (long c = 0; c < columns; c++) row[c] = row[c] * (1.0f - out[c] * out[c]);
-        finish_row(row, columns, r, column_sums, bits, rounded);
+        ROW_SWEEP(row, r, row[c] * (1.0f - out[c] * out[c]))
     }
 }
 
@@ -129,8 +149,7 @@ BODY void iwae_scale_rows_f32_body(float *y, const float *scale, long rows, long
     for (long r = 0; r < rows; r++) {
         float *restrict row = y + r * columns;
         const float s = scale[r];
-        for (long c = 0; c < columns; c++) row[c] = s * row[c];
-        finish_row(row, columns, r, column_sums, bits, rounded);
+        ROW_SWEEP(row, r, s * row[c])
     }
 }
 

@@ -188,35 +188,51 @@ final class KernelTests: XCTestCase {
             ("scaleRows", { Float.scaleRows($0, by: scale, rows: rows, columns: columns, rounded: $1) }),
         ]
         for (name, pass) in passes {
-            var plain = start, fused = start
+            var plain = start
             plain.withUnsafeMutableBufferPointer { pass($0.baseAddress!, nil) }
-            var bits = [UInt16](repeating: 0, count: rows * columns), floats = [Float](repeating: 0, count: rows * columns)
-            fused.withUnsafeMutableBufferPointer { y in
-                bits.withUnsafeMutableBufferPointer { b in
-                    floats.withUnsafeMutableBufferPointer { f in
-                        pass(y.baseAddress!, RoundedDestination(bits: b.baseAddress, floats: f.baseAddress))
+            for forms in [RoundedForms.bits, .floats, [.bits, .floats]] {
+                var fused = start
+                var bits = [UInt16](repeating: 0, count: rows * columns), floats = [Float](repeating: 0, count: rows * columns)
+                fused.withUnsafeMutableBufferPointer { y in
+                    bits.withUnsafeMutableBufferPointer { b in
+                        floats.withUnsafeMutableBufferPointer { f in
+                            pass(y.baseAddress!, RoundedDestination(bits: forms.contains(.bits) ? b.baseAddress : nil,
+                                                                    floats: forms.contains(.floats) ? f.baseAddress : nil))
+                        }
                     }
                 }
+                let what = "\(name), forms \(forms.rawValue)"
+                XCTAssertEqual(fused.map(\.bitPattern), plain.map(\.bitPattern), what)
+                if forms.contains(.floats) {
+                    XCTAssertEqual(floats.map(\.bitPattern), plain.map { roundedToBFloat16($0).bitPattern }, what)
+                    XCTAssertTrue(zip(floats, plain).contains { $0 != $1 }, "\(what): rounded")
+                }
+                if forms.contains(.bits) { XCTAssertEqual(bits, plain.map { UInt16(roundedToBFloat16($0).bitPattern >> 16) }, what) }
             }
-            XCTAssertEqual(fused.map(\.bitPattern), plain.map(\.bitPattern), name)
-            XCTAssertEqual(floats.map(\.bitPattern), plain.map { roundedToBFloat16($0).bitPattern }, name)
-            XCTAssertEqual(bits, plain.map { UInt16(roundedToBFloat16($0).bitPattern >> 16) }, name)
-            XCTAssertTrue(zip(floats, plain).contains { $0 != $1 }, "\(name): rounded")
         }
         let gradientPasses: [(String, (UnsafeMutablePointer<Float>, RoundedDestination?, UnsafeMutablePointer<Float>?) -> Void)] = [
             ("tanhBackward", { Float.tanhBackward($0, output: other, rows: rows, columns: columns, rounded: $1, columnSums: $2) }),
             ("scaleRows", { Float.scaleRows($0, by: scale, rows: rows, columns: columns, rounded: $1, columnSums: $2) }),
         ]
         for (name, pass) in gradientPasses {
-            var plain = start, inPlace = start
+            var plain = start
             plain.withUnsafeMutableBufferPointer { pass($0.baseAddress!, nil, nil) }
-            var sums = bias, expectedSums = bias
+            var expectedSums = bias
             for r in 0..<rows { for c in 0..<columns { expectedSums[c] += plain[r * columns + c] } }
-            inPlace.withUnsafeMutableBufferPointer { y in
-                sums.withUnsafeMutableBufferPointer { pass(y.baseAddress!, RoundedDestination(bits: nil, floats: y.baseAddress), $0.baseAddress) }
+            for withBits in [false, true] {   // the emulation's sweep, and the general one
+                var inPlace = start, sums = bias, bits = [UInt16](repeating: 0, count: rows * columns)
+                inPlace.withUnsafeMutableBufferPointer { y in
+                    sums.withUnsafeMutableBufferPointer { s in
+                        bits.withUnsafeMutableBufferPointer { b in
+                            pass(y.baseAddress!, RoundedDestination(bits: withBits ? b.baseAddress : nil, floats: y.baseAddress), s.baseAddress)
+                        }
+                    }
+                }
+                let what = "\(name) in place, bits \(withBits)"
+                XCTAssertEqual(inPlace.map(\.bitPattern), plain.map { roundedToBFloat16($0).bitPattern }, what)
+                XCTAssertEqual(sums.map(\.bitPattern), expectedSums.map(\.bitPattern), "\(what): column sums")
+                if withBits { XCTAssertEqual(bits, plain.map { UInt16(roundedToBFloat16($0).bitPattern >> 16) }, what) }
             }
-            XCTAssertEqual(inPlace.map(\.bitPattern), plain.map { roundedToBFloat16($0).bitPattern }, "\(name) in place")
-            XCTAssertEqual(sums.map(\.bitPattern), expectedSums.map(\.bitPattern), "\(name): column sums")
         }
     }
 
