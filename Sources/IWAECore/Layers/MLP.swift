@@ -99,8 +99,8 @@ package final class MLP<Scalar: BLASScalar> {
             profiler.stop(gemmPhase, t)
             if !(deferOutputBias && i == layers.count - 1) {
                 t = profiler.start()
-                let readers = i + 1 < layers.count ? [layers[i + 1]] : outputReaders
-                let forms = readers.reduce(into: RoundedForms()) { $0.formUnion($1.inputForms(store)) }
+                let forms = i + 1 < layers.count ? layers[i + 1].inputForms(store)
+                    : outputReaders.reduce(into: RoundedForms()) { $0.formUnion($1.inputForms(store)) }
                 let destination = roundedInputBuffers[i + 1].reserve(y.count, forms)
                 activations[i].forward(y, bias: store.value(layer.bias), rounded: destination)
                 roundedInputs[i + 1] = destination?.operand
@@ -153,6 +153,7 @@ package final class MLP<Scalar: BLASScalar> {
     package func backward(dx: MatrixView<Scalar>?, _ store: ParameterStore<Scalar>, accumulateInput: Bool = false,
                           outputGradientPassDone: Bool = false) {
         guard let input else { preconditionFailure("backward before forward") }
+        precondition(!outputGradientPassDone || activations.last == .identity, "a writer's pass stands for the identity's backward only")
         for i in stride(from: layers.count - 1, through: 0, by: -1) {
             let layer = layers[i]
             let dy = MatrixView(gradients[i].pointer, rows: rows, columns: layer.outputSize)
