@@ -15,5 +15,13 @@ BODY void iwae_to_bf16_body(const float *x, long ldx, uint16_t *y, long rows, lo
     }
 }
 
+/// Each row of a contiguous (rows, columns) y ended as a row pass ends it
+/// (`finish_row`): column sums, then the rounded forms.
+BODY void iwae_finish_rows_f32_body(float *y, long rows, long columns, uint16_t *bits, float *rounded, float *column_sums) {
+    for (long r = 0; r < rows; r++) finish_row(y + r * columns, columns, r, column_sums, bits, rounded);
+}
+
+MULTIVERSION(iwae_finish_rows_f32, (float *y, long rows, long columns, uint16_t *bits, float *rounded, float *column_sums),
+             (y, rows, columns, bits, rounded, column_sums))
 MULTIVERSION(iwae_round_bf16_f32, (const float *x, long ldx, float *y, long rows, long columns), (x, ldx, y, rows, columns))
 MULTIVERSION(iwae_to_bf16, (const float *x, long ldx, uint16_t *y, long rows, long columns), (x, ldx, y, rows, columns))

@@ -121,7 +121,7 @@ BODY void iwae_bernoulli_loglik_f32_body(const float *logits, const float *bias,
 /// y[r][c] = tanh(y[r][c] + bias[c]) in place: a hidden layer's bias and
 /// nonlinearity in one sweep after its GEMM.
 BODY void iwae_bias_tanh_f32_body(float *y, const float *bias, long rows, long columns, uint16_t *bits, float *rounded) {
-    float *const column_sums = 0;
+    float *const column_sums = 0;   // a forward pass sums nothing (ROW_SWEEP reads the name)
     for (long r = 0; r < rows; r++) {
         float *restrict row = y + r * columns;
         const float *restrict b = bias;

@@ -124,6 +124,18 @@ package func roundToBFloat16<Scalar: BLASScalar>(_ x: MatrixView<Scalar>, into d
     if let floats = destination.floats { iwae_round_bf16_f32(p, x.rowStride, floats, x.rows, x.columns) }
 }
 
+/// A gradient dy (Float, contiguous) already computed, ended in one sweep
+/// as the gradient passes end theirs (`BLASScalar.tanhBackward(…)`): its
+/// column sums added into `columnSums` when given, then rounded into
+/// `destination` (in place when its floats are dy's).
+package func sumColumnsAndRound<Scalar: BLASScalar>(_ dy: MatrixView<Scalar>, into columnSums: UnsafeMutablePointer<Scalar>?,
+                                                    rounding destination: RoundedDestination?) {
+    precondition(Scalar.self == Float.self && dy.isContiguous, "bf16 operands are contiguous Float")
+    iwae_finish_rows_f32(UnsafeMutableRawPointer(dy.pointer).assumingMemoryBound(to: Float.self), dy.rows, dy.columns,
+                         destination?.bits, destination?.floats,
+                         columnSums.map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: Float.self) })
+}
+
 /// Adam's update of `count` values on the sum of `sources` gradient
 /// buffers, each cleared (`BLASScalar.adamStepSummingAndClearing`, the same
 /// bits), also writing the new values rounded to bfloat16 into `bits` and

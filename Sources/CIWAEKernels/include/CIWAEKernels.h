@@ -71,6 +71,11 @@ void iwae_scale_rows_f64(double *y, const double *scale, long rows, long columns
 /// before rounding, added row by row: the bias gradient that the rounded
 /// values could no longer give.
 
+/// The same work alone on a contiguous (rows, columns) y already computed:
+/// its column sums into `column_sums`, then its rounded forms (`rounded`
+/// may be y), each skipped when NULL.
+void iwae_finish_rows_f32(float *y, long rows, long columns, uint16_t *bits, float *rounded, float *column_sums);
+
 /// bfloat16 rounding of a (rows, columns) block read `ldx` apart, written
 /// contiguously: to nearest, ties to even, NaN kept (a quiet NaN), ±∞ kept,
 /// values past the largest bfloat16 to ±∞. `iwae_round_bf16_f32` writes the

@@ -102,6 +102,7 @@ package final class GaussianConditional<Scalar: BLASScalar> {
             diagonalHead = Linear(trunkOut, k, name: "\(name).cov_diag", layout: &layout)
         }
         constantLogScale = varianceDependsOnInput ? nil : layout.register("\(name).log_std", shape: [k])
+        heads = [meanHead] + [scaleHead, diagonalHead].compactMap { $0 }
     }
 
     /// Glorot weights and zero biases from `rng`; a full covariance starts
@@ -123,7 +124,7 @@ package final class GaussianConditional<Scalar: BLASScalar> {
     /// Every affine layer, trunk first (for FLOP counts).
     package var layers: [Linear] { (trunk?.layers ?? []) + heads }
     /// The layers that read the trunk's output.
-    var heads: [Linear] { [meanHead] + [scaleHead, diagonalHead].compactMap { $0 } }
+    let heads: [Linear]
     /// Every parameter slot.
     package var parameterSlots: [ParameterSlot] { layers.flatMap(\.slots) + (constantLogScale.map { [$0] } ?? []) }
     var isFull: Bool { covariance == .full }

@@ -68,7 +68,6 @@ public enum Activation: String, Sendable, CaseIterable, Codable {
         case .softplus: for i in 0..<n { g[i] *= -Scalar.expMinusOne(-o[i]) }
         case .identity: break
         }
-        if let columnSums { for r in 0..<dy.rows { for c in 0..<dy.columns { columnSums[c] += g[r * dy.columns + c] } } }
-        if let rounded { roundToBFloat16(dy, into: rounded) }
+        if columnSums != nil || rounded != nil { sumColumnsAndRound(dy, into: columnSums, rounding: rounded) }
     }
 }

@@ -85,8 +85,11 @@ package final class MLP<Scalar: BLASScalar> {
         reserve(rows: x.rows)
         rows = x.rows
         input = x
-        if roundedInputBuffers.isEmpty { roundedInputBuffers = (0...layers.count).map { _ in RoundedBuffer() } }
-        roundedInputs = Array(repeating: nil, count: layers.count + 1)
+        if roundedInputBuffers.isEmpty {
+            roundedInputBuffers = (0...layers.count).map { _ in RoundedBuffer() }
+            roundedInputs = Array(repeating: nil, count: layers.count + 1)
+        }
+        for i in roundedInputs.indices { roundedInputs[i] = nil }
         if let destination = roundedInputBuffers[0].reserve(x.count, layers[0].inputForms(store)) {
             roundToBFloat16(x, into: destination)
             roundedInputs[0] = destination.operand
