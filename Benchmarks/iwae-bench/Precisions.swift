@@ -48,10 +48,17 @@ struct Precisions: ParsableCommand {
                     }
                 }
                 var times = Array(repeating: [Double](), count: timers.count)
-                for round in 0..<rounds {
-                    // A B B A: every other round backwards, so that no timer always follows the same one.
-                    let order = round % 2 == 0 ? Array(timers.indices) : timers.indices.reversed()
-                    for i in order { times[i].append(try timers[i].2.time(seconds: seconds).perStep) }
+                // One layout at a time, each first run once untimed: a layout
+                // whose products run on OpenMP's threads leaves them spinning
+                // for a while after, which the next timing would pay.
+                for layout in layouts {
+                    let mine = timers.indices.filter { timers[$0].1 == layout }
+                    for i in mine { _ = try timers[i].2.time(seconds: seconds) }
+                    for round in 0..<rounds {
+                        // A B B A: every other round backwards, so that neither precision always goes first.
+                        let order = round % 2 == 0 ? mine : mine.reversed()
+                        for i in order { times[i].append(try timers[i].2.time(seconds: seconds).perStep) }
+                    }
                 }
                 func best(_ precision: Precision) -> (ms: Double, layout: Int, plan: ComputePlan) {
                     let candidates = timers.indices.filter { timers[$0].0 == precision }
