@@ -28,13 +28,18 @@ package final class BFloat16Copy: @unchecked Sendable {
         floats?.deallocate()
     }
 
-    /// Allocates the forms `plan`'s products read (none in fp32) and
-    /// returns them: bits where a site runs oneDNN's bf16 matmul, floats
-    /// where one runs the emulation.
+    /// Allocates the forms in which `plan`'s products read the values (none
+    /// in fp32) and returns them: bits where a product that reads the
+    /// weights (the forward or the input gradient; a weight gradient reads
+    /// only activations) runs oneDNN's bf16 matmul, floats where one runs
+    /// the emulation.
     package func prepare(for plan: ComputePlan) -> (bits: UnsafeMutablePointer<UInt16>?, floats: UnsafeMutablePointer<Float>?) {
         guard plan.precision == .bf16 else { return (nil, nil) }
-        let native = plan.kernels.values.contains(.onednnBF16)
-        let emulated = plan.kernels.isEmpty || plan.kernels.values.contains { $0 != .onednnBF16 }
+        var native = false, emulated = false
+        for (site, kernel) in plan.kernels where site.product != .weightGradient {
+            if kernel == .onednnBF16 { native = true } else { emulated = true }
+        }
+        if !native { emulated = true }   // a site the plan does not name runs the emulation
         if native && bits == nil { bits = .allocate(capacity: Swift.max(count, 1)) }
         if emulated && floats == nil { floats = .allocate(capacity: Swift.max(count, 1)) }
         return (native ? bits : nil, emulated ? floats : nil)
