@@ -100,19 +100,24 @@ BODY void iwae_bernoulli_loglik_f32_body(const float *logits, const float *bias,
 /// The row sweep of a pass whose new value at column c is VALUE (an
 /// expression of row[c] and c): `finish_row`'s work done in the same sweep
 /// in the cases a bf16 step asks for (the result rounded into one form
-/// beside it; the emulation's dy rounded in place after its column sums),
+/// beside it; rounded in place, after its column sums when asked: the
+/// emulation's dy, and an activation that only the emulation reads next),
 /// in a second sweep over the row otherwise. (Its locals are named
 /// sweep_… so that VALUE's names are never shadowed.)
 #define ROW_SWEEP(row, r, VALUE)                                                                              \
-    if (!column_sums && bits && !rounded) {                                                                   \
+    if (!bits && rounded == row - r * columns) {                                                              \
+        if (column_sums) {                                                                                    \
+            float *restrict sweep_sums = column_sums;                                                         \
+            for (long c = 0; c < columns; c++) { float v = VALUE; sweep_sums[c] += v; row[c] = bf16_rounded(v); } \
+        } else {                                                                                              \
+            for (long c = 0; c < columns; c++) row[c] = bf16_rounded(VALUE);                                  \
+        }                                                                                                     \
+    } else if (!column_sums && bits && !rounded) {                                                            \
         uint16_t *restrict sweep_bits = bits + r * columns;                                                   \
         for (long c = 0; c < columns; c++) { float v = VALUE; row[c] = v; sweep_bits[c] = bf16_bits(v); }     \
     } else if (!column_sums && !bits && rounded) {                                                            \
         float *restrict sweep_rounded = rounded + r * columns;                                                \
         for (long c = 0; c < columns; c++) { float v = VALUE; row[c] = v; sweep_rounded[c] = bf16_rounded(v); } \
-    } else if (column_sums && !bits && rounded == row - r * columns) {                                        \
-        float *restrict sweep_sums = column_sums;                                                             \
-        for (long c = 0; c < columns; c++) { float v = VALUE; sweep_sums[c] += v; row[c] = bf16_rounded(v); } \
     } else {                                                                                                  \
         for (long c = 0; c < columns; c++) row[c] = VALUE;                                                    \
         finish_row(row, columns, r, column_sums, bits, rounded);                                              \

@@ -306,6 +306,13 @@ final class BFloat16Tests: XCTestCase {
             XCTAssertEqual(gradients.map(\.bitPattern), store.gradients.array.map(\.bitPattern), "\(kernel): parameter gradients")
             XCTAssertEqual(dx.array.map(\.bitPattern), dy.array.map(\.bitPattern), "\(kernel): input gradient")
             XCTAssertNotEqual(gradients, mlpGradientsInFP32(mlp, reader, layout, x, top, scale), "\(kernel): the operands were rounded")
+            // A forward that no backward follows: what only the emulation reads is rounded in place, with the same result.
+            mlp.forward(x.matrix, store, outputReaders: [reader], keepActivations: false)
+            let again = Tensor<Float>(shape: [rows, 7])
+            reader.forward(again.matrix, mlp.output, store, roundedX: mlp.roundedOutput)
+            XCTAssertEqual(again.array.map(\.bitPattern), outputs.map(\.bitPattern), "\(kernel): a forward without its activations")
+            let output = UnsafeBufferPointer(start: mlp.output.pointer, count: rows * 12)
+            XCTAssertEqual(output.allSatisfy { roundedToBFloat16($0) == $0 }, kernel != .onednnBF16, "\(kernel): rounded in place")
         }
     }
 

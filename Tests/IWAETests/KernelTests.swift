@@ -209,6 +209,10 @@ final class KernelTests: XCTestCase {
                 }
                 if forms.contains(.bits) { XCTAssertEqual(bits, plain.map { UInt16(roundedToBFloat16($0).bitPattern >> 16) }, what) }
             }
+            // Rounded in place, no column sums (a forward no backward follows).
+            var inPlace = start
+            inPlace.withUnsafeMutableBufferPointer { pass($0.baseAddress!, RoundedDestination(bits: nil, floats: $0.baseAddress)) }
+            XCTAssertEqual(inPlace.map(\.bitPattern), plain.map { roundedToBFloat16($0).bitPattern }, "\(name) in place")
         }
         let gradientPasses: [(String, (UnsafeMutablePointer<Float>, RoundedDestination?, UnsafeMutablePointer<Float>?) -> Void)] = [
             ("tanhBackward", { Float.tanhBackward($0, output: other, rows: rows, columns: columns, rounded: $1, columnSums: $2) }),

@@ -22,7 +22,7 @@ package final class BernoulliLikelihood<Scalar: BLASScalar> {
     /// writes x − σ(ℓ) into the decoder's output-gradient buffer.
     package func logLikelihood(_ z: MatrixView<Scalar>, targets x: MatrixView<Scalar>, drawsPerExample K: Int,
                               keepForBackward: Bool, _ store: ParameterStore<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
-        let logits = decoder.forward(z, store, deferOutputBias: true)
+        let logits = decoder.forward(z, store, deferOutputBias: true, keepActivations: keepForBackward)
         let t = profiler.start()
         Scalar.bernoulliLogLikelihood(
             logits: logits.pointer, bias: decoder.outputBias(store), targets: x.pointer, rows: z.rows, dim: decoder.outputSize,

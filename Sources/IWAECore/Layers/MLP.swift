@@ -77,10 +77,13 @@ package final class MLP<Scalar: BLASScalar> {
     /// identity) the output lacks the last layer's bias, which the consumer
     /// folds into its own pass (`outputBias`). In a bf16 plan the output is
     /// also rounded for `outputReaders`, the layers that read it
-    /// (`roundedOutput`).
+    /// (`roundedOutput`). Without `keepActivations` (a forward that no
+    /// backward follows, such as an evaluation's) an activation that only
+    /// emulated bf16 products read next is rounded in place, not beside
+    /// itself: no backward needs it in fp32.
     @discardableResult
     package func forward(_ x: MatrixView<Scalar>, _ store: ParameterStore<Scalar>, deferOutputBias: Bool = false,
-                         outputReaders: [Linear] = []) -> MatrixView<Scalar> {
+                         outputReaders: [Linear] = [], keepActivations: Bool = true) -> MatrixView<Scalar> {
         precondition(!deferOutputBias || activations.last == .identity)
         reserve(rows: x.rows)
         rows = x.rows
@@ -104,7 +107,9 @@ package final class MLP<Scalar: BLASScalar> {
                 t = profiler.start()
                 let forms = i + 1 < layers.count ? layers[i + 1].inputForms(store)
                     : outputReaders.reduce(into: RoundedForms()) { $0.formUnion($1.inputForms(store)) }
-                let destination = roundedInputBuffers[i + 1].reserve(y.count, forms)
+                let destination = !keepActivations && forms == .floats
+                    ? RoundedDestination(bits: nil, floats: UnsafeMutableRawPointer(y.pointer).assumingMemoryBound(to: Float.self))
+                    : roundedInputBuffers[i + 1].reserve(y.count, forms)
                 activations[i].forward(y, bias: store.value(layer.bias), rounded: destination)
                 roundedInputs[i + 1] = destination?.operand
                 profiler.stop(.elementwise, t)
