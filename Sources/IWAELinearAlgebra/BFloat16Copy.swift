@@ -35,14 +35,12 @@ package final class BFloat16Copy: @unchecked Sendable {
     /// the emulation.
     package func prepare(for plan: ComputePlan) -> (bits: UnsafeMutablePointer<UInt16>?, floats: UnsafeMutablePointer<Float>?) {
         guard plan.precision == .bf16 else { return (nil, nil) }
-        var native = false, emulated = false
-        for (site, kernel) in plan.kernels where site.product != .weightGradient {
-            if kernel == .onednnBF16 { native = true } else { emulated = true }
-        }
-        if !native { emulated = true }   // a site the plan does not name runs the emulation
-        if native && bits == nil { bits = .allocate(capacity: Swift.max(count, 1)) }
-        if emulated && floats == nil { floats = .allocate(capacity: Swift.max(count, 1)) }
-        return (native ? bits : nil, emulated ? floats : nil)
+        var forms = RoundedForms()
+        for (site, kernel) in plan.kernels where site.product != .weightGradient { forms.formUnion(RoundedForms(reading: kernel)) }
+        if forms.isEmpty { forms = .floats }   // the sites a plan does not name run the emulation
+        if forms.contains(.bits) && bits == nil { bits = .allocate(capacity: Swift.max(count, 1)) }
+        if forms.contains(.floats) && floats == nil { floats = .allocate(capacity: Swift.max(count, 1)) }
+        return (forms.contains(.bits) ? bits : nil, forms.contains(.floats) ? floats : nil)
     }
 
     /// The rounded forms of the values from `offset` on, when current.
