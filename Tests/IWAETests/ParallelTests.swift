@@ -93,4 +93,70 @@ final class ParallelTests: XCTestCase {
         let u = Double(Float.ulpOfOne) / 2
         assertClose(merged.latentActivity, all.latentActivity, rtol: 256 * u, atol: 256 * u)
     }
+
+    /// `concurrently` runs each index once, and all of them at the same time:
+    /// every index waits at a barrier for all the others, which only
+    /// returns if they really run at once (more indices than cores included).
+    func testConcurrentlyRunsEveryIndexOnceAllAtOnce() {
+        for count in [1, 2, 3, 5, 2] {
+            let arrived = ManagedAtomicCounter()
+            var runs = [Int](repeating: 0, count: count)
+            var together = [Bool](repeating: false, count: count)
+            runs.withUnsafeMutableBufferPointer { runs in
+                together.withUnsafeMutableBufferPointer { together in
+                    let (r, t) = (runs.baseAddress!, together.baseAddress!)
+                    concurrently(count) { i in
+                        r[i] += 1
+                        arrived.increment()
+                        let deadline = Date().addingTimeInterval(5)
+                        while arrived.value < count && Date() < deadline { sched_yield() }
+                        t[i] = arrived.value == count
+                    }
+                }
+            }
+            XCTAssertEqual(runs, [Int](repeating: 1, count: count), "count \(count)")
+            XCTAssertEqual(together, [Bool](repeating: true, count: count), "count \(count): not all at once")
+        }
+    }
+
+    /// From inside a job, and from several threads at once, `concurrently`
+    /// still runs every index once (on libdispatch when the helpers are taken).
+    func testConcurrentlyNestedAndFromSeveralThreads() {
+        let total = ManagedAtomicCounter()
+        concurrently(3) { _ in
+            concurrently(4) { _ in total.increment() }
+        }
+        XCTAssertEqual(total.value, 12)
+        let fromThreads = ManagedAtomicCounter()
+        DispatchQueue.concurrentPerform(iterations: 6) { _ in
+            for _ in 0..<200 { concurrently(2) { _ in fromThreads.increment() } }
+        }
+        XCTAssertEqual(fromThreads.value, 6 * 200 * 2)
+    }
+
+    /// Helpers spin only briefly for the next job: a process that has
+    /// stopped handing out work uses (almost) no CPU time while it waits.
+    func testIdleHelpersLeaveTheCoresAlone() {
+        for _ in 0..<50 { concurrently(2) { _ in _ = (0..<1000).reduce(0, +) } }
+        Thread.sleep(forTimeInterval: 0.3)   // every library's threads settle
+        let before = processCPUSeconds()
+        Thread.sleep(forTimeInterval: 0.5)
+        let used = processCPUSeconds() - before
+        XCTAssertLessThan(used, 0.05, "CPU seconds used by an idle process in 0.5 s")
+    }
+}
+
+/// A counter that several threads add to.
+private final class ManagedAtomicCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() { lock.lock(); count += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
+}
+
+/// User plus system CPU time of this process so far.
+private func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }

@@ -138,6 +138,14 @@ int iwae_flushes_subnormals(void);
 /// the floating-point operations done; `sink` receives their sum.
 double iwae_fma_peak_loop(long rounds, int width, float *sink);
 
+/// The CPU's hint that this thread is spinning on a shared flag (x86 PAUSE):
+/// it frees the core's shared resources and saves power meanwhile.
+static inline void iwae_spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 #ifdef __cplusplus
 }
 #endif

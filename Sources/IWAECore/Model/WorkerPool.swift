@@ -61,7 +61,7 @@ package struct WorkerPool: Sendable {
             defer { flushing.end() }
             do { try body(j) } catch { errors.record(error, worker: j, firstRow: firstRow(j)) }
         }
-        if workers <= 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers) { work($0) } }
+        concurrently(Swift.max(workers, 1)) { work($0) }
         return errors
     }
 }
