@@ -21,11 +21,11 @@ package func concurrently(_ count: Int, _ body: (Int) -> Void) {
 }
 
 /// Runs `body` over `count` items split into one contiguous range per core
-/// (a single call when `count` is below `minimumPerCore` per core).
-/// For memory-bound flat loops (optimizer updates, gradient sums); each
-/// chunk runs with subnormals flushed (`withSubnormalsFlushed`).
-package func forEachChunk(count: Int, minimumPerCore: Int = 65536, _ body: (Range<Int>) -> Void) {
-    let cores = ProcessInfo.processInfo.activeProcessorCount
+/// of `cores` (a single call when `count` is below `minimumPerCore` per
+/// core). For memory-bound flat loops (optimizer updates, gradient sums);
+/// each chunk runs with subnormals flushed (`withSubnormalsFlushed`).
+package func forEachChunk(count: Int, cores: Int = ProcessInfo.processInfo.activeProcessorCount, minimumPerCore: Int = 65536,
+                          _ body: (Range<Int>) -> Void) {
     let chunks = Swift.max(1, Swift.min(cores, count / Swift.max(minimumPerCore, 1)))
     let size = (count + chunks - 1) / chunks
     concurrently(chunks) { c in

@@ -87,7 +87,7 @@ final class PublicSurfaceTests: XCTestCase {
     /// What only the package's own targets, fuzzers and tests use is `package`, not public.
     func testPackageOnlyHelpersAreNotPublic() throws {
         let paths = Set(try publicDeclarations().map(\.path))
-        for packageOnly in ["Checkpoint.resealed(_:)", "CheckedSize", "prepareOutputDirectory(_:)", "forEachChunk(count:minimumPerCore:_:)",
+        for packageOnly in ["Checkpoint.resealed(_:)", "CheckedSize", "prepareOutputDirectory(_:)", "forEachChunk(count:cores:minimumPerCore:_:)",
                          "MatrixView.pointer", "Tensor.pointer", "BLASRoutines.gemm",
                          // The table readers' machinery: users hold a `DataTable`.
                          "RawTable", "DelimitedTextReader", "TableStatistics", "AtomicFile", "Noise", "NPY.header(_:shape:)",

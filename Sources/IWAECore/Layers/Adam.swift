@@ -1,3 +1,4 @@
+import Foundation
 import IWAELinearAlgebra
 import RealModule
 
@@ -55,15 +56,17 @@ public final class Adam<Scalar: BLASScalar> {
     /// left to right), which are zero afterwards: the sum, the update and the
     /// clearing of the next step in one pass over memory instead of three.
     /// In a bf16 plan the same pass rounds the new values into the store's
-    /// `bfloat16Copy`, which the next step's products read.
+    /// `bfloat16Copy`, which the next step's products read. The pass is
+    /// split over `cores` threads.
     @_specialize(exported: true, where Scalar == Float)
-    package func update(_ store: ParameterStore<Scalar>, summingAndClearing sources: ArraySlice<UnsafeMutablePointer<Scalar>>) {
+    package func update(_ store: ParameterStore<Scalar>, summingAndClearing sources: ArraySlice<UnsafeMutablePointer<Scalar>>,
+                        cores: Int = ProcessInfo.processInfo.activeProcessorCount) {
         precondition(!sources.isEmpty)
         let (stepSize, eps, b1, b2) = nextStep()
         let theta = store.values.pointer
         let m = firstMoment.pointer, v = secondMoment.pointer
         let (bits, floats) = Scalar.self == Float.self ? store.bfloat16Copy.prepare(for: store.plan) : (nil, nil)
-        forEachChunk(count: store.values.count) { range in
+        forEachChunk(count: store.values.count, cores: cores) { range in
             let o = range.lowerBound
             withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Scalar>?.self, capacity: sources.count) { shifted in
                 for (i, g) in sources.enumerated() { shifted[i] = g + o }

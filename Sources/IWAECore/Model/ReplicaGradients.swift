@@ -1,3 +1,4 @@
+import Foundation
 import IWAELinearAlgebra
 
 /// The workers' gradients, and their sum. Each replica of the model computes
@@ -19,6 +20,10 @@ final class ReplicaGradients<Scalar: BLASScalar> {
     /// How many replicas' buffers hold the last step's gradient (1: the sum
     /// is already in the model's).
     private var pending = 0
+    /// The cores the flat passes (the sum, Adam's) are split over: all of
+    /// them for one process, each rank's workers' when ranks share the
+    /// machine's cores (more would only take them from the other ranks).
+    private let cores: Int
 
     init(replicas: [VariationalAutoencoder<Scalar>], ranks: RankGroup) {
         precondition(ranks.count == 1 || Scalar.self == Float.self, "ranks exchange Float gradients")
@@ -26,6 +31,7 @@ final class ReplicaGradients<Scalar: BLASScalar> {
         self.ranks = ranks
         buffers = replicas.map { $0.store.gradients.pointer }
         clean = [false] + [Bool](repeating: true, count: replicas.count - 1)   // the model's gradients are the caller's
+        cores = ranks.count > 1 ? replicas.count : ProcessInfo.processInfo.activeProcessorCount
     }
 
     /// Before a step: the model's buffer cleared unless it holds only zeros.
@@ -52,7 +58,7 @@ final class ReplicaGradients<Scalar: BLASScalar> {
     func addReplicas(_ busy: Int) {
         guard busy > 1 else { return }
         let total = buffers[0]
-        forEachChunk(count: replicas[0].store.gradients.count) { range in
+        forEachChunk(count: replicas[0].store.gradients.count, cores: cores) { range in
             for j in 1..<busy {
                 Scalar.axpy(count: range.count, alpha: 1, x: self.buffers[j] + range.lowerBound, y: total + range.lowerBound)
             }
@@ -71,7 +77,7 @@ final class ReplicaGradients<Scalar: BLASScalar> {
     /// bits), applied by `optimizer` and cleared, in one pass.
     func update(_ store: ParameterStore<Scalar>, with optimizer: Adam<Scalar>) {
         let sources = Swift.max(1, pending)
-        optimizer.update(store, summingAndClearing: buffers[0..<sources])
+        optimizer.update(store, summingAndClearing: buffers[0..<sources], cores: cores)
         for j in 0..<sources { clean[j] = true }
         pending = 0
     }
