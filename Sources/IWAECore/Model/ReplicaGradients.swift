@@ -21,8 +21,9 @@ final class ReplicaGradients<Scalar: BLASScalar> {
     /// is already in the model's).
     private var pending = 0
     /// The cores the flat passes (the sum, Adam's) are split over: all of
-    /// them for one process, each rank's workers' when ranks share the
-    /// machine's cores (more would only take them from the other ranks).
+    /// them for one process; under several ranks, as many as the rank has
+    /// workers (the ranks on a machine share its cores, and more threads
+    /// would only take them from the other ranks).
     private let cores: Int
 
     init(replicas: [VariationalAutoencoder<Scalar>], ranks: RankGroup) {
