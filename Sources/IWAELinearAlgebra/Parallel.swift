@@ -21,11 +21,12 @@ package func concurrently(_ count: Int, _ body: (Int) -> Void) {
 }
 
 /// Runs `body` over `count` items split into one contiguous range per core
-/// of `cores` (a single call when `count` is below `minimumPerCore` per
-/// core). For memory-bound flat loops (optimizer updates, gradient sums);
-/// each chunk runs with subnormals flushed (`withSubnormalsFlushed`).
-package func forEachChunk(count: Int, cores: Int = ProcessInfo.processInfo.activeProcessorCount, minimumPerCore: Int = 65536,
-                          _ body: (Range<Int>) -> Void) {
+/// of `cores` (nil: all active cores; a single call when `count` is below
+/// `minimumPerCore` per core). For memory-bound flat loops (optimizer
+/// updates, gradient sums); each chunk runs with subnormals flushed
+/// (`withSubnormalsFlushed`).
+package func forEachChunk(count: Int, cores: Int? = nil, minimumPerCore: Int = 65536, _ body: (Range<Int>) -> Void) {
+    let cores = cores ?? ProcessInfo.processInfo.activeProcessorCount
     let chunks = Swift.max(1, Swift.min(cores, count / Swift.max(minimumPerCore, 1)))
     let size = (count + chunks - 1) / chunks
     concurrently(chunks) { c in
@@ -60,9 +61,10 @@ final class HelperThreads: @unchecked Sendable {
     private var body: ((Int) -> Void)?
     /// Helpers started: indices 1 ... started (read and written by the holder only).
     private var started = 0
-    /// Sleeping helpers wait on it; `sleepers` is read and written under its lock.
+    /// Sleeping helpers wait on it. A helper reads the job word under its
+    /// lock before it waits, and the holder takes the lock after publishing
+    /// to broadcast: no job goes unseen.
     private let wakeUp = NSCondition()
-    private var sleepers = 0
 
     /// Runs the job on the caller and `count − 1` helpers; false, having
     /// run nothing, when another caller holds the helpers.
@@ -83,7 +85,7 @@ final class HelperThreads: @unchecked Sendable {
             unfinished.store(count - 1, ordering: .relaxed)
             published.store(((last >> 16) + 1) << 16 | count, ordering: .releasing)
             wakeUp.lock()
-            if sleepers > 0 { wakeUp.broadcast() }
+            wakeUp.broadcast()
             wakeUp.unlock()
             job(0)
             var spins = 0
@@ -123,8 +125,6 @@ final class HelperThreads: @unchecked Sendable {
         }
         wakeUp.lock()
         defer { wakeUp.unlock() }
-        sleepers += 1
-        defer { sleepers -= 1 }
         while true {
             let word = published.load(ordering: .acquiring)
             if word != seen { return word }

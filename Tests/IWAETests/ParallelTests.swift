@@ -99,7 +99,7 @@ final class ParallelTests: XCTestCase {
     /// returns if they really run at once (more indices than cores included).
     func testConcurrentlyRunsEveryIndexOnceAllAtOnce() {
         for count in [1, 2, 3, 5, 2] {
-            let arrived = ManagedAtomicCounter()
+            let arrived = LockedCounter()
             var runs = [Int](repeating: 0, count: count)
             var together = [Bool](repeating: false, count: count)
             runs.withUnsafeMutableBufferPointer { runs in
@@ -122,12 +122,12 @@ final class ParallelTests: XCTestCase {
     /// From inside a job, and from several threads at once, `concurrently`
     /// still runs every index once (on libdispatch when the helpers are taken).
     func testConcurrentlyNestedAndFromSeveralThreads() {
-        let total = ManagedAtomicCounter()
+        let total = LockedCounter()
         concurrently(3) { _ in
             concurrently(4) { _ in total.increment() }
         }
         XCTAssertEqual(total.value, 12)
-        let fromThreads = ManagedAtomicCounter()
+        let fromThreads = LockedCounter()
         DispatchQueue.concurrentPerform(iterations: 6) { _ in
             for _ in 0..<200 { concurrently(2) { _ in fromThreads.increment() } }
         }
@@ -147,7 +147,7 @@ final class ParallelTests: XCTestCase {
 }
 
 /// A counter that several threads add to.
-private final class ManagedAtomicCounter: @unchecked Sendable {
+private final class LockedCounter: @unchecked Sendable {
     private let lock = NSLock()
     private var count = 0
     func increment() { lock.lock(); count += 1; lock.unlock() }

@@ -1,4 +1,3 @@
-import Foundation
 import IWAELinearAlgebra
 import RealModule
 
@@ -57,10 +56,10 @@ public final class Adam<Scalar: BLASScalar> {
     /// clearing of the next step in one pass over memory instead of three.
     /// In a bf16 plan the same pass rounds the new values into the store's
     /// `bfloat16Copy`, which the next step's products read. The pass is
-    /// split over `cores` threads.
+    /// split over `cores` threads (nil: all, as `forEachChunk`).
     @_specialize(exported: true, where Scalar == Float)
     package func update(_ store: ParameterStore<Scalar>, summingAndClearing sources: ArraySlice<UnsafeMutablePointer<Scalar>>,
-                        cores: Int = ProcessInfo.processInfo.activeProcessorCount) {
+                        cores: Int? = nil) {
         precondition(!sources.isEmpty)
         let (stepSize, eps, b1, b2) = nextStep()
         let theta = store.values.pointer

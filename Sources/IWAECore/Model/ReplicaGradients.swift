@@ -1,4 +1,3 @@
-import Foundation
 import IWAELinearAlgebra
 
 /// The workers' gradients, and their sum. Each replica of the model computes
@@ -20,11 +19,11 @@ final class ReplicaGradients<Scalar: BLASScalar> {
     /// How many replicas' buffers hold the last step's gradient (1: the sum
     /// is already in the model's).
     private var pending = 0
-    /// The cores the flat passes (the sum, Adam's) are split over: all of
-    /// them for one process; under several ranks, as many as the rank has
-    /// workers (the ranks on a machine share its cores, and more threads
-    /// would only take them from the other ranks).
-    private let cores: Int
+    /// The cores the flat passes (the sum, Adam's) are split over: nil (all
+    /// of them) for one process; under several ranks, as many as the rank
+    /// has workers (the ranks on a machine share its cores, and more
+    /// threads would only take them from the other ranks).
+    private let cores: Int?
 
     init(replicas: [VariationalAutoencoder<Scalar>], ranks: RankGroup) {
         precondition(ranks.count == 1 || Scalar.self == Float.self, "ranks exchange Float gradients")
@@ -32,7 +31,7 @@ final class ReplicaGradients<Scalar: BLASScalar> {
         self.ranks = ranks
         buffers = replicas.map { $0.store.gradients.pointer }
         clean = [false] + [Bool](repeating: true, count: replicas.count - 1)   // the model's gradients are the caller's
-        cores = ranks.count > 1 ? replicas.count : ProcessInfo.processInfo.activeProcessorCount
+        cores = ranks.count > 1 ? replicas.count : nil
     }
 
     /// Before a step: the model's buffer cleared unless it holds only zeros.
