@@ -65,9 +65,20 @@ final class ParallelTests: XCTestCase {
         let rng = Xoshiro256(seed: 4)
         let x = Tensor<Float>(shape: [50, 10], values: (0..<500).map { _ in Float(rng.next() % 2) })
         let pool = ModelWorkers(model: model, workers: 2, seed: 0)
-        // k = 50: passes of 20 rows; worker 0 takes passes 0 and 1, worker 1 pass 2.
+        // k = 50: passes of 20 rows (0..<20, 20..<40, 40..<50), taken one at a time by whichever worker is free.
         XCTAssertEqual(EvaluationSamples(50).examplesPerPass(), 20)
         let merged = try pool.estimateLogLikelihood(x.matrix, samples: 50, seed: 5)
+        // Every figure, moments included, is the same bits on one model and
+        // on 2 or 3 workers: the passes' sums are added in pass order.
+        for estimate in [try model.estimateLogLikelihood(x.matrix, samples: 50, seed: 5),
+                         try ModelWorkers(model: model, workers: 3, seed: 0).estimateLogLikelihood(x.matrix, samples: 50, seed: 5)] {
+            XCTAssertEqual(estimate.logLikelihoods, merged.logLikelihoods)
+            XCTAssertEqual(estimate.standardErrors, merged.standardErrors)
+            XCTAssertEqual(estimate.elbos, merged.elbos)
+            XCTAssertEqual(estimate.reconstructions, merged.reconstructions)
+            XCTAssertEqual(estimate.kls, merged.kls)
+            XCTAssertEqual(estimate.latentActivity, merged.latentActivity)
+        }
         let first = try model.estimateLogLikelihood(x.matrix.rows(0..<40), samples: 50, seed: 5)
         let second = try model.estimateLogLikelihood(x.matrix.rows(40..<50), samples: 50, seed: 5, firstRow: 40)
         XCTAssertEqual(merged.logLikelihoods, first.logLikelihoods + second.logLikelihoods)
@@ -92,6 +103,38 @@ final class ParallelTests: XCTestCase {
         XCTAssertTrue(all.standardErrors.allSatisfy(\.isNaN), "one draw has no standard error")
         let u = Double(Float.ulpOfOne) / 2
         assertClose(merged.latentActivity, all.latentActivity, rtol: 256 * u, atol: 256 * u)
+    }
+
+    /// The workers take passes one at a time: one that is held up (here,
+    /// worker 1 taking 0.3 s a pass, worker 0 0.02 s) takes fewer instead of
+    /// holding the others up, and every pass is taken once, its result in
+    /// pass order.
+    func testWorkersTakePassesOneAtATime() throws {
+        let configuration = ModelConfiguration(dataDimension: 4, latentDimension: 2, encoderHidden: [3], decoderHidden: [3])
+        let model = VariationalAutoencoder<Float>(configuration, seed: 1)
+        let workers = ModelWorkers(model: model, workers: 2, seed: 0)
+        let passes = PassQueue(rows: 95, perPass: 10)
+        XCTAssertEqual(passes.count, 10)
+        let progress = LockedCounter()
+        let taken = try workers.onWorkers(passes, progress: { _ in progress.increment() }) { replica, progress in
+            var mine = [Int: (rows: Range<Int>, byWorker0: Bool)]()
+            while let (pass, rows) = passes.next() {
+                Thread.sleep(forTimeInterval: replica === model ? 0.02 : 0.3)
+                mine[pass] = (rows, replica === model)
+                let finished = passes.finish(rows.count)   // counted by every worker, reported by one
+                progress?(finished)
+            }
+            return mine
+        }
+        XCTAssertEqual(taken.map(\.rows), (0..<10).map { $0 * 10..<Swift.min(95, $0 * 10 + 10) })
+        XCTAssertTrue((1...2).contains(taken.filter { !$0.byWorker0 }.count), "the held-up worker takes one pass or two of ten")
+        XCTAssertEqual(progress.value, taken.filter(\.byWorker0).count, "worker 0 reports each of its passes")
+        XCTAssertEqual(passes.finish(0), 95)
+        // After `abandon` (a worker failed), no one takes another pass.
+        let rest = PassQueue(rows: 30, perPass: 10)
+        XCTAssertEqual(rest.next()?.rows, 0..<10)
+        rest.abandon()
+        XCTAssertNil(rest.next())
     }
 
     /// `concurrently` runs each index once, and all of them at the same time:

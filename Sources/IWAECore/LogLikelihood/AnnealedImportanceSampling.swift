@@ -23,11 +23,14 @@ public struct AISEstimate: Sendable {
     /// Standard error of the mean over examples.
     public var standardError: Double { standardErrorOfMean(logLikelihoods) }
 
-    /// The estimate over the union of two disjoint sets of examples (in order).
-    package func merged(with other: AISEstimate) -> AISEstimate {
-        AISEstimate(settings: settings, logLikelihoods: logLikelihoods + other.logLikelihoods,
-                    standardErrors: standardErrors + other.standardErrors, acceptanceRates: acceptanceRates + other.acceptanceRates,
-                    finalStepSizes: finalStepSizes + other.finalStepSizes, divergentProposals: divergentProposals + other.divergentProposals)
+}
+
+extension AISEstimate {
+    /// The estimate over the union of disjoint sets of examples, `parts` in order.
+    package init(settings: AISSettings, concatenating parts: [AISEstimate]) {
+        self.init(settings: settings, logLikelihoods: parts.flatMap(\.logLikelihoods), standardErrors: parts.flatMap(\.standardErrors),
+                  acceptanceRates: parts.flatMap(\.acceptanceRates), finalStepSizes: parts.flatMap(\.finalStepSizes),
+                  divergentProposals: parts.reduce(0) { $0 + $1.divergentProposals })
     }
 }
 
@@ -63,6 +66,21 @@ extension VariationalAutoencoder {
     public func annealedImportanceSampling(_ x: MatrixView<Scalar>, settings: AISSettings, seed: UInt64, firstRow: Int = 0,
                                            reverseFrom posterior: [MatrixView<Scalar>]? = nil,
                                            progress: ((Int) -> Void)? = nil) throws -> AISEstimate {
+        let passes = PassQueue(rows: x.rows, perPass: Self.aisExamplesPerPass(settings))
+        let parts = try annealedImportanceSampling(x, settings: settings, seed: seed, firstRow: firstRow, reverseFrom: posterior,
+                                                   passes: passes, progress: progress)
+        return AISEstimate(settings: settings, concatenating: parts.sorted { $0.key < $1.key }.map(\.value))
+    }
+
+    /// `annealedImportanceSampling` of the passes this model takes from
+    /// `passes` (made for the rows of `x` and `aisExamplesPerPass`), one
+    /// estimate per pass, by pass; `progress` is called with the examples
+    /// all takers of `passes` have done. After an error no one takes another
+    /// pass. The buffers are released at the end.
+    package func annealedImportanceSampling(_ x: MatrixView<Scalar>, settings: AISSettings, seed: UInt64, firstRow: Int,
+                                            reverseFrom posterior: [MatrixView<Scalar>]?, passes: PassQueue,
+                                            progress: ((Int) -> Void)?) throws -> [Int: AISEstimate] {
+        precondition(passes.rows == x.rows && passes.perPass == Self.aisExamplesPerPass(settings))
         precondition(posterior.map { $0.count == configuration.stochasticLayers && $0.allSatisfy { $0.rows == x.rows } } ?? true)
         precondition(x.columns == configuration.dataDimension)
         if settings.start == .encoder && !encoderStartIsSupported {
@@ -73,58 +91,64 @@ extension VariationalAutoencoder {
             store.accumulatesParameterGradients = true
             releaseBuffers()
         }
-        let C = settings.chains, M = C + settings.pilotChains, perPass = Self.aisExamplesPerPass(settings)
+        let C = settings.chains, M = C + settings.pilotChains, perPass = passes.perPass
         let betas = settings.betas, dimensions = configuration.latentDimensions
         let rowsCapacity = Swift.min(perPass, Swift.max(x.rows, 1)) * M
         let current = LatentState<Scalar>(rows: rowsCapacity, dimensions: dimensions)
         let streams = (0..<perPass).map { _ in Xoshiro256(seed: 0) }
-        var estimate = AISEstimate(settings: settings, logLikelihoods: [], standardErrors: [], acceptanceRates: [],
-                                   finalStepSizes: [], divergentProposals: 0)
-        var start = 0
-        while start < x.rows {
-            let n = Swift.min(perPass, x.rows - start)
-            for b in 0..<n { streams[b].reseed(Xoshiro256.rowSeed(seed, row: firstRow + start + b)) }
-            let state = n * M == current.rows ? current : LatentState<Scalar>(rows: n * M, dimensions: dimensions)
-            let chains = try AISChains(model: self, state: state, data: x.rows(start..<start + n), chainsPerExample: M,
-                                       noise: .perExample(Array(streams[0..<n])), start: settings.start, stepSize: settings.initialStepSize)
-            if let posterior {
-                for (l, k) in dimensions.enumerated() {
-                    for r in 0..<n * M { (state.z[l].pointer + r * k).update(from: posterior[l].pointer + (start + r / M) * posterior[l].rowStride, count: k) }
+        var results = [Int: AISEstimate]()
+        while let (pass, rows) = passes.next() {
+            let start = rows.lowerBound, n = rows.count
+            do {
+                var estimate = AISEstimate(settings: settings, logLikelihoods: [], standardErrors: [], acceptanceRates: [],
+                                           finalStepSizes: [], divergentProposals: 0)
+                for b in 0..<n { streams[b].reseed(Xoshiro256.rowSeed(seed, row: firstRow + start + b)) }
+                let state = n * M == current.rows ? current : LatentState<Scalar>(rows: n * M, dimensions: dimensions)
+                let chains = try AISChains(model: self, state: state, data: x.rows(start..<start + n), chainsPerExample: M,
+                                           noise: .perExample(Array(streams[0..<n])), start: settings.start, stepSize: settings.initialStepSize)
+                if let posterior {
+                    for (l, k) in dimensions.enumerated() {
+                        for r in 0..<n * M { (state.z[l].pointer + r * k).update(from: posterior[l].pointer + (start + r / M) * posterior[l].rowStride, count: k) }
+                    }
+                    try chains.evaluate()
                 }
-                try chains.evaluate()
-            }
-            var logWeights = [Double](repeating: 0, count: n * C), acceptance = [Double](repeating: 0, count: n)
-            for i in 1...settings.steps {
-                // Forward: t = i, weight by β_t − β_{t−1}, then move under f_t. Reverse: t = T + 1 − i, weight by
-                // β_{t−1} − β_t, then move under f_{t−1}.
-                let t = posterior == nil ? i : settings.steps + 1 - i
-                let step = posterior == nil ? betas[t] - betas[t - 1] : betas[t - 1] - betas[t]
-                for b in 0..<n { for c in 0..<C { logWeights[b * C + c] += step * Double(state.logRatio[b * M + c]) } }
-                guard i < settings.steps else { break }
-                let accepted = try chains.transition(beta: posterior == nil ? betas[t] : betas[t - 1], leapfrogSteps: settings.leapfrogSteps,
-                                                     streams: streams)
-                for b in 0..<n {
-                    for c in 0..<C { acceptance[b] += accepted[b * M + c] }
-                    if settings.pilotChains > 0 {
-                        let rate = (C..<M).reduce(0.0) { $0 + accepted[b * M + $1] } / Double(settings.pilotChains)
-                        chains.stepSizes[b] = Swift.min(10, Swift.max(1e-6, chains.stepSizes[b] * Double.exp(0.3 * (rate - AISSettings.targetAcceptance))))
+                var logWeights = [Double](repeating: 0, count: n * C), acceptance = [Double](repeating: 0, count: n)
+                for i in 1...settings.steps {
+                    // Forward: t = i, weight by β_t − β_{t−1}, then move under f_t. Reverse: t = T + 1 − i, weight by
+                    // β_{t−1} − β_t, then move under f_{t−1}.
+                    let t = posterior == nil ? i : settings.steps + 1 - i
+                    let step = posterior == nil ? betas[t] - betas[t - 1] : betas[t - 1] - betas[t]
+                    for b in 0..<n { for c in 0..<C { logWeights[b * C + c] += step * Double(state.logRatio[b * M + c]) } }
+                    guard i < settings.steps else { break }
+                    let accepted = try chains.transition(beta: posterior == nil ? betas[t] : betas[t - 1], leapfrogSteps: settings.leapfrogSteps,
+                                                         streams: streams)
+                    for b in 0..<n {
+                        for c in 0..<C { acceptance[b] += accepted[b * M + c] }
+                        if settings.pilotChains > 0 {
+                            let rate = (C..<M).reduce(0.0) { $0 + accepted[b * M + $1] } / Double(settings.pilotChains)
+                            chains.stepSizes[b] = Swift.min(10, Swift.max(1e-6, chains.stepSizes[b] * Double.exp(0.3 * (rate - AISSettings.targetAcceptance))))
+                        }
                     }
                 }
+                for b in 0..<n {
+                    let w = Array(logWeights[b * C..<(b + 1) * C])
+                    let logSum = logSumExp(w), logSumOfSquares = logSumExp(w.map { 2 * $0 })
+                    let logMean = logSum - Double.log(Double(C))
+                    estimate.logLikelihoods.append(posterior == nil ? logMean : -logMean)
+                    estimate.standardErrors.append(monteCarloStandardError(logSum: logSum, logSumOfSquares: logSumOfSquares, count: C))
+                    estimate.acceptanceRates.append(settings.steps > 1 ? acceptance[b] / Double(C * (settings.steps - 1)) : .nan)
+                    estimate.finalStepSizes.append(chains.stepSizes[b])
+                }
+                estimate.divergentProposals += chains.divergentProposals
+                results[pass] = estimate
+            } catch {
+                passes.abandon()
+                throw (error as? IWAEError)?.shifted(by: start) ?? error   // its example counted from x's first row
             }
-            for b in 0..<n {
-                let w = Array(logWeights[b * C..<(b + 1) * C])
-                let logSum = logSumExp(w), logSumOfSquares = logSumExp(w.map { 2 * $0 })
-                let logMean = logSum - Double.log(Double(C))
-                estimate.logLikelihoods.append(posterior == nil ? logMean : -logMean)
-                estimate.standardErrors.append(monteCarloStandardError(logSum: logSum, logSumOfSquares: logSumOfSquares, count: C))
-                estimate.acceptanceRates.append(settings.steps > 1 ? acceptance[b] / Double(C * (settings.steps - 1)) : .nan)
-                estimate.finalStepSizes.append(chains.stepSizes[b])
-            }
-            estimate.divergentProposals += chains.divergentProposals
-            start += n
-            progress?(start)
+            let finished = passes.finish(n)   // counted by every worker, reported by one
+            progress?(finished)
         }
-        return estimate
+        return results
     }
 
     /// Examples an AIS pass holds: about 512 chain rows, at least one

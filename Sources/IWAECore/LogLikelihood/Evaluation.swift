@@ -40,17 +40,6 @@ public struct LogLikelihoodEstimate: Sendable {
     /// Var_x(μ_u(x)) for each unit u of z₁.
     public var latentActivity: [Double] { latentActivityPerLayer[0] }
 
-    /// The estimate over the union of two disjoint sets of examples (in order).
-    package func merged(with other: LogLikelihoodEstimate) -> LogLikelihoodEstimate {
-        precondition(samples == other.samples)
-        return LogLikelihoodEstimate(
-            samples: samples, logLikelihoods: logLikelihoods + other.logLikelihoods, standardErrors: standardErrors + other.standardErrors,
-            elbos: elbos + other.elbos,
-            reconstructions: reconstructions + other.reconstructions, kls: kls + other.kls,
-            layerMeanSums: zip(layerMeanSums, other.layerMeanSums).map { zip($0, $1).map(+) },
-            layerMeanSquareSums: zip(layerMeanSquareSums, other.layerMeanSquareSums).map { zip($0, $1).map(+) })
-    }
-
     public var examples: Int { logLikelihoods.count }
 
     /// The estimate of a density in other units: `offset` (a change of
@@ -77,6 +66,31 @@ public struct LogLikelihoodEstimate: Sendable {
     public var activeUnits: Int { activeUnitsPerLayer[0] }
     /// Active units of each stochastic layer, z₁ first.
     public var activeUnitsPerLayer: [Int] { latentActivityPerLayer.map { $0.filter { $0 > 1e-2 }.count } }
+}
+
+extension LogLikelihoodEstimate {
+    /// The estimate over the union of disjoint sets of examples, `parts` in
+    /// order (their moment sums added in that order), each of `samples`
+    /// draws and with layers of `layerDimensions` units.
+    package init(samples: Int, layerDimensions: [Int], concatenating parts: [LogLikelihoodEstimate]) {
+        precondition(parts.allSatisfy { $0.samples == samples && $0.layerMeanSums.map(\.count) == layerDimensions })
+        self.samples = samples
+        logLikelihoods = parts.flatMap(\.logLikelihoods)
+        standardErrors = parts.flatMap(\.standardErrors)
+        elbos = parts.flatMap(\.elbos)
+        reconstructions = parts.flatMap(\.reconstructions)
+        kls = parts.flatMap(\.kls)
+        layerMeanSums = layerDimensions.map { [Double](repeating: 0, count: $0) }
+        layerMeanSquareSums = layerMeanSums
+        for part in parts {
+            for l in layerDimensions.indices {
+                for u in 0..<layerDimensions[l] {
+                    layerMeanSums[l][u] += part.layerMeanSums[l][u]
+                    layerMeanSquareSums[l][u] += part.layerMeanSquareSums[l][u]
+                }
+            }
+        }
+    }
 }
 
 /// The standard error of the mean of `values`, √(s² / n) with the sample
@@ -111,83 +125,102 @@ extension VariationalAutoencoder {
         rowsPerPass: Int = EvaluationSamples.rowsPerPass,
         progress: ((Int) -> Void)? = nil
     ) throws -> LogLikelihoodEstimate {
+        let passes = PassQueue(rows: x.rows, perPass: samples.examplesPerPass(rowsPerPass: rowsPerPass))
+        let parts = try estimateLogLikelihood(x, samples: samples, seed: seed, firstRow: firstRow, rowsPerPass: rowsPerPass,
+                                              passes: passes, progress: progress)
+        return LogLikelihoodEstimate(samples: samples.perExample, layerDimensions: configuration.latentDimensions,
+                                     concatenating: parts.sorted { $0.key < $1.key }.map(\.value))
+    }
+
+    /// `estimateLogLikelihood` of the passes this model takes from `passes`
+    /// (made for the rows of `x` and `samples.examplesPerPass(rowsPerPass:)`),
+    /// one estimate per pass, by pass; `progress` is called with the
+    /// examples all takers of `passes` have done. After an error no one
+    /// takes another pass. The buffers are released at the end.
+    package func estimateLogLikelihood(
+        _ x: MatrixView<Scalar>, samples: EvaluationSamples, seed: UInt64, firstRow: Int, rowsPerPass: Int,
+        passes: PassQueue, progress: ((Int) -> Void)?
+    ) throws -> [Int: LogLikelihoodEstimate] {
         precondition(x.columns == configuration.dataDimension)
+        precondition(passes.rows == x.rows && passes.perPass == samples.examplesPerPass(rowsPerPass: rowsPerPass))
         let k = samples.perExample
         defer { releaseBuffers() }
         let samplesPerPass = Swift.min(k, Swift.max(1, rowsPerPass))
-        let examplesPerPass = samples.examplesPerPass(rowsPerPass: rowsPerPass)
-        let streams = (0..<examplesPerPass).map { _ in Xoshiro256(seed: 0) }
+        let streams = (0..<passes.perPass).map { _ in Xoshiro256(seed: 0) }
         let latent = configuration.latentDimension, dimensions = configuration.latentDimensions
-        var bounds = [Double](), elbos = [Double](), reconstructions = [Double](), kls = [Double](), errors = [Double]()
-        bounds.reserveCapacity(x.rows)
-        elbos.reserveCapacity(x.rows)
-        var muSum = [Double](repeating: 0, count: latent), muSquares = [Double](repeating: 0, count: latent)
-        var upperSums = dimensions.dropFirst().map { [Double](repeating: 0, count: $0) }, upperSquares = upperSums
         // Per example of the pass, Σ over draws of μ_l(z_{l−1}) for each upper layer.
-        var upperDrawSums = dimensions.dropFirst().map { [Double](repeating: 0, count: examplesPerPass * $0) }
-        var running = [Double](repeating: 0, count: examplesPerPass)
-        var runningSquares = [Double](repeating: 0, count: examplesPerPass)
-        var logWeightSum = [Double](repeating: 0, count: examplesPerPass)
-        var logLikelihoodSum = [Double](repeating: 0, count: examplesPerPass)
-        var start = 0
-        while start < x.rows {
-            let n = Swift.min(examplesPerPass, x.rows - start)
-            for b in 0..<n { streams[b].reseed(Xoshiro256.rowSeed(seed, row: firstRow + start + b)) }
-            let noise = Noise.perExample(Array(streams[0..<n]))
-            let encoded = try encode(x.rows(start..<start + n))
-            let means = encoder.means
-            for b in 0..<n {
-                for u in 0..<latent {
-                    let mu = Double(means[b, u])
-                    muSum[u] += mu
-                    muSquares[u] += mu * mu
-                }
-                running[b] = -.infinity
-                runningSquares[b] = -.infinity
-                logWeightSum[b] = 0
-                logLikelihoodSum[b] = 0
-                kls.append(Double(klDivergences[b]))
-            }
-            for l in upperDrawSums.indices { for i in upperDrawSums[l].indices { upperDrawSums[l][i] = 0 } }
-            var done = 0
-            while done < k {
-                let s = Swift.min(samplesPerPass, k - done)
-                let lw = try logWeights(encoded, drawsPerExample: s, noise: noise, keepForBackward: false)
+        var upperDrawSums = dimensions.dropFirst().map { [Double](repeating: 0, count: passes.perPass * $0) }
+        var running = [Double](repeating: 0, count: passes.perPass)
+        var runningSquares = [Double](repeating: 0, count: passes.perPass)
+        var logWeightSum = [Double](repeating: 0, count: passes.perPass)
+        var logLikelihoodSum = [Double](repeating: 0, count: passes.perPass)
+        var results = [Int: LogLikelihoodEstimate]()
+        while let (pass, rows) = passes.next() {
+            let start = rows.lowerBound, n = rows.count
+            do {
+                var part = LogLikelihoodEstimate(
+                    samples: k, logLikelihoods: [], standardErrors: [], elbos: [], reconstructions: [], kls: [],
+                    layerMeanSums: dimensions.map { [Double](repeating: 0, count: $0) },
+                    layerMeanSquareSums: dimensions.map { [Double](repeating: 0, count: $0) })
+                for b in 0..<n { streams[b].reseed(Xoshiro256.rowSeed(seed, row: firstRow + start + b)) }
+                let noise = Noise.perExample(Array(streams[0..<n]))
+                let encoded = try encode(x.rows(rows))
+                let means = encoder.means
                 for b in 0..<n {
-                    let row = lw.values.pointer + b * lw.values.rowStride
-                    running[b] = logAddExp(running[b], Double(logSumExp(row, count: s)))
-                    runningSquares[b] = logAddExp(runningSquares[b], logSumExpOfDoubled(row, count: s))
-                    for j in 0..<s {
-                        logWeightSum[b] += Double(row[j])
-                        logLikelihoodSum[b] += Double(lw.logLikelihood[b * s + j])
+                    for u in 0..<latent {
+                        let mu = Double(means[b, u])
+                        part.layerMeanSums[0][u] += mu
+                        part.layerMeanSquareSums[0][u] += mu * mu
                     }
+                    running[b] = -.infinity
+                    runningSquares[b] = -.infinity
+                    logWeightSum[b] = 0
+                    logLikelihoodSum[b] = 0
+                    part.kls.append(Double(klDivergences[b]))
                 }
-                for (l, upper) in encoders.dropFirst().enumerated() {
-                    let means = upper.means, k = upper.dimension
-                    for r in 0..<n * s { for u in 0..<k { upperDrawSums[l][(r / s) * k + u] += Double(means[r, u]) } }
+                for l in upperDrawSums.indices { for i in upperDrawSums[l].indices { upperDrawSums[l][i] = 0 } }
+                var done = 0
+                while done < k {
+                    let s = Swift.min(samplesPerPass, k - done)
+                    let lw = try logWeights(encoded, drawsPerExample: s, noise: noise, keepForBackward: false)
+                    for b in 0..<n {
+                        let row = lw.values.pointer + b * lw.values.rowStride
+                        running[b] = logAddExp(running[b], Double(logSumExp(row, count: s)))
+                        runningSquares[b] = logAddExp(runningSquares[b], logSumExpOfDoubled(row, count: s))
+                        for j in 0..<s {
+                            logWeightSum[b] += Double(row[j])
+                            logLikelihoodSum[b] += Double(lw.logLikelihood[b * s + j])
+                        }
+                    }
+                    for (l, upper) in encoders.dropFirst().enumerated() {
+                        let means = upper.means, k = upper.dimension
+                        for r in 0..<n * s { for u in 0..<k { upperDrawSums[l][(r / s) * k + u] += Double(means[r, u]) } }
+                    }
+                    done += s
                 }
-                done += s
+                for l in upperDrawSums.indices {
+                    let width = dimensions[l + 1]
+                    for b in 0..<n { for u in 0..<width {
+                        let m = upperDrawSums[l][b * width + u] / Double(k)
+                        part.layerMeanSums[l + 1][u] += m
+                        part.layerMeanSquareSums[l + 1][u] += m * m
+                    } }
+                }
+                for b in 0..<n {
+                    part.logLikelihoods.append(logMeanExp(logSum: running[b], count: k))
+                    part.elbos.append(logWeightSum[b] / Double(k))
+                    part.reconstructions.append(logLikelihoodSum[b] / Double(k))
+                    part.standardErrors.append(monteCarloStandardError(logSum: running[b], logSumOfSquares: runningSquares[b], count: k))
+                }
+                results[pass] = part
+            } catch {
+                passes.abandon()
+                throw (error as? IWAEError)?.shifted(by: start) ?? error   // its example counted from x's first row
             }
-            for l in upperDrawSums.indices {
-                let width = dimensions[l + 1]
-                for b in 0..<n { for u in 0..<width {
-                    let m = upperDrawSums[l][b * width + u] / Double(k)
-                    upperSums[l][u] += m
-                    upperSquares[l][u] += m * m
-                } }
-            }
-            for b in 0..<n {
-                bounds.append(logMeanExp(logSum: running[b], count: k))
-                elbos.append(logWeightSum[b] / Double(k))
-                reconstructions.append(logLikelihoodSum[b] / Double(k))
-                errors.append(monteCarloStandardError(logSum: running[b], logSumOfSquares: runningSquares[b], count: k))
-            }
-            start += n
-            progress?(start)
+            let finished = passes.finish(n)   // counted by every worker, reported by one
+            progress?(finished)
         }
-        return LogLikelihoodEstimate(samples: k, logLikelihoods: bounds, standardErrors: errors, elbos: elbos,
-                                     reconstructions: reconstructions, kls: kls,
-                                     layerMeanSums: [muSum] + upperSums, layerMeanSquareSums: [muSquares] + upperSquares)
+        return results
     }
 
     /// The mean bound of `objective` (its kind, with its K draws) over the

@@ -144,44 +144,43 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     }
 
     /// Data-parallel `estimateLogLikelihood` of the rows of `x`, row b
-    /// drawing from stream `firstRow + b`: the passes (examplesPerPass rows,
-    /// from row 0) are cut into contiguous blocks, one per worker. Each row's
-    /// draws are its own and each pass holds the same rows whatever the
-    /// worker count, so the result is the same on any number of threads, and
-    /// the same for rows cut into calls at multiples of examplesPerPass
+    /// drawing from stream `firstRow + b`: the workers take the passes
+    /// (examplesPerPass rows, from row 0) one at a time (`PassQueue`). Each
+    /// row's draws are its own and each pass holds the same rows whatever
+    /// the worker count, so the result is the same on any number of threads,
+    /// and the same for rows cut into calls at multiples of examplesPerPass
     /// (`firstRow` saying where each call starts).
     @_specialize(exported: true, where Scalar == Float)
     public func estimateLogLikelihood(_ x: MatrixView<Scalar>, samples: EvaluationSamples, seed: UInt64, firstRow: Int = 0,
                                       progress: ((Int) -> Void)? = nil) throws -> LogLikelihoodEstimate {
-        let results = try inBlocksOfPasses(rows: x.rows, perPass: samples.examplesPerPass(), progress: progress) { replica, block, progress in
-            try replica.estimateLogLikelihood(x.rows(block), samples: samples, seed: seed, firstRow: firstRow + block.lowerBound,
-                                              progress: progress)
+        let rowsPerPass = EvaluationSamples.rowsPerPass
+        let passes = PassQueue(rows: x.rows, perPass: samples.examplesPerPass(rowsPerPass: rowsPerPass))
+        let parts = try onWorkers(passes, progress: progress) { replica, progress in
+            try replica.estimateLogLikelihood(x, samples: samples, seed: seed, firstRow: firstRow, rowsPerPass: rowsPerPass,
+                                              passes: passes, progress: progress)
         }
-        return results.dropFirst().reduce(results[0]) { $0.merged(with: $1) }
+        return LogLikelihoodEstimate(samples: samples.perExample, layerDimensions: model.configuration.latentDimensions,
+                                     concatenating: parts)
     }
 
-    /// Runs `body` on the workers, each with its block of `rows`: the passes
-    /// of `perPass` rows from row 0 cut into contiguous blocks, one per
-    /// worker (no more workers than passes), so that every pass holds the
-    /// same rows whatever the worker count. Worker 0 reports progress,
-    /// scaled to all rows. Returns the workers' results in order.
-    package func inBlocksOfPasses<Result>(rows: Int, perPass: Int, progress: ((Int) -> Void)?,
-                                          _ body: (VariationalAutoencoder<Scalar>, Range<Int>, ((Int) -> Void)?) throws -> Result) throws -> [Result] {
-        let passes = (rows + perPass - 1) / perPass
-        let active = Swift.max(1, Swift.min(workerCount, passes))
-        func block(_ w: Int) -> Range<Int> {
-            let p = WorkerPool.block(w, of: passes, workers: active)
-            return Swift.min(rows, p.lowerBound * perPass)..<Swift.min(rows, p.upperBound * perPass)
-        }
-        var results = [Result?](repeating: nil, count: active)
-        let errors = results.withUnsafeMutableBufferPointer { slots in
+    /// Runs `body` on the workers at once (no more of them than passes),
+    /// each with its replica, all taking passes from `passes`; worker 0
+    /// gets `progress`. `body` returns the results of the passes it took,
+    /// by pass; this returns the results of all passes, in pass order.
+    package func onWorkers<Result>(_ passes: PassQueue, progress: ((Int) -> Void)?,
+                                   _ body: (VariationalAutoencoder<Scalar>, ((Int) -> Void)?) throws -> [Int: Result]) throws -> [Result] {
+        let active = Swift.max(1, Swift.min(workerCount, passes.count))
+        var taken = [[Int: Result]](repeating: [:], count: active)
+        let errors = taken.withUnsafeMutableBufferPointer { slots in
             let slotBase = slots.baseAddress!
-            return WorkerPool.run(active, firstRow: { block($0).lowerBound }) { w in
-                slotBase[w] = try body(self.replicas[w], block(w),
-                                       w == 0 ? progress.map { report in { done in report(Swift.min(rows, done * active)) } } : nil)
+            // Errors carry their example counted from the first row already.
+            return WorkerPool.run(active, firstRow: { _ in 0 }) { w in
+                slotBase[w] = try body(self.replicas[w], w == 0 ? progress : nil)
             }
         }
         try errors.rethrow()
+        var results = [Result?](repeating: nil, count: passes.count)
+        for (pass, result) in taken.joined() { results[pass] = result }
         return results.map { $0! }
     }
 

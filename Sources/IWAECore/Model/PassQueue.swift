@@ -1,0 +1,43 @@
+import Synchronization
+
+/// The passes of a forward-only estimate (`estimateLogLikelihood`, AIS):
+/// `rows` rows cut into passes of `perPass` rows from row 0, handed out one
+/// at a time, in order, to whichever worker asks next. A worker slowed by
+/// other work on its core takes fewer passes instead of holding the others
+/// up at the end; every pass holds the same rows whatever the worker count,
+/// and each row draws from its own stream, so the result does not depend on
+/// which worker computed a pass.
+package final class PassQueue: Sendable {
+    package let rows: Int
+    package let perPass: Int
+    /// The number of passes, ⌈rows / perPass⌉.
+    package let count: Int
+    private let taken = Atomic<Int>(0)
+    private let finishedRows = Atomic<Int>(0)
+
+    package init(rows: Int, perPass: Int) {
+        precondition(rows >= 0 && perPass >= 1)
+        self.rows = rows
+        self.perPass = perPass
+        count = (rows + perPass - 1) / perPass
+    }
+
+    /// The next pass no worker has taken (its index and its rows), or nil
+    /// when none is left.
+    package func next() -> (index: Int, rows: Range<Int>)? {
+        let index = taken.add(1, ordering: .relaxed).oldValue
+        guard index < count else { return nil }
+        return (index, index * perPass..<Swift.min(rows, (index + 1) * perPass))
+    }
+
+    /// Leaves the passes not yet taken to no one: a worker has failed, and
+    /// the others stop after the pass they are computing.
+    package func abandon() {
+        taken.store(count, ordering: .relaxed)
+    }
+
+    /// Counts `n` more rows done and returns how many all workers have done.
+    package func finish(_ n: Int) -> Int {
+        finishedRows.add(n, ordering: .relaxed).newValue
+    }
+}
