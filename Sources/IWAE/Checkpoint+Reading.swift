@@ -166,7 +166,7 @@ extension Checkpoint {
         guard configuration.parameterCount == stored else {
             throw fail("the model described holds \(configuration.parameterCount.map(String.init) ?? "too many") parameters but the file's tensors hold \(stored)")
         }
-        let model = VariationalAutoencoder<Float>(configuration)
+        let model = VariationalAutoencoder<Float>.unfilled(configuration)
         let slots = model.store.layout.slots
         for entry in file.entries where !slots.contains(where: { $0.name == entry.name }) && !trainingTensors.contains(entry.name) {
             throw fail("tensor \(entry.name) is not part of this model")

@@ -86,6 +86,12 @@ public final class VariationalAutoencoder<Scalar: BLASScalar> {
         likelihood.initialize(store, using: rng)
     }
 
+    /// A model whose parameters are all zero, for a caller that sets every
+    /// one of them (a checkpoint's reader): no weights drawn to be overwritten.
+    package static func unfilled(_ configuration: ModelConfiguration) -> VariationalAutoencoder {
+        VariationalAutoencoder(configuration, sharingValuesOf: nil)
+    }
+
     /// A model with the same parameters (shared memory, not a copy) and its
     /// own gradients and buffers, for a worker of a data-parallel step.
     package func replica() -> VariationalAutoencoder {
