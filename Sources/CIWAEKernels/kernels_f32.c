@@ -39,13 +39,15 @@ MULTIVERSION(iwae_softplus_f32, (const float *x, float *y, long n), (x, y, n))
 static inline __attribute__((always_inline)) float bernoulli_term(float l, float b, float t, float *res, float *factors,
                                                                   int with_bias, int with_residual) {
     float lj = with_bias ? l + b : l;
-    float e = exp_nonpositive_inline(-fabsf(lj));
     if (with_residual) {
+        float e = exp_nonpositive_inline(-fabsf(lj));
         float s = 1.0f / (1.0f + e);
         float sigma = lj >= 0.0f ? s : e * s;
         *res = t - sigma;   /* a statement of its own: no FMA across the two */
+        *factors *= 1.0f + e;
+    } else {
+        *factors *= one_plus_exp_nonpositive(-fabsf(lj));
     }
-    *factors *= 1.0f + e;
     return t * lj - (lj > 0.0f ? lj : 0.0f);
 }
 

@@ -133,6 +133,19 @@ static inline float exp_nonpositive_inline(float x) {
     return x != x ? x : y;
 }
 
+/// 1 + e^x for x ≤ 0 (or NaN), the Bernoulli pass's factor: below −17,
+/// 1 + e^x rounds to 1 in fp32 (e^−17 < 2⁻²⁴, half an ulp of 1), so x is
+/// clamped there and 2^n (n ≥ −25) is one normal scale with nothing to
+/// select: the value is 1 + exp_nonpositive_inline(x) to the bit (checked
+/// over every float). e^x is rounded before the sum (two statements: no FMA).
+static inline float one_plus_exp_nonpositive(float x) {
+    float c = x < -17.0f ? -17.0f : x;
+    float n;
+    float p = exp_reduced(c, &n);
+    float e = p * as_float(((int32_t)n + 127) << 23);
+    return 1.0f + e;
+}
+
 /// log x: x = 2^e · m, m ∈ [√½, √2), log m by a degree-9 polynomial in m − 1.
 static inline float log_inline(float x) {
     int denormal = x < 1.17549435e-38f;
@@ -189,7 +202,11 @@ static inline float log1p_unit(float u) {
     return 2.0f * s * p;
 }
 
-/// tanh x: odd polynomial below 0.625, 1 − 2/(e^{2|x|} + 1) above.
+/// tanh x: odd polynomial below 0.625, 1 − 2/(e^{2|x|} + 1) above. From
+/// |x| = 9.5 on, 2/(e^{2|x|} + 1) < 2⁻²⁶ and the value rounds to ±1, so |x|
+/// is clamped there and e^{2|x|} ≤ e¹⁹ needs one scale and no overflow
+/// side (the same values, to the bit, as through exp_inline: checked over
+/// every float).
 static inline float tanh_inline(float x) {
     float a = fabsf(x);
     float z = x * x;
@@ -199,7 +216,10 @@ static inline float tanh_inline(float x) {
     p = p * z + 1.33314422036e-1f;
     p = p * z - 3.33332819422e-1f;
     float small = p * z * x + x;
-    float big = 1.0f - 2.0f / (exp_inline(a + a) + 1.0f);
+    float c = a > 9.5f ? 9.5f : a;   // NaN stays NaN
+    float n;
+    float e = exp_reduced(c + c, &n) * as_float(((int32_t)n + 127) << 23);
+    float big = 1.0f - 2.0f / (e + 1.0f);
     big = x < 0.0f ? -big : big;
     return a < 0.625f ? small : big;
 }
