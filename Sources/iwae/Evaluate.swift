@@ -118,9 +118,8 @@ struct EstimationOptions: ParsableArguments {
         let precision = self.precision ?? model.plan.precision
         if gemm != nil || loaded.trainingState?.plan == nil || precision != model.plan.precision {
             // A pass's examples and draws (`estimateLogLikelihood`'s rows).
-            let draws = Swift.min(samples.perExample, 1000)
             workers.plan = model.computePlan(gemm ?? .auto, precision: precision, examples: samples.examplesPerPass(),
-                                             drawsPerExample: draws, threads: workers.workerCount > 1 ? 1 : BLASLibrary.threads)
+                                             drawsPerExample: samples.drawsPerPass(), threads: workers.workerCount > 1 ? 1 : BLASLibrary.threads)
         }
         if precision == .bf16 { FileHandle.standardError.write(Data("iwae: products: \(workers.plan.grouped)\n".utf8)) }
         return workers

@@ -65,8 +65,8 @@ final class ParallelTests: XCTestCase {
         let rng = Xoshiro256(seed: 4)
         let x = Tensor<Float>(shape: [50, 10], values: (0..<500).map { _ in Float(rng.next() % 2) })
         let pool = ModelWorkers(model: model, workers: 2, seed: 0)
-        // k = 50: passes of 20 rows (0..<20, 20..<40, 40..<50), taken one at a time by whichever worker is free.
-        XCTAssertEqual(EvaluationSamples(50).examplesPerPass(), 20)
+        // k = 50: passes of 10 rows (0..<10, …, 40..<50), taken one at a time by whichever worker is free.
+        XCTAssertEqual(EvaluationSamples(50).examplesPerPass(), 10)
         let merged = try pool.estimateLogLikelihood(x.matrix, samples: 50, seed: 5)
         // Every figure, moments included, is the same bits on one model and
         // on 2 or 3 workers: the passes' sums are added in pass order.

@@ -119,7 +119,7 @@ extension VariationalAutoencoder {
     /// caller that cuts rows there gets the same bits). A NaN log weight
     /// makes that example's L_k NaN. The buffers are released at the end.
     /// `progress` is called with the number of examples done. By default a
-    /// pass holds about 1,000 rows (`EvaluationSamples.rowsPerPass`).
+    /// pass holds about 500 rows (`EvaluationSamples.rowsPerPass`).
     public func estimateLogLikelihood(
         _ x: MatrixView<Scalar>, samples: EvaluationSamples, seed: UInt64, firstRow: Int = 0,
         rowsPerPass: Int = EvaluationSamples.rowsPerPass,
@@ -145,7 +145,7 @@ extension VariationalAutoencoder {
         precondition(passes.rows == x.rows && passes.perPass == samples.examplesPerPass(rowsPerPass: rowsPerPass))
         let k = samples.perExample
         defer { releaseBuffers() }
-        let samplesPerPass = Swift.min(k, Swift.max(1, rowsPerPass))
+        let samplesPerPass = samples.drawsPerPass(rowsPerPass: rowsPerPass)
         let streams = (0..<passes.perPass).map { _ in Xoshiro256(seed: 0) }
         let latent = configuration.latentDimension, dimensions = configuration.latentDimensions
         // Per example of the pass, Σ over draws of μ_l(z_{l−1}) for each upper layer.
