@@ -117,24 +117,28 @@ final class ParallelTests: XCTestCase {
         XCTAssertEqual(passes.count, 10)
         let progress = LockedCounter()
         let taken = try workers.onWorkers(passes, progress: { _ in progress.increment() }) { replica, progress in
-            var mine = [Int: (rows: Range<Int>, byWorker0: Bool)]()
-            while let (pass, rows) = passes.next() {
+            try passes.takeEach(progress: progress) { rows in
                 Thread.sleep(forTimeInterval: replica === model ? 0.02 : 0.3)
-                mine[pass] = (rows, replica === model)
-                let finished = passes.finish(rows.count)   // counted by every worker, reported by one
-                progress?(finished)
+                return (rows: rows, byWorker0: replica === model)
             }
-            return mine
         }
         XCTAssertEqual(taken.map(\.rows), (0..<10).map { $0 * 10..<Swift.min(95, $0 * 10 + 10) })
         XCTAssertTrue((1...2).contains(taken.filter { !$0.byWorker0 }.count), "the held-up worker takes one pass or two of ten")
         XCTAssertEqual(progress.value, taken.filter(\.byWorker0).count, "worker 0 reports each of its passes")
-        XCTAssertEqual(passes.finish(0), 95)
-        // After `abandon` (a worker failed), no one takes another pass.
-        let rest = PassQueue(rows: 30, perPass: 10)
-        XCTAssertEqual(rest.next()?.rows, 0..<10)
-        rest.abandon()
-        XCTAssertNil(rest.next())
+        XCTAssertEqual(passes.finished, 95)
+        // A pass that fails: no one takes another, and the error's example
+        // is counted from row 0 (example 2 of pass 1 is row 12).
+        let failing = PassQueue(rows: 50, perPass: 10)
+        var computed = [Range<Int>]()
+        XCTAssertThrowsError(try failing.takeEach(progress: nil) { rows in
+            computed.append(rows)
+            if rows.lowerBound == 10 { throw IWAEError.notPositiveDefinite(example: 2, info: 1) }
+        }) { error in
+            guard case IWAEError.notPositiveDefinite(let example, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(example, 12)
+        }
+        XCTAssertEqual(computed, [0..<10, 10..<20])
+        XCTAssertTrue(try failing.takeEach(progress: nil) { $0 }.isEmpty, "the passes left are taken by no one")
     }
 
     /// `concurrently` runs each index once, and all of them at the same time:

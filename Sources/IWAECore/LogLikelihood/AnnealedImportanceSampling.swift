@@ -96,59 +96,50 @@ extension VariationalAutoencoder {
         let rowsCapacity = Swift.min(perPass, Swift.max(x.rows, 1)) * M
         let current = LatentState<Scalar>(rows: rowsCapacity, dimensions: dimensions)
         let streams = (0..<perPass).map { _ in Xoshiro256(seed: 0) }
-        var results = [Int: AISEstimate]()
-        while let (pass, rows) = passes.next() {
+        return try passes.takeEach(progress: progress) { rows in
             let start = rows.lowerBound, n = rows.count
-            do {
-                var estimate = AISEstimate(settings: settings, logLikelihoods: [], standardErrors: [], acceptanceRates: [],
-                                           finalStepSizes: [], divergentProposals: 0)
-                for b in 0..<n { streams[b].reseed(Xoshiro256.rowSeed(seed, row: firstRow + start + b)) }
-                let state = n * M == current.rows ? current : LatentState<Scalar>(rows: n * M, dimensions: dimensions)
-                let chains = try AISChains(model: self, state: state, data: x.rows(start..<start + n), chainsPerExample: M,
-                                           noise: .perExample(Array(streams[0..<n])), start: settings.start, stepSize: settings.initialStepSize)
-                if let posterior {
-                    for (l, k) in dimensions.enumerated() {
-                        for r in 0..<n * M { (state.z[l].pointer + r * k).update(from: posterior[l].pointer + (start + r / M) * posterior[l].rowStride, count: k) }
-                    }
-                    try chains.evaluate()
+            var estimate = AISEstimate(settings: settings, logLikelihoods: [], standardErrors: [], acceptanceRates: [],
+                                       finalStepSizes: [], divergentProposals: 0)
+            for b in 0..<n { streams[b].reseed(Xoshiro256.rowSeed(seed, row: firstRow + start + b)) }
+            let state = n * M == current.rows ? current : LatentState<Scalar>(rows: n * M, dimensions: dimensions)
+            let chains = try AISChains(model: self, state: state, data: x.rows(start..<start + n), chainsPerExample: M,
+                                       noise: .perExample(Array(streams[0..<n])), start: settings.start, stepSize: settings.initialStepSize)
+            if let posterior {
+                for (l, k) in dimensions.enumerated() {
+                    for r in 0..<n * M { (state.z[l].pointer + r * k).update(from: posterior[l].pointer + (start + r / M) * posterior[l].rowStride, count: k) }
                 }
-                var logWeights = [Double](repeating: 0, count: n * C), acceptance = [Double](repeating: 0, count: n)
-                for i in 1...settings.steps {
-                    // Forward: t = i, weight by β_t − β_{t−1}, then move under f_t. Reverse: t = T + 1 − i, weight by
-                    // β_{t−1} − β_t, then move under f_{t−1}.
-                    let t = posterior == nil ? i : settings.steps + 1 - i
-                    let step = posterior == nil ? betas[t] - betas[t - 1] : betas[t - 1] - betas[t]
-                    for b in 0..<n { for c in 0..<C { logWeights[b * C + c] += step * Double(state.logRatio[b * M + c]) } }
-                    guard i < settings.steps else { break }
-                    let accepted = try chains.transition(beta: posterior == nil ? betas[t] : betas[t - 1], leapfrogSteps: settings.leapfrogSteps,
-                                                         streams: streams)
-                    for b in 0..<n {
-                        for c in 0..<C { acceptance[b] += accepted[b * M + c] }
-                        if settings.pilotChains > 0 {
-                            let rate = (C..<M).reduce(0.0) { $0 + accepted[b * M + $1] } / Double(settings.pilotChains)
-                            chains.stepSizes[b] = Swift.min(10, Swift.max(1e-6, chains.stepSizes[b] * Double.exp(0.3 * (rate - AISSettings.targetAcceptance))))
-                        }
-                    }
-                }
-                for b in 0..<n {
-                    let w = Array(logWeights[b * C..<(b + 1) * C])
-                    let logSum = logSumExp(w), logSumOfSquares = logSumExp(w.map { 2 * $0 })
-                    let logMean = logSum - Double.log(Double(C))
-                    estimate.logLikelihoods.append(posterior == nil ? logMean : -logMean)
-                    estimate.standardErrors.append(monteCarloStandardError(logSum: logSum, logSumOfSquares: logSumOfSquares, count: C))
-                    estimate.acceptanceRates.append(settings.steps > 1 ? acceptance[b] / Double(C * (settings.steps - 1)) : .nan)
-                    estimate.finalStepSizes.append(chains.stepSizes[b])
-                }
-                estimate.divergentProposals += chains.divergentProposals
-                results[pass] = estimate
-            } catch {
-                passes.abandon()
-                throw (error as? IWAEError)?.shifted(by: start) ?? error   // its example counted from x's first row
+                try chains.evaluate()
             }
-            let finished = passes.finish(n)   // counted by every worker, reported by one
-            progress?(finished)
+            var logWeights = [Double](repeating: 0, count: n * C), acceptance = [Double](repeating: 0, count: n)
+            for i in 1...settings.steps {
+                // Forward: t = i, weight by β_t − β_{t−1}, then move under f_t. Reverse: t = T + 1 − i, weight by
+                // β_{t−1} − β_t, then move under f_{t−1}.
+                let t = posterior == nil ? i : settings.steps + 1 - i
+                let step = posterior == nil ? betas[t] - betas[t - 1] : betas[t - 1] - betas[t]
+                for b in 0..<n { for c in 0..<C { logWeights[b * C + c] += step * Double(state.logRatio[b * M + c]) } }
+                guard i < settings.steps else { break }
+                let accepted = try chains.transition(beta: posterior == nil ? betas[t] : betas[t - 1], leapfrogSteps: settings.leapfrogSteps,
+                                                     streams: streams)
+                for b in 0..<n {
+                    for c in 0..<C { acceptance[b] += accepted[b * M + c] }
+                    if settings.pilotChains > 0 {
+                        let rate = (C..<M).reduce(0.0) { $0 + accepted[b * M + $1] } / Double(settings.pilotChains)
+                        chains.stepSizes[b] = Swift.min(10, Swift.max(1e-6, chains.stepSizes[b] * Double.exp(0.3 * (rate - AISSettings.targetAcceptance))))
+                    }
+                }
+            }
+            for b in 0..<n {
+                let w = Array(logWeights[b * C..<(b + 1) * C])
+                let logSum = logSumExp(w), logSumOfSquares = logSumExp(w.map { 2 * $0 })
+                let logMean = logSum - Double.log(Double(C))
+                estimate.logLikelihoods.append(posterior == nil ? logMean : -logMean)
+                estimate.standardErrors.append(monteCarloStandardError(logSum: logSum, logSumOfSquares: logSumOfSquares, count: C))
+                estimate.acceptanceRates.append(settings.steps > 1 ? acceptance[b] / Double(C * (settings.steps - 1)) : .nan)
+                estimate.finalStepSizes.append(chains.stepSizes[b])
+            }
+            estimate.divergentProposals += chains.divergentProposals
+            return estimate
         }
-        return results
     }
 
     /// Examples an AIS pass holds: about 512 chain rows, at least one

@@ -154,73 +154,64 @@ extension VariationalAutoencoder {
         var runningSquares = [Double](repeating: 0, count: passes.perPass)
         var logWeightSum = [Double](repeating: 0, count: passes.perPass)
         var logLikelihoodSum = [Double](repeating: 0, count: passes.perPass)
-        var results = [Int: LogLikelihoodEstimate]()
-        while let (pass, rows) = passes.next() {
+        return try passes.takeEach(progress: progress) { rows in
             let start = rows.lowerBound, n = rows.count
-            do {
-                var part = LogLikelihoodEstimate(
-                    samples: k, logLikelihoods: [], standardErrors: [], elbos: [], reconstructions: [], kls: [],
-                    layerMeanSums: dimensions.map { [Double](repeating: 0, count: $0) },
-                    layerMeanSquareSums: dimensions.map { [Double](repeating: 0, count: $0) })
-                for b in 0..<n { streams[b].reseed(Xoshiro256.rowSeed(seed, row: firstRow + start + b)) }
-                let noise = Noise.perExample(Array(streams[0..<n]))
-                let encoded = try encode(x.rows(rows))
-                let means = encoder.means
-                for b in 0..<n {
-                    for u in 0..<latent {
-                        let mu = Double(means[b, u])
-                        part.layerMeanSums[0][u] += mu
-                        part.layerMeanSquareSums[0][u] += mu * mu
-                    }
-                    running[b] = -.infinity
-                    runningSquares[b] = -.infinity
-                    logWeightSum[b] = 0
-                    logLikelihoodSum[b] = 0
-                    part.kls.append(Double(klDivergences[b]))
+            var part = LogLikelihoodEstimate(
+                samples: k, logLikelihoods: [], standardErrors: [], elbos: [], reconstructions: [], kls: [],
+                layerMeanSums: dimensions.map { [Double](repeating: 0, count: $0) },
+                layerMeanSquareSums: dimensions.map { [Double](repeating: 0, count: $0) })
+            for b in 0..<n { streams[b].reseed(Xoshiro256.rowSeed(seed, row: firstRow + start + b)) }
+            let noise = Noise.perExample(Array(streams[0..<n]))
+            let encoded = try encode(x.rows(rows))
+            let means = encoder.means
+            for b in 0..<n {
+                for u in 0..<latent {
+                    let mu = Double(means[b, u])
+                    part.layerMeanSums[0][u] += mu
+                    part.layerMeanSquareSums[0][u] += mu * mu
                 }
-                for l in upperDrawSums.indices { for i in upperDrawSums[l].indices { upperDrawSums[l][i] = 0 } }
-                var done = 0
-                while done < k {
-                    let s = Swift.min(samplesPerPass, k - done)
-                    let lw = try logWeights(encoded, drawsPerExample: s, noise: noise, keepForBackward: false)
-                    for b in 0..<n {
-                        let row = lw.values.pointer + b * lw.values.rowStride
-                        running[b] = logAddExp(running[b], Double(logSumExp(row, count: s)))
-                        runningSquares[b] = logAddExp(runningSquares[b], logSumExpOfDoubled(row, count: s))
-                        for j in 0..<s {
-                            logWeightSum[b] += Double(row[j])
-                            logLikelihoodSum[b] += Double(lw.logLikelihood[b * s + j])
-                        }
-                    }
-                    for (l, upper) in encoders.dropFirst().enumerated() {
-                        let means = upper.means, k = upper.dimension
-                        for r in 0..<n * s { for u in 0..<k { upperDrawSums[l][(r / s) * k + u] += Double(means[r, u]) } }
-                    }
-                    done += s
-                }
-                for l in upperDrawSums.indices {
-                    let width = dimensions[l + 1]
-                    for b in 0..<n { for u in 0..<width {
-                        let m = upperDrawSums[l][b * width + u] / Double(k)
-                        part.layerMeanSums[l + 1][u] += m
-                        part.layerMeanSquareSums[l + 1][u] += m * m
-                    } }
-                }
-                for b in 0..<n {
-                    part.logLikelihoods.append(logMeanExp(logSum: running[b], count: k))
-                    part.elbos.append(logWeightSum[b] / Double(k))
-                    part.reconstructions.append(logLikelihoodSum[b] / Double(k))
-                    part.standardErrors.append(monteCarloStandardError(logSum: running[b], logSumOfSquares: runningSquares[b], count: k))
-                }
-                results[pass] = part
-            } catch {
-                passes.abandon()
-                throw (error as? IWAEError)?.shifted(by: start) ?? error   // its example counted from x's first row
+                running[b] = -.infinity
+                runningSquares[b] = -.infinity
+                logWeightSum[b] = 0
+                logLikelihoodSum[b] = 0
+                part.kls.append(Double(klDivergences[b]))
             }
-            let finished = passes.finish(n)   // counted by every worker, reported by one
-            progress?(finished)
+            for l in upperDrawSums.indices { for i in upperDrawSums[l].indices { upperDrawSums[l][i] = 0 } }
+            var done = 0
+            while done < k {
+                let s = Swift.min(samplesPerPass, k - done)
+                let lw = try logWeights(encoded, drawsPerExample: s, noise: noise, keepForBackward: false)
+                for b in 0..<n {
+                    let row = lw.values.pointer + b * lw.values.rowStride
+                    running[b] = logAddExp(running[b], Double(logSumExp(row, count: s)))
+                    runningSquares[b] = logAddExp(runningSquares[b], logSumExpOfDoubled(row, count: s))
+                    for j in 0..<s {
+                        logWeightSum[b] += Double(row[j])
+                        logLikelihoodSum[b] += Double(lw.logLikelihood[b * s + j])
+                    }
+                }
+                for (l, upper) in encoders.dropFirst().enumerated() {
+                    let means = upper.means, k = upper.dimension
+                    for r in 0..<n * s { for u in 0..<k { upperDrawSums[l][(r / s) * k + u] += Double(means[r, u]) } }
+                }
+                done += s
+            }
+            for l in upperDrawSums.indices {
+                let width = dimensions[l + 1]
+                for b in 0..<n { for u in 0..<width {
+                    let m = upperDrawSums[l][b * width + u] / Double(k)
+                    part.layerMeanSums[l + 1][u] += m
+                    part.layerMeanSquareSums[l + 1][u] += m * m
+                } }
+            }
+            for b in 0..<n {
+                part.logLikelihoods.append(logMeanExp(logSum: running[b], count: k))
+                part.elbos.append(logWeightSum[b] / Double(k))
+                part.reconstructions.append(logLikelihoodSum[b] / Double(k))
+                part.standardErrors.append(monteCarloStandardError(logSum: running[b], logSumOfSquares: runningSquares[b], count: k))
+            }
+            return part
         }
-        return results
     }
 
     /// The mean bound of `objective` (its kind, with its K draws) over the

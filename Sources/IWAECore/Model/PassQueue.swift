@@ -22,22 +22,37 @@ package final class PassQueue: Sendable {
         count = (rows + perPass - 1) / perPass
     }
 
-    /// The next pass no worker has taken (its index and its rows), or nil
-    /// when none is left.
-    package func next() -> (index: Int, rows: Range<Int>)? {
+    /// Takes passes until none is left, computing each with `body(rows)`,
+    /// and returns their results by pass; `progress` is called with the rows
+    /// all takers have done. When `body` throws, no one takes another pass
+    /// and the error's example (if it names one) is counted from row 0.
+    package func takeEach<Result>(progress: ((Int) -> Void)?, _ body: (Range<Int>) throws -> Result) throws -> [Int: Result] {
+        var results = [Int: Result]()
+        while let (pass, rows) = next() {
+            do { results[pass] = try body(rows) } catch {
+                abandon()
+                throw (error as? IWAEError)?.shifted(by: rows.lowerBound) ?? error
+            }
+            let finished = finishedRows.add(rows.count, ordering: .relaxed).newValue   // counted by every taker, reported by one
+            progress?(finished)
+        }
+        return results
+    }
+
+    /// The next pass no one has taken (its index and its rows), or nil when
+    /// none is left.
+    private func next() -> (index: Int, rows: Range<Int>)? {
         let index = taken.add(1, ordering: .relaxed).oldValue
         guard index < count else { return nil }
         return (index, index * perPass..<Swift.min(rows, (index + 1) * perPass))
     }
 
-    /// Leaves the passes not yet taken to no one: a worker has failed, and
+    /// Leaves the passes not yet taken to no one: a taker has failed, and
     /// the others stop after the pass they are computing.
-    package func abandon() {
+    private func abandon() {
         taken.store(count, ordering: .relaxed)
     }
 
-    /// Counts `n` more rows done and returns how many all workers have done.
-    package func finish(_ n: Int) -> Int {
-        finishedRows.add(n, ordering: .relaxed).newValue
-    }
+    /// The rows all takers have finished so far.
+    package var finished: Int { finishedRows.load(ordering: .relaxed) }
 }
