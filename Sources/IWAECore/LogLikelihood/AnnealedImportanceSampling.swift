@@ -22,7 +22,6 @@ public struct AISEstimate: Sendable {
     public var meanLogLikelihood: Double { logLikelihoods.reduce(0, +) / Double(Swift.max(examples, 1)) }
     /// Standard error of the mean over examples.
     public var standardError: Double { standardErrorOfMean(logLikelihoods) }
-
 }
 
 extension AISEstimate {
@@ -69,7 +68,7 @@ extension VariationalAutoencoder {
         let passes = PassQueue(rows: x.rows, perPass: Self.aisExamplesPerPass(settings))
         let parts = try annealedImportanceSampling(x, settings: settings, seed: seed, firstRow: firstRow, reverseFrom: posterior,
                                                    passes: passes, progress: progress)
-        return AISEstimate(settings: settings, concatenating: parts.sorted { $0.key < $1.key }.map(\.value))
+        return AISEstimate(settings: settings, concatenating: passes.inPassOrder([parts]))
     }
 
     /// `annealedImportanceSampling` of the passes this model takes from

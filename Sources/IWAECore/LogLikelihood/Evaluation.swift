@@ -129,7 +129,7 @@ extension VariationalAutoencoder {
         let parts = try estimateLogLikelihood(x, samples: samples, seed: seed, firstRow: firstRow, rowsPerPass: rowsPerPass,
                                               passes: passes, progress: progress)
         return LogLikelihoodEstimate(samples: samples.perExample, layerDimensions: configuration.latentDimensions,
-                                     concatenating: parts.sorted { $0.key < $1.key }.map(\.value))
+                                     concatenating: passes.inPassOrder([parts]))
     }
 
     /// `estimateLogLikelihood` of the passes this model takes from `passes`

@@ -179,9 +179,7 @@ public final class ModelWorkers<Scalar: BLASScalar> {
             }
         }
         try errors.rethrow()
-        var results = [Result?](repeating: nil, count: passes.count)
-        for (pass, result) in taken.joined() { results[pass] = result }
-        return results.map { $0! }
+        return passes.inPassOrder(taken)
     }
 
     /// Data-parallel `meanBound` (forward only), over all ranks: global

@@ -39,6 +39,14 @@ package final class PassQueue: Sendable {
         return results
     }
 
+    /// The results of every pass, in pass order, from what each taker
+    /// returned (`takeEach`); every pass must have been taken.
+    package func inPassOrder<Result>(_ taken: [[Int: Result]]) -> [Result] {
+        var results = [Result?](repeating: nil, count: count)
+        for (pass, result) in taken.joined() { results[pass] = result }
+        return results.map { $0! }
+    }
+
     /// The next pass no one has taken (its index and its rows), or nil when
     /// none is left.
     private func next() -> (index: Int, rows: Range<Int>)? {
