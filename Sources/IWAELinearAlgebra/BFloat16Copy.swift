@@ -8,9 +8,11 @@ import CIWAEKernels
 /// made it, instead of rounding it again at each of its products in every
 /// worker. The products would round the same values to the same bits.
 ///
-/// It is current (`isCurrent`) from that update until anything else writes
-/// the values: such a writer calls `ParameterStore.valuesChanged()`, and a
-/// product whose operand is not current rounds it itself, as before.
+/// A forward-only estimate, with no update to make it, rounds the values
+/// into it once at its start (`round(_:for:)`). It is current (`isCurrent`)
+/// from then until anything else writes the values: such a writer calls
+/// `ParameterStore.valuesChanged()`, and a product whose operand is not
+/// current rounds it itself.
 package final class BFloat16Copy: @unchecked Sendable {
     /// The number of values.
     package let count: Int
@@ -41,6 +43,20 @@ package final class BFloat16Copy: @unchecked Sendable {
         if forms.contains(.bits) && bits == nil { bits = .allocate(capacity: Swift.max(count, 1)) }
         if forms.contains(.floats) && floats == nil { floats = .allocate(capacity: Swift.max(count, 1)) }
         return (forms.contains(.bits) ? bits : nil, forms.contains(.floats) ? floats : nil)
+    }
+
+    /// Rounds `values` (`count` of them) into the forms `plan`'s products
+    /// read and marks them current, unless they are already: a forward-only
+    /// estimate, which no update keeps in step, calls it once at its start,
+    /// so its products read each weight rounded once instead of rounding it
+    /// at every pass. Nothing in fp32.
+    package func round(_ values: UnsafePointer<Float>, for plan: ComputePlan) {
+        guard !isCurrent else { return }
+        let (bits, floats) = prepare(for: plan)
+        guard bits != nil || floats != nil else { return }
+        roundToBFloat16(MatrixView(UnsafeMutablePointer(mutating: values), rows: 1, columns: count),
+                        into: RoundedDestination(bits: bits, floats: floats))
+        isCurrent = true
     }
 
     /// The rounded forms of the values from `offset` on, when current.

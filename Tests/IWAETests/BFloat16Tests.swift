@@ -366,6 +366,43 @@ final class BFloat16Tests: XCTestCase {
         }
     }
 
+    /// A forward-only estimate under a bf16 plan rounds the weights once,
+    /// into the copy its products read (current afterwards, equal to the
+    /// values rounded), and gives the bits of an estimate whose products
+    /// round every weight themselves: L_k on 2 workers and on one model,
+    /// and AIS.
+    func testAnEstimateRoundsTheWeightsOnceWithTheSameBits() throws {
+        let configuration = ModelConfiguration(dataDimension: 60, latentDimension: 8, encoderHidden: [40], decoderHidden: [40])
+        let rng = Xoshiro256(seed: 6)
+        let x = Tensor<Float>(shape: [9, 60], values: (0..<9 * 60).map { _ in rng.uniform(Float.self) < 0.3 ? 1 : 0 })
+        var kernels: [ProductKernel] = [.openblasEmulatingBF16, .onednnEmulatingBF16]
+        if BFloat16Units.current.kernelPasses { kernels.append(.onednnBF16) }
+        let settings = try AISSettings(steps: 4, leapfrogSteps: 2, chains: 3)
+        for kernel in kernels {
+            let model = VariationalAutoencoder<Float>(configuration, seed: 3)
+            let workers = ModelWorkers(model: model, workers: 2, seed: 7)
+            workers.plan = ComputePlan(sites: Array(model.productSites(examples: 1, drawsPerExample: 500).keys), kernel: kernel)
+            XCTAssertFalse(model.store.bfloat16Copy.isCurrent)
+            // k = 500: a pass per example. The copy retired after every pass:
+            // all passes but the first round their weights themselves.
+            let selfRounded = try model.estimateLogLikelihood(x.matrix, samples: 500, seed: 1) { _ in model.store.valuesChanged() }
+            model.store.valuesChanged()
+            let once = try workers.estimateLogLikelihood(x.matrix, samples: 500, seed: 1)
+            XCTAssertTrue(model.store.bfloat16Copy.isCurrent, "\(kernel)")
+            let copy = model.store.bfloat16Copy
+            for (i, value) in model.parameters.enumerated().prefix(500) {
+                if let floats = copy.floats { XCTAssertEqual(floats[i].bitPattern, roundedToBFloat16(value).bitPattern) }
+                if let bits = copy.bits { XCTAssertEqual(UInt32(bits[i]) << 16, roundedToBFloat16(value).bitPattern) }
+            }
+            XCTAssertEqual(once.logLikelihoods.map(\.bitPattern), selfRounded.logLikelihoods.map(\.bitPattern), "\(kernel)")
+            model.store.valuesChanged()
+            let aisSelfRounded = try model.annealedImportanceSampling(x.matrix, settings: settings, seed: 2) { _ in model.store.valuesChanged() }
+            model.store.valuesChanged()
+            let aisOnce = try workers.annealedImportanceSampling(x.matrix, settings: settings, seed: 2)
+            XCTAssertEqual(aisOnce.logLikelihoods.map(\.bitPattern), aisSelfRounded.logLikelihoods.map(\.bitPattern), "\(kernel)")
+        }
+    }
+
     /// oneDNN's bf16 matmul is a candidate of the planner only on a CPU
     /// with bf16 units where it agrees with the emulation; elsewhere the
     /// units say why. Its path is run here on every CPU: on one without

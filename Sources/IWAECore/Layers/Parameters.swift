@@ -90,8 +90,16 @@ package final class ParameterStore<Scalar: BLASScalar> {
 
     /// Says that the values were written by something other than Adam's
     /// update (which keeps `bfloat16Copy` in step): the copy is no longer
-    /// read. Every such writer after the first update calls it.
+    /// read. Every writer of the values after the model's first product calls it.
     package func valuesChanged() { bfloat16Copy.isCurrent = false }
+
+    /// Rounds the values into `bfloat16Copy` for this store's plan, unless
+    /// it is current (nothing in fp32): a forward-only estimate's start, on
+    /// one thread, before its workers read the copy.
+    package func roundValuesForProducts() {
+        guard Scalar.self == Float.self else { return }
+        UnsafeRawPointer(values.pointer).withMemoryRebound(to: Float.self, capacity: values.count) { bfloat16Copy.round($0, for: plan) }
+    }
 
     /// The weight of `slot` rounded to bfloat16, when Adam's copy is current
     /// (Float stores only).

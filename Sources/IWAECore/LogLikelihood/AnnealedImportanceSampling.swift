@@ -65,6 +65,7 @@ extension VariationalAutoencoder {
     public func annealedImportanceSampling(_ x: MatrixView<Scalar>, settings: AISSettings, seed: UInt64, firstRow: Int = 0,
                                            reverseFrom posterior: [MatrixView<Scalar>]? = nil,
                                            progress: ((Int) -> Void)? = nil) throws -> AISEstimate {
+        store.roundValuesForProducts()
         let passes = PassQueue(rows: x.rows, perPass: Self.aisExamplesPerPass(settings))
         let parts = try annealedImportanceSampling(x, settings: settings, seed: seed, firstRow: firstRow, reverseFrom: posterior,
                                                    passes: passes, progress: progress)

@@ -125,6 +125,7 @@ extension VariationalAutoencoder {
         rowsPerPass: Int = EvaluationSamples.rowsPerPass,
         progress: ((Int) -> Void)? = nil
     ) throws -> LogLikelihoodEstimate {
+        store.roundValuesForProducts()
         let passes = PassQueue(rows: x.rows, perPass: samples.examplesPerPass(rowsPerPass: rowsPerPass))
         let parts = try estimateLogLikelihood(x, samples: samples, seed: seed, firstRow: firstRow, rowsPerPass: rowsPerPass,
                                               passes: passes, progress: progress)

@@ -164,11 +164,13 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     }
 
     /// Runs `body` on the workers at once (no more of them than passes),
-    /// each with its replica, all taking passes from `passes`; worker 0
+    /// each with its replica, all taking passes from `passes` (the weights
+    /// rounded for a bf16 plan's products first, once); worker 0
     /// gets `progress`. `body` returns the results of the passes it took,
     /// by pass; this returns the results of all passes, in pass order.
     package func onWorkers<Result>(_ passes: PassQueue, progress: ((Int) -> Void)?,
                                    _ body: (VariationalAutoencoder<Scalar>, ((Int) -> Void)?) throws -> [Int: Result]) throws -> [Result] {
+        model.store.roundValuesForProducts()   // the replicas share the copy
         let active = Swift.max(1, Swift.min(workerCount, passes.count))
         var taken = [[Int: Result]](repeating: [:], count: active)
         let errors = taken.withUnsafeMutableBufferPointer { slots in
