@@ -6,7 +6,9 @@ import IWAELinearAlgebra
 /// each worker a `replica` of the model (shared parameters, own buffers and
 /// gradients) with its own random stream (`WorkerStreams`); OpenBLAS runs
 /// single-threaded inside each worker. Their gradients are added by
-/// `ReplicaGradients`.
+/// `ReplicaGradients`. An estimate of log p(x) (`estimateLogLikelihood`,
+/// AIS) instead hands its passes to whichever worker is free (`PassQueue`),
+/// with the same result on any worker count.
 ///
 /// Across processes (a `RankGroup` of R ranks with W workers each) the
 /// workers are numbered globally: worker g takes the same block of the batch
