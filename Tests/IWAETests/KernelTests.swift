@@ -257,6 +257,36 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(d.next(), e.next())
     }
 
+    /// Dynamic binarization against a naive loop over the generator's
+    /// uniforms: value i is 1 exactly when the i-th uniform is below it, at
+    /// widths that fill whole vectors and leave tails, into another buffer
+    /// and in place, with intensities on the uniforms' own grid (u == p
+    /// gives 0), 0, 1, NaN and the generator left where the naive loop leaves it.
+    func testBinarizationIsTheGeneratorsUniformsBelowEachIntensity() {
+        for count in [1, 15, 16, 17, 64, 784, 1029] {
+            let rng = Xoshiro256(seed: UInt64(count)), naive = Xoshiro256(seed: UInt64(count))
+            let probe = Xoshiro256(seed: UInt64(count))
+            let uniforms = (0..<count).map { _ in probe.uniform(Float.self) }
+            var p = (0..<count).map { i -> Float in
+                switch i % 5 {
+                case 0: return uniforms[i]                          // u == p: 0
+                case 1: return uniforms[i].nextUp                   // u < p: 1
+                case 2: return Float((i * 37) % 101) / 100
+                case 3: return i % 3 == 0 ? 0 : 1
+                default: return i % 7 == 0 ? .nan : 0.5
+                }
+            }
+            let expected = p.map { v -> Float in naive.uniform(Float.self) < v ? 1 : 0 }
+            var out = [Float](repeating: -1, count: count)
+            rng.binarize(p, into: &out, count: count)
+            XCTAssertEqual(out, expected, "count \(count)")
+            XCTAssertEqual(rng.next(), naive.next(), "count \(count): the generator advances by one word per value")
+            let inPlace = Xoshiro256(seed: UInt64(count))
+            p.withUnsafeMutableBufferPointer { inPlace.binarize($0.baseAddress!, into: $0.baseAddress!, count: count) }
+            XCTAssertEqual(p, expected, "count \(count), in place")
+        }
+    }
+
     /// Normal fills have mean 0, variance 1, and normal tails (fixed seeds,
     /// tolerances of about 5 standard errors).
     func checkNormalMoments<S: BLASScalar>(_: S.Type) {
