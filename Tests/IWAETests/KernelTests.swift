@@ -259,9 +259,10 @@ final class KernelTests: XCTestCase {
 
     /// Dynamic binarization against a naive loop over the generator's
     /// uniforms: value i is 1 exactly when the i-th uniform is below it, at
-    /// widths that fill whole vectors and leave tails, into another buffer
-    /// and in place, with intensities on the uniforms' own grid (u == p
-    /// gives 0), 0, 1, NaN and the generator left where the naive loop leaves it.
+    /// widths below, at and past 16 values and an image's 784, into another
+    /// buffer and in place, with intensities on the uniforms' own grid
+    /// (u == p gives 0), 0, 1, NaN, and the generator left where the naive
+    /// loop leaves it.
     func testBinarizationIsTheGeneratorsUniformsBelowEachIntensity() {
         for count in [1, 15, 16, 17, 64, 784, 1029] {
             let rng = Xoshiro256(seed: UInt64(count)), naive = Xoshiro256(seed: UInt64(count))
