@@ -20,20 +20,37 @@ package func concurrently(_ count: Int, _ body: (Int) -> Void) {
     if !HelperThreads.shared.run(count, body) { DispatchQueue.concurrentPerform(iterations: count, execute: body) }
 }
 
-/// Runs `body` over `count` items split into one contiguous range per core
-/// of `cores` (nil: all active cores; a single call when `count` is below
-/// `minimumPerCore` per core). For memory-bound flat loops (optimizer
-/// updates, gradient sums); each chunk runs with subnormals flushed
-/// (`withSubnormalsFlushed`).
+/// Runs `body` over `count` items on `cores` threads (nil: all active
+/// cores; one call on the calling thread when `count` is below
+/// `minimumPerCore` per core). The items are cut into pieces of
+/// `pieceSize` (the last shorter), which the threads take in turn as each
+/// finishes its last, so that a core slowed by colder memory or a
+/// neighbour does not hold the other waiting at the end. For memory-bound
+/// flat loops whose items are independent (optimizer updates, gradient
+/// sums): which thread computes a piece never changes a result. Each piece
+/// runs with subnormals flushed (`withSubnormalsFlushed`).
 package func forEachChunk(count: Int, cores: Int? = nil, minimumPerCore: Int = 65536, _ body: (Range<Int>) -> Void) {
     let cores = cores ?? ProcessInfo.processInfo.activeProcessorCount
-    let chunks = Swift.max(1, Swift.min(cores, count / Swift.max(minimumPerCore, 1)))
-    let size = (count + chunks - 1) / chunks
-    concurrently(chunks) { c in
-        let range = Swift.min(count, c * size)..<Swift.min(count, (c + 1) * size)
-        if !range.isEmpty { withSubnormalsFlushed { body(range) } }
+    let threads = Swift.max(1, Swift.min(cores, count / Swift.max(minimumPerCore, 1)))
+    if threads == 1 {
+        if count > 0 { withSubnormalsFlushed { body(0..<count) } }
+        return
+    }
+    let pieces = (count + pieceSize - 1) / pieceSize
+    let taken = Atomic<Int>(0)
+    concurrently(threads) { _ in
+        withSubnormalsFlushed {
+            while case let piece = taken.wrappingAdd(1, ordering: .relaxed).oldValue, piece < pieces {
+                body(piece * pieceSize..<Swift.min(count, (piece + 1) * pieceSize))
+            }
+        }
     }
 }
+
+/// `forEachChunk`'s piece: 16384 items (64 KB of Float), long enough for
+/// the prefetchers, short enough that the threads end within a few
+/// microseconds of each other.
+private let pieceSize = 16384
 
 /// The threads that `concurrently` hands work to, started when first
 /// needed (one per index above 0) and kept. Between jobs each spins on the

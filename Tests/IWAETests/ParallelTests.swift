@@ -166,6 +166,38 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    /// `forEachChunk` hands every item to `body` exactly once, in ranges
+    /// that tile 0 ..< count, on one thread or several.
+    func testForEachChunkCoversEveryItemOnce() {
+        for (count, cores) in [(0, 2), (1, 2), (65_535, 2), (2 * 65_536 + 17, 2), (1_000_003, 2), (1_000_003, 3), (300_000, 1)] {
+            var seen = [UInt8](repeating: 0, count: count)
+            seen.withUnsafeMutableBufferPointer { seen in
+                let base = seen.baseAddress
+                forEachChunk(count: count, cores: cores) { range in
+                    for i in range { base![i] &+= 1 }
+                }
+            }
+            XCTAssertTrue(seen.allSatisfy { $0 == 1 }, "count \(count), cores \(cores): \(seen.filter { $0 != 1 }.count) items not seen once")
+        }
+    }
+
+    /// The pieces go to whichever thread is free: while the thread that
+    /// took the first piece is held up, the other takes all the rest.
+    func testForEachChunkGivesTheRestToTheFreeThread() {
+        let count = 40 * 65_536
+        let lock = NSLock()
+        var takers = [Int: pthread_t]()
+        forEachChunk(count: count, cores: 2) { range in
+            lock.lock(); takers[range.lowerBound] = pthread_self(); lock.unlock()
+            if range.lowerBound == 0 { Thread.sleep(forTimeInterval: 0.3) }
+        }
+        let first = takers[0]!
+        let others = takers.filter { $0.key != 0 }
+        XCTAssertGreaterThan(others.count, 100)
+        XCTAssertTrue(others.values.allSatisfy { pthread_equal($0, first) == 0 },
+                      "\(others.values.filter { pthread_equal($0, first) != 0 }.count) pieces waited for the held-up thread")
+    }
+
     /// From inside a job, and from several threads at once, `concurrently`
     /// still runs every index once (on libdispatch when the helpers are taken).
     func testConcurrentlyNestedAndFromSeveralThreads() {
