@@ -56,16 +56,17 @@ public final class Adam<Scalar: BLASScalar> {
     /// clearing of the next step in one pass over memory instead of three.
     /// In a bf16 plan the same pass rounds the new values into the store's
     /// `bfloat16Copy`, which the next step's products read. The pass is
-    /// split over `cores` threads (nil: all, as `forEachChunk`).
+    /// split over `cores` threads (nil: all, as `forEachChunk`), the caller
+    /// running `meanwhile` first while the others start.
     @_specialize(exported: true, where Scalar == Float)
     package func update(_ store: ParameterStore<Scalar>, summingAndClearing sources: ArraySlice<UnsafeMutablePointer<Scalar>>,
-                        cores: Int? = nil) {
+                        cores: Int? = nil, meanwhile: (() -> Void)? = nil) {
         precondition(!sources.isEmpty)
         let (stepSize, eps, b1, b2) = nextStep()
         let theta = store.values.pointer
         let m = firstMoment.pointer, v = secondMoment.pointer
         let (bits, floats) = Scalar.self == Float.self ? store.bfloat16Copy.prepare(for: store.plan) : (nil, nil)
-        forEachChunk(count: store.values.count, cores: cores) { range in
+        forEachChunk(count: store.values.count, cores: cores, meanwhile: meanwhile) { range in
             let o = range.lowerBound
             withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Scalar>?.self, capacity: sources.count) { shifted in
                 for (i, g) in sources.enumerated() { shifted[i] = g + o }

@@ -47,7 +47,14 @@ public final class Trainer {
     private var begun = false
     private var order: [Int] = []
     private let rng: Xoshiro256
-    private let batchBuffer: Tensor<Float>
+    private var batchBuffer: Tensor<Float>
+    /// The next batch of the epoch, written during the last Adam update
+    /// from `ahead` (a copy of `rng`), and which batch it is: `rng` moves
+    /// to `ahead`'s state only when the batch is used, so a state saved in
+    /// between is the one a run that wrote the batch afterwards would save.
+    private var nextBatch: Tensor<Float>
+    private let ahead = Xoshiro256(seed: 0)
+    private var prefetched: Int?
     private let validationImages: Tensor<Float>?
 
     /// `validation` holds the held-out examples as the model sees them (binary
@@ -81,6 +88,7 @@ public final class Trainer {
         state.plan = Trainer.agreedPlan(model: model, options: options, workers: workers)
         workers.plan = state.plan!
         batchBuffer = Tensor(shape: [options.batchSize, model.configuration.dataDimension])
+        nextBatch = Tensor(shape: [options.batchSize, model.configuration.dataDimension])
         validationImages = validation.map { v in
             let t = Tensor<Float>(shape: [v.count, v.dimension])
             v.write(Array(0..<v.count)[...], binarize: false, using: Xoshiro256(seed: 0), into: t.pointer)
@@ -157,6 +165,7 @@ public final class Trainer {
             ?? ComputePlan(sites: Array(planned.kernels.keys), kernel: ProductKernel(.openblas, options.precision))
         state = saved
         begun = true
+        prefetched = nil
         state.plan = recorded
         workers.plan = recorded
         order = saved.order.map { Int($0) }
@@ -202,6 +211,7 @@ public final class Trainer {
             try handOver { try onCheckpoint?($0) }
         }
         let d = model.configuration.dataDimension
+        prefetched = nil
         let batches = TrainingOptions.batchesPerEpoch(examples: train.count, batchSize: options.batchSize)
         while state.batchInEpoch > 0 || state.epoch < options.epochs {
             if state.batchInEpoch == 0 {
@@ -216,12 +226,22 @@ public final class Trainer {
             let start = DispatchTime.now().uptimeNanoseconds
             var lastReport = start
             let seenAtStart = state.seen
+            /// Batch `index` of the epoch's order, binarized from `generator`, into `buffer`.
+            func write(batch index: Int, using generator: Xoshiro256, into buffer: Tensor<Float>) {
+                let lo = index * options.batchSize
+                train.write(order[lo..<Swift.min(lo + options.batchSize, train.count)],
+                            binarize: model.configuration.likelihood == .bernoulli, using: generator, into: buffer.pointer)
+            }
             for batchIndex in state.batchInEpoch..<batches {
                 let lo = batchIndex * options.batchSize
-                let hi = Swift.min(lo + options.batchSize, train.count)
-                let n = hi - lo
-                train.write(order[lo..<hi], binarize: model.configuration.likelihood == .bernoulli, using: rng,
-                            into: batchBuffer.pointer)
+                let n = Swift.min(lo + options.batchSize, train.count) - lo
+                if prefetched == batchIndex {
+                    swap(&batchBuffer, &nextBatch)
+                    rng.restore(state: ahead.state)
+                } else {
+                    write(batch: batchIndex, using: rng, into: batchBuffer)
+                }
+                prefetched = nil
                 let x = MatrixView(batchBuffer.pointer, rows: n, columns: d)
                 let bounds = try workers.stepGradient(x, objective: options.objective)
                 var batchSum = 0.0
@@ -229,7 +249,13 @@ public final class Trainer {
                 guard batchSum.isFinite else {   // the same on every rank: all agree and stop
                     try ranks.failTogether(IWAEError.numerical("non-finite bound (\(batchSum / Double(n))) at epoch \(state.epoch), step \(state.step + 1); the last checkpoint is kept"))
                 }
-                workers.updateParameters(with: optimizer)
+                // The next batch of this epoch is written while the other workers start on Adam's update.
+                let next = batchIndex + 1
+                workers.updateParameters(with: optimizer, meanwhile: next == batches ? nil : { [self] in
+                    ahead.restore(state: rng.state)
+                    write(batch: next, using: ahead, into: nextBatch)
+                    prefetched = next
+                })
                 state.step += 1
                 state.boundSum += batchSum
                 state.seen += n
