@@ -5,7 +5,9 @@ import Foundation
 public enum GEMMBackend: String, Codable, CaseIterable, Sendable {
     /// OpenBLAS's sgemm (its kernels are what `BLASLibrary.kernels` reports).
     case openblas
-    /// oneDNN's sgemm, which picks its kernels from the CPU's feature flags.
+    /// oneDNN's matmul primitive, which picks its kernels from the CPU's
+    /// feature flags (not its `dnnl_sgemm`, which a handled signal can
+    /// make corrupt the heap: the CDNNL shim says how that was found).
     case onednn
 
     /// "oneDNN 2.6.3" and the like.

@@ -35,13 +35,14 @@ package enum ComputePlanner {
     }
 
     /// The cache's key for a plan of `precision` (before the site): this
-    /// CPU, the kernels and libraries, rows, threads and precision. bf16
+    /// CPU, the kernels and libraries, rows, threads and precision ("oneDNN
+    /// … matmul": answers timed on its dnnl_sgemm before are not reused). bf16
     /// questions say that the operands come rounded ("rounded operands"):
     /// answers timed while the products rounded their operands themselves
     /// are not reused. Only runs that have oneDNN's bf16 matmul as a
     /// candidate ask one; the others take the fp32 plan's emulation.
     package static func question(rows: Int, threads: Int, precision: Precision) -> String {
-        "\(Processor.current.summary) | OpenBLAS \(BLASLibrary.coreName) | \(GEMMBackend.oneDNNVersion) | rows \(rows) | threads \(threads)"
+        "\(Processor.current.summary) | OpenBLAS \(BLASLibrary.coreName) | \(GEMMBackend.oneDNNVersion) matmul | rows \(rows) | threads \(threads)"
             + (precision == .fp32 ? "" : " | \(precision.rawValue) rounded operands")
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import IWAE
 import XCTest
 
@@ -146,6 +147,50 @@ final class GEMMPlanTests: XCTestCase {
     /// not the bf16 units are there), bf16's new since the operands come
     /// rounded (answers timed while the products rounded them are not
     /// reused).
+    /// Signals handled while oneDNN multiplies change nothing: products at
+    /// the engine's shapes (250 rows, 784 and 200 wide: forward, input and
+    /// weight gradient) on this thread while another sends it SIGUSR2 about
+    /// every 0.2 ms, each equal to the bit to the same product computed
+    /// before, without signals. Under oneDNN 2.6.3's dnnl_sgemm, which the
+    /// onednn kernel called before, this corrupted the heap in 3 runs of 3
+    /// (a Ctrl-C during `iwae train` crashed about one run in four).
+    func testOneDNNProductsSurviveSignals() {
+        let (rows, wide, narrow) = (250, 784, 200)
+        let rng = Xoshiro256(seed: 5)
+        let x = Tensor<Float>(shape: [rows, wide]), w = Tensor<Float>(shape: [narrow, wide]), dy = Tensor<Float>(shape: [rows, narrow])
+        for t in [x, w, dy] { rng.fillUniform(t.pointer, count: t.count) }
+        let outputs = [Tensor<Float>(shape: [rows, narrow]), Tensor<Float>(shape: [rows, wide]), Tensor<Float>(shape: [narrow, wide])]
+        func product(_ index: Int) {
+            switch index {
+            case 0: gemm(outputs[0].matrix, x.matrix, .none, w.matrix, .transposed, kernel: .onednn)
+            case 1: gemm(outputs[1].matrix, dy.matrix, .none, w.matrix, .none, kernel: .onednn)
+            default: gemm(outputs[2].matrix, dy.matrix, .transposed, x.matrix, .none, kernel: .onednn)
+            }
+        }
+        let expected = (0..<3).map { i -> [Float] in product(i); return outputs[i].array }
+        let previous = signal(SIGUSR2, { _ in })
+        defer { signal(SIGUSR2, previous) }
+        let target = pthread_self()
+        let stop = Atomic<Bool>(false), sent = Atomic<Int>(0)
+        let sender = Thread {
+            while !stop.load(ordering: .relaxed) {
+                pthread_kill(target, SIGUSR2)
+                sent.add(1, ordering: .relaxed)
+                usleep(200)
+            }
+        }
+        sender.start()
+        var mismatches = 0
+        for call in 0..<1500 {
+            product(call % 3)
+            if outputs[call % 3].array != expected[call % 3] { mismatches += 1 }
+        }
+        stop.store(true, ordering: .relaxed)
+        while !sender.isFinished { usleep(100) }
+        XCTAssertEqual(mismatches, 0)
+        XCTAssertGreaterThan(sent.load(ordering: .relaxed), 100, "too few signals to test anything")
+    }
+
     func testQuestionsSayPrecisionAndRoundedOperands() {
         let fp32 = ComputePlanner.question(rows: 10, threads: 1, precision: .fp32)
         let bf16 = ComputePlanner.question(rows: 10, threads: 1, precision: .bf16)
