@@ -43,7 +43,6 @@ static inline void iwae_omp_prepare(int threads) {
     }
 }
 
-
 /// One matmul primitive of oneDNN with its three memory objects, for one
 /// shape and operand type: C (m, n, fp32, row stride ldc) ← alpha·op(A)
 /// op(B) + beta·C with A and B of `type` (fp32, or bfloat16 bit patterns;

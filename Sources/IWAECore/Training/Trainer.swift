@@ -49,11 +49,12 @@ public final class Trainer {
     private let rng: Xoshiro256
     private var batchBuffer: Tensor<Float>
     /// The next batch of the epoch, written during the last Adam update
-    /// from `ahead` (a copy of `rng`), and which batch it is: `rng` moves
-    /// to `ahead`'s state only when the batch is used, so a state saved in
-    /// between is the one a run that wrote the batch afterwards would save.
+    /// from `ahead`, a copy of `rng`: `rng` takes `ahead`'s state only when
+    /// the batch is used, so a state saved in between is the one a run that
+    /// wrote the batch afterwards would save.
     private var nextBatch: Tensor<Float>
     private let ahead = Xoshiro256(seed: 0)
+    /// Which batch of the epoch `nextBatch` holds, if any.
     private var prefetched: Int?
     private let validationImages: Tensor<Float>?
 
@@ -226,7 +227,7 @@ public final class Trainer {
             let start = DispatchTime.now().uptimeNanoseconds
             var lastReport = start
             let seenAtStart = state.seen
-            /// Batch `index` of the epoch's order, binarized from `generator`, into `buffer`.
+            /// Batch `index` of the epoch's order into `buffer` (binarized from `generator` for a Bernoulli likelihood).
             func write(batch index: Int, using generator: Xoshiro256, into buffer: Tensor<Float>) {
                 let lo = index * options.batchSize
                 train.write(order[lo..<Swift.min(lo + options.batchSize, train.count)],
