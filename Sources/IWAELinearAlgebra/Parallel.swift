@@ -30,22 +30,22 @@ package func concurrently(_ count: Int, _ body: (Int) -> Void) {
 /// sums): which thread computes a piece never changes a result. Each piece
 /// runs with subnormals flushed (`withSubnormalsFlushed`).
 ///
-/// `meanwhile`, when given, runs first on the calling thread (before any
+/// `meanwhile` runs first on the calling thread (before any
 /// piece there, without flushing) while the other threads start on the
 /// pieces: other work of the caller's that the loop's end need not wait for.
-package func forEachChunk(count: Int, cores: Int? = nil, minimumPerCore: Int = 65536, meanwhile: (() -> Void)? = nil,
+package func forEachChunk(count: Int, cores: Int? = nil, minimumPerCore: Int = 65536, meanwhile: () -> Void = {},
                           _ body: (Range<Int>) -> Void) {
     let cores = cores ?? ProcessInfo.processInfo.activeProcessorCount
     let threads = Swift.max(1, Swift.min(cores, count / Swift.max(minimumPerCore, 1)))
     if threads == 1 {
-        meanwhile?()
+        meanwhile()
         if count > 0 { withSubnormalsFlushed { body(0..<count) } }
         return
     }
     let pieces = (count + pieceSize - 1) / pieceSize
     let taken = Atomic<Int>(0)
     concurrently(threads) { thread in
-        if thread == 0 { meanwhile?() }
+        if thread == 0 { meanwhile() }
         withSubnormalsFlushed {
             while case let piece = taken.wrappingAdd(1, ordering: .relaxed).oldValue, piece < pieces {
                 body(piece * pieceSize..<Swift.min(count, (piece + 1) * pieceSize))

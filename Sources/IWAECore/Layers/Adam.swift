@@ -60,7 +60,7 @@ public final class Adam<Scalar: BLASScalar> {
     /// running `meanwhile` first while the others start.
     @_specialize(exported: true, where Scalar == Float)
     package func update(_ store: ParameterStore<Scalar>, summingAndClearing sources: ArraySlice<UnsafeMutablePointer<Scalar>>,
-                        cores: Int? = nil, meanwhile: (() -> Void)? = nil) {
+                        cores: Int? = nil, meanwhile: () -> Void = {}) {
         precondition(!sources.isEmpty)
         let (stepSize, eps, b1, b2) = nextStep()
         let theta = store.values.pointer

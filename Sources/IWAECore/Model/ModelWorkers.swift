@@ -237,13 +237,13 @@ extension ModelWorkers where Scalar == Float {
     /// pass, the gradients left zero for the next step. The sum is added left
     /// to right as `collectGradient` adds it: the same bits.
     public func updateParameters(with optimizer: Adam<Scalar>) {
-        updateParameters(with: optimizer, meanwhile: nil)
+        updateParameters(with: optimizer) {}
     }
 
     /// `updateParameters(with:)`, the calling thread running `meanwhile`
     /// first while the other workers start on the update (the trainer
     /// writes the next batch there).
-    package func updateParameters(with optimizer: Adam<Scalar>, meanwhile: (() -> Void)?) {
+    package func updateParameters(with optimizer: Adam<Scalar>, meanwhile: () -> Void) {
         gradients.update(model.store, with: optimizer, meanwhile: meanwhile)
     }
 }

@@ -76,7 +76,7 @@ final class ReplicaGradients<Scalar: BLASScalar> {
     /// The pending gradients added (as `addReplicas` adds them: the same
     /// bits), applied by `optimizer` and cleared, in one pass; the caller's
     /// thread runs `meanwhile` first (`forEachChunk`).
-    func update(_ store: ParameterStore<Scalar>, with optimizer: Adam<Scalar>, meanwhile: (() -> Void)? = nil) {
+    func update(_ store: ParameterStore<Scalar>, with optimizer: Adam<Scalar>, meanwhile: () -> Void = {}) {
         let sources = Swift.max(1, pending)
         optimizer.update(store, summingAndClearing: buffers[0..<sources], cores: cores, meanwhile: meanwhile)
         for j in 0..<sources { clean[j] = true }
