@@ -22,7 +22,7 @@ BODY void iwae_adam_f32_body(float *restrict theta, const float *restrict g, flo
     adam_elements(theta, g, m, v, n, beta1, beta2, step_size, eps);
 }
 
-/// Blocks of 512: the sources are added (and cleared) into a block on the
+/// Blocks of 512: the sources are added into a block on the
 /// stack, which the update then reads while it is in L1, and the new values
 /// are rounded to bfloat16 from L1 too when `bits` or `rounded` is given.
 BODY void iwae_adam_sum_f32_body(float *restrict theta, float *const *g, long sources, float *restrict m, float *restrict v,
@@ -32,11 +32,11 @@ BODY void iwae_adam_sum_f32_body(float *restrict theta, float *const *g, long so
     float sum[BLOCK];
     for (long lo = 0; lo < n; lo += BLOCK) {
         const long len = n - lo < BLOCK ? n - lo : BLOCK;
-        float *restrict first = g[0] + lo;
-        for (long i = 0; i < len; i++) { sum[i] = first[i]; first[i] = 0.0f; }
+        const float *restrict first = g[0] + lo;
+        for (long i = 0; i < len; i++) sum[i] = first[i];
         for (long s = 1; s < sources; s++) {
-            float *restrict gs = g[s] + lo;
-            for (long i = 0; i < len; i++) { sum[i] = sum[i] + gs[i]; gs[i] = 0.0f; }
+            const float *restrict gs = g[s] + lo;
+            for (long i = 0; i < len; i++) sum[i] = sum[i] + gs[i];
         }
         adam_elements(theta + lo, sum, m + lo, v + lo, len, beta1, beta2, step_size, eps);
         store_bf16(theta + lo, len, bits ? bits + lo : 0, rounded ? rounded + lo : 0);

@@ -72,8 +72,7 @@ void iwae_adam_sum_f64(double *theta, double *const *g, long sources, double *m,
                        double beta1, double beta2, double step_size, double eps) {
     for (long i = 0; i < n; i++) {
         double gi = g[0][i];
-        g[0][i] = 0.0;
-        for (long s = 1; s < sources; s++) { gi = gi + g[s][i]; g[s][i] = 0.0; }
+        for (long s = 1; s < sources; s++) gi = gi + g[s][i];
         adam_element(theta + i, gi, m + i, v + i, beta1, beta2, step_size, eps);
     }
 }

@@ -3,7 +3,7 @@ import CIWAEKernels
 /// A parameter buffer's values rounded to bfloat16 (to nearest, ties to
 /// even), in the forms a bf16 plan's products read them: bit patterns for
 /// oneDNN's bf16 matmul, rounded floats for the emulation. Adam writes it in
-/// its own pass over the values (`adamStepSummingClearingAndRounding`), so
+/// its own pass over the values (`adamStepSummingAndRounding`), so
 /// that a training step reads each weight rounded once by the update that
 /// made it, instead of rounding it again at each of its products in every
 /// worker. The products would round the same values to the same bits.
@@ -156,10 +156,9 @@ package func sumColumnsAndRound<Scalar: BLASScalar>(_ dy: MatrixView<Scalar>, in
 }
 
 /// Adam's update of `count` values on the sum of `sources` gradient
-/// buffers, each cleared (`BLASScalar.adamStepSummingAndClearing`, the same
-/// bits), also writing the new values rounded to bfloat16 into `bits` and
+/// buffers (`BLASScalar.adamStepSumming`, the same bits), also writing the new values rounded to bfloat16 into `bits` and
 /// `floats` where given.
-package func adamStepSummingClearingAndRounding(
+package func adamStepSummingAndRounding(
     parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<UnsafeMutablePointer<Float>?>, sources: Int,
     firstMoment: UnsafeMutablePointer<Float>, secondMoment: UnsafeMutablePointer<Float>, count: Int,
     beta1: Float, beta2: Float, stepSize: Float, epsilon: Float,

@@ -47,7 +47,7 @@ public final class BLASRoutines<Scalar: BLASScalar>: Sendable {
     @usableFromInline package let tanhBackward, scaleRows: GradientRowsPass
     @usableFromInline package let bernoulliLogLikelihood: @Sendable (Pointer, Pointer?, Pointer, Int, Int, Int, MutablePointer, MutablePointer?) -> Void
     @usableFromInline package let adamStep: @Sendable (MutablePointer, Pointer, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void
-    @usableFromInline package let adamStepSummingAndClearing: @Sendable (MutablePointer, UnsafePointer<MutablePointer?>, Int, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void
+    @usableFromInline package let adamStepSumming: @Sendable (MutablePointer, UnsafePointer<MutablePointer?>, Int, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void
     @usableFromInline package let fillStandardNormal: @Sendable (MutablePointer, Int, Xoshiro256) -> Void
     @usableFromInline package let roundToBFloat16: @Sendable (Pointer, Int, MutablePointer, Int, Int) -> Void
 
@@ -62,7 +62,7 @@ public final class BLASRoutines<Scalar: BLASScalar>: Sendable {
         biasTanh: @escaping RowsPass, tanhBackward: @escaping GradientRowsPass, scaleRows: @escaping GradientRowsPass,
         bernoulliLogLikelihood: @escaping @Sendable (Pointer, Pointer?, Pointer, Int, Int, Int, MutablePointer, MutablePointer?) -> Void,
         adamStep: @escaping @Sendable (MutablePointer, Pointer, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void,
-        adamStepSummingAndClearing: @escaping @Sendable (MutablePointer, UnsafePointer<MutablePointer?>, Int, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void,
+        adamStepSumming: @escaping @Sendable (MutablePointer, UnsafePointer<MutablePointer?>, Int, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void,
         fillStandardNormal: @escaping @Sendable (MutablePointer, Int, Xoshiro256) -> Void,
         roundToBFloat16: @escaping @Sendable (Pointer, Int, MutablePointer, Int, Int) -> Void
     ) {
@@ -70,7 +70,7 @@ public final class BLASRoutines<Scalar: BLASScalar>: Sendable {
         self.choleskyLower = choleskyLower
         self.exp = exp; self.log = log; self.log1p = log1p; self.tanh = tanh; self.sigmoid = sigmoid; self.softplus = softplus
         self.biasTanh = biasTanh; self.tanhBackward = tanhBackward; self.scaleRows = scaleRows; self.bernoulliLogLikelihood = bernoulliLogLikelihood
-        self.adamStep = adamStep; self.adamStepSummingAndClearing = adamStepSummingAndClearing
+        self.adamStep = adamStep; self.adamStepSumming = adamStepSumming
         self.fillStandardNormal = fillStandardNormal
         self.roundToBFloat16 = roundToBFloat16
     }
@@ -207,14 +207,14 @@ package extension BLASScalar {
     }
 
     /// `adamStep` on the sum of `sources` gradient buffers, g = g₀ + g₁ + …
-    /// (left to right), each buffer set to zero in the same pass.
+    /// (left to right), in one pass.
     @inlinable
-    static func adamStepSummingAndClearing(
+    static func adamStepSumming(
         parameters: UnsafeMutablePointer<Self>, gradients: UnsafePointer<UnsafeMutablePointer<Self>?>, sources: Int,
         firstMoment: UnsafeMutablePointer<Self>, secondMoment: UnsafeMutablePointer<Self>, count: Int,
         beta1: Self, beta2: Self, stepSize: Self, epsilon: Self
     ) {
-        routines.adamStepSummingAndClearing(parameters, gradients, sources, firstMoment, secondMoment, count, beta1, beta2, stepSize, epsilon)
+        routines.adamStepSumming(parameters, gradients, sources, firstMoment, secondMoment, count, beta1, beta2, stepSize, epsilon)
     }
 
     /// Fills `count` values with independent standard normals (Box–Muller on

@@ -35,7 +35,7 @@ extension Double: BLASScalar {
         },
         bernoulliLogLikelihood: { iwae_bernoulli_loglik_f64($0, $1, $2, $3, $4, $5, $6, $7) },
         adamStep: { iwae_adam_f64($0, $1, $2, $3, $4, $5, $6, $7, $8) },
-        adamStepSummingAndClearing: { iwae_adam_sum_f64($0, $1, $2, $3, $4, $5, $6, $7, $8, $9) },
+        adamStepSumming: { iwae_adam_sum_f64($0, $1, $2, $3, $4, $5, $6, $7, $8, $9) },
         fillStandardNormal: { out, count, generator in
             let pairs = (count + 1) / 2
             let bits = generator.scratchWords(count: 2 * pairs)

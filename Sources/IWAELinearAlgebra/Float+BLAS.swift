@@ -37,7 +37,7 @@ extension Float: BLASScalar {
         scaleRows: { iwae_scale_rows_f32($0, $1, $2, $3, $4, $5, $6) },
         bernoulliLogLikelihood: { iwae_bernoulli_loglik_f32($0, $1, $2, $3, $4, $5, $6, $7) },
         adamStep: { iwae_adam_f32($0, $1, $2, $3, $4, $5, $6, $7, $8) },
-        adamStepSummingAndClearing: { iwae_adam_sum_f32($0, $1, $2, $3, $4, $5, $6, $7, $8, $9, nil, nil) },
+        adamStepSumming: { iwae_adam_sum_f32($0, $1, $2, $3, $4, $5, $6, $7, $8, $9, nil, nil) },
         fillStandardNormal: { out, count, generator in
             let pairs = (count + 1) / 2
             let words = generator.scratchWords(count: pairs)   // 2·pairs UInt32 in pairs UInt64

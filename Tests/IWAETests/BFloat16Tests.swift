@@ -148,7 +148,7 @@ final class BFloat16Tests: XCTestCase {
                 let g = (0..<n).map { _ in rng.uniform(Float.self) * 2 - 1 }
                 for (model, optimizer) in [(rounding, adam), (plain, plainAdam)] {
                     g.withUnsafeBufferPointer { model.store.gradients.pointer.update(from: $0.baseAddress!, count: n) }
-                    optimizer.update(model.store, summingAndClearing: [model.store.gradients.pointer][...])
+                    optimizer.update(model.store, summing: [model.store.gradients.pointer][...])
                 }
             }
             XCTAssertEqual(rounding.parameters.map(\.bitPattern), plain.parameters.map(\.bitPattern), "\(plan.grouped): the values")
@@ -222,7 +222,7 @@ final class BFloat16Tests: XCTestCase {
                     store.plan = ComputePlan(precision: .bf16, [ProductSite(.weightGradient, inputs: 70, outputs: 33): weightKernel,
                                                                 ProductSite(.inputGradient, inputs: 70, outputs: 33): inputKernel])
                     if copy {   // an Adam step of zero gradient leaves the values and makes the copy
-                        Adam<Float>(count: layout.count, learningRate: 0).update(store, summingAndClearing: [store.gradients.pointer][...])
+                        Adam<Float>(count: layout.count, learningRate: 0).update(store, summing: [store.gradients.pointer][...])
                         XCTAssertTrue(store.bfloat16Copy.isCurrent)
                     }
                     let dx = Tensor<Float>(shape: [19, 70])

@@ -32,9 +32,9 @@ final class ParallelTests: XCTestCase {
     /// The one way to a gradient, two ways to use it: Adam's pass fused with
     /// the sum of the replicas' gradients (`updateParameters`) takes the
     /// same step, bit for bit, as the sum collected first (`collectGradient`)
-    /// and a plain Adam update; over several steps, so that the buffers'
-    /// clearing between steps is exercised too (a batch of 5 leaves the third
-    /// worker idle in the last step).
+    /// and a plain Adam update; over several steps, so that the steps'
+    /// writing over the last step's gradients is exercised too (a batch of 5
+    /// leaves the third worker idle, its buffer stale, in the last step).
     func testFusedUpdateEqualsCollectedGradientAndAdam() throws {
         let configuration = ModelConfiguration(dataDimension: 12, latentDimension: 3, encoderHidden: [8], decoderHidden: [8])
         let rng = Xoshiro256(seed: 2)
@@ -56,7 +56,9 @@ final class ParallelTests: XCTestCase {
             XCTAssertEqual(a, b)
             XCTAssertEqual(fusedModel.store.values.array, plainModel.store.values.array)
         }
-        XCTAssertTrue(fusedModel.store.gradients.array.allSatisfy { $0 == 0 }, "the fused pass leaves the gradients zero")
+        XCTAssertTrue(fusedModel.store.gradients.array.contains { $0 != 0 }, "the fused pass does not clear the gradients")
+        fused.collectGradient()
+        XCTAssertTrue(fusedModel.store.gradients.array.allSatisfy { $0 == 0 }, "no step since the update: the gradient is zero")
     }
 
     func testParallelEstimateMergesBlocks() throws {

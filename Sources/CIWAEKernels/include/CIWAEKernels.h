@@ -100,8 +100,8 @@ void iwae_adam_f64(double *theta, const double *g, double *m, double *v, long n,
                    double beta1, double beta2, double step_size, double eps);
 
 /// The same step on g = g₀ + g₁ + … + g_{sources−1} (added in that order,
-/// the order of a left-to-right sum), in one pass that then sets every gᵢ
-/// to zero: a training step's replica sum, update and clearing together.
+/// the order of a left-to-right sum), in one pass that reads the gᵢ and
+/// leaves them as they are: a training step's replica sum and update together.
 /// The f32 step also writes the new θ rounded to bfloat16 (as
 /// `iwae_to_bf16` and `iwae_round_bf16_f32` round) into `bits` and
 /// `rounded` when they are not NULL.

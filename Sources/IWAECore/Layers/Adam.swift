@@ -52,14 +52,15 @@ public final class Adam<Scalar: BLASScalar> {
 
     /// One update of `store.values` from the sum of `sources`, gradient
     /// buffers in the store's layout (a step's data-parallel replicas, added
-    /// left to right), which are zero afterwards: the sum, the update and the
-    /// clearing of the next step in one pass over memory instead of three.
+    /// left to right), which it leaves as they are (the next step writes
+    /// over them, `ParameterStore.markGradientsStale`): the sum and the
+    /// update in one pass over memory instead of two.
     /// In a bf16 plan the same pass rounds the new values into the store's
     /// `bfloat16Copy`, which the next step's products read. The pass is
     /// split over `cores` threads (nil: all, as `forEachChunk`), the caller
     /// running `meanwhile` first while the others start.
     @_specialize(exported: true, where Scalar == Float)
-    package func update(_ store: ParameterStore<Scalar>, summingAndClearing sources: ArraySlice<UnsafeMutablePointer<Scalar>>,
+    package func update(_ store: ParameterStore<Scalar>, summing sources: ArraySlice<UnsafeMutablePointer<Scalar>>,
                         cores: Int? = nil, meanwhile: () -> Void = {}) {
         precondition(!sources.isEmpty)
         let (stepSize, eps, b1, b2) = nextStep()
@@ -71,7 +72,7 @@ public final class Adam<Scalar: BLASScalar> {
             withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Scalar>?.self, capacity: sources.count) { shifted in
                 for (i, g) in sources.enumerated() { shifted[i] = g + o }
                 if bits == nil && floats == nil {
-                    Scalar.adamStepSummingAndClearing(parameters: theta + o, gradients: UnsafePointer(shifted.baseAddress!),
+                    Scalar.adamStepSumming(parameters: theta + o, gradients: UnsafePointer(shifted.baseAddress!),
                                                       sources: sources.count, firstMoment: m + o, secondMoment: v + o,
                                                       count: range.count, beta1: b1, beta2: b2, stepSize: stepSize, epsilon: eps)
                     return
@@ -80,7 +81,7 @@ public final class Adam<Scalar: BLASScalar> {
                     UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
                 }
                 UnsafeMutableRawPointer(shifted.baseAddress!).withMemoryRebound(to: UnsafeMutablePointer<Float>?.self, capacity: sources.count) { g in
-                    adamStepSummingClearingAndRounding(parameters: float(theta + o), gradients: UnsafePointer(g), sources: sources.count,
+                    adamStepSummingAndRounding(parameters: float(theta + o), gradients: UnsafePointer(g), sources: sources.count,
                                                        firstMoment: float(m + o), secondMoment: float(v + o), count: range.count,
                                                        beta1: b1 as! Float, beta2: b2 as! Float, stepSize: stepSize as! Float,
                                                        epsilon: eps as! Float, bits: bits.map { $0 + o }, floats: floats.map { $0 + o })

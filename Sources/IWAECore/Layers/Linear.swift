@@ -47,8 +47,9 @@ package struct Linear: Sendable {
              workspace: store.productWorkspace, roundedA: roundedX, roundedB: store.roundedValue(weight))
     }
 
-    /// Accumulates `dW += dyᵀ x`, `db += Σ_rows dy` (unless the store says
-    /// not to), and, when `dx` is given,
+    /// Accumulates `dW += dyᵀ x` (or writes `dW ← dyᵀ x` over a stale
+    /// gradient, `ParameterStore.gradientForWriting`), `db += Σ_rows dy`
+    /// (unless the store says not to), and, when `dx` is given,
     /// `dx ← dy W` (or `dx += dy W` with `accumulateInput`).
     /// In bf16, dy is rounded once for both products (`roundedDy`, given by
     /// the pass that wrote dy, or rounded here); `roundedX` is x rounded
@@ -65,7 +66,8 @@ package struct Linear: Sendable {
             roundedDy = store.productWorkspace.sharedOperand(dy, outputGradientForms(store))
         }
         if store.accumulatesParameterGradients {
-            gemm(store.gradientMatrix(weight), dy, .transposed, x, .none, beta: 1, kernel: weightKernel,
+            let (dW, beta) = store.gradientForWriting(weight)
+            gemm(dW, dy, .transposed, x, .none, beta: beta, kernel: weightKernel,
                  workspace: store.productWorkspace, roundedA: roundedDy, roundedB: roundedX)
             if !biasGradientAccumulated { sumRows(dy, ones: ones, into: store.gradient(bias)) }
         }

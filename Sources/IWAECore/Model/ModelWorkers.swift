@@ -90,7 +90,6 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         let errors = WorkerPool.run(busy, firstRow: { self.pool.rows(ofLocal: $0, in: n).lowerBound }) { j in
             let rows = self.pool.rows(ofLocal: j, in: n)
             if rows.isEmpty { return }   // a rank whose workers all sit out a short batch
-            self.gradients.prepare(replica: j)
             let b = try self.replicas[j].accumulateGradient(x.rows(rows), objective: objective,
                                                             using: self.streams.generators[j], lossScale: scale)
             (out + rows.lowerBound).update(from: b.baseAddress!, count: rows.count)
@@ -233,8 +232,8 @@ extension ModelWorkers where Scalar == Float {
     }
 
     /// The Adam step after `stepGradient`: the replicas' gradients (or,
-    /// across ranks, their summed gradient) added, applied and cleared in one
-    /// pass, the gradients left zero for the next step. The sum is added left
+    /// across ranks, their summed gradient) added and applied in one pass;
+    /// the next step writes its gradients over them. The sum is added left
     /// to right as `collectGradient` adds it: the same bits.
     public func updateParameters(with optimizer: Adam<Scalar>) {
         updateParameters(with: optimizer) {}

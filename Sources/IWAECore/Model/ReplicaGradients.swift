@@ -7,15 +7,14 @@ import IWAELinearAlgebra
 /// ranks' workers. For a training step they can instead stay apart, to be
 /// added inside Adam's pass (`update(_:with:)`), one pass over memory fewer.
 ///
-/// It also knows which buffers hold only zeros, so that a step clears only
-/// those that need it.
+/// No buffer is cleared between steps: a step marks them stale, and its
+/// products write over the last step's gradients
+/// (`ParameterStore.markGradientsStale`), one more pass fewer.
 final class ReplicaGradients<Scalar: BLASScalar> {
     private let replicas: [VariationalAutoencoder<Scalar>]
     private let ranks: RankGroup
     /// The replicas' gradient buffers (replica j's at j).
     private let buffers: [UnsafeMutablePointer<Scalar>]
-    /// Whether replica j's buffer holds only zeros.
-    private var clean: [Bool]
     /// How many replicas' buffers hold the last step's gradient (1: the sum
     /// is already in the model's).
     private var pending = 0
@@ -30,26 +29,20 @@ final class ReplicaGradients<Scalar: BLASScalar> {
         self.replicas = replicas
         self.ranks = ranks
         buffers = replicas.map { $0.store.gradients.pointer }
-        clean = [false] + [Bool](repeating: true, count: replicas.count - 1)   // the model's gradients are the caller's
         cores = ranks.count > 1 ? replicas.count : nil
     }
 
-    /// Before a step: the model's buffer cleared unless it holds only zeros.
+    /// Before a step: every buffer stale, for the step to write over.
     func beginStep() {
-        if !clean[0] { replicas[0].store.zeroGradients() }
-        clean[0] = false
+        for replica in replicas { replica.store.markGradientsStale() }
     }
 
-    /// Worker j > 0, before it computes: its buffer cleared unless it holds
-    /// only zeros (each worker reads only its own flag; flags change between steps).
-    func prepare(replica j: Int) {
-        if j > 0 && !clean[j] { replicas[j].store.zeroGradients() }
-    }
-
-    /// After the `busy` local workers computed: with `sum`, their buffers
-    /// added into the model's (and across ranks); without, left for `update`.
+    /// After the `busy` local workers computed: what they did not write
+    /// zeroed (all of it in a worker that had no rows); then, with `sum`,
+    /// their buffers added into the model's (and across ranks); without,
+    /// left for `update`.
     func finishStep(busy: Int, sum: Bool) {
-        for j in 1..<Swift.max(1, busy) { clean[j] = false }
+        for j in 0..<Swift.max(1, busy) { replicas[j].store.settleGradients() }
         pending = sum ? 1 : Swift.max(1, busy)
         if sum { addReplicas(busy) }
     }
@@ -74,17 +67,21 @@ final class ReplicaGradients<Scalar: BLASScalar> {
     }
 
     /// The pending gradients added (as `addReplicas` adds them: the same
-    /// bits), applied by `optimizer` and cleared, in one pass; the caller's
+    /// bits) and applied by `optimizer`, in one pass; the caller's
     /// thread runs `meanwhile` first (`forEachChunk`).
+    /// The buffers are stale afterwards: an update or a `collect` with no
+    /// step between finds the model's zero, as before any step.
     func update(_ store: ParameterStore<Scalar>, with optimizer: Adam<Scalar>, meanwhile: () -> Void = {}) {
+        if pending == 0 { replicas[0].store.settleGradients() }
         let sources = Swift.max(1, pending)
-        optimizer.update(store, summingAndClearing: buffers[0..<sources], cores: cores, meanwhile: meanwhile)
-        for j in 0..<sources { clean[j] = true }
+        optimizer.update(store, summing: buffers[0..<sources], cores: cores, meanwhile: meanwhile)
+        for j in 0..<sources { replicas[j].store.markGradientsStale() }
         pending = 0
     }
 
     /// The last step's gradient, summed into the model's buffer.
     func collect() {
         if pending > 1 { addReplicas(pending) }
+        replicas[0].store.settleGradients()
     }
 }
