@@ -36,13 +36,15 @@ package enum ComputePlanner {
 
     /// The cache's key for a plan of `precision` (before the site): this
     /// CPU, the kernels and libraries, rows, threads and precision ("oneDNN
-    /// … matmul": answers timed on its dnnl_sgemm before are not reused). bf16
+    /// … matmul": answers timed on its dnnl_sgemm before are not reused;
+    /// "weight gradients β 0": nor those timed adding to the weight
+    /// gradients, before a step wrote over them). bf16
     /// questions say that the operands come rounded ("rounded operands"):
     /// answers timed while the products rounded their operands themselves
     /// are not reused. Only runs that have oneDNN's bf16 matmul as a
     /// candidate ask one; the others take the fp32 plan's emulation.
     package static func question(rows: Int, threads: Int, precision: Precision) -> String {
-        "\(Processor.current.summary) | OpenBLAS \(BLASLibrary.coreName) | \(GEMMBackend.oneDNNVersion) matmul | rows \(rows) | threads \(threads)"
+        "\(Processor.current.summary) | OpenBLAS \(BLASLibrary.coreName) | \(GEMMBackend.oneDNNVersion) matmul | weight gradients β 0 | rows \(rows) | threads \(threads)"
             + (precision == .fp32 ? "" : " | \(precision.rawValue) rounded operands")
     }
 
@@ -121,8 +123,8 @@ package enum ComputePlanner {
                 case .forward:
                     gemm(y.matrix, x.matrix, .none, w.matrix, .transposed, kernel: kernel, workspace: workspace,
                          roundedA: bf16 ? roundedX : nil, roundedB: bf16 ? roundedW : nil)
-                case .weightGradient:
-                    gemm(w.matrix, y.matrix, .transposed, x.matrix, .none, beta: 1, kernel: kernel, workspace: workspace,
+                case .weightGradient:   // written over the last step's, as a step writes it
+                    gemm(w.matrix, y.matrix, .transposed, x.matrix, .none, beta: 0, kernel: kernel, workspace: workspace,
                          roundedA: bf16 ? roundedY : nil, roundedB: bf16 ? roundedX : nil)
                 case .inputGradient:
                     gemm(x.matrix, y.matrix, .none, w.matrix, .none, kernel: kernel, workspace: workspace,
