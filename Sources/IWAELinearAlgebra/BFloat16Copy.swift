@@ -156,8 +156,8 @@ package func sumColumnsAndRound<Scalar: BLASScalar>(_ dy: MatrixView<Scalar>, in
 }
 
 /// Adam's update of `count` values on the sum of `sources` gradient
-/// buffers (`BLASScalar.adamStepSumming`, the same bits), also writing the new values rounded to bfloat16 into `bits` and
-/// `floats` where given.
+/// buffers (`BLASScalar.adamStepSumming`, the same bits), also writing the
+/// new values rounded to bfloat16 into `bits` and `floats` where given.
 package func adamStepSummingAndRounding(
     parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<UnsafeMutablePointer<Float>?>, sources: Int,
     firstMoment: UnsafeMutablePointer<Float>, secondMoment: UnsafeMutablePointer<Float>, count: Int,

@@ -73,8 +73,8 @@ public final class Adam<Scalar: BLASScalar> {
                 for (i, g) in sources.enumerated() { shifted[i] = g + o }
                 if bits == nil && floats == nil {
                     Scalar.adamStepSumming(parameters: theta + o, gradients: UnsafePointer(shifted.baseAddress!),
-                                                      sources: sources.count, firstMoment: m + o, secondMoment: v + o,
-                                                      count: range.count, beta1: b1, beta2: b2, stepSize: stepSize, epsilon: eps)
+                                           sources: sources.count, firstMoment: m + o, secondMoment: v + o,
+                                           count: range.count, beta1: b1, beta2: b2, stepSize: stepSize, epsilon: eps)
                     return
                 }
                 func float(_ p: UnsafeMutablePointer<Scalar>) -> UnsafeMutablePointer<Float> {
@@ -82,9 +82,9 @@ public final class Adam<Scalar: BLASScalar> {
                 }
                 UnsafeMutableRawPointer(shifted.baseAddress!).withMemoryRebound(to: UnsafeMutablePointer<Float>?.self, capacity: sources.count) { g in
                     adamStepSummingAndRounding(parameters: float(theta + o), gradients: UnsafePointer(g), sources: sources.count,
-                                                       firstMoment: float(m + o), secondMoment: float(v + o), count: range.count,
-                                                       beta1: b1 as! Float, beta2: b2 as! Float, stepSize: stepSize as! Float,
-                                                       epsilon: eps as! Float, bits: bits.map { $0 + o }, floats: floats.map { $0 + o })
+                                               firstMoment: float(m + o), secondMoment: float(v + o), count: range.count,
+                                               beta1: b1 as! Float, beta2: b2 as! Float, stepSize: stepSize as! Float,
+                                               epsilon: eps as! Float, bits: bits.map { $0 + o }, floats: floats.map { $0 + o })
                 }
             }
         }
