@@ -2,7 +2,8 @@
 """The engine, JAX and PyTorch side by side on this machine: ms per training
 step at the same shapes (each the mean over about --seconds of steps, as
 `iwae-bench speed` measures the engine; rounds alternate the three and the
-medians of the rounds are printed), then the test
+medians of the rounds are printed, the ratios as the median of each round's
+own ratio, so that the machine's drift between rounds cancels), then the test
 NLL (k = 5000) of each after the same training budget, on the same binarized
 test images. Run by Benchmarks/reference/run.sh, which installs JAX and
 PyTorch and builds the engine.
@@ -72,6 +73,13 @@ def train_reference(name, directory, epochs, batch, k, eval_k):
     print(json.dumps({"train_s": seconds, "nll": nll, "eval_s": time.perf_counter() - start}))
 
 
+def paired_ratios(reference_ms, engine_ms):
+    """The median over rounds of reference/engine within each round, with
+    the lowest and highest, as "1.62 [1.48-1.75]"."""
+    ratios = sorted(r / e for r, e in zip(reference_ms, engine_ms))
+    return f"{statistics.median(ratios):5.2f} [{ratios[0]:.2f}-{ratios[-1]:.2f}]"
+
+
 def child(arguments):
     out = subprocess.run([sys.executable, os.path.abspath(__file__)] + arguments, check=True,
                          capture_output=True, text=True).stdout
@@ -120,11 +128,13 @@ def main():
                                "--seconds", str(args.seconds)])
                     times.setdefault((name, batch, k), []).append(r["ms"])
             print(f"round {round + 1}/{args.rounds} done", file=sys.stderr)
-        print(f"ms per training step (gradient + Adam), 784-200-200-50 IWAE, 2 threads each, {args.precision} products, medians of {args.rounds} alternating rounds")
-        print("   B    K    engine       JAX   PyTorch   JAX/engine   PyTorch/engine")
+        print(f"ms per training step (gradient + Adam), 784-200-200-50 IWAE, 2 threads each, {args.precision} products, medians of {args.rounds} alternating rounds;")
+        print("ratios: the median of each round's reference/engine, lowest and highest in brackets")
+        print("   B    K    engine       JAX   PyTorch   JAX/engine          PyTorch/engine")
         for batch, k in shapes:
             e, j, t = (statistics.median(times[(n, batch, k)]) for n in ("engine", "jax", "torch"))
-            print(f"{batch:4d} {k:4d} {e:9.3f} {j:9.3f} {t:9.3f} {j / e:12.2f} {t / e:16.2f}")
+            ratios = [paired_ratios(times[(name, batch, k)], times[("engine", batch, k)]) for name in FRAMEWORKS]
+            print(f"{batch:4d} {k:4d} {e:9.3f} {j:9.3f} {t:9.3f}" + "".join(f"   {r}" for r in ratios))
         if args.skip_nll:
             return
         print(f"\ntest NLL after {args.epochs} epoch(s) of IWAE K={args.k}, batch 100, Adam 1e-3 on all "
