@@ -33,8 +33,13 @@ BODY void iwae_adam_sum_f32_body(float *restrict theta, float *const *g, long so
     for (long lo = 0; lo < n; lo += BLOCK) {
         const long len = n - lo < BLOCK ? n - lo : BLOCK;
         const float *restrict first = g[0] + lo;
-        for (long i = 0; i < len; i++) sum[i] = first[i];
-        for (long s = 1; s < sources; s++) {
+        if (sources > 1) {   // the first two added in the copy's loop (a copy alone compiles to a memcpy call)
+            const float *restrict second = g[1] + lo;
+            for (long i = 0; i < len; i++) sum[i] = first[i] + second[i];
+        } else {
+            for (long i = 0; i < len; i++) sum[i] = first[i];
+        }
+        for (long s = 2; s < sources; s++) {
             const float *restrict gs = g[s] + lo;
             for (long i = 0; i < len; i++) sum[i] = sum[i] + gs[i];
         }

@@ -28,25 +28,29 @@ final class AdamTests: XCTestCase {
     /// The fused step (the replicas' gradients added left to right and
     /// applied) gives the bits of an explicit sum followed by `update`, over
     /// more values than one block of the kernel and more than one core's
-    /// chunk, and leaves every source as it was.
+    /// chunk, and leaves every source as it was: for one, two and three
+    /// sources (the kernel copies one, adds the first two in one loop, and
+    /// the rest one by one).
     func testFusedSumAndUpdateEqualsSumThenUpdate() {
         let n = 140_001
         var layout = ParameterLayout()
         _ = layout.register("p", shape: [n])
-        let fused = ParameterStore<Float>(layout: layout), plain = ParameterStore<Float>(layout: layout)
-        let rng = Xoshiro256(seed: 4)
-        for i in 0..<n { fused.values[i] = rng.uniform(Float.self) - 0.5; plain.values[i] = fused.values[i] }
-        let fusedAdam = Adam<Float>(count: n, learningRate: 1e-2), plainAdam = Adam<Float>(count: n, learningRate: 1e-2)
-        let replicas = (0..<3).map { _ in Tensor<Float>(shape: [n]) }
-        for step in 1...3 {
-            for r in replicas { for i in 0..<n { r[i] = (rng.uniform(Float.self) - 0.5) * Float(step) } }
-            for i in 0..<n { plain.gradients[i] = (replicas[0][i] + replicas[1][i]) + replicas[2][i] }
-            plainAdam.update(plain)
-            let sources = replicas.map(\.array)
-            fusedAdam.update(fused, summing: replicas.map(\.pointer)[...])
-            XCTAssertEqual(fused.values.array, plain.values.array, "step \(step)")
-            XCTAssertEqual(fusedAdam.secondMoment.array, plainAdam.secondMoment.array, "step \(step)")
-            XCTAssertEqual(replicas.map(\.array), sources, "step \(step): the sources are read, not written")
+        for count in 1...3 {
+            let fused = ParameterStore<Float>(layout: layout), plain = ParameterStore<Float>(layout: layout)
+            let rng = Xoshiro256(seed: 4)
+            for i in 0..<n { fused.values[i] = rng.uniform(Float.self) - 0.5; plain.values[i] = fused.values[i] }
+            let fusedAdam = Adam<Float>(count: n, learningRate: 1e-2), plainAdam = Adam<Float>(count: n, learningRate: 1e-2)
+            let replicas = (0..<count).map { _ in Tensor<Float>(shape: [n]) }
+            for step in 1...3 {
+                for r in replicas { for i in 0..<n { r[i] = (rng.uniform(Float.self) - 0.5) * Float(step) } }
+                for i in 0..<n { plain.gradients[i] = replicas.dropFirst().reduce(replicas[0][i]) { $0 + $1[i] } }
+                plainAdam.update(plain)
+                let sources = replicas.map(\.array)
+                fusedAdam.update(fused, summing: replicas.map(\.pointer)[...])
+                XCTAssertEqual(fused.values.array, plain.values.array, "\(count) sources, step \(step)")
+                XCTAssertEqual(fusedAdam.secondMoment.array, plainAdam.secondMoment.array, "\(count) sources, step \(step)")
+                XCTAssertEqual(replicas.map(\.array), sources, "\(count) sources, step \(step): the sources are read, not written")
+            }
         }
     }
 }
