@@ -39,6 +39,11 @@ package func gemm<Scalar: BLASScalar>(
                                workspace: workspace ?? ProductWorkspace(), rounded: (roundedA, roundedB))
         return
     }
+    let start = ProductTiming.begin(Scalar.self)
+    defer {
+        ProductTiming.end(ProductTiming.Call(m: m, n: n, kk: kk, transposeA: transposeA, transposeB: transposeB,
+                                             accumulates: beta != 0, kernel: kernel), since: start)
+    }
     if kernel.library == .openblas {
         Scalar.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, kk: kk,
                     alpha: alpha, a: a.pointer, lda: max(a.rowStride, 1),
@@ -79,10 +84,15 @@ package func gemmWithBFloat16Inputs<Scalar: BLASScalar>(
         let bitsA = bits(a, given.a, roundedA), bitsB = bits(b, given.b, roundedB)
         let m = transposeA == .none ? a.rows : a.columns, kk = transposeA == .none ? a.columns : a.rows
         let n = transposeB == .none ? b.columns : b.rows
+        let start = ProductTiming.begin(Scalar.self)
         let status = iwae_dnnl_bf16_gemm(Int32(BLASLibrary.threads), transposeA.letter, transposeB.letter, m, n, kk,
                                          bitsA, Swift.max(a.columns, 1), bitsB, Swift.max(b.columns, 1), Float(beta),
                                          UnsafeMutableRawPointer(c.pointer).assumingMemoryBound(to: Float.self), Swift.max(c.rowStride, 1))
-        if status == dnnl_success { return }
+        if status == dnnl_success {
+            ProductTiming.end(ProductTiming.Call(m: m, n: n, kk: kk, transposeA: transposeA, transposeB: transposeB,
+                                                 accumulates: beta != 0, kernel: kernel), since: start)
+            return
+        }
         // A shape oneDNN refuses (it passed the check on others): the emulation computes the same numbers.
     }
     gemm(c, floats(a, given.a, roundedA), transposeA, floats(b, given.b, roundedB), transposeB,
