@@ -49,16 +49,17 @@ struct Products: ParsableCommand {
                        alone: timeAlone(call))
         }
         let inStep = rows.reduce(0) { $0 + $1.inStep * $1.callsPerStep }
-        let alone = rows.reduce(0.0) { $0 + ($1.alone ?? $1.inStep) * $1.callsPerStep }
+        // Only when every shape was timed alone (not for bf16 kernels).
+        let alone = rows.allSatisfy { $0.alone != nil } ? rows.reduce(0.0) { $0 + $1.alone! * $1.callsPerStep } : nil
         if json {
             for r in rows {
                 print(jsonLine([("case", "product"), ("product", r.label), ("kernel", r.call.kernel.rawValue), ("m", r.call.m), ("n", r.call.n),
                            ("kk", r.call.kk), ("accumulates", r.call.accumulates), ("calls_per_worker_step", r.callsPerStep),
-                           ("in_step_us", r.inStep * 1e6), ("alone_us", r.alone.map { $0 * 1e6 } ?? -1),
+                           ("in_step_us", r.inStep * 1e6), ("alone_us", r.alone.map { $0 * 1e6 }),
                            ("in_step_gflops", r.call.flops / r.inStep / 1e9)]))
             }
             print(jsonLine([("case", "step"), ("batch", batch), ("k", k), ("workers", workerCount), ("precision", precision.rawValue),
-                       ("ms_per_step", perStep * 1e3), ("products_in_step_ms", inStep * 1e3), ("products_alone_ms", alone * 1e3),
+                       ("ms_per_step", perStep * 1e3), ("products_in_step_ms", inStep * 1e3), ("products_alone_ms", alone.map { $0 * 1e3 }),
                        ("rest_ms", (perStep - inStep) * 1e3)]))
             return
         }
@@ -72,8 +73,9 @@ struct Products: ParsableCommand {
                   + String(format: " %7.2f %12.1f ", r.callsPerStep, r.inStep * 1e6) + leftPadded(alone, 10) + " " + leftPadded(ratio, 12)
                   + String(format: " %17.1f", r.call.flops / r.inStep / 1e9))
         }
-        print(String(format: "products: %.3f ms in the step (%.0f%% of it), %.3f ms alone; the rest of the step (passes, Adam, waiting): %.3f ms",
-                     inStep * 1e3, 100 * inStep / perStep, alone * 1e3, (perStep - inStep) * 1e3))
+        print(String(format: "products: %.3f ms in the step (%.0f%% of it), ", inStep * 1e3, 100 * inStep / perStep)
+              + (alone.map { String(format: "%.3f ms alone", $0 * 1e3) } ?? "not timed alone (bf16 kernels)")
+              + String(format: "; the rest of the step (passes, Adam, waiting): %.3f ms", (perStep - inStep) * 1e3))
     }
 }
 
@@ -81,7 +83,8 @@ struct Products: ParsableCommand {
 private struct ProductRow {
     var call: ProductTiming.Call
     var callsPerStep: Double
-    /// Seconds per call in the step, and alone (nil: a bf16 kernel, not timed alone).
+    /// Seconds per call in the step, and alone (nil: a bf16 kernel, whose
+    /// operands a step gives rounded; not timed alone).
     var inStep: Double
     var alone: Double?
 
