@@ -20,10 +20,9 @@ struct Products: ParsableCommand {
     @Option(help: "Seconds of steps to record.") var seconds: Double = 4
     @Option(help: "A trained model (training output directory) to time instead of a fresh one (784-200-200-50).")
     var model: String?
-    @Option(help: "Library of the products: auto (the faster per product, as training plans them), openblas or onednn.")
-    var gemm = GEMMChoice.auto
-    @Option(help: "Inputs of the products: fp32, or bf16 (rounded to bfloat16, accumulated in fp32).")
-    var precision = Precision.fp32
+    @OptionGroup var products: ProductOptions
+    var gemm: GEMMChoice { products.gemm }
+    var precision: Precision { products.precision }
     @Flag(help: "One JSON object per product, then one for the step, instead of a table.") var json = false
 
     func run() throws {

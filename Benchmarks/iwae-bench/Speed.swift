@@ -18,10 +18,9 @@ struct Speed: ParsableCommand {
     @Option(help: "A trained model (training output directory) to time beside a fresh one of its architecture. Default: one trained here for --train-epochs on Fashion-MNIST (IWAE, K = 5, batch 100).")
     var model: String?
     @Option(help: "Epochs of the model trained here when --model is not given (0: time fresh models only).") var trainEpochs = 1
-    @Option(help: "Library of the products: auto (the faster per product, as training plans them), openblas or onednn.")
-    var gemm = GEMMChoice.auto
-    @Option(help: "Inputs of the products: fp32, or bf16 (rounded to bfloat16, accumulated in fp32).")
-    var precision = Precision.fp32
+    @OptionGroup var products: ProductOptions
+    var gemm: GEMMChoice { products.gemm }
+    var precision: Precision { products.precision }
     @Flag(help: "One JSON object per measured case instead of a table.") var json = false
 
     func run() throws {

@@ -1,6 +1,7 @@
 // The measurements behind `iwae-bench speed` (and `scaling`): models to time,
 // a training step's time and phases, the k-sample evaluation, the batched
 // Cholesky factorization.
+import ArgumentParser
 import Foundation
 import IWAE
 import IWAEConsole
@@ -10,6 +11,14 @@ func freshModel(_ configuration: ModelConfiguration, mean: [Float]) -> Variation
     let model = VariationalAutoencoder<Float>(configuration, seed: 1)
     if configuration.dataDimension == mean.count { model.initializeOutputBias(dataMean: mean) }
     return model
+}
+
+/// The products' library and precision, as `speed` and `products` take them.
+struct ProductOptions: ParsableArguments {
+    @Option(help: "Library of the products: auto (the faster per product, as training plans them), openblas or onednn.")
+    var gemm = GEMMChoice.auto
+    @Option(help: "Inputs of the products: fp32, or bf16 (rounded to bfloat16, accumulated in fp32).")
+    var precision = Precision.fp32
 }
 
 /// The faster of one worker with all cores in BLAS and one worker per core
