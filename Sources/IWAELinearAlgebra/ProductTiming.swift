@@ -60,12 +60,11 @@ import Synchronization
         Scalar.self == Float.self && switchedOn.load(ordering: .relaxed) ? DispatchTime.now().uptimeNanoseconds : 0
     }
 
-    /// Adds `call`, begun at `start` (from `begin`; 0 records nothing).
+    /// Adds `call`, begun at `start` (a nonzero reading of `begin`: callers
+    /// skip this call when `begin` gave 0).
     @usableFromInline
-    package static func end(_ call: @autoclosure () -> Call, since start: UInt64) {
-        guard start != 0 else { return }
+    package static func end(_ call: Call, since start: UInt64) {
         let elapsed = DispatchTime.now().uptimeNanoseconds &- start
-        let call = call()
         totals.withLock {
             $0[call, default: Total()].calls += 1
             $0[call, default: Total()].nanoseconds &+= elapsed

@@ -59,6 +59,12 @@ final class ProductTimingTests: XCTestCase {
                 let recorded = record.reduce(0.0) { $0 + $1.key.flops * Double($1.value.calls) }
                 XCTAssertEqual(recorded, model.gemmFlopsPerStep(examples: batch, drawsPerExample: k),
                                "\(configuration.stochasticLayers) stochastic layers, \(workers) workers")
+                if configuration.stochasticLayers == 1 {
+                    // By hand, 2·rows·in·out a product: the encoder on 7 rows, 12→8 forward and
+                    // weight gradient (2688), 8→6 three products (2016), its two heads 6→3 three
+                    // each (1512); the decoder on 7·4 = 28 rows, 3→5 and 5→12 three each (2520, 10080).
+                    XCTAssertEqual(recorded, 2688 + 2016 + 1512 + 2520 + 10080, "\(workers) workers, counted by hand")
+                }
             }
         }
     }
