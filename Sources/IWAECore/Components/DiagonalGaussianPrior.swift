@@ -50,18 +50,34 @@ package final class DiagonalGaussianPrior<Scalar: BLASScalar> {
     package func backward(_ z: MatrixView<Scalar>, weights g: UnsafePointer<Scalar>, path: UnsafePointer<Scalar>?,
                          sampleGradient dz: UnsafeMutablePointer<Scalar>, _ store: ParameterStore<Scalar>) {
         let k = dimension, rows = z.rows
+        precondition(z.columns == k)
         let dMean = meanSlot.map { store.gradient($0) }, dLogVariance = logVarianceSlot.map { store.gradient($0) }
-        for i in 0..<k {
-            let (m, variance) = parameters(i, store)
-            var sumMean: Scalar = 0, sumLogVariance: Scalar = 0
-            for r in 0..<rows {
-                let gr = g[r], diff = z[r, i] - m
-                sumMean += gr * diff / variance
-                sumLogVariance += gr * (0.5 * diff * diff / variance - 0.5)
-                if let path { dz[r * k + i] += path[r] * (-diff / variance) }
+        // Row by row, each unit's sums in the order of the rows: the bits of
+        // a loop over units outside, in a sweep over z's rows as they lie.
+        withUnsafeTemporaryAllocation(of: Scalar.self, capacity: 4 * k) { scratch in
+            let base = scratch.baseAddress!
+            let means = base, variances = base + k, sumMean = base + 2 * k, sumLogVariance = base + 3 * k
+            for i in 0..<k {
+                (means[i], variances[i]) = parameters(i, store)
+                sumMean[i] = 0
+                sumLogVariance[i] = 0
             }
-            dMean?[i] += sumMean
-            dLogVariance?[i] += sumLogVariance
+            for r in 0..<rows {
+                let gr = g[r], zr = z.pointer + r * z.rowStride
+                for i in 0..<k {
+                    let diff = zr[i] - means[i], variance = variances[i]
+                    sumMean[i] += gr * diff / variance
+                    sumLogVariance[i] += gr * (0.5 * diff * diff / variance - 0.5)
+                }
+                if let path {
+                    let pr = path[r], dzr = dz + r * k
+                    for i in 0..<k { dzr[i] += pr * (-(zr[i] - means[i]) / variances[i]) }
+                }
+            }
+            for i in 0..<k {
+                dMean?[i] += sumMean[i]
+                dLogVariance?[i] += sumLogVariance[i]
+            }
         }
     }
 

@@ -53,10 +53,12 @@ extension GaussianConditional {
         for b in 0..<examples {
             var gSum: Scalar = 0
             if let g { for j in 0..<K { gSum += g[b * K + j] } }
-            for i in 0..<k {
-                var s: Scalar = 0
-                for j in 0..<K { s += m[(b * K + j) * k + i] }
-                dMu[b * k + i] = s
+            // Each unit's sum over the draws in draw order, sweeping the draws' rows as they lie.
+            let dMuB = dMu + b * k
+            for i in 0..<k { dMuB[i] = 0 }
+            for j in 0..<K {
+                let row = m + (b * K + j) * k
+                for i in 0..<k { dMuB[i] += row[i] }
             }
             if isFull {
                 let lBar = dScale + b * k * k
@@ -67,12 +69,13 @@ extension GaussianConditional {
                     lBar[i * k + i] += gSum / scale[b * k * k + i * k + i]
                 }
             } else {
-                for i in 0..<k {
-                    let si = scale[b * k + i]
-                    var s: Scalar = 0
-                    for j in 0..<K { s += m[(b * K + j) * k + i] * si * eps[(b * K + j) * k + i] }
-                    dScale[b * k + i] = s + gSum
+                let s = scale.pointer + b * k, dScaleB = dScale + b * k
+                for i in 0..<k { dScaleB[i] = 0 }
+                for j in 0..<K {
+                    let row = m + (b * K + j) * k, epsRow = eps + (b * K + j) * k
+                    for i in 0..<k { dScaleB[i] += row[i] * s[i] * epsRow[i] }
                 }
+                for i in 0..<k { dScaleB[i] = dScaleB[i] + gSum }
             }
         }
     }
