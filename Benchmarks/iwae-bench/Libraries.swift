@@ -13,8 +13,7 @@ struct Libraries: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The plan --gemm auto makes against all-oneDNN and all-OpenBLAS plans, in whole training steps timed alternately (a worker per core); the median over rounds of each round's ratio to auto.")
 
-    @Option(help: "Batch sizes of the training step.") var batches = PositiveIntegers([20, 100])
-    @Option(help: "K values of the training step.") var ks = PositiveIntegers([1, 5, 50])
+    @OptionGroup var shapes: StepShapes
     @Option(help: "Alternating rounds; each times every plan once.") var rounds = 9
     @Option(help: "Seconds of each timing in a round.") var seconds: Double = 0.3
     @Option(help: "A trained model (training output directory) to time instead of a fresh one (784-200-200-50).")
@@ -22,7 +21,7 @@ struct Libraries: ParsableCommand {
 
     func run() throws {
         guard rounds >= 1, seconds > 0 else { throw IWAEError.invalidArgument("--rounds must be at least 1 and --seconds positive") }
-        let (images, mean) = benchmarkImages(count: batches.values.max()!)
+        let (images, mean) = benchmarkImages(count: shapes.batches.values.max()!)
         func makeModel() throws -> VariationalAutoencoder<Float> {
             let made = try model.map { try Checkpoint.load(from: $0).model } ?? freshModel(ModelConfiguration(dataDimension: 784), mean: mean)
             guard made.configuration.dataDimension == 784 else {
@@ -35,8 +34,8 @@ struct Libraries: ParsableCommand {
         let choices: [GEMMChoice] = [.auto, .onednn, .openblas]
         print("CPU \(Processor.current.summary); OpenBLAS \(BLASLibrary.coreName); \(cores) workers; \(rounds) alternating rounds of \(seconds) s per plan")
         print("  B    K   auto ms   onednn/auto   openblas/auto   auto's plan")
-        for batch in batches.values {
-            for k in ks.values {
+        for batch in shapes.batches.values {
+            for k in shapes.ks.values {
                 let timers = try choices.map { try StepTimer(batch: batch, k: k, workers: cores, images: images, model: makeModel(), gemm: $0, precision: .fp32) }
                 var times = Array(repeating: [Double](), count: timers.count)
                 for round in 0..<rounds {

@@ -11,8 +11,7 @@ struct Precisions: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "bf16 against fp32, same build, same run, alternating: each training step at both layouts (one worker on all cores, a worker per core) and the k=5000 evaluation; the median over rounds of each round's bf16/fp32 ratio, at the faster layouts.")
 
-    @Option(help: "Batch sizes of the training step.") var batches = PositiveIntegers([20, 100])
-    @Option(help: "K values of the training step.") var ks = PositiveIntegers([1, 5, 50])
+    @OptionGroup var shapes: StepShapes
     @Option(help: "Alternating rounds; each times every precision and layout once.") var rounds = 5
     @Option(help: "Seconds of each timing in a round.") var seconds: Double = 0.4
     @Option(help: "Test images of the k=5000 evaluation (0 to skip).") var evalImages: Int = 1000
@@ -29,7 +28,7 @@ struct Precisions: ParsableCommand {
         let trained = try TrainedModel(directory: model, configuration: ModelConfiguration(dataDimension: 784), epochs: trainEpochs, quiet: json)
         defer { trained?.removeIfMadeHere() }
         let configuration = trained?.configuration ?? ModelConfiguration(dataDimension: 784)
-        let (images, mean) = benchmarkImages(count: batches.values.max()!)
+        let (images, mean) = benchmarkImages(count: shapes.batches.values.max()!)
         func makeModel() throws -> VariationalAutoencoder<Float> { try trained?.load() ?? freshModel(configuration, mean: mean) }
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let layouts = Set([1, cores]).sorted()
@@ -39,8 +38,8 @@ struct Precisions: ParsableCommand {
             print(" B    K   fp32 ms (layout)     bf16 ms (layout)     bf16/fp32   bf16 plan")
         }
         var worst = 0.0
-        for batch in batches.values {
-            for k in ks.values {
+        for batch in shapes.batches.values {
+            for k in shapes.ks.values {
                 var timers = [(Precision, Int, StepTimer)]()
                 for layout in layouts {
                     for precision in Precision.allCases {

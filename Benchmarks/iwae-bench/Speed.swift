@@ -7,8 +7,7 @@ struct Speed: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Training-step, k=5000 evaluation and batched-Cholesky speed, of a fresh and of a trained model, as fractions of the hardware's fp32 peak and of the best sgemm measured in the same run.")
 
-    @Option(help: "Batch sizes of the training step.") var batches = PositiveIntegers([20, 100])
-    @Option(help: "K values of the training step.") var ks = PositiveIntegers([1, 5, 50])
+    @OptionGroup var shapes: StepShapes
     @Option(help: "Seconds to time each training case.") var seconds: Double = 2
     @Option(help: "Test images of the k=5000 evaluation (0 to skip).") var evalImages: Int = 1000
     @Option(help: "Samples per image of the evaluation.") var evalK: Int = 5000
@@ -32,7 +31,7 @@ struct Speed: ParsableCommand {
         let trained = try TrainedModel(directory: model, configuration: configuration, epochs: trainEpochs, quiet: json)
         if let trained { configuration = trained.configuration }
         defer { trained?.removeIfMadeHere() }
-        let batchList = batches.values, kList = ks.values
+        let batchList = shapes.batches.values, kList = shapes.ks.values
         let cores = ProcessInfo.processInfo.activeProcessorCount
         var rows = [[(String, any JSONField)]]()
         // The hardware's peak does not change, but a neighbour's burst during its

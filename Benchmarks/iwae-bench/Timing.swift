@@ -21,6 +21,12 @@ struct ProductOptions: ParsableArguments {
     var precision = Precision.fp32
 }
 
+/// The training steps' shapes, as `speed`, `libraries` and `precisions` take them.
+struct StepShapes: ParsableArguments {
+    @Option(help: "Batch sizes of the training step.") var batches = PositiveIntegers([20, 100])
+    @Option(help: "K values of the training step.") var ks = PositiveIntegers([1, 5, 50])
+}
+
 /// The faster of one worker with all cores in BLAS and one worker per core
 /// (training's own layout), timed on fresh models.
 func fastestLayout(cores: Int, _ time: (Int) throws -> StepTiming) rethrows -> StepTiming {
