@@ -60,10 +60,21 @@ import Synchronization
         Scalar.self == Float.self && switchedOn.load(ordering: .relaxed) ? DispatchTime.now().uptimeNanoseconds : 0
     }
 
-    /// Adds `call`, begun at `start` (a nonzero reading of `begin`: callers
-    /// skip this call when `begin` gave 0).
+    /// Adds the product C (m, n) ← op(A) (m, kk) · op(B) (kk, n) that
+    /// `kernel` ran, begun at `start` (from `begin`): nothing when `start`
+    /// is 0, inlined into `gemm` so that a product pays no call then.
+    @inlinable @inline(__always)
+    package static func end(since start: UInt64, m: Int, n: Int, kk: Int, transposeA: Transpose, transposeB: Transpose,
+                            accumulates: Bool, kernel: ProductKernel) {
+        if start != 0 {
+            record(Call(m: m, n: n, kk: kk, transposeA: transposeA, transposeB: transposeB, accumulates: accumulates, kernel: kernel),
+                   since: start)
+        }
+    }
+
+    /// Adds `call`, begun at `start`.
     @usableFromInline
-    package static func end(_ call: Call, since start: UInt64) {
+    static func record(_ call: Call, since start: UInt64) {
         let elapsed = DispatchTime.now().uptimeNanoseconds &- start
         totals.withLock {
             $0[call, default: Total()].calls += 1

@@ -41,10 +41,8 @@ package func gemm<Scalar: BLASScalar>(
     }
     let start = ProductTiming.begin(Scalar.self)
     defer {
-        if start != 0 {
-            ProductTiming.end(ProductTiming.Call(m: m, n: n, kk: kk, transposeA: transposeA, transposeB: transposeB,
-                                                 accumulates: beta != 0, kernel: kernel), since: start)
-        }
+        ProductTiming.end(since: start, m: m, n: n, kk: kk, transposeA: transposeA, transposeB: transposeB, accumulates: beta != 0,
+                          kernel: kernel)
     }
     if kernel.library == .openblas {
         Scalar.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, kk: kk,
@@ -91,8 +89,8 @@ package func gemmWithBFloat16Inputs<Scalar: BLASScalar>(
                                          bitsA, Swift.max(a.columns, 1), bitsB, Swift.max(b.columns, 1), Float(beta),
                                          UnsafeMutableRawPointer(c.pointer).assumingMemoryBound(to: Float.self), Swift.max(c.rowStride, 1))
         if status == dnnl_success {
-            if start != 0 { ProductTiming.end(ProductTiming.Call(m: m, n: n, kk: kk, transposeA: transposeA, transposeB: transposeB,
-                                                 accumulates: beta != 0, kernel: kernel), since: start) }
+            ProductTiming.end(since: start, m: m, n: n, kk: kk, transposeA: transposeA, transposeB: transposeB, accumulates: beta != 0,
+                              kernel: kernel)
             return
         }
         // A shape oneDNN refuses (it passed the check on others): the emulation computes the same numbers.

@@ -75,7 +75,7 @@ extension GaussianConditional {
                     let row = m + (b * K + j) * k, epsRow = eps + (b * K + j) * k
                     for i in 0..<k { dScaleB[i] += row[i] * s[i] * epsRow[i] }
                 }
-                for i in 0..<k { dScaleB[i] = dScaleB[i] + gSum }
+                for i in 0..<k { dScaleB[i] += gSum }
             }
         }
     }
