@@ -8,7 +8,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "iwae-bench",
         abstract: "Benchmarks of the IWAE engine: the K comparison of Burda et al. (2015) Table 1, and raw speed.",
-        subcommands: [Compare.self, Speed.self, Products.self, Libraries.self, Precisions.self, Scaling.self, Tightness.self, UserLoop.self],
+        subcommands: [Compare.self, Speed.self, Products.self, Libraries.self, Layouts.self, Precisions.self, Scaling.self, Tightness.self, UserLoop.self],
         defaultSubcommand: Compare.self)
 
     static func main() {

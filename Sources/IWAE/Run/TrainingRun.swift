@@ -176,7 +176,17 @@ public struct TrainingRun {
         } catch IWAEError.interrupted(let message) {
             throw IWAEError.interrupted("\(message); checkpoint saved in \(directory); continue with: iwae resume \(directory)")
         }
+        if let line = layoutLine(trainer.workers) { events.log(line) }
         events.log(String(format: "done in %.1f s; checkpoint %@/%@", Date().timeIntervalSince(started), directory, Checkpoint.fileName))
+    }
+
+    /// Where this run's steps ran their workers (`WorkerLayout`), when it chose.
+    private func layoutLine(_ workers: ModelWorkers<Float>) -> String? {
+        let spread = workers.layouts.steps(in: .spread), inTurn = workers.layouts.steps(in: .inTurn)
+        guard workers.workerCount > 1, workers.ranks.count == 1, spread + inTurn > 0 else { return nil }
+        let share = 100 * Double(inTurn) / Double(spread + inTurn)
+        return String(format: "steps: %.0f %% with a worker per core, %.0f %% with the workers in turn on one core (chosen by timing the steps as they ran; the same bits either way)",
+                      100 - share, share)
     }
 
     /// The log's first line: what is trained, or where it resumes, and how.

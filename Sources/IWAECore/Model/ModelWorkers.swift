@@ -13,7 +13,9 @@ import IWAELinearAlgebra
 /// Across processes (a `RankGroup` of R ranks with W workers each) the
 /// workers are numbered globally: worker g takes the same block of the batch
 /// and draws from the same stream as worker g of one process with R·W
-/// workers. Results depend on the seed and the worker count, and on nothing else.
+/// workers. Results depend on the seed and the worker count, and on nothing else:
+/// not on whether a training step's workers run at once or in turn on one
+/// thread (`WorkerLayout`, chosen by timing the steps as they run).
 ///
 /// A gradient is computed one way: `stepGradient`, then either
 /// `updateParameters(with:)` (a training step: the sum fused into Adam's
@@ -34,6 +36,15 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     /// Bounds and failure flags in transit between ranks, by bit pattern
     /// (kept from step to step: a step allocates nothing).
     private var exchange = [UInt64]()
+    /// A training step's `WorkerLayout` when fixed; nil (the default): the
+    /// one `layouts` chooses from the steps' times, in one process with
+    /// several workers (otherwise `spread`). Either gives the same bits.
+    package var fixedLayout: WorkerLayout?
+    /// The training steps' times by layout, and the choice they make.
+    package private(set) var layouts = LayoutChooser()
+    /// The layout of the step under way, and when its gradient began (0: no step to time).
+    private var stepLayout = WorkerLayout.spread
+    private var stepStart: UInt64 = 0
 
     /// `workers` (per rank) defaults to the number of active cores. With more
     /// than one worker in all, OpenBLAS is set to one thread per call. Every
@@ -77,7 +88,8 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     /// `collectGradient()`; across ranks they are added, and the sum
     /// exchanged, so that every rank leaves with the same summed gradient and
     /// all B bounds. An error on any rank is thrown on all
-    /// (`RankGroup.agree`). Returns the B bounds.
+    /// (`RankGroup.agree`). Returns the B bounds. The workers run in the
+    /// step's `WorkerLayout`, and `updateParameters` times the step.
     @discardableResult
     @_specialize(exported: true, where Scalar == Float)
     package func stepGradient(_ x: MatrixView<Scalar>, objective: Objective) throws -> UnsafeMutableBufferPointer<Scalar> {
@@ -87,7 +99,10 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         let scale = 1 / Scalar(n)
         let out = bounds.pointer
         gradients.beginStep()
-        let errors = WorkerPool.run(busy, firstRow: { self.pool.rows(ofLocal: $0, in: n).lowerBound }) { j in
+        stepLayout = fixedLayout ?? (pool.count > 1 && ranks.count == 1 ? layouts.next : .spread)
+        stepStart = DispatchTime.now().uptimeNanoseconds
+        let errors = WorkerPool.run(busy, inTurn: stepLayout == .inTurn,
+                                    firstRow: { self.pool.rows(ofLocal: $0, in: n).lowerBound }) { j in
             let rows = self.pool.rows(ofLocal: j, in: n)
             if rows.isEmpty { return }   // a rank whose workers all sit out a short batch
             let b = try self.replicas[j].accumulateGradient(x.rows(rows), objective: objective,
@@ -243,6 +258,10 @@ extension ModelWorkers where Scalar == Float {
     /// first while the other workers start on the update (the trainer
     /// writes the next batch there).
     package func updateParameters(with optimizer: Adam<Scalar>, meanwhile: () -> Void) {
-        gradients.update(model.store, with: optimizer, meanwhile: meanwhile)
+        gradients.update(model.store, with: optimizer, inTurn: stepLayout == .inTurn, meanwhile: meanwhile)
+        if stepStart != 0 {   // the whole step, gradient and update, timed for the next step's layout
+            layouts.record(stepLayout, seconds: Double(DispatchTime.now().uptimeNanoseconds - stepStart) / 1e9)
+            stepStart = 0
+        }
     }
 }

@@ -68,13 +68,14 @@ final class ReplicaGradients<Scalar: BLASScalar> {
 
     /// The pending gradients added (as `addReplicas` adds them: the same
     /// bits) and applied by `optimizer`, in one pass; the caller's
-    /// thread runs `meanwhile` first (`forEachChunk`).
+    /// thread runs `meanwhile` first (`forEachChunk`), and with `inTurn`
+    /// the whole pass.
     /// The buffers are stale afterwards: an update or a `collect` with no
     /// step between finds the model's zero, as before any step.
-    func update(_ store: ParameterStore<Scalar>, with optimizer: Adam<Scalar>, meanwhile: () -> Void = {}) {
+    func update(_ store: ParameterStore<Scalar>, with optimizer: Adam<Scalar>, inTurn: Bool = false, meanwhile: () -> Void = {}) {
         if pending == 0 { replicas[0].store.settleGradients() }
         let sources = Swift.max(1, pending)
-        optimizer.update(store, summing: buffers[0..<sources], cores: cores, meanwhile: meanwhile)
+        optimizer.update(store, summing: buffers[0..<sources], cores: inTurn ? 1 : cores, meanwhile: meanwhile)
         for j in 0..<sources { replicas[j].store.markGradientsStale() }
         pending = 0
     }

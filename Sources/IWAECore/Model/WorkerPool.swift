@@ -51,17 +51,23 @@ package struct WorkerPool: Sendable {
     }
 
     /// Runs `body(j)` for local workers 0 ..< `workers` at once (inline for
-    /// one), each with subnormals flushed to zero (`SubnormalFlushing`), and
-    /// returns their errors, each recorded with `firstRow(j)` so that an
-    /// example index in it counts from the start of the batch.
-    package static func run(_ workers: Int, firstRow: (Int) -> Int, _ body: (Int) throws -> Void) -> WorkerErrors {
+    /// one; with `inTurn`, one after the other on the calling thread), each
+    /// with subnormals flushed to zero (`SubnormalFlushing`), and returns
+    /// their errors, each recorded with `firstRow(j)` so that an example
+    /// index in it counts from the start of the batch.
+    package static func run(_ workers: Int, inTurn: Bool = false, firstRow: (Int) -> Int,
+                            _ body: (Int) throws -> Void) -> WorkerErrors {
         let errors = WorkerErrors(count: Swift.max(workers, 1))
         func work(_ j: Int) {
             let flushing = SubnormalFlushing.begin()
             defer { flushing.end() }
             do { try body(j) } catch { errors.record(error, worker: j, firstRow: firstRow(j)) }
         }
-        concurrently(Swift.max(workers, 1)) { work($0) }
+        if inTurn {
+            for j in 0..<Swift.max(workers, 1) { work(j) }
+        } else {
+            concurrently(Swift.max(workers, 1)) { work($0) }
+        }
         return errors
     }
 }
