@@ -37,9 +37,9 @@ final class WorkerLayoutTests: XCTestCase {
             }
             results.append((bounds, model.store.values.array))
         }
-        for (bounds, values) in results.dropFirst() {
-            XCTAssertEqual(bounds, results[0].0)
-            XCTAssertEqual(values, results[0].1)
+        for (i, (bounds, values)) in results.enumerated().dropFirst() {
+            XCTAssertEqual(bounds, results[0].0, "schedule \(i)")
+            XCTAssertTrue(values == results[0].1, "schedule \(i): parameter \(values.indices.first { values[$0] != results[0].1[$0] } ?? -1) differs")
         }
         XCTAssertNotEqual(results[0].1, VariationalAutoencoder<Float>(configuration, seed: 1).store.values.array)
     }
