@@ -22,13 +22,7 @@ struct Libraries: ParsableCommand {
     func run() throws {
         guard rounds >= 1, seconds > 0 else { throw IWAEError.invalidArgument("--rounds must be at least 1 and --seconds positive") }
         let (images, mean) = benchmarkImages(count: shapes.batches.values.max()!)
-        func makeModel() throws -> VariationalAutoencoder<Float> {
-            let made = try model.map { try Checkpoint.load(from: $0).model } ?? freshModel(ModelConfiguration(dataDimension: 784), mean: mean)
-            guard made.configuration.dataDimension == 784 else {
-                throw IWAEError.invalidArgument("--model must be a model of 784-pixel images, got \(made.configuration.dataDimension)")
-            }
-            return made
-        }
+        func makeModel() throws -> VariationalAutoencoder<Float> { try modelToTime(model, mean: mean) }
         _ = try makeModel()   // a bad --model fails before anything is printed
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let choices: [GEMMChoice] = [.auto, .onednn, .openblas]

@@ -32,10 +32,7 @@ struct Products: ParsableCommand {
         guard (1...cores).contains(workerCount) else { throw IWAEError.invalidArgument("--workers must be between 1 and \(cores), got \(workerCount)") }
         guard seconds > 0 else { throw IWAEError.invalidArgument("--seconds must be positive, got \(seconds)") }
         let (images, mean) = benchmarkImages(count: batch)
-        let timed = try model.map { try Checkpoint.load(from: $0).model } ?? freshModel(ModelConfiguration(dataDimension: 784), mean: mean)
-        guard timed.configuration.dataDimension == 784 else {
-            throw IWAEError.invalidArgument("--model must be a model of 784-pixel images, got \(timed.configuration.dataDimension)")
-        }
+        let timed = try modelToTime(model, mean: mean)
         let timer = try StepTimer(batch: batch, k: k, workers: workerCount, images: images, model: timed, gemm: gemm, precision: precision)
         ProductTiming.start()
         let (perStep, steps) = try timer.time(seconds: seconds)

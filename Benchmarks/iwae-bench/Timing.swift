@@ -38,6 +38,22 @@ func fastestLayout(cores: Int, _ time: (Int) throws -> StepTiming) rethrows -> S
     return best!
 }
 
+/// The model saved in `directory` (a training output directory, `--model`),
+/// refused unless it models 784-pixel images as the benchmarks' images are.
+func loadModelToTime(_ directory: String) throws -> Checkpoint {
+    let loaded = try Checkpoint.load(from: directory)
+    guard loaded.model.configuration.dataDimension == 784 else {
+        throw IWAEError.invalidArgument("--model must be a model of 784-pixel images, got \(loaded.model.configuration.dataDimension)")
+    }
+    return loaded
+}
+
+/// `--model`'s model, or without one a fresh 784-200-200-50 model with its
+/// output bias at `mean`.
+func modelToTime(_ directory: String?, mean: [Float]) throws -> VariationalAutoencoder<Float> {
+    try directory.map { try loadModelToTime($0).model } ?? freshModel(ModelConfiguration(dataDimension: 784), mean: mean)
+}
+
 /// The trained model `iwae-bench speed` times beside a fresh one: a
 /// checkpoint given with --model, or one trained here on Fashion-MNIST.
 struct TrainedModel {
@@ -50,10 +66,7 @@ struct TrainedModel {
     /// nil when there is nothing to train on or `epochs` is 0.
     init?(directory: String?, configuration: ModelConfiguration, epochs: Int, quiet: Bool) throws {
         if let directory {
-            let loaded = try Checkpoint.load(from: directory)
-            guard loaded.model.configuration.dataDimension == 784 else {
-                throw IWAEError.invalidArgument("--model must be a model of 784-pixel images, got \(loaded.model.configuration.dataDimension)")
-            }
+            let loaded = try loadModelToTime(directory)
             checkpoint = directory
             self.configuration = loaded.model.configuration
             let objective = loaded.training?.options.objective
