@@ -16,25 +16,18 @@ struct Layouts: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The training step with its workers spread over the cores, in turn on one core, and as training chooses (by timing the steps as they run), alternating; medians over rounds of each round's ratios.")
 
-    @OptionGroup var shapes: StepShapes
-    @Option(help: "Alternating rounds; each times every layout once.") var rounds = 15
-    @Option(help: "Seconds of each timing in a round.") var seconds: Double = 0.5
-    @Option(help: "A trained model (training output directory) to time instead of a fresh one (784-200-200-50).")
-    var model: String?
+    @OptionGroup var steps: AlternatingSteps
     @Flag(help: "Print every round's times (ms per step: spread, in turn, chosen).") var eachRound = false
 
     func run() throws {
-        guard rounds >= 1, seconds > 0 else { throw IWAEError.invalidArgument("--rounds must be at least 1 and --seconds positive") }
-        let (images, mean) = benchmarkImages(count: shapes.batches.values.max()!)
-        func makeModel() throws -> VariationalAutoencoder<Float> { try modelToTime(model, mean: mean) }
-        _ = try makeModel()   // a bad --model fails before anything is printed
+        let (images, makeModel) = try steps.prepare()
         let cores = ProcessInfo.processInfo.activeProcessorCount
         guard cores > 1 else { throw IWAEError.invalidArgument("one core: the layouts are the same") }
-        print("CPU \(Processor.current.summary); OpenBLAS \(BLASLibrary.coreName); \(cores) workers; \(rounds) alternating rounds of \(seconds) s per layout")
+        print("CPU \(Processor.current.summary); OpenBLAS \(BLASLibrary.coreName); \(cores) workers; \(steps.rounds) alternating rounds of \(steps.seconds) s per layout")
         print("  B    K  spread ms  in turn ms  chosen ms  chosen/spread  chosen/in turn  chosen/best  chosen in turn")
         let fixed: [WorkerLayout?] = [.spread, .inTurn, nil]
-        for batch in shapes.batches.values {
-            for k in shapes.ks.values {
+        for batch in steps.shapes.batches.values {
+            for k in steps.shapes.ks.values {
                 let timers = try fixed.map { layout in
                     let timer = try StepTimer(batch: batch, k: k, workers: cores, images: images, model: makeModel(), gemm: .auto, precision: .fp32)
                     timer.pool.fixedLayout = layout
@@ -42,16 +35,12 @@ struct Layouts: ParsableCommand {
                 }
                 let chosen = timers[2].pool
                 let before = WorkerLayout.allCases.map { chosen.layouts.steps(in: $0) }
-                var times = Array(repeating: [Double](), count: timers.count)
-                for round in 0..<rounds {
-                    for i in round % 2 == 0 ? Array(timers.indices) : timers.indices.reversed() {
-                        times[i].append(try timers[i].time(seconds: seconds).perStep)
-                    }
-                    if eachRound { print("       " + times.map { String(format: "%8.3f", $0[round] * 1e3) }.joined(separator: " ")) }
+                let times = try steps.time(timers) { times in
+                    if eachRound { print("       " + times.map { String(format: "%8.3f", $0.last! * 1e3) }.joined(separator: " ")) }
                 }
                 let counted = WorkerLayout.allCases.map { chosen.layouts.steps(in: $0) }
                 let inTurn = Double(counted[1] - before[1]) / Double(Swift.max(1, counted[0] + counted[1] - before[0] - before[1]))
-                func ratio(_ i: Int, _ j: Int) -> Double { median(zip(times[i], times[j]).map { $0 / $1 }) }
+                func ratio(_ i: Int, _ j: Int) -> Double { AlternatingSteps.ratio(times, i, j) }
                 let ofBest = median(times[2].indices.map { times[2][$0] / Swift.min(times[0][$0], times[1][$0]) })
                 print(String(format: "%3d %4d  %9.3f  %10.3f  %9.3f  %13.3f  %14.3f  %11.3f  %13.0f %%", batch, k,
                              median(times[0]) * 1e3, median(times[1]) * 1e3, median(times[2]) * 1e3,
