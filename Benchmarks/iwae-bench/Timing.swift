@@ -143,7 +143,14 @@ final class StepTimer {
         x = MatrixView(images.pointer, rows: batch, columns: 784)
         objective = try Objective(.iwae, samplesPerExample: k)
         self.workers = workers
-        for _ in 0..<3 { try step() }
+        // Warm-up: three steps, and with several workers until the layout
+        // chooser has timed both layouts (its first probe, a start-up cost
+        // that a training run pays once, not a step's).
+        var warm = 0
+        while warm < 3 || (workers > 1 && warm < 64 && WorkerLayout.allCases.contains { pool.layouts.estimate($0) == nil }) {
+            try step()
+            warm += 1
+        }
     }
 
     func step() throws {
