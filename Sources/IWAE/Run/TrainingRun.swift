@@ -183,7 +183,7 @@ public struct TrainingRun {
     /// Where this run's steps ran their workers (`WorkerLayout`), when it chose.
     private func layoutLine(_ workers: ModelWorkers<Float>) -> String? {
         let spread = workers.layouts.steps(in: .spread), inTurn = workers.layouts.steps(in: .inTurn)
-        guard workers.workerCount > 1, workers.ranks.count == 1, spread + inTurn > 0 else { return nil }
+        guard workers.choosesLayout, spread + inTurn > 0 else { return nil }
         let share = 100 * Double(inTurn) / Double(spread + inTurn)
         return String(format: "steps: %.0f %% with a worker per core, %.0f %% with the workers in turn on one core (chosen by timing the steps as they ran; the same bits either way)",
                       100 - share, share)

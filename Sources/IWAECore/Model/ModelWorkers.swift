@@ -37,9 +37,12 @@ public final class ModelWorkers<Scalar: BLASScalar> {
     /// (kept from step to step: a step allocates nothing).
     private var exchange = [UInt64]()
     /// A training step's `WorkerLayout` when fixed; nil (the default): the
-    /// one `layouts` chooses from the steps' times, in one process with
-    /// several workers (otherwise `spread`). Either gives the same bits.
+    /// one `layouts` chooses from the steps' times where `choosesLayout`
+    /// (otherwise `spread`). Either gives the same bits.
     package var fixedLayout: WorkerLayout?
+    /// Whether steps may run in either layout: one process with several
+    /// workers (across ranks, a rank's wait on the others would be timed).
+    package var choosesLayout: Bool { pool.count > 1 && ranks.count == 1 }
     /// The training steps' times by layout, and the choice they make.
     package private(set) var layouts = LayoutChooser()
     /// The layout of the step under way, and when its gradient began (0: no step to time).
@@ -99,7 +102,7 @@ public final class ModelWorkers<Scalar: BLASScalar> {
         let scale = 1 / Scalar(n)
         let out = bounds.pointer
         gradients.beginStep()
-        stepLayout = fixedLayout ?? (pool.count > 1 && ranks.count == 1 ? layouts.next : .spread)
+        stepLayout = fixedLayout ?? (choosesLayout ? layouts.next : .spread)
         stepStart = DispatchTime.now().uptimeNanoseconds
         let errors = WorkerPool.run(busy, inTurn: stepLayout == .inTurn,
                                     firstRow: { self.pool.rows(ofLocal: $0, in: n).lowerBound }) { j in

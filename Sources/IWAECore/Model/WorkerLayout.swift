@@ -13,7 +13,7 @@
 /// Zen 4 (docs/RESULTS.md): more than a whole B = 20, K = 1 step takes on
 /// one core, when the same host a few seconds earlier ran the step spread
 /// in 0.7 ms. Only timing the steps as they run can tell (`LayoutChooser`).
-package enum WorkerLayout: Sendable, CaseIterable {
+package enum WorkerLayout: Int, Sendable, CaseIterable {
     case spread, inTurn
 
     /// The layout this one is timed against.
@@ -75,10 +75,10 @@ package struct LayoutChooser: Sendable {
     package var next: WorkerLayout { probeLeft > 0 ? active.other : active }
 
     /// Steps recorded in `layout` since the chooser was made.
-    package func steps(in layout: WorkerLayout) -> Int { counts[layout.index] }
+    package func steps(in layout: WorkerLayout) -> Int { counts[layout.rawValue] }
 
     /// The median of `layout`'s counted times, or nil before any.
-    package func estimate(_ layout: WorkerLayout) -> Double? { times[layout.index].median }
+    package func estimate(_ layout: WorkerLayout) -> Double? { times[layout.rawValue].median }
 
     /// Steps of `active` between probes, by the formula above (the minimum
     /// until both layouts have been timed).
@@ -90,9 +90,9 @@ package struct LayoutChooser: Sendable {
 
     /// A step that ran in `layout` (the last `next`) and took `seconds`.
     package mutating func record(_ layout: WorkerLayout, seconds: Double) {
-        counts[layout.index] += 1
+        counts[layout.rawValue] += 1
         let seconds = seconds.isFinite ? Swift.max(0, seconds) : 0
-        if last == layout { times[layout.index].append(seconds) }
+        if last == layout { times[layout.rawValue].append(seconds) }
         last = layout
         if probeLeft > 0 {
             probeSeconds += seconds
@@ -138,8 +138,4 @@ private struct LastThree: Sendable {
         default: Swift.max(Swift.min(a, b), Swift.min(Swift.max(a, b), c))
         }
     }
-}
-
-private extension WorkerLayout {
-    var index: Int { self == .spread ? 0 : 1 }
 }

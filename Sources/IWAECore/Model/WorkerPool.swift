@@ -57,16 +57,17 @@ package struct WorkerPool: Sendable {
     /// index in it counts from the start of the batch.
     package static func run(_ workers: Int, inTurn: Bool = false, firstRow: (Int) -> Int,
                             _ body: (Int) throws -> Void) -> WorkerErrors {
-        let errors = WorkerErrors(count: Swift.max(workers, 1))
+        let count = Swift.max(workers, 1)
+        let errors = WorkerErrors(count: count)
         func work(_ j: Int) {
             let flushing = SubnormalFlushing.begin()
             defer { flushing.end() }
             do { try body(j) } catch { errors.record(error, worker: j, firstRow: firstRow(j)) }
         }
         if inTurn {
-            for j in 0..<Swift.max(workers, 1) { work(j) }
+            for j in 0..<count { work(j) }
         } else {
-            concurrently(Swift.max(workers, 1)) { work($0) }
+            concurrently(count) { work($0) }
         }
         return errors
     }
