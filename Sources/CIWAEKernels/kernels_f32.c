@@ -101,38 +101,40 @@ BODY void iwae_bernoulli_loglik_f32_body(const float *logits, const float *bias,
 
 /// The row sweep of a pass whose new value at column c is VALUE (an
 /// expression of row[c] and c): `finish_row`'s work done in the same sweep
-/// in the cases a bf16 step asks for (the result rounded into one form
-/// beside it; rounded in place, after its column sums when asked: the
-/// emulation's dy, and an activation that only the emulation reads next),
-/// in a second sweep over the row otherwise. (Its locals are named
+/// in the cases a bf16 step asks for (the result rounded, by ROUND, into
+/// one form beside it; rounded in place, after its column sums when asked:
+/// the emulation's dy, and an activation that only the emulation reads
+/// next), in a second sweep over the row otherwise. (Its locals are named
 /// sweep_… so that VALUE's names are never shadowed.)
-#define ROW_SWEEP(row, r, VALUE)                                                                              \
+#define ROW_SWEEP_ROUNDING(row, r, VALUE, ROUND)                                                              \
     if (!bits && rounded == row - r * columns) {                                                              \
         if (column_sums) {                                                                                    \
             float *restrict sweep_sums = column_sums;                                                         \
-            for (long c = 0; c < columns; c++) { float v = VALUE; sweep_sums[c] += v; row[c] = bf16_rounded(v); } \
+            for (long c = 0; c < columns; c++) { float v = VALUE; sweep_sums[c] += v; row[c] = ROUND(v); }    \
         } else {                                                                                              \
-            for (long c = 0; c < columns; c++) row[c] = bf16_rounded(VALUE);                                  \
+            for (long c = 0; c < columns; c++) row[c] = ROUND(VALUE);                                         \
         }                                                                                                     \
     } else if (!column_sums && bits && !rounded) {                                                            \
         uint16_t *restrict sweep_bits = bits + r * columns;                                                   \
         for (long c = 0; c < columns; c++) { float v = VALUE; row[c] = v; sweep_bits[c] = bf16_bits(v); }     \
     } else if (!column_sums && !bits && rounded) {                                                            \
         float *restrict sweep_rounded = rounded + r * columns;                                                \
-        for (long c = 0; c < columns; c++) { float v = VALUE; row[c] = v; sweep_rounded[c] = bf16_rounded(v); } \
+        for (long c = 0; c < columns; c++) { float v = VALUE; row[c] = v; sweep_rounded[c] = ROUND(v); }      \
     } else {                                                                                                  \
         for (long c = 0; c < columns; c++) row[c] = VALUE;                                                    \
         finish_row(row, columns, r, column_sums, bits, rounded);                                              \
     }
+#define ROW_SWEEP(row, r, VALUE) ROW_SWEEP_ROUNDING(row, r, VALUE, bf16_rounded)
 
 /// y[r][c] = tanh(y[r][c] + bias[c]) in place: a hidden layer's bias and
-/// nonlinearity in one sweep after its GEMM.
+/// nonlinearity in one sweep after its GEMM (its rounded floats by
+/// `bf16_rounded_unit`: tanh's values are in [−1, 1]).
 BODY void iwae_bias_tanh_f32_body(float *y, const float *bias, long rows, long columns, uint16_t *bits, float *rounded) {
     float *const column_sums = 0;   // a forward pass sums nothing (ROW_SWEEP reads the name)
     for (long r = 0; r < rows; r++) {
         float *restrict row = y + r * columns;
         const float *restrict b = bias;
-        ROW_SWEEP(row, r, tanh_inline(row[c] + b[c]))
+        ROW_SWEEP_ROUNDING(row, r, tanh_inline(row[c] + b[c]), bf16_rounded_unit)
     }
 }
 
@@ -172,3 +174,28 @@ MULTIVERSION(iwae_tanh_backward_f32,
 MULTIVERSION(iwae_scale_rows_f32,
              (float *y, const float *scale, long rows, long columns, uint16_t *bits, float *rounded, float *column_sums),
              (y, scale, rows, columns, bits, rounded, column_sums))
+
+/// Floats among every `stride`-th bit pattern of [−1, 1] (the normal ones
+/// and ±0) whose `bf16_rounded_unit` differs from `bf16_rounded`.
+BODY long iwae_bf16_unit_mismatches_body(long stride) {
+    long mismatches = 0;
+    for (int sign = 0; sign < 2; sign++) {
+        uint32_t high = sign ? 0x80000000u : 0u;
+        mismatches += as_int(bf16_rounded_unit(as_float((int32_t)high))) != as_int(bf16_rounded(as_float((int32_t)high)));
+        for (uint32_t u = 0x00800000u; u <= 0x3f800000u; u += (uint32_t)stride) {
+            float x = as_float((int32_t)(high | u));
+            mismatches += as_int(bf16_rounded_unit(x)) != as_int(bf16_rounded(x));
+        }
+    }
+    return mismatches;
+}
+__attribute__((target("avx512f"))) static long bf16_unit_mismatches_avx512(long stride) { return iwae_bf16_unit_mismatches_body(stride); }
+__attribute__((target("avx2,fma"))) static long bf16_unit_mismatches_avx2(long stride) { return iwae_bf16_unit_mismatches_body(stride); }
+long iwae_bf16_unit_mismatches(long stride) {
+    if (stride < 1) stride = 1;
+    switch (cpu_level()) {
+    case 2: return bf16_unit_mismatches_avx512(stride);
+    case 1: return bf16_unit_mismatches_avx2(stride);
+    default: return iwae_bf16_unit_mismatches_body(stride);
+    }
+}

@@ -58,6 +58,18 @@ BODY uint16_t bf16_bits(float x) {
 /// x rounded to bfloat16, as a float (its low 16 bits zero).
 BODY float bf16_rounded(float x) { return as_float((int32_t)((uint32_t)bf16_bits(x) << 16)); }
 
+/// `bf16_rounded` for a tanh's output (|x| ≤ 1, normal or zero, as every
+/// computing thread flushes subnormals): Veltkamp's split by 2¹⁶ + 1, three
+/// float operations where `bf16_rounded` takes eight integer ones, equal to
+/// it on every normal float of [−1, 1] and on ±0 (`iwae_bf16_unit_mismatches`,
+/// KernelTests). A NaN stays a NaN (its low payload bits not cleared).
+BODY float bf16_rounded_unit(float x) {
+#pragma clang fp contract(off)
+    float split = x * 65537.0f;
+    float excess = split - x;
+    return split - excess;
+}
+
 /// x[0..<n] rounded to bfloat16 (`bf16_bits`): the bit patterns into `bits`
 /// and the rounded floats into `rounded`, either skipped when NULL;
 /// `rounded` may be x itself (rounded in place). Kernels that make a bf16

@@ -134,6 +134,12 @@ package final class RoundedBuffer {
     }
 }
 
+/// The floats among every `stride`-th bit pattern of [−1, 1] (its normal
+/// floats and ±0) that the bias-and-tanh pass rounds to bfloat16 otherwise
+/// than `roundToBFloat16` does: it rounds tanh's outputs by Veltkamp's
+/// split (three float operations), valid on that range only.
+package func tanhOutputRoundingMismatches(stride: Int) -> Int { iwae_bf16_unit_mismatches(stride) }
+
 /// `x` (Float) rounded to bfloat16 into each form of `destination`: a pass
 /// of its own, for an operand no other pass writes.
 package func roundToBFloat16<Scalar: BLASScalar>(_ x: MatrixView<Scalar>, into destination: RoundedDestination) {
