@@ -192,7 +192,7 @@ BODY long iwae_bf16_unit_mismatches_body(long stride) {
 __attribute__((target("avx512f"))) static long bf16_unit_mismatches_avx512(long stride) { return iwae_bf16_unit_mismatches_body(stride); }
 __attribute__((target("avx2,fma"))) static long bf16_unit_mismatches_avx2(long stride) { return iwae_bf16_unit_mismatches_body(stride); }
 long iwae_bf16_unit_mismatches(long stride) {
-    if (stride < 1) stride = 1;
+    if (stride < 1 || stride > 0x3f800000L) stride = stride < 1 ? 1 : 0x3f800000L;   /* a step the 32-bit loop can take */
     switch (cpu_level()) {
     case 2: return bf16_unit_mismatches_avx512(stride);
     case 1: return bf16_unit_mismatches_avx2(stride);

@@ -62,7 +62,7 @@ BODY float bf16_rounded(float x) { return as_float((int32_t)((uint32_t)bf16_bits
 /// computing thread flushes subnormals): Veltkamp's split by 2¹⁶ + 1, three
 /// float operations where `bf16_rounded` takes eight integer ones, equal to
 /// it on every normal float of [−1, 1] and on ±0 (`iwae_bf16_unit_mismatches`,
-/// KernelTests). A NaN stays a NaN (its low payload bits not cleared).
+/// TanhRoundingTests). A NaN stays a NaN (its low payload bits not cleared).
 BODY float bf16_rounded_unit(float x) {
 #pragma clang fp contract(off)
     float split = x * 65537.0f;
