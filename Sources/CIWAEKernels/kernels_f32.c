@@ -175,27 +175,20 @@ MULTIVERSION(iwae_scale_rows_f32,
              (float *y, const float *scale, long rows, long columns, uint16_t *bits, float *rounded, float *column_sums),
              (y, scale, rows, columns, bits, rounded, column_sums))
 
-/// Floats among every `stride`-th bit pattern of [−1, 1] (the normal ones
-/// and ±0) whose `bf16_rounded_unit` differs from `bf16_rounded`.
-BODY long iwae_bf16_unit_mismatches_body(long stride) {
-    long mismatches = 0;
+/// Into *mismatches, the floats among every `stride`-th bit pattern of
+/// [−1, 1] (the normal ones and ±0; a stride below 1 is 1, above the range
+/// the whole range) whose `bf16_rounded_unit` differs from `bf16_rounded`.
+BODY void iwae_bf16_unit_mismatches_body(long stride, long *mismatches) {
+    uint32_t step = stride < 1 ? 1u : stride > 0x3f800000L ? 0x3f800000u : (uint32_t)stride;
+    long count = 0;
     for (int sign = 0; sign < 2; sign++) {
         uint32_t high = sign ? 0x80000000u : 0u;
-        mismatches += as_int(bf16_rounded_unit(as_float((int32_t)high))) != as_int(bf16_rounded(as_float((int32_t)high)));
-        for (uint32_t u = 0x00800000u; u <= 0x3f800000u; u += (uint32_t)stride) {
+        count += as_int(bf16_rounded_unit(as_float((int32_t)high))) != as_int(bf16_rounded(as_float((int32_t)high)));
+        for (uint32_t u = 0x00800000u; u <= 0x3f800000u; u += step) {
             float x = as_float((int32_t)(high | u));
-            mismatches += as_int(bf16_rounded_unit(x)) != as_int(bf16_rounded(x));
+            count += as_int(bf16_rounded_unit(x)) != as_int(bf16_rounded(x));
         }
     }
-    return mismatches;
+    *mismatches = count;
 }
-__attribute__((target("avx512f"))) static long bf16_unit_mismatches_avx512(long stride) { return iwae_bf16_unit_mismatches_body(stride); }
-__attribute__((target("avx2,fma"))) static long bf16_unit_mismatches_avx2(long stride) { return iwae_bf16_unit_mismatches_body(stride); }
-long iwae_bf16_unit_mismatches(long stride) {
-    if (stride < 1 || stride > 0x3f800000L) stride = stride < 1 ? 1 : 0x3f800000L;   /* a step the 32-bit loop can take */
-    switch (cpu_level()) {
-    case 2: return bf16_unit_mismatches_avx512(stride);
-    case 1: return bf16_unit_mismatches_avx2(stride);
-    default: return iwae_bf16_unit_mismatches_body(stride);
-    }
-}
+MULTIVERSION(iwae_bf16_unit_mismatches, (long stride, long *mismatches), (stride, mismatches))

@@ -138,7 +138,11 @@ package final class RoundedBuffer {
 /// floats and ±0) that the bias-and-tanh pass rounds to bfloat16 otherwise
 /// than `roundToBFloat16` does: it rounds tanh's outputs by Veltkamp's
 /// split (three float operations), valid on that range only.
-package func tanhOutputRoundingMismatches(stride: Int) -> Int { iwae_bf16_unit_mismatches(stride) }
+package func tanhOutputRoundingMismatches(stride: Int) -> Int {
+    var mismatches = 0
+    iwae_bf16_unit_mismatches(stride, &mismatches)
+    return mismatches
+}
 
 /// `x` (Float) rounded to bfloat16 into each form of `destination`: a pass
 /// of its own, for an operand no other pass writes.

@@ -82,10 +82,11 @@ void iwae_finish_rows_f32(float *y, long rows, long columns, uint16_t *bits, flo
 /// rounded values as floats (their low 16 bits zero); `iwae_to_bf16` writes
 /// the 16-bit patterns. y may be x when ldx = columns (rounded in place).
 void iwae_round_bf16_f32(const float *x, long ldx, float *y, long rows, long columns);
-/// The floats among every `stride`-th bit pattern of [−1, 1] (its normal
-/// floats and ±0) that the rounding of tanh's outputs (Veltkamp's split,
-/// in `iwae_bias_tanh_f32`) rounds otherwise than `iwae_round_bf16_f32`.
-long iwae_bf16_unit_mismatches(long stride);
+/// Into *mismatches, the floats among every `stride`-th bit pattern of
+/// [−1, 1] (its normal floats and ±0) that the rounding of tanh's outputs
+/// (Veltkamp's split, in `iwae_bias_tanh_f32`) rounds otherwise than
+/// `iwae_round_bf16_f32`.
+void iwae_bf16_unit_mismatches(long stride, long *mismatches);
 void iwae_to_bf16(const float *x, long ldx, uint16_t *y, long rows, long columns);
 
 /// Box–Muller transform of 2·pairs uniform random words into 2·pairs
