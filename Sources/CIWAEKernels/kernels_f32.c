@@ -1,7 +1,7 @@
 // Vectorized single-precision elementwise kernels: exp, log, log1p, tanh,
 // σ and softplus over arrays, the Bernoulli log-likelihood pass, a hidden
-// layer's bias and tanh, and the scaling of rows (kernels_f32.h has the
-// dispatch and the inline math).
+// layer's bias and tanh, the scaling of rows and rows' sums of squares
+// (kernels_f32.h has the dispatch and the inline math).
 #include "kernels_f32.h"
 
 // In place (x == y) the loop runs on one pointer; otherwise on two restrict
@@ -163,6 +163,27 @@ BODY void iwae_scale_rows_f32_body(float *y, const float *scale, long rows, long
 }
 
 
+/// sums[r] = Σ_c x[r][c]², each row summed from column 0 up with each
+/// square rounded on its own (no fused multiply-add): the bits of the plain
+/// loop. Sixteen rows at a time, their columns gathered, so that sixteen
+/// sums run side by side instead of one chain of dependent additions.
+BODY void iwae_row_sums_of_squares_f32_body(const float *x, long ldx, long rows, long columns, float *sums) {
+#pragma clang fp contract(off)
+    long r = 0;
+    for (; r + 16 <= rows; r += 16) {
+        float acc[16] = {0};
+        for (long c = 0; c < columns; c++)
+            for (int j = 0; j < 16; j++) { float v = x[(r + j) * ldx + c]; acc[j] += v * v; }
+        for (int j = 0; j < 16; j++) sums[r + j] = acc[j];
+    }
+    for (; r < rows; r++) {
+        float acc = 0.0f;
+        for (long c = 0; c < columns; c++) { float v = x[r * ldx + c]; acc += v * v; }
+        sums[r] = acc;
+    }
+}
+
+
 MULTIVERSION(iwae_bernoulli_loglik_f32,
              (const float *logits, const float *bias, const float *x, long rows, long dim, long repeat, float *logp, float *residual),
              (logits, bias, x, rows, dim, repeat, logp, residual))
@@ -174,6 +195,8 @@ MULTIVERSION(iwae_tanh_backward_f32,
 MULTIVERSION(iwae_scale_rows_f32,
              (float *y, const float *scale, long rows, long columns, uint16_t *bits, float *rounded, float *column_sums),
              (y, scale, rows, columns, bits, rounded, column_sums))
+MULTIVERSION(iwae_row_sums_of_squares_f32, (const float *x, long ldx, long rows, long columns, float *sums),
+             (x, ldx, rows, columns, sums))
 
 /// Into *mismatches, the floats among every `stride`-th bit pattern of
 /// [−1, 1] (the normal ones and ±0; a stride below 1 is 1, above the range

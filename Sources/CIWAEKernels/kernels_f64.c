@@ -43,6 +43,15 @@ void iwae_scale_rows_f64(double *y, const double *scale, long rows, long columns
         for (long c = 0; c < columns; c++) y[r * columns + c] = scale[r] * y[r * columns + c];
 }
 
+void iwae_row_sums_of_squares_f64(const double *x, long ldx, long rows, long columns, double *sums) {
+#pragma clang fp contract(off)
+    for (long r = 0; r < rows; r++) {
+        double acc = 0.0;
+        for (long c = 0; c < columns; c++) acc += x[r * ldx + c] * x[r * ldx + c];
+        sums[r] = acc;
+    }
+}
+
 void iwae_bias_tanh_f64(double *y, const double *bias, long rows, long columns) {
     for (long r = 0; r < rows; r++)
         for (long c = 0; c < columns; c++) y[r * columns + c] = tanh(y[r * columns + c] + bias[c]);

@@ -45,6 +45,7 @@ public final class BLASRoutines<Scalar: BLASScalar>: Sendable {
     @usableFromInline package typealias GradientRowsPass = @Sendable (MutablePointer, Pointer, Int, Int, UnsafeMutablePointer<UInt16>?, UnsafeMutablePointer<Float>?, MutablePointer?) -> Void
     @usableFromInline package let biasTanh: RowsPass
     @usableFromInline package let tanhBackward, scaleRows: GradientRowsPass
+    @usableFromInline package let rowSumsOfSquares: @Sendable (Pointer, Int, Int, Int, MutablePointer) -> Void
     @usableFromInline package let bernoulliLogLikelihood: @Sendable (Pointer, Pointer?, Pointer, Int, Int, Int, MutablePointer, MutablePointer?) -> Void
     @usableFromInline package let adamStep: @Sendable (MutablePointer, Pointer, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void
     @usableFromInline package let adamStepSumming: @Sendable (MutablePointer, UnsafePointer<MutablePointer?>, Int, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void
@@ -60,6 +61,7 @@ public final class BLASRoutines<Scalar: BLASScalar>: Sendable {
         exp: @escaping Elementwise, log: @escaping Elementwise, log1p: @escaping Elementwise,
         tanh: @escaping Elementwise, sigmoid: @escaping Elementwise, softplus: @escaping Elementwise,
         biasTanh: @escaping RowsPass, tanhBackward: @escaping GradientRowsPass, scaleRows: @escaping GradientRowsPass,
+        rowSumsOfSquares: @escaping @Sendable (Pointer, Int, Int, Int, MutablePointer) -> Void,
         bernoulliLogLikelihood: @escaping @Sendable (Pointer, Pointer?, Pointer, Int, Int, Int, MutablePointer, MutablePointer?) -> Void,
         adamStep: @escaping @Sendable (MutablePointer, Pointer, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void,
         adamStepSumming: @escaping @Sendable (MutablePointer, UnsafePointer<MutablePointer?>, Int, MutablePointer, MutablePointer, Int, Scalar, Scalar, Scalar, Scalar) -> Void,
@@ -69,7 +71,8 @@ public final class BLASRoutines<Scalar: BLASScalar>: Sendable {
         self.gemm = gemm; self.gemv = gemv; self.triangularSolve = triangularSolve; self.axpy = axpy
         self.choleskyLower = choleskyLower
         self.exp = exp; self.log = log; self.log1p = log1p; self.tanh = tanh; self.sigmoid = sigmoid; self.softplus = softplus
-        self.biasTanh = biasTanh; self.tanhBackward = tanhBackward; self.scaleRows = scaleRows; self.bernoulliLogLikelihood = bernoulliLogLikelihood
+        self.biasTanh = biasTanh; self.tanhBackward = tanhBackward; self.scaleRows = scaleRows
+        self.rowSumsOfSquares = rowSumsOfSquares; self.bernoulliLogLikelihood = bernoulliLogLikelihood
         self.adamStep = adamStep; self.adamStepSumming = adamStepSumming
         self.fillStandardNormal = fillStandardNormal
         self.roundToBFloat16 = roundToBFloat16
@@ -176,6 +179,13 @@ package extension BLASScalar {
     static func scaleRows(_ y: UnsafeMutablePointer<Self>, by scale: UnsafePointer<Self>, rows: Int, columns: Int,
                           rounded: RoundedDestination? = nil, columnSums: UnsafeMutablePointer<Self>? = nil) {
         routines.scaleRows(y, scale, rows, columns, rounded?.bits, rounded?.floats, columnSums)
+    }
+
+    /// `sums[r] ← Σ_c x[r][c]²` for each row of `x`: summed from column 0 up,
+    /// each square rounded before it is added (the bits of the plain loop).
+    @inlinable
+    static func rowSumsOfSquares(_ x: MatrixView<Self>, into sums: UnsafeMutablePointer<Self>) {
+        routines.rowSumsOfSquares(x.pointer, x.rowStride, x.rows, x.columns, sums)
     }
 
     /// Bernoulli log-likelihood row by row, and optionally the residuals

@@ -33,6 +33,7 @@ extension Double: BLASScalar {
             precondition($4 == nil && $5 == nil && $6 == nil, "bf16 operands are Float")
             iwae_scale_rows_f64($0, $1, $2, $3)
         },
+        rowSumsOfSquares: { iwae_row_sums_of_squares_f64($0, $1, $2, $3, $4) },
         bernoulliLogLikelihood: { iwae_bernoulli_loglik_f64($0, $1, $2, $3, $4, $5, $6, $7) },
         adamStep: { iwae_adam_f64($0, $1, $2, $3, $4, $5, $6, $7, $8) },
         adamStepSumming: { iwae_adam_sum_f64($0, $1, $2, $3, $4, $5, $6, $7, $8, $9) },

@@ -35,6 +35,7 @@ extension Float: BLASScalar {
         biasTanh: { iwae_bias_tanh_f32($0, $1, $2, $3, $4, $5) },
         tanhBackward: { iwae_tanh_backward_f32($0, $1, $2, $3, $4, $5, $6) },
         scaleRows: { iwae_scale_rows_f32($0, $1, $2, $3, $4, $5, $6) },
+        rowSumsOfSquares: { iwae_row_sums_of_squares_f32($0, $1, $2, $3, $4) },
         bernoulliLogLikelihood: { iwae_bernoulli_loglik_f32($0, $1, $2, $3, $4, $5, $6, $7) },
         adamStep: { iwae_adam_f32($0, $1, $2, $3, $4, $5, $6, $7, $8) },
         adamStepSumming: { iwae_adam_sum_f32($0, $1, $2, $3, $4, $5, $6, $7, $8, $9, nil, nil) },

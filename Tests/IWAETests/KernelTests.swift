@@ -141,6 +141,36 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Rows' sums of squares against the plain loop (column 0 up, each square
+    /// rounded before it is added: equal bits), Float and Double, on rows
+    /// read with a stride past their width, in blocks of sixteen and a tail;
+    /// the values span six decades, so another order of the sum gives other
+    /// bits (checked: summed from the last column down, some rows differ).
+    func testRowSumsOfSquares() {
+        func check<Scalar: BLASScalar>(_: Scalar.Type, file: StaticString = #filePath, line: UInt = #line) {
+            let rng = Xoshiro256(seed: 14)
+            let rows = 37, columns = 50, stride = 53
+            var x = (0..<rows * stride).map { _ in
+                Scalar((rng.uniform(Double.self) < 0.5 ? -1 : 1) * Double.pow(10, rng.uniform(Double.self) * 6 - 3))
+            }
+            var sums = [Scalar](repeating: .nan, count: rows)
+            x.withUnsafeMutableBufferPointer {
+                Scalar.rowSumsOfSquares(MatrixView($0.baseAddress!, rows: rows, columns: columns, rowStride: stride), into: &sums)
+            }
+            var reordered = 0
+            for r in 0..<rows {
+                var forward: Scalar = 0, backward: Scalar = 0
+                for c in 0..<columns { let v = x[r * stride + c]; let square = v * v; forward = forward + square }
+                for c in (0..<columns).reversed() { let v = x[r * stride + c]; let square = v * v; backward = backward + square }
+                XCTAssertEqual(sums[r], forward, "row \(r)", file: file, line: line)
+                if backward != forward { reordered += 1 }
+            }
+            XCTAssertGreaterThan(reordered, 0, "the data cannot tell the order of the sum", file: file, line: line)
+        }
+        check(Float.self)
+        check(Double.self)
+    }
+
     func testBiasTanh() {
         let rng = Xoshiro256(seed: 8)
         let rows = 5, columns = 33

@@ -62,6 +62,12 @@ void iwae_scale_rows_f32(float *y, const float *scale, long rows, long columns, 
                          float *column_sums);
 void iwae_scale_rows_f64(double *y, const double *scale, long rows, long columns);
 
+/// sums[r] = Σ_c x[r][c]² for a (rows, columns) x read `ldx` apart, each
+/// row summed from column 0 up, each square rounded before it is added
+/// (the bits of the plain loop).
+void iwae_row_sums_of_squares_f32(const float *x, long ldx, long rows, long columns, float *sums);
+void iwae_row_sums_of_squares_f64(const double *x, long ldx, long rows, long columns, double *sums);
+
 /// The f32 kernels above that take `bits` and `rounded` also write their
 /// result rounded to bfloat16 (as `iwae_to_bf16` and `iwae_round_bf16_f32`
 /// round it) into those (rows, columns) buffers when they are not NULL: a

@@ -264,9 +264,10 @@ package final class GaussianConditional<Scalar: BLASScalar> {
             for b in 0..<examples { for j in 0..<K { for i in 0..<k { zp[(b * K + j) * k + i] += mu[b * k + i] } } }
         } else {
             for b in 0..<examples {
+                let mean = mu + b * k, scale = s + b * k
                 for j in 0..<K {
-                    let r = (b * K + j) * k
-                    for i in 0..<k { zp[r + i] = mu[b * k + i] + s[b * k + i] * eps[r + i] }
+                    let z = zp + (b * K + j) * k, e = eps + (b * K + j) * k
+                    for i in 0..<k { z[i] = mean[i] + scale[i] * e[i] }
                 }
             }
         }

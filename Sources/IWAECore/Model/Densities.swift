@@ -38,12 +38,10 @@ func reparameterizedLogDensity<Scalar: BLASScalar>(
     epsilon: MatrixView<Scalar>, halfLogDeterminant: UnsafePointer<Scalar>, drawsPerExample K: Int,
     into result: UnsafeMutablePointer<Scalar>
 ) {
-    let k = epsilon.columns
-    let normalizer: Scalar = gaussianNormalizer(k)
+    let normalizer: Scalar = gaussianNormalizer(epsilon.columns)
+    Scalar.rowSumsOfSquares(epsilon, into: result)
     for r in 0..<epsilon.rows {
-        var squares: Scalar = 0
-        for i in 0..<k { squares += epsilon[r, i] * epsilon[r, i] }
-        result[r] = gaussianLogDensity(squaredResidual: squares, halfLogDeterminant: halfLogDeterminant[r / K], normalizer: normalizer)
+        result[r] = gaussianLogDensity(squaredResidual: result[r], halfLogDeterminant: halfLogDeterminant[r / K], normalizer: normalizer)
     }
 }
 
@@ -64,11 +62,8 @@ package func fullGaussianLogDensity<Scalar: BLASScalar>(
     var halfLogDet: Scalar = 0
     for i in 0..<k { halfLogDet += Scalar.log(factor[i * k + i]) }
     let normalizer: Scalar = gaussianNormalizer(k)
-    for r in 0..<n {
-        var squares: Scalar = 0
-        for i in 0..<k { squares += centered[r * k + i] * centered[r * k + i] }
-        result[r] = gaussianLogDensity(squaredResidual: squares, halfLogDeterminant: halfLogDet, normalizer: normalizer)
-    }
+    Scalar.rowSumsOfSquares(MatrixView(centered, rows: n, columns: k), into: result)
+    for r in 0..<n { result[r] = gaussianLogDensity(squaredResidual: result[r], halfLogDeterminant: halfLogDet, normalizer: normalizer) }
 }
 
 /// Log density of the standard-normal prior, per sample row:
@@ -78,11 +73,8 @@ package func fullGaussianLogDensity<Scalar: BLASScalar>(
 /// z is (rows, k), result is (rows).
 func standardNormalLogDensity<Scalar: BLASScalar>(_ z: MatrixView<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
     let normalizer: Scalar = gaussianNormalizer(z.columns)
-    for r in 0..<z.rows {
-        var squares: Scalar = 0
-        for i in 0..<z.columns { squares += z[r, i] * z[r, i] }
-        result[r] = gaussianLogDensity(squaredResidual: squares, halfLogDeterminant: 0, normalizer: normalizer)
-    }
+    Scalar.rowSumsOfSquares(z, into: result)
+    for r in 0..<z.rows { result[r] = gaussianLogDensity(squaredResidual: result[r], halfLogDeterminant: 0, normalizer: normalizer) }
 }
 
 /// Log density of the learned prior N(λ₁, diag(λ₂)), λ₂ = exp(ρ), per row,
