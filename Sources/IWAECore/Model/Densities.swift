@@ -26,6 +26,20 @@ func gaussianLogDensity<Scalar: BLASScalar>(squaredResidual: Scalar, halfLogDete
     -0.5 * squaredResidual - halfLogDeterminant - normalizer
 }
 
+/// `gaussianLogDensity` of each row of standardized residuals u (rows, k):
+/// ‖u_r‖² by `BLASScalar.rowSumsOfSquares` (a kernel, in column order),
+/// with row r's ½ log det Σ from `halfLogDeterminant(r)`; result (rows).
+@inline(__always)
+func gaussianLogDensities<Scalar: BLASScalar>(
+    residuals u: MatrixView<Scalar>, halfLogDeterminant: (Int) -> Scalar, into result: UnsafeMutablePointer<Scalar>
+) {
+    let normalizer: Scalar = gaussianNormalizer(u.columns)
+    Scalar.rowSumsOfSquares(u, into: result)
+    for r in 0..<u.rows {
+        result[r] = gaussianLogDensity(squaredResidual: result[r], halfLogDeterminant: halfLogDeterminant(r), normalizer: normalizer)
+    }
+}
+
 /// Log density of the Gaussian encoder at its own reparameterized sample
 /// `z = μ + L ε`, per sample row (Mathematics §1):
 ///
@@ -38,11 +52,7 @@ func reparameterizedLogDensity<Scalar: BLASScalar>(
     epsilon: MatrixView<Scalar>, halfLogDeterminant: UnsafePointer<Scalar>, drawsPerExample K: Int,
     into result: UnsafeMutablePointer<Scalar>
 ) {
-    let normalizer: Scalar = gaussianNormalizer(epsilon.columns)
-    Scalar.rowSumsOfSquares(epsilon, into: result)
-    for r in 0..<epsilon.rows {
-        result[r] = gaussianLogDensity(squaredResidual: result[r], halfLogDeterminant: halfLogDeterminant[r / K], normalizer: normalizer)
-    }
+    gaussianLogDensities(residuals: epsilon, halfLogDeterminant: { halfLogDeterminant[$0 / K] }, into: result)
 }
 
 /// Log density of N(μ, L Lᵀ) at arbitrary points, by a triangular solve:
@@ -61,9 +71,7 @@ package func fullGaussianLogDensity<Scalar: BLASScalar>(
     Scalar.triangularSolve(left: false, transposeA: .transposed, m: n, n: k, alpha: 1, a: factor, lda: k, b: centered, ldb: k)
     var halfLogDet: Scalar = 0
     for i in 0..<k { halfLogDet += Scalar.log(factor[i * k + i]) }
-    let normalizer: Scalar = gaussianNormalizer(k)
-    Scalar.rowSumsOfSquares(MatrixView(centered, rows: n, columns: k), into: result)
-    for r in 0..<n { result[r] = gaussianLogDensity(squaredResidual: result[r], halfLogDeterminant: halfLogDet, normalizer: normalizer) }
+    gaussianLogDensities(residuals: MatrixView(centered, rows: n, columns: k), halfLogDeterminant: { _ in halfLogDet }, into: result)
 }
 
 /// Log density of the standard-normal prior, per sample row:
@@ -72,9 +80,7 @@ package func fullGaussianLogDensity<Scalar: BLASScalar>(
 ///
 /// z is (rows, k), result is (rows).
 func standardNormalLogDensity<Scalar: BLASScalar>(_ z: MatrixView<Scalar>, into result: UnsafeMutablePointer<Scalar>) {
-    let normalizer: Scalar = gaussianNormalizer(z.columns)
-    Scalar.rowSumsOfSquares(z, into: result)
-    for r in 0..<z.rows { result[r] = gaussianLogDensity(squaredResidual: result[r], halfLogDeterminant: 0, normalizer: normalizer) }
+    gaussianLogDensities(residuals: z, halfLogDeterminant: { _ in 0 }, into: result)
 }
 
 /// Log density of the learned prior N(λ₁, diag(λ₂)), λ₂ = exp(ρ), per row,
